@@ -1,0 +1,47 @@
+# The project's front door: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+SWIFT ?= swift
+BUILD_FLAGS ?=
+BIN_DEBUG := .build/debug/airlock
+BIN_RELEASE := .build/release/airlock
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps build release test demo bench clean
+
+all: build
+
+# Installs what the build, the tests and the demo need, when it is missing (Debian/Ubuntu).
+deps:
+	@missing=""; \
+	pkg-config --exists libarchive 2>/dev/null || missing="$$missing libarchive-dev"; \
+	pkg-config --exists openssl 2>/dev/null || missing="$$missing libssl-dev"; \
+	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	command -v zstd >/dev/null || missing="$$missing zstd"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if ! command -v apt-get >/dev/null; then echo "error: missing$$missing and no apt-get here; install them with your package manager" >&2; exit 1; fi; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+	    || { echo "error: could not install$$missing; install them by hand and run make again" >&2; exit 1; }; \
+	fi
+
+build: deps
+	$(SWIFT) build $(BUILD_FLAGS)
+
+release: deps
+	$(SWIFT) build -c release $(BUILD_FLAGS)
+
+test: deps
+	$(SWIFT) build $(BUILD_FLAGS)
+	$(SWIFT) test $(BUILD_FLAGS)
+
+demo: build
+	scripts/demo.sh $(BIN_DEBUG) demo
+
+# Benchmarks a 2 GiB release against the standard tools (docs/benchmarks.md).
+bench: release
+	@command -v /usr/bin/time >/dev/null || { $(SUDO) apt-get install -y -qq time >/dev/null; }
+	scripts/bench.sh $(BIN_RELEASE) bench-work
+
+clean:
+	rm -rf .build demo bench-work

@@ -1,0 +1,267 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A signature entry found in a bundle: `airlock/signatures/<keyid>.sig`.
+public struct EmbeddedSignature: Sendable, Equatable {
+    public var keyID: String
+    public var bytes: [UInt8]
+}
+
+/// Reads a bundle in one forward pass from one open file descriptor, enforcing the entry order
+/// of the format: manifest, signatures, SHA256SUMS, payload in manifest order, end.
+///
+/// It checks structure and content; it does not decide trust (that is `Verifier`'s job, which
+/// calls `readSignatures` before it parses the manifest). Not thread-safe.
+public final class BundleReader {
+    public let path: String
+    private let fd: Int32
+    private let ownsFD: Bool
+    private let tar: TarReader
+    private var pending: TarEntry?
+    private var stage = Stage.start
+    private var payloadDirectories: Set<[UInt8]> = []
+    private var nextFileIndex = 0
+    private var manifestFiles: [ManifestFile] = []
+    private let hasher = SHA256Hasher()
+
+    private enum Stage { case start, manifest, signatures, sums, payload, finished }
+
+    /// Opens `path` (`-` reads standard input).
+    public init(path: String) throws {
+        self.path = path
+        if path == "-" {
+            fd = 0
+            ownsFD = false
+        } else {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw FileIO.openFailure(path, what: "bundle", errno: errno) }
+            var st = stat()
+            if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
+                close(fd)
+                throw FileIO.openFailure(path, what: "bundle", errno: EISDIR)
+            }
+            self.fd = fd
+            ownsFD = true
+        }
+        tar = TarReader(stream: DecompressedStream(fileDescriptor: fd))
+    }
+
+    deinit {
+        // The tar reader stops its producer thread before the descriptor is closed.
+        tar.close()
+        if ownsFD { close(fd) }
+    }
+
+    /// The compression detected (after the first read).
+    public var compression: Compression? { tar.compression }
+
+    private func next() throws -> TarEntry? {
+        if let p = pending {
+            pending = nil
+            return p
+        }
+        return try tar.nextEntry()
+    }
+
+    private static func name(_ e: TarEntry) -> String { TarReader.show(e.path) }
+
+    private func readSmall(_ e: TarEntry, limit: Int, what: String) throws -> [UInt8] {
+        guard e.kind == .file else { throw AirlockError.verification("entry-type", "\(what) is not a regular file") }
+        guard e.size <= UInt64(limit) else {
+            throw AirlockError.verification("entry-too-large", "\(what) is \(e.size) bytes, more than the \(limit) allowed")
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(Int(e.size))
+        try tar.readData { out.append(contentsOf: $0) }
+        return out
+    }
+
+    /// The exact bytes of `airlock/manifest.json`, which must be the first entry.
+    public func readManifest() throws -> [UInt8] {
+        precondition(stage == .start, "readManifest must come first")
+        stage = .manifest
+        guard let e = try next() else {
+            throw AirlockError.verification("not-a-bundle", "this is not an Airlock bundle: the archive is empty")
+        }
+        guard e.path.elementsEqual(BundleLayout.manifestEntry.utf8) else {
+            throw AirlockError.verification(
+                "manifest-not-first", "the first entry is \(Self.name(e)), not \(BundleLayout.manifestEntry); this is not a valid Airlock bundle")
+        }
+        return try readSmall(e, limit: BundleLayout.maxManifestBytes, what: BundleLayout.manifestEntry)
+    }
+
+    /// Every `airlock/signatures/<keyid>.sig` entry, which must directly follow the manifest.
+    public func readSignatures() throws -> [EmbeddedSignature] {
+        precondition(stage == .manifest, "readSignatures follows readManifest")
+        stage = .signatures
+        var out: [EmbeddedSignature] = []
+        while let e = try next() {
+            guard e.path.starts(with: BundleLayout.signaturesPrefix.utf8) else {
+                pending = e
+                break
+            }
+            let name = String(decoding: e.path.dropFirst(BundleLayout.signaturesPrefix.utf8.count), as: UTF8.self)
+            guard name.hasSuffix(BundleLayout.signatureSuffix),
+                let id = SHA256Digest(hex: String(name.dropLast(BundleLayout.signatureSuffix.count)))?.hex
+            else {
+                throw AirlockError.verification("signature-entry-invalid", "signature entry \(Self.name(e)) is not named airlock/signatures/<64 lowercase hex key id>.sig")
+            }
+            if out.contains(where: { $0.keyID == id }) {
+                throw AirlockError.verification("signature-entry-duplicate", "the bundle holds two signature entries for key \(id)")
+            }
+            guard out.count < BundleLayout.maxSignatures else {
+                throw AirlockError.verification("signature-entry-invalid", "the bundle holds more than \(BundleLayout.maxSignatures) signatures")
+            }
+            out.append(EmbeddedSignature(keyID: id, bytes: try readSmall(e, limit: BundleLayout.maxSignatureBytes, what: "signature entry \(Self.name(e))")))
+        }
+        return out
+    }
+
+    /// Reads `airlock/SHA256SUMS` and checks it is exactly what `manifest` gives.
+    public func readSums(for manifest: Manifest) throws {
+        precondition(stage == .signatures, "readSums follows readSignatures")
+        stage = .sums
+        guard let e = try next() else {
+            throw AirlockError.verification("sums-missing", "the bundle has no \(BundleLayout.sumsEntry) after its signatures")
+        }
+        guard e.path.elementsEqual(BundleLayout.sumsEntry.utf8) else {
+            if e.path.elementsEqual(BundleLayout.manifestEntry.utf8) || e.path.starts(with: BundleLayout.signaturesPrefix.utf8) {
+                throw AirlockError.verification("entry-order", "entry \(Self.name(e)) is out of order (airlock/ entries come first, in a fixed order)")
+            }
+            throw AirlockError.verification("sums-missing", "expected \(BundleLayout.sumsEntry) after the signatures, found \(Self.name(e))")
+        }
+        let expected = manifest.sumsBytes
+        guard e.kind == .file, e.size == UInt64(expected.count) else {
+            throw AirlockError.verification("sums-mismatch", "\(BundleLayout.sumsEntry) disagrees with the manifest (size \(e.size), expected \(expected.count))")
+        }
+        var at = 0
+        var same = true
+        try tar.readData { part in
+            if same && !part.elementsEqual(expected[at..<at + part.count]) { same = false }
+            at += part.count
+        }
+        guard same else { throw AirlockError.verification("sums-mismatch", "\(BundleLayout.sumsEntry) disagrees with the manifest") }
+        manifestFiles = manifest.files
+        for f in manifest.files {
+            var p = Array(BundleLayout.payloadPrefix.utf8)
+            payloadDirectories.insert(Array(p.dropLast()))
+            let segments = f.path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).dropLast()
+            for s in segments {
+                p.append(contentsOf: s)
+                payloadDirectories.insert(p)
+                p.append(UInt8(ascii: "/"))
+            }
+        }
+        if let d = try next() {
+            if d.path.elementsEqual(BundleLayout.deltaEntry.utf8) {
+                throw AirlockError.verification("delta-unsupported", "this bundle is a delta bundle; this Airlock version cannot read delta bundles yet: ask the vendor for the full bundle")
+            }
+            pending = d
+        }
+        stage = .payload
+    }
+
+    /// Streams the next payload file, which must be `file`: same path, a regular file, the
+    /// manifest's size and mode. `consume` sees every byte; the SHA-256 is checked after the last
+    /// one, and a mismatch throws (so a consumer must not trust what it got until this returns).
+    public func readPayload(_ file: ManifestFile, consume: (UnsafeRawBufferPointer) throws -> Void = { _ in }) throws {
+        precondition(stage == .payload, "readPayload follows readSums")
+        var entry: TarEntry
+        while true {
+            guard let e = try next() else {
+                throw AirlockError.verification("payload-missing", "the bundle lacks \(file.path), which the manifest lists")
+            }
+            try checkPayloadName(e)
+            if e.kind == .directory {
+                var p = e.path
+                if p.last == UInt8(ascii: "/") { p.removeLast() }
+                guard payloadDirectories.contains(p) else {
+                    throw AirlockError.verification("entry-unexpected", "the bundle holds directory \(Self.name(e)), which holds no file of the manifest")
+                }
+                continue
+            }
+            entry = e
+            break
+        }
+        let rel = entry.path.dropFirst(BundleLayout.payloadPrefix.utf8.count)
+        if !rel.elementsEqual(file.path.utf8) {
+            throw unexpected(entry, rel: Array(rel), expecting: file)
+        }
+        guard entry.size == file.size else {
+            throw AirlockError.verification(
+                "payload-size-mismatch", "\(file.path) is \(entry.size) bytes in the bundle but \(file.size) in the manifest")
+        }
+        guard entry.mode == file.mode else {
+            throw AirlockError.verification(
+                "payload-mode-mismatch", "\(file.path) has mode \(String(entry.mode, radix: 8)) in the bundle but \(file.modeString) in the manifest")
+        }
+        hasher.reset()
+        try tar.readData { part in
+            hasher.update(part)
+            try consume(part)
+        }
+        let got = hasher.finish()
+        guard got == file.sha256 else {
+            throw AirlockError.verification(
+                "payload-hash-mismatch", "\(file.path) does not match the manifest (sha256 \(got.hex), expected \(file.sha256.hex)); the bundle was altered or damaged")
+        }
+        nextFileIndex += 1
+    }
+
+    private func checkPayloadName(_ e: TarEntry) throws {
+        guard e.path.starts(with: BundleLayout.payloadPrefix.utf8) else {
+            if e.path.starts(with: "airlock/".utf8) {
+                throw AirlockError.verification("entry-order", "entry \(Self.name(e)) is out of order (airlock/ entries come before the payload)")
+            }
+            throw AirlockError.verification("entry-unexpected", "the bundle holds \(Self.name(e)), outside airlock/ and payload/")
+        }
+        var rel = Array(e.path.dropFirst(BundleLayout.payloadPrefix.utf8.count))
+        if e.kind == .directory {
+            if rel.isEmpty { return }
+            if rel.last == UInt8(ascii: "/") { rel.removeLast() }
+        }
+        guard let s = PathRules.decode(rel) else {
+            throw AirlockError.verification("path-invalid", "entry \(Self.name(e)) has a name that is not valid UTF-8")
+        }
+        if let reason = PathRules.problem(with: s) {
+            throw AirlockError.verification("path-invalid", "entry \(Self.name(e)) has an unsafe name: \(reason)")
+        }
+    }
+
+    private func unexpected(_ e: TarEntry, rel: [UInt8], expecting file: ManifestFile) -> AirlockError {
+        if nextFileIndex > 0, rel.elementsEqual(manifestFiles[nextFileIndex - 1].path.utf8) {
+            return .verification("entry-duplicate", "the bundle holds \(Self.name(e)) twice")
+        }
+        if let s = PathRules.decode(rel), manifestFiles[nextFileIndex...].contains(where: { $0.path == s }) {
+            return .verification("payload-missing", "the bundle lacks \(file.path) (found \(Self.name(e)) in its place)")
+        }
+        if let s = PathRules.decode(rel), manifestFiles.contains(where: { PathRules.foldKey($0.path) == PathRules.foldKey(s) }) {
+            return .verification("entry-unexpected", "the bundle holds \(Self.name(e)), which is not in the manifest (a twin of a listed path)")
+        }
+        return .verification("entry-unexpected", "the bundle holds \(Self.name(e)), which is not in the manifest")
+    }
+
+    /// After the last payload file: no further entry, the end-of-archive marker, only zero
+    /// padding, and nothing after the compressed stream.
+    public func finish() throws {
+        precondition(stage == .payload, "finish follows the payload")
+        stage = .finished
+        while let e = try next() {
+            try checkPayloadName(e)
+            if e.kind == .directory {
+                var p = e.path
+                if p.last == UInt8(ascii: "/") { p.removeLast() }
+                if payloadDirectories.contains(p) { continue }
+            }
+            let rel = Array(e.path.dropFirst(BundleLayout.payloadPrefix.utf8.count))
+            if let last = manifestFiles.last, rel.elementsEqual(last.path.utf8) {
+                throw AirlockError.verification("entry-duplicate", "the bundle holds \(Self.name(e)) twice")
+            }
+            throw AirlockError.verification("entry-unexpected", "the bundle holds \(Self.name(e)), which is not in the manifest")
+        }
+        try tar.finish()
+    }
+}

@@ -1,0 +1,107 @@
+/// The signature algorithms Airlock accepts. The algorithm always comes from the trusted key,
+/// never from a bundle.
+public enum KeyAlgorithm: String, Sendable, CaseIterable {
+    case ed25519
+    /// ECDSA over P-256 with SHA-256, DER signatures.
+    case p256
+}
+
+/// A public key Airlock can verify with.
+public final class PublicKey: Sendable {
+    public let algorithm: KeyAlgorithm
+    /// Lowercase hex SHA-256 of the DER SubjectPublicKeyInfo: `openssl pkey -pubin -outform DER | sha256sum`.
+    public let id: String
+    /// The key as SubjectPublicKeyInfo PEM.
+    public let pem: [UInt8]
+    let handle: PKeyHandle
+
+    init(handle: PKeyHandle, algorithm: KeyAlgorithm) throws {
+        self.handle = handle
+        self.algorithm = algorithm
+        self.id = SHA256Digest.of(try OpenSSL.publicKeyDER(handle)).hex
+        self.pem = try OpenSSL.publicKeyPEM(handle)
+    }
+
+    /// Parses a SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`).
+    public convenience init(pem: [UInt8], source: String = "the key") throws {
+        guard let handle = OpenSSL.readPEM(pem, as: .publicKey) else {
+            throw AirlockError(.key, "key-unreadable", "\(source) is not a PEM public key; give a SubjectPublicKeyInfo PEM file (`airlock key generate` writes one as PREFIX.pub)")
+        }
+        guard let algorithm = OpenSSL.algorithm(of: handle) else {
+            throw AirlockError(.key, "key-algorithm-unsupported", "\(source) is neither an Ed25519 nor a P-256 key; Airlock accepts only those")
+        }
+        try self.init(handle: handle, algorithm: algorithm)
+    }
+
+    public static func load(path: String) throws -> PublicKey {
+        try PublicKey(pem: FileIO.read(path, limit: 64 << 10, what: "public key"), source: path)
+    }
+
+    /// True only when the signature verifies over `message` with this key.
+    public func verify(signature: [UInt8], over message: [UInt8]) -> Bool {
+        OpenSSL.verify(signature, over: message, with: handle, algorithm: algorithm)
+    }
+}
+
+/// A private key Airlock can sign with.
+public final class PrivateKey: Sendable {
+    public let algorithm: KeyAlgorithm
+    public let publicKey: PublicKey
+    let handle: PKeyHandle
+
+    private init(handle: PKeyHandle, algorithm: KeyAlgorithm) throws {
+        self.handle = handle
+        self.algorithm = algorithm
+        self.publicKey = try PublicKey(handle: handle, algorithm: algorithm)
+    }
+
+    public var id: String { publicKey.id }
+
+    public static func generate(_ algorithm: KeyAlgorithm) throws -> PrivateKey {
+        try PrivateKey(handle: OpenSSL.generate(algorithm), algorithm: algorithm)
+    }
+
+    /// Parses a PEM private key: PKCS#8 (`openssl genpkey`) or a traditional EC key.
+    public convenience init(pem: [UInt8], source: String = "the key") throws {
+        guard let handle = OpenSSL.readPEM(pem, as: .privateKey) else {
+            throw AirlockError(.key, "key-unreadable", "\(source) is not an unencrypted PEM private key; give the PREFIX.key file that `airlock key generate` or `openssl genpkey` wrote")
+        }
+        guard let algorithm = OpenSSL.algorithm(of: handle) else {
+            throw AirlockError(.key, "key-algorithm-unsupported", "\(source) is neither an Ed25519 nor a P-256 key; Airlock accepts only those")
+        }
+        try self.init(handle: handle, algorithm: algorithm)
+    }
+
+    public static func load(path: String) throws -> PrivateKey {
+        try PrivateKey(pem: FileIO.read(path, limit: 64 << 10, what: "private key"), source: path)
+    }
+
+    /// PKCS#8 PEM.
+    public func pem() throws -> [UInt8] { try OpenSSL.privateKeyPEM(handle) }
+
+    /// Signs the exact bytes of `message` (Ed25519 one-shot, or ECDSA P-256 over SHA-256).
+    public func sign(_ message: [UInt8]) throws -> [UInt8] {
+        try OpenSSL.sign(message, with: handle, algorithm: algorithm)
+    }
+
+    /// Writes `PREFIX.key` (mode 0600) and `PREFIX.pub`; refuses to overwrite either.
+    public func write(prefix: String) throws {
+        let keyPath = prefix + ".key", pubPath = prefix + ".pub"
+        for p in [keyPath, pubPath] where FileIO.exists(p) {
+            throw AirlockError(.usage, "key-exists", "\(p) already exists; choose another --out prefix or remove the old key first")
+        }
+        try FileIO.writeAtomically(keyPath, try pem(), mode: 0o600)
+        try FileIO.writeAtomically(pubPath, publicKey.pem, mode: 0o644)
+    }
+}
+
+/// Reads the key id of a PEM public or private key file.
+public func keyID(ofKeyFile path: String) throws -> (id: String, algorithm: KeyAlgorithm, isPrivate: Bool) {
+    let pem = try FileIO.read(path, limit: 64 << 10, what: "key")
+    if OpenSSL.readPEM(pem, as: .publicKey) != nil {
+        let k = try PublicKey(pem: pem, source: path)
+        return (k.id, k.algorithm, false)
+    }
+    let k = try PrivateKey(pem: pem, source: path)
+    return (k.id, k.algorithm, true)
+}

@@ -1,0 +1,36 @@
+/// Every name and limit the bundle format fixes, in one place (bundle-format.md).
+public enum BundleLayout {
+    public static let format = "airlock.bundle/v1"
+    public static let manifestEntry = "airlock/manifest.json"
+    public static let signaturesPrefix = "airlock/signatures/"
+    public static let signatureSuffix = ".sig"
+    public static let sumsEntry = "airlock/SHA256SUMS"
+    public static let deltaEntry = "airlock/delta.json"
+    public static let payloadPrefix = "payload/"
+    public static let releaseSpecFile = "airlock.yaml"
+    public static let fileExtension = "airlock"
+
+    /// The five components, in the order Airlock lists them.
+    public static let components = ["code", "model", "prompts", "tools", "index"]
+
+    /// Largest manifest.json a reader accepts.
+    public static let maxManifestBytes = 64 << 20
+    /// Largest signature entry (Ed25519 is 64 bytes, a DER ECDSA P-256 signature at most 72).
+    public static let maxSignatureBytes = 1024
+    /// Most signature entries a reader accepts.
+    public static let maxSignatures = 64
+    /// Zero padding allowed after the tar end-of-archive marker.
+    public static let maxTrailingZeros = 1 << 20
+    /// Longest path, in bytes.
+    public static let maxPathBytes = 4096
+    /// Largest integer the manifest may hold (sizes, counts, sequence): 2^53.
+    public static let maxInteger: UInt64 = 1 << 53
+
+    /// Modes files and directories are normalised to in a bundle.
+    public static let regularMode: UInt32 = 0o644
+    public static let executableMode: UInt32 = 0o755
+    public static let directoryMode: UInt32 = 0o755
+
+    /// zstd level Airlock packs with unless told otherwise; pinned for reproducibility.
+    public static let defaultZstdLevel = 3
+}

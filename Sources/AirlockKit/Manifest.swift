@@ -1,0 +1,393 @@
+/// A file of a release, as the manifest lists it.
+public struct ManifestFile: Equatable, Sendable {
+    /// Relative to `payload/`; its first segment is the component.
+    public var path: String
+    public var size: UInt64
+    public var sha256: SHA256Digest
+    public var executable: Bool
+
+    public init(path: String, size: UInt64, sha256: SHA256Digest, executable: Bool) {
+        self.path = path
+        self.size = size
+        self.sha256 = sha256
+        self.executable = executable
+    }
+
+    /// `"0644"` or `"0755"`.
+    public var modeString: String { executable ? "0755" : "0644" }
+    public var mode: UInt32 { executable ? BundleLayout.executableMode : BundleLayout.regularMode }
+
+    public var component: String {
+        String(path.prefix(while: { $0 != "/" }))
+    }
+}
+
+/// One component's summary in the manifest.
+public struct ComponentSummary: Equatable, Sendable {
+    public var digest: SHA256Digest
+    public var files: UInt64
+    public var bytes: UInt64
+    /// Extra metadata, e.g. the model's `name` and `snapshot`.
+    public var metadata: [String: String]
+}
+
+/// The signed description of a release: `airlock/manifest.json` (bundle-format.md).
+public struct Manifest: Equatable, Sendable {
+    public var name: String
+    public var version: String
+    public var sequence: UInt64
+    public var created: String
+    public var expires: String?
+    public var components: [String: ComponentSummary]
+    public var sums: SHA256Digest
+    public var files: [ManifestFile]
+    public var attestations: [String: JSONValue]?
+    public var health: [String: JSONValue]?
+
+    static let topLevelKeys: Set<String> = [
+        "format", "name", "version", "sequence", "created", "expires", "components", "sums", "files",
+        "attestations", "health",
+    ]
+
+    /// Builds a manifest from files already sorted and checked; computes components and sums.
+    public init(
+        name: String, version: String, sequence: UInt64, created: String, expires: String?,
+        componentMetadata: [String: [String: String]], files: [ManifestFile],
+        attestations: [String: JSONValue]? = nil, health: [String: JSONValue]? = nil
+    ) {
+        self.name = name
+        self.version = version
+        self.sequence = sequence
+        self.created = created
+        self.expires = expires
+        self.files = files
+        self.attestations = attestations
+        self.health = health
+        self.sums = SHA256Digest.of(Manifest.sumsBytes(files))
+        self.components = Manifest.summarize(files, metadata: componentMetadata)
+    }
+
+    /// The bytes of `airlock/SHA256SUMS` for `files`: `<hex>  <path>\n` in manifest order.
+    public static func sumsBytes(_ files: [ManifestFile]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(files.count * 100)
+        for f in files {
+            out.append(contentsOf: f.sha256.hex.utf8)
+            out.append(contentsOf: "  ".utf8)
+            out.append(contentsOf: f.path.utf8)
+            out.append(0x0A)
+        }
+        return out
+    }
+
+    public var sumsBytes: [UInt8] { Manifest.sumsBytes(files) }
+
+    /// Component digests: SHA-256 over `<sha256 hex> <mode> <path>\n` of the component's files.
+    static func summarize(_ files: [ManifestFile], metadata: [String: [String: String]]) -> [String: ComponentSummary] {
+        var hashers: [String: (SHA256Hasher, UInt64, UInt64)] = [:]
+        for name in metadata.keys { hashers[name] = (SHA256Hasher(), 0, 0) }
+        for f in files {
+            let c = f.component
+            if hashers[c] == nil { hashers[c] = (SHA256Hasher(), 0, 0) }
+            hashers[c]!.0.update(Array("\(f.sha256.hex) \(f.modeString) \(f.path)\n".utf8))
+            hashers[c]!.1 += 1
+            hashers[c]!.2 += f.size
+        }
+        var out: [String: ComponentSummary] = [:]
+        for (name, (h, n, b)) in hashers {
+            out[name] = ComponentSummary(digest: h.finish(), files: n, bytes: b, metadata: metadata[name] ?? [:])
+        }
+        return out
+    }
+
+    public var totalBytes: UInt64 { files.reduce(0) { $0 + $1.size } }
+
+    // MARK: Encoding
+
+    public var json: JSONValue {
+        var top: [String: JSONValue] = [
+            "format": .string(BundleLayout.format),
+            "name": .string(name),
+            "version": .string(version),
+            "sequence": .integer(sequence),
+            "created": .string(created),
+            "sums": .string(sums.prefixed),
+        ]
+        if let expires { top["expires"] = .string(expires) }
+        var comps: [String: JSONValue] = [:]
+        for (name, c) in components {
+            var o: [String: JSONValue] = [
+                "digest": .string(c.digest.prefixed), "files": .integer(c.files), "bytes": .integer(c.bytes),
+            ]
+            for (k, v) in c.metadata { o[k] = .string(v) }
+            comps[name] = .object(o)
+        }
+        top["components"] = .object(comps)
+        top["files"] = .array(
+            files.map {
+                .object([
+                    "path": .string($0.path), "size": .integer($0.size), "sha256": .string($0.sha256.hex),
+                    "mode": .string($0.modeString),
+                ])
+            })
+        if let attestations { top["attestations"] = .object(attestations) }
+        if let health { top["health"] = .object(health) }
+        return .object(top)
+    }
+
+    /// The exact bytes Airlock writes as manifest.json: compact, keys sorted.
+    public func encoded() -> [UInt8] { CanonicalJSON.encode(json) }
+
+    // MARK: Strict parsing
+
+    static func invalid(_ what: String) -> AirlockError {
+        .verification("manifest-invalid", "the manifest is invalid: \(what); the bundle was not made by a correct packer or was altered")
+    }
+
+    /// Parses manifest.json strictly: every rule of the format, and every summary recomputed.
+    public static func parse(_ bytes: [UInt8]) throws -> Manifest {
+        let root: JSONValue
+        do {
+            root = try JSONParser.parse(bytes)
+        } catch {
+            throw invalid("not strict JSON: \(error)")
+        }
+        guard case .object(let top) = root else { throw invalid("not a JSON object") }
+        for key in top.keys where !topLevelKeys.contains(key) { throw invalid("unknown field \"\(key)\"") }
+        guard let format = top["format"] else { throw invalid("missing field \"format\"") }
+        guard format.stringValue == BundleLayout.format else {
+            throw AirlockError.verification(
+                "format-unsupported",
+                "the bundle format is \(CanonicalJSON.string(format)), this Airlock reads \"\(BundleLayout.format)\"; use an Airlock that supports it")
+        }
+        func string(_ key: String) throws -> String {
+            guard let v = top[key] else { throw invalid("missing field \"\(key)\"") }
+            guard let s = v.stringValue else { throw invalid("\"\(key)\" must be a string") }
+            return s
+        }
+        let name = try string("name")
+        guard ReleaseNames.isValidName(name) else { throw invalid("name \"\(name)\" breaks the rule ^[a-z0-9][a-z0-9._-]{0,63}$") }
+        let version = try string("version")
+        guard ReleaseNames.isValidVersion(version) else {
+            throw invalid("version \"\(version)\" breaks the rule ^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
+        }
+        guard let seqValue = top["sequence"] else { throw invalid("missing field \"sequence\"") }
+        guard let sequence = seqValue.unsignedInteger(), sequence >= 1 else {
+            throw invalid("\"sequence\" must be an integer from 1 to 2^53")
+        }
+        let created = try string("created")
+        guard Timestamp.parse(created) != nil else { throw invalid("\"created\" is not an RFC 3339 UTC time like 2026-11-26T00:00:00Z") }
+        var expires: String?
+        if top["expires"] != nil {
+            let e = try string("expires")
+            guard Timestamp.parse(e) != nil else { throw invalid("\"expires\" is not an RFC 3339 UTC time like 2027-06-01T00:00:00Z") }
+            expires = e
+        }
+        guard let sums = SHA256Digest(prefixed: try string("sums")) else { throw invalid("\"sums\" must be sha256:<64 lowercase hex>") }
+
+        guard let filesValue = top["files"] else { throw invalid("missing field \"files\"") }
+        guard case .array(let fileValues) = filesValue else { throw invalid("\"files\" must be an array") }
+        var files: [ManifestFile] = []
+        files.reserveCapacity(fileValues.count)
+        for (k, fv) in fileValues.enumerated() {
+            guard case .object(let o) = fv else { throw invalid("files[\(k)] must be an object") }
+            for key in o.keys where !["path", "size", "sha256", "mode"].contains(key) {
+                throw invalid("files[\(k)] has unknown field \"\(key)\"")
+            }
+            guard let path = o["path"]?.stringValue else { throw invalid("files[\(k)].path must be a string") }
+            if let reason = PathRules.problem(with: path) {
+                throw AirlockError.verification("path-invalid", "the manifest lists an unsafe path \"\(path)\": \(reason)")
+            }
+            guard let size = o["size"]?.unsignedInteger() else { throw invalid("files[\(k)].size must be an integer from 0 to 2^53") }
+            guard let hex = o["sha256"]?.stringValue, let digest = SHA256Digest(hex: hex) else {
+                throw invalid("files[\(k)].sha256 must be 64 lowercase hex digits")
+            }
+            let executable: Bool
+            switch o["mode"]?.stringValue {
+            case "0644": executable = false
+            case "0755": executable = true
+            default: throw invalid("files[\(k)].mode must be \"0644\" or \"0755\" (no setuid, setgid, sticky or other modes)")
+            }
+            let file = ManifestFile(path: path, size: size, sha256: digest, executable: executable)
+            if let last = files.last, !PathRules.precedes(last.path, path) {
+                throw invalid("files are not sorted by path bytes without duplicates at \"\(path)\"")
+            }
+            files.append(file)
+        }
+        if let (path, reason) = PathRules.setProblem(with: files.map(\.path)) {
+            throw AirlockError.verification("path-conflict", "the manifest lists \"\(path)\", which \(reason)")
+        }
+
+        guard let compsValue = top["components"] else { throw invalid("missing field \"components\"") }
+        guard case .object(let compObjects) = compsValue, !compObjects.isEmpty else {
+            throw invalid("\"components\" must be an object naming at least one component")
+        }
+        var metadata: [String: [String: String]] = [:]
+        var declared: [String: (SHA256Digest, UInt64, UInt64)] = [:]
+        for (cname, cv) in compObjects {
+            guard BundleLayout.components.contains(cname) else {
+                throw invalid("unknown component \"\(cname)\" (components are \(BundleLayout.components.joined(separator: ", ")))")
+            }
+            guard case .object(let o) = cv else { throw invalid("component \"\(cname)\" must be an object") }
+            guard let d = o["digest"]?.stringValue.flatMap(SHA256Digest.init(prefixed:)),
+                let n = o["files"]?.unsignedInteger(), let b = o["bytes"]?.unsignedInteger()
+            else { throw invalid("component \"\(cname)\" needs digest (sha256:<hex>), files and bytes (integers)") }
+            declared[cname] = (d, n, b)
+            var meta: [String: String] = [:]
+            for (k, v) in o where !["digest", "files", "bytes"].contains(k) {
+                guard ReleaseNames.isValidMetadataKey(k), let s = v.stringValue else {
+                    throw invalid("component \"\(cname)\" metadata \"\(k)\" must be a lowercase key with a string value")
+                }
+                meta[k] = s
+            }
+            metadata[cname] = meta
+        }
+        for f in files where compObjects[f.component] == nil {
+            throw invalid("\"\(f.path)\" belongs to no declared component")
+        }
+        var attestations: [String: JSONValue]?
+        if let a = top["attestations"] {
+            guard case .object(let o) = a else { throw invalid("\"attestations\" must be an object") }
+            attestations = o
+        }
+        var health: [String: JSONValue]?
+        if let h = top["health"] {
+            guard case .object(let o) = h else { throw invalid("\"health\" must be an object") }
+            health = o
+        }
+        try checkIntegersOnly(top, allowDecimalsUnder: "attestations")
+
+        let manifest = Manifest(
+            name: name, version: version, sequence: sequence, created: created, expires: expires,
+            componentMetadata: metadata, files: files, attestations: attestations, health: health)
+        for (cname, (d, n, b)) in declared {
+            let c = manifest.components[cname]!
+            guard c.digest == d, c.files == n, c.bytes == b else {
+                throw AirlockError.verification(
+                    "component-summary-mismatch",
+                    "component \"\(cname)\" declares digest \(d), \(n) files, \(b) bytes, but its files give \(c.digest), \(c.files) files, \(c.bytes) bytes")
+            }
+        }
+        guard manifest.sums == sums else {
+            throw AirlockError.verification(
+                "sums-mismatch", "the manifest's \"sums\" (\(sums)) does not match the SHA256SUMS its files give (\(manifest.sums))")
+        }
+        return manifest
+    }
+
+    /// Numbers with a fraction or exponent are allowed only under `attestations`.
+    private static func checkIntegersOnly(_ top: [String: JSONValue], allowDecimalsUnder: String) throws {
+        func walk(_ v: JSONValue, _ where_: String) throws {
+            switch v {
+            case .number(let n):
+                if n.utf8.contains(where: { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") || $0 == UInt8(ascii: "-") }) {
+                    throw invalid("\(where_) holds \(n); only \"\(allowDecimalsUnder)\" may hold decimals or negative numbers")
+                }
+                if v.unsignedInteger() == nil { throw invalid("\(where_) holds \(n), larger than 2^53") }
+            case .array(let a): for (k, x) in a.enumerated() { try walk(x, "\(where_)[\(k)]") }
+            case .object(let o): for (k, x) in o { try walk(x, "\(where_).\(k)") }
+            default: break
+            }
+        }
+        for (k, v) in top where k != allowDecimalsUnder { try walk(v, k) }
+    }
+}
+
+/// The naming rules for release names, versions and metadata keys.
+public enum ReleaseNames {
+    /// `^[a-z0-9][a-z0-9._-]{0,63}$`
+    public static func isValidName(_ s: String) -> Bool {
+        let u = Array(s.utf8)
+        guard (1...64).contains(u.count), isLowerAlnum(u[0]) else { return false }
+        return u.dropFirst().allSatisfy { isLowerAlnum($0) || $0 == 0x2E || $0 == 0x5F || $0 == 0x2D }
+    }
+
+    /// `^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$`
+    public static func isValidVersion(_ s: String) -> Bool {
+        let u = Array(s.utf8)
+        guard (1...64).contains(u.count), isAlnum(u[0]) else { return false }
+        return u.dropFirst().allSatisfy { isAlnum($0) || $0 == 0x2E || $0 == 0x2B || $0 == 0x5F || $0 == 0x2D }
+    }
+
+    static func isValidMetadataKey(_ s: String) -> Bool {
+        let u = Array(s.utf8)
+        guard (1...32).contains(u.count), (0x61...0x7A).contains(u[0]) else { return false }
+        return u.allSatisfy { (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x5F }
+    }
+
+    private static func isLowerAlnum(_ c: UInt8) -> Bool { (0x61...0x7A).contains(c) || (0x30...0x39).contains(c) }
+    private static func isAlnum(_ c: UInt8) -> Bool { isLowerAlnum(c) || (0x41...0x5A).contains(c) }
+}
+
+/// RFC 3339 UTC timestamps of the exact form `YYYY-MM-DDTHH:MM:SSZ`.
+public enum Timestamp {
+    /// Seconds since the epoch, or nil when `s` is not of that form or not a real date.
+    public static func parse(_ s: String) -> Int64? {
+        let u = Array(s.utf8)
+        guard u.count == 20, u[4] == 0x2D, u[7] == 0x2D, u[10] == 0x54, u[13] == 0x3A, u[16] == 0x3A, u[19] == 0x5A
+        else { return nil }
+        func num(_ r: Range<Int>) -> Int64? {
+            var v: Int64 = 0
+            for i in r {
+                guard (0x30...0x39).contains(u[i]) else { return nil }
+                v = v * 10 + Int64(u[i] - 0x30)
+            }
+            return v
+        }
+        guard let y = num(0..<4), let mo = num(5..<7), let d = num(8..<10), let h = num(11..<13), let mi = num(14..<16),
+            let se = num(17..<19)
+        else { return nil }
+        guard (1...12).contains(mo), d >= 1, d <= daysInMonth(y, mo), h < 24, mi < 60, se < 60 else { return nil }
+        return daysFromCivil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se
+    }
+
+    public static func format(_ t: Int64) -> String {
+        let days = t >= 0 ? t / 86400 : (t - 86399) / 86400
+        let secs = t - days * 86400
+        let (y, m, d) = civilFromDays(days)
+        func p(_ v: Int64, _ w: Int) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, w - s.count)) + s
+        }
+        return "\(p(y, 4))-\(p(m, 2))-\(p(d, 2))T\(p(secs / 3600, 2)):\(p(secs % 3600 / 60, 2)):\(p(secs % 60, 2))Z"
+    }
+
+    public static func now() -> Int64 { Int64(time(nil)) }
+
+    static func daysInMonth(_ y: Int64, _ m: Int64) -> Int64 {
+        switch m {
+        case 2: return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
+    }
+
+    // Howard Hinnant's civil-date algorithms.
+    static func daysFromCivil(_ y0: Int64, _ m: Int64, _ d: Int64) -> Int64 {
+        let y = m <= 2 ? y0 - 1 : y0
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146097 + doe - 719468
+    }
+
+    static func civilFromDays(_ z0: Int64) -> (Int64, Int64, Int64) {
+        let z = z0 + 719468
+        let era = (z >= 0 ? z : z - 146096) / 146097
+        let doe = z - era * 146097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
+        let y = yoe + era * 400
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (m <= 2 ? y + 1 : y, m, d)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -1,0 +1,45 @@
+import AirlockKit
+import ArgumentParser
+
+struct DiffCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "diff",
+        abstract: "Show which components and files changed between two bundles (from their manifests; verifies nothing).")
+
+    @Argument(help: "The older bundle.")
+    var a: String
+
+    @Argument(help: "The newer bundle.")
+    var b: String
+
+    @OptionGroup var output: JSONOption
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let d = ReleaseDiff(try BundleSummary.read(path: a), try BundleSummary.read(path: b))
+        if output.json {
+            Output.json(d.json)
+            return
+        }
+        let ma = d.a.manifest, mb = d.b.manifest
+        print("\(ma.name) \(ma.version) (sequence \(ma.sequence)) -> \(mb.name) \(mb.version) (sequence \(mb.sequence))  [manifests not verified]")
+        if d.changedComponents.isEmpty {
+            print("no component changed" + (d.a.bundleID == d.b.bundleID ? " (same bundle id)" : ""))
+        } else {
+            print("changed components: \(d.changedComponents.joined(separator: ", "))")
+        }
+        for c in d.components where c.status != "unchanged" {
+            let x = c.before.map(Output.short) ?? "-", y = c.after.map(Output.short) ?? "-"
+            print("  \(Output.pad(c.name, 8)) \(c.status): \(x) -> \(y)")
+        }
+        if d.added.isEmpty && d.removed.isEmpty && d.changed.isEmpty { return }
+        print("files:")
+        for f in d.removed { print("  - \(f.path)  \(ByteCount.format(f.size))") }
+        for f in d.added { print("  + \(f.path)  \(ByteCount.format(f.size))") }
+        for c in d.changed {
+            let x = c.before!, y = c.after!
+            let mode = x.modeString != y.modeString ? "  mode \(x.modeString) -> \(y.modeString)" : ""
+            print("  ~ \(c.path)  \(ByteCount.format(x.size)) -> \(ByteCount.format(y.size))\(mode)")
+        }
+    }
+}

@@ -1,0 +1,37 @@
+import AirlockKit
+import ArgumentParser
+
+struct InspectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "Show what a bundle says about itself. Verifies nothing: use `airlock verify` for that.")
+
+    @Argument(help: "The bundle.")
+    var bundle: String
+
+    @OptionGroup var output: JSONOption
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let s = try BundleSummary.read(path: bundle)
+        if output.json {
+            Output.json(s.json)
+            return
+        }
+        let m = s.manifest
+        print("\(m.name) \(m.version) (sequence \(m.sequence))")
+        print("  NOT VERIFIED: this shows what the bundle claims; run `airlock verify \(bundle) --trust DIR` to check it")
+        print("  bundle id    \(s.bundleID.prefixed)")
+        print("  created      \(m.created)")
+        print("  expires      \(m.expires ?? "never")")
+        print("  compression  \(s.compression?.rawValue ?? "unknown")")
+        print("  files        \(m.files.count), \(ByteCount.format(m.totalBytes))")
+        print("  signers      \(s.signerKeyIDs.isEmpty ? "none" : s.signerKeyIDs.joined(separator: ", ")) (not checked)")
+        print("  components")
+        for name in BundleLayout.components {
+            guard let c = m.components[name] else { continue }
+            let meta = c.metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            print("    \(Output.pad(name, 8)) \(c.digest.prefixed)  \(c.files) files  \(ByteCount.format(c.bytes))\(meta.isEmpty ? "" : "  " + meta)")
+        }
+    }
+}

@@ -1,0 +1,43 @@
+import AirlockKit
+import ArgumentParser
+
+struct KeyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "key", abstract: "Generate signing keys and show key ids.", subcommands: [Generate.self, ID.self])
+
+    struct Generate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Generate a key pair: PREFIX.key (PKCS#8 PEM, mode 0600) and PREFIX.pub (SubjectPublicKeyInfo PEM).")
+
+        @Option(name: .long, help: "Path prefix of the two files to write.")
+        var out: String
+
+        @Option(name: .long, help: "ed25519 (default) or p256 (ECDSA P-256 with SHA-256).")
+        var algorithm: KeyAlgorithm = .ed25519
+
+        @OptionGroup var global: GlobalOptions
+
+        func run() throws {
+            let key = try PrivateKey.generate(algorithm)
+            try key.write(prefix: out)
+            print(key.id)
+            Output.stderr("wrote \(out).key (private, keep it secret) and \(out).pub (give it to the sites that trust you)")
+        }
+    }
+
+    struct ID: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "id", abstract: "Print the key id of a PEM public or private key.")
+
+        @Argument(help: "A PEM public or private key file.")
+        var file: String
+
+        @OptionGroup var global: GlobalOptions
+
+        func run() throws {
+            print(try keyID(ofKeyFile: file).id)
+        }
+    }
+}
+
+extension KeyAlgorithm: ExpressibleByArgument {}
+extension Compression: ExpressibleByArgument {}

@@ -1,0 +1,66 @@
+import AirlockKit
+import ArgumentParser
+import Foundation
+
+struct PackCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pack",
+        abstract: "Pack a release directory into a signed bundle.",
+        discussion: "Reproducible: with the same inputs and SOURCE_DATE_EPOCH the bundle id is the same, and Ed25519-signed bundles are byte-identical.")
+
+    @Argument(help: "The release directory (holds airlock.yaml).")
+    var releaseDir: String
+
+    @Option(name: .long, help: "A private key to sign with (repeatable).")
+    var key: [String] = []
+
+    @Option(name: .long, help: "Bundle to write (default: <name>-<version>.airlock here).")
+    var out: String?
+
+    @Option(name: .long, help: "zstd (default), gzip or none.")
+    var compression: Compression = .zstd
+
+    @Option(name: .long, help: "Compression level (zstd default 3, gzip default 6).")
+    var level: Int?
+
+    @Flag(name: .long, help: "Store the content of a symlink whose target is a regular file inside the release as a regular file (otherwise symlinks are refused).")
+    var followInternalSymlinks = false
+
+    @OptionGroup var output: JSONOption
+    @OptionGroup var global: GlobalOptions
+
+    func validate() throws {
+        if key.isEmpty { throw ValidationError("pack needs --key KEY (make one with `airlock key generate --out vendor`)") }
+        if let level, compression == .zstd && !(1...19).contains(level) || compression == .gzip && !(1...9).contains(level) {
+            throw ValidationError("--level \(level) is out of range (zstd 1-19, gzip 1-9)")
+        }
+    }
+
+    func run() throws {
+        var options = PackOptions(keys: try key.map { try PrivateKey.load(path: $0) })
+        options.output = out
+        options.compression = compression
+        options.level = level
+        options.followInternalSymlinks = followInternalSymlinks
+        if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"] {
+            guard let v = Int64(epoch), v >= 0 else {
+                throw AirlockError(.usage, "source-date-epoch-invalid", "SOURCE_DATE_EPOCH=\(epoch) is not a number of seconds since 1970; fix or unset it")
+            }
+            options.sourceDateEpoch = v
+        }
+        let r = try Packer.pack(directory: releaseDir, options: options, progress: ProgressReporter.forTerminal(label: "packing"))
+        let m = r.manifest
+        if output.json {
+            Output.json(.object([
+                "bundle_id": .string(r.bundleID.prefixed), "bundle": .string(r.path), "name": .string(m.name),
+                "version": .string(m.version), "sequence": .integer(m.sequence), "files": .integer(m.files.count),
+                "bytes": .integer(m.totalBytes), "bundle_bytes": .integer(r.bundleBytes),
+                "signers": .array(options.keys.map { .string($0.id) }), "compression": .string(compression.rawValue),
+            ]))
+            return
+        }
+        print("packed \(m.name) \(m.version) (sequence \(m.sequence)): \(m.files.count) files, \(ByteCount.format(m.totalBytes)), signed by \(options.keys.count) key\(options.keys.count == 1 ? "" : "s")")
+        print("  bundle id  \(r.bundleID.prefixed)")
+        print("  bundle     \(r.path) (\(ByteCount.format(r.bundleBytes)), \(compression.rawValue))")
+    }
+}

@@ -1,0 +1,56 @@
+import AirlockKit
+import ArgumentParser
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Verify a bundle's signatures against a trust store and every byte against its manifest.",
+        discussion: "One streaming pass; writes nothing to disk. Exit 0 only when every check holds. `-` reads standard input.")
+
+    @Argument(help: "The bundle (or - for standard input).")
+    var bundle: String
+
+    @Option(name: .long, help: "Trust store: a directory of trusted *.pub keys and an optional policy.json.")
+    var trust: String
+
+    @Option(name: .long, help: "A detached signature file (repeatable).")
+    var signature: [String] = []
+
+    @OptionGroup var output: JSONOption
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let store = try TrustStore.load(directory: trust)
+        let detached = try signature.map { try DetachedSignature.load(path: $0) }
+        let report = Verifier.verify(bundle: bundle, trust: store, detached: detached, progress: ProgressReporter.forTerminal(label: "verifying"))
+        if output.json {
+            Output.json(report.json)
+        } else {
+            print(Self.describe(report, store: store))
+        }
+        if let e = report.error {
+            Output.error(e, verbose: global.verbose)
+            throw ExitCode(ExitCodes.code(for: e.kind))
+        }
+    }
+
+    static func describe(_ r: VerificationReport, store: TrustStore) -> String {
+        var lines: [String] = []
+        if let m = r.manifest, r.ok {
+            lines.append("OK \(m.name) \(m.version) (sequence \(m.sequence)) \(r.bundleID!.prefixed)")
+        } else {
+            lines.append("FAILED \(r.path)" + (r.bundleID.map { " \($0.prefixed)" } ?? ""))
+        }
+        if let s = r.signatures {
+            lines.append("  signatures: \(s.verifiedKeys.count) of \(s.threshold) required trusted keys verified")
+            for x in s.results {
+                let label = x.keyID.flatMap { store.policy.labels[$0] }.map { " (\($0))" } ?? ""
+                lines.append("    \(x.status.rawValue): \(x.keyID ?? "no trusted key")\(label) [\(x.source)]")
+            }
+        }
+        if r.ok {
+            lines.append("  checked \(r.filesChecked) files, \(ByteCount.format(r.bytesChecked))")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
