@@ -23,6 +23,7 @@ public final class BundleReader {
     private var pending: TarEntry?
     private var stage = Stage.start
     private var payloadDirectories: Set<[UInt8]> = []
+    private var seenDirectories: Set<[UInt8]> = []
     private var nextFileIndex = 0
     private var manifestFiles: [ManifestFile] = []
     private let hasher = SHA256Hasher()
@@ -117,6 +118,13 @@ public final class BundleReader {
             }
             out.append(EmbeddedSignature(keyID: id, bytes: try readSmall(e, limit: BundleLayout.maxSignatureBytes, what: "signature entry \(Self.name(e))")))
         }
+        if let p = pending, !p.path.elementsEqual(BundleLayout.sumsEntry.utf8) {
+            if p.path.starts(with: BundleLayout.payloadPrefix.utf8) {
+                throw AirlockError.verification("sums-missing", "the bundle has no \(BundleLayout.sumsEntry) before its payload")
+            }
+            throw AirlockError.verification(
+                "entry-order", "expected signatures and then \(BundleLayout.sumsEntry) after the manifest, found \(Self.name(p)); the airlock/ entries are out of order or missing")
+        }
         return out
     }
 
@@ -178,9 +186,7 @@ public final class BundleReader {
             if e.kind == .directory {
                 var p = e.path
                 if p.last == UInt8(ascii: "/") { p.removeLast() }
-                guard payloadDirectories.contains(p) else {
-                    throw AirlockError.verification("entry-unexpected", "the bundle holds directory \(Self.name(e)), which holds no file of the manifest")
-                }
+                try takeDirectory(p, e)
                 continue
             }
             entry = e
@@ -209,6 +215,18 @@ public final class BundleReader {
                 "payload-hash-mismatch", "\(file.path) does not match the manifest (sha256 \(got.hex), expected \(file.sha256.hex)); the bundle was altered or damaged")
         }
         nextFileIndex += 1
+    }
+
+    /// A directory entry may stand once for each folder of a listed path, and means nothing.
+    private func takeDirectory(_ p: [UInt8], _ e: TarEntry) throws {
+        if payloadDirectories.remove(p) != nil {
+            seenDirectories.insert(p)
+            return
+        }
+        if seenDirectories.contains(p) {
+            throw AirlockError.verification("entry-duplicate", "the bundle holds directory \(Self.name(e)) twice")
+        }
+        throw AirlockError.verification("entry-unexpected", "the bundle holds directory \(Self.name(e)), which holds no file of the manifest")
     }
 
     private func checkPayloadName(_ e: TarEntry) throws {
@@ -254,7 +272,8 @@ public final class BundleReader {
             if e.kind == .directory {
                 var p = e.path
                 if p.last == UInt8(ascii: "/") { p.removeLast() }
-                if payloadDirectories.contains(p) { continue }
+                try takeDirectory(p, e)
+                continue
             }
             let rel = Array(e.path.dropFirst(BundleLayout.payloadPrefix.utf8.count))
             if let last = manifestFiles.last, rel.elementsEqual(last.path.utf8) {

@@ -182,6 +182,15 @@ final class TarReader {
     /// After `nextEntry` returned nil: only zeros may follow, at most 1 MiB, then the end of the
     /// stream (and nothing after the compressed stream, which `DecompressedStream` checks).
     func finish() throws {
+        do {
+            try drainPadding()
+        } catch let e as AirlockError where e.code == "compression-invalid" {
+            // The tar stream was complete: what the decompressor choked on came after it.
+            throw AirlockError.verification("trailing-data", "data follows the compressed stream of the bundle; the bundle was altered or badly copied", cause: e.message)
+        }
+    }
+
+    private func drainPadding() throws {
         var zeros: UInt64 = 0
         let limit = UInt64(BundleLayout.maxTrailingZeros + 512)
         while try fill() {

@@ -215,8 +215,12 @@ public struct SignatureCheck: Sendable {
         let summary = "\(verifiedKeys.count) of the \(threshold) required trusted signatures verified"
             + (detail.isEmpty ? "" : " (\(detail))")
         if !verifiedKeys.isEmpty || results.isEmpty {
-            let code = results.isEmpty ? "signature-missing" : "threshold-not-met"
-            return .verification(code, "\(summary); the bundle needs signatures from more distinct trusted keys")
+            if results.isEmpty {
+                return .verification(
+                    "signature-missing",
+                    "the bundle carries no signature entry after its manifest (airlock/signatures/<keyid>.sig must directly follow airlock/manifest.json) and no detached signature was given")
+            }
+            return .verification("threshold-not-met", "\(summary); the bundle needs signatures from more distinct trusted keys")
         }
         let first = results.first { $0.status != .verified }!
         switch first.status {

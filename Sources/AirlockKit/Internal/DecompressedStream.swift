@@ -97,6 +97,7 @@ final class DecompressedStream: @unchecked Sendable {
         var delivered: Int64 = 0
         var readError: Int32 = 0
         var sawEOF = false
+        var zstd = ZstdFrameWalker()
         init(fd: Int32) { self.fd = fd }
         deinit { buffer.deallocate() }
     }
@@ -131,6 +132,13 @@ final class DecompressedStream: @unchecked Sendable {
                 return .io("read-failed", "cannot read the bundle", errno: source.readError)
             }
             let msg = archive_error_string(a).map { String(cString: $0) } ?? "unknown error"
+            if source.delivered == 0 {
+                return .verification("not-a-bundle", "this is not an Airlock bundle: the file is empty")
+            }
+            if source.zstd.lastFrameEnd > 0 && !source.zstd.isValid {
+                return .verification(
+                    "trailing-data", "data follows the compressed stream of the bundle (after byte \(source.zstd.lastFrameEnd)); the bundle was altered or badly copied")
+            }
             if msg.lowercased().contains("truncated") || msg.lowercased().contains("premature") {
                 return .verification("bundle-truncated", "the bundle is truncated (\(msg)); copy it again from the source medium")
             }
@@ -146,6 +154,7 @@ final class DecompressedStream: @unchecked Sendable {
                     return -1
                 }
                 if n == 0 { s.sawEOF = true }
+                s.zstd.feed(UnsafeRawBufferPointer(rebasing: s.buffer[0..<n]))
                 s.delivered += Int64(n)
                 out?.pointee = UnsafeRawPointer(s.buffer.baseAddress)
                 return n
@@ -185,6 +194,11 @@ final class DecompressedStream: @unchecked Sendable {
             while filled < buf.count {
                 let n = archive_read_data(a, buf.baseAddress! + filled, buf.count - filled)
                 if n < 0 {
+                    // Hand over what was decoded: the consumer decides whether the failure
+                    // came after a complete tar stream (trailing data) or inside it.
+                    lock.lock()
+                    if filled > 0 { ready.append(Chunk(index: index, count: filled)) } else { free.append(index) }
+                    lock.unlock()
                     finish(error: libarchiveFailure("the compressed stream is corrupt"))
                     return
                 }
