@@ -1,0 +1,465 @@
+#!/usr/bin/env bash
+# scripts/bench.sh AIRLOCK_BINARY WORKDIR
+#
+# Benchmarks the airlock CLI against the standard-tools pipeline a vendor or a site would
+# otherwise run, side by side in the same run, and prints a markdown report on stdout
+# (progress goes to stderr).
+#
+#   pack:   airlock pack                 vs  openssl dgst -sha256 over every file, then
+#                                            tar -cf - | zstd -1 -T0 into a real file
+#   verify: airlock verify               vs  zstd -dc | tar -xf - into a fresh dir, then
+#                                            openssl dgst -sha256 over every extracted file
+#
+# Method (see shared/design/pitfalls.md, "Benchmarking on these machines"):
+#   - airlock and baseline alternate run by run (A B, then B A, ...), BENCH_RUNS times each;
+#     the report gives medians and the ratio airlock/baseline (lower is better).
+#   - before each timed run its inputs are read once untimed (warm page cache), then `sync`.
+#   - wall time is measured by bash ($EPOCHREALTIME) around the whole step; peak memory is
+#     GNU time's %M (max RSS) of every process of the step (each pipeline stage and each
+#     openssl run under /usr/bin/time); a step's peak RSS is its largest process, and the
+#     table shows the maximum over the runs.
+#   - the baseline's extraction dirs are new per run and deleted only at the end: deleting a
+#     large tree slows file creation on this ext4 for minutes, so a run that follows a recent
+#     deletion waits (BENCH_SETTLE_SECONDS) before the verify rows.
+#
+# Environment:
+#   BENCH_RUNS=3             timed runs per tool and step
+#   BENCH_SCALE=1            dataset size factor: 1 is ~2 GiB, 0.05 is ~100 MiB (smoke test)
+#   BENCH_SETTLE_SECONDS=360 wait after a previous run's tree deletion before creating trees
+#
+# The dataset is generated once per scale into WORKDIR/release-s<scale> (marker file
+# WORKDIR/release-s<scale>.ready) and reused. Exit status: 0 when every command succeeded,
+# whether or not the targets are met (it is a report); non-zero when a command failed.
+#
+# Adding a row (e.g. install): write <row>_airlock and <row>_baseline (the timed work, run
+# with the run number as $1; wrap each process in `rss`), optionally prep_<row>_airlock /
+# prep_<row>_baseline (untimed: warm inputs, fresh dirs) and before_<row> (once before the
+# row), then add the row to ROWS and give it a TARGET_RATIO.
+
+set -euo pipefail
+export LC_ALL=C
+
+usage() { echo "usage: $0 AIRLOCK_BINARY WORKDIR" >&2; exit 2; }
+[ $# -eq 2 ] || usage
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---------------------------------------------------------------- arguments and settings
+
+AIRLOCK=$1
+WORKDIR=$2
+case $AIRLOCK in /*) ;; */*) AIRLOCK="$PWD/$AIRLOCK" ;; *) AIRLOCK=$(command -v "$AIRLOCK" || true) ;; esac
+[ -n "$AIRLOCK" ] && [ -x "$AIRLOCK" ] && [ -f "$AIRLOCK" ] || die "airlock binary not found or not executable: $1"
+mkdir -p "$WORKDIR"
+WORKDIR=$(cd "$WORKDIR" && pwd)
+
+RUNS=${BENCH_RUNS:-3}
+SCALE=${BENCH_SCALE:-1}
+SETTLE=${BENCH_SETTLE_SECONDS:-360}
+EPOCH=1767225600
+GEN_VERSION=1
+
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer (got '$RUNS')"
+[[ $SCALE =~ ^([0-9]+([.][0-9]*)?|[.][0-9]+)$ ]] && awk -v s="$SCALE" 'BEGIN{exit !(s>0 && s<=64)}' \
+    || die "BENCH_SCALE must be a number in (0, 64] (got '$SCALE')"
+[[ $SETTLE =~ ^[0-9]+$ ]] || die "BENCH_SETTLE_SECONDS must be a non-negative integer (got '$SETTLE')"
+
+# Rows, in order, and their targets. RSS target applies to airlock in every row.
+ROWS=(pack verify)
+declare -A TARGET_RATIO=([pack]=1.0 [verify]=0.6)
+TARGET_RSS_MIB=64
+
+REL="$WORKDIR/release-s$SCALE"
+MARKER="$REL.ready"
+KEY_PREFIX="$WORKDIR/vendor"
+KEY="$KEY_PREFIX.key"
+TRUST="$WORKDIR/trust"
+BUNDLE="$WORKDIR/out.airlock"
+BASE_TZST="$WORKDIR/baseline.tar.zst"
+BASE_SUMS="$WORKDIR/baseline.sums"
+EXTRACT="$WORKDIR/extract"            # baseline verify dirs: extract/x1, x2, ...
+DELETE_STAMP="$WORKDIR/.last-tree-delete"
+RES="$WORKDIR/results"                # per-run logs, times and RSS of this invocation
+
+# ---------------------------------------------------------------- tools
+
+for t in zstd openssl tar find xargs awk sort comm sed; do
+    command -v "$t" >/dev/null || die "missing tool: $t"
+done
+[ -x /usr/bin/time ] && /usr/bin/time --version 2>&1 | grep -q GNU \
+    || die "GNU time is needed at /usr/bin/time (apt-get install time)"
+tar --version | head -1 | grep -q 'GNU tar' || die "GNU tar is needed"
+# One openssl process for all the files when the kernel allows it (20,000 paths is ~1 MB).
+XARGS_S=$(xargs --show-limits </dev/null 2>&1 | awk '/actually use/ {print $NF - 4096}')
+[[ $XARGS_S =~ ^[0-9]+$ ]] || XARGS_S=131072
+
+# ---------------------------------------------------------------- helpers
+
+# rss CMD ARGS...: run CMD under GNU time, appending its max RSS (KiB) to $RSS_FILE.
+RSS_FILE=/dev/null
+rss() { /usr/bin/time -a -o "$RSS_FILE" -f 'RSS %M' "$@"; }
+
+# hash_tree DIR OUT: openssl dgst -sha256 over every file of DIR (paths ./...), via xargs.
+hash_tree() {
+    (cd "$1" && find . -type f -print0 \
+        | xargs -0 -s "$XARGS_S" /usr/bin/time -a -o "$RSS_FILE" -f 'RSS %M' openssl dgst -sha256 >"$2")
+}
+
+# warm_tree DIR: read every file of DIR once (through a pipe: tar skips data for /dev/null).
+warm_tree() { tar -cf - -C "$1" . | cat >/dev/null; }
+warm_file() { cat "$@" >/dev/null; }
+
+# median FILE: median of the numbers in FILE, one a line.
+median() {
+    sort -g "$1" | awk '{v[NR]=$1} END {if (NR==0) exit 1;
+        if (NR%2) printf "%.3f\n", v[(NR+1)/2]; else printf "%.3f\n", (v[NR/2]+v[NR/2+1])/2}'
+}
+# maxval FILE: largest number in FILE.
+maxval() { sort -g "$1" | tail -n 1; }
+# calc EXPR: floating-point arithmetic.
+calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b/1048576 }'; }
+
+# time_cmd NAME RUN FUNC: sync, run FUNC RUN timed; record seconds and peak RSS (KiB).
+time_cmd() {
+    local name=$1 run=$2 fn=$3 t0 t1 rc=0 peak
+    RSS_FILE="$RES/$name.$run.rss"
+    : >"$RSS_FILE"
+    sync
+    t0=$EPOCHREALTIME
+    "$fn" "$run" >"$RES/$name.$run.log" 2>&1 || rc=$?
+    t1=$EPOCHREALTIME
+    if [ "$rc" -ne 0 ] || grep -qE 'exited with non-zero|terminated by signal' "$RSS_FILE"; then
+        log "$name run $run failed (exit $rc); its output:"
+        tail -n 30 "$RES/$name.$run.log" >&2
+        grep -vE '^RSS [0-9]+$' "$RSS_FILE" >&2 || true
+        exit 1
+    fi
+    peak=$(awk '$1=="RSS" && $2>m {m=$2} END {print m+0}' "$RSS_FILE")
+    calc "$t1 - $t0" >>"$RES/$name.times"; echo >>"$RES/$name.times"
+    echo "$peak" >>"$RES/$name.rss"
+    log "  $name run $run: $(tail -n 1 "$RES/$name.times") s, peak RSS $(mib $((peak * 1024))) MiB"
+}
+
+# measure ROW SIDE RUN: untimed preparation, then the timed step.
+measure() {
+    local row=$1 side=$2 run=$3
+    if declare -F "prep_${row}_${side}" >/dev/null; then
+        "prep_${row}_${side}" "$run" || die "preparing ${row}_${side} run $run failed"
+    fi
+    time_cmd "${row}_${side}" "$run" "${row}_${side}"
+}
+
+# run_row ROW: BENCH_RUNS runs of each side, alternating, the order swapped every run.
+run_row() {
+    local row=$1 i
+    if declare -F "before_$row" >/dev/null; then "before_$row"; fi
+    log "row $row: $RUNS runs each, alternating"
+    for ((i = 1; i <= RUNS; i++)); do
+        if ((i % 2)); then
+            measure "$row" airlock "$i"; measure "$row" baseline "$i"
+        else
+            measure "$row" baseline "$i"; measure "$row" airlock "$i"
+        fi
+    done
+}
+
+# Wait until BENCH_SETTLE_SECONDS have passed since this script last deleted a big tree.
+settle_after_delete() {
+    [ -f "$DELETE_STAMP" ] || return 0
+    local then now left
+    then=$(cat "$DELETE_STAMP" 2>/dev/null || echo 0)
+    [[ $then =~ ^[0-9]+$ ]] || then=0
+    now=$(date +%s)
+    left=$((then + SETTLE - now))
+    if ((left > 0)); then
+        log "a file tree was deleted $((now - then)) s ago: waiting ${left} s before creating" \
+            "many files (ext4 slows inode allocation after deletions; BENCH_SETTLE_SECONDS=0 skips)"
+        SETTLE_WAITED=$left
+        sleep "$left"
+    fi
+}
+SETTLE_WAITED=0
+
+delete_tree() {  # delete_tree DIR: delete a (possibly large) tree and remember when
+    [ -e "$1" ] || return 0
+    rm -rf "$1"
+    date +%s >"$DELETE_STAMP"
+}
+
+cleanup() { delete_tree "$EXTRACT"; }
+trap cleanup EXIT
+
+# ---------------------------------------------------------------- dataset
+
+# Sizes at BENCH_SCALE=1: weights 1.5 GiB; code 300 MiB in 240 files; prompts 100 MiB in
+# 60 files; 20,000 index docs of 1-4 KiB (~50 MiB). File counts of code and prompts are
+# fixed, their sizes and the number of index docs scale.
+MiB=1048576
+WEIGHTS_BYTES=$(awk -v s="$SCALE" -v m=$MiB 'BEGIN { printf "%d", 1536*m*s }')
+CODE_BYTES=$(awk -v s="$SCALE" -v m=$MiB 'BEGIN { printf "%d", 300*m*s }')
+PROMPT_BYTES=$(awk -v s="$SCALE" -v m=$MiB 'BEGIN { printf "%d", 100*m*s }')
+INDEX_FILES=$(awk -v s="$SCALE" 'BEGIN { n = int(20000*s + 0.5); printf "%d", (n < 1 ? 1 : n) }')
+CODE_FILES=240
+PROMPT_FILES=60
+INDEX_SHARDS=20
+DATASET_DESC="gen=$GEN_VERSION scale=$SCALE weights=$WEIGHTS_BYTES code=$CODE_BYTES/$CODE_FILES prompts=$PROMPT_BYTES/$PROMPT_FILES index=$INDEX_FILES"
+
+generate_text() {  # generate_text DIR: code, prompts and index, in one awk process
+    awk -v dir="$1" -v code_bytes="$CODE_BYTES" -v code_files="$CODE_FILES" \
+        -v prompt_bytes="$PROMPT_BYTES" -v prompt_files="$PROMPT_FILES" \
+        -v index_files="$INDEX_FILES" -v shards="$INDEX_SHARDS" '
+    function code_line(f,   r, a, b, k, t) {
+        r = int(rand() * 8); a = id[r]; b = id[(r * 3 + f) % 8]; k = int(rand() * 100000)
+        t = int(rand() * 7)
+        if (t == 0) return sprintf("    let %s_%d = try %s(at: %d, limit: %d)", a, k, b, k % 977, int(rand() * 65536))
+        if (t == 1) return sprintf("    if %s_%d > %d { return .failure(.%s(%d)) }", a, k % 1000, int(rand() * 4096), b, k)
+        if (t == 2) return sprintf("    // %s: keep %s under %d bytes (see issue #%d)", a, b, int(rand() * 1e6), k % 5000)
+        if (t == 3) return sprintf("func %s%d(_ %s: inout [UInt8], count: Int = %d) throws -> Int {", b, k, a, k % 256)
+        if (t == 4) return sprintf("    %s[%d] = %s &+ 0x%x", a, k % 64, b, int(rand() * 2147483647))
+        if (t == 5) return sprintf("    guard %s.count >= %d else { throw Error.short(%s, %d) }", a, k % 4096, b, k)
+        return "}"
+    }
+    function sentence(   n, s, i) {
+        n = 6 + int(rand() * 14); s = word[int(rand() * nw)]
+        s = toupper(substr(s, 1, 1)) substr(s, 2)
+        for (i = 1; i < n; i++) s = s " " word[int(rand() * nw)]
+        if (rand() < 0.2) s = s " " int(rand() * 1000)
+        return s "."
+    }
+    function size_of(avg, i) { return int(avg * (0.5 + (i % 11) / 10)) }
+    BEGIN {
+        srand(20261001)
+        split("value count buffer offset result handle index token", t0, " ")
+        for (i = 1; i <= 8; i++) id[i - 1] = t0[i]
+        nw = split("the agent must never call a tool without checking its permission list and " \
+                   "should answer the user in plain words citing the retrieved documents when " \
+                   "relevant if a request is unclear ask one short question before acting keep " \
+                   "answers under limit escalate refunds account billing policy model context", word, " ")
+        for (i = 1; i <= nw; i++) word[i - 1] = word[i]
+
+        avg = code_bytes / code_files
+        for (f = 0; f < code_files; f++) {
+            if (f < 4) { fn = sprintf("%s/code/scripts/%s-%02d.sh", dir, id[f], f); print "#!/bin/sh" > fn; w = 10 }
+            else { fn = sprintf("%s/code/src/mod%d/%s_%03d.swift", dir, f % 8, id[f % 8], f); w = 0 }
+            target = size_of(avg, f)
+            while (w < target) { line = code_line(f); print line > fn; w += length(line) + 1 }
+            close(fn)
+        }
+        avg = prompt_bytes / prompt_files
+        for (f = 0; f < prompt_files; f++) {
+            fn = sprintf("%s/prompts/prompt-%03d.md", dir, f); target = size_of(avg, f)
+            line = sprintf("# Prompt %d\n", f); printf "%s", line > fn; w = length(line)
+            while (w < target) {
+                line = sentence() " " sentence() " " sentence()
+                if (rand() < 0.15) line = "\n## Section " int(rand() * 100) "\n\n" line
+                print line > fn; w += length(line) + 1
+            }
+            close(fn)
+        }
+        for (d = 0; d < index_files; d++) {
+            fn = sprintf("%s/index/shard-%02d/doc-%05d.json", dir, d % shards, d)
+            target = 1024 + (d * 7919) % 3072
+            line = sprintf("{\"id\":\"doc-%05d\",\"shard\":%d,\"title\":\"%s\",\"text\":\"", d, d % shards, sentence())
+            while (length(line) < target - 200) line = line sentence() " "
+            line = line "\",\"vector\":["
+            for (k = 0; k < 12; k++) line = line sprintf("%s%.6f", (k ? "," : ""), rand() * 2 - 1)
+            print line "]}" > fn
+            close(fn)
+        }
+    }'
+}
+
+generate_dataset() {
+    local tmp="$REL.partial" d
+    delete_tree "$tmp"
+    log "generating the release (${DATASET_DESC}) in $REL"
+    mkdir -p "$tmp/code/scripts" "$tmp/model" "$tmp/prompts"
+    for ((d = 0; d < 8; d++)); do mkdir -p "$tmp/code/src/mod$d"; done
+    for ((d = 0; d < INDEX_SHARDS; d++)); do mkdir -p "$(printf '%s/index/shard-%02d' "$tmp" "$d")"; done
+    cat >"$tmp/airlock.yaml" <<'EOF'
+name: bench-agent
+version: 1.0.0
+sequence: 1
+components:
+  code: code/
+  model: { path: model/, name: bench-model, snapshot: 2026-10-01 }
+  prompts: prompts/
+  index: index/
+EOF
+    printf '{"architecture":"bench","hidden_size":4096,"layers":32,"dtype":"bfloat16"}\n' \
+        >"$tmp/model/config.json"
+    # Incompressible weights: AES-CTR keystream (fast). openssl dies of SIGPIPE at the end.
+    { openssl enc -aes-128-ctr -pass pass:bench -nosalt -pbkdf2 </dev/zero 2>/dev/null || true; } \
+        | head -c "$WEIGHTS_BYTES" >"$tmp/model/weights.safetensors"
+    [ "$(stat -c %s "$tmp/model/weights.safetensors")" -eq "$WEIGHTS_BYTES" ] \
+        || die "generating the weights file failed"
+    generate_text "$tmp"
+    chmod 0755 "$tmp"/code/scripts/*.sh
+    sync
+    mv "$tmp" "$REL"
+    echo "$DATASET_DESC" >"$MARKER"
+}
+
+# ---------------------------------------------------------------- the measured steps
+
+# pack
+prep_pack_airlock()  { rm -f "$BUNDLE" && warm_tree "$REL"; }
+prep_pack_baseline() { rm -f "$BASE_TZST" "$BASE_SUMS" && warm_tree "$REL"; }
+pack_airlock() {
+    SOURCE_DATE_EPOCH=$EPOCH rss "$AIRLOCK" pack "$REL" --key "$KEY" --out "$BUNDLE"
+}
+pack_baseline() {
+    hash_tree "$REL" "$BASE_SUMS" || return
+    rss tar -cf - -C "$REL" . | rss zstd -1 -T0 -q -o "$BASE_TZST"
+}
+
+# verify
+before_verify() { settle_after_delete; mkdir -p "$EXTRACT"; }
+prep_verify_airlock()  { warm_file "$BUNDLE"; }
+prep_verify_baseline() {
+    [ ! -e "$EXTRACT/x$1" ] || die "$EXTRACT/x$1 exists already"
+    warm_file "$BASE_TZST" && mkdir "$EXTRACT/x$1"
+}
+verify_airlock() {
+    rss "$AIRLOCK" verify "$BUNDLE" --trust "$TRUST"
+}
+verify_baseline() {
+    rss zstd -dc "$BASE_TZST" | rss tar -xf - -C "$EXTRACT/x$1" || return
+    hash_tree "$EXTRACT/x$1" "$RES/verify-baseline.$1.sums"
+}
+
+# ---------------------------------------------------------------- main
+
+START_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+
+if [ -f "$MARKER" ] && [ "$(cat "$MARKER")" = "$DATASET_DESC" ] && [ -d "$REL" ]; then
+    log "reusing the release in $REL"
+else
+    if [ -e "$REL" ]; then
+        log "$REL is stale or incomplete: regenerating it"
+        delete_tree "$REL"
+    fi
+    rm -f "$MARKER"
+    generate_dataset
+fi
+DATA_BYTES=$(find "$REL" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%d", s}')
+DATA_FILES=$(find "$REL" -type f | wc -l)
+
+# Disk: release + bundle + baseline + RUNS extraction dirs, with a margin.
+NEED=$(awk -v b="$DATA_BYTES" -v r="$RUNS" 'BEGIN { printf "%d", b * (r + 2) * 1.1 }')
+AVAIL=$(df -B1 --output=avail "$WORKDIR" | tail -n 1 | tr -d ' ')
+((AVAIL > NEED)) || die "not enough space in $WORKDIR: need ~$(mib "$NEED") MiB, have $(mib "$AVAIL") MiB"
+
+if [ ! -s "$KEY" ] || [ ! -s "$KEY_PREFIX.pub" ]; then
+    log "generating the vendor key"
+    rm -f "$KEY" "$KEY_PREFIX.pub"
+    "$AIRLOCK" key generate --out "$KEY_PREFIX" >"$WORKDIR/keygen.log" 2>&1 \
+        || { cat "$WORKDIR/keygen.log" >&2; die "airlock key generate failed"; }
+fi
+mkdir -p "$TRUST"
+cp "$KEY_PREFIX.pub" "$TRUST/vendor.pub"
+
+delete_tree "$EXTRACT"   # leftovers of an interrupted run
+rm -rf "$RES"
+mkdir -p "$RES"
+
+log "dataset: $(mib "$DATA_BYTES") MiB in $DATA_FILES files; $RUNS runs per step"
+for row in "${ROWS[@]}"; do run_row "$row"; done
+
+# ---------------------------------------------------------------- untimed sanity checks
+
+NOTES=()
+# The same inputs and SOURCE_DATE_EPOCH must give the same bundle id every run.
+IDS=$(cat "$RES"/pack_airlock.*.log | grep -oE 'sha256:[0-9a-f]{64}' | sort -u || true)
+case $(printf '%s' "$IDS" | grep -c . || true) in
+    1) BUNDLE_ID=$IDS ;;
+    0) BUNDLE_ID="(not printed)"; NOTES+=("airlock pack printed no bundle id") ;;
+    *) BUNDLE_ID="(varies)"; NOTES+=("WARNING: the bundle id differed between pack runs: $(echo $IDS)") ;;
+esac
+# Baseline: the extracted tree must hash like the source tree.
+sums_norm() { sed -n 's/^SHA2\{0,1\}-\{0,1\}256(\.\/\(.*\))= \([0-9a-f]\{64\}\)$/\2  \1/p' "$1" | sort; }
+sums_norm "$BASE_SUMS" >"$RES/pack-baseline.norm"
+for ((i = 1; i <= RUNS; i++)); do
+    sums_norm "$RES/verify-baseline.$i.sums" | cmp -s - "$RES/pack-baseline.norm" \
+        || die "baseline verify run $i: extracted files hash differently from the release"
+done
+[ "$(wc -l <"$RES/pack-baseline.norm")" -eq "$DATA_FILES" ] \
+    || NOTES+=("WARNING: baseline sums cover $(wc -l <"$RES/pack-baseline.norm") of $DATA_FILES files")
+# airlock: its SHA256SUMS must agree with openssl's hashes of the release files.
+if tar -xOf "$BUNDLE" --occurrence=1 airlock/SHA256SUMS 2>/dev/null | sort >"$RES/airlock.sums" \
+    && [ -s "$RES/airlock.sums" ]; then
+    BAD=$(comm -23 "$RES/airlock.sums" "$RES/pack-baseline.norm" | wc -l)
+    PAYLOAD_FILES=$(wc -l <"$RES/airlock.sums")
+    ((BAD == 0)) || NOTES+=("WARNING: $BAD lines of the bundle's SHA256SUMS differ from openssl's hashes of the release")
+    ((PAYLOAD_FILES >= DATA_FILES - 1)) \
+        || NOTES+=("WARNING: the bundle lists $PAYLOAD_FILES payload files, the release has $DATA_FILES")
+else
+    PAYLOAD_FILES="?"
+    NOTES+=("could not read airlock/SHA256SUMS from the bundle with GNU tar")
+fi
+
+# ---------------------------------------------------------------- report
+
+verdict() { if [ "$1" = 1 ]; then echo PASS; else echo FAIL; fi; }
+CPU_MODEL=$(grep -m1 '^model name' /proc/cpuinfo | sed 's/^[^:]*: *//' || true)
+MEM_GIB=$(awk '/^MemTotal/ {printf "%.1f", $2/1048576}' /proc/meminfo)
+BUNDLE_BYTES=$(stat -c %s "$BUNDLE")
+BASE_BYTES=$(stat -c %s "$BASE_TZST")
+AIRLOCK_VERSION=$(timeout 10 "$AIRLOCK" --version 2>/dev/null | head -n 1 || true)
+
+echo "## Airlock benchmark"
+echo
+echo "- date: $START_DATE"
+echo "- machine: $(nproc) cores, ${CPU_MODEL:-unknown CPU}, ${MEM_GIB} GiB RAM, $(uname -sr), $(df -T "$WORKDIR" | awk 'NR==2 {print $2}') at $WORKDIR"
+echo "- airlock: $AIRLOCK${AIRLOCK_VERSION:+ ($AIRLOCK_VERSION)}"
+echo "- tools: $(openssl version | awk '{print $1, $2}'), $(zstd --version | grep -oE 'v[0-9.]+' | head -1 | sed 's/^/zstd /'), $(tar --version | head -1)"
+echo "- dataset: BENCH_SCALE=$SCALE, $(mib "$DATA_BYTES") MiB in $DATA_FILES files ($(mib "$WEIGHTS_BYTES") MiB incompressible weights, $INDEX_FILES index docs)"
+echo "- runs: $RUNS per tool and step, alternating; medians"
+echo
+echo "| step | airlock (s) | baseline (s) | ratio | airlock peak RSS (MiB) | baseline peak RSS (MiB) | target |"
+echo "|---|---:|---:|---:|---:|---:|---|"
+for row in "${ROWS[@]}"; do
+    a=$(median "$RES/${row}_airlock.times")
+    b=$(median "$RES/${row}_baseline.times")
+    ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.2f", a/b; else print "inf" }')
+    ra=$(maxval "$RES/${row}_airlock.rss"); rb=$(maxval "$RES/${row}_baseline.rss")
+    ra_mib=$(mib $((ra * 1024))); rb_mib=$(mib $((rb * 1024)))
+    tr=${TARGET_RATIO[$row]}
+    ok_ratio=$(awk -v r="$ratio" -v t="$tr" 'BEGIN { print (r != "inf" && r+0 <= t+0) ? 1 : 0 }')
+    ok_rss=$(awk -v r="$ra" -v t="$TARGET_RSS_MIB" 'BEGIN { print (r/1024 < t) ? 1 : 0 }')
+    echo "| $row | $a | $b | $ratio | $ra_mib | $rb_mib | ratio <= $tr $(verdict "$ok_ratio"); RSS < $TARGET_RSS_MIB MiB $(verdict "$ok_rss") |"
+done
+echo
+echo "| output | size (MiB) | vs baseline |"
+echo "|---|---:|---:|"
+echo "| airlock bundle (out.airlock) | $(mib "$BUNDLE_BYTES") | $(calc "$BUNDLE_BYTES / $BASE_BYTES") |"
+echo "| baseline tar.zst (zstd -1) | $(mib "$BASE_BYTES") | 1.000 |"
+echo
+echo "Bundle id: $BUNDLE_ID ($PAYLOAD_FILES payload files)."
+echo
+echo "Per-run times (s), in run order:"
+echo
+for row in "${ROWS[@]}"; do
+    for side in airlock baseline; do
+        echo "- ${row}_${side}: $(paste -sd' ' "$RES/${row}_${side}.times")"
+    done
+done
+echo
+echo "Method: wall time of each step (whole pipeline for the baseline); each timed run follows"
+echo "an untimed read of its inputs and a sync; airlock and baseline alternate (odd runs airlock"
+echo "first, even runs baseline first). Peak RSS is GNU time's max RSS of the step's largest"
+echo "process (pipeline stages and openssl measured separately), maximum over the runs."
+echo "Baseline pack = openssl dgst -sha256 over every file (xargs), then tar | zstd -1 -T0 to a"
+echo "file; baseline verify = zstd -dc | tar -x into a new dir per run, then openssl dgst -sha256"
+echo "over every extracted file (the comparison of the sums is not timed). Extraction dirs are"
+echo "deleted after the last run, not between runs."
+if ((SETTLE_WAITED > 0)); then
+    echo "Waited ${SETTLE_WAITED} s before the verify rows: a previous run had deleted a tree recently."
+fi
+if ((${#NOTES[@]})); then
+    echo
+    for n in "${NOTES[@]}"; do echo "- $n"; done
+fi
+log "done; details in $RES"

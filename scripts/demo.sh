@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# End-to-end demo of Airlock: keys, pack, inspect, verify, diff, tamper detection,
+# reproducibility, and an audit with standard tools only.
+# Usage: scripts/demo.sh AIRLOCK_BINARY WORKDIR   (WORKDIR is recreated from scratch)
+set -euo pipefail
+
+if [[ $# -ne 2 ]]; then
+    echo "usage: $0 AIRLOCK_BINARY WORKDIR" >&2
+    exit 2
+fi
+AIRLOCK=$(realpath -e -- "$1")
+[[ -n $2 && $2 != / ]] || { echo "refusing WORKDIR '$2'" >&2; exit 2; }
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SRC=$ROOT/bundles/example-agent
+export SOURCE_DATE_EPOCH=1767225600   # 2026-01-01T00:00:00Z: reproducible packs
+
+step() { printf '\n==> %s\n' "$*"; }
+bundle_id() { grep -o 'sha256:[0-9a-f]\{64\}' | head -n 1; }
+
+rm -rf -- "$2"
+mkdir -p -- "$2/keys" "$2/trust"
+W=$(realpath -e -- "$2")
+V1=$W/example-agent-1.0.0.airlock
+V2=$W/example-agent-1.1.0.airlock
+
+step "Generate the vendor's signing key"
+"$AIRLOCK" key generate --out "$W/keys/vendor"
+cp "$W/keys/vendor.pub" "$W/trust/"
+echo "private key mode: $(stat -c %a "$W/keys/vendor.key") (trust dir: $W/trust)"
+
+step "Pack release 1.0.0"
+cp -R "$SRC" "$W/release-v1"
+"$SRC/make-weights.sh" "$W/release-v1/model/weights.safetensors"
+out=$("$AIRLOCK" pack "$W/release-v1" --key "$W/keys/vendor.key" --out "$V1")
+echo "$out"
+ID1=$(bundle_id <<<"$out")
+
+step "Make release 1.1.0 (sequence 2, system prompt edited) and pack it"
+cp -R "$W/release-v1" "$W/release-v2"
+sed -i -e 's/^version: .*/version: 1.1.0/' -e 's/^sequence: .*/sequence: 2/' \
+    "$W/release-v2/airlock.yaml"
+grep -q '^version: 1.1.0$' "$W/release-v2/airlock.yaml"
+grep -q '^sequence: 2$' "$W/release-v2/airlock.yaml"
+MARKER="DEMO-MARKER-7f3a: never share internal ticket numbers."
+printf -- '- %s\n' "$MARKER" >> "$W/release-v2/prompts/system.md"
+out=$("$AIRLOCK" pack "$W/release-v2" --key "$W/keys/vendor.key" --out "$V2")
+echo "$out"
+ID2=$(bundle_id <<<"$out")
+
+step "Inspect 1.1.0"
+"$AIRLOCK" inspect "$V2"
+
+step "Verify 1.1.0 against the trust dir"
+"$AIRLOCK" verify "$V2" --trust "$W/trust"
+
+step "Diff 1.0.0 -> 1.1.0"
+"$AIRLOCK" diff "$V1" "$V2"
+
+step "Tamper: flip one byte of prompts/system.md inside a copy of 1.1.0"
+zstd -dc "$V2" > "$W/tampered.tar"
+off=$(grep -boa -- "$MARKER" "$W/tampered.tar" | cut -d: -f1 || true)
+[[ $off =~ ^[0-9]+$ ]] || { echo "marker not found exactly once: '$off'" >&2; exit 1; }
+old=$(dd if="$W/tampered.tar" bs=1 skip="$off" count=1 status=none)
+new=E; [[ $old == E ]] && new=F
+printf '%s' "$new" | dd of="$W/tampered.tar" bs=1 seek="$off" conv=notrunc status=none
+echo "byte at tar offset $off: '$old' -> '$new'"
+zstd -q -c "$W/tampered.tar" > "$W/tampered.airlock"
+rm -f "$W/tampered.tar"
+rc=0
+"$AIRLOCK" verify "$W/tampered.airlock" --trust "$W/trust" 2> "$W/tampered.err" || rc=$?
+if [[ $rc -eq 0 ]]; then
+    echo "FAIL: the tampered bundle verified" >&2
+    exit 1
+fi
+echo "verify refused it (exit $rc): $(cat "$W/tampered.err")"
+
+step "Reproducibility: pack 1.0.0 again with the same SOURCE_DATE_EPOCH"
+out=$("$AIRLOCK" pack "$W/release-v1" --key "$W/keys/vendor.key" --out "$W/again.airlock")
+[[ $(bundle_id <<<"$out") == "$ID1" ]]
+cmp "$V1" "$W/again.airlock"
+echo "byte-identical: $(sha256sum "$V1" | cut -d' ' -f1)"
+
+step "Audit 1.1.0 with tar, openssl and sha256sum only (docs/audit.md)"
+"$ROOT/scripts/audit-bundle.sh" "$V2" "$W/trust/vendor.pub"
+if "$ROOT/scripts/audit-bundle.sh" "$W/tampered.airlock" "$W/trust/vendor.pub" >/dev/null 2>&1; then
+    echo "FAIL: the audit accepted the tampered bundle" >&2
+    exit 1
+fi
+echo "the audit rejects the tampered copy too"
+
+step "Summary"
+echo "demo OK: 1.0.0 $ID1, 1.1.0 $ID2 verified; tampered copy refused; packs reproducible."
