@@ -29,7 +29,7 @@ build: deps
 	$(SWIFT) build $(BUILD_FLAGS)
 
 release: deps
-	$(SWIFT) build -c release $(BUILD_FLAGS)
+	$(SWIFT) build -c release --static-swift-stdlib $(BUILD_FLAGS)
 
 test: deps
 	$(SWIFT) build $(BUILD_FLAGS)

@@ -104,7 +104,9 @@ public struct Manifest: Equatable, Sendable {
 
     // MARK: Encoding
 
-    public var json: JSONValue {
+    public var json: JSONValue { json(includingFiles: true) }
+
+    func json(includingFiles: Bool) -> JSONValue {
         var top: [String: JSONValue] = [
             "format": .string(BundleLayout.format),
             "name": .string(name),
@@ -124,7 +126,7 @@ public struct Manifest: Equatable, Sendable {
         }
         top["components"] = .object(comps)
         top["files"] = .array(
-            files.map {
+            !includingFiles ? [] : files.map {
                 .object([
                     "path": .string($0.path), "size": .integer($0.size), "sha256": .string($0.sha256.hex),
                     "mode": .string($0.modeString),
@@ -135,8 +137,43 @@ public struct Manifest: Equatable, Sendable {
         return .object(top)
     }
 
-    /// The exact bytes Airlock writes as manifest.json: compact, keys sorted.
-    public func encoded() -> [UInt8] { CanonicalJSON.encode(json) }
+    /// The exact bytes Airlock writes as manifest.json: compact, keys sorted; the same bytes
+    /// as `CanonicalJSON.encode(json)`, written directly so that a manifest of many files does
+    /// not first become a tree of dictionaries.
+    public func encoded() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(256 + files.count * (110 + (files.first?.path.utf8.count ?? 0)))
+        let top = json(includingFiles: false).objectValue!
+        // Every top-level key but "files" is small: write them canonically, splicing the file
+        // list in at its sorted place.
+        let keys = CanonicalJSON.sortedKeys(top)
+        out.append(UInt8(ascii: "{"))
+        for (k, key) in keys.enumerated() {
+            if k > 0 { out.append(UInt8(ascii: ",")) }
+            CanonicalJSON.writeString(key, into: &out)
+            out.append(UInt8(ascii: ":"))
+            if key != "files" {
+                CanonicalJSON.write(top[key]!, into: &out)
+                continue
+            }
+            out.append(UInt8(ascii: "["))
+            for (i, f) in files.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                out.append(contentsOf: #"{"mode":""#.utf8)
+                out.append(contentsOf: f.modeString.utf8)
+                out.append(contentsOf: #"","path":"#.utf8)
+                CanonicalJSON.writeString(f.path, into: &out)
+                out.append(contentsOf: #","sha256":""#.utf8)
+                out.append(contentsOf: f.sha256.hex.utf8)
+                out.append(contentsOf: #"","size":"#.utf8)
+                out.append(contentsOf: String(f.size).utf8)
+                out.append(UInt8(ascii: "}"))
+            }
+            out.append(UInt8(ascii: "]"))
+        }
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
 
     // MARK: Strict parsing
 

@@ -20,8 +20,11 @@ struct PackCommand: ParsableCommand {
     @Option(name: .long, help: "zstd (default), gzip or none.")
     var compression: Compression = .zstd
 
-    @Option(name: .long, help: "Compression level (zstd default 3, gzip default 6).")
+    @Option(name: .long, help: "Compression level (zstd default 1, gzip default 6).")
     var level: Int?
+
+    @Option(name: .long, help: "zstd worker threads (default 1). The bundle is the same for any value; memory grows with it.")
+    var threads: Int = BundleLayout.defaultZstdThreads
 
     @Flag(name: .long, help: "Store the content of a symlink whose target is a regular file inside the release as a regular file (otherwise symlinks are refused).")
     var followInternalSymlinks = false
@@ -34,6 +37,7 @@ struct PackCommand: ParsableCommand {
         if let level, compression == .zstd && !(1...19).contains(level) || compression == .gzip && !(1...9).contains(level) {
             throw ValidationError("--level \(level) is out of range (zstd 1-19, gzip 1-9)")
         }
+        if !(1...64).contains(threads) { throw ValidationError("--threads must be from 1 to 64") }
     }
 
     func run() throws {
@@ -41,6 +45,7 @@ struct PackCommand: ParsableCommand {
         options.output = out
         options.compression = compression
         options.level = level
+        options.compressionThreads = threads
         options.followInternalSymlinks = followInternalSymlinks
         if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"] {
             guard let v = Int64(epoch), v >= 0 else {

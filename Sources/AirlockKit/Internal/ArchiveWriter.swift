@@ -15,7 +15,7 @@ final class ArchiveWriter {
     private let path: String
     private var closed = false
 
-    init(fileDescriptor fd: Int32, path: String, compression: Compression, level: Int?) throws {
+    init(fileDescriptor fd: Int32, path: String, compression: Compression, level: Int?, threads: Int) throws {
         _ = utf8LocaleReady
         guard let a = archive_write_new(), let e = archive_entry_new() else {
             throw AirlockError(.internal, "out-of-memory", "libarchive could not allocate a writer")
@@ -35,8 +35,8 @@ final class ArchiveWriter {
         case .zstd:
             try check(archive_write_add_filter_zstd(a), "zstd")
             try check(archive_write_set_filter_option(a, "zstd", "compression-level", String(level ?? BundleLayout.defaultZstdLevel)), "zstd level")
-            let threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
-            try check(archive_write_set_filter_option(a, "zstd", "threads", String(threads)), "zstd threads")
+            // Any worker count >= 1 gives the same bytes (0 would give others): never 0.
+            try check(archive_write_set_filter_option(a, "zstd", "threads", String(max(1, threads))), "zstd threads")
         case .gzip:
             try check(archive_write_add_filter_gzip(a), "gzip")
             try check(archive_write_set_filter_option(a, "gzip", "compression-level", String(level ?? 6)), "gzip level")

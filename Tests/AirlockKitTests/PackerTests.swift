@@ -1,0 +1,216 @@
+import Foundation
+import Testing
+@testable import AirlockKit
+
+@Suite struct PackerTests {
+    private func pack(_ dir: String, out: String, epoch: Int64 = 1_767_225_600, keys: [PrivateKey] = [TestKeys.vendor], configure: (inout PackOptions) -> Void = { _ in }) throws -> PackResult {
+        var o = PackOptions(keys: keys)
+        o.output = out
+        o.sourceDateEpoch = epoch
+        configure(&o)
+        return try Packer.pack(directory: dir, options: o)
+    }
+
+    @Test func packedBundleVerifiesAndKeepsNamesModesAndEmptyFiles() throws {
+        let tmp = TempDir()
+        let rel = Release().writeDirectory(in: tmp)
+        let r = try pack(rel, out: tmp.file("b.airlock"))
+        let report = Verifier.verify(bundle: r.path, trust: TestKeys.trust())
+        #expect(report.ok, "\(report.error?.description ?? "")")
+        #expect(report.filesChecked == Release.standardFiles.count)
+        let m = r.manifest
+        #expect(m.files.map(\.path) == Release().manifestFiles.map(\.path))
+        #expect(m.files.first { $0.path == "code/agent.py" }?.executable == true)
+        #expect(m.files.first { $0.path == "prompts/empty.txt" }?.size == 0)
+        #expect(m.files.contains { $0.path == "prompts/r\u{E9}ponse.md" })
+        #expect(m.components["model"]?.metadata == ["name": "qwen2.5-7b-instruct", "snapshot": "2026-10-01"])
+        #expect(m.created == "2026-01-01T00:00:00Z")
+        #expect(r.bundleID == SHA256Digest.of(m.encoded()))
+    }
+
+    @Test func sameInputsAndEpochGiveIdenticalBytes() throws {
+        let tmp = TempDir()
+        let rel = Release().writeDirectory(in: tmp)
+        for compression in Compression.allCases {
+            let a = try pack(rel, out: tmp.file("a.airlock")) { $0.compression = compression }
+            // A different worker count must not change a byte.
+            let b = try pack(rel, out: tmp.file("b.airlock")) {
+                $0.compression = compression
+                $0.compressionThreads = 1
+                $0.threads = 1
+            }
+            #expect(a.bundleID == b.bundleID)
+            let x = FileManager.default.contents(atPath: a.path), y = FileManager.default.contents(atPath: b.path)
+            #expect(x == y, "\(compression) bundles differ")
+            #expect(Verifier.verify(bundle: a.path, trust: TestKeys.trust()).ok)
+        }
+        let later = try pack(rel, out: tmp.file("c.airlock"), epoch: 1_767_225_601)
+        #expect(later.bundleID != (try pack(rel, out: tmp.file("d.airlock")).bundleID))
+    }
+
+    @Test func ecdsaBundlesKeepTheirIDButNotTheirBytes() throws {
+        let tmp = TempDir()
+        let rel = Release().writeDirectory(in: tmp)
+        let a = try pack(rel, out: tmp.file("a.airlock"), keys: [TestKeys.ecdsa])
+        let b = try pack(rel, out: tmp.file("b.airlock"), keys: [TestKeys.ecdsa])
+        #expect(a.bundleID == b.bundleID)
+        #expect(Verifier.verify(bundle: a.path, trust: TestKeys.trust([TestKeys.ecdsa])).ok)
+    }
+
+    @Test func systemTarListsTheBundle() throws {
+        let tmp = TempDir()
+        let r = try pack(Release().writeDirectory(in: tmp), out: tmp.file("b.airlock"))
+        let listing = try run(["tar", "--zstd", "-tf", r.path])
+        #expect(listing.status == 0, "\(listing.stderr)")
+        let names = listing.stdout.split(separator: "\n").map(String.init)
+        #expect(names.first == "airlock/manifest.json")
+        #expect(names[1] == "airlock/signatures/\(TestKeys.vendor.id).sig")
+        #expect(names[2] == "airlock/SHA256SUMS")
+        #expect(Array(names[3...]) == Release().manifestFiles.map { "payload/" + $0.path })
+        let verbose = try run(["tar", "--zstd", "-tvf", r.path]).stdout
+        #expect(verbose.contains("-rwxr-xr-x 0/0"))
+    }
+
+    @Test func twoSignersMeetAThresholdOfTwo() throws {
+        let tmp = TempDir()
+        let r = try pack(Release().writeDirectory(in: tmp), out: tmp.file("b.airlock"), keys: [TestKeys.vendor, TestKeys.ecdsa])
+        var p = TrustPolicy()
+        p.threshold = 2
+        #expect(Verifier.verify(bundle: r.path, trust: TestKeys.trust([TestKeys.vendor, TestKeys.ecdsa], policy: p)).ok)
+        // The same bundle with only one of the two keys trusted falls short.
+        let one = Verifier.verify(bundle: r.path, trust: TestKeys.trust([TestKeys.vendor], policy: p))
+        #expect(one.error?.code == "threshold-not-met")
+    }
+
+    @Test func detachedSignatureFromASecondSignerCounts() throws {
+        let tmp = TempDir()
+        let r = try pack(Release().writeDirectory(in: tmp), out: tmp.file("b.airlock"))
+        _ = try Signer.writeDetached(bundle: r.path, key: TestKeys.second, to: tmp.file("second.sig"))
+        var p = TrustPolicy()
+        p.threshold = 2
+        let trust = TestKeys.trust([TestKeys.vendor, TestKeys.second], policy: p)
+        #expect(Verifier.verify(bundle: r.path, trust: trust).error?.code == "threshold-not-met")
+        let both = Verifier.verify(bundle: r.path, trust: trust, detached: [try DetachedSignature.load(path: tmp.file("second.sig"))])
+        #expect(both.ok, "\(both.error?.description ?? "")")
+        #expect(Set(both.signatures!.verifiedKeys) == [TestKeys.vendor.id, TestKeys.second.id])
+    }
+
+    // MARK: Refusals at pack time, each naming the file
+
+    private func refusal(_ setup: (TempDir, String) throws -> Void, configure: (inout PackOptions) -> Void = { _ in }) throws -> AirlockError {
+        let tmp = TempDir()
+        let rel = Release().writeDirectory(in: tmp)
+        try setup(tmp, rel)
+        do {
+            _ = try pack(rel, out: tmp.file("b.airlock"), configure: configure)
+        } catch let e as AirlockError {
+            #expect(!FileManager.default.fileExists(atPath: tmp.file("b.airlock")), "a refused pack left a bundle")
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: tmp.path).filter { $0.contains(".tmp-") }
+            #expect(leftovers.isEmpty)
+            return e
+        }
+        Issue.record("pack accepted it")
+        return AirlockError(.internal, "none", "")
+    }
+
+    @Test func refusesSymlinksUnlessAskedAndThenOnlyInsideTheRelease() throws {
+        let e = try refusal { _, rel in try FileManager.default.createSymbolicLink(atPath: rel + "/code/link.py", withDestinationPath: "agent.py") }
+        #expect(e.code == "release-file-refused")
+        #expect(e.message.contains("code/link.py"))
+        let outside = try refusal({ _, rel in try FileManager.default.createSymbolicLink(atPath: rel + "/code/passwd", withDestinationPath: "/etc/passwd") }, configure: { $0.followInternalSymlinks = true })
+        #expect(outside.message.contains("outside the release"))
+
+        let tmp = TempDir()
+        let rel = Release().writeDirectory(in: tmp)
+        try FileManager.default.createSymbolicLink(atPath: rel + "/code/link.py", withDestinationPath: "agent.py")
+        let r = try pack(rel, out: tmp.file("b.airlock")) { $0.followInternalSymlinks = true }
+        let link = r.manifest.files.first { $0.path == "code/link.py" }
+        #expect(link?.sha256 == r.manifest.files.first { $0.path == "code/agent.py" }?.sha256)
+        #expect(Verifier.verify(bundle: r.path, trust: TestKeys.trust()).ok)
+    }
+
+    @Test func refusesSpecialFiles() throws {
+        let e = try refusal { _, rel in #expect(mkfifo(rel + "/code/pipe", 0o644) == 0) }
+        #expect(e.message.contains("code/pipe") && e.message.contains("FIFO"))
+    }
+
+    /// As root every file is readable; the CLI tests run this case as an unprivileged user.
+    @Test(.enabled(if: getuid() != 0)) func refusesUnreadableFiles() throws {
+        let e = try refusal { _, rel in chmod(rel + "/code/agent.py", 0o000) }
+        #expect(e.message.contains("code/agent.py"))
+    }
+
+    @Test func refusesNamesThatBreakThePathRules() throws {
+        let bad = try refusal { tmp, rel in tmp.write("release/prompts/back\\slash.md", "x") }
+        #expect(bad.message.contains("backslash"))
+        let nfd = try refusal { tmp, _ in tmp.write("release/prompts/e\u{301}.md", "x") }
+        #expect(nfd.message.contains("NFC"))
+        let twins = try refusal { tmp, _ in tmp.write("release/prompts/SYSTEM.md", "x") }
+        #expect(twins.message.contains("letter case"))
+        let control = try refusal { tmp, _ in tmp.write("release/prompts/a\u{1}b.md", "x") }
+        #expect(control.message.contains("control"))
+    }
+
+    @Test func refusesMissingComponentFoldersAndBadSpecs() throws {
+        let missing = try refusal { _, rel in try FileManager.default.removeItem(atPath: rel + "/tools") }
+        #expect(missing.code == "component-missing")
+        let unknown = try refusal { tmp, rel in
+            let yaml = try String(contentsOfFile: rel + "/airlock.yaml", encoding: .utf8)
+            tmp.write("release/airlock.yaml", yaml + "run_as: root\n")
+        }
+        #expect(unknown.code == "release-spec-invalid" && unknown.message.contains("run_as"))
+    }
+
+    @Test func outputNeverReplacedByAFailedPack() throws {
+        let tmp = TempDir()
+        let rel = Release().writeDirectory(in: tmp)
+        let good = try pack(rel, out: tmp.file("b.airlock"))
+        let before = FileManager.default.contents(atPath: good.path)
+        tmp.write("release/code/pipe-target", "x")
+        #expect(mkfifo(rel + "/code/zz-fifo", 0o644) == 0)
+        #expect(throws: AirlockError.self) { try pack(rel, out: tmp.file("b.airlock")) }
+        #expect(FileManager.default.contents(atPath: good.path) == before)
+    }
+}
+
+@Suite struct ReleaseSpecTests {
+    @Test func parsesTheDocumentedExample() throws {
+        let s = try ReleaseSpec.parse("""
+            name: support-agent
+            version: 2.3.0
+            sequence: 7
+            expires: 2027-06-01T00:00:00Z
+            components:
+              code: code/
+              model: { path: model/, name: qwen2.5-7b-instruct, snapshot: 2026-10-01 }
+              prompts: prompts/
+              tools: tools/
+              index: index/
+            """)
+        #expect(s.name == "support-agent" && s.version == "2.3.0" && s.sequence == 7 && s.expires == "2027-06-01T00:00:00Z")
+        #expect(s.components.map(\.name) == ["code", "model", "prompts", "tools", "index"])
+        #expect(s.components[1].metadata == ["name": "qwen2.5-7b-instruct", "snapshot": "2026-10-01"])
+        #expect(s.components[0].path == "code")
+    }
+
+    @Test(arguments: [
+        ("name: a\nversion: 1\nsequence: 1\ncomponents: {code: code/}\nextra: 1\n", "unknown key \"extra\""),
+        ("name: a\nname: b\nversion: 1\nsequence: 1\ncomponents: {code: code/}\n", "duplicated key"),
+        ("name: A\nversion: 1\nsequence: 1\ncomponents: {code: code/}\n", "name \"A\""),
+        ("name: a\nversion: 1\nsequence: 0\ncomponents: {code: code/}\n", "sequence"),
+        ("name: a\nversion: 1\nsequence: 1.5\ncomponents: {code: code/}\n", "sequence"),
+        ("name: a\nversion: 1\nsequence: 1\ncomponents: {weights: w/}\n", "unknown component"),
+        ("name: a\nversion: 1\nsequence: 1\ncomponents: {code: ../outside}\n", "inside the release"),
+        ("name: a\nversion: 1\nsequence: 1\ncomponents: {code: {path: code/, name: x}}\n", "unknown key \"name\""),
+        ("name: a\nversion: 1\nsequence: 1\ncomponents: {}\n", "at least one"),
+        ("name: a\nversion: 1\nsequence: 1\nexpires: tomorrow\ncomponents: {code: code/}\n", "expires"),
+        ("version: 1\nsequence: 1\ncomponents: {code: code/}\n", "missing \"name\""),
+    ])
+    func refusesBadSpecs(_ yaml: String, _ expected: String) {
+        #expect {
+            try ReleaseSpec.parse(yaml)
+        } throws: { error in
+            (error as? AirlockError).map { $0.code == "release-spec-invalid" && $0.message.contains(expected) } ?? false
+        }
+    }
+}
