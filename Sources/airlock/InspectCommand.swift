@@ -31,7 +31,7 @@ struct InspectCommand: ParsableCommand {
         for name in BundleLayout.components {
             guard let c = m.components[name] else { continue }
             let meta = c.metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            print("    \(Output.pad(name, 8)) \(c.digest.prefixed)  \(c.files) files  \(ByteCount.format(c.bytes))\(meta.isEmpty ? "" : "  " + meta)")
+            print("    \(Output.pad(name, 8)) \(c.digest.prefixed)  \(c.files) file\(c.files == 1 ? "" : "s")  \(ByteCount.format(c.bytes))\(meta.isEmpty ? "" : "  " + meta)")
         }
     }
 }
