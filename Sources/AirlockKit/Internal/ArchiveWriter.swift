@@ -45,6 +45,10 @@ final class ArchiveWriter {
             try check(archive_write_add_filter_none(a), "no compression")
         }
         try check(archive_write_set_format_pax_restricted(a), "pax format")
+        // Large output writes (the default 10 KiB record means one write(2) per 10 KiB), and no
+        // padding after the end-of-archive marker: the stream ends with its two zero blocks.
+        try check(archive_write_set_bytes_per_block(a, 1 << 20), "block size")
+        try check(archive_write_set_bytes_in_last_block(a, 1), "last block")
         try check(archive_write_open_fd(a, fd), "open")
     }
 
