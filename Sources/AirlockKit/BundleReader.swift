@@ -21,9 +21,11 @@ public final class BundleReader {
     private let ownsFD: Bool
     private let tar: TarReader
     private var pending: TarEntry?
+    /// The end-of-archive marker was read (a peek may have met it).
+    private var atEnd = false
     private var stage = Stage.start
-    private var payloadDirectories: Set<[UInt8]> = []
-    private var seenDirectories: Set<[UInt8]> = []
+    /// The manifest's paths as a tree, to accept each folder's directory entry once.
+    private var payloadTree = PathTree()
     private var nextFileIndex = 0
     private var manifestFiles: [ManifestFile] = []
     private let hasher = SHA256Hasher()
@@ -64,7 +66,12 @@ public final class BundleReader {
             pending = nil
             return p
         }
-        return try tar.nextEntry()
+        if atEnd { return nil }
+        guard let e = try tar.nextEntry() else {
+            atEnd = true
+            return nil
+        }
+        return e
     }
 
     private static func name(_ e: TarEntry) -> String { TarReader.show(e.path) }
@@ -153,16 +160,7 @@ public final class BundleReader {
         }
         guard same else { throw AirlockError.verification("sums-mismatch", "\(BundleLayout.sumsEntry) disagrees with the manifest") }
         manifestFiles = manifest.files
-        for f in manifest.files {
-            var p = Array(BundleLayout.payloadPrefix.utf8)
-            payloadDirectories.insert(Array(p.dropLast()))
-            let segments = f.path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).dropLast()
-            for s in segments {
-                p.append(contentsOf: s)
-                payloadDirectories.insert(p)
-                p.append(UInt8(ascii: "/"))
-            }
-        }
+        for (i, f) in manifest.files.enumerated() { _ = payloadTree.insertFile(f.path, index: i) }
         if let d = try next() {
             if d.path.elementsEqual(BundleLayout.deltaEntry.utf8) {
                 throw AirlockError.verification("delta-unsupported", "this bundle is a delta bundle; this Airlock version cannot read delta bundles yet: ask the vendor for the full bundle")
@@ -217,16 +215,17 @@ public final class BundleReader {
         nextFileIndex += 1
     }
 
-    /// A directory entry may stand once for each folder of a listed path, and means nothing.
+    /// A directory entry may stand once for each folder of a listed path (`payload/` included),
+    /// and means nothing. `p` is the entry name without its trailing slash; it has passed the
+    /// path rules, so it is NFC and string equality is byte equality.
     private func takeDirectory(_ p: [UInt8], _ e: TarEntry) throws {
-        if payloadDirectories.remove(p) != nil {
-            seenDirectories.insert(p)
-            return
+        let rel = String(decoding: p.dropFirst(BundleLayout.payloadPrefix.utf8.count - 1), as: UTF8.self)
+        guard let node = payloadTree.folder(Substring(rel.drop(while: { $0 == "/" }))) else {
+            throw AirlockError.verification("entry-unexpected", "the bundle holds directory \(Self.name(e)), which holds no file of the manifest")
         }
-        if seenDirectories.contains(p) {
+        if !payloadTree.markFolder(node) {
             throw AirlockError.verification("entry-duplicate", "the bundle holds directory \(Self.name(e)) twice")
         }
-        throw AirlockError.verification("entry-unexpected", "the bundle holds directory \(Self.name(e)), which holds no file of the manifest")
     }
 
     private func checkPayloadName(_ e: TarEntry) throws {

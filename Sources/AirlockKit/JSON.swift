@@ -40,10 +40,12 @@ public struct JSONParser {
     private let bytes: [UInt8]
     private var i = 0
     private var depth = 0
+    private var valuesLeft: Int
     private static let maxDepth = 64
 
-    public static func parse(_ bytes: [UInt8]) throws(Failure) -> JSONValue {
-        var p = JSONParser(bytes: bytes)
+    /// Parses `bytes`, refusing more than `maxValues` values (objects, arrays and scalars).
+    public static func parse(_ bytes: [UInt8], maxValues: Int = 1_000_000) throws(Failure) -> JSONValue {
+        var p = JSONParser(bytes: bytes, maxValues: maxValues)
         p.skipWhitespace()
         let v = try p.value()
         p.skipWhitespace()
@@ -51,7 +53,10 @@ public struct JSONParser {
         return v
     }
 
-    private init(bytes: [UInt8]) { self.bytes = bytes }
+    private init(bytes: [UInt8], maxValues: Int) {
+        self.bytes = bytes
+        self.valuesLeft = maxValues
+    }
 
     private func fail(_ reason: String) -> Failure { Failure(offset: i, reason: reason) }
 
@@ -68,6 +73,8 @@ public struct JSONParser {
 
     private mutating func value() throws(Failure) -> JSONValue {
         guard i < bytes.count else { throw fail("unexpected end of input") }
+        valuesLeft -= 1
+        if valuesLeft < 0 { throw fail("more JSON values than allowed") }
         switch bytes[i] {
         case UInt8(ascii: "{"): return try object()
         case UInt8(ascii: "["): return try array()

@@ -16,6 +16,9 @@ public final class PublicKey: Sendable {
     let handle: PKeyHandle
 
     init(handle: PKeyHandle, algorithm: KeyAlgorithm) throws {
+        // One key, one id: an EC point can be encoded compressed or not; always take the
+        // uncompressed form, so the same key can never count as two signers.
+        if algorithm == .p256 { OpenSSL.useUncompressedPoints(handle) }
         self.handle = handle
         self.algorithm = algorithm
         self.id = SHA256Digest.of(try OpenSSL.publicKeyDER(handle)).hex

@@ -44,6 +44,10 @@ public struct Manifest: Equatable, Sendable {
     public var attestations: [String: JSONValue]?
     public var health: [String: JSONValue]?
 
+    /// JSON values a manifest may hold: about five per file for 800,000 files. Bounds the
+    /// memory and time a hostile manifest can cost before it is refused.
+    static let maxJSONValues = 4_000_000
+
     static let topLevelKeys: Set<String> = [
         "format", "name", "version", "sequence", "created", "expires", "components", "sums", "files",
         "attestations", "health",
@@ -185,7 +189,7 @@ public struct Manifest: Equatable, Sendable {
     public static func parse(_ bytes: [UInt8]) throws -> Manifest {
         let root: JSONValue
         do {
-            root = try JSONParser.parse(bytes)
+            root = try JSONParser.parse(bytes, maxValues: maxJSONValues)
         } catch {
             throw invalid("not strict JSON: \(error)")
         }
@@ -224,8 +228,10 @@ public struct Manifest: Equatable, Sendable {
 
         guard let filesValue = top["files"] else { throw invalid("missing field \"files\"") }
         guard case .array(let fileValues) = filesValue else { throw invalid("\"files\" must be an array") }
+        guard !fileValues.isEmpty else { throw invalid("\"files\" is empty; a release holds at least one file") }
         var files: [ManifestFile] = []
         files.reserveCapacity(fileValues.count)
+        var total: UInt64 = 0
         for (k, fv) in fileValues.enumerated() {
             guard case .object(let o) = fv else { throw invalid("files[\(k)] must be an object") }
             for key in o.keys where !["path", "size", "sha256", "mode"].contains(key) {
@@ -235,7 +241,10 @@ public struct Manifest: Equatable, Sendable {
             if let reason = PathRules.problem(with: path) {
                 throw AirlockError.verification("path-invalid", "the manifest lists an unsafe path \"\(path)\": \(reason)")
             }
+            guard path.contains("/") else { throw invalid("files[\(k)].path \"\(path)\" must be <component>/<name>") }
             guard let size = o["size"]?.unsignedInteger() else { throw invalid("files[\(k)].size must be an integer from 0 to 2^53") }
+            total += size  // at most 2^53 each, and the running total is checked below: no overflow
+            guard total <= BundleLayout.maxInteger else { throw invalid("the files add up to more than 2^53 bytes") }
             guard let hex = o["sha256"]?.stringValue, let digest = SHA256Digest(hex: hex) else {
                 throw invalid("files[\(k)].sha256 must be 64 lowercase hex digits")
             }

@@ -95,6 +95,15 @@ public enum Packer {
         if stat(output, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
             throw AirlockError(.usage, "output-is-directory", "--out \(output) is a directory; give a file name such as \(output)/\(spec.name)-\(spec.version).airlock")
         }
+        if stat(output, &st) == 0, sources.contains(where: { $0.identity.device == UInt64(st.st_dev) && $0.identity.inode == UInt64(st.st_ino) }) {
+            throw AirlockError(.usage, "output-is-source", "--out \(output) is a file of the release itself; write the bundle somewhere else")
+        }
+        if let outDir = resolvedPath(output.contains("/") ? String(output[..<output.lastIndex(of: "/")!]) : "."),
+            let root = resolvedPath(dir),
+            spec.components.contains(where: { (outDir + "/").hasPrefix(root + "/" + $0.path + "/") })
+        {
+            throw AirlockError(.usage, "output-in-release", "--out \(output) is inside a component folder, so the next pack would take the bundle in; write it somewhere else")
+        }
         let tmp = FileIO.temporarySibling(of: output)
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
@@ -163,7 +172,21 @@ public enum Packer {
             guard (st.st_mode & S_IFMT) == S_IFDIR else {
                 throw AirlockError(.invalidRelease, "component-missing", "component \(c.name): \(folder) is not a folder (symlinked folders are refused)")
             }
+            // No symlink anywhere on the way: the folder must be where its path says, inside the release.
+            guard resolvedPath(folder) == realRoot + "/" + c.path else {
+                throw AirlockError(.invalidRelease, "release-file-refused", "component \(c.name): the path \(c.path) goes through a symlink; components must be real folders inside the release")
+            }
             try walk(folder, bundlePrefix: c.name, root: realRoot, follow: followInternalSymlinks, into: &out)
+        }
+        guard !out.isEmpty else {
+            throw AirlockError(.invalidRelease, "release-empty", "the release's component folders hold no file; a release needs at least one")
+        }
+        var total: UInt64 = 0
+        for f in out {
+            total += f.size
+            guard f.size <= BundleLayout.maxInteger, total <= BundleLayout.maxInteger else {
+                throw refuse(f.source, "the release is larger than 2^53 bytes, the format's limit")
+            }
         }
         out.sort { PathRules.precedes($0.path, $1.path) }
         if let (path, reason) = PathRules.setProblem(with: out.map(\.path)) {

@@ -31,30 +31,25 @@ public enum PathRules {
     }
 
     /// The key two paths collide on in a case-insensitive file system.
+    /// Lower-upper-lower catches the pairs a single mapping misses (ß and ẞ both become "ss").
     static func foldKey(_ s: String) -> String {
-        s.precomposedStringWithCanonicalMapping.uppercased().lowercased()
+        s.precomposedStringWithCanonicalMapping.lowercased().uppercased().lowercased()
     }
 
     /// Checks a whole set of paths: no two equal after case folding, none both a file and a
-    /// directory prefix of another. Returns the offending path and the reason.
+    /// directory prefix of another. Returns the offending path and the reason. Linear in the
+    /// total number of path segments (each path is folded once, folders are tree nodes).
     public static func setProblem(with paths: [String]) -> (path: String, reason: String)? {
-        var files: [String: String] = [:]
-        files.reserveCapacity(paths.count)
-        for p in paths {
-            let k = foldKey(p)
-            if let other = files.updateValue(p, forKey: k) {
-                return (p, other == p ? "duplicate path" : "differs from \(other) only by letter case")
-            }
-        }
-        var seenDirs = Set<String>()
-        for p in paths {
-            var prefix = Substring("")
-            let segments = p.split(separator: "/", omittingEmptySubsequences: false)
-            for seg in segments.dropLast() {
-                prefix = prefix.isEmpty ? seg : Substring(prefix + "/" + seg)
-                let k = foldKey(String(prefix))
-                if !seenDirs.insert(k).inserted { continue }
-                if let file = files[k] { return (file, "is a file and also a folder of \(p)") }
+        var tree = PathTree()
+        for (index, p) in paths.enumerated() {
+            switch tree.insertFile(foldKey(p), index: index) {
+            case .none: continue
+            case .some(.fileExists(let other)):
+                return (p, paths[other] == p ? "duplicate path" : "differs from \(paths[other]) only by letter case")
+            case .some(.folderExists):
+                return (p, "is a file and also a folder of another path")
+            case .some(.fileInTheWay(let other)):
+                return (paths[other], "is a file and also a folder of \(p)")
             }
         }
         return nil
@@ -64,5 +59,68 @@ public enum PathRules {
     @inlinable
     public static func precedes(_ a: String, _ b: String) -> Bool {
         a.utf8.lexicographicallyPrecedes(b.utf8)
+    }
+}
+
+/// Paths as a tree of segments: memory and time linear in the total number of segments, however
+/// deep the paths (a 4 KiB path of one-letter folders has 2,048 prefixes).
+struct PathTree {
+    enum Conflict: Equatable {
+        /// The path is already a file (index of that file).
+        case fileExists(Int)
+        /// The path is already a folder of another path.
+        case folderExists
+        /// A folder of the path is already a file (index of that file).
+        case fileInTheWay(Int)
+    }
+
+    private struct Key: Hashable {
+        var parent: Int
+        var name: Substring
+    }
+
+    private var children: [Key: Int] = [:]
+    /// Per node: the file index, or -1 for a folder. Node 0 is the root.
+    private var files: [Int] = [-1]
+    /// Per node: whether `markFolder` has seen it.
+    private var marked: [Bool] = [false]
+
+    /// Adds a file path; its folders become folder nodes.
+    mutating func insertFile(_ path: String, index: Int) -> Conflict? {
+        var node = 0
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        for (k, seg) in segments.enumerated() {
+            let last = k == segments.count - 1
+            if let child = children[Key(parent: node, name: seg)] {
+                if files[child] >= 0 { return last ? .fileExists(files[child]) : .fileInTheWay(files[child]) }
+                if last { return .folderExists }
+                node = child
+            } else {
+                let child = files.count
+                files.append(last ? index : -1)
+                marked.append(false)
+                children[Key(parent: node, name: seg)] = child
+                node = child
+            }
+        }
+        return nil
+    }
+
+    /// The folder node for `path` (`""` is the root), or nil when it is not a folder of any file.
+    func folder(_ path: Substring) -> Int? {
+        var node = 0
+        if path.isEmpty { return 0 }
+        for seg in path.split(separator: "/", omittingEmptySubsequences: false) {
+            guard let child = children[Key(parent: node, name: seg)], files[child] < 0 else { return nil }
+            node = child
+        }
+        return node
+    }
+
+    /// Marks a folder node; false when it was marked before.
+    mutating func markFolder(_ node: Int) -> Bool {
+        if marked[node] { return false }
+        marked[node] = true
+        return true
     }
 }

@@ -113,6 +113,10 @@ final class TarReader {
             }
             if headerBuffer.allSatisfy({ $0 == 0 }) {
                 if pax != nil { throw Self.malformed("a pax header is followed by the end of the archive") }
+                // The end-of-archive marker is two zero blocks.
+                guard try readBlock(), headerBuffer.allSatisfy({ $0 == 0 }) else {
+                    throw Self.malformed("a lone zero block where the end-of-archive marker (two zero blocks) should be")
+                }
                 return nil
             }
             let h = try parseHeader()
@@ -182,12 +186,7 @@ final class TarReader {
     /// After `nextEntry` returned nil: only zeros may follow, at most 1 MiB, then the end of the
     /// stream (and nothing after the compressed stream, which `DecompressedStream` checks).
     func finish() throws {
-        do {
-            try drainPadding()
-        } catch let e as AirlockError where e.code == "compression-invalid" {
-            // The tar stream was complete: what the decompressor choked on came after it.
-            throw AirlockError.verification("trailing-data", "data follows the compressed stream of the bundle; the bundle was altered or badly copied", cause: e.message)
-        }
+        try drainPadding()
     }
 
     private func drainPadding() throws {

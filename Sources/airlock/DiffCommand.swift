@@ -22,24 +22,24 @@ struct DiffCommand: ParsableCommand {
             return
         }
         let ma = d.a.manifest, mb = d.b.manifest
-        print("\(ma.name) \(ma.version) (sequence \(ma.sequence)) -> \(mb.name) \(mb.version) (sequence \(mb.sequence))  [manifests not verified]")
+        Output.say("\(ma.name) \(ma.version) (sequence \(ma.sequence)) -> \(mb.name) \(mb.version) (sequence \(mb.sequence))  [manifests not verified]")
         if d.changedComponents.isEmpty {
-            print("no component changed" + (d.a.bundleID == d.b.bundleID ? " (same bundle id)" : ""))
+            Output.say("no component changed" + (d.a.bundleID == d.b.bundleID ? " (same bundle id)" : ""))
         } else {
-            print("changed components: \(d.changedComponents.joined(separator: ", "))")
+            Output.say("changed components: \(d.changedComponents.joined(separator: ", "))")
         }
         for c in d.components where c.status != "unchanged" {
             let x = c.before.map(Output.short) ?? "-", y = c.after.map(Output.short) ?? "-"
-            print("  \(Output.pad(c.name, 8)) \(c.status): \(x) -> \(y)")
+            Output.say("  \(Output.pad(c.name, 8)) \(c.status): \(x) -> \(y)")
         }
         if d.added.isEmpty && d.removed.isEmpty && d.changed.isEmpty { return }
-        print("files:")
-        for f in d.removed { print("  - \(f.path)  \(ByteCount.format(f.size))") }
-        for f in d.added { print("  + \(f.path)  \(ByteCount.format(f.size))") }
+        Output.say("files:")
+        for f in d.removed { Output.say("  - \(f.path)  \(ByteCount.format(f.size))") }
+        for f in d.added { Output.say("  + \(f.path)  \(ByteCount.format(f.size))") }
         for c in d.changed {
             let x = c.before!, y = c.after!
             let mode = x.modeString != y.modeString ? "  mode \(x.modeString) -> \(y.modeString)" : ""
-            print("  ~ \(c.path)  \(ByteCount.format(x.size)) -> \(ByteCount.format(y.size))\(mode)")
+            Output.say("  ~ \(c.path)  \(ByteCount.format(x.size)) -> \(ByteCount.format(y.size))\(mode)")
         }
     }
 }

@@ -19,19 +19,19 @@ struct InspectCommand: ParsableCommand {
             return
         }
         let m = s.manifest
-        print("\(m.name) \(m.version) (sequence \(m.sequence))")
-        print("  NOT VERIFIED: this shows what the bundle claims; run `airlock verify \(bundle) --trust DIR` to check it")
-        print("  bundle id    \(s.bundleID.prefixed)")
-        print("  created      \(m.created)")
-        print("  expires      \(m.expires ?? "never")")
-        print("  compression  \(s.compression?.rawValue ?? "unknown")")
-        print("  files        \(m.files.count), \(ByteCount.format(m.totalBytes))")
-        print("  signers      \(s.signerKeyIDs.isEmpty ? "none" : s.signerKeyIDs.joined(separator: ", ")) (not checked)")
-        print("  components")
+        Output.say("\(m.name) \(m.version) (sequence \(m.sequence))")
+        Output.say("  NOT VERIFIED: this shows what the bundle claims; run `airlock verify \(bundle) --trust DIR` to check it")
+        Output.say("  bundle id    \(s.bundleID.prefixed)")
+        Output.say("  created      \(m.created)")
+        Output.say("  expires      \(m.expires ?? "never")")
+        Output.say("  compression  \(s.compression?.rawValue ?? "unknown")")
+        Output.say("  files        \(m.files.count), \(ByteCount.format(m.totalBytes))")
+        Output.say("  signers      \(s.signerKeyIDs.isEmpty ? "none" : s.signerKeyIDs.joined(separator: ", ")) (not checked)")
+        Output.say("  components")
         for name in BundleLayout.components {
             guard let c = m.components[name] else { continue }
             let meta = c.metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            print("    \(Output.pad(name, 8)) \(c.digest.prefixed)  \(c.files) file\(c.files == 1 ? "" : "s")  \(ByteCount.format(c.bytes))\(meta.isEmpty ? "" : "  " + meta)")
+            Output.say("    \(Output.pad(name, 8)) \(c.digest.prefixed)  \(c.files) file\(c.files == 1 ? "" : "s")  \(ByteCount.format(c.bytes))\(meta.isEmpty ? "" : "  " + meta)")
         }
     }
 }

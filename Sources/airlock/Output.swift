@@ -11,9 +11,26 @@ enum Output {
     }
 
     static func error(_ e: AirlockError, verbose: Bool) {
-        stderr("error: \(e.message)")
-        if verbose, let cause = e.cause { stderr("  cause: \(cause)") }
+        stderr("error: \(safe(e.message))")
+        if verbose, let cause = e.cause { stderr("  cause: \(safe(cause))") }
     }
+
+    /// `s` with every control character (newlines and terminal escapes included) written as
+    /// `\u{..}`: text from a bundle can never forge a line or drive the terminal.
+    static func safe(_ s: String) -> String {
+        var out = ""
+        for scalar in s.unicodeScalars {
+            if scalar.properties.generalCategory == .control {
+                out += "\\u{" + String(scalar.value, radix: 16) + "}"
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
+    /// Prints one line of human output, made safe.
+    static func say(_ s: String) { print(safe(s)) }
 
     static func json(_ v: JSONValue) { print(CanonicalJSON.pretty(v)) }
 

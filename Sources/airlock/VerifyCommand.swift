@@ -26,7 +26,7 @@ struct VerifyCommand: ParsableCommand {
         if output.json {
             Output.json(report.json)
         } else {
-            print(Self.describe(report, store: store))
+            for line in Self.describe(report, store: store) { Output.say(line) }
         }
         if let e = report.error {
             Output.error(e, verbose: global.verbose)
@@ -34,7 +34,7 @@ struct VerifyCommand: ParsableCommand {
         }
     }
 
-    static func describe(_ r: VerificationReport, store: TrustStore) -> String {
+    static func describe(_ r: VerificationReport, store: TrustStore) -> [String] {
         var lines: [String] = []
         if let m = r.manifest, r.ok {
             lines.append("OK \(m.name) \(m.version) (sequence \(m.sequence)) \(r.bundleID!.prefixed)")
@@ -51,6 +51,6 @@ struct VerifyCommand: ParsableCommand {
         if r.ok {
             lines.append("  checked \(r.filesChecked) files, \(ByteCount.format(r.bytesChecked))")
         }
-        return lines.joined(separator: "\n")
+        return lines
     }
 }

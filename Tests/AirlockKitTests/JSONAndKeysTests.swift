@@ -93,6 +93,20 @@ import Testing
         }
     }
 
+    /// One P-256 key saved with a compressed and an uncompressed point is one key, one id.
+    @Test func ecKeyIDDoesNotDependOnThePointEncoding() throws {
+        let tmp = TempDir()
+        tmp.write("k.pub", TestKeys.ecdsa.publicKey.pem)
+        let conv = try run(["openssl", "ec", "-pubin", "-in", tmp.file("k.pub"), "-conv_form", "compressed", "-pubout", "-out", tmp.file("c.pub")])
+        #expect(conv.status == 0, "\(conv.stderr)")
+        #expect(try FileManager.default.contents(atPath: tmp.file("c.pub")) != FileManager.default.contents(atPath: tmp.file("k.pub")))
+        #expect(try PublicKey.load(path: tmp.file("c.pub")).id == TestKeys.ecdsa.id)
+        try FileManager.default.createDirectory(atPath: tmp.file("trust"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: tmp.file("k.pub"), toPath: tmp.file("trust/a.pub"))
+        try FileManager.default.copyItem(atPath: tmp.file("c.pub"), toPath: tmp.file("trust/b.pub"))
+        #expect(try TrustStore.load(directory: tmp.file("trust")).keys.count == 1)
+    }
+
     @Test func refusesOtherAlgorithms() throws {
         let tmp = TempDir()
         #expect(try run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024", "-out", tmp.file("rsa.key")]).status == 0)

@@ -129,6 +129,24 @@ import Testing
         #expect(Verifier.verify(bundle: r.path, trust: TestKeys.trust()).ok)
     }
 
+    @Test func refusesComponentsReachedThroughASymlink() throws {
+        let e = try refusal { tmp, rel in
+            tmp.write("outside/code/secret.txt", "secret")
+            try FileManager.default.createSymbolicLink(atPath: rel + "/lnk", withDestinationPath: tmp.file("outside"))
+            tmp.write("release/airlock.yaml", "name: a\nversion: 1\nsequence: 1\ncomponents:\n  code: lnk/code\n")
+        }
+        #expect(e.message.contains("symlink"))
+    }
+
+    @Test func refusesAnOutputThatIsPartOfTheRelease() throws {
+        let tmp = TempDir()
+        let rel = Release().writeDirectory(in: tmp)
+        let before = FileManager.default.contents(atPath: rel + "/prompts/system.md")
+        #expect { try pack(rel, out: rel + "/prompts/system.md") } throws: { ($0 as? AirlockError)?.code == "output-is-source" }
+        #expect(FileManager.default.contents(atPath: rel + "/prompts/system.md") == before)
+        #expect { try pack(rel, out: rel + "/prompts/new.airlock") } throws: { ($0 as? AirlockError)?.code == "output-in-release" }
+    }
+
     @Test func refusesSpecialFiles() throws {
         let e = try refusal { _, rel in #expect(mkfifo(rel + "/code/pipe", 0o644) == 0) }
         #expect(e.message.contains("code/pipe") && e.message.contains("FIFO"))

@@ -181,6 +181,26 @@ private let signatureRows: [ThreatRow] = [
         o["components"] = .object(comps)
         return signedManifest(encode(o))
     }),
+    ThreatRow(name: "manifest whose sizes add up past 2^64", expected: "manifest-invalid", build: {
+        var o = manifestObject()
+        var files: [JSONValue] = []
+        for i in 0..<2050 {
+            files.append(.object(["path": .string("model/w\(10000 + i)"), "size": .number("9007199254740992"), "sha256": .string(SHA256Digest.of([]).hex), "mode": .string("0644")]))
+        }
+        o["files"] = .array(files)
+        return signedManifest(encode(o))
+    }),
+    ThreatRow(name: "manifest with a path that is only a component", expected: "manifest-invalid", build: { manifestWithPath("zcode") }),
+    ThreatRow(name: "manifest with no file", expected: "manifest-invalid", build: {
+        var o = manifestObject()
+        o["files"] = .array([])
+        return signedManifest(encode(o))
+    }),
+    ThreatRow(name: "manifest of millions of tiny JSON values", expected: "manifest-invalid", build: {
+        var o = manifestObject()
+        o["health"] = .object(["x": .array(Array(repeating: .number("0"), count: 4_100_000))])
+        return signedManifest(encode(o))
+    }),
     ThreatRow(name: "manifest with a setuid mode", expected: "manifest-invalid", build: {
         signedManifest(String(decoding: release.manifest.encoded(), as: UTF8.self).replacingOccurrences(of: "\"0755\"", with: "\"4755\""))
     }),
@@ -217,6 +237,24 @@ private let archiveRows: [ThreatRow] =
             var r = release
             r.files.append(Release.File(path: "prompts/System.md", data: [1]))
             return bundle(r)
+        }),
+        ThreatRow(name: "manifest: case-fold twins ß and ẞ", expected: "path-conflict", build: {
+            var r = release
+            r.files.append(Release.File(path: "prompts/\u{DF}.md", data: [1]))
+            r.files.append(Release.File(path: "prompts/\u{1E9E}.md", data: [2]))
+            return bundle(r)
+        }),
+        ThreatRow(name: "manifest: 400 paths of 2,000 folders each cost linear time", expected: "payload-missing", build: {
+            // Checked folder by folder this would take minutes and gigabytes (quadratic).
+            let files = (0..<400).map { i in
+                ManifestFile(path: "index/" + String(repeating: "d/", count: 2000) + "f\(1000 + i)", size: 0, sha256: SHA256Digest.of([]), executable: false)
+            }
+            let m = Manifest(name: "deep", version: "1", sequence: 1, created: "2026-11-26T00:00:00Z", expires: nil, componentMetadata: [:], files: files)
+            let bytes = m.encoded()
+            return TarBuilder.build([
+                TarBuilder.Entry(BundleLayout.manifestEntry, bytes), TarBuilder.Entry(BundleLayout.signaturesPrefix + vendor.id + ".sig", try! vendor.sign(bytes)),
+                TarBuilder.Entry(BundleLayout.sumsEntry, m.sumsBytes),
+            ])
         }),
         ThreatRow(name: "manifest: a path both a file and a folder", expected: "path-conflict", build: {
             var r = release
@@ -336,6 +374,30 @@ private let archiveRows: [ThreatRow] =
             var big = release
             big.files[1].data = (0..<(3 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 7) }
             return try zstdCompress(bundle(big)) + Array("extra".utf8)
+        }),
+        ThreatRow(name: "a bundle compressed twice (gzip of zstd)", expected: "compression-invalid", build: {
+            let dir = TempDir()
+            let p = dir.write("b.zst", try zstdCompress(bundle()))
+            _ = try run(["gzip", "-n", "-k", p])
+            return Array(FileManager.default.contents(atPath: p + ".gz")!)
+        }),
+        ThreatRow(name: "a skippable zstd frame carrying hidden data", expected: "trailing-data", build: {
+            try zstdCompress(bundle()) + [0x50, 0x2A, 0x4D, 0x18, 5, 0, 0, 0] + Array("hello".utf8)
+        }),
+        ThreatRow(name: "a second zstd frame of zeros", expected: "trailing-data", build: {
+            try zstdCompress(bundle()) + zstdCompress([UInt8](repeating: 0, count: 4096))
+        }),
+        ThreatRow(name: "a zstd magic number after the stream", expected: "trailing-data", build: {
+            try zstdCompress(bundle()) + [0x28, 0xB5, 0x2F, 0xFD]
+        }),
+        ThreatRow(name: "a gzip header carrying a file name", expected: "compression-invalid", build: {
+            let dir = TempDir()
+            let p = dir.write("bundle.tar", bundle())
+            _ = try run(["gzip", "-N", "-k", p])
+            return Array(FileManager.default.contents(atPath: p + ".gz")!)
+        }),
+        ThreatRow(name: "a lone zero block as the end marker", expected: "tar-invalid", build: {
+            TarBuilder.build(release.entries(signers: [vendor]), end: false) + [UInt8](repeating: 0, count: 512)
         }),
         ThreatRow(name: "corrupt compressed data", expected: "compression-invalid", build: {
             var z = try zstdCompress(bundle())

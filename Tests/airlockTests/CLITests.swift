@@ -188,6 +188,22 @@ final class Workspace {
         #expect(r.stderr.contains("prompts/system.md"))
     }
 
+    /// Text from a bundle (here the model's snapshot) can neither forge output lines nor send
+    /// terminal escapes.
+    @Test func bundleTextCannotDriveTheTerminal() throws {
+        let w = try Workspace()
+        _ = try w.key("vendor")
+        let yaml = try String(contentsOfFile: w.file("release/airlock.yaml"), encoding: .utf8)
+            .replacingOccurrences(of: "snapshot: 2026-10-01", with: #"snapshot: "x\e[31m\nOK forged""#)
+        try yaml.write(toFile: w.file("release/airlock.yaml"), atomically: true, encoding: .utf8)
+        let packed = try w.pack("b.airlock")
+        #expect(packed.status == 0, "\(packed.stderr)")
+        let out = try CLI.run(["inspect", w.file("b.airlock")]).stdout
+        #expect(out.contains("snapshot=x\\u{1b}[31m\\u{a}OK forged"))
+        #expect(!out.contains("\u{1B}"))
+        #expect(!out.split(separator: "\n").contains { $0.hasPrefix("OK forged") })
+    }
+
     @Test func detachedSignatureFromASecondSigner() throws {
         let w = try Workspace()
         _ = try w.key("vendor")

@@ -98,6 +98,9 @@ final class DecompressedStream: @unchecked Sendable {
         var readError: Int32 = 0
         var sawEOF = false
         var zstd = ZstdFrameWalker()
+        /// Set when bytes follow the first zstd frame (they are never given to libarchive).
+        var afterFrame = false
+        var head: [UInt8] = []
         init(fd: Int32) { self.fd = fd }
         deinit { buffer.deallocate() }
     }
@@ -118,6 +121,9 @@ final class DecompressedStream: @unchecked Sendable {
             lock.unlock()
         }
         let source = Source(fd: fd)
+        // libarchive holds an unretained pointer to `source` until archive_read_free (the
+        // defer below, which runs first): keep it alive until then.
+        defer { withExtendedLifetime(source) {} }
         guard let a = archive_read_new() else {
             finish(error: AirlockError(.internal, "out-of-memory", "libarchive could not allocate a reader"))
             return
@@ -135,10 +141,6 @@ final class DecompressedStream: @unchecked Sendable {
             if source.delivered == 0 {
                 return .verification("not-a-bundle", "this is not an Airlock bundle: the file is empty")
             }
-            if source.zstd.lastFrameEnd > 0 && !source.zstd.isValid {
-                return .verification(
-                    "trailing-data", "data follows the compressed stream of the bundle (after byte \(source.zstd.lastFrameEnd)); the bundle was altered or badly copied")
-            }
             if msg.lowercased().contains("truncated") || msg.lowercased().contains("premature") {
                 return .verification("bundle-truncated", "the bundle is truncated (\(msg)); copy it again from the source medium")
             }
@@ -154,10 +156,18 @@ final class DecompressedStream: @unchecked Sendable {
                     return -1
                 }
                 if n == 0 { s.sawEOF = true }
-                s.zstd.feed(UnsafeRawBufferPointer(rebasing: s.buffer[0..<n]))
-                s.delivered += Int64(n)
+                if s.head.count < 16 { s.head += UnsafeRawBufferPointer(rebasing: s.buffer[0..<min(n, 16 - s.head.count)]) }
+                // After the first zstd frame libarchive gets nothing more: it sees one frame
+                // and its end; any byte after it is trailing data.
+                if s.zstd.frameEnded {
+                    if n > 0 { s.afterFrame = true }
+                    return 0
+                }
+                let used = s.zstd.feed(UnsafeRawBufferPointer(rebasing: s.buffer[0..<n]))
+                if used < n { s.afterFrame = true }
+                s.delivered += Int64(used)
                 out?.pointee = UnsafeRawPointer(s.buffer.baseAddress)
-                return n
+                return used
             }
         }, nil)
         guard opened == ARCHIVE_OK else {
@@ -169,11 +179,22 @@ final class DecompressedStream: @unchecked Sendable {
             finish(error: libarchiveFailure("cannot decompress the bundle"))
             return
         }
+        guard archive_filter_count(a) <= 2 else {
+            finish(error: .verification(
+                "compression-invalid", "the bundle is compressed more than once; a bundle is one tar stream compressed with zstd, gzip or nothing"))
+            return
+        }
         let compression: Compression
         switch archive_filter_code(a, 0) {
         case ARCHIVE_FILTER_ZSTD: compression = .zstd
         case ARCHIVE_FILTER_GZIP: compression = .gzip
         default: compression = .none
+        }
+        // A gzip header carries no extra field, file name or comment: nothing rides along.
+        if compression == .gzip, source.head.count > 3, source.head[3] & 0x1C != 0 {
+            finish(error: .verification(
+                "compression-invalid", "the bundle's gzip header carries an extra field, a file name or a comment; Airlock bundles carry none"))
+            return
         }
         lock.lock()
         detected = compression
@@ -214,9 +235,22 @@ final class DecompressedStream: @unchecked Sendable {
             lock.unlock()
             if atEnd { break }
         }
+        // Nothing may ride along after the one zstd frame (a second frame, a skippable frame,
+        // anything).
+        if compression == .zstd {
+            if !source.afterFrame && !source.sawEOF {
+                var byte: UInt8 = 0
+                source.afterFrame = Glibc.read(fd, &byte, 1) > 0
+            }
+            if source.afterFrame {
+                finish(error: .verification(
+                    "trailing-data", "data follows the compressed stream of the bundle; the bundle was altered or badly copied"))
+                return
+            }
+        }
         // Nothing may follow the compressed stream: libarchive must have consumed every byte
         // read so far, and the file must end there.
-        if compression != .none {
+        if compression == .gzip {
             let consumed = archive_filter_bytes(a, -1)
             var extra = consumed < source.delivered
             if !extra && !source.sawEOF {

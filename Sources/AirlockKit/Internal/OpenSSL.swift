@@ -124,6 +124,10 @@ enum OpenSSL {
         return nil
     }
 
+    static func useUncompressedPoints(_ key: PKeyHandle) {
+        EVP_PKEY_set_utf8_string_param(key.pointer, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT, "uncompressed")
+    }
+
     static func publicKeyDER(_ key: PKeyHandle) throws -> [UInt8] {
         var out: UnsafeMutablePointer<UInt8>?
         let n = i2d_PUBKEY(key.pointer, &out)

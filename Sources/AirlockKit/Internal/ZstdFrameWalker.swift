@@ -1,57 +1,52 @@
 /// Follows the frame and block headers of a zstd stream as its compressed bytes go by, without
-/// decoding anything, so a reader knows exactly where the last complete frame ended. libarchive
-/// reports garbage after a frame as a decoding error and may drop the output decoded just before
-/// it; the walker tells that case ("data after the compressed stream") apart from a corrupt frame.
+/// decoding anything, to find where the first frame ends. The reader hands libarchive exactly
+/// that frame: libarchive would report bytes after it as a decoding error (dropping the output
+/// decoded just before them) or, for a skippable frame or a second frame, accept them silently.
+/// Whatever follows the frame is the reader's to refuse, as trailing data.
 struct ZstdFrameWalker {
     private enum State {
         case magic(have: Int, value: UInt32)
         case frameHeader(descriptor: UInt8?, remaining: Int, checksum: Bool)
-        case skippableSize(have: Int, value: UInt32)
         case skip(remaining: Int, then: After)
         case blockHeader(have: Int, value: UInt32, checksum: Bool)
-        case invalid
+        case done
+        case notZstd
     }
 
     private enum After { case frameEnd, block(checksum: Bool) }
 
     private var state = State.magic(have: 0, value: 0)
-    /// Bytes seen so far.
-    private(set) var offset: Int64 = 0
-    /// Offset just after the last complete frame.
-    private(set) var lastFrameEnd: Int64 = 0
-    /// False once the bytes stopped looking like zstd frames.
-    var isValid: Bool { if case .invalid = state { return false } else { return true } }
 
-    mutating func feed(_ bytes: UnsafeRawBufferPointer) {
+    /// True once the first frame ended.
+    var frameEnded: Bool { if case .done = state { return true } else { return false } }
+    /// True when the stream does not start with a zstd frame: the walker stays out of the way.
+    var notZstd: Bool { if case .notZstd = state { return true } else { return false } }
+
+    /// Feeds bytes; returns how many of them belong to the first frame (all of them until it
+    /// ends, and all of them for a stream that is not zstd).
+    mutating func feed(_ bytes: UnsafeRawBufferPointer) -> Int {
         var i = 0
         while i < bytes.count {
             switch state {
-            case .invalid:
-                return
+            case .done: return i
+            case .notZstd: return bytes.count
             case .skip(let remaining, let then):
                 let n = min(remaining, bytes.count - i)
                 i += n
-                offset += Int64(n)
                 if n == remaining {
                     switch then {
-                    case .frameEnd:
-                        lastFrameEnd = offset
-                        state = .magic(have: 0, value: 0)
-                    case .block(let checksum):
-                        state = .blockHeader(have: 0, value: 0, checksum: checksum)
+                    case .frameEnd: state = .done
+                    case .block(let checksum): state = .blockHeader(have: 0, value: 0, checksum: checksum)
                     }
                 } else {
                     state = .skip(remaining: remaining - n, then: then)
                 }
-                continue
             default:
-                break
+                step(bytes[i])
+                i += 1
             }
-            let b = bytes[i]
-            i += 1
-            offset += 1
-            step(b)
         }
+        return i
     }
 
     private mutating func step(_ b: UInt8) {
@@ -60,18 +55,15 @@ struct ZstdFrameWalker {
             let v = value | UInt32(b) << (8 * UInt32(have))
             if have < 3 {
                 state = .magic(have: have + 1, value: v)
-            } else if v == 0xFD2F_B528 {
-                state = .frameHeader(descriptor: nil, remaining: 0, checksum: false)
-            } else if v & 0xFFFF_FFF0 == 0x184D_2A50 {
-                state = .skippableSize(have: 0, value: 0)
             } else {
-                state = .invalid
+                state = v == 0xFD2F_B528 ? .frameHeader(descriptor: nil, remaining: 0, checksum: false) : .notZstd
             }
         case .frameHeader(let descriptor, let remaining, let checksum):
             if descriptor == nil {
                 let fcsFlag = Int(b >> 6), single = b & 0x20 != 0, dictFlag = Int(b & 3)
+                // A reserved bit set: not a frame libzstd decodes either; let it report that.
                 if b & 0x08 != 0 {
-                    state = .invalid
+                    state = .notZstd
                     return
                 }
                 let fcs = [single ? 1 : 0, 2, 4, 8][fcsFlag]
@@ -82,16 +74,6 @@ struct ZstdFrameWalker {
             } else {
                 state = .blockHeader(have: 0, value: 0, checksum: checksum)
             }
-        case .skippableSize(let have, let value):
-            let v = value | UInt32(b) << (8 * UInt32(have))
-            if have < 3 {
-                state = .skippableSize(have: have + 1, value: v)
-            } else if v == 0 {
-                lastFrameEnd = offset
-                state = .magic(have: 0, value: 0)
-            } else {
-                state = .skip(remaining: Int(v), then: .frameEnd)
-            }
         case .blockHeader(let have, let value, let checksum):
             let v = value | UInt32(b) << (8 * UInt32(have))
             if have < 2 {
@@ -100,24 +82,16 @@ struct ZstdFrameWalker {
             }
             let last = v & 1 != 0, type = (v >> 1) & 3, size = Int(v >> 3)
             if type == 3 {
-                state = .invalid
+                state = .notZstd
                 return
             }
-            let body = type == 1 ? 1 : size
-            let then: After = last ? .frameEnd : .block(checksum: checksum)
-            if last && checksum {
-                state = .skip(remaining: body + 4, then: .frameEnd)
-            } else if body == 0 {
-                if last {
-                    lastFrameEnd = offset
-                    state = .magic(have: 0, value: 0)
-                } else {
-                    state = .blockHeader(have: 0, value: 0, checksum: checksum)
-                }
+            let body = (type == 1 ? 1 : size) + (last && checksum ? 4 : 0)
+            if body == 0 {
+                state = last ? .done : .blockHeader(have: 0, value: 0, checksum: checksum)
             } else {
-                state = .skip(remaining: body, then: then)
+                state = .skip(remaining: body, then: last ? .frameEnd : .block(checksum: checksum))
             }
-        case .skip, .invalid:
+        case .skip, .done, .notZstd:
             break
         }
     }
