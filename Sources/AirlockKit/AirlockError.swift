@@ -16,6 +16,12 @@ public struct AirlockError: Error, CustomStringConvertible, Sendable, Equatable 
         case invalidRelease
         /// A key or trust store that cannot be used.
         case key
+        /// Another command holds the site lock.
+        case busy
+        /// A health check failed after a switch; Airlock switched back.
+        case healthCheck
+        /// `audit` found installed files that differ from their manifest.
+        case drift
         /// A bug or an environment Airlock cannot work in.
         case `internal`
     }

@@ -298,7 +298,10 @@ public struct Manifest: Equatable, Sendable {
         }
         var health: [String: JSONValue]?
         if let h = top["health"] {
-            guard case .object(let o) = h else { throw invalid("\"health\" must be an object") }
+            guard case .object(let o) = h, o["command"]?.stringValue != nil,
+                o.keys.allSatisfy({ $0 == "command" || $0 == "timeout_seconds" }),
+                o["timeout_seconds"].map({ $0.unsignedInteger(max: 86400) != nil }) ?? true
+            else { throw invalid("\"health\" must be {\"command\": string, \"timeout_seconds\": integer}") }
             health = o
         }
         try checkIntegersOnly(top, allowDecimalsUnder: "attestations")

@@ -77,7 +77,8 @@ public enum Packer {
         let metadata = Dictionary(uniqueKeysWithValues: spec.components.map { ($0.name, $0.metadata) })
         let manifest = Manifest(
             name: spec.name, version: spec.version, sequence: spec.sequence, created: Timestamp.format(epoch),
-            expires: spec.expires, componentMetadata: metadata, files: files)
+            expires: spec.expires, componentMetadata: metadata, files: files,
+            health: spec.health.map { ["command": .string($0.command), "timeout_seconds": .integer(Int($0.timeoutSeconds))] })
         if let expires = spec.expires, let t = Timestamp.parse(expires), t <= epoch {
             throw AirlockError(.invalidRelease, "release-expired", "airlock.yaml says the release expires at \(expires), which is already past; set a later expires")
         }

@@ -27,6 +27,8 @@ public struct ReleaseSpec: Equatable, Sendable {
     public var version: String
     public var sequence: UInt64
     public var expires: String?
+    /// `health: { command: ..., timeout: 30 }`: run against `current` after each activation.
+    public var health: HealthCheck?
     /// In the fixed component order.
     public var components: [Component]
 
@@ -57,7 +59,7 @@ public struct ReleaseSpec: Equatable, Sendable {
             throw invalid(file, "not valid YAML: \(error)")
         }
         guard let top = try mapping(root, file: file, at: "the top level") else { throw invalid(file, "the top level must be a mapping") }
-        var name: String?, version: String?, sequence: UInt64?, expires: String?
+        var name: String?, version: String?, sequence: UInt64?, expires: String?, health: HealthCheck?
         var components: [Component] = []
         for (key, value) in top {
             switch key {
@@ -81,6 +83,22 @@ public struct ReleaseSpec: Equatable, Sendable {
                 let s = try scalar(value, file: file, at: key)
                 guard Timestamp.parse(s) != nil else { throw invalid(file, "expires \"\(s)\" must be an RFC 3339 UTC time like 2027-06-01T00:00:00Z") }
                 expires = s
+            case "health":
+                guard let m = try mapping(value, file: file, at: key) else { throw invalid(file, "health must be a mapping with command (and timeout)") }
+                var command: String?
+                var timeout: Double = 30
+                for (k, v) in m {
+                    switch k {
+                    case "command": command = try scalar(v, file: file, at: "health.command")
+                    case "timeout":
+                        let s = try scalar(v, file: file, at: "health.timeout")
+                        guard let t = JSONValue.number(s).unsignedInteger(max: 86400), t >= 1 else { throw invalid(file, "health.timeout must be whole seconds from 1 to 86400") }
+                        timeout = Double(t)
+                    default: throw invalid(file, "unknown key \"\(k)\" in health; allowed: command, timeout")
+                    }
+                }
+                guard let command, !command.isEmpty else { throw invalid(file, "health needs a command") }
+                health = HealthCheck(command: command, timeoutSeconds: timeout)
             case "components":
                 guard let m = try mapping(value, file: file, at: key) else { throw invalid(file, "components must be a mapping") }
                 var byName: [String: Component] = [:]
@@ -92,14 +110,14 @@ public struct ReleaseSpec: Equatable, Sendable {
                 }
                 components = BundleLayout.components.compactMap { byName[$0] }
             default:
-                throw invalid(file, "unknown key \"\(key)\"; allowed: name, version, sequence, expires, components")
+                throw invalid(file, "unknown key \"\(key)\"; allowed: name, version, sequence, expires, health, components")
             }
         }
         guard let name else { throw invalid(file, "missing \"name\"") }
         guard let version else { throw invalid(file, "missing \"version\"") }
         guard let sequence else { throw invalid(file, "missing \"sequence\"") }
         guard !components.isEmpty else { throw invalid(file, "\"components\" must name at least one of \(BundleLayout.components.joined(separator: ", "))") }
-        return ReleaseSpec(name: name, version: version, sequence: sequence, expires: expires, components: components)
+        return ReleaseSpec(name: name, version: version, sequence: sequence, expires: expires, health: health, components: components)
     }
 
     private static func component(_ cname: String, _ value: Node, file: String) throws -> Component {

@@ -7,6 +7,8 @@ public struct VerifiedHead {
     public let manifest: Manifest
     public let bundleID: SHA256Digest
     public let signatures: SignatureCheck
+    /// The signature entries the bundle carries (verified or not; see `signatures`).
+    public let embedded: [EmbeddedSignature]
 }
 
 /// The outcome of `Verifier.verify`.
@@ -72,7 +74,7 @@ public enum Verifier {
                 "the bundle expired at \(expires) (now \(Timestamp.format(now))); ask the vendor for a fresh bundle of this release")
         }
         try reader.readSums(for: manifest)
-        return VerifiedHead(reader: reader, manifestBytes: manifestBytes, manifest: manifest, bundleID: bundleID, signatures: check)
+        return VerifiedHead(reader: reader, manifestBytes: manifestBytes, manifest: manifest, bundleID: bundleID, signatures: check, embedded: embedded)
     }
 
     /// Verifies the bundle at `path` (`-`: standard input). Never throws: the report carries the

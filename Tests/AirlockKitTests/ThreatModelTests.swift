@@ -60,7 +60,7 @@ private func payloadIndex(_ e: [TarBuilder.Entry], _ path: String) -> Int {
     e.firstIndex { $0.name.elementsEqual(("payload/" + path).utf8) }!
 }
 
-private let signatureRows: [ThreatRow] = [
+let signatureRows: [ThreatRow] = [
     ThreatRow(name: "payload byte flipped", expected: "payload-hash-mismatch", build: {
         bundle { e in e[payloadIndex(e, "model/weights.bin")].data[100] ^= 1 }
     }),
@@ -212,7 +212,7 @@ private let hostilePaths: [(String, String)] = [
     ("code/e\u{301}", "NFD"), (String(repeating: "a/", count: 2049) + "x", "longer than 4096 bytes"),
 ]
 
-private let archiveRows: [ThreatRow] =
+let archiveRows: [ThreatRow] =
     hostilePaths.map { path, label in
         ThreatRow(name: "manifest path: \(label)", expected: "path-invalid", build: { manifestWithPath(path) })
     }

@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -48,7 +49,7 @@ enum FileIO {
     static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
         var off = 0
         while off < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + off, bytes.count - off)
+            let n = Sys.write(fd, bytes.baseAddress! + off, bytes.count - off)
             if n < 0 {
                 if errno == EINTR { continue }
                 let err = errno
@@ -111,6 +112,44 @@ enum FileIO {
         if fd >= 0 {
             fsync(fd)
             close(fd)
+        }
+    }
+}
+
+extension FileIO {
+    static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    static func readLink(_ path: String) -> String? {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink(path, &buf, buf.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    static func fsyncPath(_ path: String, directory: Bool = true) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0))
+        guard fd >= 0 else { throw AirlockError.io("sync-failed", "cannot open \(path) to flush it", errno: errno) }
+        defer { close(fd) }
+        guard Sys.fsync(fd) == 0 else {
+            throw AirlockError.io("sync-failed", "cannot flush \(path) to disk (the disk may be failing); nothing was switched", errno: errno)
+        }
+    }
+
+    /// Removes a tree, making read-only folders writable first. Best effort.
+    static func removeTree(_ path: String) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            chmod(path, 0o755)
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] {
+                removeTree(path + "/" + name)
+            }
+            rmdir(path)
+        } else {
+            unlink(path)
         }
     }
 }

@@ -1,0 +1,58 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the site keeps per release name beside the `current` pointer: the activation stack,
+/// the pins and when each release was installed (`<name>/.state.json`, replaced atomically).
+///
+/// `current` is the truth about what is active; the stack is reconciled with it whenever it is
+/// read, so a crash between writing the state and switching the pointer loses nothing.
+struct NameState: Equatable {
+    var stack: [String] = []
+    var pinned: Set<String> = []
+    var installedAt: [String: String] = [:]
+
+    static func load(_ site: Site, _ name: String) throws -> NameState {
+        let path = site.path(name, SiteLayout.state)
+        guard FileIO.exists(path) else { return NameState() }
+        let bytes = try FileIO.read(path, limit: 16 << 20, what: "release state")
+        guard let o = (try? JSONParser.parse(bytes))?.objectValue else {
+            throw AirlockError(.internal, "state-corrupt", "\(path) is not valid JSON; restore it from a backup or remove it (the activation history is then rebuilt from current)")
+        }
+        var s = NameState()
+        s.stack = o["stack"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        s.pinned = Set(o["pinned"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+        for (k, v) in o["installed_at"]?.objectValue ?? [:] { if let t = v.stringValue { s.installedAt[k] = t } }
+        return s
+    }
+
+    func save(_ site: Site, _ name: String) throws {
+        let o: JSONValue = .object([
+            "stack": .array(stack.map { .string($0) }),
+            "pinned": .array(pinned.sorted().map { .string($0) }),
+            "installed_at": .object(installedAt.mapValues { .string($0) }),
+        ])
+        try FileIO.writeAtomically(site.path(name, SiteLayout.state), CanonicalJSON.encode(o) + [0x0A], mode: 0o644)
+    }
+
+    /// The stack made consistent with what is installed and with `current`.
+    func reconciled(installed: [String], current: String?) -> NameState {
+        var s = self
+        let present = Set(installed)
+        s.stack = s.stack.filter { present.contains($0) }
+        s.pinned = s.pinned.filter { present.contains($0) }
+        if let current {
+            if let i = s.stack.lastIndex(of: current) {
+                s.stack.removeSubrange((i + 1)...)
+            } else {
+                s.stack.append(current)
+            }
+        } else {
+            s.stack = []
+        }
+        return s
+    }
+
+    /// The release a rollback would activate.
+    var rollbackTarget: String? { stack.count >= 2 ? stack[stack.count - 2] : nil }
+}

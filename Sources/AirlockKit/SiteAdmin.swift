@@ -1,0 +1,276 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// One installed release as `status` shows it.
+public struct InstalledRelease: Sendable {
+    public var directory: String
+    public var version: String
+    public var sequence: UInt64
+    public var bundleID: SHA256Digest
+    public var bytes: UInt64
+    public var files: Int
+    public var installedAt: String?
+    public var pinned: Bool
+
+    var json: JSONValue {
+        .object([
+            "release": .string(directory), "version": .string(version), "sequence": .integer(sequence),
+            "bundle_id": .string(bundleID.prefixed), "bytes": .integer(bytes), "files": .integer(files),
+            "installed_at": installedAt.map { .string($0) } ?? .null, "pinned": .bool(pinned),
+        ])
+    }
+}
+
+/// The state of one release name on a site.
+public struct NameStatus: Sendable {
+    public var name: String
+    public var current: String?
+    public var rollbackTarget: String?
+    public var releases: [InstalledRelease]
+
+    public var currentRelease: InstalledRelease? { releases.first { $0.directory == current } }
+
+    public var json: JSONValue {
+        .object([
+            "name": .string(name),
+            "current": current.map { .string($0) } ?? .null,
+            "bundle_id": currentRelease.map { .string($0.bundleID.prefixed) } ?? .null,
+            "rollback_target": rollbackTarget.map { .string($0) } ?? .null,
+            "releases": .array(releases.map(\.json)),
+        ])
+    }
+}
+
+/// What `audit` found in one installed release.
+public struct AuditReport: Sendable {
+    public var name: String
+    public var release: String
+    public var modified: [String] = []
+    public var missing: [String] = []
+    public var extra: [String] = []
+    public var modeChanged: [String] = []
+    public var filesChecked = 0
+
+    public var clean: Bool { modified.isEmpty && missing.isEmpty && extra.isEmpty && modeChanged.isEmpty }
+
+    public var json: JSONValue {
+        .object([
+            "name": .string(name), "release": .string(release), "clean": .bool(clean), "files_checked": .integer(filesChecked),
+            "modified": .array(modified.map { .string($0) }), "missing": .array(missing.map { .string($0) }),
+            "extra": .array(extra.map { .string($0) }), "mode_changed": .array(modeChanged.map { .string($0) }),
+        ])
+    }
+}
+
+/// Read-only views of a site, and the writing commands besides install, activate, rollback.
+public enum SiteAdmin {
+    // MARK: Read-only (no lock, nothing written)
+
+    public static func status(site: Site, name: String? = nil) throws -> [NameStatus] {
+        let names = name.map { [$0] } ?? site.names()
+        if let name, !FileIO.isDirectory(site.releasesDirectory(name)) {
+            throw AirlockError(.usage, "name-unknown", "no release named \(name) is installed at \(site.root)")
+        }
+        return try names.map { n in
+            let state = try NameState.load(site, n).reconciled(installed: site.releases(n), current: site.current(n))
+            let releases = site.releases(n).compactMap { dir -> InstalledRelease? in
+                guard let bytes = try? FileIO.read(site.releaseDirectory(n, dir) + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "manifest"),
+                    let m = try? Manifest.parse(bytes)
+                else { return nil }
+                return InstalledRelease(
+                    directory: dir, version: m.version, sequence: m.sequence, bundleID: SHA256Digest.of(bytes), bytes: m.totalBytes,
+                    files: m.files.count, installedAt: state.installedAt[dir], pinned: state.pinned.contains(dir))
+            }.sorted { $0.sequence < $1.sequence || ($0.sequence == $1.sequence && $0.directory < $1.directory) }
+            return NameStatus(name: n, current: site.current(n), rollbackTarget: state.rollbackTarget, releases: releases)
+        }
+    }
+
+    /// Re-hashes an installed release against its installed manifest.
+    public static func audit(site: Site, name: String, release ref: String? = nil) throws -> AuditReport {
+        let dir: String
+        if let ref {
+            dir = try Activation.resolve(site: site, name: name, ref)
+        } else {
+            guard let c = site.current(name) else {
+                throw AirlockError(.usage, "no-current", "\(name) has no current release; name the release to audit")
+            }
+            dir = c
+        }
+        let base = site.releaseDirectory(name, dir)
+        let bytes = try FileIO.read(base + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "installed manifest")
+        let m = try Manifest.parse(bytes)
+        var report = AuditReport(name: name, release: dir)
+        let hasher = SHA256Hasher()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        defer { buffer.deallocate() }
+        var listed = Set<String>()
+        for f in m.files {
+            listed.insert(f.path)
+            let p = base + "/" + SiteLayout.releasePayload + "/" + f.path
+            let fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else {
+                report.missing.append(f.path)
+                continue
+            }
+            defer { close(fd) }
+            var st = stat()
+            fstat(fd, &st)
+            guard (st.st_mode & S_IFMT) == S_IFREG else {
+                report.modified.append(f.path)
+                continue
+            }
+            let want = f.executable ? SiteLayout.executableFileMode : SiteLayout.fileMode
+            if st.st_mode & 0o7777 != want { report.modeChanged.append(f.path) }
+            hasher.reset()
+            var size: UInt64 = 0
+            while true {
+                let n = read(fd, buffer.baseAddress, buffer.count)
+                if n <= 0 { break }
+                hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                size += UInt64(n)
+            }
+            if size != f.size || hasher.finish() != f.sha256 { report.modified.append(f.path) }
+            report.filesChecked += 1
+        }
+        // Anything in payload/ the manifest does not list.
+        if let e = FileManager.default.enumerator(atPath: base + "/" + SiteLayout.releasePayload) {
+            while let rel = e.nextObject() as? String {
+                var st = stat()
+                guard lstat(base + "/" + SiteLayout.releasePayload + "/" + rel, &st) == 0 else { continue }
+                if (st.st_mode & S_IFMT) != S_IFDIR && !listed.contains(rel) { report.extra.append(rel) }
+            }
+        }
+        report.extra.sort()
+        return report
+    }
+
+    // MARK: Writing (under the lock, logged)
+
+    public static func setPinned(_ pinned: Bool, site: Site, name: String, release ref: String, lockTimeout: Double = 30) throws -> String {
+        let lock = try SiteLock(site: site, command: pinned ? "pin" : "unpin", timeout: lockTimeout)
+        defer { withExtendedLifetime(lock) {} }
+        let dir = try Activation.resolve(site: site, name: name, ref)
+        var state = try Activation.loadState(site, name)
+        if pinned { state.pinned.insert(dir) } else { state.pinned.remove(dir) }
+        try state.save(site, name)
+        try History.append(site, action: pinned ? "pin" : "unpin", name: name, ["release": .string(dir)])
+        return dir
+    }
+
+    public static func remove(site: Site, name: String, release ref: String, lockTimeout: Double = 30) throws -> String {
+        let lock = try SiteLock(site: site, command: "remove", timeout: lockTimeout)
+        defer { withExtendedLifetime(lock) {} }
+        let dir = try Activation.resolve(site: site, name: name, ref)
+        let state = try Activation.loadState(site, name)
+        if dir == site.current(name) {
+            throw AirlockError(.policy, "release-in-use", "\(dir) is the current release of \(name); activate another one first")
+        }
+        if dir == state.rollbackTarget {
+            throw AirlockError(.policy, "release-in-use", "\(dir) is the rollback target of \(name); it is kept so that rollback always works")
+        }
+        if state.pinned.contains(dir) {
+            throw AirlockError(.policy, "release-pinned", "\(dir) is pinned; `airlock unpin \(name) \(dir)` first")
+        }
+        try removeLocked(site: site, name: name, dirs: [dir], state: state)
+        try History.append(site, action: "remove", name: name, ["release": .string(dir)])
+        return dir
+    }
+
+    /// Moves releases out of `releases/` in one rename each (so none is ever seen half
+    /// removed), then deletes them.
+    static func removeLocked(site: Site, name: String, dirs: [String], state: NameState) throws {
+        var s = state
+        for dir in dirs {
+            let trash = site.path(SiteLayout.staging, "removed-\(UInt64.random(in: 0...UInt64.max))")
+            guard rename(site.releaseDirectory(name, dir), trash) == 0 else {
+                throw AirlockError.io("write-failed", "cannot remove \(site.releaseDirectory(name, dir))", errno: errno)
+            }
+            s.stack.removeAll { $0 == dir }
+            s.installedAt[dir] = nil
+            FileIO.removeTree(trash)
+        }
+        try FileIO.fsyncPath(site.releasesDirectory(name))
+        try s.save(site, name)
+    }
+
+    public struct GCResult: Sendable {
+        public var removed: [(name: String, release: String)] = []
+        public var objectsRemoved = 0
+        public var bytesFreed: UInt64 = 0
+    }
+
+    /// Keeps, per name, the `keep` newest releases (by sequence), `current`, the rollback target
+    /// and every pinned release; removes the rest, then every object no release links.
+    public static func gc(site: Site, name: String? = nil, keep: Int = 3, lockTimeout: Double = 30) throws -> GCResult {
+        let lock = try SiteLock(site: site, command: "gc", timeout: lockTimeout)
+        defer { withExtendedLifetime(lock) {} }
+        var result = GCResult()
+        for st in try status(site: site, name: name) {
+            let state = try Activation.loadState(site, st.name)
+            var keepSet = Set(st.releases.sorted { $0.sequence > $1.sequence }.prefix(keep).map(\.directory))
+            if let c = st.current { keepSet.insert(c) }
+            if let r = state.rollbackTarget { keepSet.insert(r) }
+            keepSet.formUnion(state.pinned)
+            let doomed = st.releases.map(\.directory).filter { !keepSet.contains($0) }
+            if doomed.isEmpty { continue }
+            Sys.step("gc.releases")
+            try removeLocked(site: site, name: st.name, dirs: doomed, state: state)
+            for d in doomed {
+                result.removed.append((st.name, d))
+                try History.append(site, action: "gc-remove", name: st.name, ["release": .string(d)])
+            }
+        }
+        // An object that only the store links (st_nlink == 1) belongs to no release.
+        Sys.step("gc.objects")
+        let objects = site.path(SiteLayout.objects, SiteLayout.objectsAlgorithm)
+        for sub in (try? FileManager.default.contentsOfDirectory(atPath: objects)) ?? [] {
+            let dir = objects + "/" + sub
+            for f in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+                var st = stat()
+                let p = dir + "/" + f
+                if lstat(p, &st) == 0, st.st_nlink == 1, unlink(p) == 0 {
+                    result.objectsRemoved += 1
+                    result.bytesFreed += UInt64(st.st_size)
+                }
+            }
+            rmdir(dir)  // only succeeds when empty
+        }
+        if !result.removed.isEmpty || result.objectsRemoved > 0 {
+            try History.append(site, action: "gc", name: name, [
+                "releases_removed": .integer(result.removed.count), "objects_removed": .integer(result.objectsRemoved),
+                "bytes_freed": .integer(result.bytesFreed),
+            ])
+        }
+        return result
+    }
+
+    // MARK: Trust store
+
+    public static func trustAdd(site: Site, keyFile: String, lockTimeout: Double = 30) throws -> PublicKey {
+        let key = try PublicKey.load(path: keyFile)
+        let lock = try SiteLock(site: site, command: "trust add", timeout: lockTimeout)
+        defer { withExtendedLifetime(lock) {} }
+        try FileIO.writeAtomically(site.trustDirectory + "/" + key.id + ".pub", key.pem, mode: 0o644)
+        try History.append(site, action: "trust-add", ["key_id": .string(key.id), "algorithm": .string(key.algorithm.rawValue)])
+        return key
+    }
+
+    public static func trustRemove(site: Site, keyID prefix: String, lockTimeout: Double = 30) throws -> String {
+        let lock = try SiteLock(site: site, command: "trust remove", timeout: lockTimeout)
+        defer { withExtendedLifetime(lock) {} }
+        let store = try TrustStore.load(directory: site.trustDirectory)
+        let matches = store.keys.keys.filter { $0.hasPrefix(prefix.lowercased()) }
+        guard matches.count == 1, let id = matches.first else {
+            throw AirlockError(.usage, "key-unknown", matches.isEmpty ? "no trusted key id starts with \(prefix); `airlock trust list` shows them" : "\(prefix) matches \(matches.count) keys; give more of the id")
+        }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: site.trustDirectory)) ?? [] where name.hasSuffix(".pub") {
+            let p = site.trustDirectory + "/" + name
+            if (try? PublicKey.load(path: p))?.id == id { unlink(p) }
+        }
+        FileIO.syncParentDirectory(of: site.trustDirectory + "/x")
+        try History.append(site, action: "trust-remove", ["key_id": .string(id)])
+        return id
+    }
+}

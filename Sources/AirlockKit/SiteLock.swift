@@ -1,0 +1,67 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// The site's one write lock: `flock(LOCK_EX)` on `<root>/.lock`, held by every command that
+/// writes. The holder writes its pid and command into the file so that a waiting command can
+/// say who holds it. The lock belongs to the open file description: a killed holder releases it.
+public final class SiteLock {
+    private let fd: Int32
+    public let site: Site
+
+    /// Waits up to `timeout` seconds for the lock, then fails naming the holder.
+    public init(site: Site, command: String, timeout: Double = 30) throws {
+        self.site = site
+        try site.prepare()
+        let path = site.path(SiteLayout.lock)
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else {
+            throw AirlockError.io("lock-failed", "cannot open the site lock \(path); check that \(site.root) is writable", errno: errno)
+        }
+        let deadline = Date().addingTimeInterval(timeout)
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            guard errno == EWOULDBLOCK || errno == EINTR else {
+                let err = errno
+                close(fd)
+                throw AirlockError.io("lock-failed", "cannot lock \(path)", errno: err)
+            }
+            if Date() >= deadline {
+                var buf = [UInt8](repeating: 0, count: 512)
+                let n = pread(fd, &buf, buf.count, 0)
+                let holder = n > 0 ? String(decoding: buf[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "another airlock process"
+                close(fd)
+                throw AirlockError(
+                    .busy, "site-busy",
+                    "the site \(site.root) is in use by \(holder); waited \(Int(timeout)) s: try again when it is done (or raise --lock-timeout)")
+            }
+            usleep(50_000)
+        }
+        self.fd = fd
+        let info = Array("pid \(getpid()) (airlock \(command)) since \(Timestamp.format(Timestamp.now()))\n".utf8)
+        ftruncate(fd, 0)
+        _ = info.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        cleanStaging()
+    }
+
+    deinit {
+        ftruncate(fd, 0)
+        close(fd)  // releases the flock
+    }
+
+    /// Removes what killed installs left in `.staging/`: only the lock holder stages, so
+    /// anything there now belongs to a process that is gone.
+    private func cleanStaging() {
+        let staging = site.path(SiteLayout.staging)
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: staging)) ?? [] {
+            FileIO.removeTree(staging + "/" + name)
+        }
+        // Temporary pointers and state files a killed switch left beside `current`.
+        for name in site.names() {
+            for entry in (try? FileManager.default.contentsOfDirectory(atPath: site.nameDirectory(name))) ?? []
+            where entry.hasPrefix(".") && entry.contains(".tmp-") {
+                unlink(site.path(name, entry))
+            }
+        }
+    }
+}

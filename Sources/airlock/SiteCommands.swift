@@ -1,0 +1,313 @@
+import AirlockKit
+import ArgumentParser
+
+/// Options of every command that works on a site.
+struct SiteOptions: ParsableArguments {
+    @Option(name: .long, help: "Site root (default: $AIRLOCK_ROOT, else /var/lib/airlock).")
+    var root: String?
+
+    @Option(name: .long, help: "Trust store (default: <root>/.trust).")
+    var trust: String?
+
+    @Option(name: .long, help: "Seconds to wait for another command's site lock (default 30).")
+    var lockTimeout: Double = 30
+
+    var site: Site { Site(root: Site.resolveRoot(root), trustDirectory: trust) }
+}
+
+struct InstallCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "install",
+        abstract: "Verify a bundle and install it beside the releases already on the site.",
+        discussion: "`-` reads the bundle from standard input (e.g. `cat bundle.part-* | airlock install -`).")
+
+    @Argument(help: "The bundle (or - for standard input).")
+    var bundle: String
+
+    @Flag(name: .long, help: "Switch current to it once installed.")
+    var activate = false
+
+    @Option(name: .long, help: "A detached signature file (repeatable).")
+    var signature: [String] = []
+
+    @Flag(name: .long, help: "Allow a lower sequence than the highest installed (logged).")
+    var allowDowngrade = false
+
+    @Option(name: .long, help: "With --activate: a health check command to run against the new current.")
+    var check: String?
+
+    @Option(name: .long, help: "Seconds the health check may take (default 30).")
+    var checkTimeout: Double = 30
+
+    @OptionGroup var siteOptions: SiteOptions
+    @OptionGroup var output: JSONOption
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        var o = InstallOptions()
+        o.activate = activate
+        o.detached = try signature.map { try DetachedSignature.load(path: $0) }
+        o.allowDowngrade = allowDowngrade
+        o.lockTimeout = siteOptions.lockTimeout
+        o.check = check.map { HealthCheck(command: $0, timeoutSeconds: checkTimeout) }
+        let r = try Installer.install(bundle: bundle, site: siteOptions.site, options: o)
+        if output.json {
+            Output.json(.object([
+                "name": .string(r.name), "release": .string(r.release), "bundle_id": .string(r.bundleID.prefixed),
+                "already_installed": .bool(r.alreadyInstalled), "activated": .bool(r.activated), "files": .integer(r.files),
+                "files_shared": .integer(r.filesShared), "bytes_written": .integer(r.bytesWritten),
+            ]))
+            return
+        }
+        if r.alreadyInstalled {
+            Output.say("\(r.name) \(r.release) is already installed (\(r.bundleID.prefixed)); nothing copied")
+        } else {
+            Output.say("installed \(r.name) \(r.release) (\(r.bundleID.prefixed)): \(r.files) files, \(r.filesShared) shared with earlier releases, \(ByteCount.format(r.bytesWritten)) written")
+        }
+        if r.activated { Output.say("current -> \(r.release)") }
+    }
+}
+
+struct ActivateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "activate", abstract: "Switch current to an installed release (pushes it on the activation stack).")
+
+    @Argument var name: String
+    @Argument(help: "Release folder name, version, or unique bundle id prefix.")
+    var release: String
+
+    @Option(name: .long, help: "Health check command to run against the new current; on failure Airlock switches back.")
+    var check: String?
+
+    @Option(name: .long, help: "Seconds the health check may take (default 30).")
+    var checkTimeout: Double = 30
+
+    @OptionGroup var siteOptions: SiteOptions
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let dir = try Activation.activate(
+            site: siteOptions.site, name: name, release: release, check: check.map { HealthCheck(command: $0, timeoutSeconds: checkTimeout) },
+            lockTimeout: siteOptions.lockTimeout)
+        Output.say("\(name): current -> \(dir)")
+    }
+}
+
+struct RollbackCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rollback", abstract: "Switch current back to the release active before it (pops the activation stack).")
+
+    @Argument var name: String
+
+    @Option(name: .long, help: "Activate this release instead of the previous one.")
+    var to: String?
+
+    @OptionGroup var siteOptions: SiteOptions
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let r = try Activation.rollback(site: siteOptions.site, name: name, to: to, lockTimeout: siteOptions.lockTimeout)
+        Output.say("\(name): current -> \(r.to) (was \(r.from ?? "nothing"))")
+    }
+}
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show installed releases, current and rollback targets.")
+
+    @Argument var name: String?
+    @OptionGroup var siteOptions: SiteOptions
+    @OptionGroup var output: JSONOption
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let all = try SiteAdmin.status(site: siteOptions.site, name: name)
+        if output.json {
+            Output.json(.object(["root": .string(siteOptions.site.root), "names": .array(all.map(\.json))]))
+            return
+        }
+        if all.isEmpty { Output.say("no release is installed at \(siteOptions.site.root)") }
+        for s in all {
+            Output.say("\(s.name): current \(s.current ?? "none"), rollback target \(s.rollbackTarget ?? "none")")
+            for r in s.releases {
+                var marks: [String] = []
+                if r.directory == s.current { marks.append("current") }
+                if r.directory == s.rollbackTarget { marks.append("rollback target") }
+                if r.pinned { marks.append("pinned") }
+                Output.say("  \(r.directory == s.current ? "*" : " ") \(Output.pad(r.directory, 28)) seq \(r.sequence)  \(Output.short(r.bundleID))  \(ByteCount.format(r.bytes))  installed \(r.installedAt ?? "?")\(marks.isEmpty ? "" : "  [" + marks.joined(separator: ", ") + "]")")
+            }
+        }
+    }
+}
+
+struct HistoryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "history", abstract: "Show the site's hash-chained history, or check the chain.")
+
+    @Argument var name: String?
+    @Flag(name: .long, help: "Check the hash chain; exit 1 if a line was removed, inserted or edited.")
+    var verify = false
+    @OptionGroup var siteOptions: SiteOptions
+    @OptionGroup var output: JSONOption
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let site = siteOptions.site
+        if verify {
+            if let (line, reason) = try History.verify(site) {
+                throw AirlockError(.verification, "history-broken", "the history chain breaks at line \(line): \(reason)")
+            }
+            Output.say("history chain OK (\(try History.read(site).count) lines)")
+            return
+        }
+        let entries = try History.read(site).filter { name == nil || $0.name == name }
+        if output.json {
+            Output.json(.array(entries.map { .object($0.fields) }))
+            return
+        }
+        for e in entries {
+            var extra = e.fields
+            for k in ["seq", "at", "action", "name", "prev"] { extra[k] = nil }
+            let rest = extra.keys.sorted().map { k -> String in
+                let v = extra[k]!
+                return "\(k)=\(v.stringValue ?? CanonicalJSON.string(v))"
+            }.joined(separator: " ")
+            Output.say("\(e.seq) \(e.at) \(e.action)\(e.name.map { " " + $0 } ?? "") \(rest)")
+        }
+    }
+}
+
+struct PinCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "pin", abstract: "Keep a release through gc.")
+    @Argument var name: String
+    @Argument var release: String
+    @OptionGroup var siteOptions: SiteOptions
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let dir = try SiteAdmin.setPinned(true, site: siteOptions.site, name: name, release: release, lockTimeout: siteOptions.lockTimeout)
+        Output.say("\(name): pinned \(dir)")
+    }
+}
+
+struct UnpinCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "unpin", abstract: "Let gc remove a release again.")
+    @Argument var name: String
+    @Argument var release: String
+    @OptionGroup var siteOptions: SiteOptions
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let dir = try SiteAdmin.setPinned(false, site: siteOptions.site, name: name, release: release, lockTimeout: siteOptions.lockTimeout)
+        Output.say("\(name): unpinned \(dir)")
+    }
+}
+
+struct RemoveCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "remove", abstract: "Remove an installed release (never current, the rollback target or a pinned one).")
+    @Argument var name: String
+    @Argument var release: String
+    @OptionGroup var siteOptions: SiteOptions
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let dir = try SiteAdmin.remove(site: siteOptions.site, name: name, release: release, lockTimeout: siteOptions.lockTimeout)
+        Output.say("\(name): removed \(dir) (run `airlock gc` to free content no release uses)")
+    }
+}
+
+struct GCCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gc", abstract: "Remove old releases (keeping the newest, current, the rollback target and pinned ones) and unused content.")
+    @Argument var name: String?
+    @Option(name: .long, help: "Newest releases to keep per name (default 3).")
+    var keep: Int = 3
+    @OptionGroup var siteOptions: SiteOptions
+    @OptionGroup var global: GlobalOptions
+
+    func validate() throws { if keep < 0 { throw ValidationError("--keep must be 0 or more") } }
+
+    func run() throws {
+        let r = try SiteAdmin.gc(site: siteOptions.site, name: name, keep: keep, lockTimeout: siteOptions.lockTimeout)
+        for (n, d) in r.removed { Output.say("removed \(n) \(d)") }
+        Output.say("gc: \(r.removed.count) releases and \(r.objectsRemoved) unused objects removed, \(ByteCount.format(r.bytesFreed)) freed")
+    }
+}
+
+struct AuditCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit", abstract: "Re-hash an installed release against its manifest; exit 1 on any drift.")
+    @Argument var name: String
+    @Argument(help: "Release (default: current).")
+    var release: String?
+    @OptionGroup var siteOptions: SiteOptions
+    @OptionGroup var output: JSONOption
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let r = try SiteAdmin.audit(site: siteOptions.site, name: name, release: release)
+        if output.json {
+            Output.json(r.json)
+        } else {
+            Output.say("\(r.clean ? "OK" : "DRIFT") \(name) \(r.release): \(r.filesChecked) files checked")
+            for p in r.modified { Output.say("  modified: \(p)") }
+            for p in r.missing { Output.say("  missing: \(p)") }
+            for p in r.extra { Output.say("  extra: \(p)") }
+            for p in r.modeChanged { Output.say("  mode changed: \(p)") }
+        }
+        if !r.clean {
+            Output.error(AirlockError(.drift, "drift", "\(name) \(r.release) differs from its manifest; reinstall it from its bundle"), verbose: false)
+            throw ExitCode(ExitCodes.verification)
+        }
+    }
+}
+
+struct TrustCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "trust", abstract: "Manage the site's trust store.", subcommands: [Add.self, List.self, Remove.self])
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Trust a public key (stored as <keyid>.pub).")
+        @Argument var key: String
+        @OptionGroup var siteOptions: SiteOptions
+        @OptionGroup var global: GlobalOptions
+        func run() throws {
+            let k = try SiteAdmin.trustAdd(site: siteOptions.site, keyFile: key, lockTimeout: siteOptions.lockTimeout)
+            Output.say("trusted \(k.id) (\(k.algorithm.rawValue)); check it against the id the vendor published")
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List trusted keys and the policy.")
+        @OptionGroup var siteOptions: SiteOptions
+        @OptionGroup var output: JSONOption
+        @OptionGroup var global: GlobalOptions
+        func run() throws {
+            let store = try TrustStore.load(directory: siteOptions.site.trustDirectory)
+            if output.json {
+                Output.json(.object([
+                    "keys": .array(store.keys.values.sorted { $0.id < $1.id }.map { .object(["key_id": .string($0.id), "algorithm": .string($0.algorithm.rawValue)]) }),
+                    "policy": store.policy.json,
+                ]))
+                return
+            }
+            for k in store.keys.values.sorted(by: { $0.id < $1.id }) {
+                var notes: [String] = [k.algorithm.rawValue]
+                if let l = store.policy.labels[k.id] { notes.append(l) }
+                if store.policy.revoked.contains(k.id) { notes.append("REVOKED") }
+                if let e = store.policy.expires[k.id] { notes.append("expires \(Timestamp.format(e))") }
+                Output.say("\(k.id)  \(notes.joined(separator: ", "))")
+            }
+            Output.say("threshold: \(store.policy.threshold)")
+        }
+    }
+
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop trusting a key (by id or unique id prefix).")
+        @Argument var keyID: String
+        @OptionGroup var siteOptions: SiteOptions
+        @OptionGroup var global: GlobalOptions
+        func run() throws {
+            let id = try SiteAdmin.trustRemove(site: siteOptions.site, keyID: keyID, lockTimeout: siteOptions.lockTimeout)
+            Output.say("removed \(id) from the trust store")
+        }
+    }
+}

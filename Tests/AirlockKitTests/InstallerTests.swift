@@ -1,0 +1,266 @@
+import Foundation
+import Testing
+@testable import AirlockKit
+
+/// A site root in a scratch folder, a sentinel file beside it, and helpers to install crafted
+/// bundles and to see everything that changed.
+final class TestSite {
+    let tmp = TempDir()
+    let site: Site
+    let sentinel: String
+
+    init(trusting keys: [PrivateKey] = [TestKeys.vendor], policy: String? = nil) throws {
+        site = Site(root: tmp.file("root"))
+        try site.prepare()
+        for k in keys { tmp.write("root/.trust/\(k.id).pub", k.publicKey.pem) }
+        if let policy { tmp.write("root/.trust/policy.json", policy) }
+        sentinel = tmp.write("sentinel", Array("do not touch".utf8))
+    }
+
+    @discardableResult
+    func install(_ bytes: [UInt8], activate: Bool = false, configure: (inout InstallOptions) -> Void = { _ in }) throws -> InstallResult {
+        let path = tmp.write("bundle-\(UInt32.random(in: 0...UInt32.max)).airlock", bytes)
+        var o = InstallOptions()
+        o.activate = activate
+        configure(&o)
+        return try Installer.install(bundle: path, site: site, options: o)
+    }
+
+    /// Every path under the root (but the history and the lock) with what it is: content hash
+    /// and mode for files, target for links.
+    func snapshot() -> [String: String] {
+        var out: [String: String] = [:]
+        let fm = FileManager.default
+        guard let e = fm.enumerator(atPath: site.root) else { return out }
+        while let rel = e.nextObject() as? String {
+            if rel == SiteLayout.history || rel == SiteLayout.lock { continue }
+            let p = site.root + "/" + rel
+            var st = stat()
+            lstat(p, &st)
+            switch st.st_mode & S_IFMT {
+            case S_IFLNK: out[rel] = "-> " + ((try? fm.destinationOfSymbolicLink(atPath: p)) ?? "?")
+            case S_IFDIR: out[rel] = "dir"
+            default: out[rel] = "\(String(st.st_mode & 0o7777, radix: 8)) \(SHA256Digest.of(Array(fm.contents(atPath: p) ?? Data())).hex)"
+            }
+        }
+        return out
+    }
+
+    var stagingIsEmpty: Bool { ((try? FileManager.default.contentsOfDirectory(atPath: site.path(SiteLayout.staging))) ?? []).isEmpty }
+    var sentinelIntact: Bool { FileManager.default.contents(atPath: sentinel) == Data("do not touch".utf8) }
+    func history() throws -> [HistoryEntry] { try History.read(site) }
+}
+
+func releaseBundle(_ r: Release, signers: [PrivateKey] = [TestKeys.vendor]) -> [UInt8] {
+    TarBuilder.build(r.entries(signers: signers))
+}
+
+extension Release {
+    func with(version: String, sequence: UInt64, edit: (inout [Release.File]) -> Void = { _ in }) -> Release {
+        var r = self
+        r.version = version
+        r.sequence = sequence
+        edit(&r.files)
+        return r
+    }
+}
+
+@Suite struct InstallerTests {
+    let v1 = Release()
+    var v2: Release { v1.with(version: "2.4.0", sequence: 8) { $0[4].data = Array("You are a careful support agent.\n".utf8) } }
+
+    @Test func installsSideBySideReadOnlyAndSharesContent() throws {
+        let t = try TestSite()
+        let r1 = try t.install(releaseBundle(v1), activate: true)
+        #expect(r1.release == "2.3.0-" + r1.bundleID.hex.prefix(12) && !r1.alreadyInstalled && r1.activated)
+        let dir1 = t.site.releaseDirectory("support-agent", r1.release)
+        #expect(t.site.current("support-agent") == r1.release)
+        #expect(FileIO.readLink(t.site.currentLink("support-agent")) == "releases/" + r1.release)
+        #expect(FileManager.default.contents(atPath: dir1 + "/manifest.json") == Data(v1.manifest.encoded()))
+        #expect(FileManager.default.fileExists(atPath: dir1 + "/signatures/\(TestKeys.vendor.id).sig"))
+        var st = stat()
+        stat(dir1 + "/payload/code/agent.py", &st)
+        #expect(st.st_mode & 0o7777 == 0o555)
+        stat(dir1 + "/payload/prompts/r\u{E9}ponse.md", &st)
+        #expect(st.st_mode & 0o7777 == 0o444)
+        #expect(st.st_nlink == 2)  // the release and the object store
+
+        let r2 = try t.install(releaseBundle(v2))
+        #expect(r2.filesShared == v1.files.count - 1)
+        #expect(r2.bytesWritten == UInt64(v2.files[4].data.count))
+        var a = stat(), b = stat()
+        stat(dir1 + "/payload/model/weights.bin", &a)
+        stat(t.site.releaseDirectory("support-agent", r2.release) + "/payload/model/weights.bin", &b)
+        #expect(a.st_ino == b.st_ino)  // one copy on disk
+        #expect(t.site.current("support-agent") == r1.release)  // installing does not activate
+        #expect(try SiteAdmin.audit(site: t.site, name: "support-agent", release: r2.release).clean)
+        #expect(t.stagingIsEmpty)
+        #expect(try History.verify(t.site) == nil)
+    }
+
+    @Test func reinstallCopiesNothingAndStillActivates() throws {
+        let t = try TestSite()
+        let r1 = try t.install(releaseBundle(v1))
+        let before = t.snapshot()
+        let again = try t.install(releaseBundle(v1))
+        #expect(again.alreadyInstalled && again.files == 0)
+        #expect(t.snapshot() == before)
+        let activated = try t.install(releaseBundle(v1), activate: true)
+        #expect(activated.alreadyInstalled && activated.activated)
+        #expect(t.site.current("support-agent") == r1.release)
+    }
+
+    @Test func activationsFormAStackAndRollbackWalksBack() throws {
+        let t = try TestSite()
+        let v3 = v1.with(version: "2.5.0", sequence: 9) { $0[4].data = Array("v3\n".utf8) }
+        let d1 = try t.install(releaseBundle(v1)).release
+        let d2 = try t.install(releaseBundle(v2)).release
+        let d3 = try t.install(releaseBundle(v3)).release
+        for d in [d1, d2, d3] { _ = try Activation.activate(site: t.site, name: "support-agent", release: d) }
+        #expect(try SiteAdmin.status(site: t.site, name: "support-agent")[0].rollbackTarget == d2)
+        #expect(try Activation.rollback(site: t.site, name: "support-agent").to == d2)
+        #expect(try Activation.rollback(site: t.site, name: "support-agent").to == d1)
+        #expect { try Activation.rollback(site: t.site, name: "support-agent") } throws: { ($0 as? AirlockError)?.code == "nothing-to-roll-back" }
+        #expect(t.site.current("support-agent") == d1)
+        // Activate by version and by id prefix; --to activates a named release.
+        _ = try Activation.activate(site: t.site, name: "support-agent", release: "2.5.0")
+        #expect(t.site.current("support-agent") == d3)
+        let id2 = try SiteAdmin.status(site: t.site, name: "support-agent")[0].releases.first { $0.directory == d2 }!.bundleID
+        _ = try Activation.activate(site: t.site, name: "support-agent", release: "sha256:" + id2.hex.prefix(10))
+        #expect(t.site.current("support-agent") == d2)
+        #expect(try Activation.rollback(site: t.site, name: "support-agent").to == d3)
+        #expect(try Activation.rollback(site: t.site, name: "support-agent", to: d2).to == d2)
+        #expect(try History.read(t.site).filter { $0.action == "rollback" }.count == 4)
+    }
+
+    @Test func downgradeAndReusedSequenceAreRefusedAndLogged() throws {
+        let t = try TestSite()
+        try t.install(releaseBundle(v2))
+        let before = t.snapshot()
+        #expect { try t.install(releaseBundle(v1)) } throws: { ($0 as? AirlockError)?.code == "downgrade" }
+        let sameSeq = v2.with(version: "2.4.0-hotfix", sequence: 8) { $0[0].data = Array("#!/bin/sh\n".utf8) }
+        #expect { try t.install(releaseBundle(sameSeq)) } throws: { ($0 as? AirlockError)?.code == "sequence-reused" }
+        #expect(t.snapshot() == before)
+        let refusals = try t.history().filter { $0.action == "refuse" }
+        #expect(refusals.map { $0.fields["reason"]?.stringValue } == ["downgrade", "sequence-reused"])
+        try t.install(releaseBundle(v1)) { $0.allowDowngrade = true }
+        #expect(try t.history().contains { $0.action == "allow-downgrade" })
+    }
+
+    @Test func expiredAndBelowThresholdAreRefused() throws {
+        var old = v1
+        old.expires = "2021-01-01T00:00:00Z"
+        let t = try TestSite(trusting: [TestKeys.vendor, TestKeys.second], policy: #"{"threshold": 2}"#)
+        #expect { try t.install(releaseBundle(old, signers: [TestKeys.vendor, TestKeys.second])) } throws: { ($0 as? AirlockError)?.code == "bundle-expired" }
+        #expect { try t.install(releaseBundle(v1)) } throws: { ($0 as? AirlockError)?.code == "threshold-not-met" }
+        try t.install(releaseBundle(v1, signers: [TestKeys.vendor, TestKeys.second]))
+    }
+
+    /// threat-model.md: every malicious input gives a non-zero exit, leaves a sentinel beside
+    /// the root byte-identical, `current` and every installed release unchanged, no object and
+    /// no staging behind, and one history line.
+    @Test(arguments: signatureRows + archiveRows)
+    func maliciousBundlesChangeNothing(_ row: ThreatRow) throws {
+        let t = try TestSite()
+        // An older release of the same name is installed and current (the rows' bundles are
+        // sequence 7, so they get past the downgrade check to their payload).
+        let v0 = v1.with(version: "2.2.0", sequence: 6) { $0[4].data = Array("v0\n".utf8) }
+        try t.install(releaseBundle(v0), activate: true)
+        // Then the row's trust store replaces the default one.
+        let trust = row.trust()
+        FileIO.removeTree(t.site.trustDirectory)
+        for k in trust.keys.values { t.tmp.write("root/.trust/\(k.id).pub", k.pem) }
+        t.tmp.write("root/.trust/policy.json", CanonicalJSON.encode(trust.policy.json))
+        let before = t.snapshot()
+        let lines = try t.history().count
+        #expect(throws: AirlockError.self, "\(row.name)") {
+            try t.install(try row.build()) { $0.detached = row.detached() }
+        }
+        #expect(t.snapshot() == before, "\(row.name) changed the site")
+        #expect(t.sentinelIntact)
+        #expect(t.stagingIsEmpty)
+        #expect(try t.history().count == lines + 1, "\(row.name): one history line")
+    }
+
+    @Test func removeAndGCKeepWhatMustStay() throws {
+        let t = try TestSite()
+        var dirs: [String] = []
+        for i in 0..<6 {
+            let r = v1.with(version: "3.\(i).0", sequence: UInt64(10 + i)) { $0[4].data = Array("version \(i)\n".utf8) }
+            dirs.append(try t.install(releaseBundle(r)).release)
+        }
+        _ = try Activation.activate(site: t.site, name: "support-agent", release: dirs[0])
+        _ = try Activation.activate(site: t.site, name: "support-agent", release: dirs[1])
+        _ = try SiteAdmin.setPinned(true, site: t.site, name: "support-agent", release: dirs[2])
+        #expect { try SiteAdmin.remove(site: t.site, name: "support-agent", release: dirs[1]) } throws: { ($0 as? AirlockError)?.code == "release-in-use" }
+        #expect { try SiteAdmin.remove(site: t.site, name: "support-agent", release: dirs[0]) } throws: { ($0 as? AirlockError)?.code == "release-in-use" }
+        #expect { try SiteAdmin.remove(site: t.site, name: "support-agent", release: dirs[2]) } throws: { ($0 as? AirlockError)?.code == "release-pinned" }
+        let gc = try SiteAdmin.gc(site: t.site, keep: 2)
+        // Kept: the 2 newest (dirs 4, 5), current (1), rollback target (0), pinned (2).
+        #expect(Set(gc.removed.map(\.release)) == [dirs[3]])
+        #expect(gc.objectsRemoved == 1)  // dirs[3]'s own system.md
+        #expect(Set(t.site.releases("support-agent")) == Set([dirs[0], dirs[1], dirs[2], dirs[4], dirs[5]]))
+        for d in t.site.releases("support-agent") { #expect(try SiteAdmin.audit(site: t.site, name: "support-agent", release: d).clean) }
+        _ = try SiteAdmin.setPinned(false, site: t.site, name: "support-agent", release: dirs[2])
+        #expect(try SiteAdmin.remove(site: t.site, name: "support-agent", release: dirs[2]) == dirs[2])
+    }
+
+    @Test func auditFindsDrift() throws {
+        let t = try TestSite()
+        let r = try t.install(releaseBundle(v1), activate: true)
+        let base = t.site.releaseDirectory("support-agent", r.release) + "/payload"
+        chmod(base + "/prompts/system.md", 0o644)
+        try Data("tampered".utf8).write(to: URL(fileURLWithPath: base + "/prompts/system.md"))
+        unlink(base + "/tools/tools.json")
+        FileManager.default.createFile(atPath: base + "/code/extra.py", contents: Data())
+        chmod(base + "/code/agent.py", 0o755)
+        let a = try SiteAdmin.audit(site: t.site, name: "support-agent")
+        #expect(!a.clean)
+        #expect(a.modified == ["prompts/system.md"] && a.missing == ["tools/tools.json"] && a.extra == ["code/extra.py"])
+        #expect(Set(a.modeChanged) == ["prompts/system.md", "code/agent.py"])
+    }
+
+    @Test func healthCheckFailureSwitchesBack() throws {
+        let t = try TestSite()
+        let d1 = try t.install(releaseBundle(v1), activate: true).release
+        let d2 = try t.install(releaseBundle(v2)).release
+        #expect {
+            try Activation.activate(site: t.site, name: "support-agent", release: d2, check: HealthCheck(command: "test -f payload/nothing-here"))
+        } throws: { ($0 as? AirlockError)?.code == "health-check-failed" }
+        #expect(t.site.current("support-agent") == d1)
+        #expect(try t.history().last?.action == "health-rollback")
+        #expect(try SiteAdmin.status(site: t.site, name: "support-agent")[0].rollbackTarget == nil)
+        _ = try Activation.activate(site: t.site, name: "support-agent", release: d2, check: HealthCheck(command: "test -x payload/code/agent.py && test \"$AIRLOCK_RELEASE\" = \(d2)"))
+        #expect(t.site.current("support-agent") == d2)
+        // A check that hangs is cut off at its timeout.
+        _ = try Activation.rollback(site: t.site, name: "support-agent")
+        #expect {
+            try Activation.activate(site: t.site, name: "support-agent", release: d2, check: HealthCheck(command: "sleep 30", timeoutSeconds: 0.5))
+        } throws: { ($0 as? AirlockError)?.message.contains("did not finish") == true }
+        #expect(t.site.current("support-agent") == d1)
+    }
+
+    @Test func historyChainDetectsEdits() throws {
+        let t = try TestSite()
+        try t.install(releaseBundle(v1), activate: true)
+        try t.install(releaseBundle(v2), activate: true)
+        #expect(try History.verify(t.site) == nil)
+        let path = t.site.path(SiteLayout.history)
+        var lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
+        lines.remove(at: 1)
+        try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try History.verify(t.site)?.line == 2)
+    }
+
+    @Test func lockIsExclusiveAndNamesItsHolder() throws {
+        let t = try TestSite()
+        let holder = try SiteLock(site: t.site, command: "test")
+        #expect {
+            try t.install(releaseBundle(v1)) { $0.lockTimeout = 0.2 }
+        } throws: { e in
+            guard let e = e as? AirlockError else { return false }
+            return e.code == "site-busy" && e.message.contains("pid \(getpid())")
+        }
+        withExtendedLifetime(holder) {}
+    }
+}
