@@ -62,6 +62,7 @@ public enum Installer {
     ) throws -> InstallResult {
         let reader = try BundleReader(path: bundle)
         let head = try Verifier.verifyHead(reader, trust: trust, detached: options.detached, now: options.now, report: &report)
+        Sys.step("install.head-verified")
         let m = head.manifest
         let dir = SiteLayout.releaseDirectory(version: m.version, bundleID: head.bundleID)
         var result = InstallResult(name: m.name, release: dir, bundleID: head.bundleID, alreadyInstalled: false, activated: false)

@@ -50,7 +50,7 @@ enum CLI {
 }
 
 /// A scratch folder with a vendor key, a trust store and the example release.
-final class Workspace {
+final class Workspace: @unchecked Sendable {
     let path: String
 
     init() throws {

@@ -6,6 +6,7 @@ import Glibc
 /// inject faults into the real binary: `AIRLOCK_TEST_FAULT` holds comma-separated rules
 ///
 /// - `crash:<step>`: SIGKILL the process when it reaches the named step (see `Sys.step`);
+/// - `stop:<step>`: SIGSTOP it there (the test changes something, then sends SIGCONT);
 /// - `enospc-after:<bytes>`: `write` fails with ENOSPC once that many bytes were written;
 /// - `eio:fsync`: every `fsync` fails with EIO.
 ///
@@ -13,6 +14,7 @@ import Glibc
 enum Sys {
     struct Faults {
         var crashAt: Set<String> = []
+        var stopAt: Set<String> = []
         var enospcAfter: Int?
         var fsyncEIO = false
     }
@@ -25,6 +27,7 @@ enum Sys {
             guard parts.count == 2 else { continue }
             switch parts[0] {
             case "crash": f.crashAt.insert(parts[1])
+            case "stop": f.stopAt.insert(parts[1])
             case "enospc-after": f.enospcAfter = Int(parts[1])
             case "eio" where parts[1] == "fsync": f.fsyncEIO = true
             default: continue
@@ -39,6 +42,9 @@ enum Sys {
     static func step(_ name: String) {
         if !faults.crashAt.isEmpty && faults.crashAt.contains(name) {
             kill(getpid(), SIGKILL)
+        }
+        if !faults.stopAt.isEmpty && faults.stopAt.contains(name) {
+            kill(getpid(), SIGSTOP)
         }
     }
 

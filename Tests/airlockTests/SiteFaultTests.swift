@@ -1,0 +1,250 @@
+import Foundation
+import Testing
+
+/// A site with the example release packed at two (or three) versions.
+final class SiteWorkspace: @unchecked Sendable {
+    let w: Workspace
+    let root: String
+    var v1: String { w.file("v1.airlock") }
+    var v2: String { w.file("v2.airlock") }
+    var v3: String { w.file("v3.airlock") }
+
+    init(weightsMiB: Int = 1) throws {
+        w = try Workspace()
+        root = w.file("site")
+        _ = try w.key("vendor")
+        if weightsMiB != 1 {
+            #expect(try CLI.sh("'\(CLI.root)/bundles/example-agent/make-weights.sh' release/model/weights.safetensors \(weightsMiB)", cwd: w.path).status == 0)
+        }
+        #expect(try w.pack("v1.airlock").status == 0)
+        for (n, v) in [(2, "1.1.0"), (3, "1.2.0")] {
+            #expect(try CLI.sh("sed -i 's/^version: .*/version: \(v)/; s/^sequence: .*/sequence: \(n)/' release/airlock.yaml && echo '- rule \(n)' >> release/prompts/system.md", cwd: w.path).status == 0)
+            #expect(try w.pack("v\(n).airlock").status == 0)
+        }
+        #expect(try airlock(["trust", "add", w.file("vendor.pub")]).status == 0)
+    }
+
+    @discardableResult
+    func airlock(_ args: [String], fault: String? = nil) throws -> CLI.Result {
+        try CLI.run(args + ["--root", root], env: fault.map { ["AIRLOCK_TEST_FAULT": $0] } ?? [:])
+    }
+
+    var current: String? { try? FileManager.default.destinationOfSymbolicLink(atPath: root + "/example-agent/current") }
+    var staging: [String] { (try? FileManager.default.contentsOfDirectory(atPath: root + "/.staging")) ?? [] }
+    var releases: [String] { ((try? FileManager.default.contentsOfDirectory(atPath: root + "/example-agent/releases")) ?? []).sorted() }
+
+    /// `current` resolves to a complete release that passes audit.
+    func expectConsistent(_ context: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        guard let c = current else {
+            Issue.record("\(context): current is gone", sourceLocation: sourceLocation)
+            return
+        }
+        #expect(FileManager.default.fileExists(atPath: root + "/example-agent/" + c + "/manifest.json"), "\(context)", sourceLocation: sourceLocation)
+        let audit = try airlock(["audit", "example-agent"])
+        #expect(audit.status == 0, "\(context): \(audit.stdout) \(audit.stderr)", sourceLocation: sourceLocation)
+    }
+}
+
+@Suite(.serialized) struct SiteFaultTests {
+    static let installSteps = ["install.head-verified", "install.verified", "install.objects", "install.staged", "install.renamed"]
+
+    /// kill -9 at every stage of install: current still resolves to a complete release that
+    /// passes audit, and the next command cleans up and succeeds.
+    @Test(arguments: installSteps)
+    func killedInstall(_ step: String) throws {
+        let s = try SiteWorkspace()
+        #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
+        let before = s.current
+        let killed = try s.airlock(["install", s.v2, "--activate"], fault: "crash:\(step)")
+        #expect(killed.status == 9, "expected SIGKILL at \(step), got \(killed.status): \(killed.stderr)")
+        #expect(s.current == before)
+        try s.expectConsistent("after kill at \(step)")
+        let again = try s.airlock(["install", s.v2, "--activate"])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(s.staging.isEmpty)
+        #expect(s.current?.hasPrefix("releases/1.1.0-") == true)
+        try s.expectConsistent("after the next install")
+        #expect(try s.airlock(["history", "--verify"]).status == 0)
+    }
+
+    @Test(arguments: ["activate.state", "activate.switched", "rollback.state", "rollback.switched", "gc.releases", "gc.objects"])
+    func killedSwitchOrGC(_ step: String) throws {
+        let s = try SiteWorkspace()
+        for v in [s.v1, s.v2, s.v3] { #expect(try s.airlock(["install", v, "--activate"]).status == 0) }
+        let command: [String]
+        switch step {
+        case let x where x.hasPrefix("activate"): command = ["activate", "example-agent", "1.0.0"]
+        case let x where x.hasPrefix("rollback"): command = ["rollback", "example-agent"]
+        default: command = ["gc", "--keep", "0"]
+        }
+        let killed = try s.airlock(command, fault: "crash:\(step)")
+        #expect(killed.status == 9, "expected SIGKILL at \(step), got \(killed.status): \(killed.stderr)")
+        try s.expectConsistent("after kill at \(step)")
+        // The next commands see a consistent stack and succeed.
+        let status = try s.airlock(["status", "--json"])
+        #expect(status.status == 0)
+        let again = try s.airlock(command)
+        #expect(again.status == 0, "\(command) after kill at \(step): \(again.stderr)")
+        try s.expectConsistent("after the next \(command[0])")
+        #expect(s.staging.isEmpty)
+    }
+
+    @Test func diskFullMidFileChangesNothing() throws {
+        let s = try SiteWorkspace()
+        let r = try s.airlock(["install", s.v1, "--activate"], fault: "enospc-after:200000")
+        #expect(r.status == 3, "\(r.stderr)")
+        #expect(r.stderr.contains("no space left"))
+        #expect(s.releases.isEmpty && s.current == nil && s.staging.isEmpty)
+        let objects = try CLI.sh("find '\(s.root)/.objects' -type f | wc -l").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(objects == "0")
+        #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
+        try s.expectConsistent("after a full disk")
+    }
+
+    @Test func fsyncErrorsInstallNothing() throws {
+        let s = try SiteWorkspace()
+        #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
+        let r = try s.airlock(["install", s.v2, "--activate"], fault: "eio:fsync")
+        #expect(r.status == 3, "\(r.stderr)")
+        #expect(s.releases.count == 1 && s.staging.isEmpty)
+        try s.expectConsistent("after EIO")
+    }
+
+    @Test func concurrentInstallsAndGC() throws {
+        let s = try SiteWorkspace()
+        #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
+        let group = DispatchGroup()
+        let results = ResultBox()
+        // Whatever order the lock gives them, each succeeds (v2 may come after v3: allowed).
+        for args in [["install", s.v2, "--allow-downgrade"], ["install", s.v3, "--activate"], ["gc", "--keep", "1"], ["install", s.v2, "--allow-downgrade"]] {
+            group.enter()
+            DispatchQueue.global().async {
+                results.add((try? s.airlock(args))?.status ?? -1)
+                group.leave()
+            }
+        }
+        group.wait()
+        #expect(results.all.allSatisfy { $0 == 0 }, "\(results.all)")
+        try s.expectConsistent("after concurrent commands")
+        for r in s.releases {
+            #expect(try s.airlock(["audit", "example-agent", r]).status == 0)
+        }
+        #expect(try s.airlock(["history", "--verify"]).status == 0)
+    }
+
+    @Test func busySiteNamesTheHolder() throws {
+        let s = try SiteWorkspace()
+        #expect(try s.airlock(["install", s.v1]).status == 0)
+        // Hold the lock from another process for a few seconds.
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/flock")
+        holder.arguments = [s.root + "/.lock", "sleep", "5"]
+        try holder.run()
+        defer { holder.terminate() }
+        usleep(300_000)
+        let r = try s.airlock(["activate", "example-agent", "1.0.0", "--lock-timeout", "0.5"])
+        #expect(r.status == 7, "\(r.stderr)")
+        #expect(r.stderr.contains("in use"))
+    }
+
+    /// The bundle changes on disk after verification started: what is installed is what was
+    /// verified (one descriptor, hashed while extracting).
+    @Test func bundleChangedWhileInstalling() throws {
+        let s = try SiteWorkspace(weightsMiB: 32)
+        let copy = s.w.file("copy.airlock")
+        try FileManager.default.copyItem(atPath: s.v1, toPath: copy)
+        let size = (try FileManager.default.attributesOfItem(atPath: copy)[.size] as! NSNumber).intValue
+        #expect(size > 24 << 20)
+
+        // 1. Overwritten in place past the part already read: the install is refused.
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.binary)
+        p.arguments = ["install", copy, "--root", s.root]
+        p.environment = ProcessInfo.processInfo.environment.merging(["AIRLOCK_TEST_FAULT": "stop:install.head-verified"]) { $1 }
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        try waitUntilStopped(p.processIdentifier)
+        let fh = try FileHandle(forUpdating: URL(fileURLWithPath: copy))
+        try fh.seek(toOffset: UInt64(size - 4096))
+        try fh.write(contentsOf: Data(repeating: 0x41, count: 1024))
+        try fh.close()
+        kill(p.processIdentifier, SIGCONT)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 1)
+        #expect(s.releases.isEmpty && s.staging.isEmpty)
+
+        // 2. Replaced by another file (rename): the open descriptor still reads the bundle
+        //    that was verified, and that is what gets installed.
+        #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
+        let q = Process()
+        q.executableURL = URL(fileURLWithPath: CLI.binary)
+        q.arguments = ["install", s.v2, "--root", s.root, "--activate"]
+        q.environment = ProcessInfo.processInfo.environment.merging(["AIRLOCK_TEST_FAULT": "stop:install.head-verified"]) { $1 }
+        q.standardOutput = FileHandle.nullDevice
+        q.standardError = FileHandle.nullDevice
+        try q.run()
+        try waitUntilStopped(q.processIdentifier)
+        #expect(rename(s.v3, s.v2) == 0)
+        kill(q.processIdentifier, SIGCONT)
+        q.waitUntilExit()
+        #expect(q.terminationStatus == 0)
+        #expect(s.current?.hasPrefix("releases/1.1.0-") == true)
+        try s.expectConsistent("after the rename")
+    }
+
+    private func waitUntilStopped(_ pid: Int32) throws {
+        for _ in 0..<200 {
+            if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")"),
+                stat[stat.index(close, offsetBy: 2)] == "T"
+            {
+                return
+            }
+            usleep(50_000)
+        }
+        Issue.record("process \(pid) never stopped")
+    }
+
+    @Test func installFromStandardInputSplitIntoParts() throws {
+        let s = try SiteWorkspace()
+        let r = try CLI.sh("""
+            set -e
+            split -b 300k '\(s.v1)' '\(s.w.file("part-"))'
+            cat '\(s.w.file("part-"))'* | '\(CLI.binary)' install - --root '\(s.root)' --activate
+            """)
+        #expect(r.status == 0, "\(r.stderr)")
+        try s.expectConsistent("after a stdin install")
+        let truncated = try CLI.sh("head -c 100000 '\(s.v2)' | '\(CLI.binary)' install - --root '\(s.root)'")
+        #expect(truncated.status == 1)
+        #expect(s.releases.count == 1 && s.staging.isEmpty)
+    }
+
+    @Test func statusAndHistoryJSON() throws {
+        let s = try SiteWorkspace()
+        #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
+        #expect(try s.airlock(["install", s.v2, "--activate"]).status == 0)
+        let st = try JSONSerialization.jsonObject(with: Data(try s.airlock(["status", "--json"]).stdout.utf8)) as! [String: Any]
+        let names = st["names"] as! [[String: Any]]
+        #expect(names.count == 1)
+        #expect((names[0]["current"] as? String)?.hasPrefix("1.1.0-") == true)
+        #expect((names[0]["bundle_id"] as? String)?.hasPrefix("sha256:") == true)
+        #expect((names[0]["rollback_target"] as? String)?.hasPrefix("1.0.0-") == true)
+        #expect((names[0]["releases"] as? [[String: Any]])?.count == 2)
+        let h = try JSONSerialization.jsonObject(with: Data(try s.airlock(["history", "--json"]).stdout.utf8)) as! [[String: Any]]
+        #expect(h.map { $0["action"] as! String } == ["trust-add", "install", "activate", "install", "activate"])
+        // A health check given at activation that fails switches back, exit 8.
+        let bad = try s.airlock(["rollback", "example-agent"])
+        #expect(bad.status == 0)
+        let failing = try s.airlock(["activate", "example-agent", "1.1.0", "--check", "exit 3"])
+        #expect(failing.status == 8, "\(failing.stderr)")
+        #expect(s.current?.hasPrefix("releases/1.0.0-") == true)
+    }
+}
+
+final class ResultBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Int32] = []
+    func add(_ v: Int32) { lock.lock(); values.append(v); lock.unlock() }
+    var all: [Int32] { lock.lock(); defer { lock.unlock() }; return values }
+}
