@@ -13,6 +13,9 @@ public struct InstallOptions: Sendable {
     public var lockTimeout: Double = 30
     /// A health check to run after activating (overrides the release's own).
     public var check: HealthCheck?
+    /// For a release already installed: verify the whole bundle again and rewrite every file
+    /// of the release (and its content objects) from it, healing what `audit` reported.
+    public var repair = false
 
     public init() {}
 }
@@ -75,9 +78,11 @@ public enum Installer {
                 throw AirlockError(.policy, "release-collision", "\(target) holds another release with the same version and id prefix; remove it first")
             }
             result.alreadyInstalled = true
-            return result
+            if !options.repair { return result }
+        } else {
+            try checkSequence(site: site, manifest: m, bundleID: head.bundleID, allowDowngrade: options.allowDowngrade)
         }
-        try checkSequence(site: site, manifest: m, bundleID: head.bundleID, allowDowngrade: options.allowDowngrade)
+        let repairing = result.alreadyInstalled
 
         let staging = try Staging(site: site)
         defer { staging.remove() }
@@ -85,7 +90,7 @@ public enum Installer {
         var stagedByDigest: [String: String] = [:]
         for (i, file) in m.files.enumerated() {
             let object = site.objectPath(file.sha256, executable: file.executable)
-            if FileIO.exists(object) || stagedByDigest[object] != nil {
+            if stagedByDigest[object] != nil || (!repairing && Self.objectLooksIntact(object, file)) {
                 // The site (or this install) already holds this content: hash the bundle's
                 // bytes all the same, but write nothing.
                 try reader.readPayload(file)
@@ -123,11 +128,22 @@ public enum Installer {
             if mkdir(parent, 0o755) != 0 && errno != EEXIST {
                 throw AirlockError.io("write-failed", "cannot create \(parent)", errno: errno)
             }
-            if link(staged, object) != 0 && errno != EEXIST {
-                throw AirlockError.io(errno == ENOSPC ? "disk-full" : "write-failed", "cannot add \(object) to the site's object store", errno: errno)
+            // An object already there is intact (checked above) unless this is a repair or it
+            // failed that check: then the verified copy replaces it, atomically.
+            if link(staged, object) != 0 {
+                guard errno == EEXIST, rename(staged, object) == 0 else {
+                    throw AirlockError.io(errno == ENOSPC ? "disk-full" : "write-failed", "cannot add \(object) to the site's object store", errno: errno)
+                }
             }
         }
         Sys.step("install.objects")
+        if repairing {
+            try relink(site: site, manifest: m, release: target, staging: staging)
+            try History.append(site, action: "repair", name: m.name, [
+                "release": .string(dir), "bundle_id": .string(head.bundleID.prefixed), "files": .integer(m.files.count),
+            ])
+            return result
+        }
 
         // The release tree: manifest, signatures, payload hardlinked to the objects.
         let tree = staging.releasePath
@@ -168,6 +184,45 @@ public enum Installer {
             "bytes_written": .integer(result.bytesWritten),
         ])
         return result
+    }
+
+    /// A cheap check of a stored object before it is reused: a regular file of the right size
+    /// and read-only mode. (Its content is what `audit` checks; an object that fails here is
+    /// rewritten from the bundle being installed.)
+    static func objectLooksIntact(_ path: String, _ file: ManifestFile) -> Bool {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return false }
+        let mode = file.executable ? SiteLayout.executableFileMode : SiteLayout.fileMode
+        return (st.st_mode & S_IFMT) == S_IFREG && UInt64(st.st_size) == file.size && st.st_mode & 0o7777 == mode
+    }
+
+    /// Repair: every payload file of an installed release is pointed again at its (verified)
+    /// object: link to a temporary name, rename over the file. Folders that went missing are
+    /// made again.
+    private static func relink(site: Site, manifest m: Manifest, release target: String, staging: Staging) throws {
+        for file in m.files {
+            let dest = target + "/" + SiteLayout.releasePayload + "/" + file.path
+            var dir = target + "/" + SiteLayout.releasePayload
+            for seg in file.path.split(separator: "/").dropLast() {
+                dir += "/" + seg
+                try staging.makeDirectory(dir)
+            }
+            let tmp = dir + "/.repair.tmp-\(getpid())"
+            unlink(tmp)
+            guard link(site.objectPath(file.sha256, executable: file.executable), tmp) == 0, rename(tmp, dest) == 0 else {
+                throw AirlockError.io("write-failed", "cannot restore \(dest)", errno: errno)
+            }
+        }
+        // Anything the manifest does not list goes.
+        let payload = target + "/" + SiteLayout.releasePayload
+        let listed = Set(m.files.map(\.path))
+        if let e = FileManager.default.enumerator(atPath: payload) {
+            while let rel = e.nextObject() as? String {
+                var st = stat()
+                if lstat(payload + "/" + rel, &st) == 0, (st.st_mode & S_IFMT) != S_IFDIR, !listed.contains(rel) { unlink(payload + "/" + rel) }
+            }
+        }
+        try staging.syncFileSystem()
     }
 
     /// Downgrade protection: a lower sequence than the highest installed for the name needs

@@ -33,6 +33,9 @@ struct InstallCommand: ParsableCommand {
     @Flag(name: .long, help: "Allow a lower sequence than the highest installed (logged).")
     var allowDowngrade = false
 
+    @Flag(name: .long, help: "For a release already installed: verify the bundle again and restore every file from it (after `audit` found drift).")
+    var repair = false
+
     @Option(name: .long, help: "With --activate: a health check command to run against the new current.")
     var check: String?
 
@@ -48,6 +51,7 @@ struct InstallCommand: ParsableCommand {
         o.activate = activate
         o.detached = try signature.map { try DetachedSignature.load(path: $0) }
         o.allowDowngrade = allowDowngrade
+        o.repair = repair
         o.lockTimeout = siteOptions.lockTimeout
         o.check = check.map { HealthCheck(command: $0, timeoutSeconds: checkTimeout) }
         let r = try Installer.install(bundle: bundle, site: siteOptions.site, options: o)
@@ -59,7 +63,9 @@ struct InstallCommand: ParsableCommand {
             ]))
             return
         }
-        if r.alreadyInstalled {
+        if r.alreadyInstalled && repair {
+            Output.say("repaired \(r.name) \(r.release) (\(r.bundleID.prefixed)) from its bundle: \(r.files) files verified and restored")
+        } else if r.alreadyInstalled {
             Output.say("\(r.name) \(r.release) is already installed (\(r.bundleID.prefixed)); nothing copied")
         } else {
             Output.say("installed \(r.name) \(r.release) (\(r.bundleID.prefixed)): \(r.files) files, \(r.filesShared) shared with earlier releases, \(ByteCount.format(r.bytesWritten)) written")
@@ -254,7 +260,7 @@ struct AuditCommand: ParsableCommand {
             for p in r.modeChanged { Output.say("  mode changed: \(p)") }
         }
         if !r.clean {
-            Output.error(AirlockError(.drift, "drift", "\(name) \(r.release) differs from its manifest; reinstall it from its bundle"), verbose: false)
+            Output.error(AirlockError(.drift, "drift", "\(name) \(r.release) differs from its manifest; restore it with `airlock install BUNDLE --repair` (its bundle id is in `airlock status`)"), verbose: false)
             throw ExitCode(ExitCodes.verification)
         }
     }

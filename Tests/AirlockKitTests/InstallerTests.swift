@@ -220,6 +220,25 @@ extension Release {
         #expect(Set(a.modeChanged) == ["prompts/system.md", "code/agent.py"])
     }
 
+    @Test func repairRestoresADriftedReleaseAndCorruptObjectsAreNotReused() throws {
+        let t = try TestSite()
+        let bundle = releaseBundle(v1)
+        let r = try t.install(bundle, activate: true)
+        let file = t.site.releaseDirectory("support-agent", r.release) + "/payload/prompts/system.md"
+        chmod(file, 0o644)
+        try Data("tampered, longer than before".utf8).write(to: URL(fileURLWithPath: file))
+        #expect(!(try SiteAdmin.audit(site: t.site, name: "support-agent")).clean)
+        // A new release sharing that content does not link the damaged object.
+        let v1b = v1.with(version: "2.3.1", sequence: 8) { $0[0].data = Array("#!/bin/sh\necho v1b\n".utf8) }
+        let rb = try t.install(releaseBundle(v1b))
+        #expect(try SiteAdmin.audit(site: t.site, name: "support-agent", release: rb.release).clean)
+        // Repair the damaged release from its bundle.
+        let repaired = try t.install(bundle) { $0.repair = true }
+        #expect(repaired.alreadyInstalled)
+        #expect(try SiteAdmin.audit(site: t.site, name: "support-agent").clean)
+        #expect(try t.history().last?.action == "repair")
+    }
+
     @Test func healthCheckFailureSwitchesBack() throws {
         let t = try TestSite()
         let d1 = try t.install(releaseBundle(v1), activate: true).release
