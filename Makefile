@@ -6,7 +6,7 @@ BIN_DEBUG := .build/debug/airlock
 BIN_RELEASE := .build/release/airlock
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build release test demo bench clean
+.PHONY: all deps build release test demo bench dist clean
 
 all: build
 
@@ -43,5 +43,9 @@ bench: release
 	@command -v /usr/bin/time >/dev/null || { $(SUDO) apt-get install -y -qq time >/dev/null; }
 	scripts/bench.sh $(BIN_RELEASE) bench-work
 
+# The offline distribution: static-runtime binary, docs, install.sh, checksums (installer/README.md).
+dist: release
+	installer/make-dist.sh $(BIN_RELEASE) dist
+
 clean:
-	rm -rf .build demo bench-work
+	rm -rf .build demo bench-work dist

@@ -9,6 +9,21 @@
 #                                            tar -cf - | zstd -1 -T0 into a real file
 #   verify: airlock verify               vs  zstd -dc | tar -xf - into a fresh dir, then
 #                                            openssl dgst -sha256 over every extracted file
+#   install: airlock install into a new  vs  zstd -dc | tar -xf - of the same bundle into a
+#            site root per run                fresh dir, then sync (the same durability, no
+#                                            checks at all)
+#
+# and, on one site holding two releases of a small (10 MiB) and of the large release, without
+# a baseline (their own tables):
+#
+#   rollback: wall time of one pointer switch (`airlock rollback` and `airlock activate`,
+#             alternating) on the small and on the large release, against the process start-up
+#             (`airlock --help`); under strace, the time of the switch itself (symlink, rename,
+#             fsync of the name's folder). Target: flat in the release size, switch < 10 ms.
+#   disk:     what installing a second release that changes one prompt file and shares
+#             everything else (the weights) adds to the site (du -sk of the root, hardlinks
+#             counted once), against the changed bytes. Target: changed bytes + < 1% of the
+#             release size.
 #
 # Method (see shared/design/pitfalls.md, "Benchmarking on these machines"):
 #   - airlock and baseline alternate run by run (A B, then B A, ...), BENCH_RUNS times each;
@@ -18,17 +33,22 @@
 #     GNU time's %M (max RSS) of every process of the step (each pipeline stage and each
 #     openssl run under /usr/bin/time); a step's peak RSS is its largest process, and the
 #     table shows the maximum over the runs.
-#   - the baseline's extraction dirs are new per run and deleted only at the end: deleting a
-#     large tree slows file creation on this ext4 for minutes, so a run that follows a recent
-#     deletion waits (BENCH_SETTLE_SECONDS) before the verify rows.
+#   - the baseline's extraction dirs and airlock's site roots are new per run and deleted only
+#     at the end: deleting a large tree slows file creation on this ext4 for minutes, so a run
+#     that follows a recent deletion waits (BENCH_SETTLE_SECONDS) before the verify and install
+#     rows.
 #
 # Environment:
 #   BENCH_RUNS=3             timed runs per tool and step
 #   BENCH_SCALE=1            dataset size factor: 1 is ~2 GiB, 0.05 is ~100 MiB (smoke test)
 #   BENCH_SETTLE_SECONDS=360 wait after a previous run's tree deletion before creating trees
+#   BENCH_SWITCHES=20        timed pointer switches per release (rollback and activate alternate)
 #
 # The dataset is generated once per scale into WORKDIR/release-s<scale> (marker file
-# WORKDIR/release-s<scale>.ready) and reused. Exit status: 0 when every command succeeded,
+# WORKDIR/release-s<scale>.ready) and reused, as are its second release
+# WORKDIR/release-s<scale>-v2 (hardlinks to the first but for airlock.yaml and one prompt
+# file) and the small release WORKDIR/small/v1, v2. At BENCH_SCALE below 1 the "large"
+# release of the rollback and disk tables is the scaled one. Exit status: 0 when every command succeeded,
 # whether or not the targets are met (it is a report); non-zero when a command failed.
 #
 # Adding a row (e.g. install): write <row>_airlock and <row>_baseline (the timed work, run
@@ -57,6 +77,7 @@ WORKDIR=$(cd "$WORKDIR" && pwd)
 RUNS=${BENCH_RUNS:-3}
 SCALE=${BENCH_SCALE:-1}
 SETTLE=${BENCH_SETTLE_SECONDS:-360}
+SWITCHES=${BENCH_SWITCHES:-20}
 EPOCH=1767225600
 GEN_VERSION=1
 
@@ -64,11 +85,14 @@ GEN_VERSION=1
 [[ $SCALE =~ ^([0-9]+([.][0-9]*)?|[.][0-9]+)$ ]] && awk -v s="$SCALE" 'BEGIN{exit !(s>0 && s<=64)}' \
     || die "BENCH_SCALE must be a number in (0, 64] (got '$SCALE')"
 [[ $SETTLE =~ ^[0-9]+$ ]] || die "BENCH_SETTLE_SECONDS must be a non-negative integer (got '$SETTLE')"
+[[ $SWITCHES =~ ^[1-9][0-9]*$ ]] || die "BENCH_SWITCHES must be a positive integer (got '$SWITCHES')"
 
 # Rows, in order, and their targets. RSS target applies to airlock in every row.
-ROWS=(pack verify)
-declare -A TARGET_RATIO=([pack]=1.0 [verify]=0.6)
+ROWS=(pack verify install)
+declare -A TARGET_RATIO=([pack]=1.0 [verify]=0.6 [install]=1.3)
 TARGET_RSS_MIB=64
+TARGET_SWITCH_MS=10      # rollback: the pointer switch itself (symlink + rename + fsync)
+TARGET_DISK_PCT=1        # disk: a second release adds its changed bytes + < 1% of its size
 
 REL="$WORKDIR/release-s$SCALE"
 MARKER="$REL.ready"
@@ -78,15 +102,29 @@ TRUST="$WORKDIR/trust"
 BUNDLE="$WORKDIR/out.airlock"
 BASE_TZST="$WORKDIR/baseline.tar.zst"
 BASE_SUMS="$WORKDIR/baseline.sums"
-EXTRACT="$WORKDIR/extract"            # baseline verify dirs: extract/x1, x2, ...
+EXTRACT="$WORKDIR/extract"            # baseline dirs: verify extract/x1, x2, ...; install i1, i2, ...
+SITES="$WORKDIR/sites"                # airlock site roots: install-1, install-2, ...; switch
+SWITCH_ROOT="$SITES/switch"           # the rollback and disk rows' site
+REL2="$REL-v2"                        # the second release: one prompt file changed
+MARKER2="$REL2.ready"
+BUNDLE2="$WORKDIR/out-v2.airlock"
+SMALL="$WORKDIR/small"                # the small release: small/v1, small/v2
+SMALL_MARKER="$SMALL.ready"
+SMALL_BUNDLE1="$WORKDIR/small-v1.airlock"
+SMALL_BUNDLE2="$WORKDIR/small-v2.airlock"
 DELETE_STAMP="$WORKDIR/.last-tree-delete"
 RES="$WORKDIR/results"                # per-run logs, times and RSS of this invocation
 
 # ---------------------------------------------------------------- tools
 
-for t in zstd openssl tar find xargs awk sort comm sed; do
+for t in zstd openssl tar find xargs awk sort comm sed du cp; do
     command -v "$t" >/dev/null || die "missing tool: $t"
 done
+HAVE_STRACE=0
+command -v strace >/dev/null && HAVE_STRACE=1
+# The install, rollback and disk rows need the site commands (a binary built before them has none).
+"$AIRLOCK" install --help 2>&1 | grep -q 'USAGE: airlock install' \
+    || die "$AIRLOCK has no install command: it predates the site commands; rebuild it (make release)"
 [ -x /usr/bin/time ] && /usr/bin/time --version 2>&1 | grep -q GNU \
     || die "GNU time is needed at /usr/bin/time (apt-get install time)"
 tar --version | head -1 | grep -q 'GNU tar' || die "GNU tar is needed"
@@ -184,11 +222,13 @@ SETTLE_WAITED=0
 
 delete_tree() {  # delete_tree DIR: delete a (possibly large) tree and remember when
     [ -e "$1" ] || return 0
+    # Installed releases are read-only; root deletes them all the same, others need write bits.
+    [ "$(id -u)" = 0 ] || chmod -R u+w "$1" 2>/dev/null || true
     rm -rf "$1"
     date +%s >"$DELETE_STAMP"
 }
 
-cleanup() { delete_tree "$EXTRACT"; }
+cleanup() { delete_tree "$EXTRACT"; delete_tree "$SITES"; }
 trap cleanup EXIT
 
 # ---------------------------------------------------------------- dataset

@@ -1,6 +1,8 @@
 /// Every name and limit the bundle format fixes, in one place (bundle-format.md).
 public enum BundleLayout {
     public static let format = "airlock.bundle/v1"
+    /// The version of Airlock itself (`airlock --version`).
+    public static let toolVersion = "0.2.0"
     public static let manifestEntry = "airlock/manifest.json"
     public static let signaturesPrefix = "airlock/signatures/"
     public static let signatureSuffix = ".sig"

@@ -11,6 +11,7 @@ struct Airlock: ParsableCommand {
             6 unusable key or trust store, 7 site busy (another command holds the lock), \
             8 health check failed (switched back), 70 internal error. See docs/cli.md.
             """,
+        version: BundleLayout.toolVersion,
         subcommands: [
             KeyCommand.self, PackCommand.self, SignCommand.self, VerifyCommand.self, InspectCommand.self, DiffCommand.self,
             InstallCommand.self, ActivateCommand.self, RollbackCommand.self, StatusCommand.self, HistoryCommand.self,

@@ -242,6 +242,34 @@ final class SiteWorkspace: @unchecked Sendable {
     }
 }
 
+@Suite struct OfflineInstallerTests {
+    /// installer/: the distribution checks its own files and libraries, installs the binary and
+    /// creates a site root with a trust store, without any network.
+    @Test func distributionInstallsOffline() throws {
+        let w = try Workspace()
+        _ = try w.key("vendor")
+        let made = try CLI.run([CLI.binary, w.file("dist")], executable: CLI.root + "/installer/make-dist.sh")
+        #expect(made.status == 0, "\(made.stderr)")
+        let tarball = made.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try CLI.sh("cd '\(w.file("dist"))' && sha256sum -c --quiet *.tar.gz.sha256 && mkdir x && tar -xzf '\(tarball)' -C x").status == 0)
+        let dir = try FileManager.default.contentsOfDirectory(atPath: w.file("dist/x")).first!
+        let install = try CLI.sh("cd '\(w.file("dist/x/" + dir))' && ./install.sh --prefix '\(w.file("prefix"))' --root '\(w.file("site"))' --trust '\(w.file("vendor.pub"))'")
+        #expect(install.status == 0, "\(install.stdout) \(install.stderr)")
+        #expect(try CLI.run(["--version"], executable: w.file("prefix/bin/airlock")).status == 0)
+        let trusted = try CLI.run(["trust", "list", "--root", w.file("site")], executable: w.file("prefix/bin/airlock"))
+        let id = try CLI.run(["key", "id", w.file("vendor.pub")]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(trusted.status == 0 && trusted.stdout.contains(id))
+        var st = stat()
+        stat(w.file("site"), &st)
+        #expect(st.st_mode & 0o777 == 0o755)
+        // A file altered in transit: the installer refuses to run.
+        #expect(try CLI.sh("echo x >> '\(w.file("dist/x/" + dir + "/docs/site.md"))'").status == 0)
+        let refused = try CLI.sh("cd '\(w.file("dist/x/" + dir))' && ./install.sh --prefix '\(w.file("prefix2"))' --no-root")
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("SHA256SUMS"))
+    }
+}
+
 final class ResultBox: @unchecked Sendable {
     private let lock = NSLock()
     private var values: [Int32] = []

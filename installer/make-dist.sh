@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds the offline distribution of Airlock from a built binary:
+#   installer/make-dist.sh BINARY OUTDIR
+# writes OUTDIR/airlock-<version>-linux-<arch>/ (bin/airlock, install.sh, docs, SHA256SUMS) and
+# OUTDIR/airlock-<version>-linux-<arch>.tar.gz with its .sha256 beside it. `make dist` runs it
+# on the release binary built with the static Swift runtime.
+set -euo pipefail
+export LC_ALL=C
+
+[[ $# -eq 2 ]] || { echo "usage: $0 BINARY OUTDIR" >&2; exit 2; }
+bin=$(realpath -e -- "$1")
+out=$2
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+top=$(cd "$here/.." && pwd)
+
+version=$("$bin" --version)
+arch=$(uname -m)
+name="airlock-$version-linux-$arch"
+mkdir -p "$out"
+out=$(realpath -e -- "$out")
+stage="$out/$name"
+rm -rf -- "$stage"
+mkdir -p "$stage/bin" "$stage/docs"
+
+install -m 0755 "$bin" "$stage/bin/airlock"
+install -m 0755 "$here/install.sh" "$stage/install.sh"
+install -m 0644 "$here/README.md" "$stage/README-installer.md"
+install -m 0644 "$top/README.md" "$stage/README.md"
+for f in "$top"/docs/*.md; do install -m 0644 "$f" "$stage/docs/"; done
+install -m 0755 "$top/scripts/audit-bundle.sh" "$stage/bin/airlock-audit-bundle"
+
+# What the binary needs from the host, for install.sh to check offline.
+ldd "$stage/bin/airlock" | awk '/=>/ {print $1}' | sort > "$stage/LIBRARIES"
+
+(cd "$stage" && find . -type f ! -name SHA256SUMS -printf '%P\n' | sort | xargs -d '\n' sha256sum > SHA256SUMS)
+tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@${SOURCE_DATE_EPOCH:-0}" \
+    -C "$out" -czf "$out/$name.tar.gz" "$name"
+(cd "$out" && sha256sum "$name.tar.gz" > "$name.tar.gz.sha256")
+echo "$out/$name.tar.gz"
