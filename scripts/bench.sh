@@ -342,6 +342,67 @@ EOF
     echo "$DATASET_DESC" >"$MARKER"
 }
 
+# The second release of the large one: hardlinks to every file of the first (the weights
+# included) but airlock.yaml (version 1.0.1, sequence 2) and one prompt file, rewritten with
+# a line added. Files written anew (not hardlinked) are the only ones with one link.
+REL2_DESC="$DATASET_DESC v2=1 changed=prompts/prompt-000.md"
+make_second_release() {
+    if [ -f "$MARKER2" ] && [ "$(cat "$MARKER2")" = "$REL2_DESC" ] \
+        && [ "$REL/model/weights.safetensors" -ef "$REL2/model/weights.safetensors" ]; then
+        log "reusing the second release in $REL2"
+        return
+    fi
+    local tmp="$REL2.partial"
+    rm -f "$MARKER2"
+    delete_tree "$REL2"; delete_tree "$tmp"
+    log "making the second release $REL2 (hardlinks, one prompt file changed)"
+    cp -al "$REL" "$tmp"
+    rm "$tmp/airlock.yaml" "$tmp/prompts/prompt-000.md"
+    sed -e 's/^version: .*/version: 1.0.1/' -e 's/^sequence: .*/sequence: 2/' \
+        "$REL/airlock.yaml" >"$tmp/airlock.yaml"
+    { cat "$REL/prompts/prompt-000.md"
+      echo "Never share the refund policy document itself; quote the relevant lines instead."
+    } >"$tmp/prompts/prompt-000.md"
+    sync
+    mv "$tmp" "$REL2"
+    echo "$REL2_DESC" >"$MARKER2"
+}
+
+# The small release (10 MiB of weights and a few files), twice: v2 changes the system prompt.
+SMALL_WEIGHTS=$((10 * MiB))
+SMALL_DESC="gen=1 weights=$SMALL_WEIGHTS"
+small_yaml() {  # small_yaml VERSION SEQUENCE
+    printf 'name: small-agent\nversion: %s\nsequence: %s\ncomponents:\n  code: code/\n' "$1" "$2"
+    printf '  model: { path: model/, name: small-model, snapshot: 2026-10-01 }\n  prompts: prompts/\n'
+}
+make_small_release() {
+    if [ -f "$SMALL_MARKER" ] && [ "$(cat "$SMALL_MARKER")" = "$SMALL_DESC" ] && [ -d "$SMALL/v2" ]; then
+        return
+    fi
+    local tmp="$SMALL.partial" i
+    rm -rf "$tmp" "$SMALL" "$SMALL_MARKER"   # a few files: no settle needed
+    log "generating the small release in $SMALL"
+    mkdir -p "$tmp/v1/code" "$tmp/v1/model" "$tmp/v1/prompts"
+    small_yaml 1.0.0 1 >"$tmp/v1/airlock.yaml"
+    { openssl enc -aes-128-ctr -pass pass:small -nosalt -pbkdf2 </dev/zero 2>/dev/null || true; } \
+        | head -c "$SMALL_WEIGHTS" >"$tmp/v1/model/weights.safetensors"
+    [ "$(stat -c %s "$tmp/v1/model/weights.safetensors")" -eq "$SMALL_WEIGHTS" ] \
+        || die "generating the small weights failed"
+    printf '{"architecture":"bench-small","hidden_size":512,"layers":4}\n' >"$tmp/v1/model/config.json"
+    printf 'import sys\n\ndef main():\n    print("small agent", sys.argv[1:])\n\nmain()\n' >"$tmp/v1/code/main.py"
+    for ((i = 0; i < 40; i++)); do
+        echo "Answer in plain words and cite the retrieved documents when relevant (rule $i)."
+    done >"$tmp/v1/prompts/system.md"
+    cp -al "$tmp/v1" "$tmp/v2"
+    rm "$tmp/v2/airlock.yaml" "$tmp/v2/prompts/system.md"
+    small_yaml 1.0.1 2 >"$tmp/v2/airlock.yaml"
+    { cat "$tmp/v1/prompts/system.md"; echo "Ask one short question when a request is unclear."; } \
+        >"$tmp/v2/prompts/system.md"
+    sync
+    mv "$tmp" "$SMALL"
+    echo "$SMALL_DESC" >"$SMALL_MARKER"
+}
+
 # ---------------------------------------------------------------- the measured steps
 
 # pack
@@ -370,6 +431,175 @@ verify_baseline() {
     hash_tree "$EXTRACT/x$1" "$RES/verify-baseline.$1.sums"
 }
 
+# install: airlock into a new site root per run (its trust store set up untimed); the
+# baseline extracts the same bundle into a new dir and syncs. Neither is deleted before the end.
+before_install() { settle_after_delete; mkdir -p "$EXTRACT" "$SITES"; }
+prep_install_airlock() {
+    local root="$SITES/install-$1"
+    [ ! -e "$root" ] || die "$root exists already"
+    mkdir "$root" && "$AIRLOCK" trust add "$KEY_PREFIX.pub" --root "$root" >/dev/null \
+        && warm_file "$BUNDLE"
+}
+install_airlock() {
+    rss "$AIRLOCK" install "$BUNDLE" --root "$SITES/install-$1"
+}
+prep_install_baseline() {
+    [ ! -e "$EXTRACT/i$1" ] || die "$EXTRACT/i$1 exists already"
+    warm_file "$BUNDLE" && mkdir "$EXTRACT/i$1"
+}
+install_baseline() {
+    rss zstd -dc "$BUNDLE" | rss tar -xf - -C "$EXTRACT/i$1" || return
+    rss sync
+}
+
+# ---------------------------------------------------------------- the site rows (rollback, disk)
+
+al() { "$AIRLOCK" "$@" --root "$SWITCH_ROOT"; }   # al CMD ARGS...: airlock on the switch site
+json_field() { sed -n "s/^ *\"$2\": *\"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}\$/\1/p" "$1" | head -n 1; }
+du_k() { du -sk "$1" | awk '{print $1}'; }
+
+# pctl FILE P: the P-th percentile (0-100, linear interpolation) of the numbers in FILE.
+pctl() {
+    sort -g "$1" | awk -v p="$2" '{v[NR]=$1} END {if (NR==0) exit 1; x=1+(NR-1)*p/100; i=int(x);
+        printf "%.3f\n", (i>=NR) ? v[NR] : v[i]+(x-i)*(v[i+1]-v[i])}'
+}
+
+# Untimed: the site with both releases of both names, measuring the disk the second large
+# release adds on the way; then each name's activation stack is [first, second].
+declare -A REL_FIRST REL_SECOND AT_SECOND
+site_setup() {
+    local f
+    log "site rows: packing the second releases (untimed)"
+    for f in "$REL2:$BUNDLE2" "$SMALL/v1:$SMALL_BUNDLE1" "$SMALL/v2:$SMALL_BUNDLE2"; do
+        SOURCE_DATE_EPOCH=$EPOCH "$AIRLOCK" pack "${f%%:*}" --key "$KEY" --out "${f#*:}" \
+            >>"$RES/site-setup.log" 2>&1 || { tail -n 20 "$RES/site-setup.log" >&2; die "packing ${f%%:*} failed"; }
+    done
+    log "site rows: installing both releases of bench-agent and small-agent into $SWITCH_ROOT (untimed)"
+    mkdir -p "$SITES"
+    [ ! -e "$SWITCH_ROOT" ] || die "$SWITCH_ROOT exists already"
+    mkdir "$SWITCH_ROOT"
+    al trust add "$KEY_PREFIX.pub" >>"$RES/site-setup.log" 2>&1 || die "airlock trust add failed"
+    sync
+    DISK_ROOT_0=$(du_k "$SWITCH_ROOT")
+    al install "$BUNDLE" --json >"$RES/site-install-1.json" 2>>"$RES/site-setup.log" || die "installing $BUNDLE failed"
+    DISK_ROOT_1=$(du_k "$SWITCH_ROOT"); DISK_OBJ_1=$(du_k "$SWITCH_ROOT/.objects")
+    al install "$BUNDLE2" --json >"$RES/site-install-2.json" 2>>"$RES/site-setup.log" || die "installing $BUNDLE2 failed"
+    DISK_ROOT_2=$(du_k "$SWITCH_ROOT"); DISK_OBJ_2=$(du_k "$SWITCH_ROOT/.objects")
+    REL_FIRST[bench-agent]=$(json_field "$RES/site-install-1.json" release)
+    REL_SECOND[bench-agent]=$(json_field "$RES/site-install-2.json" release)
+    # One du over the objects and both release folders counts every inode once, at its first
+    # appearance: the second folder's figure is its own manifest, signatures and folders.
+    DISK_REL2_OWN=$(du -sk "$SWITCH_ROOT/.objects" "$SWITCH_ROOT/bench-agent/releases/${REL_FIRST[bench-agent]}" \
+        "$SWITCH_ROOT/bench-agent/releases/${REL_SECOND[bench-agent]}" | awk 'END {print $1}')
+    REL2_WRITTEN=$(json_field "$RES/site-install-2.json" bytes_written)
+    REL2_SHARED=$(json_field "$RES/site-install-2.json" files_shared)
+    REL2_FILES=$(json_field "$RES/site-install-2.json" files)
+    CHANGED_BYTES=$(find "$REL2" -type f -links 1 ! -path "$REL2/airlock.yaml" -printf '%s\n' | awk '{s+=$1} END {printf "%d", s}')
+    CHANGED_FILES=$(cd "$REL2" && find . -type f -links 1 ! -path ./airlock.yaml | sed 's|^\./||' | paste -sd' ')
+
+    al install "$SMALL_BUNDLE1" --json >"$RES/site-install-s1.json" 2>>"$RES/site-setup.log" || die "installing $SMALL_BUNDLE1 failed"
+    al install "$SMALL_BUNDLE2" --json >"$RES/site-install-s2.json" 2>>"$RES/site-setup.log" || die "installing $SMALL_BUNDLE2 failed"
+    REL_FIRST[small-agent]=$(json_field "$RES/site-install-s1.json" release)
+    REL_SECOND[small-agent]=$(json_field "$RES/site-install-s2.json" release)
+    for f in bench-agent small-agent; do
+        [ -n "${REL_FIRST[$f]}" ] && [ -n "${REL_SECOND[$f]}" ] && [ "${REL_FIRST[$f]}" != "${REL_SECOND[$f]}" ] \
+            || die "could not read the installed releases of $f from airlock install --json"
+        al activate "$f" "${REL_FIRST[$f]}" >>"$RES/site-setup.log" 2>&1 || die "airlock activate $f failed"
+        al activate "$f" "${REL_SECOND[$f]}" >>"$RES/site-setup.log" 2>&1 || die "airlock activate $f failed"
+        AT_SECOND[$f]=1
+    done
+}
+
+# next_switch NAME: set SWITCH_CMD to NAME's next switch (rollback from the second release to
+# the first, or activate the second again) and SWITCH_KIND, and flip the state.
+SWITCH_CMD=()
+next_switch() {
+    if [ "${AT_SECOND[$1]}" = 1 ]; then
+        SWITCH_CMD=(rollback "$1"); SWITCH_KIND=rollback; AT_SECOND[$1]=0
+    else
+        SWITCH_CMD=(activate "$1" "${REL_SECOND[$1]}"); SWITCH_KIND=activate; AT_SECOND[$1]=1
+    fi
+}
+
+# timed_ms OUTFILE CMD...: sync, run CMD, append its wall time in ms to OUTFILE.
+timed_ms() {
+    local out=$1 t0 t1 rc=0
+    shift
+    sync
+    t0=$EPOCHREALTIME
+    "$@" >>"$RES/switch.log" 2>&1 || rc=$?
+    t1=$EPOCHREALTIME
+    ((rc == 0)) || { tail -n 5 "$RES/switch.log" >&2; die "$* failed (exit $rc)"; }
+    calc "($t1 - $t0) * 1000" >>"$out"; echo >>"$out"
+}
+
+# strace_switch TRACE: from an strace -f -ttt -T log of one switch, print "window syscalls" in
+# ms: the wall time from the start of the symlink(2) of the new pointer to the end of the fsync
+# of the name's folder that follows the rename(2), and the sum of those three calls' times.
+strace_switch() {
+    awk '$NF !~ /^<[0-9.]+>$/ {next}
+        { ts = ""; for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+\.[0-9]+$/) { ts = $i; break }
+          d = $NF; gsub(/[<>]/, "", d) }
+        !s && /symlink(at)?\(.*\.current\.tmp-/ { s = ts; sum = d; next }
+        s && !r && /rename(at2?)?\(.*\.current\.tmp-/ { r = 1; sum += d; next }
+        r && !e && /[ ]fsync\(/ { e = ts + d; sum += d }
+        END { if (!e) exit 1; printf "%.3f %.3f\n", (e - s) * 1000, sum * 1000 }' "$1"
+}
+
+run_switches() {
+    local i k n item items rot
+    log "row rollback: $SWITCHES timed switches per release, alternating with the start-up reference"
+    : >"$RES/switch.log"
+    # Untimed warm-up: one round trip per name, the binary and the site in the page cache.
+    for n in small-agent bench-agent; do
+        next_switch "$n"; al "${SWITCH_CMD[@]}" >>"$RES/switch.log" 2>&1 || die "airlock ${SWITCH_CMD[*]} failed"
+        next_switch "$n"; al "${SWITCH_CMD[@]}" >>"$RES/switch.log" 2>&1 || die "airlock ${SWITCH_CMD[*]} failed"
+    done
+    "$AIRLOCK" --help >/dev/null 2>&1
+    items=(small-agent bench-agent help status)
+    for ((i = 1; i <= SWITCHES; i++)); do
+        for ((k = 0; k < 4; k++)); do
+            rot=${items[(k + i) % 4]}
+            case $rot in
+                help) timed_ms "$RES/switch-help.ms" "$AIRLOCK" --help ;;
+                status) timed_ms "$RES/switch-status.ms" al status small-agent ;;
+                *)
+                    next_switch "$rot"
+                    timed_ms "$RES/switch-$rot.ms" al "${SWITCH_CMD[@]}"
+                    tail -n 1 "$RES/switch-$rot.ms" >>"$RES/switch-$rot.$SWITCH_KIND.ms"
+                    ;;
+            esac
+        done
+    done
+    # Peak RSS: one switch each way per name, untimed, under GNU time.
+    RSS_FILE="$RES/switch.rss"; : >"$RSS_FILE"
+    for n in small-agent bench-agent small-agent bench-agent; do
+        next_switch "$n"; rss "$AIRLOCK" "${SWITCH_CMD[@]}" --root "$SWITCH_ROOT" >>"$RES/switch.log" 2>&1 \
+            || die "airlock ${SWITCH_CMD[*]} failed"
+    done
+    RSS_FILE=/dev/null
+    # The switch itself, under strace: 6 switches per name (3 rollbacks, 3 activates).
+    if ((HAVE_STRACE)); then
+        for ((i = 1; i <= 6; i++)); do
+            for n in small-agent bench-agent; do
+                next_switch "$n"
+                strace -f -ttt -T -e trace=symlink,symlinkat,rename,renameat,renameat2,openat,fsync \
+                    -o "$RES/switch-$n.strace.$i" "$AIRLOCK" "${SWITCH_CMD[@]}" --root "$SWITCH_ROOT" \
+                    >>"$RES/switch.log" 2>&1 || die "airlock ${SWITCH_CMD[*]} under strace failed"
+                strace_switch "$RES/switch-$n.strace.$i" >>"$RES/switch-$n.strace" \
+                    || die "no pointer switch found in $RES/switch-$n.strace.$i"
+            done
+        done
+    fi
+    # Every switch did switch: current is where the alternation says it is.
+    local want
+    for n in small-agent bench-agent; do
+        if [ "${AT_SECOND[$n]}" = 1 ]; then want=${REL_SECOND[$n]}; else want=${REL_FIRST[$n]}; fi
+        [ "$(readlink "$SWITCH_ROOT/$n/current")" = "releases/$want" ] \
+            || die "$n: current is $(readlink "$SWITCH_ROOT/$n/current"), expected releases/$want"
+    done
+}
+
 # ---------------------------------------------------------------- main
 
 START_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -386,9 +616,12 @@ else
 fi
 DATA_BYTES=$(find "$REL" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%d", s}')
 DATA_FILES=$(find "$REL" -type f | wc -l)
+make_second_release
+make_small_release
 
-# Disk: release + bundle + baseline + RUNS extraction dirs, with a margin.
-NEED=$(awk -v b="$DATA_BYTES" -v r="$RUNS" 'BEGIN { printf "%d", b * (r + 2) * 1.1 }')
+# Disk: release + 2 bundles + baseline + RUNS verify extraction dirs + RUNS install sites and
+# RUNS install extraction dirs + the switch site, with a margin.
+NEED=$(awk -v b="$DATA_BYTES" -v r="$RUNS" 'BEGIN { printf "%d", b * (3 * r + 5) * 1.1 }')
 AVAIL=$(df -B1 --output=avail "$WORKDIR" | tail -n 1 | tr -d ' ')
 ((AVAIL > NEED)) || die "not enough space in $WORKDIR: need ~$(mib "$NEED") MiB, have $(mib "$AVAIL") MiB"
 
@@ -402,11 +635,14 @@ mkdir -p "$TRUST"
 cp "$KEY_PREFIX.pub" "$TRUST/vendor.pub"
 
 delete_tree "$EXTRACT"   # leftovers of an interrupted run
+delete_tree "$SITES"
 rm -rf "$RES"
 mkdir -p "$RES"
 
 log "dataset: $(mib "$DATA_BYTES") MiB in $DATA_FILES files; $RUNS runs per step"
 for row in "${ROWS[@]}"; do run_row "$row"; done
+site_setup
+run_switches
 
 # ---------------------------------------------------------------- untimed sanity checks
 

@@ -17,6 +17,9 @@ public final class SiteLock {
         let path = site.path(SiteLayout.lock)
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard fd >= 0 else {
+            if errno == EROFS {
+                throw AirlockError.io("read-only", "the site root \(site.root) is on a read-only file system; nothing was changed: remount it read-write and run the command again", errno: errno)
+            }
             throw AirlockError.io("lock-failed", "cannot open the site lock \(path); check that \(site.root) is writable", errno: errno)
         }
         let deadline = Date().addingTimeInterval(timeout)

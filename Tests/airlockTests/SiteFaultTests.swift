@@ -101,6 +101,59 @@ final class SiteWorkspace: @unchecked Sendable {
         try s.expectConsistent("after a full disk")
     }
 
+    /// A real full disk: the site root on a 3 MiB tmpfs (in a private mount namespace) and a
+    /// bundle with 8 MiB of weights.
+    @Test func realFullDiskChangesNothing() throws {
+        guard try CLI.sh("unshare -m true").status == 0 else {
+            Issue.record("unshare -m is not permitted here: the injected-ENOSPC test above covers the code path")
+            return
+        }
+        let s = try SiteWorkspace(weightsMiB: 8)
+        let r = try CLI.sh("""
+            set -u
+            mkdir -p '\(s.root)'
+            unshare -m bash -c '
+              mount -t tmpfs -o size=3m tmpfs "\(s.root)" || exit 99
+              "\(CLI.binary)" trust add "\(s.w.file("vendor.pub"))" --root "\(s.root)" >/dev/null
+              "\(CLI.binary)" install "\(s.v1)" --root "\(s.root)" --activate; echo "rc=$?"
+              echo "staging=$(ls -A "\(s.root)/.staging" | wc -l) objects=$(find "\(s.root)/.objects" -type f | wc -l) releases=$(ls -A "\(s.root)/example-agent/releases" 2>/dev/null | wc -l)"
+              test -e "\(s.root)/example-agent/current" && echo current=yes || echo current=no
+              "\(CLI.binary)" history --root "\(s.root)" | tail -1
+            '
+            """)
+        #expect(r.stdout.contains("rc=3"), "\(r.stdout) \(r.stderr)")
+        #expect(r.stderr.contains("no space left"))
+        #expect(r.stdout.contains("staging=0 objects=0 releases=0"))
+        #expect(r.stdout.contains("current=no"))
+        #expect(r.stdout.contains("install-failed"))
+    }
+
+    /// A read-only root: a clear error, nothing changed.
+    @Test func readOnlyRoot() throws {
+        guard try CLI.sh("unshare -m true").status == 0 else {
+            Issue.record("unshare -m is not permitted here")
+            return
+        }
+        let s = try SiteWorkspace()
+        let r = try CLI.sh("""
+            set -u
+            mkdir -p '\(s.root)'
+            unshare -m bash -c '
+              mount -t tmpfs -o size=64m tmpfs "\(s.root)" || exit 99
+              "\(CLI.binary)" trust add "\(s.w.file("vendor.pub"))" --root "\(s.root)" >/dev/null
+              "\(CLI.binary)" install "\(s.v1)" --root "\(s.root)" --activate >/dev/null
+              mount -o remount,ro "\(s.root)"
+              "\(CLI.binary)" install "\(s.v2)" --root "\(s.root)" --activate; echo "rc=$?"
+              "\(CLI.binary)" audit example-agent --root "\(s.root)"; echo "audit=$?"
+              readlink "\(s.root)/example-agent/current"
+            '
+            """)
+        #expect(r.stdout.contains("rc=3"), "\(r.stdout) \(r.stderr)")
+        #expect(r.stderr.lowercased().contains("read-only"))
+        #expect(r.stdout.contains("audit=0"))
+        #expect(r.stdout.contains("releases/1.0.0-"))
+    }
+
     @Test func fsyncErrorsInstallNothing() throws {
         let s = try SiteWorkspace()
         #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
