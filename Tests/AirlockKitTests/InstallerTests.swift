@@ -98,6 +98,20 @@ extension Release {
         #expect(try History.verify(t.site) == nil)
     }
 
+    /// Names and versions that look like the site's own entries stay inside their own folder.
+    @Test func namesThatLookLikeSiteEntriesStayInTheirFolder() throws {
+        let t = try TestSite()
+        var r = v1
+        r.name = "current"
+        r.version = "current"
+        let result = try t.install(releaseBundle(r), activate: true)
+        #expect(result.release.hasPrefix("current-"))
+        #expect(t.site.current("current") == result.release)
+        #expect(FileIO.isDirectory(t.site.path("current", "releases", result.release)))
+        #expect(try SiteAdmin.audit(site: t.site, name: "current").clean)
+        // The escaping ones never parse: see the threat-model rows (names "../../etc", ".", ".objects").
+    }
+
     @Test func reinstallCopiesNothingAndStillActivates() throws {
         let t = try TestSite()
         let r1 = try t.install(releaseBundle(v1))
