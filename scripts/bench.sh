@@ -675,6 +675,17 @@ else
     PAYLOAD_FILES="?"
     NOTES+=("could not read airlock/SHA256SUMS from the bundle with GNU tar")
 fi
+# install: every run installed (airlock) or extracted (baseline) every payload file.
+for ((i = 1; i <= RUNS; i++)); do
+    n=$(find "$SITES/install-$i" -path '*/releases/*/payload/*' -type f | wc -l)
+    [ "$n" = "$PAYLOAD_FILES" ] || NOTES+=("WARNING: install run $i: the site holds $n payload files, the bundle lists $PAYLOAD_FILES")
+    n=$(find "$EXTRACT/i$i/payload" -type f 2>/dev/null | wc -l)
+    [ "$n" = "$PAYLOAD_FILES" ] || NOTES+=("WARNING: baseline install run $i: $n payload files extracted, the bundle lists $PAYLOAD_FILES")
+done
+# disk: the second release shares every file but the changed one(s).
+if [ "$REL2_SHARED" != "$((REL2_FILES - 1))" ]; then
+    NOTES+=("WARNING: the second release shared $REL2_SHARED of $REL2_FILES files with the first (expected all but the changed one)")
+fi
 
 # ---------------------------------------------------------------- report
 
@@ -723,14 +734,96 @@ for row in "${ROWS[@]}"; do
     done
 done
 echo
+echo "### Rollback: one pointer switch (ms)"
+echo
+# The two releases of each name: their sizes and file counts.
+SMALL_BYTES=$(find "$SMALL/v2" -type f ! -name airlock.yaml -printf '%s\n' | awk '{s+=$1} END {printf "%d", s}')
+SMALL_FILES=$(json_field "$RES/site-install-s2.json" files)
+STARTUP=$(median "$RES/switch-help.ms")
+echo "| release | files | size (MiB) | switch, whole command: median (IQR) | rollback | activate | minus start-up | switch itself: window / syscalls (strace) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+declare -A SW_MED SW_IQR SW_WIN
+for n in small-agent bench-agent; do
+    f="$RES/switch-$n.ms"
+    SW_MED[$n]=$(median "$f")
+    SW_IQR[$n]=$(calc "$(pctl "$f" 75) - $(pctl "$f" 25)")
+    if ((HAVE_STRACE)); then
+        awk '{print $1}' "$RES/switch-$n.strace" >"$RES/switch-$n.window"
+        awk '{print $2}' "$RES/switch-$n.strace" >"$RES/switch-$n.syscalls"
+        SW_WIN[$n]=$(median "$RES/switch-$n.window")
+        st="${SW_WIN[$n]} / $(median "$RES/switch-$n.syscalls")"
+    else
+        SW_WIN[$n]=""; st="(no strace)"
+    fi
+    if [ "$n" = small-agent ]; then
+        label="small ($n, 10 MiB weights)"; files=$SMALL_FILES; bytes=$SMALL_BYTES
+    else
+        label="large ($n, BENCH_SCALE=$SCALE)"; files=$PAYLOAD_FILES; bytes=$DATA_BYTES
+    fi
+    echo "| $label | $files | $(mib "$bytes") | ${SW_MED[$n]} (${SW_IQR[$n]}) | $(median "$RES/switch-$n.rollback.ms") | $(median "$RES/switch-$n.activate.ms") | $(calc "${SW_MED[$n]} - $STARTUP") | $st |"
+done
+SW_RSS=$(maxval "$RES/switch.rss")
+echo "| start-up reference: \`airlock --help\` | | | $STARTUP ($(calc "$(pctl "$RES/switch-help.ms" 75) - $(pctl "$RES/switch-help.ms" 25)")) | | | 0 | |"
+echo "| \`airlock status small-agent\` (reads the site, no lock) | | | $(median "$RES/switch-status.ms") | | | $(calc "$(median "$RES/switch-status.ms") - $STARTUP") | |"
+echo
+DIFF_SW=$(calc "${SW_MED[bench-agent]} - ${SW_MED[small-agent]}")
+NOISE=$(awk -v a="${SW_IQR[small-agent]}" -v b="${SW_IQR[bench-agent]}" 'BEGIN { m = (a > b ? a : b); printf "%.3f", (m > 1 ? m : 1) }')
+ok_flat=$(awk -v d="$DIFF_SW" -v n="$NOISE" 'BEGIN { print ((d < 0 ? -d : d) <= n) ? 1 : 0 }')
+if ((HAVE_STRACE)); then
+    ok_sw=$(awk -v a="${SW_WIN[small-agent]}" -v b="${SW_WIN[bench-agent]}" -v t="$TARGET_SWITCH_MS" 'BEGIN { print (a < t && b < t) ? 1 : 0 }')
+    sw_basis="strace window: small ${SW_WIN[small-agent]} ms, large ${SW_WIN[bench-agent]} ms"
+else
+    ok_sw=$(awk -v a="${SW_MED[small-agent]}" -v b="${SW_MED[bench-agent]}" -v s="$STARTUP" -v t="$TARGET_SWITCH_MS" \
+        'BEGIN { print (a - s < t && b - s < t) ? 1 : 0 }')
+    sw_basis="whole command minus start-up (strace is not installed)"
+fi
+ok_rss=$(awk -v r="$SW_RSS" -v t="$TARGET_RSS_MIB" 'BEGIN { print (r/1024 < t) ? 1 : 0 }')
+echo "- flat: large - small = $DIFF_SW ms against a noise of $NOISE ms (the larger IQR, at least 1 ms): $(verdict "$ok_flat")"
+echo "- the switch itself < $TARGET_SWITCH_MS ms ($sw_basis): $(verdict "$ok_sw")"
+echo "- peak RSS of a switch $(mib $((SW_RSS * 1024))) MiB < $TARGET_RSS_MIB MiB: $(verdict "$ok_rss")"
+echo
+echo "### Disk: a second release that shares its weights with the first"
+echo
+ADDED_K=$((DISK_ROOT_2 - DISK_ROOT_1))
+CHANGED_K=$(awk -v b="$CHANGED_BYTES" 'BEGIN { printf "%d", (b + 1023) / 1024 }')
+ALLOW_K=$(awk -v c="$CHANGED_BYTES" -v d="$DATA_BYTES" -v p="$TARGET_DISK_PCT" 'BEGIN { printf "%d", (c + d * p / 100) / 1024 }')
+OVER_K=$((ADDED_K - CHANGED_K))
+ok_disk=$(( ADDED_K <= ALLOW_K ? 1 : 0 ))
+echo "| site ($SWITCH_ROOT) | KiB |"
+echo "|---|---:|"
+echo "| empty (trust store) | $DISK_ROOT_0 |"
+echo "| after the first release (bench-agent 1.0.0, $(mib "$DATA_BYTES") MiB) | $DISK_ROOT_1 |"
+echo "| after the second release (1.0.1: $CHANGED_FILES changed) | $DISK_ROOT_2 |"
+echo "| **added by the second release** | **$ADDED_K** |"
+echo "| of which new content objects | $((DISK_OBJ_2 - DISK_OBJ_1)) |"
+echo "| of which its release folder (manifest, signatures, folders; payload hardlinked) | $DISK_REL2_OWN |"
+echo "| changed bytes ($CHANGED_BYTES B) | $CHANGED_K |"
+echo "| added beyond the changed bytes | $OVER_K ($(calc "$OVER_K * 1024 * 100 / $DATA_BYTES")% of the release) |"
+echo
+echo "- added <= changed + $TARGET_DISK_PCT% of the release ($ALLOW_K KiB): $(verdict "$ok_disk")"
+echo "- airlock install reported: $REL2_SHARED of $REL2_FILES files shared with the first release, $REL2_WRITTEN bytes written"
+echo
 echo "Method: wall time of each step (whole pipeline for the baseline); each timed run follows"
 echo "an untimed read of its inputs and a sync; airlock and baseline alternate (odd runs airlock"
 echo "first, even runs baseline first). Peak RSS is GNU time's max RSS of the step's largest"
 echo "process (pipeline stages and openssl measured separately), maximum over the runs."
 echo "Baseline pack = openssl dgst -sha256 over every file (xargs), then tar | zstd -1 -T0 to a"
 echo "file; baseline verify = zstd -dc | tar -x into a new dir per run, then openssl dgst -sha256"
-echo "over every extracted file (the comparison of the sums is not timed). Extraction dirs are"
-echo "deleted after the last run, not between runs."
+echo "over every extracted file (the comparison of the sums is not timed). Install: airlock"
+echo "install of out.airlock into a new site root per run (trust store added untimed), timed"
+echo "alone: it makes the release durable itself (syncfs before the rename); baseline install ="
+echo "zstd -dc out.airlock | tar -x into a new dir per run, then sync (the same durability, no"
+echo "checks). Extraction dirs and site roots are deleted after the last run, not between runs."
+echo "Rollback: one site holds two releases of small-agent and of bench-agent, each name's"
+echo "activation stack [first, second]; a switch is \`airlock rollback NAME\` or \`airlock activate"
+echo "NAME SECOND\`, alternating, $SWITCHES per name, interleaved with the start-up reference"
+echo "(\`airlock --help\`) and \`airlock status\`, each after a sync, one warm-up round trip untimed."
+echo "\"Minus start-up\" = median switch - median \`airlock --help\`. The switch itself: strace -f"
+echo "-ttt -T of 6 more switches per name; window = from the start of symlink(2) of the new pointer"
+echo "to the end of the fsync(2) of the name's folder after the rename(2) (includes strace's"
+echo "overhead), syscalls = the time of those three calls; medians. Disk: du -sk of the site root"
+echo "(hardlinks counted once) before and after installing the second release of bench-agent, whose"
+echo "folder hardlinks the first one's files except airlock.yaml and the changed prompt file."
 if ((SETTLE_WAITED > 0)); then
     echo "Waited ${SETTLE_WAITED} s before the verify rows: a previous run had deleted a tree recently."
 fi

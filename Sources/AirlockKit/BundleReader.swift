@@ -175,20 +175,8 @@ public final class BundleReader {
     /// one, and a mismatch throws (so a consumer must not trust what it got until this returns).
     public func readPayload(_ file: ManifestFile, consume: (UnsafeRawBufferPointer) throws -> Void = { _ in }) throws {
         precondition(stage == .payload, "readPayload follows readSums")
-        var entry: TarEntry
-        while true {
-            guard let e = try next() else {
-                throw AirlockError.verification("payload-missing", "the bundle lacks \(file.path), which the manifest lists")
-            }
-            try checkPayloadName(e)
-            if e.kind == .directory {
-                var p = e.path
-                if p.last == UInt8(ascii: "/") { p.removeLast() }
-                try takeDirectory(p, e)
-                continue
-            }
-            entry = e
-            break
+        guard let entry = try nextPayloadFile() else {
+            throw AirlockError.verification("payload-missing", "the bundle lacks \(file.path), which the manifest lists")
         }
         let rel = entry.path.dropFirst(BundleLayout.payloadPrefix.utf8.count)
         if !rel.elementsEqual(file.path.utf8) {
@@ -213,6 +201,19 @@ public final class BundleReader {
                 "payload-hash-mismatch", "\(file.path) does not match the manifest (sha256 \(got.hex), expected \(file.sha256.hex)); the bundle was altered or damaged")
         }
         nextFileIndex += 1
+    }
+
+    /// The next payload entry that is a file, past the directory entries (checked and taken);
+    /// nil at the end of the archive.
+    private func nextPayloadFile() throws -> TarEntry? {
+        while let e = try next() {
+            try checkPayloadName(e)
+            guard e.kind == .directory else { return e }
+            var p = e.path
+            if p.last == UInt8(ascii: "/") { p.removeLast() }
+            try takeDirectory(p, e)
+        }
+        return nil
     }
 
     /// A directory entry may stand once for each folder of a listed path (`payload/` included),
@@ -266,14 +267,7 @@ public final class BundleReader {
     public func finish() throws {
         precondition(stage == .payload, "finish follows the payload")
         stage = .finished
-        while let e = try next() {
-            try checkPayloadName(e)
-            if e.kind == .directory {
-                var p = e.path
-                if p.last == UInt8(ascii: "/") { p.removeLast() }
-                try takeDirectory(p, e)
-                continue
-            }
+        if let e = try nextPayloadFile() {
             let rel = Array(e.path.dropFirst(BundleLayout.payloadPrefix.utf8.count))
             if let last = manifestFiles.last, rel.elementsEqual(last.path.utf8) {
                 throw AirlockError.verification("entry-duplicate", "the bundle holds \(Self.name(e)) twice")

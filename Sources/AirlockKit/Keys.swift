@@ -27,12 +27,9 @@ public final class PublicKey: Sendable {
 
     /// Parses a SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`).
     public convenience init(pem: [UInt8], source: String = "the key") throws {
-        guard let handle = OpenSSL.readPEM(pem, as: .publicKey) else {
-            throw AirlockError(.key, "key-unreadable", "\(source) is not a PEM public key; give a SubjectPublicKeyInfo PEM file (`airlock key generate` writes one as PREFIX.pub)")
-        }
-        guard let algorithm = OpenSSL.algorithm(of: handle) else {
-            throw AirlockError(.key, "key-algorithm-unsupported", "\(source) is neither an Ed25519 nor a P-256 key; Airlock accepts only those")
-        }
+        let (handle, algorithm) = try readKey(
+            pem, .publicKey, source: source,
+            unreadable: "is not a PEM public key; give a SubjectPublicKeyInfo PEM file (`airlock key generate` writes one as PREFIX.pub)")
         try self.init(handle: handle, algorithm: algorithm)
     }
 
@@ -66,12 +63,9 @@ public final class PrivateKey: Sendable {
 
     /// Parses a PEM private key: PKCS#8 (`openssl genpkey`) or a traditional EC key.
     public convenience init(pem: [UInt8], source: String = "the key") throws {
-        guard let handle = OpenSSL.readPEM(pem, as: .privateKey) else {
-            throw AirlockError(.key, "key-unreadable", "\(source) is not an unencrypted PEM private key; give the PREFIX.key file that `airlock key generate` or `openssl genpkey` wrote")
-        }
-        guard let algorithm = OpenSSL.algorithm(of: handle) else {
-            throw AirlockError(.key, "key-algorithm-unsupported", "\(source) is neither an Ed25519 nor a P-256 key; Airlock accepts only those")
-        }
+        let (handle, algorithm) = try readKey(
+            pem, .privateKey, source: source,
+            unreadable: "is not an unencrypted PEM private key; give the PREFIX.key file that `airlock key generate` or `openssl genpkey` wrote")
         try self.init(handle: handle, algorithm: algorithm)
     }
 
@@ -96,6 +90,17 @@ public final class PrivateKey: Sendable {
         try FileIO.writeAtomically(keyPath, try pem(), mode: 0o600)
         try FileIO.writeAtomically(pubPath, publicKey.pem, mode: 0o644)
     }
+}
+
+/// Parses a PEM key and checks that it is Ed25519 or P-256.
+private func readKey(_ pem: [UInt8], _ kind: OpenSSL.PEMKind, source: String, unreadable: String) throws -> (PKeyHandle, KeyAlgorithm) {
+    guard let handle = OpenSSL.readPEM(pem, as: kind) else {
+        throw AirlockError(.key, "key-unreadable", "\(source) \(unreadable)")
+    }
+    guard let algorithm = OpenSSL.algorithm(of: handle) else {
+        throw AirlockError(.key, "key-algorithm-unsupported", "\(source) is neither an Ed25519 nor a P-256 key; Airlock accepts only those")
+    }
+    return (handle, algorithm)
 }
 
 /// Reads the key id of a PEM public or private key file.
