@@ -86,18 +86,29 @@ public enum Installer {
 
         let staging = try Staging(site: site)
         defer { staging.remove() }
+        // The release tree is built in staging as the bundle streams: new content is written
+        // straight at its payload path; content the site already holds is hardlinked from the
+        // store. New content joins the store only after the whole bundle verified.
+        let tree = staging.releasePath
+        try staging.makeDirectory("\(tree)/\(SiteLayout.releasePayload)")
         var newObjects: [(staged: String, object: String)] = []
-        var stagedByDigest: [String: String] = [:]
-        for (i, file) in m.files.enumerated() {
+        var stagedByObject: [String: String] = [:]
+        for file in m.files {
             let object = site.objectPath(file.sha256, executable: file.executable)
-            if stagedByDigest[object] != nil || (!repairing && Self.objectLooksIntact(object, file)) {
-                // The site (or this install) already holds this content: hash the bundle's
-                // bytes all the same, but write nothing.
+            let dest = try staging.payloadPath(file.path)
+            if let first = stagedByObject[object] {
+                // The same content twice in this release: one file.
                 try reader.readPayload(file)
+                try staging.link(first, dest)
+                result.filesShared += 1
+            } else if !repairing && Self.objectLooksIntact(object, file) {
+                // The site already holds this content: hash the bundle's bytes all the same,
+                // write nothing.
+                try reader.readPayload(file)
+                try staging.link(object, dest)
                 result.filesShared += 1
             } else {
-                let name = "o\(i)"
-                let fd = try staging.createObject(name)
+                let fd = try staging.create(dest)
                 do {
                     try reader.readPayload(file) { part in
                         try FileIO.writeAll(fd, part, path: "the staging area of \(site.root)")
@@ -112,8 +123,8 @@ public enum Installer {
                     throw error
                 }
                 close(fd)
-                stagedByDigest[object] = name
-                newObjects.append((staging.objectsPath + "/" + name, object))
+                stagedByObject[object] = dest
+                newObjects.append((dest, object))
                 result.bytesWritten += file.size
             }
             result.files += 1
@@ -121,20 +132,10 @@ public enum Installer {
         try reader.finish()
         Sys.step("install.verified")
 
-        // Everything written so far reaches the disk before anything becomes visible.
+        // The new content reaches the disk before it becomes visible in the store.
         try staging.syncFileSystem()
         for (staged, object) in newObjects {
-            let parent = String(object[..<object.lastIndex(of: "/")!])
-            if mkdir(parent, 0o755) != 0 && errno != EEXIST {
-                throw AirlockError.io("write-failed", "cannot create \(parent)", errno: errno)
-            }
-            // An object already there is intact (checked above) unless this is a repair or it
-            // failed that check: then the verified copy replaces it, atomically.
-            if link(staged, object) != 0 {
-                guard errno == EEXIST, rename(staged, object) == 0 else {
-                    throw AirlockError.io(errno == ENOSPC ? "disk-full" : "write-failed", "cannot add \(object) to the site's object store", errno: errno)
-                }
-            }
+            try staging.commitObject(staged, to: object)
         }
         Sys.step("install.objects")
         if repairing {
@@ -145,8 +146,7 @@ public enum Installer {
             return result
         }
 
-        // The release tree: manifest, signatures, payload hardlinked to the objects.
-        let tree = staging.releasePath
+        // The rest of the release: the signed manifest and the signatures it was installed with.
         try staging.writeFile("\(tree)/\(SiteLayout.releaseManifest)", head.manifestBytes)
         try staging.makeDirectory("\(tree)/\(SiteLayout.releaseSignatures)")
         var signatureFiles: [String: [UInt8]] = [:]
@@ -156,10 +156,6 @@ public enum Installer {
         }
         for (id, bytes) in signatureFiles.sorted(by: { $0.key < $1.key }) {
             try staging.writeFile("\(tree)/\(SiteLayout.releaseSignatures)/\(id)\(BundleLayout.signatureSuffix)", bytes)
-        }
-        try staging.makeDirectory("\(tree)/\(SiteLayout.releasePayload)")
-        for file in m.files {
-            try staging.linkPayload(object: site.objectPath(file.sha256, executable: file.executable), into: tree, path: file.path)
         }
         try staging.syncFileSystem()
         Sys.step("install.staged")
@@ -253,69 +249,84 @@ public enum Installer {
     }
 }
 
-/// One install's private area under `.staging/`: staged objects and the release tree.
+/// One install's private area under `.staging/`: the release tree being built.
 final class Staging {
     let path: String
-    let objectsPath: String
     let releasePath: String
-    private let objectsFD: Int32
+    private let dirFD: Int32
+    private var made: Set<String> = []
 
     init(site: Site) throws {
         var rnd = SystemRandomNumberGenerator()
         path = site.path(SiteLayout.staging, String(rnd.next() as UInt64, radix: 16))
-        objectsPath = path + "/objects"
         releasePath = path + "/release"
-        for d in [path, objectsPath, releasePath] where mkdir(d, 0o700) != 0 {
+        for d in [path, releasePath] where mkdir(d, 0o700) != 0 {
             throw AirlockError.io(errno == ENOSPC ? "disk-full" : "write-failed", "cannot create the staging area \(d)", errno: errno)
         }
-        objectsFD = open(objectsPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
-        guard objectsFD >= 0 else { throw AirlockError.io("write-failed", "cannot open \(objectsPath)", errno: errno) }
+        dirFD = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+        guard dirFD >= 0 else { throw AirlockError.io("write-failed", "cannot open \(path)", errno: errno) }
     }
 
-    deinit { close(objectsFD) }
+    deinit { close(dirFD) }
 
     func remove() { FileIO.removeTree(path) }
 
-    func createObject(_ name: String) throws -> Int32 {
-        let fd = openat(objectsFD, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw AirlockError.io("write-failed", "cannot create a staged file in \(objectsPath)", errno: errno) }
+    static func failure(_ what: String, _ err: Int32 = errno) -> AirlockError {
+        if err == ENOSPC || err == EDQUOT {
+            return .io("disk-full", "no space left on the site's file system while \(what); free some space and install again (nothing was changed)", errno: err)
+        }
+        return .io("write-failed", "cannot \(what)", errno: err)
+    }
+
+    /// `release/payload/<rel>`, with its folders made. The path has passed the path rules
+    /// (relative, no `..`, NFC) and the tree is ours alone: no folder on the way can be a
+    /// symlink, and files are created with O_EXCL|O_NOFOLLOW all the same.
+    func payloadPath(_ rel: String) throws -> String {
+        var dir = releasePath + "/" + SiteLayout.releasePayload
+        for seg in rel.split(separator: "/").dropLast() {
+            dir += "/" + seg
+            if made.insert(dir).inserted { try makeDirectory(dir) }
+        }
+        return releasePath + "/" + SiteLayout.releasePayload + "/" + rel
+    }
+
+    func create(_ p: String) throws -> Int32 {
+        let fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw Self.failure("creating a staged file") }
         return fd
     }
 
+    func link(_ from: String, _ to: String) throws {
+        guard Glibc.link(from, to) == 0 else { throw Self.failure("linking \(to) in the staged release") }
+    }
+
+    /// Adds a verified staged file to the content store. An object already there that failed
+    /// the reuse check (or any, in a repair) is replaced by the verified copy, atomically.
+    func commitObject(_ staged: String, to object: String) throws {
+        let parent = String(object[..<object.lastIndex(of: "/")!])
+        if mkdir(parent, 0o755) != 0 && errno != EEXIST { throw Self.failure("creating \(parent)") }
+        if Glibc.link(staged, object) == 0 { return }
+        guard errno == EEXIST else { throw Self.failure("adding \(object) to the site's object store") }
+        let tmp = parent + "/.tmp-\(getpid())"
+        unlink(tmp)
+        guard Glibc.link(staged, tmp) == 0, rename(tmp, object) == 0 else { throw Self.failure("replacing \(object) in the site's object store") }
+    }
+
     func syncFileSystem() throws {
-        guard Sys.fsync(objectsFD) == 0, c_syncfs(objectsFD) == 0 else {
+        guard Sys.fsync(dirFD) == 0, c_syncfs(dirFD) == 0 else {
             throw AirlockError.io("sync-failed", "cannot flush the staged release to disk (the disk may be failing); nothing was installed", errno: errno)
         }
     }
 
     func makeDirectory(_ p: String) throws {
-        if mkdir(p, SiteLayout.directoryMode) != 0 && errno != EEXIST {
-            throw AirlockError.io(errno == ENOSPC ? "disk-full" : "write-failed", "cannot create \(p)", errno: errno)
-        }
+        if mkdir(p, SiteLayout.directoryMode) != 0 && errno != EEXIST { throw Self.failure("creating \(p)") }
     }
 
     /// Writes a small read-only file.
     func writeFile(_ p: String, _ bytes: [UInt8]) throws {
-        let fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw AirlockError.io("write-failed", "cannot create \(p)", errno: errno) }
+        let fd = try create(p)
         defer { close(fd) }
         try bytes.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: p) }
-        guard fchmod(fd, SiteLayout.fileMode) == 0 else { throw AirlockError.io("write-failed", "cannot make \(p) read-only", errno: errno) }
-    }
-
-    /// Hardlinks `object` at `tree/payload/<path>`, creating folders on the way. The path has
-    /// passed the path rules (relative, no `..`, NFC) and the tree is ours alone: no folder on
-    /// the way can be a symlink.
-    func linkPayload(object: String, into tree: String, path rel: String) throws {
-        var dir = tree + "/" + SiteLayout.releasePayload
-        let segments = rel.split(separator: "/")
-        for seg in segments.dropLast() {
-            dir += "/" + seg
-            try makeDirectory(dir)
-        }
-        let dest = dir + "/" + segments.last!
-        if link(object, dest) != 0 {
-            throw AirlockError.io(errno == ENOSPC ? "disk-full" : "write-failed", "cannot link \(rel) into the staged release", errno: errno)
-        }
+        guard fchmod(fd, SiteLayout.fileMode) == 0 else { throw Self.failure("making \(p) read-only") }
     }
 }
