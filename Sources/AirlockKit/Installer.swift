@@ -304,7 +304,7 @@ final class Staging {
     /// the reuse check (or any, in a repair) is replaced by the verified copy, atomically.
     func commitObject(_ staged: String, to object: String) throws {
         let parent = String(object[..<object.lastIndex(of: "/")!])
-        if mkdir(parent, 0o755) != 0 && errno != EEXIST { throw Self.failure("creating \(parent)") }
+        if made.insert(parent).inserted, mkdir(parent, 0o755) != 0 && errno != EEXIST { throw Self.failure("creating \(parent)") }
         if Glibc.link(staged, object) == 0 { return }
         guard errno == EEXIST else { throw Self.failure("adding \(object) to the site's object store") }
         let tmp = parent + "/.tmp-\(getpid())"
