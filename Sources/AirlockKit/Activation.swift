@@ -148,9 +148,9 @@ public enum Activation {
         if let previous { fields["from"] = .string(previous) }
         try History.append(site, action: action, name: name, fields)
 
-        let manifestCheck = (try? FileIO.read(site.releaseDirectory(name, dir) + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "manifest"))
-            .flatMap { try? Manifest.parse($0) }.flatMap(HealthCheck.init(manifest:))
-        guard let check = check ?? manifestCheck, let failure = check.run(site: site, name: name, release: dir) else { return }
+        // The release's own check was recorded at install: a switch never parses a manifest,
+        // so it costs the same for 10 files or 100,000.
+        guard let check = check ?? state.health[dir], let failure = check.run(site: site, name: name, release: dir) else { return }
 
         // The release contains itself: switch back at once.
         if previous != dir { state.stack.removeLast() }

@@ -173,6 +173,7 @@ public enum Installer {
 
         var state = try NameState.load(site, m.name)
         state.installedAt[dir] = Timestamp.format(Timestamp.now())
+        state.health[dir] = HealthCheck(manifest: m)
         try state.save(site, m.name)
         try History.append(site, action: "install", name: m.name, [
             "release": .string(dir), "bundle_id": .string(head.bundleID.prefixed), "version": .string(m.version),

@@ -11,6 +11,8 @@ struct NameState: Equatable {
     var stack: [String] = []
     var pinned: Set<String> = []
     var installedAt: [String: String] = [:]
+    /// The health check each release declares (copied from its manifest at install).
+    var health: [String: HealthCheck] = [:]
 
     static func load(_ site: Site, _ name: String) throws -> NameState {
         let path = site.path(name, SiteLayout.state)
@@ -23,6 +25,11 @@ struct NameState: Equatable {
         s.stack = o["stack"]?.arrayValue?.compactMap(\.stringValue) ?? []
         s.pinned = Set(o["pinned"]?.arrayValue?.compactMap(\.stringValue) ?? [])
         for (k, v) in o["installed_at"]?.objectValue ?? [:] { if let t = v.stringValue { s.installedAt[k] = t } }
+        for (k, v) in o["health"]?.objectValue ?? [:] {
+            if let c = v.objectValue?["command"]?.stringValue {
+                s.health[k] = HealthCheck(command: c, timeoutSeconds: Double(v.objectValue?["timeout_seconds"]?.unsignedInteger(max: 86400) ?? 30))
+            }
+        }
         return s
     }
 
@@ -31,6 +38,7 @@ struct NameState: Equatable {
             "stack": .array(stack.map { .string($0) }),
             "pinned": .array(pinned.sorted().map { .string($0) }),
             "installed_at": .object(installedAt.mapValues { .string($0) }),
+            "health": .object(health.mapValues { .object(["command": .string($0.command), "timeout_seconds": .integer(Int($0.timeoutSeconds))]) }),
         ])
         try FileIO.writeAtomically(site.path(name, SiteLayout.state), CanonicalJSON.encode(o) + [0x0A], mode: 0o644)
     }
@@ -41,6 +49,8 @@ struct NameState: Equatable {
         let present = Set(installed)
         s.stack = s.stack.filter { present.contains($0) }
         s.pinned = s.pinned.filter { present.contains($0) }
+        s.installedAt = s.installedAt.filter { present.contains($0.key) }
+        s.health = s.health.filter { present.contains($0.key) }
         if let current {
             if let i = s.stack.lastIndex(of: current) {
                 s.stack.removeSubrange((i + 1)...)

@@ -297,3 +297,28 @@ extension Release {
         withExtendedLifetime(holder) {}
     }
 }
+
+@Suite struct DeclaredHealthCheckTests {
+    /// A health check declared in airlock.yaml travels in the signed manifest and runs at
+    /// every activation of that release.
+    @Test func declaredCheckRunsAtActivation() throws {
+        let t = try TestSite()
+        let good = Release()
+        try t.install(releaseBundle(good), activate: true)
+        let tmp = TempDir()
+        var bad = good.with(version: "2.4.0", sequence: 8)
+        bad.files[4].data = Array("broken\n".utf8)
+        let dir = bad.writeDirectory(in: tmp)
+        let yaml = try String(contentsOfFile: dir + "/airlock.yaml", encoding: .utf8)
+        try (yaml + "health: { command: \"grep -q support payload/prompts/system.md\", timeout: 5 }\n").write(toFile: dir + "/airlock.yaml", atomically: true, encoding: .utf8)
+        var o = PackOptions(keys: [TestKeys.vendor])
+        o.output = tmp.file("bad.airlock")
+        let packed = try Packer.pack(directory: dir, options: o)
+        #expect(packed.manifest.health?["command"]?.stringValue == "grep -q support payload/prompts/system.md")
+        let r = try Installer.install(bundle: packed.path, site: t.site)
+        #expect {
+            try Activation.activate(site: t.site, name: "support-agent", release: r.release)
+        } throws: { ($0 as? AirlockError)?.code == "health-check-failed" }
+        #expect(t.site.current("support-agent")?.hasPrefix("2.3.0-") == true)
+    }
+}
