@@ -20,11 +20,12 @@ prefix=/usr/local
 root=/var/lib/airlock
 make_root=1
 trust=()
+need() { [[ $# -ge 2 && -n $2 ]] || { echo "error: $1 needs a value; see $0 --help" >&2; exit 2; }; }
 while [[ $# -gt 0 ]]; do
     case $1 in
-        --prefix) prefix=$2; shift 2 ;;
-        --root) root=$2; shift 2 ;;
-        --trust) trust+=("$(realpath -e -- "$2")"); shift 2 ;;
+        --prefix) need "$@"; prefix=$(realpath -m -- "$2"); shift 2 ;;
+        --root) need "$@"; root=$(realpath -m -- "$2"); shift 2 ;;
+        --trust) need "$@"; trust+=("$(realpath -e -- "$2")") || { echo "error: no such key file $2" >&2; exit 2; }; shift 2 ;;
         --no-root) make_root=0; shift ;;
         -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "error: unknown option $1; see $0 --help" >&2; exit 2 ;;

@@ -13,6 +13,15 @@ out=$2
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 top=$(cd "$here/.." && pwd)
 
+# A distribution must run where Swift is not installed: the Swift runtime is linked in
+# statically (swift build --static-swift-stdlib, as `make dist` does).
+if ldd "$bin" | grep -qE 'libswiftCore|libFoundation'; then
+    if [[ ${AIRLOCK_DIST_ALLOW_DYNAMIC:-} != 1 ]]; then
+        echo "error: $bin links the Swift runtime dynamically; build it with 'swift build -c release --static-swift-stdlib' (make dist does)" >&2
+        exit 1
+    fi
+    echo "warning: $bin links the Swift runtime dynamically (AIRLOCK_DIST_ALLOW_DYNAMIC=1): for tests only" >&2
+fi
 version=$("$bin" --version)
 arch=$(uname -m)
 name="airlock-$version-linux-$arch"
@@ -28,9 +37,6 @@ install -m 0644 "$here/README.md" "$stage/README-installer.md"
 install -m 0644 "$top/README.md" "$stage/README.md"
 for f in "$top"/docs/*.md; do install -m 0644 "$f" "$stage/docs/"; done
 install -m 0755 "$top/scripts/audit-bundle.sh" "$stage/bin/airlock-audit-bundle"
-
-# What the binary needs from the host, for install.sh to check offline.
-ldd "$stage/bin/airlock" | awk '/=>/ {print $1}' | sort > "$stage/LIBRARIES"
 
 (cd "$stage" && find . -type f ! -name SHA256SUMS -printf '%P\n' | sort | xargs -d '\n' sha256sum > SHA256SUMS)
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@${SOURCE_DATE_EPOCH:-0}" \

@@ -20,53 +20,73 @@ public struct HealthCheck: Sendable, Equatable {
         timeoutSeconds = Double(h["timeout_seconds"]?.unsignedInteger(max: 86400) ?? 30)
     }
 
-    /// Runs `/bin/sh -c command` in the release folder `current` points at, with
-    /// AIRLOCK_ROOT, AIRLOCK_NAME, AIRLOCK_RELEASE and AIRLOCK_CURRENT set. Returns nil on
-    /// success, else why it failed.
-    func run(site: Site, name: String, release: String) -> String? {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", command]
-        p.currentDirectoryURL = URL(fileURLWithPath: site.currentLink(name))
-        var env = ProcessInfo.processInfo.environment
-        env["AIRLOCK_ROOT"] = site.root
-        env["AIRLOCK_NAME"] = name
-        env["AIRLOCK_RELEASE"] = release
-        env["AIRLOCK_CURRENT"] = site.currentLink(name)
-        p.environment = env
-        p.standardInput = FileHandle.nullDevice
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        do { try p.run() } catch { return "cannot start /bin/sh: \(error)" }
-        let done = DispatchSemaphore(value: 0)
-        p.terminationHandler = { _ in done.signal() }
-        let data = LockedData()
-        let reader = Thread {
-            data.set(out.fileHandleForReading.readDataToEndOfFile())
-        }
-        reader.start()
-        if done.wait(timeout: .now() + timeoutSeconds) == .timedOut {
-            kill(-p.processIdentifier, SIGKILL)
-            p.terminate()
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
-            return "the health check did not finish within \(Int(timeoutSeconds)) s"
-        }
-        guard p.terminationStatus == 0 else {
-            usleep(50_000)
-            let tail = String(decoding: data.get().suffix(200), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            return "the health check exited with status \(p.terminationStatus)" + (tail.isEmpty ? "" : ": \(tail)")
-        }
-        return nil
+    /// The environment a check runs in: nothing of the admin's, only what it needs.
+    static func environment(site: Site, name: String, release: String) -> [String] {
+        [
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "LANG=C.UTF-8",
+            "AIRLOCK_ROOT=\(site.root)", "AIRLOCK_NAME=\(name)", "AIRLOCK_RELEASE=\(release)",
+            "AIRLOCK_CURRENT=\(site.currentLink(name))",
+        ]
     }
-}
 
-private final class LockedData: @unchecked Sendable {
-    private let lock = NSLock()
-    private var data = Data()
-    func set(_ d: Data) { lock.lock(); data = d; lock.unlock() }
-    func get() -> Data { lock.lock(); defer { lock.unlock() }; return data }
+    /// Runs `/bin/sh -c command` in the release folder `current` points at, in a process group
+    /// of its own, with a clean environment (AIRLOCK_ROOT, AIRLOCK_NAME, AIRLOCK_RELEASE,
+    /// AIRLOCK_CURRENT, PATH, HOME, LANG) and, when Airlock runs as root, as `nobody` (the
+    /// check comes from a bundle). `started` learns the process group before the wait. Returns
+    /// nil on success, else why it failed. The whole group is killed when the check ends or
+    /// times out.
+    func run(site: Site, name: String, release: String, started: (Int32) throws -> Void = { _ in }) throws -> String? {
+        let log = site.path(SiteLayout.staging, "health-\(getpid()).log")
+        defer { unlink(log) }
+        var argv = ["/bin/sh", "-c", "cd \"$0\" && exec /bin/sh -c \"$1\"", site.currentLink(name) + "/", command]
+        if geteuid() == 0, FileIO.exists("/usr/bin/setpriv") {
+            argv = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"] + argv
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attr, 0)
+        let env = HealthCheck.environment(site: site, name: name, release: release)
+        var pid: pid_t = 0
+        let cArgs = argv.map { strdup($0) } + [nil]
+        let cEnv = env.map { strdup($0) } + [nil]
+        defer {
+            for p in cArgs { free(p) }
+            for p in cEnv { free(p) }
+        }
+        let rc = posix_spawn(&pid, argv[0], &actions, &attr, cArgs, cEnv)
+        guard rc == 0 else { return "cannot start the health check: \(String(cString: strerror(rc)))" }
+        defer { kill(-pid, SIGKILL) }  // whatever the check left running goes with it
+        try started(pid)
+        let deadline = Timestamp.monotonicSeconds() + timeoutSeconds
+        var status: Int32 = 0
+        while true {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid { break }
+            if r < 0 && errno != EINTR { return "cannot wait for the health check: \(String(cString: strerror(errno)))" }
+            if Timestamp.monotonicSeconds() >= deadline {
+                kill(-pid, SIGKILL)
+                waitpid(pid, &status, 0)
+                return "the health check did not finish within \(Int(timeoutSeconds)) s"
+            }
+            usleep(10_000)
+        }
+        let exited = (status & 0x7f) == 0
+        let code = (status >> 8) & 0xff
+        if exited && code == 0 { return nil }
+        let output = (try? FileIO.read(log, limit: 1 << 20, what: "health check output")) ?? []
+        let tail = String(decoding: output.suffix(200), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        var how = exited ? "exited with status \(code)" : "was killed by signal \(status & 0x7f)"
+        if geteuid() == 0 && FileIO.exists("/usr/bin/setpriv") { how += " (it ran as nobody: the site root must be reachable by that user)" }
+        return "the health check \(how)" + (tail.isEmpty ? "" : ": \(tail)")
+    }
 }
 
 /// Switching `current`: activate (push), rollback (pop), with health checks.
@@ -105,29 +125,33 @@ public enum Activation {
         return dir
     }
 
-    /// Pops the activation stack (or, with `to`, activates that release) and switches back.
+    /// Pops the activation stack and switches back. With `to`: back to that release (the
+    /// stack is cut down to it when it is in the stack, so the next rollback keeps walking back;
+    /// otherwise it is pushed). A rollback runs no health check: it is the way out.
     public static func rollback(site: Site, name: String, to ref: String? = nil, lockTimeout: Double = 30) throws -> (from: String?, to: String) {
         let lock = try SiteLock(site: site, command: "rollback", timeout: lockTimeout)
         defer { withExtendedLifetime(lock) {} }
-        if let ref {
-            let dir = try resolve(site: site, name: name, ref)
-            let from = site.current(name)
-            try activateLocked(site: site, name: name, release: dir, check: nil, action: "rollback")
-            return (from, dir)
-        }
-        guard FileIO.isDirectory(site.releasesDirectory(name)) else {
-            throw AirlockError(.usage, "name-unknown", "no release named \(name) is installed at \(site.root)")
+        guard ReleaseNames.isValidName(name), FileIO.isDirectory(site.releasesDirectory(name)) else {
+            throw AirlockError(.usage, "name-unknown", "no release named \(name) is installed at \(site.root); `airlock status` lists them")
         }
         var state = try loadState(site, name)
-        guard let target = state.rollbackTarget, let from = state.stack.last else {
-            throw AirlockError(.usage, "nothing-to-roll-back", "\(name) has no earlier activation to roll back to; use `airlock activate \(name) RELEASE` to choose one")
+        let from = state.stack.last
+        var newStack = state.stack
+        let target: String
+        if let ref {
+            target = try resolve(site: site, name: name, ref)
+            if let i = newStack.lastIndex(of: target) { newStack.removeSubrange((i + 1)...) } else { newStack.append(target) }
+        } else {
+            guard let t = state.rollbackTarget else {
+                throw AirlockError(.usage, "nothing-to-roll-back", "\(name) has no earlier activation to roll back to; use `airlock activate \(name) RELEASE` to choose one")
+            }
+            target = t
+            newStack.removeLast()
         }
-        state.stack.removeLast()
-        try state.save(site, name)
-        Sys.step("rollback.state")
-        try switchPointer(site: site, name: name, to: target)
-        Sys.step("rollback.switched")
-        try History.append(site, action: "rollback", name: name, ["from": .string(from), "release": .string(target)])
+        try transition(site: site, name: name, state: &state, to: newStack, steps: ("rollback.state", "rollback.switched"))
+        var fields: [String: JSONValue] = ["release": .string(target)]
+        if let from { fields["from"] = .string(from) }
+        try History.append(site, action: "rollback", name: name, fields)
         return (from, target)
     }
 
@@ -135,38 +159,91 @@ public enum Activation {
         try NameState.load(site, name).reconciled(installed: site.releases(name), current: site.current(name))
     }
 
-    /// Pushes `dir`, switches `current` to it, runs the health check; on failure switches back.
-    static func activateLocked(site: Site, name: String, release dir: String, check: HealthCheck?, action: String = "activate") throws {
-        var state = try loadState(site, name)
-        let previous = state.stack.last
-        if previous != dir { state.stack.append(dir) }
+    /// Moves `current` to the top of `newStack` (nothing when it is empty), journaled: the new
+    /// stack is saved as pending before the pointer moves and as the stack after it.
+    static func transition(site: Site, name: String, state: inout NameState, to newStack: [String], steps: (String, String)) throws {
+        state.pending = newStack
         try state.save(site, name)
-        Sys.step("activate.state")
-        try switchPointer(site: site, name: name, to: dir)
-        Sys.step("activate.switched")
-        var fields: [String: JSONValue] = ["release": .string(dir)]
-        if let previous { fields["from"] = .string(previous) }
-        try History.append(site, action: action, name: name, fields)
-
-        // The release's own check was recorded at install: a switch never parses a manifest,
-        // so it costs the same for 10 files or 100,000.
-        guard let check = check ?? state.health[dir], let failure = check.run(site: site, name: name, release: dir) else { return }
-
-        // The release contains itself: switch back at once.
-        if previous != dir { state.stack.removeLast() }
-        try state.save(site, name)
-        if let previous, previous != dir {
-            try switchPointer(site: site, name: name, to: previous)
-        } else if previous == nil {
+        Sys.step(steps.0)
+        if let top = newStack.last {
+            try switchPointer(site: site, name: name, to: top)
+        } else {
             unlink(site.currentLink(name))
             try FileIO.fsyncPath(site.nameDirectory(name))
         }
+        Sys.step(steps.1)
+        state.stack = newStack
+        state.pending = nil
+        try state.save(site, name)
+    }
+
+    /// Pushes `dir`, switches `current` to it, runs the health check (given, or the one the
+    /// release declares); on failure switches back.
+    static func activateLocked(site: Site, name: String, release dir: String, check: HealthCheck?) throws {
+        var state = try loadState(site, name)
+        let before = state.stack
+        let previous = before.last
+        var newStack = before
+        if previous != dir { newStack.append(dir) }
+        try transition(site: site, name: name, state: &state, to: newStack, steps: ("activate.state", "activate.switched"))
+        var fields: [String: JSONValue] = ["release": .string(dir)]
+        if let previous { fields["from"] = .string(previous) }
+        try History.append(site, action: "activate", name: name, fields)
+
+        // The release's own check was recorded at install: a switch never parses a manifest,
+        // so it costs the same for 10 files or 100,000.
+        guard let check = check ?? state.health[dir] ?? declaredCheck(site: site, name: name, release: dir, state: state) else { return }
+        let failure = try check.run(site: site, name: name, release: dir) { group in
+            state.checking = (dir, group)
+            try state.save(site, name)
+        }
+        state.checking = nil
+        guard let failure else {
+            try state.save(site, name)
+            return
+        }
+        // The release contains itself: switch back at once.
+        try switchBack(site: site, name: name, state: &state, to: before, release: dir, reason: failure)
+        let back = previous == dir ? "nothing to switch back to: it was already current" : "switched back to \(previous ?? "nothing (no release was active)")"
+        throw AirlockError(.healthCheck, "health-check-failed", "\(name) \(dir): \(failure); \(back)")
+    }
+
+    static func switchBack(site: Site, name: String, state: inout NameState, to stack: [String], release: String, reason: String) throws {
+        if stack != state.stack {
+            try transition(site: site, name: name, state: &state, to: stack, steps: ("health.state", "health.switched"))
+        } else {
+            try state.save(site, name)
+        }
         try History.append(site, action: "health-rollback", name: name, [
-            "release": .string(dir), "to": previous.map { .string($0) } ?? .null, "reason": .string(failure),
+            "release": .string(release), "to": stack.last.map { .string($0) } ?? .null, "reason": .string(reason),
         ])
-        throw AirlockError(
-            .healthCheck, "health-check-failed",
-            "\(name) \(dir): \(failure); switched back to \(previous ?? "nothing (no release was active)")")
+    }
+
+    /// The check a release declares, read from its manifest: only for a release whose install
+    /// was cut short before its state was written (the state records it otherwise).
+    private static func declaredCheck(site: Site, name: String, release dir: String, state: NameState) -> HealthCheck? {
+        guard state.installedAt[dir] == nil else { return nil }
+        return (try? FileIO.read(site.releaseDirectory(name, dir) + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "manifest"))
+            .flatMap { try? Manifest.parse($0) }.flatMap(HealthCheck.init(manifest:))
+    }
+
+    /// After a command that was running a health check was killed: stop what the check left
+    /// running and switch back, since its verdict never came. Called by the lock holder.
+    static func recoverInterruptedChecks(site: Site) {
+        for name in site.names() {
+            guard var state = try? loadState(site, name), let (release, group) = state.checking else { continue }
+            // Only a group whose leader is still the check Airlock started (process ids are
+            // reused): its environment names the release.
+            if group > 1, let env = try? FileIO.read("/proc/\(group)/environ", limit: 1 << 20, what: "environment"),
+                env.split(separator: 0).contains(where: { $0.elementsEqual("AIRLOCK_RELEASE=\(release)".utf8) })
+            {
+                kill(-group, SIGKILL)
+            }
+            state.checking = nil
+            var back = state.stack
+            if back.last == release { back.removeLast() }
+            try? switchBack(site: site, name: name, state: &state, to: back, release: release, reason: "the command running the health check was killed before it finished")
+        }
     }
 
     /// The pointer switch: a new relative symlink under a unique name, renamed over `current`,

@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 
 @_silgen_name("syncfs") private func c_syncfs(_ fd: Int32) -> Int32
+@_silgen_name("renameat2") private func c_renameat2(_ olddirfd: Int32, _ oldpath: UnsafePointer<CChar>, _ newdirfd: Int32, _ newpath: UnsafePointer<CChar>, _ flags: UInt32) -> Int32
 
 public struct InstallOptions: Sendable {
     public var activate = false
@@ -79,16 +80,16 @@ public enum Installer {
             }
             result.alreadyInstalled = true
             if !options.repair { return result }
-        } else {
-            try checkSequence(site: site, manifest: m, bundleID: head.bundleID, allowDowngrade: options.allowDowngrade)
         }
         let repairing = result.alreadyInstalled
+        let downgrade = repairing ? nil : try checkSequence(site: site, manifest: m, bundleID: head.bundleID, allowDowngrade: options.allowDowngrade)
 
         let staging = try Staging(site: site)
         defer { staging.remove() }
         // The release tree is built in staging as the bundle streams: new content is written
-        // straight at its payload path; content the site already holds is hardlinked from the
-        // store. New content joins the store only after the whole bundle verified.
+        // straight at its payload path; content the site already holds is compared byte for
+        // byte with the stream and hardlinked from the store. New content joins the store only
+        // after the whole bundle verified.
         let tree = staging.releasePath
         try staging.makeDirectory("\(tree)/\(SiteLayout.releasePayload)")
         var newObjects: [(staged: String, object: String)] = []
@@ -101,23 +102,21 @@ public enum Installer {
                 try reader.readPayload(file)
                 try staging.link(first, dest)
                 result.filesShared += 1
-            } else if !repairing && Self.objectLooksIntact(object, file) {
-                // The site already holds this content: hash the bundle's bytes all the same,
-                // write nothing.
-                try reader.readPayload(file)
-                try staging.link(object, dest)
+            } else if !repairing, Self.objectLooksIntact(object, file), try staging.stageByComparing(object: object, file: file, reader: reader, at: dest) {
                 result.filesShared += 1
+            } else if FileIO.exists(dest) {
+                // The stored copy differed from the stream: `stageByComparing` wrote a fresh
+                // one, which replaces it in the store.
+                stagedByObject[object] = dest
+                newObjects.append((dest, object))
+                result.bytesWritten += file.size
             } else {
                 let fd = try staging.create(dest)
                 do {
                     try reader.readPayload(file) { part in
                         try FileIO.writeAll(fd, part, path: "the staging area of \(site.root)")
                     }
-                    // One syncfs below flushes every staged file (a per-file fsync costs a disk
-                    // flush each: minutes for an index of 100,000 files).
-                    guard fchmod(fd, file.executable ? SiteLayout.executableFileMode : SiteLayout.fileMode) == 0 else {
-                        throw AirlockError.io("write-failed", "cannot make a staged file read-only", errno: errno)
-                    }
+                    try staging.finishFile(fd, executable: file.executable)
                 } catch {
                     close(fd)
                     throw error
@@ -132,20 +131,6 @@ public enum Installer {
         try reader.finish()
         Sys.step("install.verified")
 
-        // The new content reaches the disk before it becomes visible in the store.
-        try staging.syncFileSystem()
-        for (staged, object) in newObjects {
-            try staging.commitObject(staged, to: object)
-        }
-        Sys.step("install.objects")
-        if repairing {
-            try relink(site: site, manifest: m, release: target, staging: staging)
-            try History.append(site, action: "repair", name: m.name, [
-                "release": .string(dir), "bundle_id": .string(head.bundleID.prefixed), "files": .integer(m.files.count),
-            ])
-            return result
-        }
-
         // The rest of the release: the signed manifest and the signatures it was installed with.
         try staging.writeFile("\(tree)/\(SiteLayout.releaseManifest)", head.manifestBytes)
         try staging.makeDirectory("\(tree)/\(SiteLayout.releaseSignatures)")
@@ -154,32 +139,72 @@ public enum Installer {
         for (sig, result) in zip(options.detached, head.signatures.results.suffix(options.detached.count)) {
             if let id = result.keyID, result.status == .verified, signatureFiles[id] == nil { signatureFiles[id] = sig.bytes }
         }
+        if repairing {
+            // Keep every signature the release was installed with.
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: target + "/" + SiteLayout.releaseSignatures)) ?? [] {
+                let id = String(name.dropLast(BundleLayout.signatureSuffix.count))
+                if name.hasSuffix(BundleLayout.signatureSuffix), signatureFiles[id] == nil, SHA256Digest(hex: id) != nil,
+                    let bytes = try? FileIO.read(target + "/" + SiteLayout.releaseSignatures + "/" + name, limit: BundleLayout.maxSignatureBytes, what: "signature")
+                {
+                    signatureFiles[id] = bytes
+                }
+            }
+        }
         for (id, bytes) in signatureFiles.sorted(by: { $0.key < $1.key }) {
             try staging.writeFile("\(tree)/\(SiteLayout.releaseSignatures)/\(id)\(BundleLayout.signatureSuffix)", bytes)
         }
+        guard chmod(tree, SiteLayout.directoryMode) == 0 else { throw Staging.failure("setting the mode of \(tree)") }
+        // Everything staged reaches the disk before any of it becomes visible.
         try staging.syncFileSystem()
-        Sys.step("install.staged")
 
-        guard chmod(tree, SiteLayout.directoryMode) == 0 else { throw AirlockError.io("write-failed", "cannot set the mode of \(tree)", errno: errno) }
-        // Appear, complete, in one rename.
-        for d in [site.nameDirectory(m.name), site.releasesDirectory(m.name)] where mkdir(d, 0o755) != 0 && errno != EEXIST {
-            throw AirlockError.io("write-failed", "cannot create \(d)", errno: errno)
-        }
-        guard rename(tree, target) == 0 else {
-            throw AirlockError.io("write-failed", "cannot move the verified release into \(target)", errno: errno)
-        }
-        try FileIO.fsyncPath(site.releasesDirectory(m.name))
-        Sys.step("install.renamed")
+        var created: [String] = []
+        do {
+            for (staged, object) in newObjects {
+                if try staging.commitObject(staged, to: object) { created.append(object) }
+            }
+            Sys.step("install.objects")
+            for d in [site.nameDirectory(m.name), site.releasesDirectory(m.name)] {
+                if mkdir(d, 0o755) == 0 {
+                    try FileIO.fsyncPath(String(d[..<d.lastIndex(of: "/")!]))
+                } else if errno != EEXIST {
+                    throw Staging.failure("creating \(d)")
+                }
+            }
+            try staging.syncFileSystem()
+            Sys.step("install.staged")
 
-        var state = try NameState.load(site, m.name)
-        state.installedAt[dir] = Timestamp.format(Timestamp.now())
-        state.health[dir] = HealthCheck(manifest: m)
-        try state.save(site, m.name)
-        try History.append(site, action: "install", name: m.name, [
+            // The state knows the release (install time, declared check, highest sequence)
+            // before it appears; entries for a release that never appeared are dropped later.
+            var state = try NameState.load(site, m.name)
+            if !repairing {
+                state.installedAt[dir] = Timestamp.format(Timestamp.now())
+                state.health[dir] = HealthCheck(manifest: m)
+            }
+            state.highestSequence = max(state.highestSequence, m.sequence)
+            try state.save(site, m.name)
+
+            // Appear, complete, in one rename; a repair swaps the verified tree with the
+            // drifted one in one exchange, so the release never goes missing.
+            if repairing {
+                try staging.exchange(tree, target)
+            } else if rename(tree, target) != 0 {
+                throw Staging.failure("moving the verified release into \(target)")
+            }
+            try FileIO.fsyncPath(site.releasesDirectory(m.name))
+            Sys.step("install.renamed")
+        } catch {
+            // Content committed for a release that did not appear goes again.
+            for o in created { unlink(o) }
+            throw error
+        }
+
+        var fields: [String: JSONValue] = [
             "release": .string(dir), "bundle_id": .string(head.bundleID.prefixed), "version": .string(m.version),
             "sequence": .integer(m.sequence), "files": .integer(result.files), "files_shared": .integer(result.filesShared),
             "bytes_written": .integer(result.bytesWritten),
-        ])
+        ]
+        if let downgrade { fields["downgrade_from_sequence"] = .integer(downgrade) }
+        try History.append(site, action: repairing ? "repair" : "install", name: m.name, fields)
         return result
     }
 
@@ -193,38 +218,9 @@ public enum Installer {
         return (st.st_mode & S_IFMT) == S_IFREG && UInt64(st.st_size) == file.size && st.st_mode & 0o7777 == mode
     }
 
-    /// Repair: every payload file of an installed release is pointed again at its (verified)
-    /// object: link to a temporary name, rename over the file. Folders that went missing are
-    /// made again.
-    private static func relink(site: Site, manifest m: Manifest, release target: String, staging: Staging) throws {
-        for file in m.files {
-            let dest = target + "/" + SiteLayout.releasePayload + "/" + file.path
-            var dir = target + "/" + SiteLayout.releasePayload
-            for seg in file.path.split(separator: "/").dropLast() {
-                dir += "/" + seg
-                try staging.makeDirectory(dir)
-            }
-            let tmp = dir + "/.repair.tmp-\(getpid())"
-            unlink(tmp)
-            guard link(site.objectPath(file.sha256, executable: file.executable), tmp) == 0, rename(tmp, dest) == 0 else {
-                throw AirlockError.io("write-failed", "cannot restore \(dest)", errno: errno)
-            }
-        }
-        // Anything the manifest does not list goes.
-        let payload = target + "/" + SiteLayout.releasePayload
-        let listed = Set(m.files.map(\.path))
-        if let e = FileManager.default.enumerator(atPath: payload) {
-            while let rel = e.nextObject() as? String {
-                var st = stat()
-                if lstat(payload + "/" + rel, &st) == 0, (st.st_mode & S_IFMT) != S_IFDIR, !listed.contains(rel) { unlink(payload + "/" + rel) }
-            }
-        }
-        try staging.syncFileSystem()
-    }
-
     /// Downgrade protection: a lower sequence than the highest installed for the name needs
     /// `allowDowngrade` (and is logged); the same sequence with other content is always refused.
-    static func checkSequence(site: Site, manifest m: Manifest, bundleID: SHA256Digest, allowDowngrade: Bool) throws {
+    static func checkSequence(site: Site, manifest m: Manifest, bundleID: SHA256Digest, allowDowngrade: Bool) throws -> UInt64? {
         var highest: (UInt64, String)?
         for dir in site.releases(m.name) {
             guard let bytes = try? FileIO.read(site.releaseDirectory(m.name, dir) + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "manifest"),
@@ -237,16 +233,18 @@ public enum Installer {
             }
             if highest == nil || other.sequence > highest!.0 { highest = (other.sequence, dir) }
         }
+        // Releases removed since still count: removing one does not open the door to a downgrade.
+        let mark = (try? NameState.load(site, m.name))?.highestSequence ?? 0
+        if mark > (highest?.0 ?? 0) { highest = (mark, "an earlier release (since removed)") }
         if let (seq, dir) = highest, m.sequence < seq {
             guard allowDowngrade else {
                 throw AirlockError(
                     .policy, "downgrade",
-                    "\(m.name) \(m.version) has sequence \(m.sequence), lower than \(dir) (sequence \(seq)) already installed; pass --allow-downgrade if you mean to install an older release")
+                    "\(m.name) \(m.version) has sequence \(m.sequence), lower than \(dir) (sequence \(seq)) installed here; pass --allow-downgrade if you mean to install an older release")
             }
-            try History.append(site, action: "allow-downgrade", name: m.name, [
-                "version": .string(m.version), "sequence": .integer(m.sequence), "highest_installed": .integer(seq),
-            ])
+            return seq
         }
+        return nil
     }
 }
 
@@ -272,11 +270,88 @@ final class Staging {
 
     func remove() { FileIO.removeTree(path) }
 
+    /// `what` is an action in -ing form ("creating X").
     static func failure(_ what: String, _ err: Int32 = errno) -> AirlockError {
         if err == ENOSPC || err == EDQUOT {
             return .io("disk-full", "no space left on the site's file system while \(what); free some space and install again (nothing was changed)", errno: err)
         }
-        return .io("write-failed", "cannot \(what)", errno: err)
+        if err == EROFS {
+            return .io("read-only", "the site's file system is read-only (\(what)); remount it read-write and install again", errno: err)
+        }
+        return .io("write-failed", "\(what) failed; check the site root's permissions and file system", errno: err)
+    }
+
+    /// Makes a staged file read-only. (One syncfs flushes every staged file later: a per-file
+    /// fsync costs a disk flush each, minutes for an index of 100,000 files.)
+    func finishFile(_ fd: Int32, executable: Bool) throws {
+        guard fchmod(fd, executable ? SiteLayout.executableFileMode : SiteLayout.fileMode) == 0 else {
+            throw Self.failure("making a staged file read-only")
+        }
+    }
+
+    /// Streams the next payload file while comparing it with the stored object. When they
+    /// match to the end, `dest` becomes a hardlink to the object (or a copy, if the object has
+    /// as many links as the file system allows) and it returns true. When they differ, it writes
+    /// the object's matching prefix and the rest of the stream to `dest` and returns false: the
+    /// store's copy is damaged and the fresh one replaces it.
+    func stageByComparing(object: String, file: ManifestFile, reader: BundleReader, at dest: String) throws -> Bool {
+        let ofd = open(object, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard ofd >= 0 else { return false }
+        defer { close(ofd) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        defer { buffer.deallocate() }
+        var offset: Int64 = 0
+        var out: Int32 = -1
+        defer { if out >= 0 { close(out) } }
+        try reader.readPayload(file) { part in
+            if out < 0 {
+                var done = 0
+                while done < part.count {
+                    let n = pread(ofd, buffer.baseAddress, min(buffer.count, part.count - done), off_t(offset) + off_t(done))
+                    if n <= 0 || memcmp(buffer.baseAddress!, part.baseAddress! + done, n) != 0 { break }
+                    done += n
+                }
+                if done == part.count {
+                    offset += Int64(part.count)
+                    return
+                }
+                // Diverged: the stored copy is damaged. Write what matched, then carry on.
+                out = try create(dest)
+                var copied: Int64 = 0
+                while copied < offset {
+                    let n = pread(ofd, buffer.baseAddress, Int(min(Int64(buffer.count), offset - copied)), off_t(copied))
+                    guard n > 0 else { throw Self.failure("re-reading \(object)") }
+                    try FileIO.writeAll(out, UnsafeRawBufferPointer(rebasing: buffer[0..<n]), path: dest)
+                    copied += Int64(n)
+                }
+            }
+            try FileIO.writeAll(out, part, path: dest)
+            offset += Int64(part.count)
+        }
+        if out >= 0 {
+            try finishFile(out, executable: file.executable)
+            return false
+        }
+        if Glibc.link(object, dest) == 0 { return true }
+        guard errno == EMLINK else { throw Self.failure("linking \(dest) in the staged release") }
+        // As many links as the file system allows: this release gets its own copy.
+        let fd = try create(dest)
+        defer { close(fd) }
+        var copied: off_t = 0
+        while true {
+            let n = pread(ofd, buffer.baseAddress, buffer.count, copied)
+            if n < 0 { throw Self.failure("copying \(object)") }
+            if n == 0 { break }
+            try FileIO.writeAll(fd, UnsafeRawBufferPointer(rebasing: buffer[0..<n]), path: dest)
+            copied += off_t(n)
+        }
+        try finishFile(fd, executable: file.executable)
+        return true
+    }
+
+    /// Swaps two paths in one step (renameat2 RENAME_EXCHANGE).
+    func exchange(_ a: String, _ b: String) throws {
+        guard c_renameat2(AT_FDCWD, a, AT_FDCWD, b, 2) == 0 else { throw Self.failure("swapping the repaired release into \(b)") }
     }
 
     /// `release/payload/<rel>`, with its folders made. The path has passed the path rules
@@ -301,16 +376,18 @@ final class Staging {
         guard Glibc.link(from, to) == 0 else { throw Self.failure("linking \(to) in the staged release") }
     }
 
-    /// Adds a verified staged file to the content store. An object already there that failed
-    /// the reuse check (or any, in a repair) is replaced by the verified copy, atomically.
-    func commitObject(_ staged: String, to object: String) throws {
+    /// Adds a verified staged file to the content store; true when it created the object. An
+    /// object already there that failed the reuse check (or any, in a repair) is replaced by the
+    /// verified copy, atomically.
+    func commitObject(_ staged: String, to object: String) throws -> Bool {
         let parent = String(object[..<object.lastIndex(of: "/")!])
         if made.insert(parent).inserted, mkdir(parent, 0o755) != 0 && errno != EEXIST { throw Self.failure("creating \(parent)") }
-        if Glibc.link(staged, object) == 0 { return }
+        if Glibc.link(staged, object) == 0 { return true }
         guard errno == EEXIST else { throw Self.failure("adding \(object) to the site's object store") }
         let tmp = parent + "/.tmp-\(getpid())"
         unlink(tmp)
         guard Glibc.link(staged, tmp) == 0, rename(tmp, object) == 0 else { throw Self.failure("replacing \(object) in the site's object store") }
+        return false
     }
 
     func syncFileSystem() throws {

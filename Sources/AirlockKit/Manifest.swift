@@ -403,6 +403,12 @@ public enum Timestamp {
 
     public static func now() -> Int64 { Int64(time(nil)) }
 
+    static func monotonicSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
     static func daysInMonth(_ y: Int64, _ m: Int64) -> Int64 {
         switch m {
         case 2: return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 ? 29 : 28

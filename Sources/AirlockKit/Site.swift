@@ -40,11 +40,18 @@ public struct Site: Sendable {
     /// The trust store (default `<root>/.trust`).
     public let trustDirectory: String
 
+    /// A relative root or trust store is taken from the current directory, once: everything
+    /// after (health checks included) sees absolute paths.
     public init(root: String, trustDirectory: String? = nil) {
-        var r = root
+        var r = Site.absolute(root)
         while r.count > 1 && r.hasSuffix("/") { r.removeLast() }
         self.root = r
-        self.trustDirectory = trustDirectory ?? r + "/" + SiteLayout.trust
+        self.trustDirectory = trustDirectory.map(Site.absolute) ?? r + "/" + SiteLayout.trust
+    }
+
+    static func absolute(_ p: String) -> String {
+        if p.hasPrefix("/") { return p }
+        return FileManager.default.currentDirectoryPath + "/" + p
     }
 
     /// `--root`, else `$AIRLOCK_ROOT`, else `/var/lib/airlock`.

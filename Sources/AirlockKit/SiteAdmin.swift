@@ -89,6 +89,9 @@ public enum SiteAdmin {
 
     /// Re-hashes an installed release against its installed manifest.
     public static func audit(site: Site, name: String, release ref: String? = nil) throws -> AuditReport {
+        guard ReleaseNames.isValidName(name), FileIO.isDirectory(site.releasesDirectory(name)) else {
+            throw AirlockError(.usage, "name-unknown", "no release named \(name) is installed at \(site.root); `airlock status` lists them")
+        }
         let dir: String
         if let ref {
             dir = try Activation.resolve(site: site, name: name, ref)
@@ -164,6 +167,18 @@ public enum SiteAdmin {
         defer { withExtendedLifetime(lock) {} }
         let dir = try Activation.resolve(site: site, name: name, ref)
         let state = try Activation.loadState(site, name)
+        do {
+            try checkRemovable(site: site, name: name, dir: dir, state: state)
+        } catch let e as AirlockError {
+            try? History.append(site, action: "refuse-remove", name: name, ["release": .string(dir), "reason": .string(e.code)])
+            throw e
+        }
+        try removeLocked(site: site, name: name, dirs: [dir], state: state)
+        try History.append(site, action: "remove", name: name, ["release": .string(dir)])
+        return dir
+    }
+
+    private static func checkRemovable(site: Site, name: String, dir: String, state: NameState) throws {
         if dir == site.current(name) {
             throw AirlockError(.policy, "release-in-use", "\(dir) is the current release of \(name); activate another one first")
         }
@@ -173,9 +188,6 @@ public enum SiteAdmin {
         if state.pinned.contains(dir) {
             throw AirlockError(.policy, "release-pinned", "\(dir) is pinned; `airlock unpin \(name) \(dir)` first")
         }
-        try removeLocked(site: site, name: name, dirs: [dir], state: state)
-        try History.append(site, action: "remove", name: name, ["release": .string(dir)])
-        return dir
     }
 
     /// Moves releases out of `releases/` in one rename each (so none is ever seen half

@@ -36,7 +36,7 @@ public final class SiteLock {
                 close(fd)
                 throw AirlockError(
                     .busy, "site-busy",
-                    "the site \(site.root) is in use by \(holder); waited \(Int(timeout)) s: try again when it is done (or raise --lock-timeout)")
+                    "the site \(site.root) is in use by \(holder); waited \(timeout < 10 ? String(format: "%.1f", timeout) : String(Int(timeout))) s: try again when it is done (or raise --lock-timeout)")
             }
             usleep(50_000)
         }
@@ -45,6 +45,7 @@ public final class SiteLock {
         ftruncate(fd, 0)
         _ = info.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
         cleanStaging()
+        Activation.recoverInterruptedChecks(site: site)
     }
 
     deinit {
