@@ -330,3 +330,115 @@ final class ResultBox: @unchecked Sendable {
     func add(_ v: Int32) { lock.lock(); values.append(v); lock.unlock() }
     var all: [Int32] { lock.lock(); defer { lock.unlock() }; return values }
 }
+
+/// Regressions found by reviewing the site against its contract.
+@Suite(.serialized) struct SiteReviewRegressionTests {
+    /// A stack that holds a release twice ([1,2,1]) keeps its rollback target through a kill
+    /// between saving the state and switching the pointer.
+    @Test(arguments: ["rollback.state", "activate.state"])
+    func journaledSwitchKeepsARepeatedStack(_ step: String) throws {
+        let s = try SiteWorkspace()
+        for v in [s.v1, s.v2] { #expect(try s.airlock(["install", v]).status == 0) }
+        for v in ["1.0.0", "1.1.0", "1.0.0"] { #expect(try s.airlock(["activate", "example-agent", v]).status == 0) }
+        let command = step.hasPrefix("rollback") ? ["rollback", "example-agent"] : ["activate", "example-agent", "1.1.0"]
+        #expect(try s.airlock(command, fault: "crash:\(step)").status == 9)
+        let st = try JSONSerialization.jsonObject(with: Data(try s.airlock(["status", "--json"]).stdout.utf8)) as! [String: Any]
+        let name = (st["names"] as! [[String: Any]])[0]
+        #expect((name["current"] as? String)?.hasPrefix("1.0.0-") == true)
+        #expect((name["rollback_target"] as? String)?.hasPrefix("1.1.0-") == true, "\(name)")
+        #expect(try s.airlock(["gc", "--keep", "0"]).status == 0)
+        #expect(s.releases.count == 2)
+        #expect(try s.airlock(["rollback", "example-agent"]).status == 0)
+        #expect(s.current?.hasPrefix("releases/1.1.0-") == true)
+    }
+
+    /// rollback --to a release in the stack cuts the stack down to it: the next rollback keeps
+    /// walking back and never returns to a release that was rolled back from.
+    @Test func rollbackToDoesNotBounce() throws {
+        let s = try SiteWorkspace()
+        for v in [s.v1, s.v2, s.v3] { #expect(try s.airlock(["install", v, "--activate"]).status == 0) }
+        #expect(try s.airlock(["rollback", "example-agent", "--to", "1.1.0"]).status == 0)
+        #expect(s.current?.hasPrefix("releases/1.1.0-") == true)
+        #expect(try s.airlock(["rollback", "example-agent"]).status == 0)
+        #expect(s.current?.hasPrefix("releases/1.0.0-") == true)
+    }
+
+    /// Removing the newest release does not let an older one in without --allow-downgrade.
+    @Test func removedReleasesStillBlockDowngrades() throws {
+        let s = try SiteWorkspace()
+        #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
+        #expect(try s.airlock(["install", s.v3]).status == 0)
+        #expect(try s.airlock(["remove", "example-agent", "1.2.0"]).status == 0)
+        let r = try s.airlock(["install", s.v2])
+        #expect(r.status == 4, "\(r.stderr)")
+        #expect(r.stderr.contains("since removed"))
+    }
+
+    /// A kill right after the release appeared does not lose its declared health check.
+    @Test func declaredCheckSurvivesAKillAfterTheRename() throws {
+        let s = try SiteWorkspace()
+        #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
+        #expect(try CLI.sh("sed -i 's/^version: .*/version: 9.0.0/; s/^sequence: .*/sequence: 9/' release/airlock.yaml && echo 'health: { command: \"exit 3\", timeout: 5 }' >> release/airlock.yaml", cwd: s.w.path).status == 0)
+        #expect(try s.w.pack("bad.airlock").status == 0)
+        #expect(try s.airlock(["install", s.w.file("bad.airlock")], fault: "crash:install.renamed").status == 9)
+        let r = try s.airlock(["install", s.w.file("bad.airlock"), "--activate"])
+        #expect(r.status == 8, "\(r.stdout) \(r.stderr)")
+        #expect(s.current?.hasPrefix("releases/1.0.0-") == true)
+    }
+
+    /// A stored copy damaged without changing its size is not linked into a new release.
+    @Test func sameSizeDamageInTheStoreIsNotReused() throws {
+        let s = try SiteWorkspace()
+        #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
+        let victim = s.root + "/example-agent/current/payload/index/index.json"
+        #expect(try CLI.sh("chmod u+w '\(victim)' && printf X | dd of='\(victim)' bs=1 seek=3 conv=notrunc status=none && chmod 0444 '\(victim)'").status == 0)
+        #expect(try s.airlock(["install", s.v2]).status == 0)
+        #expect(try s.airlock(["audit", "example-agent", "1.1.0"]).status == 0)
+        // The store holds the verified copy again; the damaged release still shows its drift
+        // until it is repaired.
+        #expect(try s.airlock(["audit", "example-agent", "1.0.0"]).status == 1)
+        #expect(try s.airlock(["install", s.v1, "--repair"]).status == 0)
+        #expect(try s.airlock(["audit", "example-agent", "1.0.0"]).status == 0)
+    }
+
+    /// Repair never follows a folder that was replaced by a symlink.
+    @Test func repairDoesNotFollowSymlinkedFolders() throws {
+        let s = try SiteWorkspace()
+        #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
+        let outside = s.w.file("outside")
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        let code = s.root + "/example-agent/current/payload/code"
+        #expect(try CLI.sh("rm -rf '\(code)' && ln -s '\(outside)' '\(code)'").status == 0)
+        #expect(try s.airlock(["audit", "example-agent"]).status == 1)
+        let r = try s.airlock(["install", s.v1, "--repair"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: outside).isEmpty)
+        #expect(try s.airlock(["audit", "example-agent"]).status == 0)
+        #expect(s.staging.isEmpty)
+    }
+
+    /// A failure after the content was committed takes the new content away again.
+    @Test func failureAfterCommitLeavesNoObjects() throws {
+        let s = try SiteWorkspace()
+        #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
+        let objects = { try CLI.sh("find '\(s.root)/.objects' -type f | sort").stdout }
+        let before = try objects()
+        let r = try s.airlock(["install", s.v2], fault: "eio:fsync")
+        #expect(r.status == 3)
+        #expect(try objects() == before)
+        #expect(s.releases.count == 1)
+    }
+
+    /// A check that leaves a background job behind is judged by its own exit, at once, and the
+    /// job goes with it. A relative --root works for checks too.
+    @Test func healthCheckWithABackgroundJob() throws {
+        let s = try SiteWorkspace()
+        #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
+        #expect(try s.airlock(["install", s.v2]).status == 0)
+        let start = Date()
+        let r = try CLI.run(["activate", "example-agent", "1.1.0", "--check", "sleep 30 & test -f manifest.json", "--root", "site"], cwd: s.w.path)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(Date().timeIntervalSince(start) < 10)
+        #expect(try CLI.sh("pgrep -f '^sleep 30$' || true").stdout.isEmpty)
+    }
+}
