@@ -28,6 +28,9 @@ public final class BundleReader {
     private var payloadTree = PathTree()
     private var nextFileIndex = 0
     private var manifestFiles: [ManifestFile] = []
+    /// Set when the bundle is a delta: what it omits (checked against the manifest).
+    public private(set) var delta: DeltaInfo?
+    private var omitted: Set<String> = []
     private let hasher = SHA256Hasher()
 
     private enum Stage { case start, manifest, signatures, sums, payload, finished }
@@ -163,9 +166,13 @@ public final class BundleReader {
         for (i, f) in manifest.files.enumerated() { _ = payloadTree.insertFile(f.path, index: i) }
         if let d = try next() {
             if d.path.elementsEqual(BundleLayout.deltaEntry.utf8) {
-                throw AirlockError.verification("delta-unsupported", "this bundle is a delta bundle; this Airlock version cannot read delta bundles yet: ask the vendor for the full bundle")
+                let bytes = try readSmall(d, limit: DeltaInfo.maxBytes, what: BundleLayout.deltaEntry)
+                let info = try DeltaInfo.parse(bytes, manifest: manifest)
+                delta = info
+                omitted = Set(info.omitted)
+            } else {
+                pending = d
             }
-            pending = d
         }
         stage = .payload
     }
@@ -173,6 +180,15 @@ public final class BundleReader {
     /// Streams the next payload file, which must be `file`: same path, a regular file, the
     /// manifest's size and mode. `consume` sees every byte; the SHA-256 is checked after the last
     /// one, and a mismatch throws (so a consumer must not trust what it got until this returns).
+    /// True when this (delta) bundle does not carry `file`: the site must already hold it.
+    public func isOmitted(_ file: ManifestFile) -> Bool { !omitted.isEmpty && omitted.contains(file.path) }
+
+    /// Steps past a file the delta omits, in manifest order.
+    public func skipOmitted(_ file: ManifestFile) {
+        precondition(isOmitted(file), "skipOmitted takes an omitted file")
+        nextFileIndex += 1
+    }
+
     public func readPayload(_ file: ManifestFile, consume: (UnsafeRawBufferPointer) throws -> Void = { _ in }) throws {
         precondition(stage == .payload, "readPayload follows readSums")
         guard let entry = try nextPayloadFile() else {
@@ -250,6 +266,9 @@ public final class BundleReader {
     }
 
     private func unexpected(_ e: TarEntry, rel: [UInt8], expecting file: ManifestFile) -> AirlockError {
+        if let s = PathRules.decode(rel), omitted.contains(s) {
+            return .verification("entry-unexpected", "the bundle carries \(Self.name(e)), which its delta.json says it omits")
+        }
         if nextFileIndex > 0, rel.elementsEqual(manifestFiles[nextFileIndex - 1].path.utf8) {
             return .verification("entry-duplicate", "the bundle holds \(Self.name(e)) twice")
         }

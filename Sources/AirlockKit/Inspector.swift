@@ -8,6 +8,8 @@ public struct BundleSummary: Sendable {
     /// Key ids named by the signature entries (not checked).
     public var signerKeyIDs: [String]
     public var compression: Compression?
+    /// Set for a delta bundle.
+    public var delta: DeltaInfo?
 
     /// Reads the head of the bundle at `path` and parses its manifest strictly.
     public static func read(path: String) throws -> BundleSummary {
@@ -15,9 +17,17 @@ public struct BundleSummary: Sendable {
         let bytes = try reader.readManifest()
         let sigs = try reader.readSignatures()
         let manifest = try Manifest.parse(bytes)
+        try reader.readSums(for: manifest)
         return BundleSummary(
             path: path, bundleID: SHA256Digest.of(bytes), manifestBytes: bytes, manifest: manifest,
-            signerKeyIDs: sigs.map(\.keyID), compression: reader.compression)
+            signerKeyIDs: sigs.map(\.keyID), compression: reader.compression, delta: reader.delta)
+    }
+
+    /// Bytes of the files a delta omits.
+    public var deltaOmittedBytes: UInt64 {
+        guard let d = delta else { return 0 }
+        let set = Set(d.omitted)
+        return manifest.files.reduce(0) { $0 + (set.contains($1.path) ? $1.size : 0) }
     }
 
     /// The `--json` form of `airlock inspect` (docs/cli.md).
@@ -46,6 +56,12 @@ public struct BundleSummary: Sendable {
             "signers": .array(signerKeyIDs.map { .string($0) }),
             "attestations": m.attestations.map { .object($0) } ?? .null,
             "health": m.health.map { .object($0) } ?? .null,
+            "delta": delta.map { d in
+                .object([
+                    "base": .string(d.base.prefixed), "omitted_files": .integer(d.omitted.count),
+                    "omitted_bytes": .integer(deltaOmittedBytes),
+                ])
+            } ?? .null,
         ])
     }
 }
@@ -106,6 +122,7 @@ public struct ReleaseDiff: Sendable {
             .object([
                 "bundle": .string(s.path), "bundle_id": .string(s.bundleID.prefixed), "name": .string(s.manifest.name),
                 "version": .string(s.manifest.version), "sequence": .integer(s.manifest.sequence),
+                "delta_of": s.delta.map { .string($0.base.prefixed) } ?? .null,
             ])
         }
         func file(_ f: ManifestFile) -> JSONValue {

@@ -83,6 +83,19 @@ public enum Installer {
         }
         let repairing = result.alreadyInstalled
         let downgrade = repairing ? nil : try checkSequence(site: site, manifest: m, bundleID: head.bundleID, allowDowngrade: options.allowDowngrade)
+        if let delta = reader.delta {
+            // A delta takes the files it omits from the site's store: all of them must be there
+            // before anything is written (their content is checked as they are taken).
+            if repairing {
+                throw AirlockError(.usage, "delta-repair", "a repair needs the full bundle of the release, not a delta bundle")
+            }
+            let missing = m.files.filter { reader.isOmitted($0) && !Self.objectLooksIntact(site.objectPath($0.sha256, executable: $0.executable), $0) }
+            if let first = missing.first {
+                throw AirlockError(
+                    .policy, "delta-base-missing",
+                    "this delta bundle omits \(delta.omitted.count) files and the site lacks \(missing.count) of them (e.g. \(first.path)): install its base release (bundle id \(delta.base.prefixed)) first, or install the full bundle")
+            }
+        }
 
         let staging = try Staging(site: site)
         defer { staging.remove() }
@@ -97,7 +110,12 @@ public enum Installer {
         for file in m.files {
             let object = site.objectPath(file.sha256, executable: file.executable)
             let dest = try staging.payloadPath(file.path)
-            if let first = stagedByObject[object] {
+            if reader.isOmitted(file) {
+                // Omitted by a delta: the site's copy, hashed against the manifest first.
+                reader.skipOmitted(file)
+                try staging.stageFromStore(object: object, file: file, at: dest)
+                result.filesShared += 1
+            } else if let first = stagedByObject[object] {
                 // The same content twice in this release: one file.
                 try reader.readPayload(file)
                 try staging.link(first, dest)
@@ -332,9 +350,15 @@ final class Staging {
             try finishFile(out, executable: file.executable)
             return false
         }
-        if Glibc.link(object, dest) == 0 { return true }
+        try linkOrCopy(object: object, ofd: ofd, file: file, to: dest, buffer: buffer)
+        return true
+    }
+
+    /// Hardlinks a stored object at `dest`, or copies it when it has as many links as the file
+    /// system allows (EMLINK).
+    private func linkOrCopy(object: String, ofd: Int32, file: ManifestFile, to dest: String, buffer: UnsafeMutableRawBufferPointer) throws {
+        if Glibc.link(object, dest) == 0 { return }
         guard errno == EMLINK else { throw Self.failure("linking \(dest) in the staged release") }
-        // As many links as the file system allows: this release gets its own copy.
         let fd = try create(dest)
         defer { close(fd) }
         var copied: off_t = 0
@@ -346,7 +370,31 @@ final class Staging {
             copied += off_t(n)
         }
         try finishFile(fd, executable: file.executable)
-        return true
+    }
+
+    /// Takes a file a delta omits from the store: hashes the stored copy against the manifest,
+    /// then links it at `dest`.
+    func stageFromStore(object: String, file: ManifestFile, at dest: String) throws {
+        let ofd = open(object, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard ofd >= 0 else { throw Self.failure("opening \(object)") }
+        defer { close(ofd) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        defer { buffer.deallocate() }
+        let hasher = SHA256Hasher()
+        var size: UInt64 = 0
+        while true {
+            let n = read(ofd, buffer.baseAddress, buffer.count)
+            if n < 0 { throw Self.failure("reading \(object)") }
+            if n == 0 { break }
+            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            size += UInt64(n)
+        }
+        guard size == file.size, hasher.finish() == file.sha256 else {
+            throw AirlockError(
+                .verification, "delta-base-damaged",
+                "the site's stored copy of \(file.path), which this delta bundle omits, does not match the manifest; install the full bundle (it replaces the damaged copy)")
+        }
+        try linkOrCopy(object: object, ofd: ofd, file: file, to: dest, buffer: buffer)
     }
 
     /// Swaps two paths in one step (renameat2 RENAME_EXCHANGE).

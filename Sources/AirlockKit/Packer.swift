@@ -15,6 +15,9 @@ public struct PackOptions: Sendable {
     public var followInternalSymlinks = false
     /// Hashing threads; nil: one per core.
     public var threads: Int?
+    /// Write a delta bundle against this base: the payload carries only the files whose content
+    /// (and executable bit) the base does not have.
+    public var base: DeltaBase?
     /// zstd worker threads (at least 1). The output is the same for any value; memory grows
     /// with it (about 13 MiB a worker at level 1, 50 MiB at level 3).
     public var compressionThreads = BundleLayout.defaultZstdThreads
@@ -27,6 +30,28 @@ public struct PackResult: Sendable {
     public var path: String
     public var manifest: Manifest
     public var bundleBytes: UInt64
+    /// For a delta bundle: what it omits.
+    public var delta: DeltaInfo?
+}
+
+/// What a delta bundle is made against.
+public enum DeltaBase: Sendable {
+    /// An earlier bundle (its manifest is read from its head).
+    case bundle(String)
+    /// The manifest.json of an installed release (`<root>/<name>/releases/<dir>/manifest.json`).
+    case manifest(String)
+
+    /// The base's bundle id and manifest.
+    func load() throws -> (SHA256Digest, Manifest) {
+        switch self {
+        case .bundle(let path):
+            let s = try BundleSummary.read(path: path)
+            return (s.bundleID, s.manifest)
+        case .manifest(let path):
+            let bytes = try FileIO.read(path, limit: BundleLayout.maxManifestBytes, what: "base manifest")
+            return (SHA256Digest.of(bytes), try Manifest.parse(bytes))
+        }
+    }
 }
 
 /// A file found in a release directory, before hashing.
@@ -84,6 +109,16 @@ public enum Packer {
         }
         let manifestBytes = manifest.encoded()
         let bundleID = SHA256Digest.of(manifestBytes)
+        var delta: DeltaInfo?
+        if let base = options.base {
+            let (baseID, baseManifest) = try base.load()
+            guard baseManifest.name == spec.name else {
+                throw AirlockError(.usage, "delta-base-mismatch", "the base is a release of \(baseManifest.name), not \(spec.name); give a base of the same name")
+            }
+            let held = Set(baseManifest.files.map { "\($0.sha256.hex)\($0.executable ? ".x" : "")" })
+            delta = DeltaInfo(base: baseID, omitted: files.filter { held.contains("\($0.sha256.hex)\($0.executable ? ".x" : "")") }.map(\.path))
+        }
+        let omitted = Set(delta?.omitted ?? [])
         var signatures: [(String, [UInt8])] = []
         for key in options.keys {
             if signatures.contains(where: { $0.0 == key.id }) { continue }
@@ -125,9 +160,12 @@ public enum Packer {
                     mtime: epoch)
             }
             try writer.addFile(path: BundleLayout.sumsEntry, bytes: manifest.sumsBytes, mode: BundleLayout.regularMode, mtime: epoch)
+            if let delta {
+                try writer.addFile(path: BundleLayout.deltaEntry, bytes: delta.encoded(), mode: BundleLayout.regularMode, mtime: epoch)
+            }
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
             defer { buffer.deallocate() }
-            for src in sources {
+            for src in sources where !omitted.contains(src.path) {
                 let mode = src.executable ? BundleLayout.executableMode : BundleLayout.regularMode
                 try writer.addFile(path: BundleLayout.payloadPrefix + src.path, size: src.size, mode: mode, mtime: epoch) { write in
                     try read(src, buffer: buffer) { part in
@@ -148,7 +186,7 @@ public enum Packer {
         }
         renamed = true
         progress?.done()
-        return PackResult(bundleID: bundleID, path: output, manifest: manifest, bundleBytes: UInt64(size.st_size))
+        return PackResult(bundleID: bundleID, path: output, manifest: manifest, bundleBytes: UInt64(size.st_size), delta: delta)
     }
 
     // MARK: Scanning

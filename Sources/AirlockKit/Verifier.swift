@@ -20,6 +20,10 @@ public struct VerificationReport: Sendable {
     public var signatures: SignatureCheck?
     public var filesChecked = 0
     public var bytesChecked: UInt64 = 0
+    /// A delta bundle: its base, and the files it expects the site to hold.
+    public var delta: DeltaInfo?
+    public var filesExpectedAtSite = 0
+    public var bytesExpectedAtSite: UInt64 = 0
     public var error: AirlockError?
 
     public var ok: Bool { error == nil }
@@ -39,6 +43,12 @@ public struct VerificationReport: Sendable {
             "threshold": signatures.map { .integer($0.threshold) } ?? .null,
             "signers": .array(signatures?.results.map(\.json) ?? []),
             "verified_signers": .array(signatures?.verifiedKeys.map { .string($0) } ?? []),
+            "delta": delta.map {
+                .object([
+                    "base": .string($0.base.prefixed), "files_expected_at_site": .integer(filesExpectedAtSite),
+                    "bytes_expected_at_site": .integer(bytesExpectedAtSite),
+                ])
+            } ?? .null,
         ]
         if let error {
             o["error"] = .object(["kind": .string(error.kind.rawValue), "code": .string(error.code), "message": .string(error.message)])
@@ -88,7 +98,14 @@ public enum Verifier {
             let reader = try BundleReader(path: path)
             let head = try verifyHead(reader, trust: trust, detached: detached, now: now, report: &report)
             progress?.start(total: head.manifest.totalBytes)
+            report.delta = reader.delta
             for file in head.manifest.files {
+                if reader.isOmitted(file) {
+                    reader.skipOmitted(file)
+                    report.filesExpectedAtSite += 1
+                    report.bytesExpectedAtSite += file.size
+                    continue
+                }
                 try reader.readPayload(file) { progress?.advance(by: $0.count) }
                 report.filesChecked += 1
                 report.bytesChecked += file.size

@@ -23,6 +23,9 @@ struct DiffCommand: ParsableCommand {
         }
         let ma = d.a.manifest, mb = d.b.manifest
         Output.say("\(ma.name) \(ma.version) (sequence \(ma.sequence)) -> \(mb.name) \(mb.version) (sequence \(mb.sequence))  [manifests not verified]")
+        for s in [d.a, d.b] where s.delta != nil {
+            Output.say("\(s.path) is a delta bundle of \(s.delta!.base.prefixed) (\(s.delta!.omitted.count) files omitted)")
+        }
         if d.changedComponents.isEmpty {
             Output.say("no component changed" + (d.a.bundleID == d.b.bundleID ? " (same bundle id)" : ""))
         } else {

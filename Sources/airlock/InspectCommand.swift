@@ -26,6 +26,9 @@ struct InspectCommand: ParsableCommand {
         Output.say("  expires      \(m.expires ?? "never")")
         Output.say("  compression  \(s.compression?.rawValue ?? "unknown")")
         Output.say("  files        \(m.files.count), \(ByteCount.format(m.totalBytes))")
+        if let d = s.delta {
+            Output.say("  delta of     \(d.base.prefixed): omits \(d.omitted.count) files (\(ByteCount.format(s.deltaOmittedBytes))) the site must already hold")
+        }
         Output.say("  signers      \(s.signerKeyIDs.isEmpty ? "none" : s.signerKeyIDs.joined(separator: ", ")) (not checked)")
         Output.say("  components")
         for name in BundleLayout.components {

@@ -29,6 +29,12 @@ struct PackCommand: ParsableCommand {
     @Flag(name: .long, help: "Store the content of a symlink whose target is a regular file inside the release as a regular file (otherwise symlinks are refused).")
     var followInternalSymlinks = false
 
+    @Option(name: .long, help: "Write a delta bundle against this earlier bundle: only content it lacks is carried.")
+    var base: String?
+
+    @Option(name: .long, help: "Write a delta bundle against an installed release's manifest.json.")
+    var baseManifest: String?
+
     @OptionGroup var output: JSONOption
     @OptionGroup var global: GlobalOptions
 
@@ -38,6 +44,7 @@ struct PackCommand: ParsableCommand {
             throw ValidationError("--level \(level) is out of range (zstd 1-19, gzip 1-9)")
         }
         if !(1...64).contains(threads) { throw ValidationError("--threads must be from 1 to 64") }
+        if base != nil && baseManifest != nil { throw ValidationError("give --base or --base-manifest, not both") }
     }
 
     func run() throws {
@@ -46,6 +53,7 @@ struct PackCommand: ParsableCommand {
         options.compression = compression
         options.level = level
         options.compressionThreads = threads
+        options.base = base.map(DeltaBase.bundle) ?? baseManifest.map(DeltaBase.manifest)
         options.followInternalSymlinks = followInternalSymlinks
         if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"] {
             guard let v = Int64(epoch), v >= 0 else {
@@ -61,11 +69,15 @@ struct PackCommand: ParsableCommand {
                 "version": .string(m.version), "sequence": .integer(m.sequence), "files": .integer(m.files.count),
                 "bytes": .integer(m.totalBytes), "bundle_bytes": .integer(r.bundleBytes),
                 "signers": .array(options.keys.map { .string($0.id) }), "compression": .string(compression.rawValue),
+                "delta": r.delta.map { .object(["base": .string($0.base.prefixed), "omitted_files": .integer($0.omitted.count)]) } ?? .null,
             ]))
             return
         }
         print("packed \(m.name) \(m.version) (sequence \(m.sequence)): \(m.files.count) files, \(ByteCount.format(m.totalBytes)), signed by \(options.keys.count) key\(options.keys.count == 1 ? "" : "s")")
         print("  bundle id  \(r.bundleID.prefixed)")
         print("  bundle     \(r.path) (\(ByteCount.format(r.bundleBytes)), \(compression.rawValue))")
+        if let d = r.delta {
+            print("  delta of   \(d.base.prefixed): carries \(m.files.count - d.omitted.count) files, omits \(d.omitted.count) the base has")
+        }
     }
 }
