@@ -25,6 +25,25 @@
 #             counted once), against the changed bytes. Target: changed bytes + < 1% of the
 #             release size.
 #
+# and two more tables of their own (airlock only):
+#
+#   delta:    the second release packed as a delta bundle (`airlock pack --base out.airlock`:
+#             the same manifest, only the content the base lacks, plus airlock/delta.json)
+#             against the full out-v2.airlock: bundle sizes and the target
+#             delta <= zstd -1 of the changed files + the manifest + 64 KiB; pack times of both
+#             (alternating); and install times of both into a site that already holds
+#             out.airlock (a new site per run, the first release installed untimed).
+#   scale:    releases of N small text files (index/shard-NNN/doc-NNNNNN.txt, 200-2000 bytes,
+#             1,000 a folder, plus one code and one prompt file), N = 1,000, 10,000 and 100,000
+#             (100, 1,000 and 10,000 at BENCH_SCALE below 1): pack, verify, install (a new site
+#             per run) and audit, each timed with its peak RSS and CPU time (user + sys). Targets:
+#             time per file flat (the largest N within 2x of the smallest, or of the middle one
+#             when start-up is more than half the smallest N's time), and peak RSS at the
+#             largest N minus its manifest's size < 64 MiB.
+#
+# plus the single-core reference throughputs of SHA-256 (openssl speed) and zstd -1
+# (zstd -b1 on the release's prompt text), the CPU bounds the docs compare against.
+#
 # Method (see shared/design/pitfalls.md, "Benchmarking on these machines"):
 #   - airlock and baseline alternate run by run (A B, then B A, ...), BENCH_RUNS times each;
 #     the report gives medians and the ratio airlock/baseline (lower is better).
@@ -43,18 +62,23 @@
 #   BENCH_SCALE=1            dataset size factor: 1 is ~2 GiB, 0.05 is ~100 MiB (smoke test)
 #   BENCH_SETTLE_SECONDS=360 wait after a previous run's tree deletion before creating trees
 #   BENCH_SWITCHES=20        timed pointer switches per release (rollback and activate alternate)
+#   BENCH_SCALE_FILES="1000 10000 100000"  file counts of the scale table (default: these at
+#                            BENCH_SCALE >= 1, "100 1000 10000" below; ascending)
+#   BENCH_SCALE_RUNS_LARGEST=BENCH_RUNS  timed runs of each command at the largest file count
 #
 # The dataset is generated once per scale into WORKDIR/release-s<scale> (marker file
 # WORKDIR/release-s<scale>.ready) and reused, as are its second release
 # WORKDIR/release-s<scale>-v2 (hardlinks to the first but for airlock.yaml and one prompt
-# file) and the small release WORKDIR/small/v1, v2. At BENCH_SCALE below 1 the "large"
+# file), the small release WORKDIR/small/v1, v2 and the scale releases WORKDIR/scale/n<N>. At BENCH_SCALE below 1 the "large"
 # release of the rollback and disk tables is the scaled one. Exit status: 0 when every command succeeded,
 # whether or not the targets are met (it is a report); non-zero when a command failed.
 #
 # Adding a row (e.g. install): write <row>_airlock and <row>_baseline (the timed work, run
 # with the run number as $1; wrap each process in `rss`), optionally prep_<row>_airlock /
 # prep_<row>_baseline (untimed: warm inputs, fresh dirs) and before_<row> (once before the
-# row), then add the row to ROWS and give it a TARGET_RATIO.
+# row), then add the row to ROWS and give it a TARGET_RATIO. Tables of their own (delta,
+# scale) call time_cmd themselves; run_row ROW SIDE_A SIDE_B alternates other sides than
+# airlock/baseline.
 
 set -euo pipefail
 export LC_ALL=C
@@ -78,6 +102,7 @@ RUNS=${BENCH_RUNS:-3}
 SCALE=${BENCH_SCALE:-1}
 SETTLE=${BENCH_SETTLE_SECONDS:-360}
 SWITCHES=${BENCH_SWITCHES:-20}
+SCALE_RUNS_LARGEST=${BENCH_SCALE_RUNS_LARGEST:-$RUNS}
 EPOCH=1767225600
 GEN_VERSION=1
 
@@ -86,6 +111,21 @@ GEN_VERSION=1
     || die "BENCH_SCALE must be a number in (0, 64] (got '$SCALE')"
 [[ $SETTLE =~ ^[0-9]+$ ]] || die "BENCH_SETTLE_SECONDS must be a non-negative integer (got '$SETTLE')"
 [[ $SWITCHES =~ ^[1-9][0-9]*$ ]] || die "BENCH_SWITCHES must be a positive integer (got '$SWITCHES')"
+[[ $SCALE_RUNS_LARGEST =~ ^[1-9][0-9]*$ ]] \
+    || die "BENCH_SCALE_RUNS_LARGEST must be a positive integer (got '$SCALE_RUNS_LARGEST')"
+if [ -n "${BENCH_SCALE_FILES:-}" ]; then
+    read -r -a SCALE_NS <<<"$BENCH_SCALE_FILES"
+elif awk -v s="$SCALE" 'BEGIN{exit !(s>=1)}'; then
+    SCALE_NS=(1000 10000 100000)
+else
+    SCALE_NS=(100 1000 10000)
+fi
+((${#SCALE_NS[@]} >= 2)) || die "BENCH_SCALE_FILES needs at least two file counts"
+for ((i = 0; i < ${#SCALE_NS[@]}; i++)); do
+    [[ ${SCALE_NS[i]} =~ ^[1-9][0-9]*$ ]] && ((SCALE_NS[i] <= 10000000)) \
+        || die "BENCH_SCALE_FILES: '${SCALE_NS[i]}' is not a file count (1 to 10,000,000)"
+    ((i == 0 || SCALE_NS[i] > SCALE_NS[i - 1])) || die "BENCH_SCALE_FILES must be ascending"
+done
 
 # Rows, in order, and their targets. RSS target applies to airlock in every row.
 ROWS=(pack verify install)
@@ -93,6 +133,9 @@ declare -A TARGET_RATIO=([pack]=1.0 [verify]=0.6 [install]=1.3)
 TARGET_RSS_MIB=64
 TARGET_SWITCH_MS=10      # rollback: the pointer switch itself (symlink + rename + fsync)
 TARGET_DISK_PCT=1        # disk: a second release adds its changed bytes + < 1% of its size
+TARGET_DELTA_SLACK=65536 # delta: bundle <= zstd -1 of the changed files + manifest + this
+TARGET_FLAT=2            # scale: time per file at the largest N <= this x at the smallest
+TARGET_SCALE_RSS_MIB=64  # scale: peak RSS at the largest N minus the manifest's size
 
 REL="$WORKDIR/release-s$SCALE"
 MARKER="$REL.ready"
@@ -112,6 +155,8 @@ SMALL="$WORKDIR/small"                # the small release: small/v1, small/v2
 SMALL_MARKER="$SMALL.ready"
 SMALL_BUNDLE1="$WORKDIR/small-v1.airlock"
 SMALL_BUNDLE2="$WORKDIR/small-v2.airlock"
+DELTA_BUNDLE="$WORKDIR/out-v2-delta.airlock"   # the second release as a delta against out.airlock
+SCALE_DIR="$WORKDIR/scale"            # scale releases n<N>, markers n<N>.ready, bundles n<N>.airlock
 DELETE_STAMP="$WORKDIR/.last-tree-delete"
 RES="$WORKDIR/results"                # per-run logs, times and RSS of this invocation
 
@@ -137,6 +182,10 @@ XARGS_S=$(xargs --show-limits </dev/null 2>&1 | awk '/actually use/ {print $NF -
 # rss CMD ARGS...: run CMD under GNU time, appending its max RSS (KiB) to $RSS_FILE.
 RSS_FILE=/dev/null
 rss() { /usr/bin/time -a -o "$RSS_FILE" -f 'RSS %M' "$@"; }
+# rss_cpu CMD ARGS...: the same, with user and system CPU seconds ("RSS kib CPU user sys").
+rss_cpu() { /usr/bin/time -a -o "$RSS_FILE" -f 'RSS %M CPU %U %S' "$@"; }
+# cpu_of NAME RUN: user + system CPU seconds of every process of one timed run.
+cpu_of() { awk '$1=="RSS" && $3=="CPU" {c+=$4+$5} END {printf "%.2f", c}' "$RES/$1.$2.rss"; }
 
 # hash_tree DIR OUT: openssl dgst -sha256 over every file of DIR (paths ./...), via xargs.
 hash_tree() {
@@ -171,7 +220,7 @@ time_cmd() {
     if [ "$rc" -ne 0 ] || grep -qE 'exited with non-zero|terminated by signal' "$RSS_FILE"; then
         log "$name run $run failed (exit $rc); its output:"
         tail -n 30 "$RES/$name.$run.log" >&2
-        grep -vE '^RSS [0-9]+$' "$RSS_FILE" >&2 || true
+        grep -vE '^RSS [0-9]+( CPU [0-9.]+ [0-9.]+)?$' "$RSS_FILE" >&2 || true
         exit 1
     fi
     peak=$(awk '$1=="RSS" && $2>m {m=$2} END {print m+0}' "$RSS_FILE")
@@ -189,16 +238,17 @@ measure() {
     time_cmd "${row}_${side}" "$run" "${row}_${side}"
 }
 
-# run_row ROW: BENCH_RUNS runs of each side, alternating, the order swapped every run.
+# run_row ROW [SIDE_A SIDE_B]: BENCH_RUNS runs of each side (airlock and baseline unless
+# named), alternating, the order swapped every run.
 run_row() {
-    local row=$1 i
+    local row=$1 a=${2:-airlock} b=${3:-baseline} i
     if declare -F "before_$row" >/dev/null; then "before_$row"; fi
     log "row $row: $RUNS runs each, alternating"
     for ((i = 1; i <= RUNS; i++)); do
         if ((i % 2)); then
-            measure "$row" airlock "$i"; measure "$row" baseline "$i"
+            measure "$row" "$a" "$i"; measure "$row" "$b" "$i"
         else
-            measure "$row" baseline "$i"; measure "$row" airlock "$i"
+            measure "$row" "$b" "$i"; measure "$row" "$a" "$i"
         fi
     done
 }
@@ -598,6 +648,197 @@ run_switches() {
         [ "$(readlink "$SWITCH_ROOT/$n/current")" = "releases/$want" ] \
             || die "$n: current is $(readlink "$SWITCH_ROOT/$n/current"), expected releases/$want"
     done
+}
+
+# ---------------------------------------------------------------- the delta table
+
+# deltapack: the second release as a delta against out.airlock, and (the other side) as the
+# full out-v2.airlock again; both reproducible, so the bundles are the same every run.
+prep_deltapack_delta() { rm -f "$DELTA_BUNDLE" && warm_tree "$REL2" && warm_file "$BUNDLE"; }
+prep_deltapack_full()  { rm -f "$BUNDLE2" && warm_tree "$REL2"; }
+deltapack_delta() {
+    SOURCE_DATE_EPOCH=$EPOCH rss_cpu "$AIRLOCK" pack "$REL2" --key "$KEY" --out "$DELTA_BUNDLE" --base "$BUNDLE"
+}
+deltapack_full() {
+    SOURCE_DATE_EPOCH=$EPOCH rss_cpu "$AIRLOCK" pack "$REL2" --key "$KEY" --out "$BUNDLE2"
+}
+
+# deltainst: install the delta or the full second release into a new site that already holds
+# out.airlock (trust store and first release installed untimed).
+prep_deltainst() {  # prep_deltainst ROOT
+    [ ! -e "$1" ] || die "$1 exists already"
+    mkdir "$1" && "$AIRLOCK" trust add "$KEY_PREFIX.pub" --root "$1" >/dev/null \
+        && "$AIRLOCK" install "$BUNDLE" --root "$1" >/dev/null
+}
+prep_deltainst_delta() { prep_deltainst "$SITES/delta-d$1" && warm_file "$DELTA_BUNDLE"; }
+prep_deltainst_full()  { prep_deltainst "$SITES/delta-f$1" && warm_file "$BUNDLE2"; }
+deltainst_delta() { rss_cpu "$AIRLOCK" install "$DELTA_BUNDLE" --root "$SITES/delta-d$1" --json; }
+deltainst_full()  { rss_cpu "$AIRLOCK" install "$BUNDLE2" --root "$SITES/delta-f$1" --json; }
+
+# bundle_member BUNDLE MEMBER: the member's bytes on stdout.
+bundle_member() { tar --zstd -xOf "$1" "$2"; }
+
+run_delta() {
+    run_row deltapack delta full
+    before_deltainst() { settle_after_delete; mkdir -p "$SITES"; }
+    run_row deltainst delta full
+    log "delta: sizes"
+    local f m
+    DELTA_BYTES=$(stat -c %s "$DELTA_BUNDLE")
+    FULL2_BYTES=$(stat -c %s "$BUNDLE2")
+    DELTA_MANIFEST_BYTES=$(bundle_member "$BUNDLE2" airlock/manifest.json | wc -c)
+    bundle_member "$BUNDLE2" airlock/manifest.json >"$RES/delta-full.manifest.json"
+    bundle_member "$DELTA_BUNDLE" airlock/manifest.json >"$RES/delta-delta.manifest.json"
+    cmp -s "$RES/delta-full.manifest.json" "$RES/delta-delta.manifest.json" \
+        || NOTES+=("WARNING: the delta bundle's manifest differs from the full bundle's")
+    # The changed files: those of the second release not hardlinked to the first.
+    (cd "$REL2" && find . -type f -links 1 ! -path ./airlock.yaml | sed 's|^\./||' | sort) >"$RES/delta-changed.list"
+    DELTA_CHANGED_FILES=$(paste -sd' ' "$RES/delta-changed.list")
+    DELTA_CHANGED_RAW=0; DELTA_CHANGED_ZST=0
+    while IFS= read -r f; do
+        DELTA_CHANGED_RAW=$((DELTA_CHANGED_RAW + $(stat -c %s "$REL2/$f")))
+        DELTA_CHANGED_ZST=$((DELTA_CHANGED_ZST + $(zstd -1 -c "$REL2/$f" | wc -c)))
+    done <"$RES/delta-changed.list"
+    # What the delta carries: its members, uncompressed, and each one alone through zstd -1.
+    tar --zstd -tvf "$DELTA_BUNDLE" | awk '{print $3, $6}' >"$RES/delta-members"
+    tar --zstd -tf "$DELTA_BUNDLE" | sed -n 's|^payload/||p' | grep -v '/$' | sort >"$RES/delta-carried.list" || true
+    cmp -s "$RES/delta-carried.list" "$RES/delta-changed.list" \
+        || NOTES+=("WARNING: the delta bundle carries [$(paste -sd' ' "$RES/delta-carried.list")], the changed files are [$DELTA_CHANGED_FILES]")
+    : >"$RES/delta-members.zst"
+    while read -r _ m; do
+        case $m in */) continue ;; esac
+        echo "$m $(bundle_member "$DELTA_BUNDLE" "$m" | wc -c) $(bundle_member "$DELTA_BUNDLE" "$m" | zstd -1 -c | wc -c)" \
+            >>"$RES/delta-members.zst"
+    done <"$RES/delta-members"
+    # Every install installed every file; the delta's took the omitted ones from the store.
+    local i n
+    for ((i = 1; i <= RUNS; i++)); do
+        for f in d f; do
+            [ "$f" = d ] && n="deltainst_delta" || n="deltainst_full"
+            [ "$(json_field "$RES/$n.$i.log" files)" = "$PAYLOAD_FILES" ] \
+                || NOTES+=("WARNING: $n run $i installed $(json_field "$RES/$n.$i.log" files) files, the bundle lists $PAYLOAD_FILES")
+        done
+    done
+    DELTA_INST_SHARED=$(json_field "$RES/deltainst_delta.1.log" files_shared)
+    DELTA_INST_WRITTEN=$(json_field "$RES/deltainst_delta.1.log" bytes_written)
+    FULL_INST_SHARED=$(json_field "$RES/deltainst_full.1.log" files_shared)
+    FULL_INST_WRITTEN=$(json_field "$RES/deltainst_full.1.log" bytes_written)
+    # Both installs gave the same release: the same folder name and the same payload files.
+    local rd rf
+    rd=$(json_field "$RES/deltainst_delta.1.log" release); rf=$(json_field "$RES/deltainst_full.1.log" release)
+    if [ "$rd" != "$rf" ]; then
+        NOTES+=("note: the delta installs as release $rd, the full bundle as $rf")
+    fi
+    if [ -n "$rd" ] && [ -n "$rf" ]; then
+        (cd "$SITES/delta-d1/bench-agent/releases/$rd" && find . -printf '%y %s %m %p\n' | sort) >"$RES/delta-d1.tree"
+        (cd "$SITES/delta-f1/bench-agent/releases/$rf" && find . -printf '%y %s %m %p\n' | sort) >"$RES/delta-f1.tree"
+        cmp -s "$RES/delta-d1.tree" "$RES/delta-f1.tree" \
+            || NOTES+=("WARNING: the release installed from the delta differs (names, sizes, modes) from the one installed from the full bundle: diff $RES/delta-d1.tree $RES/delta-f1.tree")
+    fi
+}
+
+# ---------------------------------------------------------------- the scale table
+
+SCALE_GEN=1
+scale_desc() { echo "gen=$SCALE_GEN files=$1 per-folder=1000 sizes=200-2000"; }
+
+# generate_scale N: a release of N index docs (index/shard-NNN/doc-NNNNNN.txt, 1,000 a folder,
+# 200-2000 bytes of text each, all different) plus code/main.py and prompts/system.md.
+generate_scale() {
+    local n=$1 dir="$SCALE_DIR/n$1" tmp="$SCALE_DIR/n$1.partial" d shards
+    shards=$(((n + 999) / 1000))
+    delete_tree "$tmp"; delete_tree "$dir"; rm -f "$dir.ready"
+    settle_after_delete
+    log "scale: generating $n files in $dir"
+    mkdir -p "$tmp/code" "$tmp/prompts"
+    for ((d = 0; d < shards; d++)); do mkdir -p "$(printf '%s/index/shard-%03d' "$tmp" "$d")"; done
+    printf 'name: scale-%s\nversion: 1.0.0\nsequence: 1\ncomponents:\n  code: code/\n  prompts: prompts/\n  index: index/\n' \
+        "$n" >"$tmp/airlock.yaml"
+    printf 'import sys\n\ndef main():\n    print("scale agent", sys.argv[1:])\n\nmain()\n' >"$tmp/code/main.py"
+    printf 'Answer from the index; cite the document ids you used.\n' >"$tmp/prompts/system.md"
+    awk -v dir="$tmp" -v n="$n" '
+    BEGIN {
+        srand(20261002)
+        nw = split("the agent must never call a tool without checking its permission list and " \
+                   "should answer the user in plain words citing the retrieved documents when " \
+                   "relevant if a request is unclear ask one short question before acting keep " \
+                   "answers under limit escalate refunds account billing policy model context", word, " ")
+        for (d = 0; d < n; d++) {
+            fn = sprintf("%s/index/shard-%03d/doc-%06d.txt", dir, int(d / 1000), d)
+            target = 200 + (d * 7919) % 1801
+            s = sprintf("doc %06d:", d)
+            while (length(s) < target) s = s " " word[1 + int(rand() * nw)]
+            print substr(s, 1, target - 1) > fn
+            close(fn)
+        }
+    }'
+    sync
+    mv "$tmp" "$dir"
+    scale_desc "$n" >"$dir.ready"
+}
+
+# The timed commands of the scale table (globals SC_N, SC_REL, SC_BUNDLE, SC_RELEASE).
+scale_pack()    { SOURCE_DATE_EPOCH=$EPOCH rss_cpu "$AIRLOCK" pack "$SC_REL" --key "$KEY" --out "$SC_BUNDLE"; }
+scale_verify()  { rss_cpu "$AIRLOCK" verify "$SC_BUNDLE" --trust "$TRUST"; }
+scale_install() { rss_cpu "$AIRLOCK" install "$SC_BUNDLE" --root "$SITES/scale-$SC_N-$1" --json; }
+scale_audit()   { rss_cpu "$AIRLOCK" audit "scale-$SC_N" "$SC_RELEASE" --root "$SITES/scale-$SC_N-$1"; }
+
+declare -A SC_MANIFEST SC_RUNS SC_FILES
+run_scale() {
+    local n runs i root
+    mkdir -p "$SCALE_DIR" "$SITES"
+    for n in "${SCALE_NS[@]}"; do
+        if [ ! -f "$SCALE_DIR/n$n.ready" ] || [ "$(cat "$SCALE_DIR/n$n.ready")" != "$(scale_desc "$n")" ] \
+            || [ ! -d "$SCALE_DIR/n$n" ]; then
+            generate_scale "$n"
+        fi
+    done
+    settle_after_delete
+    for n in "${SCALE_NS[@]}"; do
+        SC_N=$n; SC_REL="$SCALE_DIR/n$n"; SC_BUNDLE="$SCALE_DIR/n$n.airlock"
+        runs=$RUNS
+        [ "$n" = "${SCALE_NS[-1]}" ] && runs=$SCALE_RUNS_LARGEST
+        SC_RUNS[$n]=$runs
+        log "row scale, $n files: $runs runs of pack, verify, install, audit"
+        for ((i = 1; i <= runs; i++)); do
+            rm -f "$SC_BUNDLE"; warm_tree "$SC_REL"
+            time_cmd "scale$n-pack" "$i" scale_pack
+            warm_file "$SC_BUNDLE"
+            time_cmd "scale$n-verify" "$i" scale_verify
+            root="$SITES/scale-$n-$i"
+            [ ! -e "$root" ] || die "$root exists already"
+            mkdir "$root" && "$AIRLOCK" trust add "$KEY_PREFIX.pub" --root "$root" >/dev/null \
+                || die "airlock trust add into $root failed"
+            warm_file "$SC_BUNDLE"
+            time_cmd "scale$n-install" "$i" scale_install
+            SC_RELEASE=$(json_field "$RES/scale$n-install.$i.log" release)
+            [ -n "$SC_RELEASE" ] || die "could not read the installed release from $RES/scale$n-install.$i.log"
+            time_cmd "scale$n-audit" "$i" scale_audit
+        done
+        SC_MANIFEST[$n]=$(bundle_member "$SC_BUNDLE" airlock/manifest.json | wc -c)
+        SC_FILES[$n]=$(json_field "$RES/scale$n-install.1.log" files)
+        [ "${SC_FILES[$n]}" = "$((n + 2))" ] \
+            || NOTES+=("WARNING: scale $n: the install reported ${SC_FILES[$n]} files, expected $((n + 2))")
+        [ "$(cat "$RES"/scale$n-pack.*.log | grep -oE 'sha256:[0-9a-f]{64}' | sort -u | wc -l)" -le 1 ] \
+            || NOTES+=("WARNING: scale $n: the bundle id differed between pack runs")
+    done
+}
+
+# ---------------------------------------------------------------- reference throughputs
+
+# One core: SHA-256 (openssl speed, 1 MiB blocks) and zstd -1 compression and decompression
+# (zstd -b1 on 64 MiB of the release's prompt text). MB/s = 10^6 bytes per second.
+run_reference() {
+    log "reference: openssl speed sha256, zstd -b1 (one core)"
+    REF_SHA=$(openssl speed -seconds 2 -bytes 1048576 -evp sha256 2>/dev/null \
+        | awk '/^sha256 / || /^SHA256 / {v=$NF; sub(/k$/, "", v); printf "%.0f", v * 1000 / 1e6}')
+    tar -cf - -C "$REL" prompts code | head -c $((64 * MiB)) >"$RES/zstd-sample"
+    zstd -b1 -e1 -i3 -T1 "$RES/zstd-sample" >"$RES/zstd-bench.log" 2>&1 || true
+    # "1#zstd-sample :  67108864 ->  21... (x3.1),  400.1 MB/s, 1200.2 MB/s"
+    read -r REF_ZC REF_ZD REF_ZR < <(tr '\r' '\n' <"$RES/zstd-bench.log" | grep -E '^ *1#' | tail -n 1 \
+        | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^MB\/s/) m[++k] = $(i - 1); r = $0; sub(/.*\(x/, "", r); sub(/\).*/, "", r);
+               print (m[1] ? m[1] : "?"), (m[2] ? m[2] : "?"), (r ? r : "?")}') || true
+    rm -f "$RES/zstd-sample"
 }
 
 # ---------------------------------------------------------------- main
