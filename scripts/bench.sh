@@ -36,7 +36,9 @@
 #   scale:    releases of N small text files (index/shard-NNN/doc-NNNNNN.txt, 200-2000 bytes,
 #             1,000 a folder, plus one code and one prompt file), N = 1,000, 10,000 and 100,000
 #             (100, 1,000 and 10,000 at BENCH_SCALE below 1): pack, verify, install (a new site
-#             per run) and audit, each timed with its peak RSS and CPU time (user + sys). Targets:
+#             per run) and audit, each timed with its peak RSS and CPU time (user + sys), and
+#             for reference zstd -dc | tar -x of the same bundle then sync (the file system's
+#             own cost of creating the files, the floor under install). Targets:
 #             time per file flat (the largest N within 2x of the smallest, or of the middle one
 #             when start-up is more than half the smallest N's time), and peak RSS at the
 #             largest N minus its manifest's size < 64 MiB.
@@ -179,18 +181,25 @@ XARGS_S=$(xargs --show-limits </dev/null 2>&1 | awk '/actually use/ {print $NF -
 
 # ---------------------------------------------------------------- helpers
 
-# rss CMD ARGS...: run CMD under GNU time, appending its max RSS (KiB) to $RSS_FILE.
+# rss CMD ARGS...: run CMD under GNU time, appending its max RSS (KiB) and its user and system
+# CPU seconds to $RSS_FILE ("RSS kib CPU user sys").
 RSS_FILE=/dev/null
-rss() { /usr/bin/time -a -o "$RSS_FILE" -f 'RSS %M' "$@"; }
-# rss_cpu CMD ARGS...: the same, with user and system CPU seconds ("RSS kib CPU user sys").
-rss_cpu() { /usr/bin/time -a -o "$RSS_FILE" -f 'RSS %M CPU %U %S' "$@"; }
+RSS_FMT='RSS %M CPU %U %S'
+rss() { /usr/bin/time -a -o "$RSS_FILE" -f "$RSS_FMT" "$@"; }
 # cpu_of NAME RUN: user + system CPU seconds of every process of one timed run.
 cpu_of() { awk '$1=="RSS" && $3=="CPU" {c+=$4+$5} END {printf "%.2f", c}' "$RES/$1.$2.rss"; }
+# cpu_median NAME: the median over the runs of cpu_of.
+cpu_median() {
+    local f
+    for f in "$RES/$1".[0-9]*.rss; do cpu_of "$1" "$(basename "${f%.rss}" | sed 's/.*\.//')"; echo; done \
+        >"$RES/$1.cpu"
+    median "$RES/$1.cpu"
+}
 
 # hash_tree DIR OUT: openssl dgst -sha256 over every file of DIR (paths ./...), via xargs.
 hash_tree() {
     (cd "$1" && find . -type f -print0 \
-        | xargs -0 -s "$XARGS_S" /usr/bin/time -a -o "$RSS_FILE" -f 'RSS %M' openssl dgst -sha256 >"$2")
+        | xargs -0 -s "$XARGS_S" /usr/bin/time -a -o "$RSS_FILE" -f "$RSS_FMT" openssl dgst -sha256 >"$2")
 }
 
 # warm_tree DIR: read every file of DIR once (through a pipe: tar skips data for /dev/null).
@@ -657,10 +666,10 @@ run_switches() {
 prep_deltapack_delta() { rm -f "$DELTA_BUNDLE" && warm_tree "$REL2" && warm_file "$BUNDLE"; }
 prep_deltapack_full()  { rm -f "$BUNDLE2" && warm_tree "$REL2"; }
 deltapack_delta() {
-    SOURCE_DATE_EPOCH=$EPOCH rss_cpu "$AIRLOCK" pack "$REL2" --key "$KEY" --out "$DELTA_BUNDLE" --base "$BUNDLE"
+    SOURCE_DATE_EPOCH=$EPOCH rss "$AIRLOCK" pack "$REL2" --key "$KEY" --out "$DELTA_BUNDLE" --base "$BUNDLE"
 }
 deltapack_full() {
-    SOURCE_DATE_EPOCH=$EPOCH rss_cpu "$AIRLOCK" pack "$REL2" --key "$KEY" --out "$BUNDLE2"
+    SOURCE_DATE_EPOCH=$EPOCH rss "$AIRLOCK" pack "$REL2" --key "$KEY" --out "$BUNDLE2"
 }
 
 # deltainst: install the delta or the full second release into a new site that already holds
@@ -672,15 +681,15 @@ prep_deltainst() {  # prep_deltainst ROOT
 }
 prep_deltainst_delta() { prep_deltainst "$SITES/delta-d$1" && warm_file "$DELTA_BUNDLE"; }
 prep_deltainst_full()  { prep_deltainst "$SITES/delta-f$1" && warm_file "$BUNDLE2"; }
-deltainst_delta() { rss_cpu "$AIRLOCK" install "$DELTA_BUNDLE" --root "$SITES/delta-d$1" --json; }
-deltainst_full()  { rss_cpu "$AIRLOCK" install "$BUNDLE2" --root "$SITES/delta-f$1" --json; }
+deltainst_delta() { rss "$AIRLOCK" install "$DELTA_BUNDLE" --root "$SITES/delta-d$1" --json; }
+deltainst_full()  { rss "$AIRLOCK" install "$BUNDLE2" --root "$SITES/delta-f$1" --json; }
+before_deltainst() { settle_after_delete; mkdir -p "$SITES"; }
 
 # bundle_member BUNDLE MEMBER: the member's bytes on stdout.
 bundle_member() { tar --zstd -xOf "$1" "$2"; }
 
 run_delta() {
     run_row deltapack delta full
-    before_deltainst() { settle_after_delete; mkdir -p "$SITES"; }
     run_row deltainst delta full
     log "delta: sizes"
     local f m
@@ -711,12 +720,12 @@ run_delta() {
             >>"$RES/delta-members.zst"
     done <"$RES/delta-members"
     # Every install installed every file; the delta's took the omitted ones from the store.
-    local i n
+    local i n want
+    want=$(bundle_member "$BUNDLE2" airlock/SHA256SUMS | wc -l)
     for ((i = 1; i <= RUNS; i++)); do
-        for f in d f; do
-            [ "$f" = d ] && n="deltainst_delta" || n="deltainst_full"
-            [ "$(json_field "$RES/$n.$i.log" files)" = "$PAYLOAD_FILES" ] \
-                || NOTES+=("WARNING: $n run $i installed $(json_field "$RES/$n.$i.log" files) files, the bundle lists $PAYLOAD_FILES")
+        for n in deltainst_delta deltainst_full; do
+            [ "$(json_field "$RES/$n.$i.log" files)" = "$want" ] \
+                || NOTES+=("WARNING: $n run $i installed $(json_field "$RES/$n.$i.log" files) files, the bundle lists $want")
         done
     done
     DELTA_INST_SHARED=$(json_field "$RES/deltainst_delta.1.log" files_shared)
@@ -778,15 +787,18 @@ generate_scale() {
 }
 
 # The timed commands of the scale table (globals SC_N, SC_REL, SC_BUNDLE, SC_RELEASE).
-scale_pack()    { SOURCE_DATE_EPOCH=$EPOCH rss_cpu "$AIRLOCK" pack "$SC_REL" --key "$KEY" --out "$SC_BUNDLE"; }
-scale_verify()  { rss_cpu "$AIRLOCK" verify "$SC_BUNDLE" --trust "$TRUST"; }
-scale_install() { rss_cpu "$AIRLOCK" install "$SC_BUNDLE" --root "$SITES/scale-$SC_N-$1" --json; }
-scale_audit()   { rss_cpu "$AIRLOCK" audit "scale-$SC_N" "$SC_RELEASE" --root "$SITES/scale-$SC_N-$1"; }
+scale_pack()    { SOURCE_DATE_EPOCH=$EPOCH rss "$AIRLOCK" pack "$SC_REL" --key "$KEY" --out "$SC_BUNDLE"; }
+scale_verify()  { rss "$AIRLOCK" verify "$SC_BUNDLE" --trust "$TRUST"; }
+scale_install() { rss "$AIRLOCK" install "$SC_BUNDLE" --root "$SITES/scale-$SC_N-$1" --json; }
+scale_audit()   { rss "$AIRLOCK" audit "scale-$SC_N" "$SC_RELEASE" --root "$SITES/scale-$SC_N-$1"; }
+# The file system's own cost of creating the files: the bundle through zstd -dc | tar -x into
+# a new dir, then sync (as the install row's baseline).
+scale_tarx()    { rss zstd -dc "$SC_BUNDLE" | rss tar -xf - -C "$EXTRACT/scale-$SC_N-$1" || return; rss sync; }
 
 declare -A SC_MANIFEST SC_RUNS SC_FILES
 run_scale() {
     local n runs i root
-    mkdir -p "$SCALE_DIR" "$SITES"
+    mkdir -p "$SCALE_DIR" "$SITES" "$EXTRACT"
     for n in "${SCALE_NS[@]}"; do
         if [ ! -f "$SCALE_DIR/n$n.ready" ] || [ "$(cat "$SCALE_DIR/n$n.ready")" != "$(scale_desc "$n")" ] \
             || [ ! -d "$SCALE_DIR/n$n" ]; then
@@ -799,7 +811,7 @@ run_scale() {
         runs=$RUNS
         [ "$n" = "${SCALE_NS[-1]}" ] && runs=$SCALE_RUNS_LARGEST
         SC_RUNS[$n]=$runs
-        log "row scale, $n files: $runs runs of pack, verify, install, audit"
+        log "row scale, $n files: $runs runs of pack, verify, install, audit (and tar -x)"
         for ((i = 1; i <= runs; i++)); do
             rm -f "$SC_BUNDLE"; warm_tree "$SC_REL"
             time_cmd "scale$n-pack" "$i" scale_pack
@@ -814,6 +826,9 @@ run_scale() {
             SC_RELEASE=$(json_field "$RES/scale$n-install.$i.log" release)
             [ -n "$SC_RELEASE" ] || die "could not read the installed release from $RES/scale$n-install.$i.log"
             time_cmd "scale$n-audit" "$i" scale_audit
+            [ ! -e "$EXTRACT/scale-$n-$i" ] || die "$EXTRACT/scale-$n-$i exists already"
+            mkdir -p "$EXTRACT/scale-$n-$i" && warm_file "$SC_BUNDLE"
+            time_cmd "scale$n-tarx" "$i" scale_tarx
         done
         SC_MANIFEST[$n]=$(bundle_member "$SC_BUNDLE" airlock/manifest.json | wc -c)
         SC_FILES[$n]=$(json_field "$RES/scale$n-install.1.log" files)
@@ -827,17 +842,19 @@ run_scale() {
 # ---------------------------------------------------------------- reference throughputs
 
 # One core: SHA-256 (openssl speed, 1 MiB blocks) and zstd -1 compression and decompression
-# (zstd -b1 on 64 MiB of the release's prompt text). MB/s = 10^6 bytes per second.
+# (zstd -b1 on up to 64 MiB of the release's prompt and code text). MB/s = 10^6 bytes per second.
 run_reference() {
     log "reference: openssl speed sha256, zstd -b1 (one core)"
     REF_SHA=$(openssl speed -seconds 2 -bytes 1048576 -evp sha256 2>/dev/null \
         | awk '/^sha256 / || /^SHA256 / {v=$NF; sub(/k$/, "", v); printf "%.0f", v * 1000 / 1e6}')
-    tar -cf - -C "$REL" prompts code | head -c $((64 * MiB)) >"$RES/zstd-sample"
+    # tar dies of SIGPIPE once head has its 64 MiB (pipefail would stop the script).
+    { tar -cf - -C "$REL" prompts code 2>/dev/null || true; } | head -c $((64 * MiB)) >"$RES/zstd-sample"
     zstd -b1 -e1 -i3 -T1 "$RES/zstd-sample" >"$RES/zstd-bench.log" 2>&1 || true
-    # "1#zstd-sample :  67108864 ->  21... (x3.1),  400.1 MB/s, 1200.2 MB/s"
-    read -r REF_ZC REF_ZD REF_ZR < <(tr '\r' '\n' <"$RES/zstd-bench.log" | grep -E '^ *1#' | tail -n 1 \
+    # Progress lines, \r-separated; the last full one: "... 67108864 -> 21... (x3.1),  400.1 MB/s, 1200.2 MB/s"
+    read -r REF_ZC REF_ZD REF_ZR < <(tr '\r' '\n' <"$RES/zstd-bench.log" | grep -E 'MB/s, *[0-9.]+ MB/s' | tail -n 1 \
         | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^MB\/s/) m[++k] = $(i - 1); r = $0; sub(/.*\(x/, "", r); sub(/\).*/, "", r);
                print (m[1] ? m[1] : "?"), (m[2] ? m[2] : "?"), (r ? r : "?")}') || true
+    REF_ZBYTES=$(stat -c %s "$RES/zstd-sample")
     rm -f "$RES/zstd-sample"
 }
 
@@ -861,8 +878,9 @@ make_second_release
 make_small_release
 
 # Disk: release + 2 bundles + baseline + RUNS verify extraction dirs + RUNS install sites and
-# RUNS install extraction dirs + the switch site, with a margin.
-NEED=$(awk -v b="$DATA_BYTES" -v r="$RUNS" 'BEGIN { printf "%d", b * (3 * r + 5) * 1.1 }')
+# RUNS install extraction dirs + the switch site + 2 RUNS delta sites, with a margin (the
+# scale table's releases, bundles and sites are far smaller).
+NEED=$(awk -v b="$DATA_BYTES" -v r="$RUNS" 'BEGIN { printf "%d", b * (5 * r + 5) * 1.1 }')
 AVAIL=$(df -B1 --output=avail "$WORKDIR" | tail -n 1 | tr -d ' ')
 ((AVAIL > NEED)) || die "not enough space in $WORKDIR: need ~$(mib "$NEED") MiB, have $(mib "$AVAIL") MiB"
 
@@ -881,13 +899,16 @@ rm -rf "$RES"
 mkdir -p "$RES"
 
 log "dataset: $(mib "$DATA_BYTES") MiB in $DATA_FILES files; $RUNS runs per step"
+NOTES=()
 for row in "${ROWS[@]}"; do run_row "$row"; done
 site_setup
 run_switches
+run_delta
+run_scale
+run_reference
 
 # ---------------------------------------------------------------- untimed sanity checks
 
-NOTES=()
 # The same inputs and SOURCE_DATE_EPOCH must give the same bundle id every run.
 IDS=$(cat "$RES"/pack_airlock.*.log | grep -oE 'sha256:[0-9a-f]{64}' | sort -u || true)
 case $(printf '%s' "$IDS" | grep -c . || true) in
@@ -974,6 +995,16 @@ for row in "${ROWS[@]}"; do
         echo "- ${row}_${side}: $(paste -sd' ' "$RES/${row}_${side}.times")"
     done
 done
+for row in deltapack deltainst; do
+    for side in delta full; do
+        echo "- ${row}_${side}: $(paste -sd' ' "$RES/${row}_${side}.times")"
+    done
+done
+for n in "${SCALE_NS[@]}"; do
+    for c in pack verify install audit tarx; do
+        echo "- scale $n $c: $(paste -sd' ' "$RES/scale$n-$c.times")"
+    done
+done
 for n in small-agent bench-agent; do
     for k in rollback activate; do
         echo "- $k $n (ms): $(paste -sd' ' "$RES/switch-$n.$k.ms")"
@@ -1052,6 +1083,95 @@ echo
 echo "- added <= changed + $TARGET_DISK_PCT% of the release ($ALLOW_K KiB): $(verdict "$ok_disk")"
 echo "- airlock install reported: $REL2_SHARED of $REL2_FILES files shared with the first release, $REL2_WRITTEN bytes written"
 echo
+echo "### Delta: the second release as a delta bundle against out.airlock"
+echo
+DELTA_ALLOW=$((DELTA_CHANGED_ZST + DELTA_MANIFEST_BYTES + TARGET_DELTA_SLACK))
+ok_delta=$(( DELTA_BYTES <= DELTA_ALLOW ? 1 : 0 ))
+echo "| | bytes | MiB |"
+echo "|---|---:|---:|"
+echo "| full bundle (out-v2.airlock) | $FULL2_BYTES | $(mib "$FULL2_BYTES") |"
+echo "| **delta bundle (out-v2-delta.airlock)** | **$DELTA_BYTES** | $(mib "$DELTA_BYTES") |"
+echo "| changed files ($DELTA_CHANGED_FILES), raw | $DELTA_CHANGED_RAW | $(mib "$DELTA_CHANGED_RAW") |"
+echo "| changed files, zstd -1 -c each | $DELTA_CHANGED_ZST | $(mib "$DELTA_CHANGED_ZST") |"
+echo "| manifest (airlock/manifest.json, uncompressed) | $DELTA_MANIFEST_BYTES | $(mib "$DELTA_MANIFEST_BYTES") |"
+echo "| allowance: changed (zstd -1) + manifest + $((TARGET_DELTA_SLACK / 1024)) KiB | $DELTA_ALLOW | $(mib "$DELTA_ALLOW") |"
+echo
+echo "- delta <= allowance: $(verdict "$ok_delta") (the delta is $(calc "$DELTA_BYTES * 100 / $DELTA_ALLOW")% of the allowance, $(calc "$DELTA_BYTES * 100 / $FULL2_BYTES")% of the full bundle)"
+echo "- the delta's members, uncompressed bytes / each alone through zstd -1 (the bundle compresses them as one stream):" \
+    "$(awk '{printf "%s%s %s / %s", (NR > 1 ? "; " : ""), $1, $2, $3}' "$RES/delta-members.zst")"
+echo
+echo "| step | delta (s) | full (s) | delta / full | delta peak RSS (MiB) | full peak RSS (MiB) | delta CPU (s) | full CPU (s) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+for row in deltapack deltainst; do
+    a=$(median "$RES/${row}_delta.times"); b=$(median "$RES/${row}_full.times")
+    case $row in
+        deltapack) label="pack the second release (--base out.airlock / full)" ;;
+        deltainst) label="install it into a site holding out.airlock" ;;
+    esac
+    echo "| $label | $a | $b | $(calc "$a / $b") | $(mib $(($(maxval "$RES/${row}_delta.rss") * 1024))) | $(mib $(($(maxval "$RES/${row}_full.rss") * 1024))) | $(cpu_median "${row}_delta") | $(cpu_median "${row}_full") |"
+done
+echo
+echo "- install reported: from the delta $DELTA_INST_SHARED files shared, $DELTA_INST_WRITTEN bytes written; from the full bundle $FULL_INST_SHARED files shared, $FULL_INST_WRITTEN bytes written"
+echo
+echo "### Scale: time per file and memory from ${SCALE_NS[0]} to ${SCALE_NS[-1]} files"
+echo
+SC_SMALL=${SCALE_NS[0]}; SC_MID=${SCALE_NS[1]}; SC_LARGE=${SCALE_NS[-1]}
+echo "| files | manifest (KiB) | command | runs | median (s) | µs per file | µs per file minus start-up | CPU user+sys (s) | CPU / wall | peak RSS (MiB) | peak RSS minus manifest (MiB) |"
+echo "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+declare -A SC_T SC_R
+fmt1() { awk "BEGIN { printf \"%.1f\", $1 }"; }
+for n in "${SCALE_NS[@]}"; do
+    for c in pack verify install audit tarx; do
+        t=$(median "$RES/scale$n-$c.times"); SC_T[$n.$c]=$t
+        r=$(maxval "$RES/scale$n-$c.rss"); SC_R[$n.$c]=$r
+        cpu=$(cpu_median "scale$n-$c")
+        if [ "$c" = tarx ]; then
+            label="(reference: zstd -dc \| tar -x, sync)"; ms="$(fmt1 "$t * 1e6 / $n")"; over=""
+        else
+            label=$c; ms="$(fmt1 "($t - $STARTUP / 1000) * 1e6 / $n")"
+            over=$(fmt1 "($r * 1024 - ${SC_MANIFEST[$n]}) / 1048576")
+        fi
+        echo "| $n | $(awk -v b="${SC_MANIFEST[$n]}" 'BEGIN {printf "%.0f", b/1024}') | $label | ${SC_RUNS[$n]} | $t | $(fmt1 "$t * 1e6 / $n") | $ms | $cpu | $(calc "$cpu / $t") | $(mib $((r * 1024))) | $over |"
+    done
+done
+echo
+echo "Start-up (\`airlock --help\`, median): $STARTUP ms. The tar row (not airlock: no verdict) is the"
+echo "file system's own cost of creating the same files in the same run: the floor under install."
+echo
+for c in pack verify install audit; do
+    small=${SC_T[$SC_SMALL.$c]}; basis=$SC_SMALL
+    # When start-up is more than half the smallest count's time, the middle count is the basis.
+    if awk -v t="$small" -v s="$STARTUP" 'BEGIN { exit !(s / 1000 > t / 2) }'; then basis=$SC_MID; fi
+    pb=$(fmt1 "${SC_T[$basis.$c]} * 1e6 / $basis"); pl=$(fmt1 "${SC_T[$SC_LARGE.$c]} * 1e6 / $SC_LARGE")
+    r=$(awk -v a="${SC_T[$SC_LARGE.$c]}" -v b="${SC_T[$basis.$c]}" -v na="$SC_LARGE" -v nb="$basis" \
+        'BEGIN { printf "%.2f", (a / na) / (b / nb) }')
+    ok=$(awk -v r="$r" -v t="$TARGET_FLAT" 'BEGIN { print (r <= t) ? 1 : 0 }')
+    why=""; [ "$basis" = "$SC_SMALL" ] || why=" (start-up is more than half of the $SC_SMALL-file time: $basis files is the basis)"
+    extra=""; [ "$basis" = "$SC_SMALL" ] && extra="; vs $SC_MID files: $(awk -v a="${SC_T[$SC_LARGE.$c]}" \
+        -v b="${SC_T[$SC_MID.$c]}" -v na="$SC_LARGE" -v nb="$SC_MID" 'BEGIN { printf "%.2f", (a / na) / (b / nb) }')x"
+    echo "- flat, $c: $pl µs/file at $SC_LARGE files vs $pb at $basis files$why = ${r}x$extra, <= ${TARGET_FLAT}x: $(verdict "$ok")"
+done
+for c in pack verify install audit; do
+    over=$(fmt1 "(${SC_R[$SC_LARGE.$c]} * 1024 - ${SC_MANIFEST[$SC_LARGE]}) / 1048576")
+    ok=$(awk -v o="$over" -v t="$TARGET_SCALE_RSS_MIB" 'BEGIN { print (o < t) ? 1 : 0 }')
+    echo "- memory, $c: peak RSS $(mib $((${SC_R[$SC_LARGE.$c]} * 1024))) MiB at $SC_LARGE files minus the manifest $(mib "${SC_MANIFEST[$SC_LARGE]}") MiB = $over MiB < $TARGET_SCALE_RSS_MIB MiB: $(verdict "$ok")"
+done
+echo
+echo "### Reference throughputs (one core)"
+echo
+echo "| | MB/s |"
+echo "|---|---:|"
+echo "| SHA-256 (openssl speed -evp sha256, 1 MiB blocks) | ${REF_SHA:-?} |"
+echo "| zstd -1 compress (zstd -b1 -T1, $(mib "$REF_ZBYTES") MiB of the release's prompt and code text, ratio x${REF_ZR:-?}) | ${REF_ZC:-?} |"
+echo "| zstd -1 decompress (same) | ${REF_ZD:-?} |"
+echo
+echo "Throughput of the main table's airlock steps (release bytes / median time) and their CPU (user + sys, median):"
+echo
+for row in "${ROWS[@]}"; do
+    a=$(median "$RES/${row}_airlock.times")
+    echo "- $row: $(awk -v b="$DATA_BYTES" -v t="$a" 'BEGIN {printf "%.0f", b / t / 1e6}') MB/s; CPU airlock $(cpu_median "${row}_airlock") s, baseline $(cpu_median "${row}_baseline") s (wall $a / $(median "$RES/${row}_baseline.times") s)"
+done
+echo
 echo "Method: wall time of each step (whole pipeline for the baseline); each timed run follows"
 echo "an untimed read of its inputs and a sync; airlock and baseline alternate (odd runs airlock"
 echo "first, even runs baseline first). Peak RSS is GNU time's max RSS of the step's largest"
@@ -1073,6 +1193,17 @@ echo "to the end of the fsync(2) of the name's folder after the rename(2) (inclu
 echo "overhead), syscalls = the time of those three calls; medians. Disk: du -sk of the site root"
 echo "(hardlinks counted once) before and after installing the second release of bench-agent, whose"
 echo "folder hardlinks the first one's files except airlock.yaml and the changed prompt file."
+echo "Delta: \`airlock pack --base out.airlock\` of the second release against \`airlock pack\` of it"
+echo "(alternating, $RUNS runs each, both after reading the release once); install: into a new site"
+echo "per run that holds out.airlock (installed untimed), the delta and the full bundle alternating."
+echo "Scale: per file count, run by run: pack, verify, install into a new site root, audit of that"
+echo "release; each after an untimed read of its input (audit: the files just installed) and a sync."
+echo "After each audit, the reference: zstd -dc of the bundle | tar -x into a new dir, then sync."
+echo "µs per file = median / files; minus start-up subtracts the median \`airlock --help\`. CPU ="
+echo "GNU time's user + sys of the airlock process (all processes for the baseline), median over runs."
+if ((SCALE_RUNS_LARGEST != RUNS)); then
+    echo "The largest file count ran $SCALE_RUNS_LARGEST time(s) per command (BENCH_SCALE_RUNS_LARGEST), the others $RUNS."
+fi
 if ((SETTLE_WAITED > 0)); then
     echo "Waited ${SETTLE_WAITED} s before the verify rows: a previous run had deleted a tree recently."
 fi

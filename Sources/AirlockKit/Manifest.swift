@@ -146,7 +146,7 @@ public struct Manifest: Equatable, Sendable {
     /// not first become a tree of dictionaries.
     public func encoded() -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(256 + files.count * (110 + (files.first?.path.utf8.count ?? 0)))
+        out.reserveCapacity(1024 + files.reduce(0) { $0 + 110 + $1.path.utf8.count })
         let top = json(includingFiles: false).objectValue!
         // Every top-level key but "files" is small: write them canonically, splicing the file
         // list in at its sorted place.
