@@ -42,14 +42,15 @@ if ! sha256sum --quiet --strict -c SHA256SUMS; then
 fi
 
 echo "==> checking the shared libraries airlock needs"
-missing=$(ldd bin/airlock | awk '/not found/ {print $1}')
+libs=$(ldd bin/airlock)
+missing=$(awk '/not found/ {print $1}' <<<"$libs")
 if [[ -n $missing ]]; then
     echo "error: missing shared libraries: $missing" >&2
     echo "       on Debian/Ubuntu install the packages libarchive13 and libssl3 (bring their .deb files across and use 'dpkg -i')" >&2
     exit 1
 fi
 for lib in libarchive.so libssl.so libcrypto.so; do
-    ldd bin/airlock | grep -q "$lib" || { echo "error: bin/airlock does not link $lib; this distribution is broken" >&2; exit 1; }
+    grep -q "$lib" <<<"$libs" || { echo "error: bin/airlock does not link $lib; this distribution is broken" >&2; exit 1; }
 done
 bin/airlock --version > /dev/null
 

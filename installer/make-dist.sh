@@ -15,7 +15,10 @@ top=$(cd "$here/.." && pwd)
 
 # A distribution must run where Swift is not installed: the Swift runtime is linked in
 # statically (swift build --static-swift-stdlib, as `make dist` does).
-if ldd "$bin" | grep -qE 'libswiftCore|libFoundation'; then
+# (ldd's output is captured first: `grep -q` would close the pipe early, and with pipefail the
+# SIGPIPE would read as "not linked".)
+libs=$(ldd "$bin")
+if grep -qE 'libswiftCore|libFoundation' <<<"$libs"; then
     if [[ ${AIRLOCK_DIST_ALLOW_DYNAMIC:-} != 1 ]]; then
         echo "error: $bin links the Swift runtime dynamically; build it with 'swift build -c release --static-swift-stdlib' (make dist does)" >&2
         exit 1

@@ -170,11 +170,13 @@ done
 HAVE_STRACE=0
 command -v strace >/dev/null && HAVE_STRACE=1
 # The install, rollback and disk rows need the site commands (a binary built before them has none).
-"$AIRLOCK" install --help 2>&1 | grep -q 'USAGE: airlock install' \
+# (Outputs are captured before grep: `grep -q` closes the pipe early, and with pipefail the
+# writer's SIGPIPE would fail the check.)
+grep -q 'USAGE: airlock install' <<<"$("$AIRLOCK" install --help 2>&1)" \
     || die "$AIRLOCK has no install command: it predates the site commands; rebuild it (make release)"
-[ -x /usr/bin/time ] && /usr/bin/time --version 2>&1 | grep -q GNU \
+[ -x /usr/bin/time ] && grep -q GNU <<<"$(/usr/bin/time --version 2>&1)" \
     || die "GNU time is needed at /usr/bin/time (apt-get install time)"
-tar --version | head -1 | grep -q 'GNU tar' || die "GNU tar is needed"
+grep -q 'GNU tar' <<<"$(tar --version | head -1)" || die "GNU tar is needed"
 # One openssl process for all the files when the kernel allows it (20,000 paths is ~1 MB).
 XARGS_S=$(xargs --show-limits </dev/null 2>&1 | awk '/actually use/ {print $NF - 4096}')
 [[ $XARGS_S =~ ^[0-9]+$ ]] || XARGS_S=131072
