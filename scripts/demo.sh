@@ -16,7 +16,7 @@ SRC=$ROOT/bundles/example-agent
 export SOURCE_DATE_EPOCH=1767225600   # 2026-01-01T00:00:00Z: reproducible packs
 
 step() { printf '\n==> %s\n' "$*"; }
-bundle_id() { grep -o 'sha256:[0-9a-f]\{64\}' | head -n 1; }
+bundle_id() { grep -m1 -o 'sha256:[0-9a-f]\{64\}'; }
 
 rm -rf -- "$2"
 mkdir -p -- "$2/keys" "$2/trust"
