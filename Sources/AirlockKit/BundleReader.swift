@@ -151,17 +151,33 @@ public final class BundleReader {
             }
             throw AirlockError.verification("sums-missing", "expected \(BundleLayout.sumsEntry) after the signatures, found \(Self.name(e))")
         }
-        let expected = manifest.sumsBytes
-        guard e.kind == .file, e.size == UInt64(expected.count) else {
-            throw AirlockError.verification("sums-mismatch", "\(BundleLayout.sumsEntry) disagrees with the manifest (size \(e.size), expected \(expected.count))")
+        let length = manifest.sumsLength
+        guard e.kind == .file, e.size == length else {
+            throw AirlockError.verification("sums-mismatch", "\(BundleLayout.sumsEntry) disagrees with the manifest (size \(e.size), expected \(length))")
         }
-        var at = 0
+        // Compared line by line with the text the manifest gives, never holding all of it.
+        var fileIndex = 0
+        var line: [UInt8] = []
+        var linePos = 0
         var same = true
         try tar.readData { part in
-            if same && !part.elementsEqual(expected[at..<at + part.count]) { same = false }
-            at += part.count
+            var pos = 0
+            while same && pos < part.count {
+                if linePos == line.count {
+                    guard fileIndex < manifest.files.count else { same = false; return }
+                    line = Manifest.sumsLine(manifest.files[fileIndex])
+                    fileIndex += 1
+                    linePos = 0
+                }
+                let n = min(line.count - linePos, part.count - pos)
+                if !line[linePos..<linePos + n].elementsEqual(UnsafeRawBufferPointer(rebasing: part[pos..<pos + n])) { same = false }
+                linePos += n
+                pos += n
+            }
         }
-        guard same else { throw AirlockError.verification("sums-mismatch", "\(BundleLayout.sumsEntry) disagrees with the manifest") }
+        guard same, fileIndex == manifest.files.count, linePos == line.count else {
+            throw AirlockError.verification("sums-mismatch", "\(BundleLayout.sumsEntry) disagrees with the manifest")
+        }
         manifestFiles = manifest.files
         for (i, f) in manifest.files.enumerated() { _ = payloadTree.insertFile(f.path, index: i) }
         if let d = try next() {

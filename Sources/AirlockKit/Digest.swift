@@ -1,22 +1,31 @@
-/// A SHA-256 digest.
+/// A SHA-256 digest, stored inline (no heap allocation per digest: a manifest holds one per
+/// file).
 public struct SHA256Digest: Hashable, Sendable, CustomStringConvertible {
-    public let bytes: [UInt8]
+    private let w0: UInt64, w1: UInt64, w2: UInt64, w3: UInt64
 
     public init(bytes: [UInt8]) {
         precondition(bytes.count == 32, "a SHA-256 digest is 32 bytes")
-        self.bytes = bytes
+        func word(_ k: Int) -> UInt64 { (0..<8).reduce(0) { $0 << 8 | UInt64(bytes[k * 8 + $1]) } }
+        w0 = word(0)
+        w1 = word(1)
+        w2 = word(2)
+        w3 = word(3)
+    }
+
+    public var bytes: [UInt8] {
+        [w0, w1, w2, w3].flatMap { w in (0..<8).map { UInt8(truncatingIfNeeded: w >> (56 - 8 * UInt64($0))) } }
     }
 
     /// Parses 64 lowercase hex digits; nil for anything else (uppercase included).
     public init?(hex: String) {
         let u = Array(hex.utf8)
         guard u.count == 64 else { return nil }
-        var out = [UInt8](repeating: 0, count: 32)
+        var words: [UInt64] = [0, 0, 0, 0]
         for k in 0..<32 {
             guard let hi = Self.nibble(u[2 * k]), let lo = Self.nibble(u[2 * k + 1]) else { return nil }
-            out[k] = hi << 4 | lo
+            words[k / 8] = words[k / 8] << 8 | UInt64(hi << 4 | lo)
         }
-        bytes = out
+        (w0, w1, w2, w3) = (words[0], words[1], words[2], words[3])
     }
 
     /// Parses `sha256:<64 lowercase hex>`.
@@ -38,9 +47,8 @@ public struct SHA256Digest: Hashable, Sendable, CustomStringConvertible {
     public var hex: String {
         var out = [UInt8]()
         out.reserveCapacity(64)
-        for b in bytes {
-            out.append(Self.digits[Int(b >> 4)])
-            out.append(Self.digits[Int(b & 15)])
+        for w in [w0, w1, w2, w3] {
+            for shift in stride(from: 60, through: 0, by: -4) { out.append(Self.digits[Int((w >> UInt64(shift)) & 15)]) }
         }
         return String(decoding: out, as: UTF8.self)
     }

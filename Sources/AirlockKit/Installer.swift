@@ -105,17 +105,23 @@ public enum Installer {
         // after the whole bundle verified.
         let tree = staging.releasePath
         try staging.makeDirectory("\(tree)/\(SiteLayout.releasePayload)")
-        var newObjects: [(staged: String, object: String)] = []
-        var stagedByObject: [String: String] = [:]
-        for file in m.files {
+        // Indices into the manifest, not paths: 100,000 files cost 100,000 integers here.
+        struct ContentKey: Hashable {
+            let digest: SHA256Digest
+            let executable: Bool
+        }
+        var newObjects: [Int] = []
+        var stagedByObject: [ContentKey: Int] = [:]
+        for (index, file) in m.files.enumerated() {
             let object = site.objectPath(file.sha256, executable: file.executable)
+            let content = ContentKey(digest: file.sha256, executable: file.executable)
             let dest = try staging.payloadPath(file.path)
             if reader.isOmitted(file) {
                 // Omitted by a delta: the site's copy, hashed against the manifest first.
                 reader.skipOmitted(file)
                 try staging.stageFromStore(object: object, file: file, at: dest)
                 result.filesShared += 1
-            } else if let first = stagedByObject[object] {
+            } else if let first = stagedByObject[content].map({ staging.stagedPath(m.files[$0].path) }) {
                 // The same content twice in this release: one file.
                 try reader.readPayload(file)
                 try staging.link(first, dest)
@@ -125,8 +131,8 @@ public enum Installer {
             } else if FileIO.exists(dest) {
                 // The stored copy differed from the stream: `stageByComparing` wrote a fresh
                 // one, which replaces it in the store.
-                stagedByObject[object] = dest
-                newObjects.append((dest, object))
+                stagedByObject[content] = index
+                newObjects.append(index)
                 result.bytesWritten += file.size
             } else {
                 let fd = try staging.create(dest)
@@ -140,8 +146,8 @@ public enum Installer {
                     throw error
                 }
                 close(fd)
-                stagedByObject[object] = dest
-                newObjects.append((dest, object))
+                stagedByObject[content] = index
+                newObjects.append(index)
                 result.bytesWritten += file.size
             }
             result.files += 1
@@ -175,10 +181,12 @@ public enum Installer {
         // Everything staged reaches the disk before any of it becomes visible.
         try staging.syncFileSystem()
 
-        var created: [String] = []
+        var created: [Int] = []
         do {
-            for (staged, object) in newObjects {
-                if try staging.commitObject(staged, to: object) { created.append(object) }
+            for index in newObjects {
+                let f = m.files[index]
+                let staged = staging.stagedPath(f.path), object = site.objectPath(f.sha256, executable: f.executable)
+                if try staging.commitObject(staged, to: object) { created.append(index) }
             }
             Sys.step("install.objects")
             for d in [site.nameDirectory(m.name), site.releasesDirectory(m.name)] {
@@ -212,7 +220,7 @@ public enum Installer {
             Sys.step("install.renamed")
         } catch {
             // Content committed for a release that did not appear goes again.
-            for o in created { unlink(o) }
+            for i in created { unlink(site.objectPath(m.files[i].sha256, executable: m.files[i].executable)) }
             throw error
         }
 
@@ -401,6 +409,9 @@ final class Staging {
     func exchange(_ a: String, _ b: String) throws {
         guard c_renameat2(AT_FDCWD, a, AT_FDCWD, b, 2) == 0 else { throw Self.failure("swapping the repaired release into \(b)") }
     }
+
+    /// Where `payloadPath` put `rel`.
+    func stagedPath(_ rel: String) -> String { releasePath + "/" + SiteLayout.releasePayload + "/" + rel }
 
     /// `release/payload/<rel>`, with its folders made. The path has passed the path rules
     /// (relative, no `..`, NFC) and the tree is ours alone: no folder on the way can be a

@@ -42,10 +42,20 @@ public struct JSONParser {
     private var depth = 0
     private var valuesLeft: Int
     private static let maxDepth = 64
+    /// A top-level array member handed to `element` one value at a time instead of being kept
+    /// (it appears as an empty array in the result): a manifest's `files` never becomes a tree.
+    private var streamKey: String?
+    private var element: ((JSONValue) -> Bool)?
 
     /// Parses `bytes`, refusing more than `maxValues` values (objects, arrays and scalars).
-    public static func parse(_ bytes: [UInt8], maxValues: Int = 1_000_000) throws(Failure) -> JSONValue {
+    /// With `streaming`, the elements of that top-level array go to `element` as they are parsed;
+    /// `element` returns false to stop the parse.
+    public static func parse(
+        _ bytes: [UInt8], maxValues: Int = 1_000_000, streaming key: String? = nil, element: ((JSONValue) -> Bool)? = nil
+    ) throws(Failure) -> JSONValue {
         var p = JSONParser(bytes: bytes, maxValues: maxValues)
+        p.streamKey = key
+        p.element = element
         p.skipWhitespace()
         let v = try p.value()
         p.skipWhitespace()
@@ -108,7 +118,13 @@ public struct JSONParser {
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             i += 1
             skipWhitespace()
-            let v = try value()
+            let v: JSONValue
+            if depth == 1, key == streamKey, let element, i < bytes.count, bytes[i] == UInt8(ascii: "[") {
+                try streamArray(element)
+                v = .array([])
+            } else {
+                v = try value()
+            }
             if members.updateValue(v, forKey: key) != nil {
                 throw Failure(offset: keyOffset, reason: "duplicate key \"\(key)\"")
             }
@@ -117,6 +133,25 @@ public struct JSONParser {
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
             if bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
             throw fail("expected ',' or '}'")
+        }
+    }
+
+    private mutating func streamArray(_ element: (JSONValue) -> Bool) throws(Failure) {
+        try enter()
+        defer { depth -= 1 }
+        valuesLeft -= 1
+        i += 1
+        skipWhitespace()
+        if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return }
+        while true {
+            skipWhitespace()
+            let v = try value()
+            if !element(v) { throw fail("stopped at an element the caller refused") }
+            skipWhitespace()
+            guard i < bytes.count else { throw fail("unexpected end of input") }
+            if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+            if bytes[i] == UInt8(ascii: "]") { i += 1; return }
+            throw fail("expected ',' or ']'")
         }
     }
 

@@ -67,7 +67,7 @@ public struct Manifest: Equatable, Sendable {
         self.files = files
         self.attestations = attestations
         self.health = health
-        self.sums = SHA256Digest.of(Manifest.sumsBytes(files))
+        self.sums = Manifest.sumsDigest(files)
         self.components = Manifest.summarize(files, metadata: componentMetadata)
     }
 
@@ -85,6 +85,21 @@ public struct Manifest: Equatable, Sendable {
     }
 
     public var sumsBytes: [UInt8] { Manifest.sumsBytes(files) }
+
+    /// One line of SHA256SUMS.
+    static func sumsLine(_ f: ManifestFile) -> [UInt8] {
+        Array(f.sha256.hex.utf8) + [0x20, 0x20] + Array(f.path.utf8) + [0x0A]
+    }
+
+    /// The SHA-256 of the SHA256SUMS bytes, line by line (the whole text is never held).
+    static func sumsDigest(_ files: [ManifestFile]) -> SHA256Digest {
+        let h = SHA256Hasher()
+        for f in files { h.update(sumsLine(f)) }
+        return h.finish()
+    }
+
+    /// The length of the SHA256SUMS text.
+    var sumsLength: UInt64 { files.reduce(0) { $0 + 64 + 2 + UInt64($1.path.utf8.count) + 1 } }
 
     /// Component digests: SHA-256 over `<sha256 hex> <mode> <path>\n` of the component's files.
     static func summarize(_ files: [ManifestFile], metadata: [String: [String: String]]) -> [String: ComponentSummary] {
@@ -187,10 +202,14 @@ public struct Manifest: Equatable, Sendable {
 
     /// Parses manifest.json strictly: every rule of the format, and every summary recomputed.
     public static func parse(_ bytes: [UInt8]) throws -> Manifest {
+        // `files` is checked element by element as it is parsed, straight into ManifestFiles:
+        // a manifest of 100,000 files never becomes 100,000 dictionaries.
+        let collector = FileCollector()
         let root: JSONValue
         do {
-            root = try JSONParser.parse(bytes, maxValues: maxJSONValues)
+            root = try JSONParser.parse(bytes, maxValues: maxJSONValues, streaming: "files") { collector.add($0) }
         } catch {
+            if let e = collector.error { throw e }
             throw invalid("not strict JSON: \(error)")
         }
         guard case .object(let top) = root else { throw invalid("not a JSON object") }
@@ -227,39 +246,9 @@ public struct Manifest: Equatable, Sendable {
         guard let sums = SHA256Digest(prefixed: try string("sums")) else { throw invalid("\"sums\" must be sha256:<64 lowercase hex>") }
 
         guard let filesValue = top["files"] else { throw invalid("missing field \"files\"") }
-        guard case .array(let fileValues) = filesValue else { throw invalid("\"files\" must be an array") }
-        guard !fileValues.isEmpty else { throw invalid("\"files\" is empty; a release holds at least one file") }
-        var files: [ManifestFile] = []
-        files.reserveCapacity(fileValues.count)
-        var total: UInt64 = 0
-        for (k, fv) in fileValues.enumerated() {
-            guard case .object(let o) = fv else { throw invalid("files[\(k)] must be an object") }
-            for key in o.keys where !["path", "size", "sha256", "mode"].contains(key) {
-                throw invalid("files[\(k)] has unknown field \"\(key)\"")
-            }
-            guard let path = o["path"]?.stringValue else { throw invalid("files[\(k)].path must be a string") }
-            if let reason = PathRules.problem(with: path) {
-                throw AirlockError.verification("path-invalid", "the manifest lists an unsafe path \"\(path)\": \(reason)")
-            }
-            guard path.contains("/") else { throw invalid("files[\(k)].path \"\(path)\" must be <component>/<name>") }
-            guard let size = o["size"]?.unsignedInteger() else { throw invalid("files[\(k)].size must be an integer from 0 to 2^53") }
-            total += size  // at most 2^53 each, and the running total is checked below: no overflow
-            guard total <= BundleLayout.maxInteger else { throw invalid("the files add up to more than 2^53 bytes") }
-            guard let hex = o["sha256"]?.stringValue, let digest = SHA256Digest(hex: hex) else {
-                throw invalid("files[\(k)].sha256 must be 64 lowercase hex digits")
-            }
-            let executable: Bool
-            switch o["mode"]?.stringValue {
-            case "0644": executable = false
-            case "0755": executable = true
-            default: throw invalid("files[\(k)].mode must be \"0644\" or \"0755\" (no setuid, setgid, sticky or other modes)")
-            }
-            let file = ManifestFile(path: path, size: size, sha256: digest, executable: executable)
-            if let last = files.last, !PathRules.precedes(last.path, path) {
-                throw invalid("files are not sorted by path bytes without duplicates at \"\(path)\"")
-            }
-            files.append(file)
-        }
+        guard case .array = filesValue else { throw invalid("\"files\" must be an array") }
+        let files = collector.files
+        guard !files.isEmpty else { throw invalid("\"files\" is empty; a release holds at least one file") }
         if let (path, reason) = PathRules.setProblem(with: files.map(\.path)) {
             throw AirlockError.verification("path-conflict", "the manifest lists \"\(path)\", which \(reason)")
         }
@@ -322,6 +311,54 @@ public struct Manifest: Equatable, Sendable {
                 "sums-mismatch", "the manifest's \"sums\" (\(sums)) does not match the SHA256SUMS its files give (\(manifest.sums))")
         }
         return manifest
+    }
+
+    /// Checks each element of `files` as the parser hands it over.
+    private final class FileCollector {
+        var files: [ManifestFile] = []
+        var error: AirlockError?
+        private var total: UInt64 = 0
+
+        func add(_ fv: JSONValue) -> Bool {
+            do {
+                try append(fv)
+                return true
+            } catch let e as AirlockError {
+                error = e
+                return false
+            } catch {
+                return false
+            }
+        }
+
+        private func append(_ fv: JSONValue) throws {
+            let k = files.count
+            guard case .object(let o) = fv else { throw invalid("files[\(k)] must be an object") }
+            for key in o.keys where !["path", "size", "sha256", "mode"].contains(key) {
+                throw invalid("files[\(k)] has unknown field \"\(key)\"")
+            }
+            guard let path = o["path"]?.stringValue else { throw invalid("files[\(k)].path must be a string") }
+            if let reason = PathRules.problem(with: path) {
+                throw AirlockError.verification("path-invalid", "the manifest lists an unsafe path \"\(path)\": \(reason)")
+            }
+            guard path.contains("/") else { throw invalid("files[\(k)].path \"\(path)\" must be <component>/<name>") }
+            guard let size = o["size"]?.unsignedInteger() else { throw invalid("files[\(k)].size must be an integer from 0 to 2^53") }
+            total += size  // at most 2^53 each, and the running total is checked: no overflow
+            guard total <= BundleLayout.maxInteger else { throw invalid("the files add up to more than 2^53 bytes") }
+            guard let hex = o["sha256"]?.stringValue, let digest = SHA256Digest(hex: hex) else {
+                throw invalid("files[\(k)].sha256 must be 64 lowercase hex digits")
+            }
+            let executable: Bool
+            switch o["mode"]?.stringValue {
+            case "0644": executable = false
+            case "0755": executable = true
+            default: throw invalid("files[\(k)].mode must be \"0644\" or \"0755\" (no setuid, setgid, sticky or other modes)")
+            }
+            if let last = files.last, !PathRules.precedes(last.path, path) {
+                throw invalid("files are not sorted by path bytes without duplicates at \"\(path)\"")
+            }
+            files.append(ManifestFile(path: path, size: size, sha256: digest, executable: executable))
+        }
     }
 
     /// Numbers with a fraction or exponent are allowed only under `attestations`.

@@ -74,9 +74,11 @@ struct PathTree {
         case fileInTheWay(Int)
     }
 
+    /// A segment is kept as its own String: short ones (most) are stored inline, and no key
+    /// keeps a whole path alive.
     private struct Key: Hashable {
-        var parent: Int
-        var name: Substring
+        var parent: Int32
+        var name: String
     }
 
     private var children: [Key: Int] = [:]
@@ -91,7 +93,7 @@ struct PathTree {
         let segments = path.split(separator: "/", omittingEmptySubsequences: false)
         for (k, seg) in segments.enumerated() {
             let last = k == segments.count - 1
-            if let child = children[Key(parent: node, name: seg)] {
+            if let child = children[Key(parent: Int32(node), name: String(seg))] {
                 if files[child] >= 0 { return last ? .fileExists(files[child]) : .fileInTheWay(files[child]) }
                 if last { return .folderExists }
                 node = child
@@ -99,7 +101,7 @@ struct PathTree {
                 let child = files.count
                 files.append(last ? index : -1)
                 marked.append(false)
-                children[Key(parent: node, name: seg)] = child
+                children[Key(parent: Int32(node), name: String(seg))] = child
                 node = child
             }
         }
@@ -111,7 +113,7 @@ struct PathTree {
         var node = 0
         if path.isEmpty { return 0 }
         for seg in path.split(separator: "/", omittingEmptySubsequences: false) {
-            guard let child = children[Key(parent: node, name: seg)], files[child] < 0 else { return nil }
+            guard let child = children[Key(parent: Int32(node), name: String(seg))], files[child] < 0 else { return nil }
             node = child
         }
         return node
