@@ -93,9 +93,7 @@ public struct HealthCheck: Sendable, Equatable {
 public enum Activation {
     /// Resolves RELEASE: a release folder name, a version, or a unique bundle id prefix.
     public static func resolve(site: Site, name: String, _ ref: String) throws -> String {
-        guard ReleaseNames.isValidName(name), FileIO.isDirectory(site.releasesDirectory(name)) else {
-            throw AirlockError(.usage, "name-unknown", "no release named \(name) is installed at \(site.root); `airlock status` lists them")
-        }
+        try site.requireInstalled(name)
         let all = site.releases(name)
         if all.contains(ref) { return ref }
         let byVersion = all.filter { $0.hasPrefix(ref + "-") && $0.count == ref.count + 13 }
@@ -131,9 +129,7 @@ public enum Activation {
     public static func rollback(site: Site, name: String, to ref: String? = nil, lockTimeout: Double = 30) throws -> (from: String?, to: String) {
         let lock = try SiteLock(site: site, command: "rollback", timeout: lockTimeout)
         defer { withExtendedLifetime(lock) {} }
-        guard ReleaseNames.isValidName(name), FileIO.isDirectory(site.releasesDirectory(name)) else {
-            throw AirlockError(.usage, "name-unknown", "no release named \(name) is installed at \(site.root); `airlock status` lists them")
-        }
+        try site.requireInstalled(name)
         var state = try loadState(site, name)
         let from = state.stack.last
         var newStack = state.stack

@@ -91,6 +91,13 @@ public struct Site: Sendable {
         return entries.filter { ReleaseNames.isValidName($0) && FileIO.isDirectory(path($0, SiteLayout.releases)) }.sorted()
     }
 
+    /// Fails, saying how to find the right one, unless `name` has releases installed here.
+    public func requireInstalled(_ name: String) throws {
+        guard ReleaseNames.isValidName(name), FileIO.isDirectory(releasesDirectory(name)) else {
+            throw AirlockError(.usage, "name-unknown", "no release named \(name) is installed at \(root); `airlock status` lists them")
+        }
+    }
+
     /// The release folder names installed for `name`.
     public func releases(_ name: String) -> [String] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: releasesDirectory(name))) ?? []

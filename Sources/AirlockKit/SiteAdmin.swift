@@ -70,9 +70,7 @@ public enum SiteAdmin {
 
     public static func status(site: Site, name: String? = nil) throws -> [NameStatus] {
         let names = name.map { [$0] } ?? site.names()
-        if let name, !FileIO.isDirectory(site.releasesDirectory(name)) {
-            throw AirlockError(.usage, "name-unknown", "no release named \(name) is installed at \(site.root)")
-        }
+        if let name { try site.requireInstalled(name) }
         return try names.map { n in
             let state = try NameState.load(site, n).reconciled(installed: site.releases(n), current: site.current(n))
             let releases = site.releases(n).compactMap { dir -> InstalledRelease? in
@@ -89,9 +87,7 @@ public enum SiteAdmin {
 
     /// Re-hashes an installed release against its installed manifest.
     public static func audit(site: Site, name: String, release ref: String? = nil) throws -> AuditReport {
-        guard ReleaseNames.isValidName(name), FileIO.isDirectory(site.releasesDirectory(name)) else {
-            throw AirlockError(.usage, "name-unknown", "no release named \(name) is installed at \(site.root); `airlock status` lists them")
-        }
+        try site.requireInstalled(name)
         let dir: String
         if let ref {
             dir = try Activation.resolve(site: site, name: name, ref)

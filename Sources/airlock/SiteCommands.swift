@@ -181,42 +181,48 @@ struct HistoryCommand: ParsableCommand {
     }
 }
 
+/// The NAME RELEASE arguments of the commands that act on one installed release.
+struct ReleaseArguments: ParsableArguments {
+    @Argument(help: "The release name.")
+    var name: String
+
+    @Argument(help: "Release folder name, version, or unique bundle id prefix.")
+    var release: String
+}
+
 struct PinCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "pin", abstract: "Keep a release through gc.")
-    @Argument var name: String
-    @Argument var release: String
+    @OptionGroup var target: ReleaseArguments
     @OptionGroup var siteOptions: SiteOptions
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
-        let dir = try SiteAdmin.setPinned(true, site: siteOptions.site, name: name, release: release, lockTimeout: siteOptions.lockTimeout)
-        Output.say("\(name): pinned \(dir)")
+        let dir = try SiteAdmin.setPinned(true, site: siteOptions.site, name: target.name, release: target.release, lockTimeout: siteOptions.lockTimeout)
+        Output.say("\(target.name): pinned \(dir)")
     }
 }
 
 struct UnpinCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "unpin", abstract: "Let gc remove a release again.")
-    @Argument var name: String
-    @Argument var release: String
+    @OptionGroup var target: ReleaseArguments
     @OptionGroup var siteOptions: SiteOptions
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
-        let dir = try SiteAdmin.setPinned(false, site: siteOptions.site, name: name, release: release, lockTimeout: siteOptions.lockTimeout)
-        Output.say("\(name): unpinned \(dir)")
+        let dir = try SiteAdmin.setPinned(false, site: siteOptions.site, name: target.name, release: target.release, lockTimeout: siteOptions.lockTimeout)
+        Output.say("\(target.name): unpinned \(dir)")
     }
 }
 
 struct RemoveCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "remove", abstract: "Remove an installed release (never current, the rollback target or a pinned one).")
-    @Argument var name: String
-    @Argument var release: String
+    @OptionGroup var target: ReleaseArguments
     @OptionGroup var siteOptions: SiteOptions
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
-        let dir = try SiteAdmin.remove(site: siteOptions.site, name: name, release: release, lockTimeout: siteOptions.lockTimeout)
-        Output.say("\(name): removed \(dir) (run `airlock gc` to free content no release uses)")
+        let dir = try SiteAdmin.remove(site: siteOptions.site, name: target.name, release: target.release, lockTimeout: siteOptions.lockTimeout)
+        Output.say("\(target.name): removed \(dir) (run `airlock gc` to free content no release uses)")
     }
 }
 
