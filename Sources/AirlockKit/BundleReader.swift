@@ -24,8 +24,10 @@ public final class BundleReader {
     /// The end-of-archive marker was read (a peek may have met it).
     private var atEnd = false
     private var stage = Stage.start
-    /// The manifest's paths as a tree, to accept each folder's directory entry once.
-    private var payloadTree = PathTree()
+    /// The folders whose directory entry was seen, each as (index of the first manifest path
+    /// under it, its length): a folder costs 8 bytes, however deep it is.
+    private var seenFolders: Set<FolderKey> = []
+    private struct FolderKey: Hashable { var first: Int32, length: Int32 }
     private var nextFileIndex = 0
     private var manifestFiles: [ManifestFile] = []
     /// Set when the bundle is a delta: what it omits (checked against the manifest).
@@ -179,7 +181,6 @@ public final class BundleReader {
             throw AirlockError.verification("sums-mismatch", "\(BundleLayout.sumsEntry) disagrees with the manifest")
         }
         manifestFiles = manifest.files
-        for (i, f) in manifest.files.enumerated() { _ = payloadTree.insertFile(f.path, index: i) }
         if let d = try next() {
             if d.path.elementsEqual(BundleLayout.deltaEntry.utf8) {
                 let bytes = try readSmall(d, limit: DeltaInfo.maxBytes, what: BundleLayout.deltaEntry)
@@ -253,12 +254,27 @@ public final class BundleReader {
     /// path rules, so it is NFC and string equality is byte equality.
     private func takeDirectory(_ p: [UInt8], _ e: TarEntry) throws {
         let rel = String(decoding: p.dropFirst(BundleLayout.payloadPrefix.utf8.count - 1), as: UTF8.self)
-        guard let node = payloadTree.folder(Substring(rel.drop(while: { $0 == "/" }))) else {
+        guard let key = folderKey(Array(rel.drop(while: { $0 == "/" }).utf8)) else {
             throw AirlockError.verification("entry-unexpected", "the bundle holds directory \(Self.name(e)), which holds no file of the manifest")
         }
-        if !payloadTree.markFolder(node) {
+        if !seenFolders.insert(key).inserted {
             throw AirlockError.verification("entry-duplicate", "the bundle holds directory \(Self.name(e)) twice")
         }
+    }
+
+    /// The folder `rel` (`[]` is `payload/` itself) when some manifest path lies under it. The
+    /// manifest is sorted by path bytes, so the paths under `rel/` are one run: a binary search
+    /// finds its first, in O(log n) time and no memory per file.
+    private func folderKey(_ rel: [UInt8]) -> FolderKey? {
+        if rel.isEmpty { return FolderKey(first: 0, length: 0) }
+        let prefix = rel + [UInt8(ascii: "/")]
+        var lo = 0, hi = manifestFiles.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if manifestFiles[mid].path.utf8.lexicographicallyPrecedes(prefix) { lo = mid + 1 } else { hi = mid }
+        }
+        guard lo < manifestFiles.count, manifestFiles[lo].path.utf8.starts(with: prefix) else { return nil }
+        return FolderKey(first: Int32(lo), length: Int32(prefix.count))
     }
 
     private func checkPayloadName(_ e: TarEntry) throws {

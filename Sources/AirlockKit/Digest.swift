@@ -1,6 +1,6 @@
 /// A SHA-256 digest, stored inline (no heap allocation per digest: a manifest holds one per
 /// file).
-public struct SHA256Digest: Hashable, Sendable, CustomStringConvertible {
+public struct SHA256Digest: Hashable, Comparable, Sendable, CustomStringConvertible {
     private let w0: UInt64, w1: UInt64, w2: UInt64, w3: UInt64
 
     public init(bytes: [UInt8]) {
@@ -10,6 +10,11 @@ public struct SHA256Digest: Hashable, Sendable, CustomStringConvertible {
         w1 = word(1)
         w2 = word(2)
         w3 = word(3)
+    }
+
+    /// Byte order (the words hold the bytes big-endian).
+    public static func < (a: Self, b: Self) -> Bool {
+        (a.w0, a.w1, a.w2, a.w3) < (b.w0, b.w1, b.w2, b.w3)
     }
 
     public var bytes: [UInt8] {

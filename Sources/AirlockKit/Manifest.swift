@@ -161,7 +161,18 @@ public struct Manifest: Equatable, Sendable {
     /// not first become a tree of dictionaries.
     public func encoded() -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(1024 + files.reduce(0) { $0 + 110 + $1.path.utf8.count })
+        // Each file takes 112 bytes beside its path and size digits (more only when its path
+        // needs escapes): reserving that exactly avoids a doubling copy of a large manifest.
+        out.reserveCapacity(4096 + files.reduce(0) { $0 + 112 + $1.path.utf8.count + String($1.size).utf8.count })
+        encode { out.append(contentsOf: $0) }
+        return out
+    }
+
+    /// The same bytes as `encoded()`, handed over in chunks of about `chunkBytes`, so that a
+    /// manifest can be written again without holding it whole.
+    public func encode(chunkBytes: Int = 1 << 16, _ emit: ([UInt8]) throws -> Void) rethrows {
+        var out: [UInt8] = []
+        out.reserveCapacity(chunkBytes + 8192)
         let top = json(includingFiles: false).objectValue!
         // Every top-level key but "files" is small: write them canonically, splicing the file
         // list in at its sorted place.
@@ -187,11 +198,15 @@ public struct Manifest: Equatable, Sendable {
                 out.append(contentsOf: #"","size":"#.utf8)
                 out.append(contentsOf: String(f.size).utf8)
                 out.append(UInt8(ascii: "}"))
+                if out.count >= chunkBytes {
+                    try emit(out)
+                    out.removeAll(keepingCapacity: true)
+                }
             }
             out.append(UInt8(ascii: "]"))
         }
         out.append(UInt8(ascii: "}"))
-        return out
+        try emit(out)
     }
 
     // MARK: Strict parsing

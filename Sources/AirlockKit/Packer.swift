@@ -54,31 +54,53 @@ public enum DeltaBase: Sendable {
     }
 }
 
-/// A file found in a release directory, before hashing.
+/// A file found in a release directory, before hashing. 100,000 of them are held at once, so
+/// no path is stored twice: a file's place on disk is its component's folder (one string shared
+/// by all of the component's files) followed by its bundle path after the component's name.
 struct SourceFile: Sendable {
     var path: String
-    /// The file to read: the file itself, or the target of a followed symlink.
-    var source: String
+    /// The component's folder in the release directory; for a followed symlink, its target.
+    private var base: String
+    /// How many bytes of `path` name the component; -1 when `base` is a symlink's target.
+    private var nameBytes: Int32
     var executable: Bool
-    var size: UInt64
     var identity: FileIdentity
+
+    init(path: String, folder: String, nameBytes: Int32, executable: Bool, identity: FileIdentity) {
+        self.path = path
+        self.base = folder
+        self.nameBytes = nameBytes
+        self.executable = executable
+        self.identity = identity
+    }
+
+    var size: UInt64 { identity.size }
     /// True when `source` is the target of a followed symlink.
-    var viaSymlink = false
+    var viaSymlink: Bool { nameBytes < 0 }
+    /// The file to read: the file itself, or the target of a followed symlink.
+    var source: String { nameBytes < 0 ? base : base + String(decoding: path.utf8.dropFirst(Int(nameBytes)), as: UTF8.self) }
+
+    /// Reads `target` in place of the file (a followed symlink).
+    mutating func follow(to target: String) {
+        base = target
+        nameBytes = -1
+    }
 }
 
 /// What must not change between hashing a file and writing it into the bundle.
 struct FileIdentity: Equatable, Sendable {
     var device: UInt64, inode: UInt64, size: UInt64
-    var mtime: Int64, mtimeNanos: Int, ctime: Int64, ctimeNanos: Int
+    var mtime: Int64, ctime: Int64
+    var mtimeNanos: Int32, ctimeNanos: Int32
 
     init(_ st: stat) {
         device = UInt64(st.st_dev)
         inode = UInt64(st.st_ino)
         size = UInt64(st.st_size)
         mtime = Int64(st.st_mtim.tv_sec)
-        mtimeNanos = st.st_mtim.tv_nsec
+        mtimeNanos = Int32(truncatingIfNeeded: st.st_mtim.tv_nsec)
         ctime = Int64(st.st_ctim.tv_sec)
-        ctimeNanos = st.st_ctim.tv_nsec
+        ctimeNanos = Int32(truncatingIfNeeded: st.st_ctim.tv_nsec)
     }
 }
 
@@ -107,7 +129,10 @@ public enum Packer {
         if let expires = spec.expires, let t = Timestamp.parse(expires), t <= epoch {
             throw AirlockError(.invalidRelease, "release-expired", "airlock.yaml says the release expires at \(expires), which is already past; set a later expires")
         }
-        let manifestBytes = manifest.encoded()
+        // The manifest is held whole only to hash and sign it; it is written again from the
+        // records below, so that it and the compressor's buffers are never held together.
+        var manifestBytes = manifest.encoded()
+        let manifestLength = UInt64(manifestBytes.count)
         let bundleID = SHA256Digest.of(manifestBytes)
         var delta: DeltaInfo?
         if let base = options.base {
@@ -124,6 +149,7 @@ public enum Packer {
             if signatures.contains(where: { $0.0 == key.id }) { continue }
             signatures.append((key.id, try key.sign(manifestBytes)))
         }
+        manifestBytes = []
         signatures.sort { $0.0 < $1.0 }
 
         let output = options.output ?? "\(spec.name)-\(spec.version).\(BundleLayout.fileExtension)"
@@ -153,13 +179,34 @@ public enum Packer {
         do {
             let writer = try ArchiveWriter(
                 fileDescriptor: fd, path: output, compression: options.compression, level: options.level, threads: options.compressionThreads)
-            try writer.addFile(path: BundleLayout.manifestEntry, bytes: manifestBytes, mode: BundleLayout.regularMode, mtime: epoch)
+            let rehash = SHA256Hasher()
+            try writer.addFile(path: BundleLayout.manifestEntry, size: manifestLength, mode: BundleLayout.regularMode, mtime: epoch) { write in
+                try manifest.encode { chunk in
+                    rehash.update(chunk)
+                    try chunk.withUnsafeBytes { try write($0) }
+                }
+            }
+            guard rehash.finish() == bundleID else {
+                throw AirlockError(.internal, "manifest-unstable", "the manifest encoded differently the second time; this is a bug in airlock, please report it")
+            }
             for (id, sig) in signatures {
                 try writer.addFile(
                     path: BundleLayout.signaturesPrefix + id + BundleLayout.signatureSuffix, bytes: sig, mode: BundleLayout.regularMode,
                     mtime: epoch)
             }
-            try writer.addFile(path: BundleLayout.sumsEntry, bytes: manifest.sumsBytes, mode: BundleLayout.regularMode, mtime: epoch)
+            // SHA256SUMS is written line by line (100,000 files make 10 MB of it).
+            try writer.addFile(path: BundleLayout.sumsEntry, size: manifest.sumsLength, mode: BundleLayout.regularMode, mtime: epoch) { write in
+                var chunk: [UInt8] = []
+                chunk.reserveCapacity(1 << 16)
+                for f in manifest.files {
+                    chunk.append(contentsOf: Manifest.sumsLine(f))
+                    if chunk.count >= 60 << 10 {
+                        try chunk.withUnsafeBytes { try write($0) }
+                        chunk.removeAll(keepingCapacity: true)
+                    }
+                }
+                try chunk.withUnsafeBytes { try write($0) }
+            }
             if let delta {
                 try writer.addFile(path: BundleLayout.deltaEntry, bytes: delta.encoded(), mode: BundleLayout.regularMode, mtime: epoch)
             }
@@ -215,7 +262,7 @@ public enum Packer {
             guard resolvedPath(folder) == realRoot + "/" + c.path else {
                 throw AirlockError(.invalidRelease, "release-file-refused", "component \(c.name): the path \(c.path) goes through a symlink; components must be real folders inside the release")
             }
-            try walk(folder, bundlePrefix: c.name, root: realRoot, follow: followInternalSymlinks, into: &out)
+            try walk(folder, bundlePrefix: c.name, component: (folder, Int32(c.name.utf8.count)), root: realRoot, follow: followInternalSymlinks, into: &out)
         }
         guard !out.isEmpty else {
             throw AirlockError(.invalidRelease, "release-empty", "the release's component folders hold no file; a release needs at least one")
@@ -231,10 +278,13 @@ public enum Packer {
         if let (path, reason) = PathRules.setProblem(with: out.map(\.path)) {
             throw refuse(path, "refused: \(reason)")
         }
-        return out
+        // The table lives until the bundle is written: give back what growing it left spare.
+        return out.withUnsafeBufferPointer { Array($0) }
     }
 
-    private static func walk(_ dir: String, bundlePrefix: String, root: String, follow: Bool, into out: inout [SourceFile]) throws {
+    private static func walk(
+        _ dir: String, bundlePrefix: String, component: (folder: String, nameBytes: Int32), root: String, follow: Bool, into out: inout [SourceFile]
+    ) throws {
         guard let d = opendir(dir) else {
             throw refuse(dir, "cannot read this folder (\(String(cString: strerror(errno)))); fix its permissions")
         }
@@ -258,9 +308,9 @@ public enum Packer {
             guard lstat(fsPath, &st) == 0 else { throw refuse(fsPath, "cannot stat it (\(String(cString: strerror(errno))))") }
             switch st.st_mode & S_IFMT {
             case S_IFDIR:
-                try walk(fsPath, bundlePrefix: bundlePath, root: root, follow: follow, into: &out)
+                try walk(fsPath, bundlePrefix: bundlePath, component: component, root: root, follow: follow, into: &out)
             case S_IFREG:
-                try out.append(regular(fsPath, bundlePath: bundlePath, st: st))
+                try out.append(regular(fsPath, bundlePath: bundlePath, st: st, component: component))
             case S_IFLNK:
                 guard follow else {
                     throw refuse(fsPath, "refused: symlinks are not packed; replace it with the file, or pass --follow-internal-symlinks to store the content of a target inside the release")
@@ -275,9 +325,8 @@ public enum Packer {
                 guard stat(target, &tst) == 0, (tst.st_mode & S_IFMT) == S_IFREG else {
                     throw refuse(fsPath, "refused: the symlink's target \(target) is not a regular file")
                 }
-                var f = try regular(target, bundlePath: bundlePath, st: tst)
-                f.source = target
-                f.viaSymlink = true
+                var f = try regular(target, bundlePath: bundlePath, st: tst, component: component)
+                f.follow(to: target)
                 out.append(f)
             case S_IFIFO: throw refuse(fsPath, "refused: a FIFO is not a regular file")
             case S_IFSOCK: throw refuse(fsPath, "refused: a socket is not a regular file")
@@ -287,10 +336,11 @@ public enum Packer {
         }
     }
 
-    private static func regular(_ fsPath: String, bundlePath: String, st: stat) throws -> SourceFile {
+    private static func regular(_ fsPath: String, bundlePath: String, st: stat, component: (folder: String, nameBytes: Int32)) throws -> SourceFile {
         guard access(fsPath, R_OK) == 0 else { throw refuse(fsPath, "cannot be read (permission denied); fix its permissions") }
         return SourceFile(
-            path: bundlePath, source: fsPath, executable: st.st_mode & 0o111 != 0, size: UInt64(st.st_size), identity: FileIdentity(st))
+            path: bundlePath, folder: component.folder, nameBytes: component.nameBytes, executable: st.st_mode & 0o111 != 0,
+            identity: FileIdentity(st))
     }
 
     // MARK: Hashing and streaming

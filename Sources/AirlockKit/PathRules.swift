@@ -32,24 +32,41 @@ public enum PathRules {
 
     /// The key two paths collide on in a case-insensitive file system.
     /// Lower-upper-lower catches the pairs a single mapping misses (ß and ẞ both become "ss").
+    /// A path of ASCII without capitals is its own key, and shares its storage.
     static func foldKey(_ s: String) -> String {
-        s.precomposedStringWithCanonicalMapping.lowercased().uppercased().lowercased()
+        if s.utf8.allSatisfy({ $0 < 0x80 && !(0x41...0x5A).contains($0) }) { return s }
+        return s.precomposedStringWithCanonicalMapping.lowercased().uppercased().lowercased()
     }
 
     /// Checks a whole set of paths: no two equal after case folding, none both a file and a
-    /// directory prefix of another. Returns the offending path and the reason. Linear in the
-    /// total number of path segments (each path is folded once, folders are tree nodes).
+    /// directory prefix of another. Returns the offending path and the reason.
+    ///
+    /// The folded keys are sorted by bytes (O(n log n) comparisons, 4 bytes of index a path,
+    /// keys shared with the paths when folding changes nothing): equal keys are then
+    /// neighbours, and the paths under a folder `F/` are one run, found by binary search.
+    /// However deep the paths, nothing is built per prefix.
     public static func setProblem(with paths: [String]) -> (path: String, reason: String)? {
-        var tree = PathTree()
-        for (index, p) in paths.enumerated() {
-            switch tree.insertFile(foldKey(p), index: index) {
-            case .none: continue
-            case .some(.fileExists(let other)):
-                return (p, paths[other] == p ? "duplicate path" : "differs from \(paths[other]) only by letter case")
-            case .some(.folderExists):
-                return (p, "is a file and also a folder of another path")
-            case .some(.fileInTheWay(let other)):
-                return (paths[other], "is a file and also a folder of \(p)")
+        let keys = paths.map(foldKey)
+        let order = (0..<Int32(keys.count)).sorted { a, b in
+            let x = keys[Int(a)].utf8, y = keys[Int(b)].utf8
+            return x.elementsEqual(y) ? a < b : x.lexicographicallyPrecedes(y)
+        }
+        for k in order.indices.dropFirst() {
+            let first = Int(order[k - 1]), second = Int(order[k])
+            if keys[first].utf8.elementsEqual(keys[second].utf8) {
+                return (paths[second], paths[first] == paths[second] ? "duplicate path" : "differs from \(paths[first]) only by letter case")
+            }
+        }
+        for k in order.indices {
+            let file = Int(order[k])
+            let prefix = Array(keys[file].utf8) + [UInt8(ascii: "/")]
+            var lo = k + 1, hi = order.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if keys[Int(order[mid])].utf8.lexicographicallyPrecedes(prefix) { lo = mid + 1 } else { hi = mid }
+            }
+            if lo < order.count, keys[Int(order[lo])].utf8.starts(with: prefix) {
+                return (paths[file], "is a file and also a folder of \(paths[Int(order[lo])])")
             }
         }
         return nil
@@ -59,70 +76,5 @@ public enum PathRules {
     @inlinable
     public static func precedes(_ a: String, _ b: String) -> Bool {
         a.utf8.lexicographicallyPrecedes(b.utf8)
-    }
-}
-
-/// Paths as a tree of segments: memory and time linear in the total number of segments, however
-/// deep the paths (a 4 KiB path of one-letter folders has 2,048 prefixes).
-struct PathTree {
-    enum Conflict: Equatable {
-        /// The path is already a file (index of that file).
-        case fileExists(Int)
-        /// The path is already a folder of another path.
-        case folderExists
-        /// A folder of the path is already a file (index of that file).
-        case fileInTheWay(Int)
-    }
-
-    /// A segment is kept as its own String: short ones (most) are stored inline, and no key
-    /// keeps a whole path alive.
-    private struct Key: Hashable {
-        var parent: Int32
-        var name: String
-    }
-
-    private var children: [Key: Int] = [:]
-    /// Per node: the file index, or -1 for a folder. Node 0 is the root.
-    private var files: [Int] = [-1]
-    /// Per node: whether `markFolder` has seen it.
-    private var marked: [Bool] = [false]
-
-    /// Adds a file path; its folders become folder nodes.
-    mutating func insertFile(_ path: String, index: Int) -> Conflict? {
-        var node = 0
-        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
-        for (k, seg) in segments.enumerated() {
-            let last = k == segments.count - 1
-            if let child = children[Key(parent: Int32(node), name: String(seg))] {
-                if files[child] >= 0 { return last ? .fileExists(files[child]) : .fileInTheWay(files[child]) }
-                if last { return .folderExists }
-                node = child
-            } else {
-                let child = files.count
-                files.append(last ? index : -1)
-                marked.append(false)
-                children[Key(parent: Int32(node), name: String(seg))] = child
-                node = child
-            }
-        }
-        return nil
-    }
-
-    /// The folder node for `path` (`""` is the root), or nil when it is not a folder of any file.
-    func folder(_ path: Substring) -> Int? {
-        var node = 0
-        if path.isEmpty { return 0 }
-        for seg in path.split(separator: "/", omittingEmptySubsequences: false) {
-            guard let child = children[Key(parent: Int32(node), name: String(seg))], files[child] < 0 else { return nil }
-            node = child
-        }
-        return node
-    }
-
-    /// Marks a folder node; false when it was marked before.
-    mutating func markFolder(_ node: Int) -> Bool {
-        if marked[node] { return false }
-        marked[node] = true
-        return true
     }
 }
