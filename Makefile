@@ -6,7 +6,7 @@ BIN_DEBUG := .build/debug/airlock
 BIN_RELEASE := .build/release/airlock
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build release test demo bench dist clean
+.PHONY: all deps sbom-validator build release test demo bench dist clean
 
 all: build
 
@@ -18,6 +18,7 @@ deps:
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
 	command -v zstd >/dev/null || missing="$$missing zstd"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v python3 >/dev/null || missing="$$missing python3"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  if ! command -v apt-get >/dev/null; then echo "error: missing$$missing and no apt-get here; install them with your package manager" >&2; exit 1; fi; \
@@ -31,7 +32,21 @@ build: deps
 release: deps
 	$(SWIFT) build -c release --static-swift-stdlib $(BUILD_FLAGS)
 
-test: deps
+# The CycloneDX schema validator the SBOM test runs (PyPI: cyclonedx-python-lib), in its own
+# virtual environment under .build/ when the system python3 lacks it.
+SBOM_VENV := .build/sbom-venv
+sbom-validator: deps
+	@if python3 -c 'import cyclonedx.validation.json' 2>/dev/null; then :; \
+	elif $(SBOM_VENV)/bin/python3 -c 'import cyclonedx.validation.json' 2>/dev/null; then :; \
+	else \
+	  echo "installing the CycloneDX validator into $(SBOM_VENV)"; \
+	  python3 -m venv $(SBOM_VENV) 2>/dev/null || { rm -rf $(SBOM_VENV); $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && python3 -m venv $(SBOM_VENV); } \
+	    || { echo "error: cannot create a Python virtual environment; install python3-venv" >&2; exit 1; }; \
+	  $(SBOM_VENV)/bin/python3 -m pip install --quiet 'cyclonedx-python-lib[json-validation]' \
+	    || { echo "error: could not install cyclonedx-python-lib from PyPI; install it by hand (pip install 'cyclonedx-python-lib[json-validation]')" >&2; exit 1; }; \
+	fi
+
+test: deps sbom-validator
 	$(SWIFT) build $(BUILD_FLAGS)
 	$(SWIFT) test $(BUILD_FLAGS)
 

@@ -48,6 +48,14 @@ out=$("$AIRLOCK" pack "$W/release-v2" --key "$W/keys/vendor.key" --out "$V2")
 echo "$out"
 ID2=$(bundle_id <<<"$out")
 
+step "Eval gate: a release whose index lost its refund terms scores 0.7 < 0.9 and is never packed"
+cp -R "$W/release-v2" "$W/release-bad"
+sed -i -e '/"refund"/d' -e '/"money"/d' -e '/"remboursement"/d' "$W/release-bad/index/index.json"
+rc=0
+"$AIRLOCK" pack "$W/release-bad" --key "$W/keys/vendor.key" --out "$W/bad.airlock" 2> "$W/bad.err" || rc=$?
+[[ $rc -eq 4 && ! -e "$W/bad.airlock" ]] || { echo "FAIL: the release below the eval threshold was packed (exit $rc)" >&2; cat "$W/bad.err" >&2; exit 1; }
+echo "pack refused it (exit $rc): $(grep '^error:' "$W/bad.err")"
+
 step "Inspect 1.1.0"
 "$AIRLOCK" inspect "$V2"
 
@@ -89,9 +97,16 @@ if "$ROOT/scripts/audit-bundle.sh" "$W/tampered.airlock" "$W/trust/vendor.pub" >
 fi
 echo "the audit rejects the tampered copy too"
 
-step "Install 1.0.0 on a local site root and activate it"
+step "Install 1.0.0 on a local site root: its tools reach endpoints the empty perimeter does not allow"
 SITE=$W/site
 "$AIRLOCK" trust add "$W/keys/vendor.pub" --root "$SITE"
+rc=0
+"$AIRLOCK" install "$V1" --root "$SITE" --activate 2> "$W/perimeter.err" || rc=$?
+[[ $rc -eq 4 ]] || { echo "FAIL: a release reaching outside the perimeter installed (exit $rc)" >&2; exit 1; }
+echo "install refused it (exit $rc): $(cat "$W/perimeter.err")"
+
+step "The site lists its internal services in the perimeter; install 1.0.0 and activate it"
+"$AIRLOCK" trust allow kb.internal:443 tickets.internal:443 orders.internal:8443 --root "$SITE"
 "$AIRLOCK" install "$V1" --root "$SITE" --activate
 
 step "Refuse the tampered copy of 1.1.0 at install: nothing changes"
@@ -123,10 +138,60 @@ step "Repair it from its bundle, and audit again"
 "$AIRLOCK" install "$V1" --root "$SITE" --repair
 "$AIRLOCK" audit example-agent --root "$SITE"
 
+step "Release 1.2.0 adds a tool that sends e-mail: diff shows the permission delta"
+V3=$W/example-agent-1.2.0.airlock
+cp -R "$W/release-v2" "$W/release-v3"
+sed -i -e 's/^version: .*/version: 1.2.0/' -e 's/^sequence: .*/sequence: 3/' "$W/release-v3/airlock.yaml"
+python3 - "$W/release-v3/tools/tools.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+with open(path) as f:
+    doc = json.load(f)
+doc["tools"].append({"name": "send_email", "description": "E-mail a customer a summary of the conversation.",
+                     "parameters": {"to": "string", "body": "string"},
+                     "permissions": {"network": ["smtp.internal:25"]}})
+with open(path, "w") as f:
+    json.dump(doc, f, indent=2)
+PY
+out=$("$AIRLOCK" pack "$W/release-v3" --key "$W/keys/vendor.key" --out "$V3")
+echo "$out"
+ID3=$(bundle_id <<<"$out")
+"$AIRLOCK" diff "$V2" "$V3"
+
+step "Install 1.2.0; activating it widens permissions, so it needs a site approval"
+"$AIRLOCK" trust allow smtp.internal:25 --root "$SITE"
+rc=0
+"$AIRLOCK" install "$V3" --root "$SITE" --activate 2> "$W/approve.err" || rc=$?
+[[ $rc -eq 4 ]] || { echo "FAIL: a widening activation went through without approval (exit $rc)" >&2; exit 1; }
+echo "activation refused (exit $rc): $(cat "$W/approve.err")"
+echo "current is still $(readlink "$SITE/example-agent/current")"
+
+step "A site approver approves 1.2.0; now it activates"
+"$AIRLOCK" key generate --out "$W/keys/approver"
+"$AIRLOCK" trust add --approver "$W/keys/approver.pub" --root "$SITE"
+"$AIRLOCK" approve example-agent 1.2.0 --key "$W/keys/approver.key" --root "$SITE"
+"$AIRLOCK" activate example-agent 1.2.0 --root "$SITE"
+echo "current -> $(readlink "$SITE/example-agent/current")"
+
+step "The evidence an auditor files for example-agent"
+"$AIRLOCK" evidence example-agent --root "$SITE"
+
+step "A CycloneDX 1.5 SBOM of 1.2.0"
+"$AIRLOCK" sbom "$V3" > "$W/example-agent-1.2.0.cdx.json"
+python3 - "$W/example-agent-1.2.0.cdx.json" <<'PY'
+import json, sys
+bom = json.load(open(sys.argv[1]))
+files = [c for c in bom["components"] if c["type"] == "file"]
+model = next(c for c in bom["components"] if c["type"] == "machine-learning-model")
+print("%s: CycloneDX %s, %d files with SHA-256, model %s (snapshot %s)"
+      % (sys.argv[1], bom["specVersion"], len(files), model["name"], model.get("version", "?")))
+PY
+
 step "The site's hash-chained history"
 "$AIRLOCK" history --root "$SITE"
 "$AIRLOCK" history --verify --root "$SITE"
 
 step "Summary"
-echo "demo OK: 1.0.0 $ID1, 1.1.0 $ID2 verified, installed side by side, rolled back;"
-echo "tampered copy refused by verify, the auditor's tools and install; packs reproducible; audit caught the corrupted file and repair restored it."
+echo "demo OK: 1.0.0 $ID1, 1.1.0 $ID2, 1.2.0 $ID3 verified, installed side by side, rolled back;"
+echo "tampered copy refused by verify, the auditor's tools and install; packs reproducible; audit caught the corrupted file and repair restored it;"
+echo "a release below its eval threshold never packed; egress outside the perimeter refused; the widening 1.2.0 activated only once approved."

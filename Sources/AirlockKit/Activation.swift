@@ -181,9 +181,21 @@ public enum Activation {
         let previous = before.last
         var newStack = before
         if previous != dir { newStack.append(dir) }
+        // A release that grants more than the current one needs the site's approval.
+        let gate: (escalations: [String], approvers: [String])
+        do {
+            gate = try Approvals.checkActivation(site: site, name: name, release: dir, current: previous, state: state)
+        } catch let e as AirlockError {
+            try? History.append(site, action: "refuse", name: name, ["release": .string(dir), "reason": .string(e.code), "message": .string(e.message)])
+            throw e
+        }
         try transition(site: site, name: name, state: &state, to: newStack, steps: ("activate.state", "activate.switched"))
         var fields: [String: JSONValue] = ["release": .string(dir)]
         if let previous { fields["from"] = .string(previous) }
+        if !gate.escalations.isEmpty {
+            fields["widens"] = .array(gate.escalations.map { .string($0) })
+            fields["approved_by"] = .array(gate.approvers.map { .string($0) })
+        }
         try History.append(site, action: "activate", name: name, fields)
 
         // The release's own check was recorded at install: a switch never parses a manifest,

@@ -154,6 +154,66 @@ public struct ReleaseDiff: Sendable {
     }
 }
 
+extension BundleSummary {
+    /// The bundle's grants: its `tools/tools.json` (read from the payload and checked against
+    /// the manifest's hash) and its model endpoint. Nil when a delta omits the tool manifest.
+    public func grants() throws -> Grants? {
+        guard let entry = manifest.files.first(where: { $0.path == ToolManifest.path }) else { return try Grants(tools: nil, manifest: manifest) }
+        let reader = try BundleReader(path: path)
+        _ = try reader.readManifest()
+        _ = try reader.readSignatures()
+        try reader.readSums(for: manifest)
+        for f in manifest.files {
+            if reader.isOmitted(f) {
+                if f.path == entry.path { return nil }
+                reader.skipOmitted(f)
+                continue
+            }
+            if f.path != entry.path {
+                try reader.readPayload(f)
+                continue
+            }
+            guard f.size <= UInt64(ToolManifest.maxBytes) else {
+                throw AirlockError(.invalidRelease, "tools-invalid", "\(path): tools/tools.json is larger than \(ToolManifest.maxBytes >> 20) MiB")
+            }
+            var bytes: [UInt8] = []
+            try reader.readPayload(f) { bytes.append(contentsOf: $0) }
+            return try Grants(tools: try ToolManifest.parse(bytes, source: "\(path): tools/tools.json", hostile: true), manifest: manifest)
+        }
+        return nil
+    }
+}
+
+/// What two releases grant differently, in words (see `Grants.escalations`).
+public struct PermissionDiff: Sendable {
+    public var widened: [String]
+    public var narrowed: [String]
+    /// Set when a side's tool manifest could not be read (a delta that omits it).
+    public var unknown: String?
+
+    /// Reads the tool manifests only when their hash or the model endpoint differ.
+    public init(_ a: BundleSummary, _ b: BundleSummary) throws {
+        let ta = a.manifest.files.first { $0.path == ToolManifest.path }, tb = b.manifest.files.first { $0.path == ToolManifest.path }
+        let ea = a.manifest.components["model"]?.metadata["endpoint"], eb = b.manifest.components["model"]?.metadata["endpoint"]
+        widened = []
+        narrowed = []
+        if ta?.sha256 == tb?.sha256 && ta?.executable == tb?.executable && ea == eb { return }
+        guard let ga = try a.grants(), let gb = try b.grants() else {
+            unknown = "a delta bundle omits tools/tools.json; diff the full bundles to see the permission change"
+            return
+        }
+        widened = Grants.escalations(from: ga, to: gb)
+        narrowed = Grants.reductions(from: ga, to: gb)
+    }
+
+    public var json: JSONValue {
+        .object([
+            "widened": .array(widened.map { .string($0) }), "narrowed": .array(narrowed.map { .string($0) }),
+            "unknown": unknown.map { .string($0) } ?? .null,
+        ])
+    }
+}
+
 /// Detached signatures for a second signer.
 public enum Signer {
     /// Signs the exact manifest bytes of the bundle at `bundle` with `key`. The manifest is parsed

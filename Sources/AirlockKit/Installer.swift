@@ -17,6 +17,9 @@ public struct InstallOptions: Sendable {
     /// For a release already installed: verify the whole bundle again and rewrite every file
     /// of the release (and its content objects) from it, healing what `audit` reported.
     public var repair = false
+    /// Endpoints outside the site's perimeter that the admin allows for this release
+    /// (`--allow-egress HOST:PORT`); each use is recorded in the history.
+    public var allowEgress: [Endpoint] = []
 
     public init() {}
 }
@@ -31,6 +34,8 @@ public struct InstallResult: Sendable {
     /// Files whose content the site already held (hardlinked, not written).
     public var filesShared = 0
     public var bytesWritten: UInt64 = 0
+    /// Endpoints outside the perimeter the release reaches by the admin's allowance.
+    public var allowances: [(who: String, endpoint: Endpoint)] = []
 }
 
 /// Installs bundles on a site (site-layout.md): verifies the manifest's signatures first, then
@@ -68,6 +73,17 @@ public enum Installer {
         let head = try Verifier.verifyHead(reader, trust: trust, detached: options.detached, now: options.now, report: &report)
         Sys.step("install.head-verified")
         let m = head.manifest
+        if trust.policy.requireEval {
+            guard let eval = m.attestations?["eval"] else {
+                throw AirlockError(
+                    .policy, "eval-missing",
+                    "the site's policy requires a passing eval attestation and this bundle carries none; ask the vendor for a bundle packed with an eval gate (airlock.yaml `eval:`)")
+            }
+            let a = try EvalAttestation(json: eval, source: "the manifest's attestations.eval")
+            guard a.isPassing else {
+                throw AirlockError(.policy, "eval-failed", "the bundle's eval attestation records score \(a.score) below its threshold \(a.threshold); the site's policy requires a passing eval")
+            }
+        }
         let dir = SiteLayout.releaseDirectory(version: m.version, bundleID: head.bundleID)
         var result = InstallResult(name: m.name, release: dir, bundleID: head.bundleID, alreadyInstalled: false, activated: false)
 
@@ -154,6 +170,25 @@ public enum Installer {
         try reader.finish()
         Sys.step("install.verified")
 
+        // The perimeter: every endpoint the verified release reaches (its tools, its model)
+        // must be inside the site's, or allowed by the admin for this install.
+        let grants = try Grants.installed(releaseDirectory: tree, manifest: m)
+        var outside: [(who: String, endpoint: Endpoint)] = []
+        for (who, endpoint) in grants.egress where !trust.policy.perimeter.allows(endpoint) {
+            if options.allowEgress.contains(endpoint) {
+                result.allowances.append((who, endpoint))
+            } else {
+                outside.append((who, endpoint))
+            }
+        }
+        if !outside.isEmpty {
+            let what = outside.map { "\($0.who) reaches \($0.endpoint)" }.joined(separator: ", ")
+            let endpoints = Array(Set(outside.map(\.endpoint))).sorted()
+            throw AirlockError(
+                .policy, "egress-outside-perimeter",
+                "\(what): outside the site's perimeter (\(site.trustDirectory)/\(TrustPolicy.fileName), \"perimeter\"); if the site allows it, add it with `airlock trust allow \(endpoints.map(\.description).joined(separator: " "))`, or allow it for this release only with \(endpoints.map { "--allow-egress \($0)" }.joined(separator: " ")) (recorded in the history)")
+        }
+
         // The rest of the release: the signed manifest and the signatures it was installed with.
         try staging.writeFile("\(tree)/\(SiteLayout.releaseManifest)", head.manifestBytes)
         try staging.makeDirectory("\(tree)/\(SiteLayout.releaseSignatures)")
@@ -204,6 +239,7 @@ public enum Installer {
             if !repairing {
                 state.installedAt[dir] = Timestamp.format(Timestamp.now())
                 state.health[dir] = HealthCheck(manifest: m)
+                state.modelEndpoint[dir] = m.components["model"]?.metadata["endpoint"]
             }
             state.highestSequence = max(state.highestSequence, m.sequence)
             try state.save(site, m.name)
@@ -230,12 +266,14 @@ public enum Installer {
         ]
         if let downgrade { fields["downgrade_from_sequence"] = .integer(downgrade) }
         try History.append(site, action: repairing ? "repair" : "install", name: m.name, fields)
+        for (who, endpoint) in result.allowances {
+            try History.append(
+                site, action: "allowance", name: m.name,
+                ["release": .string(dir), "bundle_id": .string(head.bundleID.prefixed), "who": .string(who), "endpoint": .string(endpoint.description)])
+        }
         return result
     }
 
-    /// A cheap check of a stored object before it is reused: a regular file of the right size
-    /// and read-only mode. (Its content is what `audit` checks; an object that fails here is
-    /// rewritten from the bundle being installed.)
     /// For each file, the index of the nearest earlier file with the same content (digest and
     /// mode), or -1. One sort of 4-byte indices: O(n log n) time, 4 bytes a file.
     static func previousWithSameContent(_ files: [ManifestFile]) -> [Int32] {
@@ -254,6 +292,9 @@ public enum Installer {
         return previous
     }
 
+    /// A cheap check of a stored object before it is reused: a regular file of the right size
+    /// and read-only mode. (Its content is what `audit` checks; an object that fails here is
+    /// rewritten from the bundle being installed.)
     static func objectLooksIntact(_ path: String, _ file: ManifestFile) -> Bool {
         var st = stat()
         guard lstat(path, &st) == 0 else { return false }

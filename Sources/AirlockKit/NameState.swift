@@ -22,6 +22,9 @@ struct NameState {
     var installedAt: [String: String] = [:]
     /// The health check each release declares (copied from its manifest at install).
     var health: [String: HealthCheck] = [:]
+    /// The remote model endpoint each release declares (`model.endpoint`, copied at install), so
+    /// that comparing permissions at a switch never parses a manifest.
+    var modelEndpoint: [String: String] = [:]
 
     static func load(_ site: Site, _ name: String) throws -> NameState {
         let path = site.path(name, SiteLayout.state)
@@ -44,6 +47,7 @@ struct NameState {
                 s.health[k] = HealthCheck(command: c, timeoutSeconds: Double(v.objectValue?["timeout_seconds"]?.unsignedInteger(max: 86400) ?? 30))
             }
         }
+        for (k, v) in o["model_endpoint"]?.objectValue ?? [:] { if let e = v.stringValue { s.modelEndpoint[k] = e } }
         return s
     }
 
@@ -54,6 +58,7 @@ struct NameState {
             "pinned": .array(pinned.sorted().map { .string($0) }),
             "installed_at": .object(installedAt.mapValues { .string($0) }),
             "health": .object(health.mapValues { .object(["command": .string($0.command), "timeout_seconds": .integer(Int($0.timeoutSeconds))]) }),
+            "model_endpoint": .object(modelEndpoint.mapValues { .string($0) }),
         ]
         if let pending { fields["pending"] = .array(pending.map { .string($0) }) }
         if let checking { fields["checking"] = .object(["release": .string(checking.release), "process_group": .integer(checking.processGroup)]) }
@@ -73,6 +78,7 @@ struct NameState {
         s.pinned = s.pinned.filter { present.contains($0) }
         s.installedAt = s.installedAt.filter { present.contains($0.key) }
         s.health = s.health.filter { present.contains($0.key) }
+        s.modelEndpoint = s.modelEndpoint.filter { present.contains($0.key) }
         if let current {
             if let i = s.stack.lastIndex(of: current) {
                 s.stack.removeSubrange((i + 1)...)

@@ -21,6 +21,8 @@ public struct PackOptions: Sendable {
     /// zstd worker threads (at least 1). The output is the same for any value; memory grows
     /// with it (about 13 MiB a worker at level 1, 50 MiB at level 3).
     public var compressionThreads = BundleLayout.defaultZstdThreads
+    /// Told before each eval run (a line for the user).
+    public var evalProgress: (@Sendable (String) -> Void)?
 
     public init(keys: [PrivateKey]) { self.keys = keys }
 }
@@ -116,6 +118,20 @@ public enum Packer {
         while dir.count > 1 && dir.hasSuffix("/") { dir.removeLast() }
         let spec = try ReleaseSpec.load(directory: dir)
         let sources = try scan(directory: dir, spec: spec, followInternalSymlinks: options.followInternalSymlinks)
+        // The tool manifest is checked, and the eval gate run, before anything is hashed: a
+        // release that fails either never becomes a bundle.
+        if let tools = spec.components.first(where: { $0.name == "tools" }) {
+            guard let t = sources.first(where: { $0.path == ToolManifest.path }) else {
+                throw AirlockError(
+                    .invalidRelease, "tools-missing",
+                    "the tools component has no tools.json; declare the agent's tools in \(dir)/\(tools.path)/tools.json ({\"tools\": []} declares none; see docs/release.md)")
+            }
+            _ = try ToolManifest.parse(FileIO.read(t.source, limit: ToolManifest.maxBytes, what: "tool manifest"), source: t.source)
+        }
+        var attestations: [String: JSONValue]?
+        if let eval = spec.eval {
+            attestations = ["eval": try EvalGate.run(eval, directory: dir, progress: options.evalProgress).json]
+        }
         progress?.start(total: sources.reduce(0) { $0 + $1.size } * 2)
         let digests = try hashAll(sources, threads: options.threads, progress: progress)
         let files = zip(sources, digests).map { ManifestFile(path: $0.path, size: $0.size, sha256: $1, executable: $0.executable) }
@@ -124,7 +140,7 @@ public enum Packer {
         let metadata = Dictionary(uniqueKeysWithValues: spec.components.map { ($0.name, $0.metadata) })
         let manifest = Manifest(
             name: spec.name, version: spec.version, sequence: spec.sequence, created: Timestamp.format(epoch),
-            expires: spec.expires, componentMetadata: metadata, files: files,
+            expires: spec.expires, componentMetadata: metadata, files: files, attestations: attestations,
             health: spec.health.map { ["command": .string($0.command), "timeout_seconds": .integer(Int($0.timeoutSeconds))] })
         if let expires = spec.expires, let t = Timestamp.parse(expires), t <= epoch {
             throw AirlockError(.invalidRelease, "release-expired", "airlock.yaml says the release expires at \(expires), which is already past; set a later expires")

@@ -31,9 +31,12 @@ public struct ReleaseSpec: Equatable, Sendable {
     public var health: HealthCheck?
     /// In the fixed component order.
     public var components: [Component]
+    /// `eval: { command: ..., threshold: 0.9, runs: 3, timeout: 600, files: [eval/] }`: the
+    /// gate `pack` runs before it writes a bundle.
+    public var eval: EvalSpec?
 
     /// Metadata keys a component may carry besides `path`.
-    static let metadataKeys: [String: Set<String>] = ["model": ["name", "snapshot"]]
+    static let metadataKeys: [String: Set<String>] = ["model": ["name", "snapshot", "endpoint"]]
 
     static func invalid(_ file: String, _ what: String) -> AirlockError {
         AirlockError(.invalidRelease, "release-spec-invalid", "\(file): \(what)")
@@ -59,7 +62,7 @@ public struct ReleaseSpec: Equatable, Sendable {
             throw invalid(file, "not valid YAML: \(error)")
         }
         guard let top = try mapping(root, file: file, at: "the top level") else { throw invalid(file, "the top level must be a mapping") }
-        var name: String?, version: String?, sequence: UInt64?, expires: String?, health: HealthCheck?
+        var name: String?, version: String?, sequence: UInt64?, expires: String?, health: HealthCheck?, eval: EvalSpec?
         var components: [Component] = []
         for (key, value) in top {
             switch key {
@@ -99,6 +102,8 @@ public struct ReleaseSpec: Equatable, Sendable {
                 }
                 guard let command, !command.isEmpty else { throw invalid(file, "health needs a command") }
                 health = HealthCheck(command: command, timeoutSeconds: timeout)
+            case "eval":
+                eval = try evalSpec(value, file: file)
             case "components":
                 guard let m = try mapping(value, file: file, at: key) else { throw invalid(file, "components must be a mapping") }
                 var byName: [String: Component] = [:]
@@ -110,14 +115,54 @@ public struct ReleaseSpec: Equatable, Sendable {
                 }
                 components = BundleLayout.components.compactMap { byName[$0] }
             default:
-                throw invalid(file, "unknown key \"\(key)\"; allowed: name, version, sequence, expires, health, components")
+                throw invalid(file, "unknown key \"\(key)\"; allowed: name, version, sequence, expires, health, eval, components")
             }
         }
         guard let name else { throw invalid(file, "missing \"name\"") }
         guard let version else { throw invalid(file, "missing \"version\"") }
         guard let sequence else { throw invalid(file, "missing \"sequence\"") }
         guard !components.isEmpty else { throw invalid(file, "\"components\" must name at least one of \(BundleLayout.components.joined(separator: ", "))") }
-        return ReleaseSpec(name: name, version: version, sequence: sequence, expires: expires, health: health, components: components)
+        if let endpoint = components.first(where: { $0.name == "model" })?.metadata["endpoint"], Endpoint.parse(url: endpoint) == nil {
+            throw invalid(file, "components.model.endpoint \"\(endpoint)\" must be a URL such as https://llm.internal:8443/v1 (http, https, grpc, grpcs, ws, wss; no credentials)")
+        }
+        return ReleaseSpec(name: name, version: version, sequence: sequence, expires: expires, health: health, components: components, eval: eval)
+    }
+
+    private static func evalSpec(_ value: Node, file: String) throws -> EvalSpec {
+        guard let m = try mapping(value, file: file, at: "eval") else { throw invalid(file, "eval must be a mapping with command and threshold") }
+        var spec = EvalSpec(command: "", threshold: 0)
+        var haveThreshold = false
+        for (k, v) in m {
+            switch k {
+            case "command": spec.command = try scalar(v, file: file, at: "eval.command")
+            case "threshold":
+                let s = try scalar(v, file: file, at: "eval.threshold")
+                guard let t = Double(s), t.isFinite, (0...1).contains(t) else { throw invalid(file, "eval.threshold must be a number from 0 to 1") }
+                spec.threshold = t
+                haveThreshold = true
+            case "runs":
+                let s = try scalar(v, file: file, at: "eval.runs")
+                guard let r = JSONValue.number(s).unsignedInteger(max: 100), r >= 1 else { throw invalid(file, "eval.runs must be a whole number from 1 to 100") }
+                spec.runs = Int(r)
+            case "timeout":
+                let s = try scalar(v, file: file, at: "eval.timeout")
+                guard let t = JSONValue.number(s).unsignedInteger(max: 86400), t >= 1 else { throw invalid(file, "eval.timeout must be whole seconds from 1 to 86400") }
+                spec.timeoutSeconds = Double(t)
+            case "files":
+                guard case .sequence(let items) = v else { throw invalid(file, "eval.files must be a list of files or folders of the release directory") }
+                for item in items {
+                    let f = try scalar(item, file: file, at: "eval.files")
+                    var p = f
+                    while p.hasSuffix("/") && p.count > 1 { p.removeLast() }
+                    guard PathRules.problem(with: p) == nil else { throw invalid(file, "eval.files \"\(f)\" must be a path inside the release directory (relative, no '..')") }
+                    spec.files.append(p)
+                }
+            default: throw invalid(file, "unknown key \"\(k)\" in eval; allowed: command, threshold, runs, timeout, files")
+            }
+        }
+        guard !spec.command.isEmpty else { throw invalid(file, "eval needs a command") }
+        guard haveThreshold else { throw invalid(file, "eval needs a threshold (0 to 1)") }
+        return spec
     }
 
     private static func component(_ cname: String, _ value: Node, file: String) throws -> Component {

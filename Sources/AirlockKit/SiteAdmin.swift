@@ -256,13 +256,49 @@ public enum SiteAdmin {
 
     // MARK: Trust store
 
-    public static func trustAdd(site: Site, keyFile: String, lockTimeout: Double = 30) throws -> PublicKey {
+    /// Trusts a signer's key; with `approver`, makes it a site approver instead (`approvers/`),
+    /// which approves activations and never counts as a bundle's signer.
+    public static func trustAdd(site: Site, keyFile: String, approver: Bool = false, lockTimeout: Double = 30) throws -> PublicKey {
         let key = try PublicKey.load(path: keyFile)
         let lock = try SiteLock(site: site, command: "trust add", timeout: lockTimeout)
         defer { withExtendedLifetime(lock) {} }
-        try FileIO.writeAtomically(site.trustDirectory + "/" + key.id + ".pub", key.pem, mode: 0o644)
-        try History.append(site, action: "trust-add", ["key_id": .string(key.id), "algorithm": .string(key.algorithm.rawValue)])
+        var dir = site.trustDirectory
+        if approver {
+            dir += "/" + TrustStore.approversFolder
+            if mkdir(dir, 0o755) != 0 && errno != EEXIST { throw AirlockError.io("write-failed", "cannot create \(dir)", errno: errno) }
+        }
+        try FileIO.writeAtomically(dir + "/" + key.id + ".pub", key.pem, mode: 0o644)
+        try History.append(site, action: approver ? "approver-add" : "trust-add", ["key_id": .string(key.id), "algorithm": .string(key.algorithm.rawValue)])
         return key
+    }
+
+    /// Adds hosts (`kb.internal:443`, `*.corp.internal`) or networks (`10.0.0.0/8`) to the
+    /// site's perimeter, or removes them (`remove`), rewriting `policy.json` atomically.
+    public static func perimeter(site: Site, entries: [String], remove: Bool = false, lockTimeout: Double = 30) throws -> Perimeter {
+        let lock = try SiteLock(site: site, command: "trust perimeter", timeout: lockTimeout)
+        defer { withExtendedLifetime(lock) {} }
+        let path = site.trustDirectory + "/" + TrustPolicy.fileName
+        var policy = FileIO.exists(path) ? try TrustPolicy.parse(FileIO.read(path, limit: 1 << 20, what: "trust policy"), path: path) : TrustPolicy()
+        for e in entries {
+            let isNetwork = e.contains("/")
+            if let why = isNetwork ? Perimeter.networkProblem(e) : Perimeter.hostRuleProblem(e) {
+                throw AirlockError(.usage, "perimeter-entry-invalid", "\(e) \(why)")
+            }
+            if remove {
+                guard policy.perimeter.hosts.contains(e) || policy.perimeter.networks.contains(e) else {
+                    throw AirlockError(.usage, "perimeter-entry-unknown", "\(e) is not in the perimeter; `airlock trust list` shows it")
+                }
+                policy.perimeter.hosts.removeAll { $0 == e }
+                policy.perimeter.networks.removeAll { $0 == e }
+            } else if isNetwork {
+                if !policy.perimeter.networks.contains(e) { policy.perimeter.networks.append(e) }
+            } else if !policy.perimeter.hosts.contains(e) {
+                policy.perimeter.hosts.append(e)
+            }
+        }
+        try FileIO.writeAtomically(path, Array(CanonicalJSON.pretty(policy.json).utf8) + [0x0A], mode: 0o644)
+        try History.append(site, action: remove ? "perimeter-remove" : "perimeter-add", ["entries": .array(entries.map { .string($0) })])
+        return policy.perimeter
     }
 
     public static func trustRemove(site: Site, keyID prefix: String, lockTimeout: Double = 30) throws -> String {

@@ -5,7 +5,10 @@ import Foundation
 /// ```json
 /// {"threshold": 2,
 ///  "revoked": ["<key id>"],
-///  "keys": {"<key id>": {"expires": "2027-06-01T00:00:00Z", "label": "release-ci"}}}
+///  "keys": {"<key id>": {"expires": "2027-06-01T00:00:00Z", "label": "release-ci"}},
+///  "perimeter": {"hosts": ["kb.internal:443", "*.corp.internal"], "networks": ["10.0.0.0/8"]},
+///  "require_eval": true,
+///  "approvals": {"threshold": 1, "first_activation": false}}
 /// ```
 public struct TrustPolicy: Equatable, Sendable {
     /// Distinct trusted keys whose signatures must verify.
@@ -15,6 +18,14 @@ public struct TrustPolicy: Equatable, Sendable {
     /// Per key: the instant after which its signatures no longer count (seconds since the epoch).
     public var expires: [String: Int64] = [:]
     public var labels: [String: String] = [:]
+    /// The hosts and networks releases may reach; empty allows none.
+    public var perimeter = Perimeter()
+    /// `install` refuses a bundle without a passing eval attestation.
+    public var requireEval = false
+    /// Distinct approver keys whose approval an activation that widens permissions needs.
+    public var approvalThreshold = 1
+    /// Whether the first activation of a name (compared with nothing) needs approval too.
+    public var approveFirstActivation = false
 
     public init() {}
 
@@ -58,6 +69,38 @@ public struct TrustPolicy: Equatable, Sendable {
                         }
                     }
                 }
+            case "perimeter":
+                guard case .object(let o) = value else { throw invalid(path, "\"perimeter\" must be an object with \"hosts\" and \"networks\" lists") }
+                for (k, x) in o {
+                    guard let items = x.arrayValue, let list = Optional(items.compactMap(\.stringValue)), list.count == items.count else {
+                        throw invalid(path, "perimeter.\(k) must be a list of strings")
+                    }
+                    switch k {
+                    case "hosts":
+                        for h in list { if let why = Perimeter.hostRuleProblem(h) { throw invalid(path, "perimeter.hosts has \"\(h)\", which \(why)") } }
+                        p.perimeter.hosts = list
+                    case "networks":
+                        for n in list { if let why = Perimeter.networkProblem(n) { throw invalid(path, "perimeter.networks has \"\(n)\", which \(why)") } }
+                        p.perimeter.networks = list
+                    default: throw invalid(path, "perimeter has unknown field \"\(k)\" (hosts, networks)")
+                    }
+                }
+            case "require_eval":
+                guard case .bool(let b) = value else { throw invalid(path, "\"require_eval\" must be true or false") }
+                p.requireEval = b
+            case "approvals":
+                guard case .object(let o) = value else { throw invalid(path, "\"approvals\" must be an object") }
+                for (k, x) in o {
+                    switch k {
+                    case "threshold":
+                        guard let t = x.unsignedInteger(max: 64), t >= 1 else { throw invalid(path, "approvals.threshold must be an integer from 1 to 64") }
+                        p.approvalThreshold = Int(t)
+                    case "first_activation":
+                        guard case .bool(let b) = x else { throw invalid(path, "approvals.first_activation must be true or false") }
+                        p.approveFirstActivation = b
+                    default: throw invalid(path, "approvals has unknown field \"\(k)\" (threshold, first_activation)")
+                    }
+                }
             default:
                 throw invalid(path, "unknown field \"\(key)\"")
             }
@@ -77,6 +120,9 @@ public struct TrustPolicy: Equatable, Sendable {
             "threshold": .integer(threshold),
             "revoked": .array(revoked.sorted().map { .string($0) }),
             "keys": .object(keys),
+            "perimeter": .object(["hosts": .array(perimeter.hosts.map { .string($0) }), "networks": .array(perimeter.networks.map { .string($0) })]),
+            "require_eval": .bool(requireEval),
+            "approvals": .object(["threshold": .integer(approvalThreshold), "first_activation": .bool(approveFirstActivation)]),
         ])
     }
 }
@@ -87,11 +133,17 @@ public struct TrustStore: Sendable {
     public var directory: String
     public var keys: [String: PublicKey]
     public var policy: TrustPolicy
+    /// The site's approver keys (`approvers/*.pub`): they approve activations that widen a
+    /// release's permissions, and never count as signers of a bundle.
+    public var approvers: [String: PublicKey] = [:]
 
-    public init(keys: [PublicKey], policy: TrustPolicy = TrustPolicy(), directory: String = "(memory)") {
+    public static let approversFolder = "approvers"
+
+    public init(keys: [PublicKey], policy: TrustPolicy = TrustPolicy(), directory: String = "(memory)", approvers: [PublicKey] = []) {
         self.directory = directory
         self.keys = Dictionary(keys.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         self.policy = policy
+        self.approvers = Dictionary(approvers.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
     public static func load(directory: String) throws -> TrustStore {
@@ -117,7 +169,12 @@ public struct TrustStore: Sendable {
         if FileIO.exists(policyPath) {
             policy = try TrustPolicy.parse(FileIO.read(policyPath, limit: 1 << 20, what: "trust policy"), path: policyPath)
         }
-        return TrustStore(keys: keys, policy: policy, directory: directory)
+        var approvers: [PublicKey] = []
+        let approverDir = directory + "/" + approversFolder
+        if let names = try? FileManager.default.contentsOfDirectory(atPath: approverDir) {
+            for name in names.sorted() where name.hasSuffix(".pub") { approvers.append(try PublicKey.load(path: approverDir + "/" + name)) }
+        }
+        return TrustStore(keys: keys, policy: policy, directory: directory, approvers: approvers)
     }
 
     /// Why a trusted key's signatures do not count at `now`, or nil when they do.

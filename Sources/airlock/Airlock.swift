@@ -15,7 +15,7 @@ struct Airlock: ParsableCommand {
         subcommands: [
             KeyCommand.self, PackCommand.self, SignCommand.self, VerifyCommand.self, InspectCommand.self, DiffCommand.self,
             InstallCommand.self, ActivateCommand.self, RollbackCommand.self, StatusCommand.self, HistoryCommand.self,
-            PinCommand.self, UnpinCommand.self, RemoveCommand.self, GCCommand.self, AuditCommand.self, TrustCommand.self,
+            PinCommand.self, UnpinCommand.self, RemoveCommand.self, GCCommand.self, AuditCommand.self, TrustCommand.self, ApproveCommand.self, EvidenceCommand.self, SBOMCommand.self,
         ]
     )
 }

@@ -17,8 +17,11 @@ struct DiffCommand: ParsableCommand {
 
     func run() throws {
         let d = ReleaseDiff(try BundleSummary.read(path: a), try BundleSummary.read(path: b))
+        let permissions = try PermissionDiff(d.a, d.b)
         if output.json {
-            Output.json(d.json)
+            guard case .object(var o) = d.json else { return }
+            o["permissions"] = permissions.json
+            Output.json(.object(o))
             return
         }
         let ma = d.a.manifest, mb = d.b.manifest
@@ -34,6 +37,15 @@ struct DiffCommand: ParsableCommand {
         for c in d.components where c.status != "unchanged" {
             let x = c.before.map(Output.short) ?? "-", y = c.after.map(Output.short) ?? "-"
             Output.say("  \(Output.pad(c.name, 8)) \(c.status): \(x) -> \(y)")
+        }
+        if let unknown = permissions.unknown {
+            Output.say("permissions: unknown (\(unknown))")
+        } else if permissions.widened.isEmpty && permissions.narrowed.isEmpty {
+            Output.say("permissions: unchanged")
+        } else {
+            Output.say("permissions (an activation that widens them needs a site approval):")
+            for w in permissions.widened { Output.say("  + \(w)") }
+            for n in permissions.narrowed { Output.say("  - \(n)") }
         }
         if d.added.isEmpty && d.removed.isEmpty && d.changed.isEmpty { return }
         Output.say("files:")

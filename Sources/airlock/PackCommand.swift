@@ -61,8 +61,10 @@ struct PackCommand: ParsableCommand {
             }
             options.sourceDateEpoch = v
         }
+        options.evalProgress = { Output.stderr($0) }
         let r = try Packer.pack(directory: releaseDir, options: options, progress: ProgressReporter.forTerminal(label: "packing"))
         let m = r.manifest
+        let eval = try m.attestations?["eval"].map { try EvalAttestation(json: $0, source: "the eval attestation") }
         if output.json {
             Output.json(.object([
                 "bundle_id": .string(r.bundleID.prefixed), "bundle": .string(r.path), "name": .string(m.name),
@@ -70,12 +72,16 @@ struct PackCommand: ParsableCommand {
                 "bytes": .integer(m.totalBytes), "bundle_bytes": .integer(r.bundleBytes),
                 "signers": .array(options.keys.map { .string($0.id) }), "compression": .string(compression.rawValue),
                 "delta": r.delta.map { .object(["base": .string($0.base.prefixed), "omitted_files": .integer($0.omitted.count)]) } ?? .null,
+                "eval": eval.map(\.json) ?? .null,
             ]))
             return
         }
         print("packed \(m.name) \(m.version) (sequence \(m.sequence)): \(m.files.count) files, \(ByteCount.format(m.totalBytes)), signed by \(options.keys.count) key\(options.keys.count == 1 ? "" : "s")")
         print("  bundle id  \(r.bundleID.prefixed)")
         print("  bundle     \(r.path) (\(ByteCount.format(r.bundleBytes)), \(compression.rawValue))")
+        if let e = eval {
+            print("  eval       score \(EvalAttestation.decimal(e.score)) >= threshold \(EvalAttestation.decimal(e.threshold)) (lowest of \(e.runs) run\(e.runs == 1 ? "" : "s"); \(e.passed)/\(e.total) cases passed), suite \(e.suite.prefixed.prefix(19))...")
+        }
         if let d = r.delta {
             print("  delta of   \(d.base.prefixed): carries \(m.files.count - d.omitted.count) files, omits \(d.omitted.count) the base has")
         }

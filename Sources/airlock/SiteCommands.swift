@@ -42,12 +42,21 @@ struct InstallCommand: ParsableCommand {
     @Option(name: .long, help: "Seconds the health check may take (default 30).")
     var checkTimeout: Double = 30
 
+    @Option(name: .long, help: ArgumentHelp("Allow the release to reach this endpoint outside the site's perimeter (repeatable; recorded in the history).", valueName: "host:port"))
+    var allowEgress: [String] = []
+
     @OptionGroup var siteOptions: SiteOptions
     @OptionGroup var output: JSONOption
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
         var o = InstallOptions()
+        o.allowEgress = try allowEgress.map { s in
+            guard let e = Endpoint.parse(s) else {
+                throw AirlockError(.usage, "endpoint-invalid", "--allow-egress \(s) is not host:port (a lowercase DNS name, IPv4 or [IPv6], and a port 1-65535)")
+            }
+            return e
+        }
         o.activate = activate
         o.detached = try signature.map { try DetachedSignature.load(path: $0) }
         o.allowDowngrade = allowDowngrade
@@ -60,9 +69,11 @@ struct InstallCommand: ParsableCommand {
                 "name": .string(r.name), "release": .string(r.release), "bundle_id": .string(r.bundleID.prefixed),
                 "already_installed": .bool(r.alreadyInstalled), "activated": .bool(r.activated), "files": .integer(r.files),
                 "files_shared": .integer(r.filesShared), "bytes_written": .integer(r.bytesWritten),
+                "allowances": .array(r.allowances.map { .object(["who": .string($0.who), "endpoint": .string($0.endpoint.description)]) }),
             ]))
             return
         }
+        for a in r.allowances { Output.say("allowed by --allow-egress: \(a.who) reaches \(a.endpoint), outside the perimeter (recorded)") }
         if r.alreadyInstalled && repair {
             Output.say("repaired \(r.name) \(r.release) (\(r.bundleID.prefixed)) from its bundle: \(r.files) files verified and restored")
         } else if r.alreadyInstalled {
@@ -274,16 +285,47 @@ struct AuditCommand: ParsableCommand {
 
 struct TrustCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "trust", abstract: "Manage the site's trust store.", subcommands: [Add.self, List.self, Remove.self])
+        commandName: "trust", abstract: "Manage the site's trust store.", subcommands: [Add.self, List.self, Remove.self, Allow.self, Disallow.self])
+
+    struct Allow: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Add hosts or networks to the site's perimeter (what releases may reach).",
+            discussion: "ENTRY is host[:port] (kb.internal:443), *.suffix[:port] (*.corp.internal) or a CIDR block (10.0.0.0/8). An empty perimeter, the default, allows nothing.")
+        @Argument(help: "host[:port], *.suffix[:port] or CIDR.") var entries: [String]
+        @OptionGroup var siteOptions: SiteOptions
+        @OptionGroup var global: GlobalOptions
+        func run() throws {
+            let p = try SiteAdmin.perimeter(site: siteOptions.site, entries: entries, lockTimeout: siteOptions.lockTimeout)
+            Output.say("perimeter: \((p.hosts + p.networks).joined(separator: ", "))")
+        }
+    }
+
+    struct Disallow: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove hosts or networks from the site's perimeter.")
+        @Argument(help: "Entries as they were added.") var entries: [String]
+        @OptionGroup var siteOptions: SiteOptions
+        @OptionGroup var global: GlobalOptions
+        func run() throws {
+            let p = try SiteAdmin.perimeter(site: siteOptions.site, entries: entries, remove: true, lockTimeout: siteOptions.lockTimeout)
+            let all = p.hosts + p.networks
+            Output.say("perimeter: \(all.isEmpty ? "empty (no release may reach any endpoint)" : all.joined(separator: ", "))")
+        }
+    }
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Trust a public key (stored as <keyid>.pub).")
         @Argument var key: String
+        @Flag(name: .long, help: "Add a site approver key (approves activations that widen permissions) rather than a signer.")
+        var approver = false
         @OptionGroup var siteOptions: SiteOptions
         @OptionGroup var global: GlobalOptions
         func run() throws {
-            let k = try SiteAdmin.trustAdd(site: siteOptions.site, keyFile: key, lockTimeout: siteOptions.lockTimeout)
-            Output.say("trusted \(k.id) (\(k.algorithm.rawValue)); check it against the id the vendor published")
+            let k = try SiteAdmin.trustAdd(site: siteOptions.site, keyFile: key, approver: approver, lockTimeout: siteOptions.lockTimeout)
+            if approver {
+                Output.say("added approver \(k.id) (\(k.algorithm.rawValue))")
+            } else {
+                Output.say("trusted \(k.id) (\(k.algorithm.rawValue)); check it against the id the vendor published")
+            }
         }
     }
 
@@ -297,6 +339,7 @@ struct TrustCommand: ParsableCommand {
             if output.json {
                 Output.json(.object([
                     "keys": .array(store.keys.values.sorted { $0.id < $1.id }.map { .object(["key_id": .string($0.id), "algorithm": .string($0.algorithm.rawValue)]) }),
+                    "approvers": .array(store.approvers.values.sorted { $0.id < $1.id }.map { .object(["key_id": .string($0.id), "algorithm": .string($0.algorithm.rawValue)]) }),
                     "policy": store.policy.json,
                 ]))
                 return
@@ -308,7 +351,12 @@ struct TrustCommand: ParsableCommand {
                 if let e = store.policy.expires[k.id] { notes.append("expires \(Timestamp.format(e))") }
                 Output.say("\(k.id)  \(notes.joined(separator: ", "))")
             }
-            Output.say("threshold: \(store.policy.threshold)")
+            for k in store.approvers.values.sorted(by: { $0.id < $1.id }) { Output.say("\(k.id)  \(k.algorithm.rawValue), approver") }
+            let p = store.policy
+            Output.say("threshold: \(p.threshold)")
+            let perimeter = p.perimeter.hosts + p.perimeter.networks
+            Output.say("perimeter: \(perimeter.isEmpty ? "empty (no release may reach any endpoint)" : perimeter.joined(separator: ", "))")
+            Output.say("require eval: \(p.requireEval ? "yes" : "no"); approvals for widening activations: \(p.approvalThreshold)\(p.approveFirstActivation ? ", first activations too" : "")")
         }
     }
 
@@ -320,6 +368,66 @@ struct TrustCommand: ParsableCommand {
         func run() throws {
             let id = try SiteAdmin.trustRemove(site: siteOptions.site, keyID: keyID, lockTimeout: siteOptions.lockTimeout)
             Output.say("removed \(id) from the trust store")
+        }
+    }
+}
+
+struct ApproveCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "approve",
+        abstract: "Approve a release whose permissions widen, with a site approver key.",
+        discussion: """
+            TARGET is a bundle file (verified in full against the site's trust store first), or NAME RELEASE \
+            for an installed release. The approval is a signature over the bundle id; `activate` needs it when \
+            the release grants more than the current one. What widens is shown before it is signed (docs/site.md).
+            """)
+
+    @Argument(help: "A bundle file, or the NAME of an installed release.")
+    var target: String
+
+    @Argument(help: "With NAME: the release (folder, version or bundle id prefix).")
+    var release: String?
+
+    @Option(name: .long, help: "The approver's private key.")
+    var key: String
+
+    @OptionGroup var siteOptions: SiteOptions
+    @OptionGroup var output: JSONOption
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let site = siteOptions.site
+        let trust = try TrustStore.load(directory: site.trustDirectory)
+        let privateKey = try PrivateKey.load(path: key)
+        let bundleID: SHA256Digest, name: String, label: String
+        let widens: [String]
+        if let release {
+            let dir = try Activation.resolve(site: site, name: target, release)
+            (bundleID, widens) = try Approvals.describeInstalled(site: site, name: target, release: dir)
+            name = target
+            label = "\(target) \(dir)"
+        } else {
+            let report = Verifier.verify(bundle: target, trust: trust)
+            if let e = report.error { throw e }
+            let summary = try BundleSummary.read(path: target)
+            bundleID = summary.bundleID
+            name = summary.manifest.name
+            label = "\(name) \(summary.manifest.version)"
+            widens = try Approvals.describeBundle(site: site, summary: summary)
+        }
+        let id = try Approvals.approve(site: site, bundleID: bundleID, name: name, key: privateKey, trust: trust, lockTimeout: siteOptions.lockTimeout)
+        if output.json {
+            Output.json(.object([
+                "name": .string(name), "bundle_id": .string(bundleID.prefixed), "approver": .string(id), "widens": .array(widens.map { .string($0) }),
+            ]))
+            return
+        }
+        Output.say("approved \(label) (\(bundleID.prefixed)) with approver key \(id.prefix(16))...")
+        if widens.isEmpty {
+            Output.say("  it grants nothing beyond the current release of \(name)")
+        } else {
+            Output.say("  beyond the current release of \(name), it grants:")
+            for w in widens { Output.say("  + \(w)") }
         }
     }
 }

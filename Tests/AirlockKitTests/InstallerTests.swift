@@ -197,6 +197,63 @@ extension Release {
         #expect(try t.history().count == lines + 1, "\(row.name): one history line")
     }
 
+    /// Governance inputs of a bundle signed by a trusted key (a compromised pipeline): each is
+    /// refused with its code, and the site is left exactly as it was but for one history line.
+    @Test(arguments: [
+        ("tool manifest a correct packer refuses", "tools-invalid", #"{"perimeter": {"hosts": ["*.internal"]}}"#),
+        ("a tool reaching outside the perimeter", "egress-outside-perimeter", #"{"perimeter": {"hosts": ["kb.internal:443"]}}"#),
+        ("a model endpoint that does not parse", "model-endpoint-invalid", #"{"perimeter": {"hosts": ["*.internal"]}}"#),
+        ("a remote model outside the perimeter", "egress-outside-perimeter", #"{"perimeter": {"hosts": ["kb.internal"]}}"#),
+        ("no eval where the policy requires one", "eval-missing", #"{"require_eval": true}"#),
+        ("an eval attestation below its threshold", "eval-failed", #"{"require_eval": true}"#),
+        ("an eval attestation with an unknown field", "eval-attestation-invalid", #"{"require_eval": true}"#),
+    ])
+    func hostileGovernanceInputsChangeNothing(_ what: String, _ code: String, _ policy: String) throws {
+        let t = try TestSite(policy: policy)
+        let eval: (String, String) -> JSONValue = { score, extra in
+            try! JSONParser.parse(Array(#"{"suite": "sha256:\#(String(repeating: "a", count: 64))", "command": "x", "score": \#(score), "threshold": 0.9, "cases": {"passed": 1, "total": 2}, "runs": 1\#(extra)}"#.utf8))
+        }
+        var v0 = v1.with(version: "2.2.0", sequence: 6)
+        v0.attestations = ["eval": eval("0.95", "")]
+        try t.install(releaseBundle(v0), activate: true)
+        var r = v1
+        switch code {
+        case "tools-invalid":
+            r.files[5].data = Array(#"{"tools": [{"name": "x", "description": "d", "permissions": {"network": ["kb.internal:0"]}}]}"#.utf8)
+        case "egress-outside-perimeter" where what.contains("tool"):
+            r.files[5].data = Array(#"{"tools": [{"name": "x", "description": "d", "permissions": {"network": ["kb.internal:443", "evil.example:443"]}}]}"#.utf8)
+        case "model-endpoint-invalid":
+            r.modelMetadata["endpoint"] = "ftp://user@llm.internal/"
+        case "egress-outside-perimeter":
+            r.modelMetadata["endpoint"] = "https://llm.vendor.example/v1"
+        case "eval-failed":
+            r.attestations = ["eval": eval("0.5", "")]
+        case "eval-attestation-invalid":
+            r.attestations = ["eval": eval("0.95", #", "trusted": true"#)]
+        default:
+            break
+        }
+        let before = t.snapshot()
+        let lines = try t.history().count
+        #expect { try t.install(releaseBundle(r), activate: true) } throws: { ($0 as? AirlockError)?.code == code }
+        #expect(t.snapshot() == before, "\(what) changed the site")
+        #expect(t.sentinelIntact && t.stagingIsEmpty)
+        #expect(try t.history().count == lines + 1)
+        #expect(try t.history().last?.fields["reason"]?.stringValue == code)
+    }
+
+    /// What passes: a valid attestation under `require_eval`, endpoints inside the perimeter by
+    /// name, wildcard and network.
+    @Test func governanceInputsInsideThePolicyInstall() throws {
+        let t = try TestSite(policy: #"{"require_eval": true, "perimeter": {"hosts": ["*.corp.internal", "kb.internal:443"], "networks": ["10.0.0.0/8"]}}"#)
+        var r = v1
+        r.files[5].data = Array(#"{"tools": [{"name": "x", "description": "d", "permissions": {"network": ["kb.internal:443", "a.b.corp.internal:80", "10.2.3.4:5432"]}}]}"#.utf8)
+        r.modelMetadata["endpoint"] = "grpcs://llm.corp.internal/v1"
+        r.attestations = ["eval": try JSONParser.parse(Array(#"{"suite": "sha256:\#(String(repeating: "a", count: 64))", "command": "x", "score": 0.9, "threshold": 0.9, "cases": {"passed": 9, "total": 10}, "runs": 3}"#.utf8))]
+        let result = try t.install(releaseBundle(r), activate: true)
+        #expect(result.activated && result.allowances.isEmpty)
+    }
+
     @Test func removeAndGCKeepWhatMustStay() throws {
         let t = try TestSite()
         var dirs: [String] = []

@@ -22,7 +22,17 @@ final class SiteWorkspace: @unchecked Sendable {
             #expect(try w.pack("v\(n).airlock").status == 0)
         }
         #expect(try airlock(["trust", "add", w.file("vendor.pub")]).status == 0)
+        #expect(try airlock(["trust", "allow"] + Self.perimeter).status == 0)
     }
+
+    /// Replaces the site's trust policy.
+    func policy(_ json: String) throws {
+        try Data(json.utf8).write(to: URL(fileURLWithPath: root + "/.trust/policy.json"))
+    }
+
+    /// The endpoints the example agent's tools reach: the test site's perimeter.
+    static let perimeter = ["kb.internal:443", "tickets.internal:443", "orders.internal:8443"]
+    static var allowLine: String { "trust allow " + perimeter.joined(separator: " ") }
 
     @discardableResult
     func airlock(_ args: [String], fault: String? = nil) throws -> CLI.Result {
@@ -115,6 +125,7 @@ final class SiteWorkspace: @unchecked Sendable {
             unshare -m bash -c '
               mount -t tmpfs -o size=3m tmpfs "\(s.root)" || exit 99
               "\(CLI.binary)" trust add "\(s.w.file("vendor.pub"))" --root "\(s.root)" >/dev/null
+              "\(CLI.binary)" \(SiteWorkspace.allowLine) --root "\(s.root)" >/dev/null
               "\(CLI.binary)" install "\(s.v1)" --root "\(s.root)" --activate; echo "rc=$?"
               echo "staging=$(ls -A "\(s.root)/.staging" | wc -l) objects=$(find "\(s.root)/.objects" -type f | wc -l) releases=$(ls -A "\(s.root)/example-agent/releases" 2>/dev/null | wc -l)"
               test -e "\(s.root)/example-agent/current" && echo current=yes || echo current=no
@@ -141,6 +152,7 @@ final class SiteWorkspace: @unchecked Sendable {
             unshare -m bash -c '
               mount -t tmpfs -o size=64m tmpfs "\(s.root)" || exit 99
               "\(CLI.binary)" trust add "\(s.w.file("vendor.pub"))" --root "\(s.root)" >/dev/null
+              "\(CLI.binary)" \(SiteWorkspace.allowLine) --root "\(s.root)" >/dev/null
               "\(CLI.binary)" install "\(s.v1)" --root "\(s.root)" --activate >/dev/null
               mount -o remount,ro "\(s.root)"
               "\(CLI.binary)" install "\(s.v2)" --root "\(s.root)" --activate; echo "rc=$?"
@@ -285,7 +297,7 @@ final class SiteWorkspace: @unchecked Sendable {
         #expect((names[0]["rollback_target"] as? String)?.hasPrefix("1.0.0-") == true)
         #expect((names[0]["releases"] as? [[String: Any]])?.count == 2)
         let h = try JSONSerialization.jsonObject(with: Data(try s.airlock(["history", "--json"]).stdout.utf8)) as! [[String: Any]]
-        #expect(h.map { $0["action"] as! String } == ["trust-add", "install", "activate", "install", "activate"])
+        #expect(h.map { $0["action"] as! String } == ["trust-add", "perimeter-add", "install", "activate", "install", "activate"])
         // A health check given at activation that fails switches back, exit 8.
         let bad = try s.airlock(["rollback", "example-agent"])
         #expect(bad.status == 0)

@@ -117,6 +117,24 @@ enum FileIO {
 }
 
 extension FileIO {
+    /// SHA-256 of a file's content, streamed (regular files only, no symlink followed).
+    static func sha256(of path: String) throws -> SHA256Digest {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { throw openFailure(path, what: "file", errno: errno) }
+        defer { close(fd) }
+        let h = SHA256Hasher()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw AirlockError.io("read-failed", "cannot read \(path)", errno: errno) }
+            if n == 0 { break }
+            h.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+        }
+        return h.finish()
+    }
+
     static func isDirectory(_ path: String) -> Bool {
         var st = stat()
         return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR

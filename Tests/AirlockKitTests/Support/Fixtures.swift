@@ -39,6 +39,8 @@ struct Release {
     var sequence: UInt64 = 7
     var expires: String?
     var files: [File] = Release.standardFiles
+    var modelMetadata = ["name": "qwen2.5-7b-instruct", "snapshot": "2026-10-01"]
+    var attestations: [String: JSONValue]?
 
     static let standardFiles: [File] = [
         File(path: "code/agent.py", data: Array("#!/usr/bin/env python3\nprint('hello')\n".utf8), executable: true),
@@ -58,7 +60,7 @@ struct Release {
     var manifest: Manifest {
         Manifest(
             name: name, version: version, sequence: sequence, created: "2026-11-26T00:00:00Z", expires: expires,
-            componentMetadata: ["model": ["name": "qwen2.5-7b-instruct", "snapshot": "2026-10-01"]], files: manifestFiles)
+            componentMetadata: ["model": modelMetadata], files: manifestFiles, attestations: attestations)
     }
 
     /// The entries of a well-formed bundle of this release with `manifest` signed by `signers`.

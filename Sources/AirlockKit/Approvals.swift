@@ -1,0 +1,130 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// Site approvals: a site approver key's signature over a bundle id, which lets an activation
+/// that widens a release's permissions go ahead (docs/site.md, "Permissions and approvals").
+///
+/// An approval signs the bytes `airlock-approval/v1\n<bundle id>\n` (the id as `sha256:<hex>`):
+/// never the manifest, so an approval can not pass for a vendor's signature or the other way
+/// round. Approvals live in `<root>/.approvals/<bundle hex>/<approver key id>.sig`, keyed by
+/// bundle id, so a bundle can be approved before or after it is installed.
+public enum Approvals {
+    public static let folder = ".approvals"
+
+    public static func message(_ bundleID: SHA256Digest) -> [UInt8] {
+        Array("airlock-approval/v1\n\(bundleID.prefixed)\n".utf8)
+    }
+
+    static func directory(_ site: Site, _ bundleID: SHA256Digest) -> String {
+        site.path(folder, bundleID.hex)
+    }
+
+    /// The approver key ids whose approvals of `bundleID` verify now (trusted approver keys,
+    /// not revoked, not expired in the trust policy).
+    public static func verified(site: Site, bundleID: SHA256Digest, trust: TrustStore, now: Int64 = Timestamp.now()) -> [String] {
+        let dir = directory(site, bundleID)
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        var out: [String] = []
+        for n in names.sorted() where n.hasSuffix(BundleLayout.signatureSuffix) {
+            let id = String(n.dropLast(BundleLayout.signatureSuffix.count))
+            guard let key = trust.approvers[id], trust.unusableReason(id, now: now) == nil,
+                let sig = try? FileIO.read(dir + "/" + n, limit: BundleLayout.maxSignatureBytes, what: "approval"),
+                key.verify(signature: sig, over: message(bundleID))
+            else { continue }
+            out.append(id)
+        }
+        return out
+    }
+
+    /// Signs and records an approval of `bundleID` with an approver's private key. The key must
+    /// be one of the site's approvers. Returns the approver's key id.
+    public static func approve(site: Site, bundleID: SHA256Digest, name: String?, key: PrivateKey, trust: TrustStore, lockTimeout: Double = 30) throws -> String {
+        guard trust.approvers[key.id] != nil else {
+            throw AirlockError(
+                .key, "approver-unknown",
+                "key \(key.id.prefix(16))... is not one of the site's approvers; add its public key to \(trust.directory)/\(TrustStore.approversFolder)/ (airlock trust add --approver KEY.pub)")
+        }
+        if let reason = trust.unusableReason(key.id, now: Timestamp.now()) {
+            throw AirlockError(.key, "approver-unusable", "approver key \(key.id.prefix(16))... is \(reason.rawValue) in the trust policy")
+        }
+        let lock = try SiteLock(site: site, command: "approve", timeout: lockTimeout)
+        defer { withExtendedLifetime(lock) {} }
+        let sig = try key.sign(message(bundleID))
+        for d in [site.path(folder), directory(site, bundleID)] where mkdir(d, 0o755) != 0 && errno != EEXIST {
+            throw AirlockError.io(errno == ENOSPC ? "disk-full" : "write-failed", "cannot create \(d)", errno: errno)
+        }
+        try FileIO.writeAtomically(directory(site, bundleID) + "/" + key.id + BundleLayout.signatureSuffix, sig, mode: 0o444)
+        try History.append(site, action: "approve", name: name, ["bundle_id": .string(bundleID.prefixed), "approver": .string(key.id)])
+        return key.id
+    }
+
+    /// Checks an activation: when `release` grants more than `current` (or than nothing, for a
+    /// first activation the policy wants approved), the bundle needs `approvals.threshold`
+    /// verified approvals. Returns what widened and who approved it (both empty when nothing
+    /// widened).
+    static func checkActivation(site: Site, name: String, release: String, current: String?, state: NameState) throws -> (escalations: [String], approvers: [String]) {
+        // A damaged policy fails the switch rather than fall back to the defaults.
+        let trust = FileIO.isDirectory(site.trustDirectory) ? try TrustStore.load(directory: site.trustDirectory) : nil
+        let policy = trust?.policy ?? TrustPolicy()
+        let new = try grants(site: site, name: name, release: release, state: state)
+        let escalations: [String]
+        if let current, current != release {
+            escalations = Grants.escalations(from: try grants(site: site, name: name, release: current, state: state), to: new)
+        } else if current == nil && policy.approveFirstActivation {
+            escalations = Grants.escalations(from: Grants(), to: new)
+        } else {
+            escalations = []
+        }
+        if escalations.isEmpty { return ([], []) }
+        let bundleID = try SHA256Digest.of(
+            FileIO.read(site.releaseDirectory(name, release) + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "manifest"))
+        let approvers = trust.map { verified(site: site, bundleID: bundleID, trust: $0) } ?? []
+        guard approvers.count >= policy.approvalThreshold else {
+            throw AirlockError(
+                .policy, "approval-required",
+                "activating \(name) \(release) widens its permissions over \(current ?? "nothing (first activation)"): \(escalations.joined(separator: "; ")). It needs \(policy.approvalThreshold) site approval(s) and has \(approvers.count): an approver runs `airlock approve \(name) \(release) --key APPROVER.key`, then activate again")
+        }
+        return (escalations, approvers)
+    }
+
+    /// A release's grants: its tool manifest and the model endpoint recorded at install.
+    static func grants(site: Site, name: String, release: String, state: NameState) throws -> Grants {
+        let dir = site.releaseDirectory(name, release)
+        var g = Grants()
+        let tools = dir + "/" + SiteLayout.releasePayload + "/" + ToolManifest.path
+        if FileIO.exists(tools) {
+            for t in try ToolManifest.parse(FileIO.read(tools, limit: ToolManifest.maxBytes, what: "tool manifest"), source: tools, hostile: true).tools {
+                g.tools[t.name] = t.permissions
+            }
+        }
+        if state.installedAt[release] != nil {
+            g.modelEndpoint = try Grants.modelEndpoint(state.modelEndpoint[release])
+        } else {
+            let m = try Manifest.parse(FileIO.read(dir + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "manifest"))
+            g.modelEndpoint = try Grants.modelEndpoint(m.components["model"]?.metadata["endpoint"])
+        }
+        return g
+    }
+
+    /// What an installed release grants beyond the current one of its name (empty current:
+    /// beyond nothing), with its bundle id.
+    public static func describeInstalled(site: Site, name: String, release: String) throws -> (SHA256Digest, [String]) {
+        let state = try NameState.load(site, name)
+        let bundleID = try SHA256Digest.of(
+            FileIO.read(site.releaseDirectory(name, release) + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "manifest"))
+        let new = try grants(site: site, name: name, release: release, state: state)
+        let old = try site.current(name).map { try grants(site: site, name: name, release: $0, state: state) } ?? Grants()
+        return (bundleID, Grants.escalations(from: old, to: new))
+    }
+
+    /// What a bundle grants beyond the current release of its name on the site.
+    public static func describeBundle(site: Site, summary: BundleSummary) throws -> [String] {
+        let name = summary.manifest.name
+        guard let new = try summary.grants() else { return ["(unknown: the delta bundle omits tools/tools.json)"] }
+        let state = try NameState.load(site, name)
+        let old = try site.current(name).map { try grants(site: site, name: name, release: $0, state: state) } ?? Grants()
+        return Grants.escalations(from: old, to: new)
+    }
+}

@@ -1,0 +1,177 @@
+import Foundation
+
+/// The report an auditor files for one release name (`airlock evidence NAME`): what is installed
+/// and current, who signed each release, its eval result, approvals and egress allowances, and
+/// whether the site's history chain verifies.
+public struct EvidenceReport: Sendable {
+    public struct Release: Sendable {
+        public var directory: String
+        public var bundleID: SHA256Digest
+        public var version: String
+        public var sequence: UInt64
+        public var installedAt: String?
+        public var current: Bool
+        public var pinned: Bool
+        /// Each signature kept with the release, checked against today's trust store.
+        public var signers: [(keyID: String, status: String)]
+        public var eval: EvalAttestation?
+        /// Approver key ids whose approval of the bundle id verifies.
+        public var approvals: [String]
+        /// Endpoints outside the perimeter the admin allowed at install.
+        public var allowances: [(who: String, endpoint: String, at: String)]
+        /// Activations recorded with the permissions they widened.
+        public var widenings: [(at: String, widens: [String], approvedBy: [String])]
+    }
+
+    public var name: String
+    public var current: String?
+    public var releases: [Release]
+    /// Nil when the history chain verifies, else where and why it breaks.
+    public var historyProblem: (line: Int, reason: String)?
+    public var historyEntries: Int
+    public var generatedAt: String
+
+    public static func build(site: Site, name: String) throws -> EvidenceReport {
+        try site.requireInstalled(name)
+        let trust = try? TrustStore.load(directory: site.trustDirectory)
+        let now = Timestamp.now()
+        let state = try NameState.load(site, name).reconciled(installed: site.releases(name), current: site.current(name))
+        let history = (try? History.read(site)) ?? []
+        let current = site.current(name)
+        var releases: [Release] = []
+        for dir in site.releases(name) {
+            let rdir = site.releaseDirectory(name, dir)
+            let bytes = try FileIO.read(rdir + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "manifest")
+            let m = try Manifest.parse(bytes)
+            let id = SHA256Digest.of(bytes)
+            var signers: [(String, String)] = []
+            let sigDir = rdir + "/" + SiteLayout.releaseSignatures
+            for n in ((try? FileManager.default.contentsOfDirectory(atPath: sigDir)) ?? []).sorted() where n.hasSuffix(BundleLayout.signatureSuffix) {
+                let keyID = String(n.dropLast(BundleLayout.signatureSuffix.count))
+                let sig = (try? FileIO.read(sigDir + "/" + n, limit: BundleLayout.maxSignatureBytes, what: "signature")) ?? []
+                var status = SignerStatus.untrusted
+                if let trust, let key = trust.keys[keyID] {
+                    status = trust.unusableReason(keyID, now: now) ?? (key.verify(signature: sig, over: bytes) ? .verified : .invalid)
+                }
+                signers.append((keyID, status.rawValue))
+            }
+            let eval = try m.attestations?["eval"].map { try EvalAttestation(json: $0, source: "\(dir): attestations.eval") }
+            let approvals = trust.map { Approvals.verified(site: site, bundleID: id, trust: $0, now: now) } ?? []
+            var allowances: [(String, String, String)] = []
+            var widenings: [(String, [String], [String])] = []
+            for e in history where e.name == name && e.fields["release"]?.stringValue == dir {
+                if e.action == "allowance" {
+                    allowances.append((e.fields["who"]?.stringValue ?? "?", e.fields["endpoint"]?.stringValue ?? "?", e.at))
+                } else if e.action == "activate", let w = e.fields["widens"]?.arrayValue {
+                    widenings.append((e.at, w.compactMap(\.stringValue), e.fields["approved_by"]?.arrayValue?.compactMap(\.stringValue) ?? []))
+                }
+            }
+            releases.append(Release(
+                directory: dir, bundleID: id, version: m.version, sequence: m.sequence, installedAt: state.installedAt[dir], current: dir == current,
+                pinned: state.pinned.contains(dir), signers: signers, eval: eval, approvals: approvals, allowances: allowances, widenings: widenings))
+        }
+        releases.sort { $0.sequence < $1.sequence }
+        let problem = try History.verify(site)
+        return EvidenceReport(
+            name: name, current: current, releases: releases, historyProblem: problem, historyEntries: history.count, generatedAt: Timestamp.format(now))
+    }
+
+    public var json: JSONValue {
+        .object([
+            "name": .string(name),
+            "generated_at": .string(generatedAt),
+            "current": current.map { .string($0) } ?? .null,
+            "history": .object([
+                "entries": .integer(historyEntries), "chain_verified": .bool(historyProblem == nil),
+                "problem": historyProblem.map { .object(["line": .integer($0.line), "reason": .string($0.reason)]) } ?? .null,
+            ]),
+            "releases": .array(releases.map { r in
+                .object([
+                    "release": .string(r.directory), "bundle_id": .string(r.bundleID.prefixed), "version": .string(r.version),
+                    "sequence": .integer(r.sequence), "installed_at": r.installedAt.map { .string($0) } ?? .null,
+                    "current": .bool(r.current), "pinned": .bool(r.pinned),
+                    "signers": .array(r.signers.map { .object(["key_id": .string($0.keyID), "status": .string($0.status)]) }),
+                    "eval": r.eval.map(\.json) ?? .null,
+                    "approvals": .array(r.approvals.map { .string($0) }),
+                    "allowances": .array(r.allowances.map { .object(["who": .string($0.who), "endpoint": .string($0.endpoint), "at": .string($0.at)]) }),
+                    "widened_at_activation": .array(r.widenings.map {
+                        .object(["at": .string($0.at), "widens": .array($0.widens.map { .string($0) }), "approved_by": .array($0.approvedBy.map { .string($0) })])
+                    }),
+                ])
+            }),
+        ])
+    }
+}
+
+/// A CycloneDX 1.5 description of a release (`airlock sbom BUNDLE`): the release as the
+/// metadata component, each file a `file` component with its SHA-256, the model a
+/// `machine-learning-model` component with its name and snapshot.
+public enum SBOM {
+    public static func cycloneDX(_ s: BundleSummary) -> JSONValue {
+        let m = s.manifest
+        var components: [JSONValue] = []
+        if let model = m.components["model"] {
+            var props: [JSONValue] = [
+                .object(["name": .string("airlock:component-digest"), "value": .string(model.digest.prefixed)])
+            ]
+            if let e = model.metadata["endpoint"] { props.append(.object(["name": .string("airlock:endpoint"), "value": .string(e)])) }
+            var o: [String: JSONValue] = [
+                "type": .string("machine-learning-model"),
+                "bom-ref": .string("model"),
+                "name": .string(model.metadata["name"] ?? "model"),
+                "properties": .array(props),
+            ]
+            if let snap = model.metadata["snapshot"] { o["version"] = .string(snap) }
+            components.append(.object(o))
+        }
+        for f in m.files {
+            components.append(.object([
+                "type": .string("file"),
+                "bom-ref": .string("file:" + f.path),
+                "name": .string(f.path),
+                "hashes": .array([.object(["alg": .string("SHA-256"), "content": .string(f.sha256.hex)])]),
+                "properties": .array([
+                    .object(["name": .string("airlock:size"), "value": .string(String(f.size))]),
+                    .object(["name": .string("airlock:mode"), "value": .string(f.modeString)]),
+                ]),
+            ]))
+        }
+        var metaProps: [JSONValue] = [
+            .object(["name": .string("airlock:bundle-id"), "value": .string(s.bundleID.prefixed)]),
+            .object(["name": .string("airlock:sequence"), "value": .string(String(m.sequence))]),
+        ]
+        for (name, c) in m.components.sorted(by: { $0.key < $1.key }) {
+            metaProps.append(.object(["name": .string("airlock:component:\(name)"), "value": .string(c.digest.prefixed)]))
+        }
+        if let e = m.attestations?["eval"], let a = try? EvalAttestation(json: e, source: "eval") {
+            metaProps.append(.object(["name": .string("airlock:eval-score"), "value": .string(EvalAttestation.decimal(a.score))]))
+            metaProps.append(.object(["name": .string("airlock:eval-threshold"), "value": .string(EvalAttestation.decimal(a.threshold))]))
+            metaProps.append(.object(["name": .string("airlock:eval-suite"), "value": .string(a.suite.prefixed)]))
+        }
+        // The serial number is derived from the bundle id, so the same bundle always gives the
+        // same document.
+        let h = s.bundleID.hex
+        let uuid = "\(h.prefix(8))-\(h.dropFirst(8).prefix(4))-5\(h.dropFirst(13).prefix(3))-\(["8", "9", "a", "b"][Int(String(h.dropFirst(16).prefix(1)), radix: 16)! % 4])\(h.dropFirst(17).prefix(3))-\(h.dropFirst(20).prefix(12))"
+        return .object([
+            "bomFormat": .string("CycloneDX"),
+            "specVersion": .string("1.5"),
+            "serialNumber": .string("urn:uuid:\(uuid)"),
+            "version": .integer(1),
+            "metadata": .object([
+                "timestamp": .string(m.created),
+                "tools": .object(["components": .array([
+                    .object(["type": .string("application"), "name": .string("airlock"), "version": .string(BundleLayout.toolVersion)])
+                ])]),
+                "component": .object([
+                    "type": .string("application"),
+                    "bom-ref": .string("release"),
+                    "name": .string(m.name),
+                    "version": .string(m.version),
+                    "hashes": .array([.object(["alg": .string("SHA-256"), "content": .string(s.bundleID.hex)])]),
+                    "properties": .array(metaProps),
+                ]),
+            ]),
+            "components": .array(components),
+        ])
+    }
+}
