@@ -115,11 +115,13 @@ public enum Activation {
         throw AirlockError(.usage, "release-unknown", "\(name) has no installed release \(ref); installed: \(all.joined(separator: ", "))")
     }
 
-    public static func activate(site: Site, name: String, release ref: String, check: HealthCheck? = nil, lockTimeout: Double = 30) throws -> String {
+    public static func activate(
+        site: Site, name: String, release ref: String, check: HealthCheck? = nil, allowEgress: [Endpoint] = [], lockTimeout: Double = 30
+    ) throws -> String {
         let lock = try SiteLock(site: site, command: "activate", timeout: lockTimeout)
         defer { withExtendedLifetime(lock) {} }
         let dir = try resolve(site: site, name: name, ref)
-        try activateLocked(site: site, name: name, release: dir, check: check)
+        try activateLocked(site: site, name: name, release: dir, check: check, allowEgress: allowEgress)
         return dir
     }
 
@@ -134,9 +136,16 @@ public enum Activation {
         let from = state.stack.last
         var newStack = state.stack
         let target: String
+        var gate = Gate()
         if let ref {
             target = try resolve(site: site, name: name, ref)
-            if let i = newStack.lastIndex(of: target) { newStack.removeSubrange((i + 1)...) } else { newStack.append(target) }
+            if let i = newStack.lastIndex(of: target) {
+                newStack.removeSubrange((i + 1)...)
+            } else {
+                // Not a way back to an earlier activation: checked like an activation.
+                gate = try gated(site: site, name: name, release: target, current: from, state: &state, allowEgress: [])
+                newStack.append(target)
+            }
         } else {
             guard let t = state.rollbackTarget else {
                 throw AirlockError(.usage, "nothing-to-roll-back", "\(name) has no earlier activation to roll back to; use `airlock activate \(name) RELEASE` to choose one")
@@ -147,8 +156,43 @@ public enum Activation {
         try transition(site: site, name: name, state: &state, to: newStack, steps: ("rollback.state", "rollback.switched"))
         var fields: [String: JSONValue] = ["release": .string(target)]
         if let from { fields["from"] = .string(from) }
+        gate.record(into: &fields)
         try History.append(site, action: "rollback", name: name, fields)
         return (from, target)
+    }
+
+    /// What an activation's policy check found: recorded in its history line.
+    struct Gate {
+        var escalations: [String] = []
+        var approvers: [String] = []
+        var allowed: [(who: String, endpoint: Endpoint)] = []
+
+        func record(into fields: inout [String: JSONValue]) {
+            if !escalations.isEmpty {
+                fields["widens"] = .array(escalations.map { .string($0) })
+                fields["approved_by"] = .array(approvers.map { .string($0) })
+            }
+            if !allowed.isEmpty { fields["allowed_egress"] = .array(allowed.map { .string("\($0.who) -> \($0.endpoint)") }) }
+        }
+    }
+
+    /// Runs the activation checks; a refusal is written to the history. Allowances given now
+    /// are saved with the release (and logged) before the switch.
+    static func gated(site: Site, name: String, release: String, current: String?, state: inout NameState, allowEgress: [Endpoint]) throws -> Gate {
+        do {
+            let r = try Approvals.checkActivation(site: site, name: name, release: release, current: current, state: state, allowEgress: allowEgress)
+            if !r.allowed.isEmpty {
+                state.allowances[release, default: []].append(contentsOf: r.allowed.map(\.endpoint.description))
+                try state.save(site, name)
+                for a in r.allowed {
+                    try History.append(site, action: "allowance", name: name, ["release": .string(release), "who": .string(a.who), "endpoint": .string(a.endpoint.description)])
+                }
+            }
+            return Gate(escalations: r.escalations, approvers: r.approvers, allowed: r.allowed)
+        } catch let e as AirlockError {
+            try? History.append(site, action: "refuse", name: name, ["release": .string(release), "reason": .string(e.code), "message": .string(e.message)])
+            throw e
+        }
     }
 
     static func loadState(_ site: Site, _ name: String) throws -> NameState {
@@ -175,27 +219,18 @@ public enum Activation {
 
     /// Pushes `dir`, switches `current` to it, runs the health check (given, or the one the
     /// release declares); on failure switches back.
-    static func activateLocked(site: Site, name: String, release dir: String, check: HealthCheck?) throws {
+    static func activateLocked(site: Site, name: String, release dir: String, check: HealthCheck?, allowEgress: [Endpoint] = []) throws {
         var state = try loadState(site, name)
         let before = state.stack
         let previous = before.last
         var newStack = before
         if previous != dir { newStack.append(dir) }
-        // A release that grants more than the current one needs the site's approval.
-        let gate: (escalations: [String], approvers: [String])
-        do {
-            gate = try Approvals.checkActivation(site: site, name: name, release: dir, current: previous, state: state)
-        } catch let e as AirlockError {
-            try? History.append(site, action: "refuse", name: name, ["release": .string(dir), "reason": .string(e.code), "message": .string(e.message)])
-            throw e
-        }
+        // The site's policy as it is now: perimeter, eval, approval of what widens.
+        let gate = try gated(site: site, name: name, release: dir, current: previous, state: &state, allowEgress: allowEgress)
         try transition(site: site, name: name, state: &state, to: newStack, steps: ("activate.state", "activate.switched"))
         var fields: [String: JSONValue] = ["release": .string(dir)]
         if let previous { fields["from"] = .string(previous) }
-        if !gate.escalations.isEmpty {
-            fields["widens"] = .array(gate.escalations.map { .string($0) })
-            fields["approved_by"] = .array(gate.approvers.map { .string($0) })
-        }
+        gate.record(into: &fields)
         try History.append(site, action: "activate", name: name, fields)
 
         // The release's own check was recorded at install: a switch never parses a manifest,

@@ -60,15 +60,67 @@ public enum Approvals {
         return key.id
     }
 
-    /// Checks an activation: when `release` grants more than `current` (or than nothing, for a
-    /// first activation the policy wants approved), the bundle needs `approvals.threshold`
-    /// verified approvals. Returns what widened and who approved it (both empty when nothing
-    /// widened).
-    static func checkActivation(site: Site, name: String, release: String, current: String?, state: NameState) throws -> (escalations: [String], approvers: [String]) {
+    /// The site's eval policy for a release whose passing score is `score` (nil: none passing;
+    /// `attested`: it carries an attestation at all).
+    static func checkEval(policy: TrustPolicy, score: Double?, attested: Bool, what: String) throws {
+        guard policy.requireEval else { return }
+        guard let score else {
+            throw AirlockError(
+                .policy, attested ? "eval-failed" : "eval-missing",
+                attested
+                    ? "the site's policy requires a passing eval and \(what)'s attestation records a score below its threshold"
+                    : "the site's policy requires a passing eval attestation and \(what) carries none; ask the vendor for a bundle packed with an eval gate (airlock.yaml `eval:`)")
+        }
+        if let floor = policy.minEvalScore, score < floor {
+            throw AirlockError(
+                .policy, "eval-below-site-minimum",
+                "\(what)'s attested eval score \(EvalAttestation.decimal(score)) is below the site's minimum \(EvalAttestation.decimal(floor)) (policy.json min_eval_score)")
+        }
+    }
+
+    /// Checks an activation against the site's policy as it is now:
+    /// - every endpoint the release reaches is inside the perimeter, or was allowed for it
+    ///   (at install, or now with `allowEgress`, which is then recorded);
+    /// - the eval policy;
+    /// - when the release grants more than `current` (or than nothing, for a first activation
+    ///   the policy wants approved), `approvals.threshold` verified approvals of its bundle id.
+    /// Returns what widened and who approved it (both empty when nothing widened), and the
+    /// endpoints newly allowed.
+    static func checkActivation(
+        site: Site, name: String, release: String, current: String?, state: NameState, allowEgress: [Endpoint] = []
+    ) throws -> (escalations: [String], approvers: [String], allowed: [(who: String, endpoint: Endpoint)]) {
         // A damaged policy fails the switch rather than fall back to the defaults.
         let trust = FileIO.isDirectory(site.trustDirectory) ? try TrustStore.load(directory: site.trustDirectory) : nil
         let policy = trust?.policy ?? TrustPolicy()
         let new = try grants(site: site, name: name, release: release, state: state)
+
+        let recorded = Set(state.allowances[release] ?? [])
+        var outside: [(who: String, endpoint: Endpoint)] = []
+        var allowed: [(who: String, endpoint: Endpoint)] = []
+        for (who, endpoint) in new.egress where !policy.perimeter.allows(endpoint) && !recorded.contains(endpoint.description) {
+            if allowEgress.contains(endpoint) { allowed.append((who, endpoint)) } else { outside.append((who, endpoint)) }
+        }
+        if !outside.isEmpty {
+            let what = outside.map { "\($0.who) reaches \($0.endpoint)" }.joined(separator: ", ")
+            let endpoints = Array(Set(outside.map(\.endpoint))).sorted()
+            throw AirlockError(
+                .policy, "egress-outside-perimeter",
+                "\(name) \(release): \(what), outside the site's perimeter and not allowed for this release; add it with `airlock trust allow \(endpoints.map(Perimeter.suggestion).joined(separator: " "))`, or allow it for this release with \(endpoints.map { "--allow-egress \($0)" }.joined(separator: " ")) (recorded in the history)")
+        }
+
+        if policy.requireEval {
+            let score: Double?, attested: Bool
+            if let recordedScore = state.evalScore[release] {
+                score = Double(recordedScore)
+                attested = !recordedScore.isEmpty
+            } else {
+                let a = try manifest(site: site, name: name, release: release).attestations?["eval"].map { try EvalAttestation(json: $0, source: "\(release): attestations.eval") }
+                score = a.flatMap { $0.isPassing ? $0.score : nil }
+                attested = a != nil
+            }
+            try checkEval(policy: policy, score: score, attested: attested, what: "\(name) \(release)")
+        }
+
         let escalations: [String]
         if let current, current != release {
             escalations = Grants.escalations(from: try grants(site: site, name: name, release: current, state: state), to: new)
@@ -77,7 +129,7 @@ public enum Approvals {
         } else {
             escalations = []
         }
-        if escalations.isEmpty { return ([], []) }
+        if escalations.isEmpty { return ([], [], allowed) }
         let bundleID = try SHA256Digest.of(
             FileIO.read(site.releaseDirectory(name, release) + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "manifest"))
         let approvers = trust.map { verified(site: site, bundleID: bundleID, trust: $0) } ?? []
@@ -86,7 +138,12 @@ public enum Approvals {
                 .policy, "approval-required",
                 "activating \(name) \(release) widens its permissions over \(current ?? "nothing (first activation)"): \(escalations.joined(separator: "; ")). It needs \(policy.approvalThreshold) site approval(s) and has \(approvers.count): an approver runs `airlock approve \(name) \(release) --key APPROVER.key`, then activate again")
         }
-        return (escalations, approvers)
+        return (escalations, approvers, allowed)
+    }
+
+    static func manifest(site: Site, name: String, release: String) throws -> Manifest {
+        try Manifest.parse(
+            FileIO.read(site.releaseDirectory(name, release) + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "manifest"))
     }
 
     /// A release's grants: its tool manifest and the model endpoint recorded at install.
@@ -99,11 +156,11 @@ public enum Approvals {
                 g.tools[t.name] = t.permissions
             }
         }
-        if state.installedAt[release] != nil {
-            g.modelEndpoint = try Grants.modelEndpoint(state.modelEndpoint[release])
+        if let recorded = state.modelEndpoint[release] {
+            g.modelEndpoint = try Grants.modelEndpoint(recorded.isEmpty ? nil : recorded)
         } else {
-            let m = try Manifest.parse(FileIO.read(dir + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "manifest"))
-            g.modelEndpoint = try Grants.modelEndpoint(m.components["model"]?.metadata["endpoint"])
+            // Installed by an Airlock that did not record it: the manifest says.
+            g.modelEndpoint = try Grants.modelEndpoint(manifest(site: site, name: name, release: release).components["model"]?.metadata["endpoint"])
         }
         return g
     }

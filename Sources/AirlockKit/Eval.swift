@@ -35,6 +35,7 @@ public struct EvalOutcome: Equatable, Sendable {
             throw bad("no \"score\" from 0 to 1")
         }
         guard let cases = o["cases"]?.arrayValue else { throw bad("no \"cases\" list") }
+        guard !cases.isEmpty else { throw bad("an empty \"cases\" list (a suite of no case proves nothing)") }
         var passed = 0
         var failed: [String] = []
         var ids = Set<String>()
@@ -81,8 +82,9 @@ public struct EvalAttestation: Equatable, Sendable {
         guard let command = o["command"]?.stringValue else { throw bad("command must be a string") }
         guard case .number(let st) = o["score"], let score = Double(st), (0...1).contains(score) else { throw bad("score must be a number from 0 to 1") }
         guard case .number(let tt) = o["threshold"], let threshold = Double(tt), (0...1).contains(threshold) else { throw bad("threshold must be a number from 0 to 1") }
-        guard case .object(let c) = o["cases"], c.count == 2, let passed = c["passed"]?.unsignedInteger(), let total = c["total"]?.unsignedInteger(), passed <= total
-        else { throw bad("cases must be {\"passed\": n, \"total\": m} with n <= m") }
+        guard case .object(let c) = o["cases"], c.count == 2, let passed = c["passed"]?.unsignedInteger(), let total = c["total"]?.unsignedInteger(), passed <= total,
+            total >= 1
+        else { throw bad("cases must be {\"passed\": n, \"total\": m} with n <= m and m >= 1") }
         guard let runs = o["runs"]?.unsignedInteger(max: 100), runs >= 1 else { throw bad("runs must be a whole number from 1 to 100") }
         self.init(suite: suite, command: command, score: score, threshold: threshold, passed: Int(passed), total: Int(total), runs: Int(runs))
     }
@@ -142,7 +144,10 @@ public enum EvalGate {
             switch st.st_mode & S_IFMT {
             case S_IFREG: files.append(rel)
             case S_IFDIR:
-                let names = (try? FileManager.default.contentsOfDirectory(atPath: full)) ?? []
+                let names: [String]
+                do { names = try FileManager.default.contentsOfDirectory(atPath: full) } catch {
+                    throw AirlockError(.invalidRelease, "eval-file-unreadable", "eval.files: cannot read the folder \(rel); fix its permissions")
+                }
                 for n in names { try walk(rel + "/" + n) }
             default:
                 throw AirlockError(.invalidRelease, "eval-file-refused", "eval.files: \(rel) is not a regular file or folder (symlinks are not followed)")

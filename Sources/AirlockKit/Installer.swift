@@ -38,6 +38,12 @@ public struct InstallResult: Sendable {
     public var allowances: [(who: String, endpoint: Endpoint)] = []
 }
 
+/// An activation that failed after a successful install (logged by the activation itself).
+private struct ActivationFailed: Error {
+    let error: AirlockError
+    init(_ e: AirlockError) { error = e }
+}
+
 /// Installs bundles on a site (site-layout.md): verifies the manifest's signatures first, then
 /// extracts and hashes in one pass from one open descriptor into `.staging/`, commits the new
 /// content objects, links the release tree to them and renames it into
@@ -51,10 +57,18 @@ public enum Installer {
         do {
             var result = try installLocked(bundle: bundle, site: site, trust: trust, options: options, report: &report)
             if options.activate {
-                try Activation.activateLocked(site: site, name: result.name, release: result.release, check: options.check)
+                do {
+                    try Activation.activateLocked(site: site, name: result.name, release: result.release, check: options.check, allowEgress: options.allowEgress)
+                } catch let e as AirlockError {
+                    // Installed, not activated: the activation wrote its own history line.
+                    let done = result.alreadyInstalled ? "\(result.name) \(result.release) is installed" : "installed \(result.name) \(result.release)"
+                    throw ActivationFailed(AirlockError(e.kind, e.code, "\(done), but not activated: \(e.message)", cause: e.cause))
+                }
                 result.activated = true
             }
             return result
+        } catch let failed as ActivationFailed {
+            throw failed.error
         } catch let e as AirlockError {
             var fields: [String: JSONValue] = ["bundle": .string(bundle), "reason": .string(e.code), "message": .string(e.message)]
             if let id = report.bundleID { fields["bundle_id"] = .string(id.prefixed) }
@@ -73,17 +87,9 @@ public enum Installer {
         let head = try Verifier.verifyHead(reader, trust: trust, detached: options.detached, now: options.now, report: &report)
         Sys.step("install.head-verified")
         let m = head.manifest
-        if trust.policy.requireEval {
-            guard let eval = m.attestations?["eval"] else {
-                throw AirlockError(
-                    .policy, "eval-missing",
-                    "the site's policy requires a passing eval attestation and this bundle carries none; ask the vendor for a bundle packed with an eval gate (airlock.yaml `eval:`)")
-            }
-            let a = try EvalAttestation(json: eval, source: "the manifest's attestations.eval")
-            guard a.isPassing else {
-                throw AirlockError(.policy, "eval-failed", "the bundle's eval attestation records score \(a.score) below its threshold \(a.threshold); the site's policy requires a passing eval")
-            }
-        }
+        let eval = try m.attestations?["eval"].map { try EvalAttestation(json: $0, source: "the manifest's attestations.eval") }
+        let evalScore = eval.flatMap { $0.isPassing ? $0.score : nil }
+        try Approvals.checkEval(policy: trust.policy, score: evalScore, attested: eval != nil, what: "this bundle")
         let dir = SiteLayout.releaseDirectory(version: m.version, bundleID: head.bundleID)
         var result = InstallResult(name: m.name, release: dir, bundleID: head.bundleID, alreadyInstalled: false, activated: false)
 
@@ -186,7 +192,7 @@ public enum Installer {
             let endpoints = Array(Set(outside.map(\.endpoint))).sorted()
             throw AirlockError(
                 .policy, "egress-outside-perimeter",
-                "\(what): outside the site's perimeter (\(site.trustDirectory)/\(TrustPolicy.fileName), \"perimeter\"); if the site allows it, add it with `airlock trust allow \(endpoints.map(\.description).joined(separator: " "))`, or allow it for this release only with \(endpoints.map { "--allow-egress \($0)" }.joined(separator: " ")) (recorded in the history)")
+                "\(what): outside the site's perimeter (\(site.trustDirectory)/\(TrustPolicy.fileName), \"perimeter\"); if the site allows it, add it with `airlock trust allow \(endpoints.map(Perimeter.suggestion).joined(separator: " "))`, or allow it for this release only with \(endpoints.map { "--allow-egress \($0)" }.joined(separator: " ")) (recorded in the history)")
         }
 
         // The rest of the release: the signed manifest and the signatures it was installed with.
@@ -239,7 +245,9 @@ public enum Installer {
             if !repairing {
                 state.installedAt[dir] = Timestamp.format(Timestamp.now())
                 state.health[dir] = HealthCheck(manifest: m)
-                state.modelEndpoint[dir] = m.components["model"]?.metadata["endpoint"]
+                state.modelEndpoint[dir] = m.components["model"]?.metadata["endpoint"] ?? ""
+                state.allowances[dir] = result.allowances.map(\.endpoint.description)
+                state.evalScore[dir] = evalScore.map(EvalAttestation.decimal) ?? ""
             }
             state.highestSequence = max(state.highestSequence, m.sequence)
             try state.save(site, m.name)

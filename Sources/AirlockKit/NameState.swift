@@ -22,9 +22,14 @@ struct NameState {
     var installedAt: [String: String] = [:]
     /// The health check each release declares (copied from its manifest at install).
     var health: [String: HealthCheck] = [:]
-    /// The remote model endpoint each release declares (`model.endpoint`, copied at install), so
-    /// that comparing permissions at a switch never parses a manifest.
+    /// What each release installed since governance checks existed brings to an activation
+    /// check, copied at install so that a switch never parses a manifest: the model endpoint
+    /// it declares ("" for none), the endpoints the admin allowed outside the perimeter, and
+    /// its passing eval score ("" for none). A release without an entry (installed by an older
+    /// Airlock) is read from its manifest instead.
     var modelEndpoint: [String: String] = [:]
+    var allowances: [String: [String]] = [:]
+    var evalScore: [String: String] = [:]
 
     static func load(_ site: Site, _ name: String) throws -> NameState {
         let path = site.path(name, SiteLayout.state)
@@ -48,6 +53,8 @@ struct NameState {
             }
         }
         for (k, v) in o["model_endpoint"]?.objectValue ?? [:] { if let e = v.stringValue { s.modelEndpoint[k] = e } }
+        for (k, v) in o["allowances"]?.objectValue ?? [:] { s.allowances[k] = v.arrayValue?.compactMap(\.stringValue) ?? [] }
+        for (k, v) in o["eval_score"]?.objectValue ?? [:] { if let e = v.stringValue { s.evalScore[k] = e } }
         return s
     }
 
@@ -59,6 +66,8 @@ struct NameState {
             "installed_at": .object(installedAt.mapValues { .string($0) }),
             "health": .object(health.mapValues { .object(["command": .string($0.command), "timeout_seconds": .integer(Int($0.timeoutSeconds))]) }),
             "model_endpoint": .object(modelEndpoint.mapValues { .string($0) }),
+            "allowances": .object(allowances.mapValues { .array($0.map { .string($0) }) }),
+            "eval_score": .object(evalScore.mapValues { .string($0) }),
         ]
         if let pending { fields["pending"] = .array(pending.map { .string($0) }) }
         if let checking { fields["checking"] = .object(["release": .string(checking.release), "process_group": .integer(checking.processGroup)]) }
@@ -79,6 +88,8 @@ struct NameState {
         s.installedAt = s.installedAt.filter { present.contains($0.key) }
         s.health = s.health.filter { present.contains($0.key) }
         s.modelEndpoint = s.modelEndpoint.filter { present.contains($0.key) }
+        s.allowances = s.allowances.filter { present.contains($0.key) }
+        s.evalScore = s.evalScore.filter { present.contains($0.key) }
         if let current {
             if let i = s.stack.lastIndex(of: current) {
                 s.stack.removeSubrange((i + 1)...)

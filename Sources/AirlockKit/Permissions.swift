@@ -23,7 +23,9 @@ public struct Endpoint: Hashable, Comparable, Sendable, CustomStringConvertible 
             guard let close = s.firstIndex(of: "]"), s[s.index(after: close)...].hasPrefix(":") else { return nil }
             host = s[s.index(after: s.startIndex)..<close]
             portText = s[s.index(close, offsetBy: 2)...]
-            guard IPAddress(String(host)) != nil, host.contains(":") else { return nil }
+            // One spelling per address (lowercase, zeros compressed), so that comparisons and
+            // allowances can not be dodged by writing it another way.
+            guard host.contains(":"), let a = IPAddress(String(host)), a.text == host else { return nil }
         } else {
             guard let colon = s.lastIndex(of: ":") else { return nil }
             host = s[..<colon]
@@ -43,9 +45,9 @@ public struct Endpoint: Hashable, Comparable, Sendable, CustomStringConvertible 
         if let end = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) { rest = rest[..<end] }
         guard !rest.contains("@") else { return nil }  // no credentials in a signed manifest
         let defaults = ["http": 80, "https": 443, "grpc": 80, "grpcs": 443, "ws": 80, "wss": 443]
+        guard let port = defaults[scheme] else { return nil }
         let hasPort = rest.hasPrefix("[") ? rest.contains("]:") : rest.contains(":")
         if hasPort { return parse(String(rest)) }
-        guard let port = defaults[scheme] else { return nil }
         return parse("\(rest):\(port)")
     }
 
@@ -54,9 +56,16 @@ public struct Endpoint: Hashable, Comparable, Sendable, CustomStringConvertible 
         return p
     }
 
-    /// A lowercase DNS name or a dotted IPv4 address.
+    /// A lowercase DNS name or a dotted IPv4 address in its one canonical form. A name whose
+    /// last label is a number (`2130706433`, `0x7f000001`, `010.0.0.1`, `10.1`) is an address
+    /// to a resolver; it is accepted only as a canonical dotted quad.
     static func isHostName(_ h: Substring) -> Bool {
         guard (1...253).contains(h.utf8.count) else { return false }
+        if let last = h.split(separator: ".", omittingEmptySubsequences: false).last,
+            last.allSatisfy({ $0.isASCII && $0.isNumber }) || last.hasPrefix("0x")
+        {
+            guard let a = IPAddress(String(h)), a.bytes.count == 4, a.text == h else { return false }
+        }
         for label in h.split(separator: ".", omittingEmptySubsequences: false) {
             guard (1...63).contains(label.utf8.count), label.first != "-", label.last != "-" else { return false }
             guard label.utf8.allSatisfy({ (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x2D }) else { return false }
@@ -70,6 +79,14 @@ public struct Endpoint: Hashable, Comparable, Sendable, CustomStringConvertible 
 /// An IPv4 or IPv6 address as bytes (4 or 16).
 struct IPAddress: Equatable {
     var bytes: [UInt8]
+
+    /// The canonical text (inet_ntop): dotted quad, or lowercase compressed IPv6.
+    var text: String {
+        var buf = [CChar](repeating: 0, count: 64)
+        var b = bytes
+        _ = b.withUnsafeMutableBytes { inet_ntop(bytes.count == 4 ? AF_INET : AF_INET6, $0.baseAddress, &buf, socklen_t(buf.count)) }
+        return String(cString: buf)
+    }
 
     init?(_ s: String) {
         if s.contains(":") {
@@ -215,6 +232,7 @@ public struct ToolManifest: Equatable, Sendable {
         if s.isEmpty { return "empty path" }
         if s.utf8.count > BundleLayout.maxPathBytes { return "longer than \(BundleLayout.maxPathBytes) bytes" }
         if s.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) { return "control character" }
+        if !PathRules.isNFC(s) { return "not in Unicode NFC form" }
         var body = Substring(s)
         if body.hasPrefix("/") { body = body.dropFirst() }
         if body.hasSuffix("/") { body = body.dropLast() }
@@ -300,9 +318,10 @@ public struct Grants: Equatable, Sendable {
         return out
     }
 
-    /// `a` covers `b`: the same path, or `a` is a folder (`.../`) that holds `b`.
+    /// `a` covers `b`: the same path, or `a` is a folder (`.../`) that holds `b`. Bytes are
+    /// compared, never Unicode equivalence: `é` and `e` + U+0301 are two folders on Linux.
     static func covers(_ a: String, _ b: String) -> Bool {
-        a == b || (a.hasSuffix("/") && b.hasPrefix(a))
+        a.utf8.elementsEqual(b.utf8) || (a.utf8.last == UInt8(ascii: "/") && b.utf8.starts(with: a.utf8))
     }
 
     static func verb(_ kind: String) -> String { kind == "exec" ? "run" : kind }
@@ -319,7 +338,12 @@ public struct Grants: Equatable, Sendable {
     /// The grants of an installed release: its `payload/tools/tools.json` and its manifest.
     static func installed(releaseDirectory dir: String, manifest: Manifest) throws -> Grants {
         let path = dir + "/" + SiteLayout.releasePayload + "/" + ToolManifest.path
-        guard FileIO.exists(path) else { return try Grants(tools: nil, manifest: manifest) }
+        guard FileIO.exists(path) else {
+            if manifest.components["tools"] != nil {
+                throw AirlockError.verification("tools-missing", "the release has a tools component without tools/tools.json; the bundle was not made by a correct packer")
+            }
+            return try Grants(tools: nil, manifest: manifest)
+        }
         let bytes = try FileIO.read(path, limit: ToolManifest.maxBytes, what: "tool manifest")
         return try Grants(tools: try ToolManifest.parse(bytes, source: path, hostile: true), manifest: manifest)
     }
@@ -348,6 +372,13 @@ public struct Perimeter: Equatable, Sendable {
         if let port, Endpoint.parsePort(port) == nil { return "port must be 1-65535" }
         if name.hasPrefix("*.") { name = name.dropFirst(2) }
         return Endpoint.isHostName(name) ? nil : "must be a lowercase DNS name or IPv4 address, optionally *.suffix and :port"
+    }
+
+    /// What to add to the perimeter for `e`: the endpoint itself for a name, a one-address
+    /// CIDR block for an address (blocks match addresses on every port).
+    static func suggestion(_ e: Endpoint) -> String {
+        guard let a = e.address else { return e.description }
+        return "\(e.host)/\(a.bytes.count * 8)"
     }
 
     static func networkProblem(_ s: String) -> String? { CIDR(s) == nil ? "must be a CIDR block such as 10.0.0.0/8 or fd00::/8" : nil }

@@ -262,6 +262,15 @@ public enum SiteAdmin {
         let key = try PublicKey.load(path: keyFile)
         let lock = try SiteLock(site: site, command: "trust add", timeout: lockTimeout)
         defer { withExtendedLifetime(lock) {} }
+        // One key, one role: a vendor who could approve would approve its own releases.
+        if let store = try? TrustStore.load(directory: site.trustDirectory) {
+            if approver, store.keys[key.id] != nil {
+                throw AirlockError(.key, "key-role-conflict", "\(key.id) signs bundles on this site; an approver key must be another key")
+            }
+            if !approver, store.approvers[key.id] != nil {
+                throw AirlockError(.key, "key-role-conflict", "\(key.id) is one of the site's approvers; a signing key must be another key")
+            }
+        }
         var dir = site.trustDirectory
         if approver {
             dir += "/" + TrustStore.approversFolder
@@ -301,20 +310,25 @@ public enum SiteAdmin {
         return policy.perimeter
     }
 
+    /// Stops trusting a signing key or an approver key (by id or unique id prefix).
     public static func trustRemove(site: Site, keyID prefix: String, lockTimeout: Double = 30) throws -> String {
         let lock = try SiteLock(site: site, command: "trust remove", timeout: lockTimeout)
         defer { withExtendedLifetime(lock) {} }
         let store = try TrustStore.load(directory: site.trustDirectory)
-        let matches = store.keys.keys.filter { $0.hasPrefix(prefix.lowercased()) }
+        let all = Array(store.keys.keys) + Array(store.approvers.keys)
+        let matches = Set(all.filter { $0.hasPrefix(prefix.lowercased()) })
         guard matches.count == 1, let id = matches.first else {
-            throw AirlockError(.usage, "key-unknown", matches.isEmpty ? "no trusted key id starts with \(prefix); `airlock trust list` shows them" : "\(prefix) matches \(matches.count) keys; give more of the id")
+            throw AirlockError(.usage, "key-unknown", matches.isEmpty ? "no trusted or approver key id starts with \(prefix); `airlock trust list` shows them" : "\(prefix) matches \(matches.count) keys; give more of the id")
         }
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: site.trustDirectory)) ?? [] where name.hasSuffix(".pub") {
-            let p = site.trustDirectory + "/" + name
+        let isApprover = store.approvers[id] != nil
+        let dir = isApprover ? site.trustDirectory + "/" + TrustStore.approversFolder : site.trustDirectory
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name.hasSuffix(".pub") {
+            let p = dir + "/" + name
             if (try? PublicKey.load(path: p))?.id == id { unlink(p) }
         }
-        FileIO.syncParentDirectory(of: site.trustDirectory + "/x")
-        try History.append(site, action: "trust-remove", ["key_id": .string(id)])
+        FileIO.syncParentDirectory(of: dir + "/x")
+        try History.append(site, action: isApprover ? "approver-remove" : "trust-remove", ["key_id": .string(id)])
         return id
     }
+
 }

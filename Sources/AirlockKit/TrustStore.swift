@@ -20,8 +20,11 @@ public struct TrustPolicy: Equatable, Sendable {
     public var labels: [String: String] = [:]
     /// The hosts and networks releases may reach; empty allows none.
     public var perimeter = Perimeter()
-    /// `install` refuses a bundle without a passing eval attestation.
+    /// `install` and `activate` refuse a release without a passing eval attestation.
     public var requireEval = false
+    /// With `requireEval`: the lowest attested score the site accepts, whatever threshold the
+    /// vendor chose.
+    public var minEvalScore: Double?
     /// Distinct approver keys whose approval an activation that widens permissions needs.
     public var approvalThreshold = 1
     /// Whether the first activation of a name (compared with nothing) needs approval too.
@@ -85,6 +88,12 @@ public struct TrustPolicy: Equatable, Sendable {
                     default: throw invalid(path, "perimeter has unknown field \"\(k)\" (hosts, networks)")
                     }
                 }
+            case "min_eval_score":
+                if case .null = value { continue }
+                guard case .number(let t) = value, let x = Double(t), x.isFinite, (0...1).contains(x) else {
+                    throw invalid(path, "\"min_eval_score\" must be a number from 0 to 1")
+                }
+                p.minEvalScore = x
             case "require_eval":
                 guard case .bool(let b) = value else { throw invalid(path, "\"require_eval\" must be true or false") }
                 p.requireEval = b
@@ -122,6 +131,7 @@ public struct TrustPolicy: Equatable, Sendable {
             "keys": .object(keys),
             "perimeter": .object(["hosts": .array(perimeter.hosts.map { .string($0) }), "networks": .array(perimeter.networks.map { .string($0) })]),
             "require_eval": .bool(requireEval),
+            "min_eval_score": minEvalScore.map { .number(EvalAttestation.decimal($0)) } ?? .null,
             "approvals": .object(["threshold": .integer(approvalThreshold), "first_activation": .bool(approveFirstActivation)]),
         ])
     }

@@ -1,6 +1,16 @@
 import AirlockKit
 import ArgumentParser
 
+/// `--allow-egress` values.
+func parseEndpoints(_ values: [String]) throws -> [Endpoint] {
+    try values.map { s in
+        guard let e = Endpoint.parse(s) else {
+            throw AirlockError(.usage, "endpoint-invalid", "--allow-egress \(s) is not host:port (a lowercase DNS name, a dotted IPv4 address or [IPv6] in its usual lowercase form, and a port 1-65535)")
+        }
+        return e
+    }
+}
+
 /// Options of every command that works on a site.
 struct SiteOptions: ParsableArguments {
     @Option(name: .long, help: "Site root (default: $AIRLOCK_ROOT, else /var/lib/airlock).")
@@ -51,12 +61,7 @@ struct InstallCommand: ParsableCommand {
 
     func run() throws {
         var o = InstallOptions()
-        o.allowEgress = try allowEgress.map { s in
-            guard let e = Endpoint.parse(s) else {
-                throw AirlockError(.usage, "endpoint-invalid", "--allow-egress \(s) is not host:port (a lowercase DNS name, IPv4 or [IPv6], and a port 1-65535)")
-            }
-            return e
-        }
+        o.allowEgress = try parseEndpoints(allowEgress)
         o.activate = activate
         o.detached = try signature.map { try DetachedSignature.load(path: $0) }
         o.allowDowngrade = allowDowngrade
@@ -99,13 +104,16 @@ struct ActivateCommand: ParsableCommand {
     @Option(name: .long, help: "Seconds the health check may take (default 30).")
     var checkTimeout: Double = 30
 
+    @Option(name: .long, help: ArgumentHelp("Allow the release to reach this endpoint outside the site's perimeter (repeatable; recorded in the history).", valueName: "host:port"))
+    var allowEgress: [String] = []
+
     @OptionGroup var siteOptions: SiteOptions
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
         let dir = try Activation.activate(
             site: siteOptions.site, name: name, release: release, check: check.map { HealthCheck(command: $0, timeoutSeconds: checkTimeout) },
-            lockTimeout: siteOptions.lockTimeout)
+            allowEgress: try parseEndpoints(allowEgress), lockTimeout: siteOptions.lockTimeout)
         Output.say("\(name): current -> \(dir)")
     }
 }

@@ -201,6 +201,7 @@ extension Release {
     /// refused with its code, and the site is left exactly as it was but for one history line.
     @Test(arguments: [
         ("tool manifest a correct packer refuses", "tools-invalid", #"{"perimeter": {"hosts": ["*.internal"]}}"#),
+        ("a tools component without tools.json", "tools-missing", #"{"perimeter": {"hosts": ["*.internal"]}}"#),
         ("a tool reaching outside the perimeter", "egress-outside-perimeter", #"{"perimeter": {"hosts": ["kb.internal:443"]}}"#),
         ("a model endpoint that does not parse", "model-endpoint-invalid", #"{"perimeter": {"hosts": ["*.internal"]}}"#),
         ("a remote model outside the perimeter", "egress-outside-perimeter", #"{"perimeter": {"hosts": ["kb.internal"]}}"#),
@@ -218,6 +219,8 @@ extension Release {
         try t.install(releaseBundle(v0), activate: true)
         var r = v1
         switch code {
+        case "tools-missing":
+            r.files[5].path = "tools/other.json"
         case "tools-invalid":
             r.files[5].data = Array(#"{"tools": [{"name": "x", "description": "d", "permissions": {"network": ["kb.internal:0"]}}]}"#.utf8)
         case "egress-outside-perimeter" where what.contains("tool"):

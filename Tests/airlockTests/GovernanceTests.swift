@@ -36,6 +36,16 @@ import Testing
         (#"{"tools": [{"name": "1a", "description": "x"}]}"#, "name must match"),
         (#"{"tools": [{"name": "a", "description": "x", "permissions": {"write": ["/tmp/", "/tmp/"]}}]}"#, "lists an entry twice"),
         ("not json", "not strict JSON"),
+        // Addresses written as numbers are refused, not taken for names.
+        (#"{"tools": [{"name": "a", "description": "x", "permissions": {"network": ["2130706433:80"]}}]}"#, "must be host:port"),
+        (#"{"tools": [{"name": "a", "description": "x", "permissions": {"network": ["0x7f000001:80"]}}]}"#, "must be host:port"),
+        (#"{"tools": [{"name": "a", "description": "x", "permissions": {"network": ["010.0.0.1:80"]}}]}"#, "must be host:port"),
+        (#"{"tools": [{"name": "a", "description": "x", "permissions": {"network": ["10.1:80"]}}]}"#, "must be host:port"),
+        (#"{"tools": [{"name": "a", "description": "x", "permissions": {"network": ["[FD00::1]:443"]}}]}"#, "must be host:port"),
+        (#"{"tools": [{"name": "a", "description": "x", "permissions": {"network": ["[fd00:0::1]:443"]}}]}"#, "must be host:port"),
+        (#"{"tools": [{"name": "a", "description": "x", "permissions": {"network": ["kb.internal.:443"]}}]}"#, "must be host:port"),
+        // A path is compared byte for byte, so it must be in NFC.
+        ("{\"tools\": [{\"name\": \"a\", \"description\": \"x\", \"permissions\": {\"write\": [\"/srv/e\u{301}/\"]}}]}", "not in Unicode NFC form"),
     ])
     func invalidToolManifestsAreRefusedAtPack(_ text: String, _ message: String) throws {
         let w = try Workspace()
@@ -130,6 +140,7 @@ import Testing
         ("echo not-json", "eval-output-invalid", "not strict JSON"),
         (#"echo '{"score": 1.5, "cases": []}'"#, "eval-output-invalid", "no \"score\" from 0 to 1"),
         (#"echo '{"score": 1}'"#, "eval-output-invalid", "no \"cases\" list"),
+        (#"echo '{"score": 1, "cases": []}'"#, "eval-output-invalid", "an empty \"cases\" list"),
         (#"echo '{"score": 1, "cases": [{"id": "a", "passed": "yes"}]}'"#, "eval-output-invalid", "boolean \"passed\""),
         ("sleep 30", "eval-failed", "did not finish within 2 s"),
     ])
@@ -224,9 +235,11 @@ import Testing
         #expect(r.status == 4 && r.stderr.contains("the model reaches llm.vendor.example:8443"), "\(r.stderr)")
         #expect(try s.airlock(["install", s.w.file("remote.airlock"), "--allow-egress", "llm.vendor.example:8443"]).status == 0)
 
-        try sh(s.w, "sed -i 's|https://llm.vendor.example:8443/v1|ftp://user@host/|' release/airlock.yaml")
-        let bad = try s.w.pack("bad.airlock")
-        #expect(bad.status == 5 && bad.stderr.contains("components.model.endpoint"), "\(bad.stderr)")
+        for url in ["ftp://user@host/", "socks5://proxy.example:1080", "https://user@llm.internal/"] {
+            try sh(s.w, "sed -i 's|endpoint: \"[^\"]*\"|endpoint: \"\(url)\"|' release/airlock.yaml")
+            let bad = try s.w.pack("bad.airlock")
+            #expect(bad.status == 5 && bad.stderr.contains("components.model.endpoint"), "\(url): \(bad.stderr)")
+        }
     }
 
     // MARK: approvals
@@ -315,6 +328,86 @@ import Testing
         #expect(!(wide["widened_at_activation"] as! [Any]).isEmpty)
         let text = try s.airlock(["evidence", "example-agent"]).stdout
         #expect(text.contains("hash chain verified") && text.contains("eval        score 1 (threshold 0.9, 10/10 cases, 2 runs)"), "\(text)")
+    }
+
+    /// Review regressions: no way around the activation checks.
+    @Test func activationChecksHaveNoSideDoor() throws {
+        let s = try SiteWorkspace()
+        #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
+        try tools(s.w, """
+            {"tools": [{"name": "search_kb", "description": "Search", "permissions": {"network": ["kb.internal:443"], "write": ["/"], "exec": ["/"]}}]}
+            """)
+        try bump(s.w, "2.0.0", 20)
+        #expect(try s.w.pack("wide.airlock").status == 0)
+
+        // install --activate: installed, not activated, and the history says exactly that.
+        let r = try s.airlock(["install", s.w.file("wide.airlock"), "--activate"])
+        #expect(r.status == 4 && r.stderr.contains("installed example-agent 2.0.0-") && r.stderr.contains("but not activated: activating"), "\(r.stderr)")
+        let h = try JSONSerialization.jsonObject(with: Data(try s.airlock(["history", "--json"]).stdout.utf8)) as! [[String: Any]]
+        #expect(h.suffix(2).map { $0["action"] as! String } == ["install", "refuse"])
+        #expect(h.last?["bundle"] == nil && (h.last?["reason"] as? String) == "approval-required")
+
+        // rollback --to a release that was never active is an activation, approval included.
+        let back = try s.airlock(["rollback", "example-agent", "--to", "2.0.0"])
+        #expect(back.status == 4 && back.stderr.contains("widens its permissions"), "\(back.stderr)")
+        #expect(s.current?.hasPrefix("releases/1.0.0-") == true)
+
+        // A state written before the model endpoint was recorded: the manifest decides.
+        try sh(s.w, "sed -i 's/^version: .*/version: 3.0.0/; s/^sequence: .*/sequence: 30/' release/airlock.yaml")
+        try sh(s.w, "sed -i 's|model: { path: model/, name: tinyllama-1.1b-chat, snapshot: 2026-10-01 }|model: { path: model/, name: tinyllama-1.1b-chat, snapshot: 2026-10-01, endpoint: \"https://llm.internal/v1\" }|' release/airlock.yaml")
+        try tools(s.w, #"{"tools": [{"name": "search_kb", "description": "Search", "permissions": {"network": ["kb.internal:443"]}}]}"#)
+        #expect(try s.w.pack("remote.airlock").status == 0)
+        #expect(try s.airlock(["trust", "allow", "llm.internal:443"]).status == 0)
+        #expect(try s.airlock(["install", s.w.file("remote.airlock")]).status == 0)
+        try sh(s.w, #"python3 -c 'import json,sys; p=sys.argv[1]; d=json.load(open(p)); d.pop("model_endpoint"); json.dump(d, open(p, "w"))' site/example-agent/.state.json"#)
+        let old = try s.airlock(["activate", "example-agent", "3.0.0"])
+        #expect(old.status == 4 && old.stderr.contains("the model reaches llm.internal:443"), "\(old.stderr)")
+
+        // The perimeter as it is now: narrowed after install, the release does not activate,
+        // unless the admin allows the endpoint now (recorded).
+        #expect(try s.airlock(["install", s.v2, "--allow-downgrade"]).status == 0)
+        #expect(try s.airlock(["trust", "disallow", "kb.internal:443"]).status == 0)
+        let narrowed = try s.airlock(["activate", "example-agent", "1.1.0"])
+        #expect(narrowed.status == 4 && narrowed.stderr.contains("tool search_kb reaches kb.internal:443, outside the site's perimeter"), "\(narrowed.stderr)")
+        let allowed = try s.airlock(["activate", "example-agent", "1.1.0", "--allow-egress", "kb.internal:443"])
+        #expect(allowed.status == 0, "\(allowed.stderr)")
+        #expect(try s.airlock(["history", "--json"]).stdout.contains("\"allowed_egress\""))
+        #expect(try s.airlock(["rollback", "example-agent"]).status == 0)  // a plain rollback is never gated
+        #expect(try s.airlock(["activate", "example-agent", "1.1.0"]).status == 0)  // the allowance stays with the release
+
+        // One key, one role; approvers can be removed.
+        #expect(try s.airlock(["trust", "add", "--approver", s.w.file("vendor.pub")]).status == 6)
+        _ = try s.w.key("approver", trust: false)
+        #expect(try s.airlock(["trust", "add", "--approver", s.w.file("approver.pub")]).status == 0)
+        #expect(try s.airlock(["trust", "add", s.w.file("approver.pub")]).status == 6)
+        let approverID = try CLI.run(["key", "id", s.w.file("approver.pub")]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try s.airlock(["trust", "remove", String(approverID.prefix(12))]).status == 0)
+        #expect(!(try s.airlock(["trust", "list"]).stdout.contains(approverID)))
+        #expect(try s.airlock(["approve", "example-agent", "2.0.0", "--key", s.w.file("approver.key")]).status == 6)
+
+        // Numbers posing as names are not perimeter entries either.
+        #expect(try s.airlock(["trust", "allow", "2130706433"]).status == 2)
+        #expect(try s.airlock(["trust", "allow", "*.0.0.1"]).status == 2)
+    }
+
+    @Test func siteMinimumEvalScore() throws {
+        let s = try SiteWorkspace()
+        try sh(s.w, """
+            printf '{"score": 0.91, "cases": [{"id": "c1", "passed": true}]}' > release/eval/fixed.sh.out
+            printf 'cat eval/fixed.sh.out\n' > release/eval/fixed.sh
+            sed -i 's|command: python3 eval/run.py|command: sh eval/fixed.sh|; s/^version: .*/version: 5.0.0/; s/^sequence: .*/sequence: 50/' release/airlock.yaml
+            """)
+        #expect(try s.w.pack("low.airlock").status == 0)
+        try s.policy(#"{"require_eval": true, "min_eval_score": 0.95, "perimeter": {"hosts": ["*.internal"]}}"#)
+        let r = try s.airlock(["install", s.w.file("low.airlock")])
+        #expect(r.status == 4 && r.stderr.contains("0.91 is below the site's minimum 0.95"), "\(r.stderr)")
+        #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)  // scores 1
+        // Raised after install: the release installed under the old floor does not activate.
+        try s.policy(#"{"require_eval": true, "min_eval_score": 0.5, "perimeter": {"hosts": ["*.internal"]}}"#)
+        #expect(try s.airlock(["install", s.w.file("low.airlock")]).status == 0)
+        try s.policy(#"{"require_eval": true, "min_eval_score": 0.95, "perimeter": {"hosts": ["*.internal"]}}"#)
+        let a = try s.airlock(["activate", "example-agent", "5.0.0"])
+        #expect(a.status == 4 && a.stderr.contains("below the site's minimum"), "\(a.stderr)")
     }
 
     @Test func firstActivationApprovalIsThePolicysChoice() throws {
