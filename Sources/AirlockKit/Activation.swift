@@ -42,48 +42,19 @@ public struct HealthCheck: Sendable, Equatable {
         if geteuid() == 0, FileIO.exists("/usr/bin/setpriv") {
             argv = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"] + argv
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP))
-        posix_spawnattr_setpgroup(&attr, 0)
-        let env = HealthCheck.environment(site: site, name: name, release: release)
-        var pid: pid_t = 0
-        let cArgs = argv.map { strdup($0) } + [nil]
-        let cEnv = env.map { strdup($0) } + [nil]
-        defer {
-            for p in cArgs { free(p) }
-            for p in cEnv { free(p) }
+        let outcome: Subprocess.Outcome
+        do {
+            outcome = try Subprocess.run(
+                argv, environment: HealthCheck.environment(site: site, name: name, release: release), stdout: log, stderr: log,
+                timeoutSeconds: timeoutSeconds, started: started)
+        } catch let e as AirlockError where e.code == "spawn-failed" {
+            return "cannot start the health check: \(e.message)"
         }
-        let rc = posix_spawn(&pid, argv[0], &actions, &attr, cArgs, cEnv)
-        guard rc == 0 else { return "cannot start the health check: \(String(cString: strerror(rc)))" }
-        defer { kill(-pid, SIGKILL) }  // whatever the check left running goes with it
-        try started(pid)
-        let deadline = Timestamp.monotonicSeconds() + timeoutSeconds
-        var status: Int32 = 0
-        while true {
-            let r = waitpid(pid, &status, WNOHANG)
-            if r == pid { break }
-            if r < 0 && errno != EINTR { return "cannot wait for the health check: \(String(cString: strerror(errno)))" }
-            if Timestamp.monotonicSeconds() >= deadline {
-                kill(-pid, SIGKILL)
-                waitpid(pid, &status, 0)
-                return "the health check did not finish within \(Int(timeoutSeconds)) s"
-            }
-            usleep(10_000)
-        }
-        let exited = (status & 0x7f) == 0
-        let code = (status >> 8) & 0xff
-        if exited && code == 0 { return nil }
+        if outcome == .timedOut { return "the health check did not finish within \(Int(timeoutSeconds)) s" }
+        if outcome == .exited(0) { return nil }
         let output = (try? FileIO.read(log, limit: 1 << 20, what: "health check output")) ?? []
         let tail = String(decoding: output.suffix(200), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        var how = exited ? "exited with status \(code)" : "was killed by signal \(status & 0x7f)"
+        var how = outcome.how
         if geteuid() == 0 && FileIO.exists("/usr/bin/setpriv") { how += " (it ran as nobody: the site root must be reachable by that user)" }
         return "the health check \(how)" + (tail.isEmpty ? "" : ": \(tail)")
     }

@@ -94,19 +94,9 @@ public enum Approvals {
         let policy = trust?.policy ?? TrustPolicy()
         let new = try grants(site: site, name: name, release: release, state: state)
 
-        let recorded = Set(state.allowances[release] ?? [])
-        var outside: [(who: String, endpoint: Endpoint)] = []
-        var allowed: [(who: String, endpoint: Endpoint)] = []
-        for (who, endpoint) in new.egress where !policy.perimeter.allows(endpoint) && !recorded.contains(endpoint.description) {
-            if allowEgress.contains(endpoint) { allowed.append((who, endpoint)) } else { outside.append((who, endpoint)) }
-        }
-        if !outside.isEmpty {
-            let what = outside.map { "\($0.who) reaches \($0.endpoint)" }.joined(separator: ", ")
-            let endpoints = Array(Set(outside.map(\.endpoint))).sorted()
-            throw AirlockError(
-                .policy, "egress-outside-perimeter",
-                "\(name) \(release): \(what), outside the site's perimeter and not allowed for this release; add it with `airlock trust allow \(endpoints.map(Perimeter.suggestion).joined(separator: " "))`, or allow it for this release with \(endpoints.map { "--allow-egress \($0)" }.joined(separator: " ")) (recorded in the history)")
-        }
+        let allowed = try policy.perimeter.check(
+            new, allowEgress: allowEgress, recorded: Set(state.allowances[release] ?? []), context: "\(name) \(release): ",
+            trustDirectory: site.trustDirectory)
 
         if policy.requireEval {
             let score: Double?, attested: Bool

@@ -180,48 +180,20 @@ public enum EvalGate {
         defer { FileIO.removeTree(scratch) }
         let out = scratch + "/.stdout", err = scratch + "/.stderr"
         let argv = ["/bin/sh", "-c", "cd \"$0\" && exec /bin/sh -c \"$1\"", absolute, spec.command]
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP))
-        posix_spawnattr_setpgroup(&attr, 0)
         let env = environment(directory: absolute, home: scratch, run: run, runs: spec.runs)
-        let cArgs = argv.map { strdup($0) } + [nil]
-        let cEnv = env.map { strdup($0) } + [nil]
-        defer {
-            for p in cArgs { free(p) }
-            for p in cEnv { free(p) }
+        let outcome: Subprocess.Outcome
+        do {
+            outcome = try Subprocess.run(argv, environment: env, stdout: out, stderr: err, timeoutSeconds: spec.timeoutSeconds)
+        } catch let e as AirlockError where e.code == "spawn-failed" {
+            throw AirlockError(.invalidRelease, "eval-failed", "cannot start the eval: \(e.message)")
         }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, &attr, cArgs, cEnv)
-        guard rc == 0 else { throw AirlockError(.invalidRelease, "eval-failed", "cannot start the eval: \(String(cString: strerror(rc)))") }
-        defer { kill(-pid, SIGKILL) }  // whatever the eval left running goes with it
-        let deadline = Timestamp.monotonicSeconds() + spec.timeoutSeconds
-        var status: Int32 = 0
-        while true {
-            let r = waitpid(pid, &status, WNOHANG)
-            if r == pid { break }
-            if r < 0 && errno != EINTR { throw AirlockError(.internal, "eval-wait", "cannot wait for the eval: \(String(cString: strerror(errno)))") }
-            if Timestamp.monotonicSeconds() >= deadline {
-                kill(-pid, SIGKILL)
-                waitpid(pid, &status, 0)
-                throw AirlockError(.invalidRelease, "eval-failed", "eval run \(run) did not finish within \(Int(spec.timeoutSeconds)) s (eval.timeout); no bundle was written")
-            }
-            usleep(10_000)
+        if outcome == .timedOut {
+            throw AirlockError(.invalidRelease, "eval-failed", "eval run \(run) did not finish within \(Int(spec.timeoutSeconds)) s (eval.timeout); no bundle was written")
         }
-        let exited = (status & 0x7f) == 0
-        let code = (status >> 8) & 0xff
-        guard exited && code == 0 else {
+        if outcome != .exited(0) {
             let log = (try? FileIO.read(err, limit: 1 << 20, what: "eval output")) ?? []
             let tail = String(decoding: log.suffix(300), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            let how = exited ? "exited with status \(code)" : "was killed by signal \(status & 0x7f)"
-            throw AirlockError(.invalidRelease, "eval-failed", "eval run \(run) \(how)" + (tail.isEmpty ? "" : ": \(tail)") + "; no bundle was written")
+            throw AirlockError(.invalidRelease, "eval-failed", "eval run \(run) \(outcome.how)" + (tail.isEmpty ? "" : ": \(tail)") + "; no bundle was written")
         }
         let bytes: [UInt8]
         do {

@@ -179,21 +179,7 @@ public enum Installer {
         // The perimeter: every endpoint the verified release reaches (its tools, its model)
         // must be inside the site's, or allowed by the admin for this install.
         let grants = try Grants.installed(releaseDirectory: tree, manifest: m)
-        var outside: [(who: String, endpoint: Endpoint)] = []
-        for (who, endpoint) in grants.egress where !trust.policy.perimeter.allows(endpoint) {
-            if options.allowEgress.contains(endpoint) {
-                result.allowances.append((who, endpoint))
-            } else {
-                outside.append((who, endpoint))
-            }
-        }
-        if !outside.isEmpty {
-            let what = outside.map { "\($0.who) reaches \($0.endpoint)" }.joined(separator: ", ")
-            let endpoints = Array(Set(outside.map(\.endpoint))).sorted()
-            throw AirlockError(
-                .policy, "egress-outside-perimeter",
-                "\(what): outside the site's perimeter (\(site.trustDirectory)/\(TrustPolicy.fileName), \"perimeter\"); if the site allows it, add it with `airlock trust allow \(endpoints.map(Perimeter.suggestion).joined(separator: " "))`, or allow it for this release only with \(endpoints.map { "--allow-egress \($0)" }.joined(separator: " ")) (recorded in the history)")
-        }
+        result.allowances = try trust.policy.perimeter.check(grants, allowEgress: options.allowEgress, context: "", trustDirectory: site.trustDirectory)
 
         // The rest of the release: the signed manifest and the signatures it was installed with.
         try staging.writeFile("\(tree)/\(SiteLayout.releaseManifest)", head.manifestBytes)

@@ -83,9 +83,9 @@ struct IPAddress: Equatable {
     /// The canonical text (inet_ntop): dotted quad, or lowercase compressed IPv6.
     var text: String {
         var buf = [CChar](repeating: 0, count: 64)
-        var b = bytes
-        _ = b.withUnsafeMutableBytes { inet_ntop(bytes.count == 4 ? AF_INET : AF_INET6, $0.baseAddress, &buf, socklen_t(buf.count)) }
-        return String(cString: buf)
+        let family = bytes.count == 4 ? AF_INET : AF_INET6
+        _ = bytes.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &buf, socklen_t(buf.count)) }
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     init?(_ s: String) {
@@ -372,6 +372,26 @@ public struct Perimeter: Equatable, Sendable {
         if let port, Endpoint.parsePort(port) == nil { return "port must be 1-65535" }
         if name.hasPrefix("*.") { name = name.dropFirst(2) }
         return Endpoint.isHostName(name) ? nil : "must be a lowercase DNS name or IPv4 address, optionally *.suffix and :port"
+    }
+
+    /// Sorts a release's egress into what the perimeter or an allowance covers: `allowed` are
+    /// the endpoints outside the perimeter that `allowEgress` lets through (to record);
+    /// anything else outside throws `egress-outside-perimeter`, naming every tool and endpoint.
+    /// `recorded` are endpoints allowed for the release before.
+    func check(
+        _ grants: Grants, allowEgress: [Endpoint], recorded: Set<String> = [], context: String, trustDirectory: String
+    ) throws -> [(who: String, endpoint: Endpoint)] {
+        var outside: [(who: String, endpoint: Endpoint)] = []
+        var allowed: [(who: String, endpoint: Endpoint)] = []
+        for (who, endpoint) in grants.egress where !allows(endpoint) && !recorded.contains(endpoint.description) {
+            if allowEgress.contains(endpoint) { allowed.append((who, endpoint)) } else { outside.append((who, endpoint)) }
+        }
+        guard !outside.isEmpty else { return allowed }
+        let what = outside.map { "\($0.who) reaches \($0.endpoint)" }.joined(separator: ", ")
+        let endpoints = Array(Set(outside.map(\.endpoint))).sorted()
+        throw AirlockError(
+            .policy, "egress-outside-perimeter",
+            "\(context)\(what): outside the site's perimeter (\(trustDirectory)/\(TrustPolicy.fileName), \"perimeter\") and not allowed for this release; if the site allows it, add it with `airlock trust allow \(endpoints.map(Perimeter.suggestion).joined(separator: " "))`, or allow it for this release only with \(endpoints.map { "--allow-egress \($0)" }.joined(separator: " ")) (recorded in the history)")
     }
 
     /// What to add to the perimeter for `e`: the endpoint itself for a name, a one-address

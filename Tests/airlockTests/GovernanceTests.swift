@@ -368,7 +368,7 @@ import Testing
         #expect(try s.airlock(["install", s.v2, "--allow-downgrade"]).status == 0)
         #expect(try s.airlock(["trust", "disallow", "kb.internal:443"]).status == 0)
         let narrowed = try s.airlock(["activate", "example-agent", "1.1.0"])
-        #expect(narrowed.status == 4 && narrowed.stderr.contains("tool search_kb reaches kb.internal:443, outside the site's perimeter"), "\(narrowed.stderr)")
+        #expect(narrowed.status == 4 && narrowed.stderr.contains("tool search_kb reaches kb.internal:443: outside the site's perimeter"), "\(narrowed.stderr)")
         let allowed = try s.airlock(["activate", "example-agent", "1.1.0", "--allow-egress", "kb.internal:443"])
         #expect(allowed.status == 0, "\(allowed.stderr)")
         #expect(try s.airlock(["history", "--json"]).stdout.contains("\"allowed_egress\""))
