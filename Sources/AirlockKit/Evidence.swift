@@ -30,6 +30,8 @@ public struct EvidenceReport: Sendable {
     public var historyProblem: (line: Int, reason: String)?
     public var historyEntries: Int
     public var generatedAt: String
+    /// The site's policy the releases are held to now (nil: no trust store).
+    public var policy: TrustPolicy?
 
     public static func build(site: Site, name: String) throws -> EvidenceReport {
         try site.requireInstalled(name)
@@ -73,7 +75,8 @@ public struct EvidenceReport: Sendable {
         releases.sort { $0.sequence < $1.sequence }
         let problem = try History.verify(site)
         return EvidenceReport(
-            name: name, current: current, releases: releases, historyProblem: problem, historyEntries: history.count, generatedAt: Timestamp.format(now))
+            name: name, current: current, releases: releases, historyProblem: problem, historyEntries: history.count, generatedAt: Timestamp.format(now),
+            policy: trust?.policy)
     }
 
     public var json: JSONValue {
@@ -81,6 +84,15 @@ public struct EvidenceReport: Sendable {
             "name": .string(name),
             "generated_at": .string(generatedAt),
             "current": current.map { .string($0) } ?? .null,
+            "policy": policy.map { p in
+                .object([
+                    "perimeter": .object(["hosts": .array(p.perimeter.hosts.map { .string($0) }), "networks": .array(p.perimeter.networks.map { .string($0) })]),
+                    "require_eval": .bool(p.requireEval),
+                    "min_eval_score": p.minEvalScore.map { .number(EvalAttestation.decimal($0)) } ?? .null,
+                    "approvals": .object(["threshold": .integer(p.approvalThreshold), "first_activation": .bool(p.approveFirstActivation)]),
+                    "signature_threshold": .integer(p.threshold),
+                ])
+            } ?? .null,
             "history": .object([
                 "entries": .integer(historyEntries), "chain_verified": .bool(historyProblem == nil),
                 "problem": historyProblem.map { .object(["line": .integer($0.line), "reason": .string($0.reason)]) } ?? .null,

@@ -20,6 +20,10 @@ struct EvidenceCommand: ParsableCommand {
         } else {
             Output.say("evidence for \(r.name) on \(siteOptions.site.root), \(r.generatedAt)")
             Output.say("current: \(r.current ?? "none")")
+            if let p = r.policy {
+                let perimeter = p.perimeter.hosts + p.perimeter.networks
+                Output.say("policy: \(p.threshold) signature\(p.threshold == 1 ? "" : "s"); perimeter \(perimeter.isEmpty ? "empty" : perimeter.joined(separator: ", ")); eval \(p.requireEval ? "required" + (p.minEvalScore.map { ", at least \(EvalAttestation.decimal($0))" } ?? "") : "not required"); \(p.approvalThreshold) approval\(p.approvalThreshold == 1 ? "" : "s") for widening\(p.approveFirstActivation ? " and first" : "") activations")
+            }
             if let p = r.historyProblem {
                 Output.say("history: chain BROKEN at line \(p.line): \(p.reason)")
             } else {

@@ -30,6 +30,15 @@ struct InspectCommand: ParsableCommand {
             Output.say("  delta of     \(d.base.prefixed): omits \(d.omitted.count) files (\(ByteCount.format(s.deltaOmittedBytes))) the site must already hold")
         }
         Output.say("  signers      \(s.signerKeyIDs.isEmpty ? "none" : s.signerKeyIDs.joined(separator: ", ")) (not checked)")
+        if let e = m.attestations?["eval"] {
+            if let a = try? EvalAttestation(json: e, source: "eval") {
+                Output.say("  eval         score \(EvalAttestation.decimal(a.score)), threshold \(EvalAttestation.decimal(a.threshold)), \(a.passed)/\(a.total) cases, \(a.runs) run\(a.runs == 1 ? "" : "s"), suite \(a.suite.prefixed)")
+            } else {
+                Output.say("  eval         an attestation airlock can not read")
+            }
+        } else {
+            Output.say("  eval         none attested")
+        }
         Output.say("  components")
         for name in BundleLayout.components {
             guard let c = m.components[name] else { continue }

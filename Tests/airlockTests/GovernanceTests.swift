@@ -87,6 +87,8 @@ import Testing
         #expect(eval["command"] as? String == "python3 eval/run.py")
         let suite = eval["suite"] as! String
         #expect(suite.hasPrefix("sha256:") && suite.count == 71)
+        let text = try CLI.run(["inspect", w.file("v1.airlock")]).stdout
+        #expect(text.contains("eval         score 1, threshold 0.9, 10/10 cases, 2 runs, suite \(suite)"), "\(text)")
         // The attestation is covered by the signature: the bundle verifies.
         #expect(try CLI.run(["verify", w.file("v1.airlock"), "--trust", w.file("trust")]).status == 0)
         _ = id
@@ -319,6 +321,9 @@ import Testing
         let report = try json(ev.stdout)
         #expect((report["current"] as? String)?.hasPrefix("4.0.0-") == true)
         #expect(((report["history"] as! [String: Any])["chain_verified"] as? Bool) == true)
+        let policy = report["policy"] as! [String: Any]
+        #expect(((policy["perimeter"] as! [String: Any])["hosts"] as? [String])?.contains("smtp.internal:25") == true)
+        #expect((policy["approvals"] as? [String: Any])?["threshold"] as? Int == 1)
         let releases = report["releases"] as! [[String: Any]]
         #expect(releases.count == 4)
         let wide = releases.first { ($0["version"] as? String) == "2.0.0" }!
