@@ -99,7 +99,9 @@ public enum Activation {
     /// Pops the activation stack and switches back. With `to`: back to that release (the
     /// stack is cut down to it when it is in the stack, so the next rollback keeps walking back;
     /// otherwise it is pushed). A rollback runs no health check: it is the way out.
-    public static func rollback(site: Site, name: String, to ref: String? = nil, lockTimeout: Double = 30) throws -> (from: String?, to: String) {
+    public static func rollback(
+        site: Site, name: String, to ref: String? = nil, allowEgress: [Endpoint] = [], lockTimeout: Double = 30
+    ) throws -> (from: String?, to: String) {
         let lock = try SiteLock(site: site, command: "rollback", timeout: lockTimeout)
         defer { withExtendedLifetime(lock) {} }
         try site.requireInstalled(name)
@@ -114,7 +116,7 @@ public enum Activation {
                 newStack.removeSubrange((i + 1)...)
             } else {
                 // Not a way back to an earlier activation: checked like an activation.
-                gate = try gated(site: site, name: name, release: target, current: from, state: &state, allowEgress: [])
+                gate = try gated(site: site, name: name, release: target, current: from, state: &state, allowEgress: allowEgress)
                 newStack.append(target)
             }
         } else {
@@ -208,7 +210,7 @@ public enum Activation {
         // so it costs the same for 10 files or 100,000.
         guard let check = check ?? state.health[dir] ?? declaredCheck(site: site, name: name, release: dir, state: state) else { return }
         let failure = try check.run(site: site, name: name, release: dir) { group in
-            state.checking = (dir, group)
+            state.checking = (dir, group, before)
             try state.save(site, name)
         }
         state.checking = nil
@@ -245,7 +247,7 @@ public enum Activation {
     /// running and switch back, since its verdict never came. Called by the lock holder.
     static func recoverInterruptedChecks(site: Site) {
         for name in site.names() {
-            guard var state = try? loadState(site, name), let (release, group) = state.checking else { continue }
+            guard var state = try? loadState(site, name), let (release, group, recorded) = state.checking else { continue }
             // Only a group whose leader is still the check Airlock started (process ids are
             // reused): its environment names the release.
             if group > 1, let env = try? FileIO.read("/proc/\(group)/environ", limit: 1 << 20, what: "environment"),
@@ -254,8 +256,14 @@ public enum Activation {
                 kill(-group, SIGKILL)
             }
             state.checking = nil
+            // Back to the stack before the activation; a re-activation of the current release
+            // stays where it was (as when its check fails in the open).
             var back = state.stack
-            if back.last == release { back.removeLast() }
+            if let recorded {
+                back = recorded.filter { site.releases(name).contains($0) }
+            } else if back.last == release {
+                back.removeLast()
+            }
             try? switchBack(site: site, name: name, state: &state, to: back, release: release, reason: "the command running the health check was killed before it finished")
         }
     }

@@ -52,8 +52,12 @@ public enum Approvals {
         let lock = try SiteLock(site: site, command: "approve", timeout: lockTimeout)
         defer { withExtendedLifetime(lock) {} }
         let sig = try key.sign(message(bundleID))
-        for d in [site.path(folder), directory(site, bundleID)] where mkdir(d, 0o755) != 0 && errno != EEXIST {
-            throw AirlockError.io(errno == ENOSPC ? "disk-full" : "write-failed", "cannot create \(d)", errno: errno)
+        for d in [site.path(folder), directory(site, bundleID)] {
+            if mkdir(d, 0o755) == 0 {
+                try FileIO.fsyncPath(String(d[..<d.lastIndex(of: "/")!]))  // the new folder survives a power loss
+            } else if errno != EEXIST {
+                throw AirlockError.io(errno == ENOSPC ? "disk-full" : "write-failed", "cannot create \(d)", errno: errno)
+            }
         }
         try FileIO.writeAtomically(directory(site, bundleID) + "/" + key.id + BundleLayout.signatureSuffix, sig, mode: 0o444)
         try History.append(site, action: "approve", name: name, ["bundle_id": .string(bundleID.prefixed), "approver": .string(key.id)])
@@ -101,7 +105,7 @@ public enum Approvals {
         if policy.requireEval {
             let score: Double?, attested: Bool
             if let recordedScore = state.evalScore[release] {
-                score = Double(recordedScore)
+                score = Double(recordedScore)  // nil for "" (none) and "failed"
                 attested = !recordedScore.isEmpty
             } else {
                 let a = try manifest(site: site, name: name, release: release).attestations?["eval"].map { try EvalAttestation(json: $0, source: "\(release): attestations.eval") }

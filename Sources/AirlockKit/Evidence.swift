@@ -59,12 +59,31 @@ public struct EvidenceReport: Sendable {
             }
             let eval = try m.attestations?["eval"].map { try EvalAttestation(json: $0, source: "\(dir): attestations.eval") }
             let approvals = trust.map { Approvals.verified(site: site, bundleID: id, trust: $0, now: now) } ?? []
+            // The history of this install of the release: from its latest install line on (a
+            // folder name can come back after gc with the same bundle).
+            let mine = history.filter { $0.name == name }
+            let start = mine.lastIndex { $0.action == "install" && $0.fields["bundle_id"]?.stringValue == id.prefixed } ?? 0
+            let lines = mine[start...].filter { $0.fields["release"]?.stringValue == dir || $0.fields["bundle_id"]?.stringValue == id.prefixed }
+            // Allowances in force are the state's; the history says who and when.
             var allowances: [(String, String, String)] = []
+            for endpoint in state.allowances[dir] ?? [] {
+                var who = "?", at = state.installedAt[dir] ?? "?"
+                for e in lines {
+                    if e.action == "allowance", e.fields["endpoint"]?.stringValue == endpoint {
+                        who = e.fields["who"]?.stringValue ?? who
+                        at = e.at
+                    } else if let list = e.fields["allowed_egress"]?.arrayValue?.compactMap(\.stringValue),
+                        let hit = list.first(where: { $0.hasSuffix(" -> " + endpoint) })
+                    {
+                        who = String(hit.dropLast(endpoint.count + 4))
+                        at = e.at
+                    }
+                }
+                allowances.append((who, endpoint, at))
+            }
             var widenings: [(String, [String], [String])] = []
-            for e in history where e.name == name && e.fields["release"]?.stringValue == dir {
-                if e.action == "allowance" {
-                    allowances.append((e.fields["who"]?.stringValue ?? "?", e.fields["endpoint"]?.stringValue ?? "?", e.at))
-                } else if e.action == "activate", let w = e.fields["widens"]?.arrayValue {
+            for e in lines where (e.action == "activate" || e.action == "rollback") && e.fields["release"]?.stringValue == dir {
+                if let w = e.fields["widens"]?.arrayValue {
                     widenings.append((e.at, w.compactMap(\.stringValue), e.fields["approved_by"]?.arrayValue?.compactMap(\.stringValue) ?? []))
                 }
             }
@@ -160,10 +179,12 @@ public enum SBOM {
             metaProps.append(.object(["name": .string("airlock:eval-threshold"), "value": .string(EvalAttestation.decimal(a.threshold))]))
             metaProps.append(.object(["name": .string("airlock:eval-suite"), "value": .string(a.suite.prefixed)]))
         }
-        // The serial number is derived from the bundle id, so the same bundle always gives the
-        // same document.
+        // The serial number is derived from the bundle id (a version 8, "custom", UUID of
+        // RFC 9562), so the same bundle always gives the same document.
         let h = s.bundleID.hex
-        let uuid = "\(h.prefix(8))-\(h.dropFirst(8).prefix(4))-5\(h.dropFirst(13).prefix(3))-\(["8", "9", "a", "b"][Int(String(h.dropFirst(16).prefix(1)), radix: 16)! % 4])\(h.dropFirst(17).prefix(3))-\(h.dropFirst(20).prefix(12))"
+        let uuid = "\(h.prefix(8))-\(h.dropFirst(8).prefix(4))-8\(h.dropFirst(13).prefix(3))-\(["8", "9", "a", "b"][Int(String(h.dropFirst(16).prefix(1)), radix: 16)! % 4])\(h.dropFirst(17).prefix(3))-\(h.dropFirst(20).prefix(12))"
+        // The release depends on its files and its model.
+        let refs: [JSONValue] = components.compactMap { $0.objectValue?["bom-ref"] }
         return .object([
             "bomFormat": .string("CycloneDX"),
             "specVersion": .string("1.5"),
@@ -179,11 +200,11 @@ public enum SBOM {
                     "bom-ref": .string("release"),
                     "name": .string(m.name),
                     "version": .string(m.version),
-                    "hashes": .array([.object(["alg": .string("SHA-256"), "content": .string(s.bundleID.hex)])]),
                     "properties": .array(metaProps),
                 ]),
             ]),
             "components": .array(components),
+            "dependencies": .array([.object(["ref": .string("release"), "dependsOn": .array(refs)])]),
         ])
     }
 }

@@ -101,6 +101,11 @@ public enum Installer {
                 throw AirlockError(.policy, "release-collision", "\(target) holds another release with the same version and id prefix; remove it first")
             }
             result.alreadyInstalled = true
+            if !options.allowEgress.isEmpty && !options.activate && !options.repair {
+                throw AirlockError(
+                    .usage, "already-installed",
+                    "\(m.name) \(dir) is already installed, so --allow-egress has nothing to apply to; allow an endpoint for an installed release when you activate it: airlock activate \(m.name) \(dir) --allow-egress HOST:PORT")
+            }
             if !options.repair { return result }
         }
         let repairing = result.alreadyInstalled
@@ -179,7 +184,10 @@ public enum Installer {
         // The perimeter: every endpoint the verified release reaches (its tools, its model)
         // must be inside the site's, or allowed by the admin for this install.
         let grants = try Grants.installed(releaseDirectory: tree, manifest: m)
-        result.allowances = try trust.policy.perimeter.check(grants, allowEgress: options.allowEgress, context: "", trustDirectory: site.trustDirectory)
+        // A repair keeps the allowances the release was installed (or activated) with.
+        let recorded = repairing ? Set(try NameState.load(site, m.name).allowances[dir] ?? []) : []
+        result.allowances = try trust.policy.perimeter.check(
+            grants, allowEgress: options.allowEgress, recorded: recorded, context: "", trustDirectory: site.trustDirectory)
 
         // The rest of the release: the signed manifest and the signatures it was installed with.
         try staging.writeFile("\(tree)/\(SiteLayout.releaseManifest)", head.manifestBytes)
@@ -233,7 +241,12 @@ public enum Installer {
                 state.health[dir] = HealthCheck(manifest: m)
                 state.modelEndpoint[dir] = m.components["model"]?.metadata["endpoint"] ?? ""
                 state.allowances[dir] = result.allowances.map(\.endpoint.description)
-                state.evalScore[dir] = evalScore.map(EvalAttestation.decimal) ?? ""
+                state.evalScore[dir] = evalScore.map(EvalAttestation.decimal) ?? (eval != nil ? "failed" : "")
+            }
+            if repairing {
+                for a in result.allowances where !(state.allowances[dir] ?? []).contains(a.endpoint.description) {
+                    state.allowances[dir, default: []].append(a.endpoint.description)
+                }
             }
             state.highestSequence = max(state.highestSequence, m.sequence)
             try state.save(site, m.name)
@@ -259,6 +272,9 @@ public enum Installer {
             "bytes_written": .integer(result.bytesWritten),
         ]
         if let downgrade { fields["downgrade_from_sequence"] = .integer(downgrade) }
+        if !result.allowances.isEmpty {
+            fields["allowed_egress"] = .array(result.allowances.map { .string("\($0.who) -> \($0.endpoint)") })
+        }
         try History.append(site, action: repairing ? "repair" : "install", name: m.name, fields)
         for (who, endpoint) in result.allowances {
             try History.append(

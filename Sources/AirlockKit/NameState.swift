@@ -14,7 +14,8 @@ struct NameState {
     var pending: [String]?
     /// A health check running against `current` (release, process group), so that the next
     /// command can stop it and switch back if the process running it was killed.
-    var checking: (release: String, processGroup: Int32)?
+    /// `back` is the stack to return to if the check fails (the one before the activation).
+    var checking: (release: String, processGroup: Int32, back: [String]?)?
     /// The highest sequence ever installed for the name: removing a release does not open the
     /// door to a downgrade.
     var highestSequence: UInt64 = 0
@@ -26,7 +27,8 @@ struct NameState {
     /// check, copied at install so that a switch never parses a manifest: the model endpoint
     /// it declares ("" for none), the endpoints the admin allowed outside the perimeter, and
     /// its passing eval score ("" for none). A release without an entry (installed by an older
-    /// Airlock) is read from its manifest instead.
+    /// Airlock) is read from its manifest instead. `evalScore` is the passing score, "failed"
+    /// for an attestation below its threshold, "" for none.
     var modelEndpoint: [String: String] = [:]
     var allowances: [String: [String]] = [:]
     var evalScore: [String: String] = [:]
@@ -42,7 +44,7 @@ struct NameState {
         s.stack = o["stack"]?.arrayValue?.compactMap(\.stringValue) ?? []
         s.pending = o["pending"]?.arrayValue?.compactMap(\.stringValue)
         if let c = o["checking"]?.objectValue, let r = c["release"]?.stringValue, let g = c["process_group"]?.unsignedInteger(max: UInt64(Int32.max)) {
-            s.checking = (r, Int32(g))
+            s.checking = (r, Int32(g), c["back"]?.arrayValue?.compactMap(\.stringValue))
         }
         s.highestSequence = o["highest_sequence"]?.unsignedInteger() ?? 0
         s.pinned = Set(o["pinned"]?.arrayValue?.compactMap(\.stringValue) ?? [])
@@ -70,7 +72,11 @@ struct NameState {
             "eval_score": .object(evalScore.mapValues { .string($0) }),
         ]
         if let pending { fields["pending"] = .array(pending.map { .string($0) }) }
-        if let checking { fields["checking"] = .object(["release": .string(checking.release), "process_group": .integer(checking.processGroup)]) }
+        if let checking {
+            var c: [String: JSONValue] = ["release": .string(checking.release), "process_group": .integer(checking.processGroup)]
+            if let back = checking.back { c["back"] = .array(back.map { .string($0) }) }
+            fields["checking"] = .object(c)
+        }
         let o: JSONValue = .object(fields)
         try FileIO.writeAtomically(site.path(name, SiteLayout.state), CanonicalJSON.encode(o) + [0x0A], mode: 0o644)
     }

@@ -197,6 +197,10 @@ public enum SiteAdmin {
             }
             s.stack.removeAll { $0 == dir }
             s.installedAt[dir] = nil
+            s.health[dir] = nil
+            s.modelEndpoint[dir] = nil
+            s.allowances[dir] = nil
+            s.evalScore[dir] = nil
             FileIO.removeTree(trash)
         }
         try FileIO.fsyncPath(site.releasesDirectory(name))

@@ -114,6 +114,9 @@ public struct TrustPolicy: Equatable, Sendable {
                 throw invalid(path, "unknown field \"\(key)\"")
             }
         }
+        if p.minEvalScore != nil && !p.requireEval {
+            throw invalid(path, "\"min_eval_score\" needs \"require_eval\": true (without it no eval is checked)")
+        }
         return p
     }
 
@@ -183,6 +186,13 @@ public struct TrustStore: Sendable {
         let approverDir = directory + "/" + approversFolder
         if let names = try? FileManager.default.contentsOfDirectory(atPath: approverDir) {
             for name in names.sorted() where name.hasSuffix(".pub") { approvers.append(try PublicKey.load(path: approverDir + "/" + name)) }
+        }
+        // One key, one role, however the files got there: a vendor key that could approve
+        // would approve its own releases.
+        if let both = approvers.first(where: { a in keys.contains { $0.id == a.id } }) {
+            throw AirlockError(
+                .key, "key-role-conflict",
+                "\(both.id) is both a signing key and an approver key in \(directory); remove it from one of them (an approver key must be another key)")
         }
         return TrustStore(keys: keys, policy: policy, directory: directory, approvers: approvers)
     }

@@ -127,11 +127,15 @@ struct RollbackCommand: ParsableCommand {
     @Option(name: .long, help: "Activate this release instead of the previous one.")
     var to: String?
 
+    @Option(name: .long, help: ArgumentHelp("With --to a release not on the activation stack: allow it to reach this endpoint outside the perimeter (repeatable; recorded).", valueName: "host:port"))
+    var allowEgress: [String] = []
+
     @OptionGroup var siteOptions: SiteOptions
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
-        let r = try Activation.rollback(site: siteOptions.site, name: name, to: to, lockTimeout: siteOptions.lockTimeout)
+        let r = try Activation.rollback(
+            site: siteOptions.site, name: name, to: to, allowEgress: try parseEndpoints(allowEgress), lockTimeout: siteOptions.lockTimeout)
         Output.say("\(name): current -> \(r.to) (was \(r.from ?? "nothing"))")
     }
 }

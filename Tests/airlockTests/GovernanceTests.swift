@@ -395,6 +395,61 @@ import Testing
         #expect(try s.airlock(["trust", "allow", "*.0.0.1"]).status == 2)
     }
 
+    /// Second review's regressions.
+    @Test func recordsAndRecoveryHoldUp() throws {
+        let s = try SiteWorkspace()
+        try s.policy("{}")
+        let all = ["--allow-egress", "kb.internal:443", "--allow-egress", "tickets.internal:443", "--allow-egress", "orders.internal:8443"]
+        // The install line itself carries the allowances.
+        #expect(try s.airlock(["install", s.v1, "--activate"] + all).status == 0)
+        let h = try JSONSerialization.jsonObject(with: Data(try s.airlock(["history", "--json"]).stdout.utf8)) as! [[String: Any]]
+        let install = h.first { $0["action"] as? String == "install" }!
+        #expect((install["allowed_egress"] as? [String])?.contains("tool search_kb -> kb.internal:443") == true, "\(install)")
+        // A repair keeps them; --allow-egress on an installed release says where it belongs.
+        let repaired = try s.airlock(["install", s.v1, "--repair"])
+        #expect(repaired.status == 0, "\(repaired.stderr)")
+        let again = try s.airlock(["install", s.v1, "--allow-egress", "kb.internal:443"])
+        #expect(again.status == 2 && again.stderr.contains("airlock activate example-agent"), "\(again.stderr)")
+        // Evidence shows the allowances in force, once each.
+        let ev = try JSONSerialization.jsonObject(with: Data(try s.airlock(["evidence", "example-agent", "--json"]).stdout.utf8)) as! [String: Any]
+        let r1 = (ev["releases"] as! [[String: Any]])[0]
+        #expect((r1["allowances"] as! [[String: Any]]).count == 3, "\(r1)")
+
+        // A check killed while re-activating the current release leaves it current.
+        let killed = try CLI.sh("""
+            '\(CLI.binary)' activate example-agent 1.0.0 --check 'sleep 30' --check-timeout 60 --root '\(s.root)' >/dev/null 2>&1 &
+            pid=$!
+            for i in $(seq 100); do grep -q '"checking"' '\(s.root)/example-agent/.state.json' && break; sleep 0.05; done
+            kill -9 $pid; wait $pid 2>/dev/null; echo killed
+            """)
+        #expect(killed.stdout.contains("killed"))
+        let started = Date()
+        #expect(try s.airlock(["pin", "example-agent", "1.0.0"]).status == 0)
+        #expect(Date().timeIntervalSince(started) < 10, "recovery waited for the killed check")
+        #expect(s.current?.hasPrefix("releases/1.0.0-") == true, "\(String(describing: s.current))")
+
+        // rollback --to a release never active takes --allow-egress like activate.
+        #expect(try s.airlock(["install", s.v2] + all).status == 0)
+        #expect(try s.airlock(["trust", "allow"] + SiteWorkspace.perimeter).status == 0)
+        #expect(try s.airlock(["install", s.v3]).status == 0)  // inside the perimeter: no allowance recorded
+        try s.policy("{}")  // then the perimeter is emptied
+        let refused = try s.airlock(["rollback", "example-agent", "--to", "1.2.0"])
+        #expect(refused.status == 4 && refused.stderr.contains("--allow-egress"), "\(refused.stderr)")
+        #expect(try s.airlock(["rollback", "example-agent", "--to", "1.2.0"] + all).status == 0)
+        #expect(s.current?.hasPrefix("releases/1.2.0-") == true)
+
+        // Policy files are strict about the new fields too.
+        try s.policy(#"{"min_eval_score": 0.9}"#)
+        let strict = try s.airlock(["trust", "list"])
+        #expect(strict.status == 6 && strict.stderr.contains("needs \"require_eval\": true"), "\(strict.stderr)")
+        try s.policy("{}")
+        // A vendor key copied into approvers/ by hand is refused, not counted.
+        try FileManager.default.createDirectory(atPath: s.root + "/.trust/approvers", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: s.w.file("vendor.pub"), toPath: s.root + "/.trust/approvers/vendor.pub")
+        let conflict = try s.airlock(["activate", "example-agent", "1.1.0"])
+        #expect(conflict.status == 6 && conflict.stderr.contains("both a signing key and an approver key"), "\(conflict.stderr)")
+    }
+
     @Test func siteMinimumEvalScore() throws {
         let s = try SiteWorkspace()
         try sh(s.w, """
@@ -464,6 +519,9 @@ import Testing
         #expect(files.count == info["files"] as? Int)
         let hashes = files.first { $0["name"] as? String == "code/agent.py" }?["hashes"] as? [[String: String]]
         #expect(hashes?.first?["alg"] == "SHA-256" && hashes?.first?["content"]?.count == 64)
+        let deps = (bom["dependencies"] as? [[String: Any]])?.first
+        #expect(deps?["ref"] as? String == "release" && (deps?["dependsOn"] as? [String])?.count == components.count)
+        #expect(((bom["metadata"] as! [String: Any])["component"] as! [String: Any])["hashes"] == nil)
         // The same bundle gives the same document.
         #expect(try CLI.run(["sbom", w.file("v1.airlock")]).stdout == r.stdout)
 

@@ -4,8 +4,11 @@ import Glibc
 
 /// Runs a command from a bundle or a release (a health check, an eval) the one way Airlock
 /// does: posix_spawn with an explicit environment, stdin from /dev/null, stdout and stderr to
-/// files, in a process group of its own that is killed, whatever it left running, when the
+/// files, no other descriptor, in a process group of its own that is killed, whatever it left running, when the
 /// command ends or its time is up.
+@_silgen_name("posix_spawn_file_actions_addclosefrom_np")
+private func c_addclosefrom(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ from: Int32) -> Int32
+
 enum Subprocess {
     enum Outcome: Equatable {
         case exited(Int32)
@@ -38,6 +41,9 @@ enum Subprocess {
         } else {
             posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         }
+        // Nothing else of Airlock's reaches the command: not the site lock, not the bundle,
+        // not a pipe of whoever started Airlock (which would keep it waiting for the command).
+        _ = c_addclosefrom(&actions, 3)
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
