@@ -23,9 +23,21 @@ public struct EvidenceReport: Sendable {
         public var widenings: [(at: String, widens: [String], approvedBy: [String])]
     }
 
+    /// A release installed once and since removed (from the history): what it was and when it
+    /// went.
+    public struct Removed: Sendable {
+        public var directory: String
+        public var bundleID: String?
+        public var version: String?
+        public var installedAt: String
+        public var removedAt: String
+        public var how: String
+    }
+
     public var name: String
     public var current: String?
     public var releases: [Release]
+    public var removed: [Removed] = []
     /// Nil when the history chain verifies, else where and why it breaks.
     public var historyProblem: (line: Int, reason: String)?
     public var historyEntries: Int
@@ -92,10 +104,23 @@ public struct EvidenceReport: Sendable {
                 pinned: state.pinned.contains(dir), signers: signers, eval: eval, approvals: approvals, allowances: allowances, widenings: widenings))
         }
         releases.sort { $0.sequence < $1.sequence }
+        // Releases the history shows installed, then removed, and not installed now.
+        var removed: [Removed] = []
+        var lastInstall: [String: HistoryEntry] = [:]
+        for e in history where e.name == name {
+            guard let dir = e.fields["release"]?.stringValue else { continue }
+            if e.action == "install" { lastInstall[dir] = e }
+            if e.action == "remove" || e.action == "gc-remove", let i = lastInstall[dir] {
+                removed.append(Removed(
+                    directory: dir, bundleID: i.fields["bundle_id"]?.stringValue, version: i.fields["version"]?.stringValue, installedAt: i.at,
+                    removedAt: e.at, how: e.action))
+                lastInstall[dir] = nil
+            }
+        }
         let problem = try History.verify(site)
         return EvidenceReport(
-            name: name, current: current, releases: releases, historyProblem: problem, historyEntries: history.count, generatedAt: Timestamp.format(now),
-            policy: trust?.policy)
+            name: name, current: current, releases: releases, removed: removed, historyProblem: problem, historyEntries: history.count,
+            generatedAt: Timestamp.format(now), policy: trust?.policy)
     }
 
     public var json: JSONValue {
@@ -116,6 +141,12 @@ public struct EvidenceReport: Sendable {
                 "entries": .integer(historyEntries), "chain_verified": .bool(historyProblem == nil),
                 "problem": historyProblem.map { .object(["line": .integer($0.line), "reason": .string($0.reason)]) } ?? .null,
             ]),
+            "removed": .array(removed.map { r in
+                .object([
+                    "release": .string(r.directory), "bundle_id": r.bundleID.map { .string($0) } ?? .null, "version": r.version.map { .string($0) } ?? .null,
+                    "installed_at": .string(r.installedAt), "removed_at": .string(r.removedAt), "how": .string(r.how),
+                ])
+            }),
             "releases": .array(releases.map { r in
                 .object([
                     "release": .string(r.directory), "bundle_id": .string(r.bundleID.prefixed), "version": .string(r.version),

@@ -49,6 +49,13 @@ struct EvidenceCommand: ParsableCommand {
                     Output.say("  activated \(w.at), widening: \(w.widens.joined(separator: "; ")); approved by \(w.approvedBy.map { String($0.prefix(16)) + "..." }.joined(separator: ", "))")
                 }
             }
+            if !r.removed.isEmpty {
+                Output.say("")
+                Output.say("removed since (from the history):")
+                for x in r.removed {
+                    Output.say("  \(x.directory)  \(x.bundleID ?? "?")  installed \(x.installedAt), removed \(x.removedAt) (\(x.how))")
+                }
+            }
         }
         if r.historyProblem != nil {
             throw AirlockError(.verification, "history-broken", "the site's history chain does not verify (see above); the report's history-derived fields can not be trusted")

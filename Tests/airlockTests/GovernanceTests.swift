@@ -331,7 +331,16 @@ import Testing
         #expect(((wide["signers"] as! [[String: Any]]).first?["status"] as? String) == "verified")
         #expect(((wide["eval"] as? [String: Any])?["score"] as? Double) == 1)
         #expect(!(wide["widened_at_activation"] as! [Any]).isEmpty)
+        // What gc removes stays in the report, from the history.
+        #expect(try s.airlock(["gc", "--keep", "1"]).status == 0)
+        let after = try json(try s.airlock(["evidence", "example-agent", "--json"]).stdout)
+        let gone = after["removed"] as! [[String: Any]]
+        let kept = Set((after["releases"] as! [[String: Any]]).compactMap { $0["version"] as? String })
+        let removedVersions = Set(gone.compactMap { $0["version"] as? String })
+        #expect(!gone.isEmpty && gone.allSatisfy { ($0["how"] as? String) == "gc-remove" }, "\(gone)")
+        #expect(kept.union(removedVersions) == ["1.0.0", "2.0.0", "3.0.0", "4.0.0"] && kept.isDisjoint(with: removedVersions), "\(kept) \(removedVersions)")
         let text = try s.airlock(["evidence", "example-agent"]).stdout
+        #expect(text.contains("removed since (from the history):"))
         #expect(text.contains("hash chain verified") && text.contains("eval        score 1 (threshold 0.9, 10/10 cases, 2 runs)"), "\(text)")
     }
 
