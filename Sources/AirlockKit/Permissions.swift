@@ -110,22 +110,16 @@ public struct ToolPermissions: Equatable, Sendable {
 
     public init() {}
 
-    static let kinds = ["network", "read", "write", "exec"]
+    static let kinds = ["network"] + pathKinds
+    static let pathKinds = ["read", "write", "exec"]
 
+    /// The path list of a path kind (`pathKinds`).
     func paths(_ kind: String) -> [String] {
         switch kind {
         case "read": return read
         case "write": return write
-        case "exec": return exec
-        default: return network.map(\.description)
+        default: return exec
         }
-    }
-
-    var json: JSONValue {
-        .object([
-            "network": .array(network.map { .string($0.description) }), "read": .array(read.map { .string($0) }),
-            "write": .array(write.map { .string($0) }), "exec": .array(exec.map { .string($0) }),
-        ])
     }
 }
 
@@ -293,7 +287,7 @@ public struct Grants: Equatable, Sendable {
             }
             let net = p.network.filter { !q.network.contains($0) }
             if !net.isEmpty { out.append("tool \(name) gains network access to \(net.map(\.description).joined(separator: ", "))") }
-            for kind in ["read", "write", "exec"] {
+            for kind in ToolPermissions.pathKinds {
                 let wider = p.paths(kind).filter { path in !q.paths(kind).contains { covers($0, path) } }
                 if !wider.isEmpty { out.append("tool \(name) may now \(verb(kind)) \(wider.joined(separator: ", "))") }
             }
@@ -310,7 +304,7 @@ public struct Grants: Equatable, Sendable {
             guard let p = new.tools[name], let q = old.tools[name] else { continue }
             let net = q.network.filter { !p.network.contains($0) }
             if !net.isEmpty { out.append("tool \(name) loses network access to \(net.map(\.description).joined(separator: ", "))") }
-            for kind in ["read", "write", "exec"] {
+            for kind in ToolPermissions.pathKinds {
                 let narrower = q.paths(kind).filter { path in !p.paths(kind).contains { covers($0, path) } }
                 if !narrower.isEmpty { out.append("tool \(name) may no longer \(verb(kind)) \(narrower.joined(separator: ", "))") }
             }
@@ -329,7 +323,7 @@ public struct Grants: Equatable, Sendable {
     static func describe(_ p: ToolPermissions) -> String {
         var parts: [String] = []
         if !p.network.isEmpty { parts.append("network \(p.network.map(\.description).joined(separator: ", "))") }
-        for kind in ["read", "write", "exec"] where !p.paths(kind).isEmpty {
+        for kind in ToolPermissions.pathKinds where !p.paths(kind).isEmpty {
             parts.append("\(verb(kind)) \(p.paths(kind).joined(separator: ", "))")
         }
         return parts.joined(separator: "; ")
