@@ -41,6 +41,9 @@ public struct EvidenceReport: Sendable {
     /// Nil when the history chain verifies, else where and why it breaks.
     public var historyProblem: (line: Int, reason: String)?
     public var historyEntries: Int
+    /// The hash of the history's last line (`History.check`): with `historyEntries`, what an
+    /// auditor records elsewhere to detect later that the tail of the history was cut.
+    public var historyHead: String = History.genesis
     public var generatedAt: String
     /// The site's policy the releases are held to now (nil: no trust store).
     public var policy: TrustPolicy?
@@ -117,10 +120,10 @@ public struct EvidenceReport: Sendable {
                 lastInstall[dir] = nil
             }
         }
-        let problem = try History.verify(site)
+        let check = try History.check(site)
         return EvidenceReport(
-            name: name, current: current, releases: releases, removed: removed, historyProblem: problem, historyEntries: history.count,
-            generatedAt: Timestamp.format(now), policy: trust?.policy)
+            name: name, current: current, releases: releases, removed: removed, historyProblem: check.problem, historyEntries: check.lines,
+            historyHead: check.head, generatedAt: Timestamp.format(now), policy: trust?.policy)
     }
 
     public var json: JSONValue {
@@ -138,7 +141,7 @@ public struct EvidenceReport: Sendable {
                 ])
             } ?? .null,
             "history": .object([
-                "entries": .integer(historyEntries), "chain_verified": .bool(historyProblem == nil),
+                "entries": .integer(historyEntries), "head": .string(historyHead), "chain_verified": .bool(historyProblem == nil),
                 "problem": historyProblem.map { .object(["line": .integer($0.line), "reason": .string($0.reason)]) } ?? .null,
             ]),
             "removed": .array(removed.map { r in

@@ -29,6 +29,7 @@ struct EvidenceCommand: ParsableCommand {
             } else {
                 Output.say("history: \(r.historyEntries) entries, hash chain verified")
             }
+            Output.say("history head: line \(r.historyEntries) is \(r.historyHead) (record both elsewhere: a history that later lacks this line was cut)")
             for rel in r.releases {
                 var flags: [String] = []
                 if rel.current { flags.append("current") }
