@@ -29,6 +29,17 @@ public struct HealthCheck: Sendable, Equatable {
         ]
     }
 
+    /// An anonymous file for a check's output: created in the site's `.staging/` (only the
+    /// owner can write there: `SiteSafety`) with O_EXCL|O_NOFOLLOW under 128 random bits, then
+    /// unlinked.
+    static func privateLog(site: Site) throws -> Int32 {
+        let path = site.path(SiteLayout.staging, "health-\(Staging.randomName()).log")
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw AirlockError.io("write-failed", "cannot create the health check's output file in \(site.path(SiteLayout.staging))", errno: errno) }
+        unlink(path)
+        return fd
+    }
+
     /// Runs `/bin/sh -c command` in the release folder `current` points at, in a process group
     /// of its own, with a clean environment (AIRLOCK_ROOT, AIRLOCK_NAME, AIRLOCK_RELEASE,
     /// AIRLOCK_CURRENT, PATH, HOME, LANG) and, when Airlock runs as root, as `nobody` (the
@@ -36,8 +47,11 @@ public struct HealthCheck: Sendable, Equatable {
     /// nil on success, else why it failed. The whole group is killed when the check ends or
     /// times out.
     func run(site: Site, name: String, release: String, started: (Int32) throws -> Void = { _ in }) throws -> String? {
-        let log = site.path(SiteLayout.staging, "health-\(getpid()).log")
-        defer { unlink(log) }
+        // The check's output goes to a file Airlock creates itself, before the check drops to
+        // `nobody`: exclusively, under an unpredictable name, without following a link, and
+        // unlinked at once, so that nobody can point it elsewhere or read it.
+        let log = try Self.privateLog(site: site)
+        defer { close(log) }
         var argv = ["/bin/sh", "-c", "cd \"$0\" && exec /bin/sh -c \"$1\"", site.currentLink(name) + "/", command]
         if geteuid() == 0, FileIO.exists("/usr/bin/setpriv") {
             argv = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"] + argv
@@ -45,15 +59,17 @@ public struct HealthCheck: Sendable, Equatable {
         let outcome: Subprocess.Outcome
         do {
             outcome = try Subprocess.run(
-                argv, environment: HealthCheck.environment(site: site, name: name, release: release), stdout: log, stderr: log,
+                argv, environment: HealthCheck.environment(site: site, name: name, release: release), stdout: .descriptor(log), stderr: .descriptor(log),
                 timeoutSeconds: timeoutSeconds, started: started)
         } catch let e as AirlockError where e.code == "spawn-failed" {
             return "cannot start the health check: \(e.message)"
         }
         if outcome == .timedOut { return "the health check did not finish within \(Int(timeoutSeconds)) s" }
         if outcome == .exited(0) { return nil }
-        let output = (try? FileIO.read(log, limit: 1 << 20, what: "health check output")) ?? []
-        let tail = String(decoding: output.suffix(200), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        var output = [UInt8](repeating: 0, count: 200)
+        let size = lseek(log, 0, SEEK_END)
+        let n = size > 0 ? pread(log, &output, output.count, max(0, size - off_t(output.count))) : 0
+        let tail = String(decoding: output.prefix(max(0, n)), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         var how = outcome.how
         if geteuid() == 0 && FileIO.exists("/usr/bin/setpriv") { how += " (it ran as nobody: the site root must be reachable by that user)" }
         return "the health check \(how)" + (tail.isEmpty ? "" : ": \(tail)")
@@ -73,7 +89,7 @@ public enum Activation {
         prefix = prefix.lowercased()
         if !prefix.isEmpty, prefix.allSatisfy({ $0.isHexDigit }) {
             let byID = all.filter { dir in
-                guard let bytes = try? FileIO.read(site.releaseDirectory(name, dir) + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "manifest")
+                guard let bytes = try? site.manifestBytes(name, dir)
                 else { return false }
                 return SHA256Digest.of(bytes).hex.hasPrefix(prefix)
             }
@@ -239,7 +255,7 @@ public enum Activation {
     /// was cut short before its state was written (the state records it otherwise).
     private static func declaredCheck(site: Site, name: String, release dir: String, state: NameState) -> HealthCheck? {
         guard state.installedAt[dir] == nil else { return nil }
-        return (try? FileIO.read(site.releaseDirectory(name, dir) + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "manifest"))
+        return (try? site.manifestBytes(name, dir))
             .flatMap { try? Manifest.parse($0) }.flatMap(HealthCheck.init(manifest:))
     }
 

@@ -25,12 +25,12 @@ public enum Approvals {
     /// not revoked, not expired in the trust policy).
     public static func verified(site: Site, bundleID: SHA256Digest, trust: TrustStore, now: Int64 = Timestamp.now()) -> [String] {
         let dir = directory(site, bundleID)
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        let names = FileIO.entries(ofDirectory: dir) ?? []
         var out: [String] = []
         for n in names.sorted() where n.hasSuffix(BundleLayout.signatureSuffix) {
             let id = String(n.dropLast(BundleLayout.signatureSuffix.count))
             guard let key = trust.approvers[id], trust.unusableReason(id, now: now) == nil,
-                let sig = try? FileIO.read(dir + "/" + n, limit: BundleLayout.maxSignatureBytes, what: "approval"),
+                let sig = try? FileIO.read(dir + "/" + n, limit: BundleLayout.maxSignatureBytes, what: "approval", siteFile: true),
                 key.verify(signature: sig, over: message(bundleID))
             else { continue }
             out.append(id)
@@ -58,6 +58,7 @@ public enum Approvals {
             } else if errno != EEXIST {
                 throw AirlockError.io(errno == ENOSPC ? "disk-full" : "write-failed", "cannot create \(d)", errno: errno)
             }
+            try SiteSafety.expect(d, S_IFDIR, owner: geteuid(), what: "a folder of its approvals")
         }
         try FileIO.writeAtomically(directory(site, bundleID) + "/" + key.id + BundleLayout.signatureSuffix, sig, mode: 0o444)
         try History.append(site, action: "approve", name: name, ["bundle_id": .string(bundleID.prefixed), "approver": .string(key.id)])
@@ -115,29 +116,60 @@ public enum Approvals {
             try checkEval(policy: policy, score: score, attested: attested, what: "\(name) \(release)")
         }
 
+        // Measured against what the site last had active for the name: `current`, or when the
+        // pointer is gone, what the history says it last pointed at (deleting `current` does
+        // not make the next activation a first one).
+        let baseline = current ?? lastActive(site: site, name: name)
         let escalations: [String]
-        if let current, current != release {
-            escalations = Grants.escalations(from: try grants(site: site, name: name, release: current, state: state), to: new)
-        } else if current == nil && policy.approveFirstActivation {
+        if let baseline, baseline != release {
+            escalations = Grants.escalations(from: try baselineGrants(site: site, name: name, release: baseline, state: state), to: new)
+        } else if baseline == nil && policy.approveFirstActivation {
             escalations = Grants.escalations(from: Grants(), to: new)
         } else {
             escalations = []
         }
         if escalations.isEmpty { return ([], [], allowed) }
         let bundleID = try SHA256Digest.of(
-            FileIO.read(site.releaseDirectory(name, release) + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "manifest"))
+            site.manifestBytes(name, release))
         let approvers = trust.map { verified(site: site, bundleID: bundleID, trust: $0) } ?? []
         guard approvers.count >= policy.approvalThreshold else {
             throw AirlockError(
                 .policy, "approval-required",
-                "activating \(name) \(release) widens its permissions over \(current ?? "nothing (first activation)"): \(escalations.joined(separator: "; ")). It needs \(policy.approvalThreshold) site approval(s) and has \(approvers.count): an approver runs `airlock approve \(name) \(release) --key APPROVER.key`, then activate again")
+                "activating \(name) \(release) widens its permissions over \(describe(baseline, current: current)): \(escalations.joined(separator: "; ")). It needs \(policy.approvalThreshold) site approval(s) and has \(approvers.count): an approver runs `airlock approve \(name) \(release) --key APPROVER.key`, then activate again")
         }
         return (escalations, approvers, allowed)
     }
 
+    /// The release the site last had active for `name` when `current` is missing: the target
+    /// of the name's last switch in the history (activate, rollback, a health check's switch
+    /// back), nil when it never had one or last switched to nothing.
+    static func lastActive(site: Site, name: String) -> String? {
+        guard let entries = try? History.read(site) else { return nil }
+        for e in entries.reversed() where e.name == name {
+            switch e.action {
+            case "activate", "rollback": return e.fields["release"]?.stringValue
+            case "health-rollback": return e.fields["to"]?.stringValue
+            default: continue
+            }
+        }
+        return nil
+    }
+
+    /// What the baseline grants; a baseline no longer installed grants nothing known, so that
+    /// everything the new release grants counts as widening.
+    static func baselineGrants(site: Site, name: String, release: String, state: NameState) throws -> Grants {
+        site.releases(name).contains(release) ? try grants(site: site, name: name, release: release, state: state) : Grants()
+    }
+
+    static func describe(_ baseline: String?, current: String?) -> String {
+        guard let baseline else { return "nothing (first activation)" }
+        if current != nil { return baseline }
+        return "\(baseline), which the site last had active (`current` is missing)"
+    }
+
     static func manifest(site: Site, name: String, release: String) throws -> Manifest {
         try Manifest.parse(
-            FileIO.read(site.releaseDirectory(name, release) + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "manifest"))
+            site.manifestBytes(name, release))
     }
 
     /// A release's grants: its tool manifest and the model endpoint recorded at install.
@@ -146,7 +178,7 @@ public enum Approvals {
         var g = Grants()
         let tools = dir + "/" + SiteLayout.releasePayload + "/" + ToolManifest.path
         if FileIO.exists(tools) {
-            for t in try ToolManifest.parse(FileIO.read(tools, limit: ToolManifest.maxBytes, what: "tool manifest"), source: tools, hostile: true).tools {
+            for t in try ToolManifest.parse(FileIO.read(tools, limit: ToolManifest.maxBytes, what: "tool manifest", siteFile: true), source: tools, hostile: true).tools {
                 g.tools[t.name] = t.permissions
             }
         }
@@ -164,9 +196,9 @@ public enum Approvals {
     public static func describeInstalled(site: Site, name: String, release: String) throws -> (SHA256Digest, [String]) {
         let state = try NameState.load(site, name)
         let bundleID = try SHA256Digest.of(
-            FileIO.read(site.releaseDirectory(name, release) + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "manifest"))
+            site.manifestBytes(name, release))
         let new = try grants(site: site, name: name, release: release, state: state)
-        let old = try site.current(name).map { try grants(site: site, name: name, release: $0, state: state) } ?? Grants()
+        let old = try (site.current(name) ?? lastActive(site: site, name: name)).map { try baselineGrants(site: site, name: name, release: $0, state: state) } ?? Grants()
         return (bundleID, Grants.escalations(from: old, to: new))
     }
 
@@ -175,7 +207,7 @@ public enum Approvals {
         let name = summary.manifest.name
         guard let new = try summary.grants() else { return ["(unknown: the delta bundle omits tools/tools.json)"] }
         let state = try NameState.load(site, name)
-        let old = try site.current(name).map { try grants(site: site, name: name, release: $0, state: state) } ?? Grants()
+        let old = try (site.current(name) ?? lastActive(site: site, name: name)).map { try baselineGrants(site: site, name: name, release: $0, state: state) } ?? Grants()
         return Grants.escalations(from: old, to: new)
     }
 }

@@ -37,8 +37,9 @@ public final class BundleReader {
 
     private enum Stage { case start, manifest, signatures, sums, payload, finished }
 
-    /// Opens `path` (`-` reads standard input).
-    public init(path: String) throws {
+    /// Opens `path` (`-` reads standard input). `readTimeout`: seconds a read from a pipe or
+    /// socket may wait for data before the bundle fails (`stream-stalled`); 0 waits forever.
+    public init(path: String, readTimeout: Double = 0) throws {
         self.path = path
         if path == "-" {
             fd = 0
@@ -54,7 +55,7 @@ public final class BundleReader {
             self.fd = fd
             ownsFD = true
         }
-        tar = TarReader(stream: DecompressedStream(fileDescriptor: fd))
+        tar = TarReader(stream: DecompressedStream(fileDescriptor: fd, readTimeout: readTimeout))
     }
 
     deinit {

@@ -183,7 +183,7 @@ public enum EvalGate {
         let env = environment(directory: absolute, home: scratch, run: run, runs: spec.runs)
         let outcome: Subprocess.Outcome
         do {
-            outcome = try Subprocess.run(argv, environment: env, stdout: out, stderr: err, timeoutSeconds: spec.timeoutSeconds)
+            outcome = try Subprocess.run(argv, environment: env, stdout: .file(out), stderr: .file(err), timeoutSeconds: spec.timeoutSeconds)
         } catch let e as AirlockError where e.code == "spawn-failed" {
             throw AirlockError(.invalidRelease, "eval-failed", "cannot start the eval: \(e.message)")
         }

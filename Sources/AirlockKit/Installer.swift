@@ -20,6 +20,8 @@ public struct InstallOptions: Sendable {
     /// Endpoints outside the site's perimeter that the admin allows for this release
     /// (`--allow-egress HOST:PORT`); each use is recorded in the history.
     public var allowEgress: [Endpoint] = []
+    /// Seconds a read from a pipe or socket (`install -`) may wait for data; 0: no limit.
+    public var readTimeout: Double = 60
 
     public init() {}
 }
@@ -49,14 +51,20 @@ private struct ActivationFailed: Error {
 /// content objects, links the release tree to them and renames it into
 /// `<name>/releases/<version>-<id12>/` only when every file matched.
 public enum Installer {
+    /// The bundle is read, verified and staged before the site lock is taken: a stream that
+    /// stalls (or never authenticates) blocks no rollback. The lock is held only to commit the
+    /// staged release (and to activate it, or to write a refusal to the history).
     public static func install(bundle: String, site: Site, options: InstallOptions = InstallOptions()) throws -> InstallResult {
-        let lock = try SiteLock(site: site, command: "install", timeout: options.lockTimeout)
+        try site.prepare()
+        try SiteSafety.check(site, writing: true)
+        var lock: SiteLock?
         defer { withExtendedLifetime(lock) {} }
         let trust = try TrustStore.load(directory: site.trustDirectory)
         var report = VerificationReport(path: bundle)
         do {
-            var result = try installLocked(bundle: bundle, site: site, trust: trust, options: options, report: &report)
+            var result = try installStaged(bundle: bundle, site: site, trust: trust, options: options, report: &report, lock: &lock)
             if options.activate {
+                if lock == nil { lock = try SiteLock(site: site, command: "install", timeout: options.lockTimeout) }
                 do {
                     try Activation.activateLocked(site: site, name: result.name, release: result.release, check: options.check, allowEgress: options.allowEgress)
                 } catch let e as AirlockError {
@@ -73,17 +81,20 @@ public enum Installer {
             var fields: [String: JSONValue] = ["bundle": .string(bundle), "reason": .string(e.code), "message": .string(e.message)]
             if let id = report.bundleID { fields["bundle_id"] = .string(id.prefixed) }
             if let v = report.manifest?.version { fields["version"] = .string(v) }
-            if e.kind != .healthCheck {
-                try? History.append(site, action: e.kind == .verification || e.kind == .policy ? "refuse" : "install-failed", name: report.manifest?.name, fields)
+            if e.kind != .healthCheck && e.kind != .busy && e.code != "site-unsafe" {
+                if lock == nil { lock = try? SiteLock(site: site, command: "install", timeout: options.lockTimeout) }
+                if lock != nil {
+                    try? History.append(site, action: e.kind == .verification || e.kind == .policy ? "refuse" : "install-failed", name: report.manifest?.name, fields)
+                }
             }
             throw e
         }
     }
 
-    private static func installLocked(
-        bundle: String, site: Site, trust: TrustStore, options: InstallOptions, report: inout VerificationReport
+    private static func installStaged(
+        bundle: String, site: Site, trust: TrustStore, options: InstallOptions, report: inout VerificationReport, lock: inout SiteLock?
     ) throws -> InstallResult {
-        let reader = try BundleReader(path: bundle)
+        let reader = try BundleReader(path: bundle, readTimeout: options.readTimeout)
         let head = try Verifier.verifyHead(reader, trust: trust, detached: options.detached, now: options.now, report: &report)
         Sys.step("install.head-verified")
         let m = head.manifest
@@ -96,7 +107,7 @@ public enum Installer {
         // Already installed: nothing new to check, nothing to copy.
         let target = site.releaseDirectory(m.name, dir)
         if FileIO.isDirectory(target) {
-            let installed = try FileIO.read(target + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "installed manifest")
+            let installed = try site.manifestBytes(m.name, dir)
             guard installed == head.manifestBytes else {
                 throw AirlockError(.policy, "release-collision", "\(target) holds another release with the same version and id prefix; remove it first")
             }
@@ -109,7 +120,7 @@ public enum Installer {
             if !options.repair { return result }
         }
         let repairing = result.alreadyInstalled
-        let downgrade = repairing ? nil : try checkSequence(site: site, manifest: m, bundleID: head.bundleID, allowDowngrade: options.allowDowngrade)
+        var downgrade = repairing ? nil : try checkSequence(site: site, manifest: m, bundleID: head.bundleID, allowDowngrade: options.allowDowngrade)
         if let delta = reader.delta {
             // A delta takes the files it omits from the site's store: all of them must be there
             // before anything is written (their content is checked as they are taken).
@@ -149,7 +160,7 @@ public enum Installer {
             } else if earlier >= 0, fresh[earlier] {
                 // The same content twice in this release, the first written here: one file.
                 try reader.readPayload(file)
-                try staging.link(staging.stagedPath(m.files[earlier].path), dest)
+                try staging.linkOrCopy(staging.stagedPath(m.files[earlier].path), dest, executable: file.executable)
                 fresh[index] = true
                 result.filesShared += 1
             } else if !repairing, Self.objectLooksIntact(object, file), try staging.stageByComparing(object: object, file: file, reader: reader, at: dest) {
@@ -199,10 +210,10 @@ public enum Installer {
         }
         if repairing {
             // Keep every signature the release was installed with.
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: target + "/" + SiteLayout.releaseSignatures)) ?? [] {
+            for name in FileIO.entries(ofDirectory: target + "/" + SiteLayout.releaseSignatures) ?? [] {
                 let id = String(name.dropLast(BundleLayout.signatureSuffix.count))
                 if name.hasSuffix(BundleLayout.signatureSuffix), signatureFiles[id] == nil, SHA256Digest(hex: id) != nil,
-                    let bytes = try? FileIO.read(target + "/" + SiteLayout.releaseSignatures + "/" + name, limit: BundleLayout.maxSignatureBytes, what: "signature")
+                    let bytes = try? FileIO.read(target + "/" + SiteLayout.releaseSignatures + "/" + name, limit: BundleLayout.maxSignatureBytes, what: "signature", siteFile: true)
                 {
                     signatureFiles[id] = bytes
                 }
@@ -214,6 +225,20 @@ public enum Installer {
         guard chmod(tree, SiteLayout.directoryMode) == 0 else { throw Staging.failure("setting the mode of \(tree)") }
         // Everything staged reaches the disk before any of it becomes visible.
         try staging.syncFileSystem()
+
+        // Only now the site lock; what other commands did meanwhile is checked again under it.
+        lock = try SiteLock(site: site, command: "install", timeout: options.lockTimeout)
+        if !repairing {
+            if FileIO.isDirectory(target) {
+                // Installed by another command while this one staged: the same bytes, or refused.
+                guard try site.manifestBytes(m.name, dir) == head.manifestBytes else {
+                    throw AirlockError(.policy, "release-collision", "\(target) holds another release with the same version and id prefix; remove it first")
+                }
+                result.alreadyInstalled = true
+                return result
+            }
+            downgrade = try checkSequence(site: site, manifest: m, bundleID: head.bundleID, allowDowngrade: options.allowDowngrade)
+        }
 
         var created: [Int] = []
         do {
@@ -317,7 +342,7 @@ public enum Installer {
     static func checkSequence(site: Site, manifest m: Manifest, bundleID: SHA256Digest, allowDowngrade: Bool) throws -> UInt64? {
         var highest: (UInt64, String)?
         for dir in site.releases(m.name) {
-            guard let bytes = try? FileIO.read(site.releaseDirectory(m.name, dir) + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "manifest"),
+            guard let bytes = try? site.manifestBytes(m.name, dir),
                 let other = try? Manifest.parse(bytes)
             else { continue }
             if other.sequence == m.sequence && SHA256Digest.of(bytes) != bundleID {
@@ -349,18 +374,60 @@ final class Staging {
     private let dirFD: Int32
     private var made: Set<String> = []
 
+    /// A folder of its own under `.staging/`, under a name nobody can predict, created by this
+    /// process (mkdir fails on any name that exists) and held with a flock for as long as it
+    /// lives, so that the lock-time cleanup of another command leaves it alone.
     init(site: Site) throws {
-        var rnd = SystemRandomNumberGenerator()
-        path = site.path(SiteLayout.staging, String(rnd.next() as UInt64, radix: 16))
-        releasePath = path + "/release"
-        for d in [path, releasePath] where mkdir(d, 0o700) != 0 {
-            throw AirlockError.io(errno == ENOSPC ? "disk-full" : "write-failed", "cannot create the staging area \(d)", errno: errno)
+        let staging = site.path(SiteLayout.staging)
+        var fd: Int32 = -1
+        var name = ""
+        while fd < 0 {
+            name = Self.randomName()
+            guard mkdir(staging + "/" + name, 0o700) == 0 else {
+                if errno == EEXIST { continue }
+                throw Self.failure("creating a staging area in \(staging)")
+            }
+            fd = open(staging + "/" + name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+            guard fd >= 0 else { throw AirlockError.io("write-failed", "cannot open the staging area \(staging)/\(name)", errno: errno) }
+            flock(fd, LOCK_EX)
+            // A cleanup that ran between the mkdir and the flock removed it: take another.
+            var mine = stat(), there = stat()
+            if fstat(fd, &mine) != 0 || lstat(staging + "/" + name, &there) != 0 || mine.st_ino != there.st_ino || mine.st_dev != there.st_dev {
+                close(fd)
+                fd = -1
+            }
         }
-        dirFD = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
-        guard dirFD >= 0 else { throw AirlockError.io("write-failed", "cannot open \(path)", errno: errno) }
+        dirFD = fd
+        path = staging + "/" + name
+        releasePath = path + "/release"
+        guard mkdir(releasePath, 0o700) == 0 else {
+            let err = errno
+            FileIO.removeTree(path)
+            close(fd)
+            throw Self.failure("creating the staging area \(releasePath)", err)
+        }
     }
 
     deinit { close(dirFD) }
+
+    /// 128 random bits, as hex.
+    static func randomName() -> String {
+        var rnd = SystemRandomNumberGenerator()
+        return String(rnd.next() as UInt64, radix: 16) + String(rnd.next() as UInt64, radix: 16)
+    }
+
+    /// Claims an entry of the staging folder for removal: nil when a live install holds it (its
+    /// flock is taken), else a descriptor holding its flock until the caller has removed it and
+    /// closes it (-1 for an entry that is not a folder).
+    static func claim(_ stagingFD: Int32, _ name: String) -> Int32? {
+        let fd = openat(stagingFD, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { return -1 }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            close(fd)
+            return nil
+        }
+        return fd
+    }
 
     func remove() { FileIO.removeTree(path) }
 
@@ -372,7 +439,16 @@ final class Staging {
         if err == EROFS {
             return .io("read-only", "the site's file system is read-only (\(what)); remount it read-write and install again", errno: err)
         }
-        return .io("write-failed", "\(what) failed; check the site root's permissions and file system", errno: err)
+        if err == ENAMETOOLONG {
+            return .io("name-too-long", "\(what) failed: a path is longer than this file system allows; install under a shorter site root (--root), nothing was changed", errno: err)
+        }
+        if err == EMLINK {
+            return .io("link-limit", "\(what) failed: the file system's limit of hard links per file was reached", errno: err)
+        }
+        if err == EACCES || err == EPERM {
+            return .io("permission-denied", "\(what) failed: permission denied; run as the site's owner and check the modes under the site root", errno: err)
+        }
+        return .io("write-failed", "\(what) failed; check the site's file system (nothing was changed)", errno: err)
     }
 
     /// Makes a staged file read-only. (One syncfs flushes every staged file later: a per-file
@@ -434,7 +510,10 @@ final class Staging {
     /// system allows (EMLINK).
     private func linkOrCopy(object: String, ofd: Int32, file: ManifestFile, to dest: String, buffer: UnsafeMutableRawBufferPointer) throws {
         if Glibc.link(object, dest) == 0 { return }
-        guard errno == EMLINK else { throw Self.failure("linking \(dest) in the staged release") }
+        // EMLINK: the object has as many links as the file system allows. ENOENT: gc removed
+        // its name after it was opened (the install stages without the site lock): the open
+        // descriptor still reads it.
+        guard errno == EMLINK || errno == ENOENT else { throw Self.failure("linking \(dest) in the staged release") }
         let fd = try create(dest)
         defer { close(fd) }
         var copied: off_t = 0
@@ -499,8 +578,31 @@ final class Staging {
         return fd
     }
 
-    func link(_ from: String, _ to: String) throws {
-        guard Glibc.link(from, to) == 0 else { throw Self.failure("linking \(to) in the staged release") }
+    /// Hardlinks a staged file at `to`; when it has as many links as the file system allows
+    /// (EMLINK: 65,000 on ext4), writes a copy instead, which the next files of the same
+    /// content link to.
+    func linkOrCopy(_ from: String, _ to: String, executable: Bool) throws {
+        if Glibc.link(from, to) == 0 { return }
+        guard errno == EMLINK else { throw Self.failure("linking \(to) in the staged release") }
+        let fd = try create(to)
+        defer { close(fd) }
+        try Self.copy(from: from, to: fd, path: to)
+        try finishFile(fd, executable: executable)
+    }
+
+    /// Copies a file's content into an open descriptor.
+    static func copy(from source: String, to fd: Int32, path: String) throws {
+        let src = open(source, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard src >= 0 else { throw failure("reading \(source)") }
+        defer { close(src) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        defer { buffer.deallocate() }
+        while true {
+            let n = read(src, buffer.baseAddress, buffer.count)
+            if n < 0 { throw failure("reading \(source)") }
+            if n == 0 { break }
+            try FileIO.writeAll(fd, UnsafeRawBufferPointer(rebasing: buffer[0..<n]), path: path)
+        }
     }
 
     /// Adds a verified staged file to the content store; true when it created the object. An
@@ -510,11 +612,33 @@ final class Staging {
         let parent = String(object[..<object.lastIndex(of: "/")!])
         if made.insert(parent).inserted, mkdir(parent, 0o755) != 0 && errno != EEXIST { throw Self.failure("creating \(parent)") }
         if Glibc.link(staged, object) == 0 { return true }
-        guard errno == EEXIST else { throw Self.failure("adding \(object) to the site's object store") }
-        let tmp = parent + "/.tmp-\(getpid())"
-        unlink(tmp)
-        guard Glibc.link(staged, tmp) == 0, rename(tmp, object) == 0 else { throw Self.failure("replacing \(object) in the site's object store") }
-        return false
+        guard errno == EEXIST || errno == EMLINK else { throw Self.failure("adding \(object) to the site's object store") }
+        // Replacing a damaged object, or the staged file has as many links as the file system
+        // allows (the same content many times in this release): the store gets a copy of its
+        // own, under a temporary name that is then renamed into place.
+        let existed = errno == EEXIST
+        let tmp = parent + "/.tmp-\(Self.randomName())"
+        if Glibc.link(staged, tmp) != 0 {
+            guard errno == EMLINK else { throw Self.failure("replacing \(object) in the site's object store") }
+            let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw Self.failure("adding \(object) to the site's object store") }
+            do {
+                try Self.copy(from: staged, to: fd, path: object)
+                var st = stat()
+                guard lstat(staged, &st) == 0, fchmod(fd, st.st_mode & 0o7777) == 0, Sys.fsync(fd) == 0 else { throw Self.failure("adding \(object) to the site's object store") }
+            } catch {
+                close(fd)
+                unlink(tmp)
+                throw error
+            }
+            close(fd)
+        }
+        guard rename(tmp, object) == 0 else {
+            let err = errno
+            unlink(tmp)
+            throw Self.failure("adding \(object) to the site's object store", err)
+        }
+        return !existed
     }
 
     func syncFileSystem() throws {

@@ -36,7 +36,7 @@ struct NameState {
     static func load(_ site: Site, _ name: String) throws -> NameState {
         let path = site.path(name, SiteLayout.state)
         guard FileIO.exists(path) else { return NameState() }
-        let bytes = try FileIO.read(path, limit: 16 << 20, what: "release state")
+        let bytes = try FileIO.read(path, limit: 16 << 20, what: "release state", siteFile: true)
         guard let o = (try? JSONParser.parse(bytes))?.objectValue else {
             throw AirlockError(.io, "state-corrupt", "\(path) is damaged (not valid JSON); restore it from a backup, or remove it: the activation stack is then rebuilt from current")
         }

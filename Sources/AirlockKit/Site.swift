@@ -37,17 +37,22 @@ public enum SiteLayout {
 /// A site root: where releases are installed and `current` pointers live.
 public struct Site: Sendable {
     public let root: String
-    /// The trust store (default `<root>/.trust`).
+    /// The trust store: always `<root>/.trust`. The site's keys and policy (perimeter,
+    /// approvers, eval requirement) come from the site, never from a command line.
     public let trustDirectory: String
 
-    /// A relative root or trust store is taken from the current directory, once: everything
-    /// after (health checks included) sees absolute paths.
-    public init(root: String, trustDirectory: String? = nil) {
+    /// A relative root is taken from the current directory, once: everything after (health
+    /// checks included) sees absolute paths.
+    public init(root: String) {
         var r = Site.absolute(root)
         while r.count > 1 && r.hasSuffix("/") { r.removeLast() }
         self.root = r
-        self.trustDirectory = trustDirectory.map(Site.absolute) ?? r + "/" + SiteLayout.trust
+        self.trustDirectory = r + "/" + SiteLayout.trust
     }
+
+    /// Checks the site before a command reads it (see `SiteSafety`); writing commands check
+    /// again, as the owner, under the lock.
+    public func checkSafety() throws { try SiteSafety.check(self, writing: false) }
 
     static func absolute(_ p: String) -> String {
         if p.hasPrefix("/") { return p }
@@ -72,7 +77,8 @@ public struct Site: Sendable {
         return path(SiteLayout.objects, SiteLayout.objectsAlgorithm, String(hex.prefix(2)), hex + (executable ? SiteLayout.executableSuffix : ""))
     }
 
-    /// Creates the root and its own folders (0755; the trust store 0755) when missing.
+    /// Creates the root and its own folders (0755; the trust store 0755) when missing. (mkdir
+    /// never follows a symlink planted at one of these names: `SiteSafety` then refuses it.)
     func prepare() throws {
         for dir in [root, path(SiteLayout.objects), path(SiteLayout.objects, SiteLayout.objectsAlgorithm), path(SiteLayout.staging), trustDirectory] {
             if mkdir(dir, 0o755) != 0 && errno != EEXIST {
@@ -86,29 +92,43 @@ public struct Site: Sendable {
     }
 
     /// Release names installed on the site (folders whose name is a valid release name).
+    /// (Real folders only: a symlink in the site root is never taken for a name.)
     public func names() -> [String] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
-        return entries.filter { ReleaseNames.isValidName($0) && FileIO.isDirectory(path($0, SiteLayout.releases)) }.sorted()
+        (FileIO.entries(ofDirectory: root) ?? []).filter(isInstalledName).sorted()
+    }
+
+    /// `<root>/<name>/` and its `releases/` are real folders (lstat: no link followed).
+    func isInstalledName(_ name: String) -> Bool {
+        ReleaseNames.isValidName(name) && FileIO.isDirectory(nameDirectory(name)) && FileIO.isDirectory(releasesDirectory(name))
     }
 
     /// Fails, saying how to find the right one, unless `name` has releases installed here.
     public func requireInstalled(_ name: String) throws {
-        guard ReleaseNames.isValidName(name), FileIO.isDirectory(releasesDirectory(name)) else {
+        guard isInstalledName(name) else {
             throw AirlockError(.usage, "name-unknown", "no release named \(name) is installed at \(root); `airlock status` lists them")
         }
     }
 
-    /// The release folder names installed for `name`.
-    public func releases(_ name: String) -> [String] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: releasesDirectory(name))) ?? []
-        return entries.filter { !$0.hasPrefix(".") }.sorted()
+    /// The exact signed manifest an installed release was installed with (read without
+    /// following a link).
+    func manifestBytes(_ name: String, _ dir: String) throws -> [UInt8] {
+        try FileIO.read(releaseDirectory(name, dir) + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "installed manifest", siteFile: true)
     }
 
-    /// The release folder `current` points at, if any.
+    /// The release folder names installed for `name` (real folders only).
+    public func releases(_ name: String) -> [String] {
+        guard isInstalledName(name) else { return [] }
+        let dir = releasesDirectory(name)
+        return (FileIO.entries(ofDirectory: dir) ?? []).filter { !$0.hasPrefix(".") && FileIO.isDirectory(dir + "/" + $0) }.sorted()
+    }
+
+    /// The release folder `current` points at, if any: `releases/<folder>`, one level, nothing else.
     public func current(_ name: String) -> String? {
         guard let target = FileIO.readLink(currentLink(name)) else { return nil }
         let prefix = SiteLayout.releases + "/"
         guard target.hasPrefix(prefix) else { return nil }
-        return String(target.dropFirst(prefix.count))
+        let dir = String(target.dropFirst(prefix.count))
+        guard !dir.isEmpty, !dir.contains("/"), dir != ".", dir != ".." else { return nil }
+        return dir
     }
 }

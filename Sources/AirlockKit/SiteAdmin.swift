@@ -74,7 +74,7 @@ public enum SiteAdmin {
         return try names.map { n in
             let state = try NameState.load(site, n).reconciled(installed: site.releases(n), current: site.current(n))
             let releases = site.releases(n).compactMap { dir -> InstalledRelease? in
-                guard let bytes = try? FileIO.read(site.releaseDirectory(n, dir) + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "manifest"),
+                guard let bytes = try? site.manifestBytes(n, dir),
                     let m = try? Manifest.parse(bytes)
                 else { return nil }
                 return InstalledRelease(
@@ -98,19 +98,21 @@ public enum SiteAdmin {
             dir = c
         }
         let base = site.releaseDirectory(name, dir)
-        let bytes = try FileIO.read(base + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "installed manifest")
+        let bytes = try site.manifestBytes(name, dir)
         let m = try Manifest.parse(bytes)
         var report = AuditReport(name: name, release: dir)
         let hasher = SHA256Hasher()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
         defer { buffer.deallocate() }
         var listed = Set<String>()
+        // No link is followed below the release: a folder replaced by a symlink makes its files
+        // modified, never read from elsewhere.
+        let payload = BeneathOpener(base + "/" + SiteLayout.releasePayload)
         for f in m.files {
             listed.insert(f.path)
-            let p = base + "/" + SiteLayout.releasePayload + "/" + f.path
-            let fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            let fd = payload?.openFile(f.path) ?? -1
             guard fd >= 0 else {
-                report.missing.append(f.path)
+                if errno == ELOOP || errno == ENOTDIR { report.modified.append(f.path) } else { report.missing.append(f.path) }
                 continue
             }
             defer { close(fd) }
@@ -236,19 +238,7 @@ public enum SiteAdmin {
         }
         // An object that only the store links (st_nlink == 1) belongs to no release.
         Sys.step("gc.objects")
-        let objects = site.path(SiteLayout.objects, SiteLayout.objectsAlgorithm)
-        for sub in (try? FileManager.default.contentsOfDirectory(atPath: objects)) ?? [] {
-            let dir = objects + "/" + sub
-            for f in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
-                var st = stat()
-                let p = dir + "/" + f
-                if lstat(p, &st) == 0, st.st_nlink == 1, unlink(p) == 0 {
-                    result.objectsRemoved += 1
-                    result.bytesFreed += UInt64(st.st_size)
-                }
-            }
-            rmdir(dir)  // only succeeds when empty
-        }
+        try sweepObjects(site: site, into: &result)
         if !result.removed.isEmpty || result.objectsRemoved > 0 {
             try History.append(site, action: "gc", name: name, [
                 "releases_removed": .integer(result.removed.count), "objects_removed": .integer(result.objectsRemoved),
@@ -256,6 +246,50 @@ public enum SiteAdmin {
             ])
         }
         return result
+    }
+
+    /// Removes every object no release links. Only what has the object form is a candidate: a
+    /// real two-hex-digit shard folder, opened without following a link, and in it a regular
+    /// file named `<64 hex>` or `<64 hex>.x` whose name starts with the shard's; everything is
+    /// removed relative to the shard's descriptor. Anything else is refused (`SiteSafety`
+    /// refused it already under the lock; this holds on its own).
+    static func sweepObjects(site: Site, into result: inout GCResult) throws {
+        let objects = site.path(SiteLayout.objects, SiteLayout.objectsAlgorithm)
+        let store = open(objects, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard store >= 0 else {
+            if errno == ENOENT { return }
+            throw AirlockError.io("read-failed", "cannot open the content store \(objects)", errno: errno)
+        }
+        defer { close(store) }
+        for shard in FileIO.entries(store) {
+            guard SiteSafety.isShardName(shard) else {
+                throw SiteSafety.unexpected(objects + "/" + shard, "an entry Airlock did not make", expected: "only two-hex-digit shard folders")
+            }
+            let dir = openat(store, shard, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard dir >= 0 else {
+                if errno == ENOTDIR || errno == ELOOP {
+                    throw SiteSafety.unexpected(objects + "/" + shard, "not a real folder", expected: "a shard folder of its content store")
+                }
+                throw AirlockError.io("read-failed", "cannot open \(objects)/\(shard)", errno: errno)
+            }
+            for f in FileIO.entries(dir) where isObjectName(f, shard: shard) {
+                var st = stat()
+                if fstatat(dir, f, &st, AT_SYMLINK_NOFOLLOW) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1, unlinkat(dir, f, 0) == 0 {
+                    result.objectsRemoved += 1
+                    result.bytesFreed += UInt64(st.st_size)
+                }
+            }
+            close(dir)
+            unlinkat(store, shard, AT_REMOVEDIR)  // only succeeds when empty
+        }
+    }
+
+    /// `<64 lowercase hex>` or that with `.x`, starting with the shard's two digits.
+    static func isObjectName(_ name: String, shard: String) -> Bool {
+        var hex = Substring(name)
+        if hex.hasSuffix(SiteLayout.executableSuffix) { hex = hex.dropLast(SiteLayout.executableSuffix.count) }
+        return hex.utf8.count == 64 && hex.hasPrefix(shard) && SiteSafety.isShardName(String(hex.prefix(2)))
+            && hex.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 
     // MARK: Trust store
@@ -291,7 +325,7 @@ public enum SiteAdmin {
         let lock = try SiteLock(site: site, command: "trust perimeter", timeout: lockTimeout)
         defer { withExtendedLifetime(lock) {} }
         let path = site.trustDirectory + "/" + TrustPolicy.fileName
-        var policy = FileIO.exists(path) ? try TrustPolicy.parse(FileIO.read(path, limit: 1 << 20, what: "trust policy"), path: path) : TrustPolicy()
+        var policy = FileIO.exists(path) ? try TrustPolicy.parse(FileIO.read(path, limit: 1 << 20, what: "trust policy", siteFile: true), path: path) : TrustPolicy()
         for e in entries {
             let isNetwork = e.contains("/")
             if let why = isNetwork ? Perimeter.networkProblem(e) : Perimeter.hostRuleProblem(e) {

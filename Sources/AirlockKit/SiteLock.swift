@@ -14,13 +14,21 @@ public final class SiteLock {
     public init(site: Site, command: String, timeout: Double = 30) throws {
         self.site = site
         try site.prepare()
+        try SiteSafety.check(site, writing: true)
         let path = site.path(SiteLayout.lock)
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        // The lock file is truncated and written: never through a link, never a FIFO's reader.
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o644)
         guard fd >= 0 else {
+            if errno == ELOOP { throw SiteSafety.unexpected(path, "a symbolic link", expected: "its lock file") }
             if errno == EROFS {
                 throw AirlockError.io("read-only", "the site root \(site.root) is on a read-only file system; nothing was changed: remount it read-write and run the command again", errno: errno)
             }
             throw AirlockError.io("lock-failed", "cannot open the site lock \(path); check that \(site.root) is writable", errno: errno)
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1 else {
+            close(fd)
+            throw SiteSafety.unexpected(path, (st.st_mode & S_IFMT) == S_IFREG ? "a file with \(st.st_nlink) hard links" : SiteSafety.kind(st.st_mode), expected: "its lock file")
         }
         let deadline = Date().addingTimeInterval(timeout)
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
@@ -53,19 +61,28 @@ public final class SiteLock {
         close(fd)  // releases the flock
     }
 
-    /// Removes what killed installs left in `.staging/`: only the lock holder stages, so
-    /// anything there now belongs to a process that is gone.
+    /// Removes what killed commands left in `.staging/`. An install that streams its bundle
+    /// before it takes the lock holds a flock on its own staging folder: that one is in use and
+    /// stays; anything else there belongs to a process that is gone. Nothing is followed: the
+    /// folders were checked by `SiteSafety`, and entries are removed relative to their folder.
     private func cleanStaging() {
-        let staging = site.path(SiteLayout.staging)
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: staging)) ?? [] {
-            FileIO.removeTree(staging + "/" + name)
+        let staging = open(site.path(SiteLayout.staging), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if staging >= 0 {
+            for name in FileIO.entries(staging) {
+                guard let held = Staging.claim(staging, name) else { continue }
+                FileIO.removeTree(at: staging, name)
+                if held >= 0 { close(held) }
+            }
+            close(staging)
         }
         // Temporary pointers and state files a killed switch left beside `current`.
         for name in site.names() {
-            for entry in (try? FileManager.default.contentsOfDirectory(atPath: site.nameDirectory(name))) ?? []
-            where entry.hasPrefix(".") && entry.contains(".tmp-") {
-                unlink(site.path(name, entry))
+            let dir = open(site.nameDirectory(name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard dir >= 0 else { continue }
+            for entry in FileIO.entries(dir) where entry.hasPrefix(".") && entry.contains(".tmp-") {
+                unlinkat(dir, entry, 0)
             }
+            close(dir)
         }
     }
 }

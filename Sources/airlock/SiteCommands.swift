@@ -16,14 +16,48 @@ struct SiteOptions: ParsableArguments {
     @Option(name: .long, help: "Site root (default: $AIRLOCK_ROOT, else /var/lib/airlock).")
     var root: String?
 
-    @Option(name: .long, help: "Trust store (default: <root>/.trust).")
+    /// Taken only to say why it is not: the site's keys and policy come from the site.
+    @Option(name: .long, help: .hidden)
     var trust: String?
 
     @Option(name: .long, help: "Seconds to wait for another command's site lock (default 30).")
     var lockTimeout: Double = 30
 
-    var site: Site { Site(root: Site.resolveRoot(root), trustDirectory: trust) }
+    var site: Site { Site(root: Site.resolveRoot(root)) }
+
+    /// Run before any site command: refuses `--trust` and a site root Airlock must not use.
+    func check() throws {
+        if let trust {
+            throw AirlockError(
+                .usage, "trust-option-refused",
+                "site commands take no --trust (\(trust)): the site's keys, perimeter, approvers and eval policy are in \(site.trustDirectory), so that no command line can replace them; add a key with `airlock trust add KEY.pub` (or `--approver`), change the perimeter with `airlock trust allow`")
+        }
+        try site.checkSafety()
+    }
 }
+
+/// A command that works on a site: `main` checks its options before it runs.
+protocol SiteCommand {
+    var siteOptions: SiteOptions { get }
+}
+
+extension InstallCommand: SiteCommand {}
+extension ActivateCommand: SiteCommand {}
+extension RollbackCommand: SiteCommand {}
+extension StatusCommand: SiteCommand {}
+extension HistoryCommand: SiteCommand {}
+extension PinCommand: SiteCommand {}
+extension UnpinCommand: SiteCommand {}
+extension RemoveCommand: SiteCommand {}
+extension GCCommand: SiteCommand {}
+extension AuditCommand: SiteCommand {}
+extension TrustCommand.Allow: SiteCommand {}
+extension TrustCommand.Disallow: SiteCommand {}
+extension TrustCommand.Add: SiteCommand {}
+extension TrustCommand.List: SiteCommand {}
+extension TrustCommand.Remove: SiteCommand {}
+extension ApproveCommand: SiteCommand {}
+extension EvidenceCommand: SiteCommand {}
 
 struct InstallCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -55,6 +89,9 @@ struct InstallCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Allow the release to reach this endpoint outside the site's perimeter (repeatable; recorded in the history).", valueName: "host:port"))
     var allowEgress: [String] = []
 
+    @Option(name: .long, help: "Seconds a read from a pipe (`-`) may wait for data before the install fails (default 60; 0: no limit).")
+    var readTimeout: Double = 60
+
     @OptionGroup var siteOptions: SiteOptions
     @OptionGroup var output: JSONOption
     @OptionGroup var global: GlobalOptions
@@ -67,6 +104,7 @@ struct InstallCommand: ParsableCommand {
         o.allowDowngrade = allowDowngrade
         o.repair = repair
         o.lockTimeout = siteOptions.lockTimeout
+        o.readTimeout = readTimeout
         o.check = check.map { HealthCheck(command: $0, timeoutSeconds: checkTimeout) }
         let r = try Installer.install(bundle: bundle, site: siteOptions.site, options: o)
         if output.json {
@@ -172,7 +210,7 @@ struct HistoryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "history", abstract: "Show the site's hash-chained history, or check the chain.")
 
     @Argument var name: String?
-    @Flag(name: .long, help: "Check the hash chain; exit 1 if a line was removed, inserted or edited.")
+    @Flag(name: .long, help: "Check the hash chain; exit 1 if a line was removed, inserted or edited. Prints the line count and the head (the last line's hash): record them elsewhere to detect a cut tail later.")
     var verify = false
     @OptionGroup var siteOptions: SiteOptions
     @OptionGroup var output: JSONOption
@@ -181,10 +219,21 @@ struct HistoryCommand: ParsableCommand {
     func run() throws {
         let site = siteOptions.site
         if verify {
-            if let (line, reason) = try History.verify(site) {
+            let c = try History.check(site)
+            if output.json {
+                Output.json(.object([
+                    "root": .string(site.root), "verified": .bool(c.problem == nil), "lines": .integer(c.lines), "head": .string(c.head),
+                    "unterminated": .bool(c.unterminated),
+                    "problem": c.problem.map { .object(["line": .integer($0.line), "reason": .string($0.reason)]) } ?? .null,
+                ]))
+            }
+            if let (line, reason) = c.problem {
                 throw AirlockError(.verification, "history-broken", "the history chain breaks at line \(line): \(reason)")
             }
-            Output.say("history chain OK (\(try History.read(site).count) lines)")
+            if !output.json {
+                Output.say("history chain OK (\(c.lines) lines, head \(c.head))")
+                if c.unterminated { Output.say("note: the last line lacks its newline (cut by one byte, or a kill before it was written); it is complete and counted, and the next write adds the newline") }
+            }
             return
         }
         let entries = try History.read(site).filter { name == nil || $0.name == name }

@@ -18,6 +18,7 @@ _ = mallopt(M_MMAP_THRESHOLD, 256 << 10)
 let verbose = CommandLine.arguments.contains("--verbose")
 do {
     var command = try Airlock.parseAsRoot()
+    if let c = command as? SiteCommand { try c.siteOptions.check() }
     try command.run()
 } catch let error as AirlockError {
     Output.error(error, verbose: verbose)

@@ -123,7 +123,7 @@ final class SiteWorkspace: @unchecked Sendable {
             set -u
             mkdir -p '\(s.root)'
             unshare -m bash -c '
-              mount -t tmpfs -o size=3m tmpfs "\(s.root)" || exit 99
+              mount -t tmpfs -o size=3m,mode=755 tmpfs "\(s.root)" || exit 99
               "\(CLI.binary)" trust add "\(s.w.file("vendor.pub"))" --root "\(s.root)" >/dev/null
               "\(CLI.binary)" \(SiteWorkspace.allowLine) --root "\(s.root)" >/dev/null
               "\(CLI.binary)" install "\(s.v1)" --root "\(s.root)" --activate; echo "rc=$?"
@@ -150,7 +150,7 @@ final class SiteWorkspace: @unchecked Sendable {
             set -u
             mkdir -p '\(s.root)'
             unshare -m bash -c '
-              mount -t tmpfs -o size=64m tmpfs "\(s.root)" || exit 99
+              mount -t tmpfs -o size=64m,mode=755 tmpfs "\(s.root)" || exit 99
               "\(CLI.binary)" trust add "\(s.w.file("vendor.pub"))" --root "\(s.root)" >/dev/null
               "\(CLI.binary)" \(SiteWorkspace.allowLine) --root "\(s.root)" >/dev/null
               "\(CLI.binary)" install "\(s.v1)" --root "\(s.root)" --activate >/dev/null

@@ -36,8 +36,13 @@ final class DecompressedStream: @unchecked Sendable {
     private var producerError: AirlockError?
 
     /// Starts decompressing `fd`; the stream does not close `fd`.
-    init(fileDescriptor fd: Int32) {
+    /// Seconds a read from a pipe, socket or terminal may wait for data before the stream
+    /// fails (`stream-stalled`); a regular file never waits.
+    private let readTimeout: Double
+
+    init(fileDescriptor fd: Int32, readTimeout: Double = 0) {
         self.fd = fd
+        self.readTimeout = readTimeout
         buffers = (0..<Self.depth).map { _ in
             UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunkSize, alignment: 64)
         }
@@ -101,8 +106,31 @@ final class DecompressedStream: @unchecked Sendable {
         /// Set when bytes follow the first zstd frame (they are never given to libarchive).
         var afterFrame = false
         var head: [UInt8] = []
-        init(fd: Int32) { self.fd = fd }
+        /// Milliseconds a read may wait on a stream (0: no limit).
+        var timeoutMillis: Int32 = 0
+
+        init(fd: Int32, timeout: Double) {
+            self.fd = fd
+            var st = stat()
+            if timeout > 0, fstat(fd, &st) == 0, (st.st_mode & S_IFMT) != S_IFREG && (st.st_mode & S_IFMT) != S_IFBLK {
+                timeoutMillis = Int32(min(timeout * 1000, Double(Int32.max)))
+            }
+        }
         deinit { buffer.deallocate() }
+
+        /// read(2), waiting at most the timeout for a stream to have data (ETIMEDOUT after).
+        func read(into p: UnsafeMutableRawPointer?, _ count: Int) -> Int {
+            if timeoutMillis > 0 {
+                var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                let r = poll(&pfd, 1, timeoutMillis)
+                if r == 0 {
+                    errno = ETIMEDOUT
+                    return -1
+                }
+                if r < 0 { return -1 }
+            }
+            return Glibc.read(fd, p, count)
+        }
     }
 
     private func finish(error: AirlockError?) {
@@ -120,7 +148,7 @@ final class DecompressedStream: @unchecked Sendable {
             lock.broadcast()
             lock.unlock()
         }
-        let source = Source(fd: fd)
+        let source = Source(fd: fd, timeout: readTimeout)
         // libarchive holds an unretained pointer to `source` until archive_read_free (the
         // defer below, which runs first): keep it alive until then.
         defer { withExtendedLifetime(source) {} }
@@ -134,6 +162,9 @@ final class DecompressedStream: @unchecked Sendable {
         archive_read_support_format_raw(a)
         let ctx = Unmanaged.passUnretained(source).toOpaque()
         func libarchiveFailure(_ what: String) -> AirlockError {
+            if source.readError == ETIMEDOUT {
+                return .io("stream-stalled", "the bundle stream sent nothing for \(Int(readTimeout)) s; nothing was installed: check the source (or raise --read-timeout)")
+            }
             if source.readError != 0 {
                 return .io("read-failed", "cannot read the bundle", errno: source.readError)
             }
@@ -149,7 +180,7 @@ final class DecompressedStream: @unchecked Sendable {
         let opened = archive_read_open(a, ctx, nil, { _, ctx, out in
             let s = Unmanaged<Source>.fromOpaque(ctx!).takeUnretainedValue()
             while true {
-                let n = Glibc.read(s.fd, s.buffer.baseAddress, s.buffer.count)
+                let n = s.read(into: s.buffer.baseAddress, s.buffer.count)
                 if n < 0 && errno == EINTR { continue }
                 if n < 0 {
                     s.readError = errno
@@ -240,7 +271,7 @@ final class DecompressedStream: @unchecked Sendable {
         if compression == .zstd {
             if !source.afterFrame && !source.sawEOF {
                 var byte: UInt8 = 0
-                source.afterFrame = Glibc.read(fd, &byte, 1) > 0
+                source.afterFrame = source.read(into: &byte, 1) > 0
             }
             if source.afterFrame {
                 finish(error: .verification(
@@ -255,7 +286,7 @@ final class DecompressedStream: @unchecked Sendable {
             var extra = consumed < source.delivered
             if !extra && !source.sawEOF {
                 var byte: UInt8 = 0
-                let n = Glibc.read(fd, &byte, 1)
+                let n = source.read(into: &byte, 1)
                 extra = n > 0
             }
             if extra {

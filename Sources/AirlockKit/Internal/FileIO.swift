@@ -21,14 +21,20 @@ enum FileIO {
         }
     }
 
-    /// Reads a whole (small) file, refusing one larger than `limit` bytes.
-    static func read(_ path: String, limit: Int, what: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw openFailure(path, what: what, errno: errno) }
+    /// Reads a whole (small) file, refusing one larger than `limit` bytes. A file of the site's
+    /// own (`siteFile`) is opened without following a symlink and without blocking on a FIFO,
+    /// and must be a regular file.
+    static func read(_ path: String, limit: Int, what: String, siteFile: Bool = false) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | (siteFile ? O_NOFOLLOW | O_NONBLOCK : 0))
+        guard fd >= 0 else {
+            if siteFile && errno == ELOOP { throw SiteSafety.unexpected(path, "a symbolic link", expected: "a file") }
+            throw openFailure(path, what: what, errno: errno)
+        }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw AirlockError.io("read-failed", "cannot stat \(path)", errno: errno) }
         if (st.st_mode & S_IFMT) == S_IFDIR { throw openFailure(path, what: what, errno: EISDIR) }
+        if siteFile && (st.st_mode & S_IFMT) != S_IFREG { throw SiteSafety.unexpected(path, SiteSafety.kind(st.st_mode), expected: "a file") }
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)
         while true {
@@ -156,18 +162,118 @@ extension FileIO {
         }
     }
 
-    /// Removes a tree, making read-only folders writable first. Best effort.
+    /// Removes a tree, making read-only folders writable first, without following a symlink
+    /// anywhere: every folder is opened relative to its parent with O_NOFOLLOW, so a link
+    /// planted inside the tree (or the tree itself replaced by one) is removed, never entered.
+    /// Best effort.
     static func removeTree(_ path: String) {
+        let (dir, base) = split(path)
+        let parent = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard parent >= 0 else { return }
+        defer { close(parent) }
+        removeTree(at: parent, base)
+    }
+
+    static func removeTree(at parent: Int32, _ name: String) {
+        removeTree(at: parent, raw: Array(name.utf8CString))
+    }
+
+    private static func removeTree(at parent: Int32, raw name: [CChar]) {
         var st = stat()
-        guard lstat(path, &st) == 0 else { return }
+        guard fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return }
         if (st.st_mode & S_IFMT) == S_IFDIR {
-            chmod(path, 0o755)
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] {
-                removeTree(path + "/" + name)
+            let fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if fd >= 0 {
+                fchmod(fd, 0o700)
+                for entry in rawEntries(fd) { removeTree(at: fd, raw: entry) }
+                close(fd)
             }
-            rmdir(path)
+            unlinkat(parent, name, AT_REMOVEDIR)
         } else {
-            unlink(path)
+            unlinkat(parent, name, 0)
         }
     }
+
+    /// The names in an open folder (not `.` and `..`); the descriptor stays open and usable.
+    static func entries(_ dirFD: Int32) -> [String] {
+        rawEntries(dirFD).map { String(decoding: $0.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+    }
+
+    /// The same, as NUL-terminated bytes (a name that is not UTF-8 is still removable).
+    private static func rawEntries(_ dirFD: Int32) -> [[CChar]] {
+        let dup = fcntl(dirFD, F_DUPFD_CLOEXEC, 0)
+        guard dup >= 0, let d = fdopendir(dup) else {
+            if dup >= 0 { close(dup) }
+            return []
+        }
+        defer { closedir(d) }
+        rewinddir(d)
+        var out: [[CChar]] = []
+        while let e = readdir(d) {
+            let name: [CChar] = withUnsafeBytes(of: e.pointee.d_name) { raw in
+                raw.prefix { $0 != 0 }.map { CChar(bitPattern: $0) } + [0]
+            }
+            if name != [46, 0] && name != [46, 46, 0] { out.append(name) }
+        }
+        return out
+    }
+
+    /// The names in a folder that is not a symlink, or nil when it is missing or not a folder.
+    static func entries(ofDirectory path: String) -> [String]? {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        return entries(fd)
+    }
+
+    /// `("/a/b", "c")` for `/a/b/c`.
+    static func split(_ path: String) -> (String, String) {
+        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
+        let dir = String(path[..<slash])
+        return (dir.isEmpty ? "/" : dir, String(path[path.index(after: slash)...]))
+    }
 }
+
+/// Opens files below one folder without following a symlink anywhere below it: each folder on
+/// the way is opened relative to its parent with O_NOFOLLOW. The last folder opened is kept,
+/// so that a sorted list of paths opens each folder about once.
+final class BeneathOpener {
+    private let baseFD: Int32
+    private var lastDir = ""
+    private var lastFD: Int32 = -1
+
+    init?(_ base: String) {
+        baseFD = open(base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if baseFD < 0 { return nil }
+    }
+
+    deinit {
+        if lastFD >= 0 && lastFD != baseFD { close(lastFD) }
+        close(baseFD)
+    }
+
+    /// A read-only descriptor for `rel` (a relative path that passed the path rules), or -1
+    /// with errno set (ELOOP or ENOTDIR when a link or a file stands where a folder should).
+    func openFile(_ rel: String) -> Int32 {
+        let (dir, name) = rel.contains("/") ? FileIO.split(rel) : ("", rel)
+        if dir != lastDir || lastFD < 0 {
+            if lastFD >= 0 && lastFD != baseFD { close(lastFD) }
+            lastFD = -1
+            var fd = baseFD
+            for seg in dir.split(separator: "/") {
+                let next = openat(fd, String(seg), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                let err = errno
+                if fd != baseFD { close(fd) }
+                guard next >= 0 else {
+                    errno = err
+                    return -1
+                }
+                fd = next
+            }
+            lastDir = dir
+            lastFD = fd
+        }
+        return openat(lastFD, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+    }
+}
+

@@ -25,21 +25,30 @@ enum Subprocess {
         }
     }
 
-    /// `stdout` and `stderr` are files to create (the same path sends both to one file).
-    /// `started` learns the process group before the wait.
+    /// Where a command's output goes.
+    enum Output: Equatable {
+        /// A file the child creates (in a folder of the caller's own, never a shared one).
+        case file(String)
+        /// A descriptor the caller opened (created exclusively, without following a link).
+        case descriptor(Int32)
+    }
+
+    /// The same output for stdout and stderr sends both to one file. `started` learns the
+    /// process group before the wait.
     static func run(
-        _ argv: [String], environment: [String], stdout: String, stderr: String, timeoutSeconds: Double,
+        _ argv: [String], environment: [String], stdout: Output, stderr: Output, timeoutSeconds: Double,
         started: (Int32) throws -> Void = { _ in }
     ) throws -> Outcome {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        if stderr == stdout {
-            posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        } else {
-            posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        for (target, output) in [(Int32(1), stdout), (2, stderr)] {
+            switch output {
+            case _ where target == 2 && stderr == stdout: posix_spawn_file_actions_adddup2(&actions, 1, 2)
+            case .file(let path): posix_spawn_file_actions_addopen(&actions, target, path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600)
+            case .descriptor(let fd): posix_spawn_file_actions_adddup2(&actions, fd, target)
+            }
         }
         // Nothing else of Airlock's reaches the command: not the site lock, not the bundle,
         // not a pipe of whoever started Airlock (which would keep it waiting for the command).
