@@ -23,7 +23,17 @@ public enum BundleLayout {
     public static let maxSignatures = 64
     /// Zero padding allowed after the tar end-of-archive marker.
     public static let maxTrailingZeros = 1 << 20
-    /// Longest path, in bytes.
+    /// Longest path segment (one file or folder name) in a bundle, in bytes: Linux NAME_MAX.
+    public static let maxPathSegmentBytes = 255
+    /// Longest path in a bundle (a manifest path, without `payload/`), in bytes. Install ends a
+    /// release at `<root>/<name>/releases/<version>-<id12>/payload/<path>`: root + 161 + path,
+    /// with a name and a version of at most 64 bytes each (its staging path,
+    /// `<root>/.staging/<at most 32 hex>/release/payload/<path>`, is shorter). Linux PATH_MAX is
+    /// 4096 with the NUL, so 4095 bytes: 1024 (site root) + 161 + 2048 = 3233 fits with room to
+    /// spare, and every path that verifies installs under any site root of up to 1886 bytes.
+    public static let maxBundlePathBytes = 2048
+    /// Longest host path a permission declaration may name, in bytes (PATH_MAX). Bundle paths
+    /// have the tighter `maxBundlePathBytes`.
     public static let maxPathBytes = 4096
     /// Largest integer the manifest may hold (sizes, counts, sequence): 2^53.
     public static let maxInteger: UInt64 = 1 << 53

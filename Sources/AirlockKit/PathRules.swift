@@ -3,10 +3,12 @@ import Foundation
 /// The path rules of the bundle format, applied alike by the packer and every reader.
 public enum PathRules {
     /// Checks one path; returns the reason it is refused, or nil when it is acceptable.
+    /// The length bounds (`BundleLayout.maxPathSegmentBytes`, `maxBundlePathBytes`) make every
+    /// accepted path installable under a site root of up to 1024 bytes (format.md).
     public static func problem(with path: String) -> String? {
         let utf8 = path.utf8
         if utf8.isEmpty { return "empty path" }
-        if utf8.count > BundleLayout.maxPathBytes { return "path longer than \(BundleLayout.maxPathBytes) bytes" }
+        if utf8.count > BundleLayout.maxBundlePathBytes { return "path longer than \(BundleLayout.maxBundlePathBytes) bytes" }
         if utf8.first == UInt8(ascii: "/") { return "absolute path" }
         for scalar in path.unicodeScalars {
             if scalar == "\\" { return "backslash in path" }
@@ -16,6 +18,9 @@ public enum PathRules {
         for segment in path.split(separator: "/", omittingEmptySubsequences: false) {
             if segment.isEmpty { return "empty path segment (a leading, doubled or trailing '/')" }
             if segment == "." || segment == ".." { return "'\(segment)' path segment" }
+            if segment.utf8.count > BundleLayout.maxPathSegmentBytes {
+                return "path segment longer than \(BundleLayout.maxPathSegmentBytes) bytes"
+            }
         }
         if !isNFC(path) { return "path not in Unicode NFC form" }
         return nil

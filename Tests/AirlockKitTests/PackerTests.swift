@@ -169,6 +169,48 @@ import Testing
         #expect(control.message.contains("control"))
     }
 
+    /// A bundle path over 2048 bytes is refused at pack time, naming the file and the limit.
+    @Test func refusesAPathLongerThanTheBound() throws {
+        let long = pathOfExactly(BundleLayout.maxBundlePathBytes + 1, from: "code")
+        let e = try refusal { tmp, _ in tmp.write("release/" + long, "x") }
+        #expect(e.code == "release-file-refused")
+        #expect(e.message.contains("path longer than 2048 bytes") && e.message.contains(String(long.suffix(40))), "\(e.message)")
+    }
+
+    /// A 256-byte file name is refused at pack time. Linux file systems cap a name at 255 bytes
+    /// (NAME_MAX), so such a file can usually not be made: then the rule pack applies to every
+    /// name it reads (PathRules.problem) is checked instead.
+    @Test func refusesAFileNameOf256Bytes() throws {
+        let name = String(repeating: "n", count: BundleLayout.maxPathSegmentBytes + 1)
+        #expect(PathRules.problem(with: "code/" + name) == "path segment longer than 255 bytes")
+        var made = false
+        let e = try refusal { _, rel in
+            let fd = open(rel + "/code/" + name, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+            if fd >= 0 {
+                close(fd)
+                made = true
+            } else {
+                #expect(errno == ENAMETOOLONG)
+                // The file system refuses the name itself; make pack fail for a known reason.
+                #expect(mkfifo(rel + "/code/fifo", 0o644) == 0)
+            }
+        }
+        #expect(e.message.contains(made ? "path segment longer than 255 bytes" : "FIFO"), "\(e.message)")
+    }
+
+    /// A 255-byte file name (NAME_MAX) packs and verifies (PathBoundsTests installs one).
+    @Test func packsAndVerifiesAFileNameOf255Bytes() throws {
+        let tmp = TempDir()
+        var r = Release()
+        let path = "code/" + String(repeating: "n", count: BundleLayout.maxPathSegmentBytes)
+        r.files.append(Release.File(path: path, data: Array("x".utf8)))
+        let packed = try pack(r.writeDirectory(in: tmp), out: tmp.file("b.airlock"))
+        #expect(packed.manifest.files.contains { $0.path == path })
+        let report = Verifier.verify(bundle: packed.path, trust: TestKeys.trust())
+        #expect(report.ok, "\(report.error?.description ?? "")")
+        #expect(report.filesChecked == r.files.count)
+    }
+
     @Test func refusesMissingComponentFoldersAndBadSpecs() throws {
         let missing = try refusal { _, rel in try FileManager.default.removeItem(atPath: rel + "/tools") }
         #expect(missing.code == "component-missing")

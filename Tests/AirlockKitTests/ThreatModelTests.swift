@@ -209,7 +209,11 @@ let signatureRows: [ThreatRow] = [
 private let hostilePaths: [(String, String)] = [
     ("../x", "dot-dot"), ("/abs/x", "absolute"), ("code/../../x", "escaping"), ("code/./a", "dot segment"), ("code//b", "double slash"),
     ("code/trailing/", "trailing slash"), ("code\\evil", "backslash"), ("code/bell\u{07}", "control character"),
-    ("code/e\u{301}", "NFD"), (String(repeating: "a/", count: 2049) + "x", "longer than 4096 bytes"),
+    ("code/e\u{301}", "NFD"),
+    ("code/" + String(repeating: "a", count: BundleLayout.maxPathSegmentBytes + 1), "file name of 256 bytes"),
+    ("code/" + String(repeating: "a", count: BundleLayout.maxPathSegmentBytes + 1) + "/x", "folder name of 256 bytes"),
+    (pathOfExactly(BundleLayout.maxBundlePathBytes + 1, from: "index"), "2049 bytes, one over the bound"),
+    (String(repeating: "a/", count: 2049) + "x", "4099 bytes, over the old 4096 bound"),
 ]
 
 let archiveRows: [ThreatRow] =
@@ -244,10 +248,11 @@ let archiveRows: [ThreatRow] =
             r.files.append(Release.File(path: "prompts/\u{1E9E}.md", data: [2]))
             return bundle(r)
         }),
-        ThreatRow(name: "manifest: 400 paths of 2,000 folders each cost linear time", expected: "payload-missing", build: {
-            // Checked folder by folder this would take minutes and gigabytes (quadratic).
+        ThreatRow(name: "manifest: 400 paths of 1,000 folders each cost linear time", expected: "payload-missing", build: {
+            // Checked folder by folder this would be quadratic. (2,011 bytes a path: the
+            // 2048-byte bound allows at most 1,017 one-byte folders under index/.)
             let files = (0..<400).map { i in
-                ManifestFile(path: "index/" + String(repeating: "d/", count: 2000) + "f\(1000 + i)", size: 0, sha256: SHA256Digest.of([]), executable: false)
+                ManifestFile(path: "index/" + String(repeating: "d/", count: 1000) + "f\(1000 + i)", size: 0, sha256: SHA256Digest.of([]), executable: false)
             }
             let m = Manifest(name: "deep", version: "1", sequence: 1, created: "2026-11-26T00:00:00Z", expires: nil, componentMetadata: [:], files: files)
             let bytes = m.encoded()
@@ -492,10 +497,22 @@ let archiveRows: [ThreatRow] =
         #expect(verify(withDirs).ok)
         // Up to 1 MiB of zero padding after the end marker is allowed.
         #expect(verify(bundle() + [UInt8](repeating: 0, count: 1 << 20)).ok)
-        // A 4096-byte path is allowed.
+    }
+
+    /// Exactly at the path bounds verifies: a 255-byte file name, a 255-byte folder name and a
+    /// path of exactly 2048 bytes (every segment at most 255), in the manifest and as entries.
+    @Test func pathsAtTheBoundsVerify() throws {
         var long = release
-        long.files.append(Release.File(path: "index/" + String(repeating: "d/", count: 2043) + "x", data: [1]))
+        let segment = String(repeating: "s", count: BundleLayout.maxPathSegmentBytes)
+        let longest = pathOfExactly(BundleLayout.maxBundlePathBytes, from: "index")
+        #expect(longest.utf8.count == 2048 && PathRules.problem(with: longest) == nil)
+        long.files += [
+            Release.File(path: "code/" + segment, data: [1]),
+            Release.File(path: "prompts/" + segment + "/x", data: [2]),
+            Release.File(path: longest, data: [3]),
+        ]
         let r = verify(bundle(long))
         #expect(r.ok, "\(r.error?.description ?? "")")
+        #expect(r.filesChecked == long.files.count)
     }
 }
