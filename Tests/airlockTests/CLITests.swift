@@ -47,6 +47,19 @@ enum CLI {
     static func sh(_ script: String, cwd: String? = nil) throws -> Result {
         try run(["-c", script], cwd: cwd, executable: "/bin/bash")
     }
+
+    /// Waits until a process stopped itself (`AIRLOCK_TEST_FAULT=stop:<step>`).
+    static func waitUntilStopped(_ pid: Int32) throws {
+        for _ in 0..<200 {
+            if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")"),
+                stat[stat.index(close, offsetBy: 2)] == "T"
+            {
+                return
+            }
+            usleep(50_000)
+        }
+        Issue.record("process \(pid) never stopped")
+    }
 }
 
 /// A scratch folder with a vendor key, a trust store and the example release.

@@ -229,7 +229,7 @@ final class SiteWorkspace: @unchecked Sendable {
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
-        try waitUntilStopped(p.processIdentifier)
+        try CLI.waitUntilStopped(p.processIdentifier)
         let fh = try FileHandle(forUpdating: URL(fileURLWithPath: copy))
         try fh.seek(toOffset: UInt64(size - 4096))
         try fh.write(contentsOf: Data(repeating: 0x41, count: 1024))
@@ -249,7 +249,7 @@ final class SiteWorkspace: @unchecked Sendable {
         q.standardOutput = FileHandle.nullDevice
         q.standardError = FileHandle.nullDevice
         try q.run()
-        try waitUntilStopped(q.processIdentifier)
+        try CLI.waitUntilStopped(q.processIdentifier)
         #expect(rename(s.v3, s.v2) == 0)
         kill(q.processIdentifier, SIGCONT)
         q.waitUntilExit()
@@ -258,18 +258,6 @@ final class SiteWorkspace: @unchecked Sendable {
         try s.expectConsistent("after the rename")
     }
 
-    private func waitUntilStopped(_ pid: Int32) throws {
-        for _ in 0..<200 {
-            if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                let close = stat.lastIndex(of: ")"),
-                stat[stat.index(close, offsetBy: 2)] == "T"
-            {
-                return
-            }
-            usleep(50_000)
-        }
-        Issue.record("process \(pid) never stopped")
-    }
 
     @Test func installFromStandardInputSplitIntoParts() throws {
         let s = try SiteWorkspace()

@@ -104,7 +104,7 @@ import Testing
         p.standardOutput = FileHandle.nullDevice
         p.standardError = err
         try p.run()
-        try waitUntilStopped(p.processIdentifier)
+        try CLI.waitUntilStopped(p.processIdentifier)
         for name in ["health-\(p.processIdentifier).log", "health.log", "check.log"] {
             try FileManager.default.createSymbolicLink(atPath: s.root + "/.staging/" + name, withDestinationPath: victim)
         }
@@ -120,17 +120,6 @@ import Testing
         #expect(try String(contentsOfFile: victim, encoding: .utf8) == "root's secret")
     }
 
-    private func waitUntilStopped(_ pid: Int32) throws {
-        for _ in 0..<200 {
-            if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")"),
-                stat[stat.index(close, offsetBy: 2)] == "T"
-            {
-                return
-            }
-            usleep(50_000)
-        }
-        Issue.record("process \(pid) never stopped")
-    }
 
     /// 4. `--trust DIR` on a site command replaced the perimeter and the approvers.
     @Test func theSitesPolicyComesFromTheSite() throws {
