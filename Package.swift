@@ -1,10 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// Airlock builds on Linux only (it relies on Linux system calls: renameat2, syncfs, openat2-free
+// descriptor-relative file handling, posix_spawn's closefrom), so no Apple platform is declared.
 let package = Package(
     name: "Airlock",
-    platforms: [.macOS(.v13)],
     products: [
+        .library(name: "AirlockFormat", targets: ["AirlockFormat"]),
         .library(name: "AirlockKit", targets: ["AirlockKit"]),
         .executable(name: "airlock", targets: ["airlock"]),
     ],
@@ -16,22 +18,32 @@ let package = Package(
         .systemLibrary(
             name: "CArchive",
             pkgConfig: "libarchive",
-            providers: [.apt(["libarchive-dev"]), .brew(["libarchive"])]
+            providers: [.apt(["libarchive-dev"])]
         ),
         .systemLibrary(
             name: "COpenSSL",
             pkgConfig: "openssl",
-            providers: [.apt(["libssl-dev"]), .brew(["openssl@3"])]
+            providers: [.apt(["libssl-dev"])]
         ),
+        // The Linux calls Swift's Glibc module does not declare (syncfs, renameat2, ...).
+        .target(name: "CSystem"),
+        // What a bundle is and how it is verified: the format, keys, the trust store and the
+        // verifier. No site, no governance, no YAML: a verify-only user links only this.
+        .target(name: "AirlockFormat", dependencies: ["CArchive", "COpenSSL", "CSystem"]),
+        // Packing, the site (install, activation, history) and governance (permissions,
+        // approvals, eval, evidence).
         .target(
             name: "AirlockKit",
-            dependencies: ["CArchive", "COpenSSL", .product(name: "Yams", package: "Yams")]
+            dependencies: ["AirlockFormat", "CSystem", .product(name: "Yams", package: "Yams")]
         ),
         .executableTarget(
             name: "airlock",
-            dependencies: ["AirlockKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "AirlockKit", "AirlockFormat", "CSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
-        .testTarget(name: "AirlockKitTests", dependencies: ["AirlockKit"]),
-        .testTarget(name: "airlockTests", dependencies: ["AirlockKit"]),
+        .testTarget(name: "AirlockKitTests", dependencies: ["AirlockKit", "AirlockFormat"]),
+        .testTarget(name: "airlockTests", dependencies: ["AirlockKit", "AirlockFormat"]),
     ]
 )

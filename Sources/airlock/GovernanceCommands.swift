@@ -1,3 +1,4 @@
+import AirlockFormat
 import AirlockKit
 import ArgumentParser
 
@@ -20,9 +21,10 @@ struct EvidenceCommand: ParsableCommand {
         } else {
             Output.say("evidence for \(r.name) on \(siteOptions.site.root), \(r.generatedAt)")
             Output.say("current: \(r.current ?? "none")")
-            if let p = r.policy {
+            if let trust = r.trust {
+                let p = trust.policy, threshold = trust.store.policy.threshold
                 let perimeter = p.perimeter.hosts + p.perimeter.networks
-                Output.say("policy: \(p.threshold) signature\(p.threshold == 1 ? "" : "s"); perimeter \(perimeter.isEmpty ? "empty" : perimeter.joined(separator: ", ")); eval \(p.requireEval ? "required" + (p.minEvalScore.map { ", at least \(EvalAttestation.decimal($0))" } ?? "") : "not required"); \(p.approvalThreshold) approval\(p.approvalThreshold == 1 ? "" : "s") for widening\(p.approveFirstActivation ? " and first" : "") activations")
+                Output.say("policy: \(threshold) signature\(threshold == 1 ? "" : "s"); perimeter \(perimeter.isEmpty ? "empty" : perimeter.joined(separator: ", ")); eval \(p.requireEval ? "required" + (p.minEvalScore.map { ", at least \(EvalAttestation.decimal($0))" } ?? "") : "not required"); \(p.approvalThreshold) approval\(p.approvalThreshold == 1 ? "" : "s") for widening\(p.approveFirstActivation ? " and first" : "") activations")
             }
             if let p = r.historyProblem {
                 Output.say("history: chain BROKEN at line \(p.line): \(p.reason)")

@@ -1,3 +1,4 @@
+import AirlockFormat
 import AirlockKit
 import ArgumentParser
 
@@ -396,12 +397,13 @@ struct TrustCommand: ParsableCommand {
         @OptionGroup var output: JSONOption
         @OptionGroup var global: GlobalOptions
         func run() throws {
-            let store = try TrustStore.load(directory: siteOptions.site.trustDirectory)
+            let trust = try SiteTrust.load(directory: siteOptions.site.trustDirectory)
+            let store = trust.store
             if output.json {
                 Output.json(.object([
                     "keys": .array(store.keys.values.sorted { $0.id < $1.id }.map { .object(["key_id": .string($0.id), "algorithm": .string($0.algorithm.rawValue)]) }),
                     "approvers": .array(store.approvers.values.sorted { $0.id < $1.id }.map { .object(["key_id": .string($0.id), "algorithm": .string($0.algorithm.rawValue)]) }),
-                    "policy": store.policy.json,
+                    "policy": trust.policyJSON,
                 ]))
                 return
             }
@@ -413,8 +415,8 @@ struct TrustCommand: ParsableCommand {
                 Output.say("\(k.id)  \(notes.joined(separator: ", "))")
             }
             for k in store.approvers.values.sorted(by: { $0.id < $1.id }) { Output.say("\(k.id)  \(k.algorithm.rawValue), approver") }
-            let p = store.policy
-            Output.say("threshold: \(p.threshold)")
+            let p = trust.policy
+            Output.say("threshold: \(store.policy.threshold)")
             let perimeter = p.perimeter.hosts + p.perimeter.networks
             Output.say("perimeter: \(perimeter.isEmpty ? "empty (no release may reach any endpoint)" : perimeter.joined(separator: ", "))")
             Output.say("require eval: \(p.requireEval ? "yes" : "no"); approvals for widening activations: \(p.approvalThreshold)\(p.approveFirstActivation ? ", first activations too" : "")")
@@ -464,7 +466,7 @@ struct ApproveCommand: ParsableCommand {
         let widens: [String]
         if let release {
             let dir = try Activation.resolve(site: site, name: target, release)
-            (bundleID, widens) = try Approvals.describeInstalled(site: site, name: target, release: dir)
+            (bundleID, widens) = try ReleaseGrants.widening(site: site, name: target, release: dir)
             name = target
             label = "\(target) \(dir)"
         } else {
@@ -474,9 +476,9 @@ struct ApproveCommand: ParsableCommand {
             bundleID = summary.bundleID
             name = summary.manifest.name
             label = "\(name) \(summary.manifest.version)"
-            widens = try Approvals.describeBundle(site: site, summary: summary)
+            widens = try ReleaseGrants.widening(site: site, bundle: summary)
         }
-        let id = try Approvals.approve(site: site, bundleID: bundleID, name: name, key: privateKey, trust: trust, lockTimeout: siteOptions.lockTimeout)
+        let id = try ApprovalStore.approve(site: site, bundleID: bundleID, name: name, key: privateKey, trust: trust, lockTimeout: siteOptions.lockTimeout)
         if output.json {
             Output.json(.object([
                 "name": .string(name), "bundle_id": .string(bundleID.prefixed), "approver": .string(id), "widens": .array(widens.map { .string($0) }),

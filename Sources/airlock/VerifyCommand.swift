@@ -1,3 +1,4 @@
+import AirlockFormat
 import AirlockKit
 import ArgumentParser
 

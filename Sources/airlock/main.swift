@@ -1,5 +1,7 @@
+import AirlockFormat
 import AirlockKit
 import ArgumentParser
+import CSystem
 
 #if canImport(Glibc)
 import Glibc
@@ -11,9 +13,7 @@ _ = setlocale(LC_CTYPE, "C.UTF-8")
 // Buffers of 256 KiB and more (manifests, file tables) are mapped on their own and returned to
 // the system when freed. Without this, glibc raises the threshold after the first such free and
 // later large buffers fragment the heap, which keeps peak memory well above what is live.
-@_silgen_name("mallopt") func mallopt(_ param: Int32, _ value: Int32) -> Int32
-let M_MMAP_THRESHOLD: Int32 = -3  // <malloc.h>
-_ = mallopt(M_MMAP_THRESHOLD, 256 << 10)
+_ = airlock_malloc_mmap_threshold(256 << 10)
 #endif
 let verbose = CommandLine.arguments.contains("--verbose")
 do {

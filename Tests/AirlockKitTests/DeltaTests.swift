@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import AirlockFormat
 @testable import AirlockKit
 
 /// Delta bundles (issue 4): the same release, shipped lighter.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import AirlockFormat
 @testable import AirlockKit
 
 /// A site root in a scratch folder, a sentinel file beside it, and helpers to install crafted

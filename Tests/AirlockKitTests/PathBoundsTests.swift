@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import AirlockFormat
 @testable import AirlockKit
 
 /// `start` extended by `/`-joined segments of `d` (each at most 255 bytes) to exactly `bytes`

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import AirlockFormat
 @testable import AirlockKit
 
 /// The "Signatures and trust" and "Archive" rows of threat-model.md, one crafted bundle each.

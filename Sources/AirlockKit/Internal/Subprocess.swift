@@ -1,13 +1,13 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSystem
+import AirlockFormat
 
 /// Runs a command from a bundle or a release (a health check, an eval) the one way Airlock
 /// does: posix_spawn with an explicit environment, stdin from /dev/null, stdout and stderr to
 /// files, no other descriptor, in a process group of its own that is killed, whatever it left running, when the
 /// command ends or its time is up.
-@_silgen_name("posix_spawn_file_actions_addclosefrom_np")
-private func c_addclosefrom(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ from: Int32) -> Int32
 
 enum Subprocess {
     enum Outcome: Equatable {
@@ -52,7 +52,7 @@ enum Subprocess {
         }
         // Nothing else of Airlock's reaches the command: not the site lock, not the bundle,
         // not a pipe of whoever started Airlock (which would keep it waiting for the command).
-        _ = c_addclosefrom(&actions, 3)
+        _ = airlock_spawn_addclosefrom(&actions, 3)
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }

@@ -1,4 +1,5 @@
 import Foundation
+@testable import AirlockFormat
 @testable import AirlockKit
 
 /// A scratch directory removed when the value goes away.

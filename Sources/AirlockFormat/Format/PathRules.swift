@@ -1,0 +1,85 @@
+import Foundation
+
+/// The path rules of the bundle format, applied alike by the packer and every reader.
+public enum PathRules {
+    /// Checks one path; returns the reason it is refused, or nil when it is acceptable.
+    /// The length bounds (`BundleLayout.maxPathSegmentBytes`, `maxBundlePathBytes`) make every
+    /// accepted path installable under a site root of up to 1024 bytes (format.md).
+    public static func problem(with path: String) -> String? {
+        let utf8 = path.utf8
+        if utf8.isEmpty { return "empty path" }
+        if utf8.count > BundleLayout.maxBundlePathBytes { return "path longer than \(BundleLayout.maxBundlePathBytes) bytes" }
+        if utf8.first == UInt8(ascii: "/") { return "absolute path" }
+        for scalar in path.unicodeScalars {
+            if scalar == "\\" { return "backslash in path" }
+            if scalar.value == 0 { return "NUL in path" }
+            if scalar.properties.generalCategory == .control { return "control character in path" }
+        }
+        for segment in path.split(separator: "/", omittingEmptySubsequences: false) {
+            if segment.isEmpty { return "empty path segment (a leading, doubled or trailing '/')" }
+            if segment == "." || segment == ".." { return "'\(segment)' path segment" }
+            if segment.utf8.count > BundleLayout.maxPathSegmentBytes {
+                return "path segment longer than \(BundleLayout.maxPathSegmentBytes) bytes"
+            }
+        }
+        if !isNFC(path) { return "path not in Unicode NFC form" }
+        return nil
+    }
+
+    /// Validates raw bytes as a UTF-8 path.
+    public static func decode(_ bytes: some Collection<UInt8>) -> String? {
+        String(validating: bytes, as: UTF8.self)
+    }
+
+    package static func isNFC(_ s: String) -> Bool {
+        s.precomposedStringWithCanonicalMapping.unicodeScalars.elementsEqual(s.unicodeScalars)
+    }
+
+    /// The key two paths collide on in a case-insensitive file system.
+    /// Lower-upper-lower catches the pairs a single mapping misses (ß and ẞ both become "ss").
+    /// A path of ASCII without capitals is its own key, and shares its storage.
+    package static func foldKey(_ s: String) -> String {
+        if s.utf8.allSatisfy({ $0 < 0x80 && !(0x41...0x5A).contains($0) }) { return s }
+        return s.precomposedStringWithCanonicalMapping.lowercased().uppercased().lowercased()
+    }
+
+    /// Checks a whole set of paths: no two equal after case folding, none both a file and a
+    /// directory prefix of another. Returns the offending path and the reason.
+    ///
+    /// The folded keys are sorted by bytes (O(n log n) comparisons, 4 bytes of index a path,
+    /// keys shared with the paths when folding changes nothing): equal keys are then
+    /// neighbours, and the paths under a folder `F/` are one run, found by binary search.
+    /// However deep the paths, nothing is built per prefix.
+    public static func setProblem(with paths: [String]) -> (path: String, reason: String)? {
+        let keys = paths.map(foldKey)
+        let order = (0..<Int32(keys.count)).sorted { a, b in
+            let x = keys[Int(a)].utf8, y = keys[Int(b)].utf8
+            return x.elementsEqual(y) ? a < b : x.lexicographicallyPrecedes(y)
+        }
+        for k in order.indices.dropFirst() {
+            let first = Int(order[k - 1]), second = Int(order[k])
+            if keys[first].utf8.elementsEqual(keys[second].utf8) {
+                return (paths[second], paths[first] == paths[second] ? "duplicate path" : "differs from \(paths[first]) only by letter case")
+            }
+        }
+        for k in order.indices {
+            let file = Int(order[k])
+            let prefix = Array(keys[file].utf8) + [UInt8(ascii: "/")]
+            var lo = k + 1, hi = order.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if keys[Int(order[mid])].utf8.lexicographicallyPrecedes(prefix) { lo = mid + 1 } else { hi = mid }
+            }
+            if lo < order.count, keys[Int(order[lo])].utf8.starts(with: prefix) {
+                return (paths[file], "is a file and also a folder of \(paths[Int(order[lo])])")
+            }
+        }
+        return nil
+    }
+
+    /// True when `a` sorts before `b` by UTF-8 bytes (the order the format uses everywhere).
+    @inlinable
+    public static func precedes(_ a: String, _ b: String) -> Bool {
+        a.utf8.lexicographicallyPrecedes(b.utf8)
+    }
+}

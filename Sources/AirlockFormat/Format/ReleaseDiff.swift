@@ -1,0 +1,87 @@
+/// The difference between two releases, by component digest and by file.
+public struct ReleaseDiff: Sendable {
+    public struct ComponentChange: Sendable {
+        public var name: String
+        public var before: SHA256Digest?
+        public var after: SHA256Digest?
+        public var status: String { before == nil ? "added" : after == nil ? "removed" : before == after ? "unchanged" : "changed" }
+    }
+
+    public struct FileChange: Sendable {
+        public var path: String
+        public var before: ManifestFile?
+        public var after: ManifestFile?
+    }
+
+    public var a: BundleSummary
+    public var b: BundleSummary
+    public var components: [ComponentChange]
+    public var added: [ManifestFile] = []
+    public var removed: [ManifestFile] = []
+    public var changed: [FileChange] = []
+
+    public var changedComponents: [String] { components.filter { $0.status != "unchanged" }.map(\.name) }
+
+    public init(_ a: BundleSummary, _ b: BundleSummary) {
+        self.a = a
+        self.b = b
+        components = BundleLayout.components.compactMap { name in
+            let x = a.manifest.components[name]?.digest, y = b.manifest.components[name]?.digest
+            if x == nil && y == nil { return nil }
+            return ComponentChange(name: name, before: x, after: y)
+        }
+        // Both file lists are sorted by path bytes: one merge pass.
+        let fa = a.manifest.files, fb = b.manifest.files
+        var i = 0, j = 0
+        while i < fa.count || j < fb.count {
+            if j >= fb.count || (i < fa.count && PathRules.precedes(fa[i].path, fb[j].path)) {
+                removed.append(fa[i])
+                i += 1
+            } else if i >= fa.count || PathRules.precedes(fb[j].path, fa[i].path) {
+                added.append(fb[j])
+                j += 1
+            } else {
+                if fa[i] != fb[j] { changed.append(FileChange(path: fa[i].path, before: fa[i], after: fb[j])) }
+                i += 1
+                j += 1
+            }
+        }
+    }
+
+    /// The `--json` form of `airlock diff` (docs/cli.md).
+    public var json: JSONValue {
+        func side(_ s: BundleSummary) -> JSONValue {
+            .object([
+                "bundle": .string(s.path), "bundle_id": .string(s.bundleID.prefixed), "name": .string(s.manifest.name),
+                "version": .string(s.manifest.version), "sequence": .integer(s.manifest.sequence),
+                "delta_of": s.delta.map { .string($0.base.prefixed) } ?? .null,
+            ])
+        }
+        func file(_ f: ManifestFile) -> JSONValue {
+            .object(["path": .string(f.path), "size": .integer(f.size), "sha256": .string(f.sha256.hex), "mode": .string(f.modeString)])
+        }
+        var comps: [String: JSONValue] = [:]
+        for c in components {
+            comps[c.name] = .object([
+                "status": .string(c.status), "a": c.before.map { .string($0.prefixed) } ?? .null,
+                "b": c.after.map { .string($0.prefixed) } ?? .null,
+            ])
+        }
+        return .object([
+            "verified": .bool(false),
+            "a": side(a), "b": side(b),
+            "changed": .array(changedComponents.map { .string($0) }),
+            "components": .object(comps),
+            "files": .object([
+                "added": .array(added.map(file)),
+                "removed": .array(removed.map(file)),
+                "changed": .array(
+                    changed.map {
+                        .object([
+                            "path": .string($0.path), "a": file($0.before!), "b": file($0.after!),
+                        ])
+                    }),
+            ]),
+        ])
+    }
+}

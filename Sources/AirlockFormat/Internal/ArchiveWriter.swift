@@ -1,0 +1,109 @@
+import CArchive
+import Foundation
+
+/// libarchive needs a UTF-8 locale to write non-ASCII names (in the "C" locale 3.6.2 crashes).
+package let utf8LocaleReady: Bool = {
+    setlocale(LC_CTYPE, "C.UTF-8") != nil || setlocale(LC_CTYPE, "en_US.UTF-8") != nil
+}()
+
+/// Writes a reproducible pax-restricted tar stream, compressed, to a file descriptor: fixed
+/// mtime, uid/gid 0, no owner names, the modes given; gzip without a timestamp, zstd at a pinned
+/// level with multi-threaded framing (identical output for any thread count >= 1).
+package final class ArchiveWriter {
+    private let archive: OpaquePointer
+    private let entry: OpaquePointer
+    private let path: String
+    private var closed = false
+
+    package init(fileDescriptor fd: Int32, path: String, compression: Compression, level: Int?, threads: Int) throws {
+        _ = utf8LocaleReady
+        guard let a = archive_write_new(), let e = archive_entry_new() else {
+            throw AirlockError(.internal, "out-of-memory", "libarchive could not allocate a writer")
+        }
+        archive = a
+        entry = e
+        self.path = path
+        func check(_ r: Int32, _ what: String) throws {
+            guard r == ARCHIVE_OK else {
+                let msg = archive_error_string(a).map { String(cString: $0) } ?? "unknown error"
+                archive_write_free(a)
+                archive_entry_free(e)
+                throw AirlockError(.internal, "archive-setup-failed", "cannot set up the bundle writer (\(what)): \(msg)")
+            }
+        }
+        switch compression {
+        case .zstd:
+            try check(archive_write_add_filter_zstd(a), "zstd")
+            try check(archive_write_set_filter_option(a, "zstd", "compression-level", String(level ?? BundleLayout.defaultZstdLevel)), "zstd level")
+            // Any worker count >= 1 gives the same bytes (0 would give others): never 0.
+            try check(archive_write_set_filter_option(a, "zstd", "threads", String(max(1, threads))), "zstd threads")
+        case .gzip:
+            try check(archive_write_add_filter_gzip(a), "gzip")
+            try check(archive_write_set_filter_option(a, "gzip", "compression-level", String(level ?? 6)), "gzip level")
+            try check(archive_write_set_filter_option(a, "gzip", "timestamp", nil), "gzip timestamp")
+        case .none:
+            try check(archive_write_add_filter_none(a), "no compression")
+        }
+        try check(archive_write_set_format_pax_restricted(a), "pax format")
+        // Large output writes (the default 10 KiB record means one write(2) per 10 KiB), and no
+        // padding after the end-of-archive marker: the stream ends with its two zero blocks.
+        try check(archive_write_set_bytes_per_block(a, 1 << 20), "block size")
+        try check(archive_write_set_bytes_in_last_block(a, 1), "last block")
+        try check(archive_write_open_fd(a, fd), "open")
+    }
+
+    deinit {
+        if !closed { archive_write_fail(archive) }
+        archive_write_free(archive)
+        archive_entry_free(entry)
+    }
+
+    private func failure(_ what: String) -> AirlockError {
+        let err = archive_errno(archive)
+        let msg = archive_error_string(archive).map { String(cString: $0) } ?? "unknown error"
+        if err == ENOSPC || err == EDQUOT {
+            return .io("disk-full", "no space left writing \(path); free some space and pack again")
+        }
+        return AirlockError(.io, "write-failed", "cannot write \(path) (\(what))", cause: msg)
+    }
+
+    /// Writes one regular file entry; `produce` must hand exactly `size` bytes to its argument.
+    package func addFile(
+        path name: String, size: UInt64, mode: UInt32, mtime: Int64,
+        produce: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void
+    ) throws {
+        archive_entry_clear(entry)
+        archive_entry_set_pathname_utf8(entry, name)
+        archive_entry_set_size(entry, la_int64_t(size))
+        archive_entry_set_filetype(entry, airlock_AE_IFREG)
+        archive_entry_set_perm(entry, mode_t(mode))
+        archive_entry_set_mtime(entry, time_t(mtime), 0)
+        archive_entry_set_uid(entry, 0)
+        archive_entry_set_gid(entry, 0)
+        guard archive_write_header(archive, entry) == ARCHIVE_OK else { throw failure("header of \(name)") }
+        var written: UInt64 = 0
+        try produce { part in
+            var off = 0
+            while off < part.count {
+                let n = archive_write_data(archive, part.baseAddress! + off, part.count - off)
+                guard n > 0 else { throw failure("data of \(name)") }
+                off += n
+            }
+            written += UInt64(part.count)
+        }
+        precondition(written == size, "ArchiveWriter.addFile: \(name) produced \(written) bytes, declared \(size)")
+        guard archive_write_finish_entry(archive) == ARCHIVE_OK else { throw failure("end of \(name)") }
+    }
+
+    package func addFile(path name: String, bytes: [UInt8], mode: UInt32, mtime: Int64) throws {
+        try addFile(path: name, size: UInt64(bytes.count), mode: mode, mtime: mtime) { write in
+            try bytes.withUnsafeBytes { try write($0) }
+        }
+    }
+
+    /// Flushes the end-of-archive marker and the compressor.
+    package func close() throws {
+        closed = true
+        guard archive_write_close(archive) == ARCHIVE_OK else { throw failure("end of archive") }
+    }
+}

@@ -1,0 +1,29 @@
+/// A JSON value as Airlock reads it: strictly (RFC 8259, UTF-8, no duplicate keys) and with
+/// numbers kept as their source text, so that no integer is silently rounded.
+public enum JSONValue: Equatable, Sendable {
+    case null
+    case bool(Bool)
+    /// The number's exact text, e.g. `7` or `0.93`.
+    case number(String)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    public static func integer<T: BinaryInteger>(_ value: T) -> JSONValue { .number(String(value)) }
+
+    public var stringValue: String? { if case .string(let s) = self { return s } else { return nil } }
+    public var objectValue: [String: JSONValue]? { if case .object(let o) = self { return o } else { return nil } }
+    public var arrayValue: [JSONValue]? { if case .array(let a) = self { return a } else { return nil } }
+    public var boolValue: Bool? { if case .bool(let b) = self { return b } else { return nil } }
+
+    /// The value as a non-negative integer no larger than `max`, or nil when it is anything else
+    /// (a decimal, an exponent, a negative number, a string).
+    public func unsignedInteger(max: UInt64 = BundleLayout.maxInteger) -> UInt64? {
+        guard case .number(let text) = self, !text.isEmpty,
+            text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+            text == "0" || !text.hasPrefix("0"), text.utf8.count <= 20,
+            let v = UInt64(text), v <= max
+        else { return nil }
+        return v
+    }
+}

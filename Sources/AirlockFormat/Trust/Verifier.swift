@@ -1,0 +1,126 @@
+/// The signed head of a bundle, checked: the manifest's signatures met the trust policy, the
+/// manifest parsed strictly, it has not expired, and SHA256SUMS agrees with it. The reader is
+/// positioned at the first payload file.
+public struct VerifiedHead {
+    public let reader: BundleReader
+    public let manifestBytes: [UInt8]
+    public let manifest: Manifest
+    public let bundleID: SHA256Digest
+    public let signatures: SignatureCheck
+    /// The signature entries the bundle carries (verified or not; see `signatures`).
+    public let embedded: [EmbeddedSignature]
+}
+
+/// The outcome of `Verifier.verify`.
+public struct VerificationReport: Sendable {
+    public var path: String
+    public var bundleID: SHA256Digest?
+    public var manifest: Manifest?
+    public var compression: Compression?
+    public var signatures: SignatureCheck?
+    public var filesChecked = 0
+    public var bytesChecked: UInt64 = 0
+    /// A delta bundle: its base, and the files it expects the site to hold.
+    public var delta: DeltaInfo?
+    public var filesExpectedAtSite = 0
+    public var bytesExpectedAtSite: UInt64 = 0
+    public var error: AirlockError?
+
+    public init(path: String) { self.path = path }
+
+    public var ok: Bool { error == nil }
+
+    /// The `--json` form (docs/cli.md).
+    public var json: JSONValue {
+        var o: [String: JSONValue] = [
+            "ok": .bool(ok),
+            "bundle": .string(path),
+            "bundle_id": bundleID.map { .string($0.prefixed) } ?? .null,
+            "name": manifest.map { .string($0.name) } ?? .null,
+            "version": manifest.map { .string($0.version) } ?? .null,
+            "sequence": manifest.map { .integer($0.sequence) } ?? .null,
+            "compression": compression.map { .string($0.rawValue) } ?? .null,
+            "files_checked": .integer(filesChecked),
+            "bytes_checked": .integer(bytesChecked),
+            "threshold": signatures.map { .integer($0.threshold) } ?? .null,
+            "signers": .array(signatures?.results.map(\.json) ?? []),
+            "verified_signers": .array(signatures?.verifiedKeys.map { .string($0) } ?? []),
+            "delta": delta.map {
+                .object([
+                    "base": .string($0.base.prefixed), "files_expected_at_site": .integer(filesExpectedAtSite),
+                    "bytes_expected_at_site": .integer(bytesExpectedAtSite),
+                ])
+            } ?? .null,
+        ]
+        if let error {
+            o["error"] = .object(["kind": .string(error.kind.rawValue), "code": .string(error.code), "message": .string(error.message)])
+        } else {
+            o["error"] = .null
+        }
+        return .object(o)
+    }
+}
+
+/// Verifies bundles: every check of the format's verifier list, in order, in one streaming pass
+/// from one open descriptor, writing nothing to disk.
+public enum Verifier {
+    /// Steps 1 to 3 of the verifier list, then SHA256SUMS: nothing of the manifest is parsed
+    /// before enough trusted signatures verified over its exact bytes.
+    public static func verifyHead(
+        _ reader: BundleReader, trust: TrustStore, detached: [DetachedSignature] = [], now: Int64 = Timestamp.now(),
+        report: inout VerificationReport
+    ) throws -> VerifiedHead {
+        let manifestBytes = try reader.readManifest()
+        report.compression = reader.compression
+        let bundleID = SHA256Digest.of(manifestBytes)
+        report.bundleID = bundleID
+        let embedded = try reader.readSignatures()
+        let check = SignatureCheck(manifest: manifestBytes, embedded: embedded, detached: detached, trust: trust, now: now)
+        report.signatures = check
+        if let failure = check.failure { throw failure }
+        let manifest = try Manifest.parse(manifestBytes)
+        report.manifest = manifest
+        if let expires = manifest.expires, let t = Timestamp.parse(expires), now >= t {
+            throw AirlockError(
+                .policy, "bundle-expired",
+                "the bundle expired at \(expires) (now \(Timestamp.format(now))); ask the vendor for a fresh bundle of this release")
+        }
+        try reader.readSums(for: manifest)
+        return VerifiedHead(reader: reader, manifestBytes: manifestBytes, manifest: manifest, bundleID: bundleID, signatures: check, embedded: embedded)
+    }
+
+    /// Verifies the bundle at `path` (`-`: standard input). Never throws: the report carries the
+    /// first failure.
+    public static func verify(
+        bundle path: String, trust: TrustStore, detached: [DetachedSignature] = [], now: Int64 = Timestamp.now(),
+        progress: ProgressReporter? = nil
+    ) -> VerificationReport {
+        var report = VerificationReport(path: path)
+        do {
+            let reader = try BundleReader(path: path)
+            let head = try verifyHead(reader, trust: trust, detached: detached, now: now, report: &report)
+            progress?.start(total: head.manifest.totalBytes)
+            report.delta = reader.delta
+            for file in head.manifest.files {
+                if reader.isOmitted(file) {
+                    reader.skipOmitted(file)
+                    report.filesExpectedAtSite += 1
+                    report.bytesExpectedAtSite += file.size
+                    continue
+                }
+                try reader.readPayload(file) { progress?.advance(by: $0.count) }
+                report.filesChecked += 1
+                report.bytesChecked += file.size
+            }
+            try reader.finish()
+            progress?.done()
+        } catch let e as AirlockError {
+            progress?.done()
+            report.error = e
+        } catch {
+            progress?.done()
+            report.error = AirlockError(.internal, "internal", "unexpected error: \(error)")
+        }
+        return report
+    }
+}

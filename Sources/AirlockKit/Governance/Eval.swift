@@ -1,0 +1,207 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import AirlockFormat
+
+/// The eval gate a release declares in `airlock.yaml` (docs/release.md, "Eval gate").
+public struct EvalSpec: Equatable, Sendable {
+    public var command: String
+    /// The lowest passing score, 0 to 1.
+    public var threshold: Double
+    /// Every run must pass; the recorded score is the lowest.
+    public var runs = 1
+    public var timeoutSeconds: Double = 600
+    /// Files and folders of the release directory the suite consists of (its digest covers them).
+    public var files: [String] = []
+}
+
+/// What one run printed: `{"score": 0.93, "cases": [{"id": "refund-1", "passed": true}, ...]}`.
+public struct EvalOutcome: Equatable, Sendable {
+    public var score: Double
+    public var passed: Int
+    public var total: Int
+    public var failedCases: [String]
+
+    static func parse(_ bytes: [UInt8]) throws -> EvalOutcome {
+        func bad(_ what: String) -> AirlockError {
+            AirlockError(
+                .invalidRelease, "eval-output-invalid",
+                "the eval printed \(what); it must print one JSON object like {\"score\": 0.93, \"cases\": [{\"id\": \"refund-1\", \"passed\": true}]} on stdout (logs go to stderr)")
+        }
+        let v: JSONValue
+        do { v = try JSONParser.parse(bytes) } catch { throw bad("something that is not strict JSON (\(error))") }
+        guard case .object(let o) = v else { throw bad("JSON that is not an object") }
+        guard case .number(let text) = o["score"], let score = Double(text), score.isFinite, (0...1).contains(score) else {
+            throw bad("no \"score\" from 0 to 1")
+        }
+        guard let cases = o["cases"]?.arrayValue else { throw bad("no \"cases\" list") }
+        guard !cases.isEmpty else { throw bad("an empty \"cases\" list (a suite of no case proves nothing)") }
+        var passed = 0
+        var failed: [String] = []
+        var ids = Set<String>()
+        for (k, c) in cases.enumerated() {
+            guard case .object(let co) = c, let id = co["id"]?.stringValue, let ok = co["passed"]?.boolValue else {
+                throw bad("cases[\(k)] without a string \"id\" and a boolean \"passed\"")
+            }
+            guard ids.insert(id).inserted else { throw bad("case \"\(id)\" twice") }
+            if ok { passed += 1 } else { failed.append(id) }
+        }
+        return EvalOutcome(score: score, passed: passed, total: cases.count, failedCases: failed)
+    }
+}
+
+/// The passing result `pack` signs into the manifest as `attestations.eval`:
+/// `{"suite": "sha256:...", "command": "...", "score": 0.93, "threshold": 0.9,
+///   "cases": {"passed": 47, "total": 50}, "runs": 3}`.
+public struct EvalAttestation: Equatable, Sendable {
+    public var suite: SHA256Digest
+    public var command: String
+    public var score: Double
+    public var threshold: Double
+    public var passed: Int
+    public var total: Int
+    public var runs: Int
+
+    public var isPassing: Bool { score >= threshold }
+
+    public init(suite: SHA256Digest, command: String, score: Double, threshold: Double, passed: Int, total: Int, runs: Int) {
+        self.suite = suite
+        self.command = command
+        self.score = score
+        self.threshold = threshold
+        self.passed = passed
+        self.total = total
+        self.runs = runs
+    }
+
+    public init(json: JSONValue, source: String) throws {
+        func bad(_ what: String) -> AirlockError { .verification("eval-attestation-invalid", "\(source) is invalid: \(what)") }
+        guard case .object(let o) = json else { throw bad("not an object") }
+        for k in o.keys where !["suite", "command", "score", "threshold", "cases", "runs"].contains(k) { throw bad("unknown field \"\(k)\"") }
+        guard let s = o["suite"]?.stringValue, let suite = SHA256Digest(prefixed: s) else { throw bad("suite must be sha256:<hex>") }
+        guard let command = o["command"]?.stringValue else { throw bad("command must be a string") }
+        guard case .number(let st) = o["score"], let score = Double(st), (0...1).contains(score) else { throw bad("score must be a number from 0 to 1") }
+        guard case .number(let tt) = o["threshold"], let threshold = Double(tt), (0...1).contains(threshold) else { throw bad("threshold must be a number from 0 to 1") }
+        guard case .object(let c) = o["cases"], c.count == 2, let passed = c["passed"]?.unsignedInteger(), let total = c["total"]?.unsignedInteger(), passed <= total,
+            total >= 1
+        else { throw bad("cases must be {\"passed\": n, \"total\": m} with n <= m and m >= 1") }
+        guard let runs = o["runs"]?.unsignedInteger(max: 100), runs >= 1 else { throw bad("runs must be a whole number from 1 to 100") }
+        self.init(suite: suite, command: command, score: score, threshold: threshold, passed: Int(passed), total: Int(total), runs: Int(runs))
+    }
+
+    public var json: JSONValue {
+        .object([
+            "suite": .string(suite.prefixed), "command": .string(command), "score": .number(Self.decimal(score)),
+            "threshold": .number(Self.decimal(threshold)), "cases": .object(["passed": .integer(passed), "total": .integer(total)]),
+            "runs": .integer(runs),
+        ])
+    }
+
+    /// A decimal JSON number for a score: the shortest text that reads back as the same Double.
+    public static func decimal(_ x: Double) -> String {
+        if x == 0 { return "0" }
+        if x == 1 { return "1" }
+        return "\(x)"
+    }
+}
+
+/// Runs a release's eval gate (`pack` does, before it writes anything).
+public enum EvalGate {
+    static let maxOutputBytes = 16 << 20
+
+    /// Runs the suite `spec.runs` times in `directory`; returns the attestation when every run
+    /// passes. Throws `eval-below-threshold` (exit 4) naming the failing cases otherwise, or
+    /// `eval-failed` when the command fails, times out or prints no valid result.
+    public static func run(_ spec: EvalSpec, directory: String, progress: (@Sendable (String) -> Void)? = nil) throws -> EvalAttestation {
+        let suite = try suiteDigest(spec, directory: directory)
+        var lowest: EvalOutcome?
+        for k in 1...spec.runs {
+            progress?("eval run \(k) of \(spec.runs): \(spec.command)")
+            let outcome = try runOnce(spec, directory: directory, run: k)
+            guard outcome.score >= spec.threshold else {
+                let failing = outcome.failedCases.prefix(10).joined(separator: ", ") + (outcome.failedCases.count > 10 ? ", ..." : "")
+                throw AirlockError(
+                    .policy, "eval-below-threshold",
+                    "eval run \(k) of \(spec.runs) scored \(EvalAttestation.decimal(outcome.score)), below the threshold \(EvalAttestation.decimal(spec.threshold)) (\(outcome.passed) of \(outcome.total) cases passed"
+                        + (failing.isEmpty ? "" : "; failed: \(failing)") + "); no bundle was written")
+            }
+            if lowest == nil || outcome.score < lowest!.score { lowest = outcome }
+        }
+        let l = lowest!
+        return EvalAttestation(suite: suite, command: spec.command, score: l.score, threshold: spec.threshold, passed: l.passed, total: l.total, runs: spec.runs)
+    }
+
+    /// SHA-256 over `airlock.eval/v1\n`, `command <command>\n`, then `<sha256 hex> <path>\n` for
+    /// every regular file the suite declares (folders walked), sorted by path bytes.
+    public static func suiteDigest(_ spec: EvalSpec, directory: String) throws -> SHA256Digest {
+        var files: [String] = []
+        func walk(_ rel: String) throws {
+            let full = directory + "/" + rel
+            var st = stat()
+            guard lstat(full, &st) == 0 else {
+                throw AirlockError(.invalidRelease, "eval-file-missing", "eval.files names \(rel), which does not exist in \(directory)")
+            }
+            switch st.st_mode & S_IFMT {
+            case S_IFREG: files.append(rel)
+            case S_IFDIR:
+                let names: [String]
+                do { names = try FileManager.default.contentsOfDirectory(atPath: full) } catch {
+                    throw AirlockError(.invalidRelease, "eval-file-unreadable", "eval.files: cannot read the folder \(rel); fix its permissions")
+                }
+                for n in names { try walk(rel + "/" + n) }
+            default:
+                throw AirlockError(.invalidRelease, "eval-file-refused", "eval.files: \(rel) is not a regular file or folder (symlinks are not followed)")
+            }
+        }
+        for f in spec.files { try walk(f) }
+        files = Array(Set(files)).sorted(by: PathRules.precedes)
+        let h = SHA256Hasher()
+        h.update(Array("airlock.eval/v1\ncommand \(spec.command)\n".utf8))
+        for f in files {
+            let d = try FileIO.sha256(of: directory + "/" + f)
+            h.update(Array("\(d.hex) \(f)\n".utf8))
+        }
+        return h.finish()
+    }
+
+    /// The environment an eval runs in: nothing of the packer's but PATH.
+    static func environment(directory: String, home: String, run: Int, runs: Int) -> [String] {
+        [
+            "PATH=\(ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin")", "HOME=\(home)", "TMPDIR=\(home)",
+            "LANG=C.UTF-8", "AIRLOCK_RELEASE_DIR=\(directory)", "AIRLOCK_EVAL_RUN=\(run)", "AIRLOCK_EVAL_RUNS=\(runs)",
+        ]
+    }
+
+    static func runOnce(_ spec: EvalSpec, directory: String, run: Int) throws -> EvalOutcome {
+        let absolute = directory.hasPrefix("/") ? directory : FileManager.default.currentDirectoryPath + "/" + directory
+        var template = Array((NSTemporaryDirectory() + "/airlock-eval-XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else { throw AirlockError.io("write-failed", "cannot create a scratch folder for the eval", errno: errno) }
+        let scratch = String(cString: made)
+        defer { FileIO.removeTree(scratch) }
+        let out = scratch + "/.stdout", err = scratch + "/.stderr"
+        let argv = ["/bin/sh", "-c", "cd \"$0\" && exec /bin/sh -c \"$1\"", absolute, spec.command]
+        let env = environment(directory: absolute, home: scratch, run: run, runs: spec.runs)
+        let outcome: Subprocess.Outcome
+        do {
+            outcome = try Subprocess.run(argv, environment: env, stdout: .file(out), stderr: .file(err), timeoutSeconds: spec.timeoutSeconds)
+        } catch let e as AirlockError where e.code == "spawn-failed" {
+            throw AirlockError(.invalidRelease, "eval-failed", "cannot start the eval: \(e.message)")
+        }
+        if outcome == .timedOut {
+            throw AirlockError(.invalidRelease, "eval-failed", "eval run \(run) did not finish within \(Int(spec.timeoutSeconds)) s (eval.timeout); no bundle was written")
+        }
+        if outcome != .exited(0) {
+            let log = (try? FileIO.read(err, limit: 1 << 20, what: "eval output")) ?? []
+            let tail = String(decoding: log.suffix(300), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw AirlockError(.invalidRelease, "eval-failed", "eval run \(run) \(outcome.how)" + (tail.isEmpty ? "" : ": \(tail)") + "; no bundle was written")
+        }
+        let bytes: [UInt8]
+        do {
+            bytes = try FileIO.read(out, limit: maxOutputBytes, what: "eval output")
+        } catch {
+            throw AirlockError(.invalidRelease, "eval-output-invalid", "eval run \(run) printed more than \(maxOutputBytes >> 20) MiB on stdout")
+        }
+        return try EvalOutcome.parse(bytes)
+    }
+}

@@ -1,0 +1,30 @@
+import AirlockFormat
+/// What two releases grant differently, in words (see `Grants.escalations`).
+public struct PermissionDiff: Sendable {
+    public var widened: [String]
+    public var narrowed: [String]
+    /// Set when a side's tool manifest could not be read (a delta that omits it).
+    public var unknown: String?
+
+    /// Reads the tool manifests only when their hash or the model endpoint differ.
+    public init(_ a: BundleSummary, _ b: BundleSummary) throws {
+        let ta = a.manifest.files.first { $0.path == ToolManifest.path }, tb = b.manifest.files.first { $0.path == ToolManifest.path }
+        let ea = a.manifest.components["model"]?.metadata["endpoint"], eb = b.manifest.components["model"]?.metadata["endpoint"]
+        widened = []
+        narrowed = []
+        if ta?.sha256 == tb?.sha256 && ta?.executable == tb?.executable && ea == eb { return }
+        guard let ga = try a.grants(), let gb = try b.grants() else {
+            unknown = "a delta bundle omits tools/tools.json; diff the full bundles to see the permission change"
+            return
+        }
+        widened = Grants.escalations(from: ga, to: gb)
+        narrowed = Grants.reductions(from: ga, to: gb)
+    }
+
+    public var json: JSONValue {
+        .object([
+            "widened": .array(widened.map { .string($0) }), "narrowed": .array(narrowed.map { .string($0) }),
+            "unknown": unknown.map { .string($0) } ?? .null,
+        ])
+    }
+}

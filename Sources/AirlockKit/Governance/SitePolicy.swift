@@ -1,0 +1,117 @@
+import AirlockFormat
+
+/// The site's own policy, stored in the trust store's `policy.json` beside the signing policy
+/// (docs/trust.md): the perimeter its releases may reach, whether an activation needs a passing
+/// eval, and how many approvals an activation that widens permissions needs.
+///
+/// ```json
+/// {"perimeter": {"hosts": ["kb.internal:443", "*.corp.internal"], "networks": ["10.0.0.0/8"]},
+///  "require_eval": true, "min_eval_score": 0.9,
+///  "approvals": {"threshold": 1, "first_activation": false}}
+/// ```
+public struct SitePolicy: Equatable, Sendable {
+    /// The hosts and networks releases may reach; empty allows none.
+    public var perimeter = Perimeter()
+    /// `install` and `activate` refuse a release without a passing eval attestation.
+    public var requireEval = false
+    /// With `requireEval`: the lowest attested score the site accepts, whatever threshold the
+    /// vendor chose.
+    public var minEvalScore: Double?
+    /// Distinct approver keys whose approval an activation that widens permissions needs.
+    public var approvalThreshold = 1
+    /// Whether the first activation of a name (compared with nothing) needs approval too.
+    public var approveFirstActivation = false
+
+    public init() {}
+
+    /// Parses the site's fields of a trust policy (`TrustPolicy.siteFields`). Throws
+    /// `policy-invalid`, naming `path`, for a field of the wrong shape.
+    public static func parse(_ fields: [String: JSONValue], path: String) throws -> SitePolicy {
+        var p = SitePolicy()
+        for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
+            switch key {
+            case "perimeter":
+                guard case .object(let o) = value else { throw TrustPolicy.invalid(path, "\"perimeter\" must be an object with \"hosts\" and \"networks\" lists") }
+                for (k, x) in o {
+                    guard let items = x.arrayValue, let list = Optional(items.compactMap(\.stringValue)), list.count == items.count else {
+                        throw TrustPolicy.invalid(path, "perimeter.\(k) must be a list of strings")
+                    }
+                    switch k {
+                    case "hosts":
+                        for h in list { if let why = Perimeter.hostRuleProblem(h) { throw TrustPolicy.invalid(path, "perimeter.hosts has \"\(h)\", which \(why)") } }
+                        p.perimeter.hosts = list
+                    case "networks":
+                        for n in list { if let why = Perimeter.networkProblem(n) { throw TrustPolicy.invalid(path, "perimeter.networks has \"\(n)\", which \(why)") } }
+                        p.perimeter.networks = list
+                    default: throw TrustPolicy.invalid(path, "perimeter has unknown field \"\(k)\" (hosts, networks)")
+                    }
+                }
+            case "min_eval_score":
+                if case .null = value { continue }
+                guard case .number(let t) = value, let x = Double(t), x.isFinite, (0...1).contains(x) else {
+                    throw TrustPolicy.invalid(path, "\"min_eval_score\" must be a number from 0 to 1")
+                }
+                p.minEvalScore = x
+            case "require_eval":
+                guard case .bool(let b) = value else { throw TrustPolicy.invalid(path, "\"require_eval\" must be true or false") }
+                p.requireEval = b
+            case "approvals":
+                guard case .object(let o) = value else { throw TrustPolicy.invalid(path, "\"approvals\" must be an object") }
+                for (k, x) in o {
+                    switch k {
+                    case "threshold":
+                        guard let t = x.unsignedInteger(max: 64), t >= 1 else { throw TrustPolicy.invalid(path, "approvals.threshold must be an integer from 1 to 64") }
+                        p.approvalThreshold = Int(t)
+                    case "first_activation":
+                        guard case .bool(let b) = x else { throw TrustPolicy.invalid(path, "approvals.first_activation must be true or false") }
+                        p.approveFirstActivation = b
+                    default: throw TrustPolicy.invalid(path, "approvals has unknown field \"\(k)\" (threshold, first_activation)")
+                    }
+                }
+            default:
+                throw TrustPolicy.invalid(path, "unknown field \"\(key)\"")
+            }
+        }
+        if p.minEvalScore != nil && !p.requireEval {
+            throw TrustPolicy.invalid(path, "\"min_eval_score\" needs \"require_eval\": true (without it no eval is checked)")
+        }
+        return p
+    }
+
+    /// The fields as `policy.json` holds them (every field, defaults included).
+    public var fields: [String: JSONValue] {
+        [
+            "perimeter": .object(["hosts": .array(perimeter.hosts.map { .string($0) }), "networks": .array(perimeter.networks.map { .string($0) })]),
+            "require_eval": .bool(requireEval),
+            "min_eval_score": minEvalScore.map { .number(EvalAttestation.decimal($0)) } ?? .null,
+            "approvals": .object(["threshold": .integer(approvalThreshold), "first_activation": .bool(approveFirstActivation)]),
+        ]
+    }
+}
+
+/// A site's trust: its trust store (signing keys, approver keys, signing policy) and its own
+/// policy, read together from `<root>/.trust` once per command.
+public struct SiteTrust: Sendable {
+    public var store: TrustStore
+    public var policy: SitePolicy
+
+    public init(store: TrustStore, policy: SitePolicy = SitePolicy()) {
+        self.store = store
+        self.policy = policy
+    }
+
+    /// Loads the trust store at `directory` and parses its site policy. Throws what
+    /// `TrustStore.load` throws, and `policy-invalid`.
+    public static func load(directory: String) throws -> SiteTrust {
+        let store = try TrustStore.load(directory: directory)
+        let policy = try SitePolicy.parse(store.policy.siteFields, path: directory + "/" + TrustPolicy.fileName)
+        return SiteTrust(store: store, policy: policy)
+    }
+
+    /// The whole `policy.json`: the signing policy and the site's fields, defaults included.
+    public var policyJSON: JSONValue {
+        var p = store.policy
+        p.siteFields = policy.fields
+        return p.json
+    }
+}

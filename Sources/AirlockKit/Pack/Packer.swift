@@ -1,0 +1,453 @@
+import Foundation
+import AirlockFormat
+
+/// How to pack a release.
+public struct PackOptions: Sendable {
+    public var keys: [PrivateKey]
+    /// Where to write the bundle; nil: `<name>-<version>.airlock` in the current directory.
+    public var output: String?
+    public var compression: Compression = .zstd
+    /// Compression level; nil: zstd 3, gzip 6. Part of what makes output reproducible.
+    public var level: Int?
+    /// `SOURCE_DATE_EPOCH`: the `created` time and every entry's mtime. nil: now.
+    public var sourceDateEpoch: Int64?
+    /// Store the content of a symlink whose target is a regular file inside the release
+    /// directory as a regular file. Otherwise symlinks are refused.
+    public var followInternalSymlinks = false
+    /// Hashing threads; nil: one per core.
+    public var threads: Int?
+    /// Write a delta bundle against this base: the payload carries only the files whose content
+    /// (and executable bit) the base does not have.
+    public var base: DeltaBase?
+    /// zstd worker threads (at least 1). The output is the same for any value; memory grows
+    /// with it (about 13 MiB a worker at level 1, 50 MiB at level 3).
+    public var compressionThreads = BundleLayout.defaultZstdThreads
+    /// Told before each eval run (a line for the user).
+    public var evalProgress: (@Sendable (String) -> Void)?
+
+    public init(keys: [PrivateKey]) { self.keys = keys }
+}
+
+public struct PackResult: Sendable {
+    public var bundleID: SHA256Digest
+    public var path: String
+    public var manifest: Manifest
+    public var bundleBytes: UInt64
+    /// For a delta bundle: what it omits.
+    public var delta: DeltaInfo?
+}
+
+/// What a delta bundle is made against.
+public enum DeltaBase: Sendable {
+    /// An earlier bundle (its manifest is read from its head).
+    case bundle(String)
+    /// The manifest.json of an installed release (`<root>/<name>/releases/<dir>/manifest.json`).
+    case manifest(String)
+
+    /// The base's bundle id and manifest.
+    func load() throws -> (SHA256Digest, Manifest) {
+        switch self {
+        case .bundle(let path):
+            let s = try BundleSummary.read(path: path)
+            return (s.bundleID, s.manifest)
+        case .manifest(let path):
+            let bytes = try FileIO.read(path, limit: BundleLayout.maxManifestBytes, what: "base manifest")
+            return (SHA256Digest.of(bytes), try Manifest.parse(bytes))
+        }
+    }
+}
+
+/// A file found in a release directory, before hashing. 100,000 of them are held at once, so
+/// no path is stored twice: a file's place on disk is its component's folder (one string shared
+/// by all of the component's files) followed by its bundle path after the component's name.
+struct SourceFile: Sendable {
+    var path: String
+    /// The component's folder in the release directory; for a followed symlink, its target.
+    private var base: String
+    /// How many bytes of `path` name the component; -1 when `base` is a symlink's target.
+    private var nameBytes: Int32
+    var executable: Bool
+    var identity: FileIdentity
+
+    init(path: String, folder: String, nameBytes: Int32, executable: Bool, identity: FileIdentity) {
+        self.path = path
+        self.base = folder
+        self.nameBytes = nameBytes
+        self.executable = executable
+        self.identity = identity
+    }
+
+    var size: UInt64 { identity.size }
+    /// True when `source` is the target of a followed symlink.
+    var viaSymlink: Bool { nameBytes < 0 }
+    /// The file to read: the file itself, or the target of a followed symlink.
+    var source: String { nameBytes < 0 ? base : base + String(decoding: path.utf8.dropFirst(Int(nameBytes)), as: UTF8.self) }
+
+    /// Reads `target` in place of the file (a followed symlink).
+    mutating func follow(to target: String) {
+        base = target
+        nameBytes = -1
+    }
+}
+
+/// What must not change between hashing a file and writing it into the bundle.
+struct FileIdentity: Equatable, Sendable {
+    var device: UInt64, inode: UInt64, size: UInt64
+    var mtime: Int64, ctime: Int64
+    var mtimeNanos: Int32, ctimeNanos: Int32
+
+    init(_ st: stat) {
+        device = UInt64(st.st_dev)
+        inode = UInt64(st.st_ino)
+        size = UInt64(st.st_size)
+        mtime = Int64(st.st_mtim.tv_sec)
+        mtimeNanos = Int32(truncatingIfNeeded: st.st_mtim.tv_nsec)
+        ctime = Int64(st.st_ctim.tv_sec)
+        ctimeNanos = Int32(truncatingIfNeeded: st.st_ctim.tv_nsec)
+    }
+}
+
+/// Packs a release directory into a bundle (bundle-format.md): scans and checks every file,
+/// hashes them in parallel, writes the signed manifest, SHA256SUMS and the payload in one
+/// streaming pass to a temporary file that is renamed into place only when complete.
+public enum Packer {
+    public static func pack(directory: String, options: PackOptions, progress: ProgressReporter? = nil) throws -> PackResult {
+        guard !options.keys.isEmpty else {
+            throw AirlockError(.usage, "key-missing", "packing needs at least one signing key; add --key vendor.key (make one with `airlock key generate`)")
+        }
+        var dir = directory
+        while dir.count > 1 && dir.hasSuffix("/") { dir.removeLast() }
+        let spec = try ReleaseSpec.load(directory: dir)
+        let sources = try scan(directory: dir, spec: spec, followInternalSymlinks: options.followInternalSymlinks)
+        // The tool manifest is checked, and the eval gate run, before anything is hashed: a
+        // release that fails either never becomes a bundle.
+        if let tools = spec.components.first(where: { $0.name == "tools" }) {
+            guard let t = sources.first(where: { $0.path == ToolManifest.path }) else {
+                throw AirlockError(
+                    .invalidRelease, "tools-missing",
+                    "the tools component has no tools.json; declare the agent's tools in \(dir)/\(tools.path)/tools.json ({\"tools\": []} declares none; see docs/release.md)")
+            }
+            _ = try ToolManifest.parse(FileIO.read(t.source, limit: ToolManifest.maxBytes, what: "tool manifest"), source: t.source)
+        }
+        var attestations: [String: JSONValue]?
+        if let eval = spec.eval {
+            attestations = ["eval": try EvalGate.run(eval, directory: dir, progress: options.evalProgress).json]
+        }
+        progress?.start(total: sources.reduce(0) { $0 + $1.size } * 2)
+        let digests = try hashAll(sources, threads: options.threads, progress: progress)
+        let files = zip(sources, digests).map { ManifestFile(path: $0.path, size: $0.size, sha256: $1, executable: $0.executable) }
+
+        let epoch = options.sourceDateEpoch ?? Timestamp.now()
+        let metadata = Dictionary(uniqueKeysWithValues: spec.components.map { ($0.name, $0.metadata) })
+        let manifest = Manifest(
+            name: spec.name, version: spec.version, sequence: spec.sequence, created: Timestamp.format(epoch),
+            expires: spec.expires, componentMetadata: metadata, files: files, attestations: attestations,
+            health: spec.health.map { ["command": .string($0.command), "timeout_seconds": .integer(Int($0.timeoutSeconds))] })
+        if let expires = spec.expires, let t = Timestamp.parse(expires), t <= epoch {
+            throw AirlockError(.invalidRelease, "release-expired", "airlock.yaml says the release expires at \(expires), which is already past; set a later expires")
+        }
+        // The manifest is held whole only to hash and sign it; it is written again from the
+        // records below, so that it and the compressor's buffers are never held together.
+        var manifestBytes = manifest.encoded()
+        let manifestLength = UInt64(manifestBytes.count)
+        let bundleID = SHA256Digest.of(manifestBytes)
+        var delta: DeltaInfo?
+        if let base = options.base {
+            let (baseID, baseManifest) = try base.load()
+            guard baseManifest.name == spec.name else {
+                throw AirlockError(.usage, "delta-base-mismatch", "the base is a release of \(baseManifest.name), not \(spec.name); give a base of the same name")
+            }
+            let held = Set(baseManifest.files.map { "\($0.sha256.hex)\($0.executable ? ".x" : "")" })
+            delta = DeltaInfo(base: baseID, omitted: files.filter { held.contains("\($0.sha256.hex)\($0.executable ? ".x" : "")") }.map(\.path))
+        }
+        let omitted = Set(delta?.omitted ?? [])
+        var signatures: [(String, [UInt8])] = []
+        for key in options.keys {
+            if signatures.contains(where: { $0.0 == key.id }) { continue }
+            signatures.append((key.id, try key.sign(manifestBytes)))
+        }
+        manifestBytes = []
+        signatures.sort { $0.0 < $1.0 }
+
+        let output = options.output ?? "\(spec.name)-\(spec.version).\(BundleLayout.fileExtension)"
+        var st = stat()
+        if stat(output, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
+            throw AirlockError(.usage, "output-is-directory", "--out \(output) is a directory; give a file name such as \(output)/\(spec.name)-\(spec.version).airlock")
+        }
+        if stat(output, &st) == 0, sources.contains(where: { $0.identity.device == UInt64(st.st_dev) && $0.identity.inode == UInt64(st.st_ino) }) {
+            throw AirlockError(.usage, "output-is-source", "--out \(output) is a file of the release itself; write the bundle somewhere else")
+        }
+        if let outDir = resolvedPath(output.contains("/") ? String(output[..<output.lastIndex(of: "/")!]) : "."),
+            let root = resolvedPath(dir),
+            spec.components.contains(where: { (outDir + "/").hasPrefix(root + "/" + $0.path + "/") })
+        {
+            throw AirlockError(.usage, "output-in-release", "--out \(output) is inside a component folder, so the next pack would take the bundle in; write it somewhere else")
+        }
+        let tmp = FileIO.temporarySibling(of: output)
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw AirlockError.io("create-failed", "cannot create the bundle next to \(output); check that its folder exists and is writable", errno: errno)
+        }
+        var renamed = false
+        defer {
+            close(fd)
+            if !renamed { unlink(tmp) }
+        }
+        do {
+            let writer = try ArchiveWriter(
+                fileDescriptor: fd, path: output, compression: options.compression, level: options.level, threads: options.compressionThreads)
+            let rehash = SHA256Hasher()
+            try writer.addFile(path: BundleLayout.manifestEntry, size: manifestLength, mode: BundleLayout.regularMode, mtime: epoch) { write in
+                try manifest.encode { chunk in
+                    rehash.update(chunk)
+                    try chunk.withUnsafeBytes { try write($0) }
+                }
+            }
+            guard rehash.finish() == bundleID else {
+                throw AirlockError(.internal, "manifest-unstable", "the manifest encoded differently the second time; this is a bug in airlock, please report it")
+            }
+            for (id, sig) in signatures {
+                try writer.addFile(
+                    path: BundleLayout.signaturesPrefix + id + BundleLayout.signatureSuffix, bytes: sig, mode: BundleLayout.regularMode,
+                    mtime: epoch)
+            }
+            // SHA256SUMS is written line by line (100,000 files make 10 MB of it).
+            try writer.addFile(path: BundleLayout.sumsEntry, size: manifest.sumsLength, mode: BundleLayout.regularMode, mtime: epoch) { write in
+                var chunk: [UInt8] = []
+                chunk.reserveCapacity(1 << 16)
+                for f in manifest.files {
+                    chunk.append(contentsOf: Manifest.sumsLine(f))
+                    if chunk.count >= 60 << 10 {
+                        try chunk.withUnsafeBytes { try write($0) }
+                        chunk.removeAll(keepingCapacity: true)
+                    }
+                }
+                try chunk.withUnsafeBytes { try write($0) }
+            }
+            if let delta {
+                try writer.addFile(path: BundleLayout.deltaEntry, bytes: delta.encoded(), mode: BundleLayout.regularMode, mtime: epoch)
+            }
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+            defer { buffer.deallocate() }
+            for src in sources where !omitted.contains(src.path) {
+                let mode = src.executable ? BundleLayout.executableMode : BundleLayout.regularMode
+                try writer.addFile(path: BundleLayout.payloadPrefix + src.path, size: src.size, mode: mode, mtime: epoch) { write in
+                    try read(src, buffer: buffer) { part in
+                        try write(part)
+                        progress?.advance(by: part.count)
+                    }
+                }
+            }
+            try writer.close()
+        }
+        // No fsync: like tar and zstd, pack leaves write-back to the kernel. The rename makes a
+        // bundle appear only complete while pack runs; one cut short by a power loss fails
+        // verification (every byte is hashed), so nothing untrusted can pass for it.
+        var size = stat()
+        fstat(fd, &size)
+        guard rename(tmp, output) == 0 else {
+            throw AirlockError.io("write-failed", "cannot move the finished bundle into place at \(output)", errno: errno)
+        }
+        renamed = true
+        progress?.done()
+        return PackResult(bundleID: bundleID, path: output, manifest: manifest, bundleBytes: UInt64(size.st_size), delta: delta)
+    }
+
+    // MARK: Scanning
+
+    static func refuse(_ path: String, _ why: String) -> AirlockError {
+        AirlockError(.invalidRelease, "release-file-refused", "\(path): \(why)")
+    }
+
+    /// Every file of the release's components, checked against the path rules and sorted by
+    /// UTF-8 bytes of its bundle path.
+    static func scan(directory: String, spec: ReleaseSpec, followInternalSymlinks: Bool) throws -> [SourceFile] {
+        guard let realRoot = resolvedPath(directory) else {
+            throw AirlockError.io("file-not-found", "release directory \(directory) does not exist", errno: errno)
+        }
+        var out: [SourceFile] = []
+        for c in spec.components {
+            let folder = directory + "/" + c.path
+            var st = stat()
+            guard lstat(folder, &st) == 0 else {
+                throw AirlockError(.invalidRelease, "component-missing", "component \(c.name): folder \(folder) does not exist; create it or remove \(c.name) from airlock.yaml")
+            }
+            guard (st.st_mode & S_IFMT) == S_IFDIR else {
+                throw AirlockError(.invalidRelease, "component-missing", "component \(c.name): \(folder) is not a folder (symlinked folders are refused)")
+            }
+            // No symlink anywhere on the way: the folder must be where its path says, inside the release.
+            guard resolvedPath(folder) == realRoot + "/" + c.path else {
+                throw AirlockError(.invalidRelease, "release-file-refused", "component \(c.name): the path \(c.path) goes through a symlink; components must be real folders inside the release")
+            }
+            try walk(folder, bundlePrefix: c.name, component: (folder, Int32(c.name.utf8.count)), root: realRoot, follow: followInternalSymlinks, into: &out)
+        }
+        guard !out.isEmpty else {
+            throw AirlockError(.invalidRelease, "release-empty", "the release's component folders hold no file; a release needs at least one")
+        }
+        var total: UInt64 = 0
+        for f in out {
+            total += f.size
+            guard f.size <= BundleLayout.maxInteger, total <= BundleLayout.maxInteger else {
+                throw refuse(f.source, "the release is larger than 2^53 bytes, the format's limit")
+            }
+        }
+        out.sort { PathRules.precedes($0.path, $1.path) }
+        if let (path, reason) = PathRules.setProblem(with: out.map(\.path)) {
+            throw refuse(path, "refused: \(reason)")
+        }
+        // The table lives until the bundle is written: give back what growing it left spare.
+        return out.withUnsafeBufferPointer { Array($0) }
+    }
+
+    private static func walk(
+        _ dir: String, bundlePrefix: String, component: (folder: String, nameBytes: Int32), root: String, follow: Bool, into out: inout [SourceFile]
+    ) throws {
+        guard let d = opendir(dir) else {
+            throw refuse(dir, "cannot read this folder (\(String(cString: strerror(errno)))); fix its permissions")
+        }
+        defer { closedir(d) }
+        var names: [[UInt8]] = []
+        while let ent = readdir(d) {
+            let name: [UInt8] = withUnsafeBytes(of: ent.pointee.d_name) { raw in Array(raw.prefix(while: { $0 != 0 })) }
+            if name == [0x2E] || name == [0x2E, 0x2E] { continue }
+            names.append(name)
+        }
+        for nameBytes in names {
+            let fsPath = dir + "/" + String(decoding: nameBytes, as: UTF8.self)
+            guard let name = String(validating: nameBytes, as: UTF8.self) else {
+                throw refuse(dir + "/" + TarReader.show(nameBytes), "refused: the name is not valid UTF-8; rename it")
+            }
+            let bundlePath = bundlePrefix + "/" + name
+            if let reason = PathRules.problem(with: bundlePath) {
+                throw refuse(fsPath, "refused: \(reason); rename it")
+            }
+            var st = stat()
+            guard lstat(fsPath, &st) == 0 else { throw refuse(fsPath, "cannot stat it (\(String(cString: strerror(errno))))") }
+            switch st.st_mode & S_IFMT {
+            case S_IFDIR:
+                try walk(fsPath, bundlePrefix: bundlePath, component: component, root: root, follow: follow, into: &out)
+            case S_IFREG:
+                try out.append(regular(fsPath, bundlePath: bundlePath, st: st, component: component))
+            case S_IFLNK:
+                guard follow else {
+                    throw refuse(fsPath, "refused: symlinks are not packed; replace it with the file, or pass --follow-internal-symlinks to store the content of a target inside the release")
+                }
+                guard let target = resolvedPath(fsPath) else {
+                    throw refuse(fsPath, "refused: the symlink is broken")
+                }
+                guard target.hasPrefix(root + "/") else {
+                    throw refuse(fsPath, "refused: the symlink points outside the release directory, to \(target)")
+                }
+                var tst = stat()
+                guard stat(target, &tst) == 0, (tst.st_mode & S_IFMT) == S_IFREG else {
+                    throw refuse(fsPath, "refused: the symlink's target \(target) is not a regular file")
+                }
+                var f = try regular(target, bundlePath: bundlePath, st: tst, component: component)
+                f.follow(to: target)
+                out.append(f)
+            case S_IFIFO: throw refuse(fsPath, "refused: a FIFO is not a regular file")
+            case S_IFSOCK: throw refuse(fsPath, "refused: a socket is not a regular file")
+            case S_IFCHR, S_IFBLK: throw refuse(fsPath, "refused: a device is not a regular file")
+            default: throw refuse(fsPath, "refused: not a regular file")
+            }
+        }
+    }
+
+    private static func regular(_ fsPath: String, bundlePath: String, st: stat, component: (folder: String, nameBytes: Int32)) throws -> SourceFile {
+        guard access(fsPath, R_OK) == 0 else { throw refuse(fsPath, "cannot be read (permission denied); fix its permissions") }
+        return SourceFile(
+            path: bundlePath, folder: component.folder, nameBytes: component.nameBytes, executable: st.st_mode & 0o111 != 0,
+            identity: FileIdentity(st))
+    }
+
+    // MARK: Hashing and streaming
+
+    private final class Shared: @unchecked Sendable {
+        let lock = NSLock()
+        var next = 0
+        var digests: [SHA256Digest?]
+        var error: Error?
+        let progress: ProgressReporter?
+        init(count: Int, progress: ProgressReporter?) {
+            digests = Array(repeating: nil, count: count)
+            self.progress = progress
+        }
+    }
+
+    /// SHA-256 of every file, on `threads` threads, largest files first.
+    static func hashAll(_ files: [SourceFile], threads: Int?, progress: ProgressReporter?) throws -> [SHA256Digest] {
+        let order = files.indices.sorted { files[$0].size > files[$1].size }
+        let shared = Shared(count: files.count, progress: progress)
+        let workers = max(1, min(threads ?? ProcessInfo.processInfo.activeProcessorCount, max(files.count, 1)))
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            let hasher = SHA256Hasher()
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+            defer { buffer.deallocate() }
+            while true {
+                shared.lock.lock()
+                if shared.error != nil || shared.next >= order.count {
+                    shared.lock.unlock()
+                    return
+                }
+                let i = order[shared.next]
+                shared.next += 1
+                shared.lock.unlock()
+                do {
+                    try read(files[i], buffer: buffer) { part in
+                        hasher.update(part)
+                        if let p = shared.progress {
+                            shared.lock.lock()
+                            p.advance(by: part.count)
+                            shared.lock.unlock()
+                        }
+                    }
+                    let d = hasher.finish()
+                    shared.lock.lock()
+                    shared.digests[i] = d
+                    shared.lock.unlock()
+                } catch {
+                    shared.lock.lock()
+                    if shared.error == nil { shared.error = error }
+                    shared.lock.unlock()
+                }
+            }
+        }
+        if let e = shared.error { throw e }
+        return shared.digests.map { $0! }
+    }
+
+    /// Reads exactly the file's recorded size, failing if the file changed since it was scanned.
+    static func read(_ f: SourceFile, buffer: UnsafeMutableRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let flags = O_RDONLY | O_CLOEXEC | (f.viaSymlink ? 0 : O_NOFOLLOW)
+        let fd = open(f.source, flags)
+        guard fd >= 0 else { throw refuse(f.source, "cannot be opened (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, FileIdentity(st) == f.identity else { throw changed(f) }
+        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        var left = f.size
+        while left > 0 {
+            let n = Glibc.read(fd, buffer.baseAddress, Int(min(UInt64(buffer.count), left)))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw refuse(f.source, "read failed (\(String(cString: strerror(errno))))")
+            }
+            if n == 0 { throw changed(f) }
+            try body(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            left -= UInt64(n)
+        }
+        var extra: UInt8 = 0
+        guard Glibc.read(fd, &extra, 1) == 0, fstat(fd, &st) == 0, FileIdentity(st) == f.identity else { throw changed(f) }
+    }
+
+    static func resolvedPath(_ p: String) -> String? {
+        guard let r = realpath(p, nil) else { return nil }
+        defer { free(r) }
+        return String(cString: r)
+    }
+
+    static func changed(_ f: SourceFile) -> AirlockError {
+        AirlockError(.invalidRelease, "release-changed", "\(f.source) changed while it was being packed; stop whatever writes to the release directory and pack again")
+    }
+
+}

@@ -1,0 +1,19 @@
+// The few Linux calls Swift's Glibc module does not declare (they need _GNU_SOURCE or are
+// glibc extensions), each behind a function of our own so Swift calls a declared prototype.
+#ifndef AIRLOCK_CSYSTEM_H
+#define AIRLOCK_CSYSTEM_H
+#include <spawn.h>
+
+/// syncfs(2): flushes the file system that holds `fd`.
+int airlock_syncfs(int fd);
+
+/// renameat2(2) with RENAME_EXCHANGE: swaps two paths atomically.
+int airlock_rename_exchange(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+
+/// posix_spawn_file_actions_addclosefrom_np (glibc 2.34+): the child closes every descriptor
+/// from `from` up.
+int airlock_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int from);
+
+/// mallopt(M_MMAP_THRESHOLD, bytes): allocations of `bytes` and more get a mapping of their own.
+int airlock_malloc_mmap_threshold(int bytes);
+#endif
