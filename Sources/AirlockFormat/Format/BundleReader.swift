@@ -45,7 +45,7 @@ public final class BundleReader {
             fd = 0
             ownsFD = false
         } else {
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            let fd = Sys.open(path, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { throw FileIO.openFailure(path, what: "bundle", errno: errno) }
             var st = stat()
             if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {

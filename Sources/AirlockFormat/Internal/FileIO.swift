@@ -50,18 +50,24 @@ package enum FileIO {
         guard fstat(fd, &st) == 0 else { throw AirlockError.io("read-failed", "cannot stat \(path)", errno: errno) }
         if (st.st_mode & S_IFMT) == S_IFDIR { throw openFailure(path, what: what, errno: EISDIR) }
         if let notRegular, (st.st_mode & S_IFMT) != S_IFREG { throw notRegular(kind(st.st_mode)) }
+        return try read(fd: fd, limit: limit, what: "\(what) \(path)")
+    }
+
+    /// Reads an open file to its end, refusing more than `limit` bytes (`file-too-large`);
+    /// `what` names it in errors.
+    package static func read(fd: Int32, limit: Int, what: String) throws -> [UInt8] {
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw AirlockError.io("read-failed", "cannot read \(what) \(path)", errno: errno)
+                throw AirlockError.io("read-failed", "cannot read \(what)", errno: errno)
             }
             if n == 0 { break }
             out.append(contentsOf: buf[0..<n])
             if out.count > limit {
-                throw AirlockError(.usage, "file-too-large", "\(what) \(path) is larger than \(limit) bytes; is it the right file?")
+                throw AirlockError(.usage, "file-too-large", "\(what) is larger than \(limit) bytes; is it the right file?")
             }
         }
         return out

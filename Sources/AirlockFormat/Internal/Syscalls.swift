@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSystem
 
 /// The system calls the installer's durability depends on, behind one layer so that tests can
 /// inject faults into the real binary: `AIRLOCK_TEST_FAULT` holds comma-separated rules
@@ -67,5 +68,79 @@ package enum Sys {
             return -1
         }
         return Glibc.fsync(fd)
+    }
+}
+
+/// The file-system calls Airlock makes, each retried on `EINTR` here and nowhere else (as
+/// swift-system's wrappers do), with the system's result returned as is: -1 and `errno` on
+/// failure. Code outside `Internal/` calls these, never the C functions.
+extension Sys {
+    /// Calls `body` again while it fails with EINTR.
+    @inline(__always)
+    package static func retryingInterrupts<T: FixedWidthInteger>(_ body: () -> T) -> T {
+        while true {
+            let r = body()
+            if r != -1 || errno != EINTR { return r }
+        }
+    }
+
+    package static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0) -> Int32 {
+        retryingInterrupts { Glibc.open(path, flags, mode) }
+    }
+
+    package static func openat(_ dir: Int32, _ name: String, _ flags: Int32, _ mode: mode_t = 0) -> Int32 {
+        retryingInterrupts { Glibc.openat(dir, name, flags, mode) }
+    }
+
+    package static func mkdir(_ path: String, _ mode: mode_t) -> Int32 {
+        retryingInterrupts { Glibc.mkdir(path, mode) }
+    }
+
+    package static func mkdirat(_ dir: Int32, _ name: String, _ mode: mode_t) -> Int32 {
+        retryingInterrupts { Glibc.mkdirat(dir, name, mode) }
+    }
+
+    package static func link(_ from: String, _ to: String) -> Int32 {
+        retryingInterrupts { Glibc.link(from, to) }
+    }
+
+    /// `linkat` without AT_SYMLINK_FOLLOW: a symlink is linked as itself, never followed.
+    package static func linkat(_ fromDir: Int32, _ from: String, _ toDir: Int32, _ to: String) -> Int32 {
+        retryingInterrupts { Glibc.linkat(fromDir, from, toDir, to, 0) }
+    }
+
+    package static func rename(_ from: String, _ to: String) -> Int32 {
+        retryingInterrupts { Glibc.rename(from, to) }
+    }
+
+    package static func renameat(_ fromDir: Int32, _ from: String, _ toDir: Int32, _ to: String) -> Int32 {
+        retryingInterrupts { Glibc.renameat(fromDir, from, toDir, to) }
+    }
+
+    /// Swaps two names in one step (renameat2 with RENAME_EXCHANGE).
+    package static func exchange(_ fromDir: Int32, _ from: String, _ toDir: Int32, _ to: String) -> Int32 {
+        retryingInterrupts { airlock_rename_exchange(fromDir, from, toDir, to) }
+    }
+
+    package static func symlink(_ target: String, _ path: String) -> Int32 {
+        retryingInterrupts { Glibc.symlink(target, path) }
+    }
+
+    package static func symlinkat(_ target: String, _ dir: Int32, _ name: String) -> Int32 {
+        retryingInterrupts { Glibc.symlinkat(target, dir, name) }
+    }
+
+    package static func unlink(_ path: String) -> Int32 {
+        retryingInterrupts { Glibc.unlink(path) }
+    }
+
+    /// `flags`: 0 for a file, AT_REMOVEDIR for an empty folder.
+    package static func unlinkat(_ dir: Int32, _ name: String, _ flags: Int32 = 0) -> Int32 {
+        retryingInterrupts { Glibc.unlinkat(dir, name, flags) }
+    }
+
+    /// Flushes the whole file system that holds `fd` (syncfs).
+    package static func syncfs(_ fd: Int32) -> Int32 {
+        retryingInterrupts { airlock_syncfs(fd) }
     }
 }

@@ -184,14 +184,14 @@ public enum Packer {
             throw AirlockError(.usage, "output-in-release", "--out \(output) is inside a component folder, so the next pack would take the bundle in; write it somewhere else")
         }
         let tmp = FileIO.temporarySibling(of: output)
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        let fd = Sys.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             throw AirlockError.io("create-failed", "cannot create the bundle next to \(output); check that its folder exists and is writable", errno: errno)
         }
         var renamed = false
         defer {
             close(fd)
-            if !renamed { unlink(tmp) }
+            if !renamed { _ = Sys.unlink(tmp) }
         }
         do {
             let writer = try ArchiveWriter(
@@ -245,7 +245,7 @@ public enum Packer {
         // verification (every byte is hashed), so nothing untrusted can pass for it.
         var size = stat()
         fstat(fd, &size)
-        guard rename(tmp, output) == 0 else {
+        guard Sys.rename(tmp, output) == 0 else {
             throw AirlockError.io("write-failed", "cannot move the finished bundle into place at \(output)", errno: errno)
         }
         renamed = true
@@ -419,7 +419,7 @@ public enum Packer {
     /// Reads exactly the file's recorded size, failing if the file changed since it was scanned.
     static func read(_ f: SourceFile, buffer: UnsafeMutableRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         let flags = O_RDONLY | O_CLOEXEC | (f.viaSymlink ? 0 : O_NOFOLLOW)
-        let fd = open(f.source, flags)
+        let fd = Sys.open(f.source, flags)
         guard fd >= 0 else { throw refuse(f.source, "cannot be opened (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
         var st = stat()

@@ -151,7 +151,7 @@ public enum Activation {
         if let top = newStack.last {
             try switchPointer(site: site, name: name, to: top)
         } else {
-            unlink(site.currentLink(name))
+            _ = Sys.unlink(site.currentLink(name))
             try FileIO.fsyncPath(site.nameDirectory(name))
         }
         Sys.step(steps.1)
@@ -247,12 +247,12 @@ public enum Activation {
             throw AirlockError(.usage, "release-unknown", "\(name) has no installed release \(dir)")
         }
         let tmp = site.path(name, SiteLayout.pointerTemporaryPrefix + "\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        guard symlink(SiteLayout.releases + "/" + dir, tmp) == 0 else {
+        guard Sys.symlink(SiteLayout.releases + "/" + dir, tmp) == 0 else {
             throw AirlockError.io(errno == ENOSPC ? "disk-full" : "write-failed", "cannot create the new pointer \(tmp)", errno: errno)
         }
-        guard rename(tmp, site.currentLink(name)) == 0 else {
+        guard Sys.rename(tmp, site.currentLink(name)) == 0 else {
             let err = errno
-            unlink(tmp)
+            _ = Sys.unlink(tmp)
             throw AirlockError.io("write-failed", "cannot switch \(site.currentLink(name))", errno: err)
         }
         try FileIO.fsyncPath(site.nameDirectory(name))

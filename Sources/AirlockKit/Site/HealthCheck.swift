@@ -35,9 +35,9 @@ public struct HealthCheck: Sendable, Equatable {
     /// unlinked.
     static func privateLog(site: Site) throws -> Int32 {
         let path = site.path(SiteLayout.staging, "health-\(Staging.randomName()).log")
-        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        let fd = Sys.open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw AirlockError.io("write-failed", "cannot create the health check's output file in \(site.path(SiteLayout.staging))", errno: errno) }
-        unlink(path)
+        _ = Sys.unlink(path)
         return fd
     }
 

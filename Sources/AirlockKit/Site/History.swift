@@ -62,7 +62,7 @@ public enum History {
     /// Appends one line; the caller holds the site lock.
     static func append(_ site: Site, action: String, name: String? = nil, _ fields: [String: JSONValue] = [:]) throws {
         let path = site.path(SiteLayout.history)
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        let fd = Sys.open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard fd >= 0 else { throw AirlockError.io("history-failed", "cannot open the site history \(path)", errno: errno) }
         defer { close(fd) }
         let size = lseek(fd, 0, SEEK_END)

@@ -110,8 +110,6 @@ public enum Installer {
         // straight at its payload path; content the site already holds is compared byte for
         // byte with the stream and hardlinked from the store. New content joins the store only
         // after the whole bundle verified.
-        let tree = staging.releasePath
-        try staging.makeDirectory("\(tree)/\(SiteLayout.releasePayload)")
         // Indices into the manifest, not paths or hash tables: 100,000 files cost a few
         // integers each here.
         let previous = Self.previousWithSameContent(m.files)
@@ -120,7 +118,7 @@ public enum Installer {
         for (index, file) in m.files.enumerated() {
             let object = site.objectPath(file.sha256, executable: file.executable)
             let earlier = Int(previous[index])
-            let dest = try staging.payloadPath(file.path)
+            let dest = try staging.place(file.path)
             if reader.isOmitted(file) {
                 // Omitted by a delta: the site's copy, hashed against the manifest first.
                 reader.skipOmitted(file)
@@ -129,12 +127,12 @@ public enum Installer {
             } else if earlier >= 0, fresh[earlier] {
                 // The same content twice in this release, the first written here: one file.
                 try reader.readPayload(file)
-                try staging.linkOrCopy(staging.stagedPath(m.files[earlier].path), dest, executable: file.executable)
+                try staging.linkOrCopy(m.files[earlier].path, file.path, executable: file.executable)
                 fresh[index] = true
                 result.filesShared += 1
             } else if !repairing, Self.objectLooksIntact(object, file), try staging.stageByComparing(object: object, file: file, reader: reader, at: dest) {
                 result.filesShared += 1
-            } else if FileIO.exists(dest) {
+            } else if staging.exists(dest) {
                 // The stored copy differed from the stream: `stageByComparing` wrote a fresh
                 // one, which replaces it in the store.
                 fresh[index] = true
@@ -163,14 +161,14 @@ public enum Installer {
 
         // The perimeter: every endpoint the verified release reaches (its tools, its model)
         // must be inside the site's, or allowed by the admin for this install.
-        let grants = try ReleaseGrants.read(releaseDirectory: tree, manifest: m)
+        let grants = try ReleaseGrants.make(
+            toolManifest: try staging.readFile(ToolManifest.path, limit: ToolManifest.maxBytes), source: ToolManifest.path, known: m,
+            recordedModelEndpoint: nil, manifest: { m })
         // A repair keeps the allowances the release was installed (or activated) with.
         let recorded = repairing ? Set(try NameState.load(site, m.name).allowances[dir] ?? []) : []
         result.allowances = try policy.checkEndpoints(grants, allowEgress: options.allowEgress, recorded: recorded)
 
         // The rest of the release: the signed manifest and the signatures it was installed with.
-        try staging.writeFile("\(tree)/\(SiteLayout.releaseManifest)", head.manifestBytes)
-        try staging.makeDirectory("\(tree)/\(SiteLayout.releaseSignatures)")
         var signatureFiles: [String: [UInt8]] = [:]
         for s in head.embedded { signatureFiles[s.keyID] = s.bytes }
         for (sig, result) in zip(options.detached, head.signatures.results.suffix(options.detached.count)) {
@@ -187,10 +185,7 @@ public enum Installer {
                 }
             }
         }
-        for (id, bytes) in signatureFiles.sorted(by: { $0.key < $1.key }) {
-            try staging.writeFile("\(tree)/\(SiteLayout.releaseSignatures)/\(id)\(BundleLayout.signatureSuffix)", bytes)
-        }
-        guard chmod(tree, SiteLayout.directoryMode) == 0 else { throw Staging.failure("setting the mode of \(tree)") }
+        try staging.writeReleaseFiles(manifest: head.manifestBytes, signatures: signatureFiles.sorted(by: { $0.key < $1.key }).map { ($0.key, $0.value) })
         // Everything staged reaches the disk before any of it becomes visible.
         try staging.syncFileSystem()
 
@@ -212,12 +207,12 @@ public enum Installer {
         do {
             for index in newObjects {
                 let f = m.files[index]
-                let staged = staging.stagedPath(f.path), object = site.objectPath(f.sha256, executable: f.executable)
-                if try staging.commitObject(staged, to: object) { created.append(index) }
+                let object = site.objectPath(f.sha256, executable: f.executable)
+                if try staging.commitObject(f.path, to: object) { created.append(index) }
             }
             Sys.step("install.objects")
             for d in [site.nameDirectory(m.name), site.releasesDirectory(m.name)] {
-                if mkdir(d, 0o755) == 0 {
+                if Sys.mkdir(d, 0o755) == 0 {
                     try FileIO.fsyncPath(String(d[..<d.lastIndex(of: "/")!]))
                 } else if errno != EEXIST {
                     throw Staging.failure("creating \(d)")
@@ -246,16 +241,12 @@ public enum Installer {
 
             // Appear, complete, in one rename; a repair swaps the verified tree with the
             // drifted one in one exchange, so the release never goes missing.
-            if repairing {
-                try staging.exchange(tree, target)
-            } else if rename(tree, target) != 0 {
-                throw Staging.failure("moving the verified release into \(target)")
-            }
+            try staging.commitTree(to: target, exchange: repairing)
             try FileIO.fsyncPath(site.releasesDirectory(m.name))
             Sys.step("install.renamed")
         } catch {
             // Content committed for a release that did not appear goes again.
-            for i in created { unlink(site.objectPath(m.files[i].sha256, executable: m.files[i].executable)) }
+            for i in created { _ = Sys.unlink(site.objectPath(m.files[i].sha256, executable: m.files[i].executable)) }
             throw error
         }
 

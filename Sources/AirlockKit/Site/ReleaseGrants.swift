@@ -4,40 +4,45 @@ import AirlockFormat
 /// grants of a release folder (installed, or staged by an install), and what an activation is
 /// measured against.
 public enum ReleaseGrants {
-    /// The grants of the release folder `dir`: its `payload/tools/tools.json` and its model
-    /// endpoint. The endpoint recorded at install (`recordedModelEndpoint`, "" for none) is
-    /// used when there is one; otherwise the manifest says: `manifest` when the caller has it
-    /// parsed, else the folder's own `manifest.json`. A release whose manifest lists a tools
-    /// component without `tools/tools.json` is refused (`tools-missing`) whenever the
-    /// manifest is at hand. Throws `tools-invalid`, `endpoint-invalid` and read errors.
-    static func read(releaseDirectory dir: String, manifest given: Manifest? = nil, recordedModelEndpoint: String? = nil) throws -> Grants {
-        var parsed = given
-        func manifest() throws -> Manifest {
+    /// The grants of a release: its tool manifest (`toolManifest`, the bytes of
+    /// `payload/tools/tools.json`, nil when it has none; `source` names it in errors) and its
+    /// model endpoint. The endpoint recorded at install (`recordedModelEndpoint`, "" for none)
+    /// is used when there is one; otherwise the manifest says (`manifest`, asked only then). A
+    /// release whose manifest lists a tools component without `tools/tools.json` is refused
+    /// (`tools-missing`) whenever the manifest is at hand (`known`: the caller has it parsed,
+    /// or it is read anyway for the endpoint). Throws `tools-invalid`, `endpoint-invalid` and
+    /// what `manifest` throws.
+    static func make(
+        toolManifest: [UInt8]?, source: String, known: Manifest?, recordedModelEndpoint: String?, manifest: () throws -> Manifest
+    ) throws -> Grants {
+        var parsed = known
+        func theManifest() throws -> Manifest {
             if let parsed { return parsed }
-            let m = try Manifest.parse(
-                FileIO.read(dir + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "installed manifest", siteFile: true))
+            let m = try manifest()
             parsed = m
             return m
         }
         var g = Grants()
-        let path = dir + "/" + SiteLayout.releasePayload + "/" + ToolManifest.path
-        if FileIO.exists(path) {
-            let bytes = try FileIO.read(path, limit: ToolManifest.maxBytes, what: "tool manifest", siteFile: true)
-            for t in try ToolManifest.parse(bytes, source: path, hostile: true).tools { g.tools[t.name] = t.permissions }
-        } else if let m = try parsed ?? (recordedModelEndpoint == nil ? manifest() : nil), m.components["tools"] != nil {
+        if let toolManifest {
+            for t in try ToolManifest.parse(toolManifest, source: source, hostile: true).tools { g.tools[t.name] = t.permissions }
+        } else if let m = try parsed ?? (recordedModelEndpoint == nil ? theManifest() : nil), m.components["tools"] != nil {
             throw AirlockError.verification("tools-missing", "the release has a tools component without tools/tools.json; the bundle was not made by a correct packer")
         }
         if let recorded = recordedModelEndpoint {
             g.modelEndpoint = try Grants.modelEndpoint(recorded.isEmpty ? nil : recorded)
         } else {
-            g.modelEndpoint = try Grants.modelEndpoint(manifest().components["model"]?.metadata["endpoint"])
+            g.modelEndpoint = try Grants.modelEndpoint(theManifest().components["model"]?.metadata["endpoint"])
         }
         return g
     }
 
     /// The grants of the installed release `release` of `name`.
     static func installed(site: Site, name: String, release: String, state: NameState) throws -> Grants {
-        try read(releaseDirectory: site.releaseDirectory(name, release), recordedModelEndpoint: state.modelEndpoint[release])
+        let path = site.releaseDirectory(name, release) + "/" + SiteLayout.releasePayload + "/" + ToolManifest.path
+        let tools = FileIO.exists(path) ? try FileIO.read(path, limit: ToolManifest.maxBytes, what: "tool manifest", siteFile: true) : nil
+        return try make(toolManifest: tools, source: path, known: nil, recordedModelEndpoint: state.modelEndpoint[release]) {
+            try site.manifest(name, release)
+        }
     }
 
     /// The release the site last had active for `name`: `current`, or when the pointer is

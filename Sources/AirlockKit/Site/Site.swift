@@ -52,7 +52,7 @@ public struct Site: Sendable {
     /// never follows a symlink planted at one of these names: `SiteSafety` then refuses it.)
     func prepare() throws {
         for dir in [root, path(SiteLayout.objects), path(SiteLayout.objects, SiteLayout.objectsAlgorithm), path(SiteLayout.staging), trustDirectory] {
-            if mkdir(dir, 0o755) != 0 && errno != EEXIST {
+            if Sys.mkdir(dir, 0o755) != 0 && errno != EEXIST {
                 let err = errno
                 if err == EROFS {
                     throw AirlockError.io("read-only", "the site root \(root) is on a read-only file system; remount it read-write or choose another --root", errno: err)
@@ -95,7 +95,7 @@ public struct Site: Sendable {
     /// new folder survives a power loss) and checks that it is a real folder of the site's
     /// owner (`what` names it in the refusal).
     func ensureDirectory(_ dir: String, what: String) throws {
-        if mkdir(dir, 0o755) == 0 {
+        if Sys.mkdir(dir, 0o755) == 0 {
             try FileIO.fsyncPath(String(dir[..<dir.lastIndex(of: "/")!]))
         } else if errno != EEXIST {
             throw AirlockError.io(errno == ENOSPC ? "disk-full" : "write-failed", "cannot create \(dir)", errno: errno)

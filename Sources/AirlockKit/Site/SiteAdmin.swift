@@ -195,7 +195,7 @@ public enum SiteAdmin {
         var s = state
         for dir in dirs {
             let trash = site.path(SiteLayout.staging, "removed-\(UInt64.random(in: 0...UInt64.max))")
-            guard rename(site.releaseDirectory(name, dir), trash) == 0 else {
+            guard Sys.rename(site.releaseDirectory(name, dir), trash) == 0 else {
                 throw AirlockError.io("write-failed", "cannot remove \(site.releaseDirectory(name, dir))", errno: errno)
             }
             s.stack.removeAll { $0 == dir }
@@ -256,7 +256,7 @@ public enum SiteAdmin {
     /// refused it already under the lock; this holds on its own).
     static func sweepObjects(site: Site, into result: inout GCResult) throws {
         let objects = site.path(SiteLayout.objects, SiteLayout.objectsAlgorithm)
-        let store = open(objects, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        let store = Sys.open(objects, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard store >= 0 else {
             if errno == ENOENT { return }
             throw AirlockError.io("read-failed", "cannot open the content store \(objects)", errno: errno)
@@ -266,7 +266,7 @@ public enum SiteAdmin {
             guard SiteSafety.isShardName(shard) else {
                 throw SiteSafety.unexpected(objects + "/" + shard, "an entry Airlock did not make", expected: "only two-hex-digit shard folders")
             }
-            let dir = openat(store, shard, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            let dir = Sys.openat(store, shard, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             guard dir >= 0 else {
                 if errno == ENOTDIR || errno == ELOOP {
                     throw SiteSafety.unexpected(objects + "/" + shard, "not a real folder", expected: "a shard folder of its content store")
@@ -275,13 +275,13 @@ public enum SiteAdmin {
             }
             for f in FileIO.entries(dir) where isObjectName(f, shard: shard) {
                 var st = stat()
-                if fstatat(dir, f, &st, AT_SYMLINK_NOFOLLOW) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1, unlinkat(dir, f, 0) == 0 {
+                if fstatat(dir, f, &st, AT_SYMLINK_NOFOLLOW) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1, Sys.unlinkat(dir, f, 0) == 0 {
                     result.objectsRemoved += 1
                     result.bytesFreed += UInt64(st.st_size)
                 }
             }
             close(dir)
-            unlinkat(store, shard, AT_REMOVEDIR)  // only succeeds when empty
+            _ = Sys.unlinkat(store, shard, AT_REMOVEDIR)  // only succeeds when empty
         }
     }
 
@@ -313,7 +313,7 @@ public enum SiteAdmin {
         var dir = site.trustDirectory
         if approver {
             dir += "/" + TrustStore.approversFolder
-            if mkdir(dir, 0o755) != 0 && errno != EEXIST { throw AirlockError.io("write-failed", "cannot create \(dir)", errno: errno) }
+            if Sys.mkdir(dir, 0o755) != 0 && errno != EEXIST { throw AirlockError.io("write-failed", "cannot create \(dir)", errno: errno) }
         }
         try FileIO.writeAtomically(dir + "/" + key.id + ".pub", key.pem, mode: 0o644)
         try History.append(site, action: approver ? "approver-add" : "trust-add", ["key_id": .string(key.id), "algorithm": .string(key.algorithm.rawValue)])
@@ -365,7 +365,7 @@ public enum SiteAdmin {
         let dir = isApprover ? site.trustDirectory + "/" + TrustStore.approversFolder : site.trustDirectory
         for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name.hasSuffix(".pub") {
             let p = dir + "/" + name
-            if (try? PublicKey.load(path: p))?.id == id { unlink(p) }
+            if (try? PublicKey.load(path: p))?.id == id { _ = Sys.unlink(p) }
         }
         FileIO.syncParentDirectory(of: dir + "/x")
         try History.append(site, action: isApprover ? "approver-remove" : "trust-remove", ["key_id": .string(id)])

@@ -19,7 +19,7 @@ public final class SiteLock {
         self.site = site
         let path = site.path(SiteLayout.lock)
         // The lock file is truncated and written: never through a link, never a FIFO's reader.
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o644)
+        let fd = Sys.open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o644)
         guard fd >= 0 else {
             if errno == ELOOP { throw SiteSafety.unexpected(path, "a symbolic link", expected: "its lock file") }
             if errno == EROFS {

@@ -20,7 +20,7 @@ enum SiteRecovery {
     /// stays; anything else there belongs to a process that is gone. Nothing is followed: the
     /// folders were checked by `SiteSafety`, and entries are removed relative to their folder.
     static func cleanStaging(_ site: Site) {
-        let staging = open(site.path(SiteLayout.staging), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        let staging = Sys.open(site.path(SiteLayout.staging), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         if staging >= 0 {
             for name in FileIO.entries(staging) {
                 guard let held = Staging.claim(staging, name) else { continue }
@@ -31,10 +31,10 @@ enum SiteRecovery {
         }
         // Temporary pointers and state files a killed switch left beside `current`.
         for name in site.names() {
-            let dir = open(site.nameDirectory(name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            let dir = Sys.open(site.nameDirectory(name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             guard dir >= 0 else { continue }
             for entry in FileIO.entries(dir) where entry.hasPrefix(".") && entry.contains(".tmp-") {
-                unlinkat(dir, entry, 0)
+                _ = Sys.unlinkat(dir, entry, 0)
             }
             close(dir)
         }

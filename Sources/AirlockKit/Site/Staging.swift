@@ -6,47 +6,87 @@ import CSystem
 import AirlockFormat
 
 /// One install's private area under `.staging/`: the release tree being built.
+///
+/// Nothing under it is reached by path (ADR 0007): the staging folder is created exclusively
+/// and opened, and every folder and file of the tree is created relative to its parent's
+/// descriptor (`mkdirat`, `openat` with O_CREAT|O_EXCL|O_NOFOLLOW, `linkat`). The site's own
+/// paths (the store's objects, `<name>/releases/`) are named only at the commit, under the
+/// site lock.
 final class Staging {
+    /// A file or folder of the staged tree: its folder's descriptor (valid until the next call
+    /// that opens folders, see `Folders`) and its name there.
+    struct Place {
+        let folder: Int32
+        let name: String
+    }
+
+    /// `.staging/<random>`, for messages.
     let path: String
-    let releasePath: String
+    /// The staging folder, holding its flock for as long as the install lives.
     private let dirFD: Int32
-    private var made: Set<String> = []
+    /// `release/` in it (renamed into `<name>/releases/` at the commit).
+    private let releaseFD: Int32
+    /// Open payload folders, by path below `payload/`.
+    private var folders: Folders
+    private var madeShards: Set<String> = []
+
+    /// The name of the release tree in the staging folder.
+    static let releaseName = "release"
 
     /// A folder of its own under `.staging/`, under a name nobody can predict, created by this
-    /// process (mkdir fails on any name that exists) and held with a flock for as long as it
+    /// process (mkdirat fails on any name that exists) and held with a flock for as long as it
     /// lives, so that the lock-time cleanup of another command leaves it alone.
     init(site: Site) throws {
         let staging = site.path(SiteLayout.staging)
+        let parent = Sys.open(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard parent >= 0 else { throw Self.failure("opening the staging folder \(staging)") }
+        defer { close(parent) }
         var fd: Int32 = -1
         var name = ""
         while fd < 0 {
             name = Self.randomName()
-            guard mkdir(staging + "/" + name, 0o700) == 0 else {
+            guard Sys.mkdirat(parent, name, 0o700) == 0 else {
                 if errno == EEXIST { continue }
                 throw Self.failure("creating a staging area in \(staging)")
             }
-            fd = open(staging + "/" + name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+            fd = Sys.openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
             guard fd >= 0 else { throw AirlockError.io("write-failed", "cannot open the staging area \(staging)/\(name)", errno: errno) }
             flock(fd, LOCK_EX)
-            // A cleanup that ran between the mkdir and the flock removed it: take another.
+            // A cleanup that ran between the mkdirat and the flock removed it: take another.
             var mine = stat(), there = stat()
-            if fstat(fd, &mine) != 0 || lstat(staging + "/" + name, &there) != 0 || mine.st_ino != there.st_ino || mine.st_dev != there.st_dev {
+            if fstat(fd, &mine) != 0 || fstatat(parent, name, &there, AT_SYMLINK_NOFOLLOW) != 0 || mine.st_ino != there.st_ino
+                || mine.st_dev != there.st_dev
+            {
                 close(fd)
                 fd = -1
             }
         }
         dirFD = fd
         path = staging + "/" + name
-        releasePath = path + "/release"
-        guard mkdir(releasePath, 0o700) == 0 else {
-            let err = errno
-            FileIO.removeTree(path)
-            close(fd)
-            throw Self.failure("creating the staging area \(releasePath)", err)
+        var release: Int32 = -1
+        if Sys.mkdirat(fd, Self.releaseName, 0o700) == 0 {
+            release = Sys.openat(fd, Self.releaseName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         }
+        if release >= 0, Sys.mkdirat(release, SiteLayout.releasePayload, SiteLayout.directoryMode) == 0 {
+            let payload = Sys.openat(release, SiteLayout.releasePayload, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if payload >= 0 {
+                releaseFD = release
+                folders = Folders(payload: payload)
+                return
+            }
+        }
+        let err = errno
+        if release >= 0 { close(release) }
+        FileIO.removeTree(at: parent, name)
+        close(fd)
+        throw Self.failure("creating the staging area \(path)/\(Self.releaseName)", err)
     }
 
-    deinit { close(dirFD) }
+    deinit {
+        folders.closeAll()
+        close(releaseFD)
+        close(dirFD)
+    }
 
     /// 128 random bits, as hex.
     static func randomName() -> String {
@@ -58,7 +98,7 @@ final class Staging {
     /// flock is taken), else a descriptor holding its flock until the caller has removed it and
     /// closes it (-1 for an entry that is not a folder).
     static func claim(_ stagingFD: Int32, _ name: String) -> Int32? {
-        let fd = openat(stagingFD, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        let fd = Sys.openat(stagingFD, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return -1 }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             close(fd)
@@ -67,7 +107,18 @@ final class Staging {
         return fd
     }
 
-    func remove() { FileIO.removeTree(path) }
+    /// Removes what the staging folder still holds (the tree, when it was not renamed away,
+    /// or the drifted tree a repair swapped out), relative to its descriptor.
+    func remove() {
+        folders.closeAll()
+        FileIO.removeTree(at: dirFD, Self.releaseName)
+        let parent = String(path[..<path.lastIndex(of: "/")!]), name = String(path[path.index(after: path.lastIndex(of: "/")!)...])
+        let pfd = Sys.open(parent, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if pfd >= 0 {
+            _ = Sys.unlinkat(pfd, name, AT_REMOVEDIR)
+            close(pfd)
+        }
+    }
 
     /// `what` is an action in -ing form ("creating X").
     static func failure(_ what: String, _ err: Int32 = errno) -> AirlockError {
@@ -97,13 +148,42 @@ final class Staging {
         }
     }
 
+    /// The place of `rel` (a path below `payload/` that passed the path rules: relative, no
+    /// `..`, NFC), with its folders made: each created with `mkdirat` under its parent's
+    /// descriptor and opened with O_NOFOLLOW.
+    func place(_ rel: String) throws -> Place {
+        try place(rel, create: true)!
+    }
+
+    /// With `create` false: nil when a folder on the way was never made.
+    func place(_ rel: String, create: Bool) throws -> Place? {
+        let slash = rel.lastIndex(of: "/")
+        let folder = slash.map { String(rel[..<$0]) } ?? ""
+        let name = slash.map { String(rel[rel.index(after: $0)...]) } ?? rel
+        if !create && !folders.wasMade(folder) { return nil }
+        return Place(folder: try folders.open(folder), name: name)
+    }
+
+    /// Whether something exists at `place` (not followed).
+    func exists(_ place: Place) -> Bool {
+        var st = stat()
+        return fstatat(place.folder, place.name, &st, AT_SYMLINK_NOFOLLOW) == 0
+    }
+
+    /// Creates a new staged file, 0600 until `finishFile`.
+    func create(_ place: Place) throws -> Int32 {
+        let fd = Sys.openat(place.folder, place.name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw Self.failure("creating a staged file") }
+        return fd
+    }
+
     /// Streams the next payload file while comparing it with the stored object. When they
     /// match to the end, `dest` becomes a hardlink to the object (or a copy, if the object has
     /// as many links as the file system allows) and it returns true. When they differ, it writes
     /// the object's matching prefix and the rest of the stream to `dest` and returns false: the
     /// store's copy is damaged and the fresh one replaces it.
-    func stageByComparing(object: String, file: ManifestFile, reader: BundleReader, at dest: String) throws -> Bool {
-        let ofd = open(object, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+    func stageByComparing(object: String, file: ManifestFile, reader: BundleReader, at dest: Place) throws -> Bool {
+        let ofd = Sys.open(object, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard ofd >= 0 else { return false }
         defer { close(ofd) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
@@ -129,11 +209,11 @@ final class Staging {
                 while copied < offset {
                     let n = pread(ofd, buffer.baseAddress, Int(min(Int64(buffer.count), offset - copied)), off_t(copied))
                     guard n > 0 else { throw Self.failure("re-reading \(object)") }
-                    try FileIO.writeAll(out, UnsafeRawBufferPointer(rebasing: buffer[0..<n]), path: dest)
+                    try FileIO.writeAll(out, UnsafeRawBufferPointer(rebasing: buffer[0..<n]), path: dest.name)
                     copied += Int64(n)
                 }
             }
-            try FileIO.writeAll(out, part, path: dest)
+            try FileIO.writeAll(out, part, path: dest.name)
             offset += Int64(part.count)
         }
         if out >= 0 {
@@ -146,29 +226,22 @@ final class Staging {
 
     /// Hardlinks a stored object at `dest`, or copies it when it has as many links as the file
     /// system allows (EMLINK).
-    private func linkOrCopy(object: String, ofd: Int32, file: ManifestFile, to dest: String, buffer: UnsafeMutableRawBufferPointer) throws {
-        if Glibc.link(object, dest) == 0 { return }
+    private func linkOrCopy(object: String, ofd: Int32, file: ManifestFile, to dest: Place, buffer: UnsafeMutableRawBufferPointer) throws {
+        if Sys.linkat(AT_FDCWD, object, dest.folder, dest.name) == 0 { return }
         // EMLINK: the object has as many links as the file system allows. ENOENT: gc removed
         // its name after it was opened (the install stages without the site lock): the open
         // descriptor still reads it.
-        guard errno == EMLINK || errno == ENOENT else { throw Self.failure("linking \(dest) in the staged release") }
+        guard errno == EMLINK || errno == ENOENT else { throw Self.failure("linking \(dest.name) in the staged release") }
         let fd = try create(dest)
         defer { close(fd) }
-        var copied: off_t = 0
-        while true {
-            let n = pread(ofd, buffer.baseAddress, buffer.count, copied)
-            if n < 0 { throw Self.failure("copying \(object)") }
-            if n == 0 { break }
-            try FileIO.writeAll(fd, UnsafeRawBufferPointer(rebasing: buffer[0..<n]), path: dest)
-            copied += off_t(n)
-        }
+        try Self.copy(from: ofd, to: fd, what: object, buffer: buffer)
         try finishFile(fd, executable: file.executable)
     }
 
     /// Takes a file a delta omits from the store: hashes the stored copy against the manifest,
     /// then links it at `dest`.
-    func stageFromStore(object: String, file: ManifestFile, at dest: String) throws {
-        let ofd = open(object, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+    func stageFromStore(object: String, file: ManifestFile, at dest: Place) throws {
+        let ofd = Sys.open(object, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard ofd >= 0 else { throw Self.failure("opening \(object)") }
         defer { close(ofd) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
@@ -177,7 +250,10 @@ final class Staging {
         var size: UInt64 = 0
         while true {
             let n = read(ofd, buffer.baseAddress, buffer.count)
-            if n < 0 { throw Self.failure("reading \(object)") }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Self.failure("reading \(object)")
+            }
             if n == 0 { break }
             hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             size += UInt64(n)
@@ -190,110 +266,200 @@ final class Staging {
         try linkOrCopy(object: object, ofd: ofd, file: file, to: dest, buffer: buffer)
     }
 
-    /// Swaps two paths in one step (renameat2 RENAME_EXCHANGE).
-    func exchange(_ a: String, _ b: String) throws {
-        guard airlock_rename_exchange(AT_FDCWD, a, AT_FDCWD, b) == 0 else { throw Self.failure("swapping the repaired release into \(b)") }
-    }
-
-    /// Where `payloadPath` put `rel`.
-    func stagedPath(_ rel: String) -> String { releasePath + "/" + SiteLayout.releasePayload + "/" + rel }
-
-    /// `release/payload/<rel>`, with its folders made. The path has passed the path rules
-    /// (relative, no `..`, NFC) and the tree is ours alone: no folder on the way can be a
-    /// symlink, and files are created with O_EXCL|O_NOFOLLOW all the same.
-    func payloadPath(_ rel: String) throws -> String {
-        var dir = releasePath + "/" + SiteLayout.releasePayload
-        for seg in rel.split(separator: "/").dropLast() {
-            dir += "/" + seg
-            if made.insert(dir).inserted { try makeDirectory(dir) }
-        }
-        return releasePath + "/" + SiteLayout.releasePayload + "/" + rel
-    }
-
-    func create(_ p: String) throws -> Int32 {
-        let fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw Self.failure("creating a staged file") }
-        return fd
-    }
-
-    /// Hardlinks a staged file at `to`; when it has as many links as the file system allows
-    /// (EMLINK: 65,000 on ext4), writes a copy instead, which the next files of the same
-    /// content link to.
+    /// Hardlinks the staged file `from` at `to` (paths below `payload/`); when it has as many
+    /// links as the file system allows (EMLINK: 65,000 on ext4), writes a copy instead, which
+    /// the next files of the same content link to.
     func linkOrCopy(_ from: String, _ to: String, executable: Bool) throws {
-        if Glibc.link(from, to) == 0 { return }
+        let dest = try place(to)
+        // Opening the source's folders must not close the destination's.
+        folders.pin(dest.folder)
+        defer { folders.unpinAll() }
+        let source = try place(from)
+        if Sys.linkat(source.folder, source.name, dest.folder, dest.name) == 0 { return }
         guard errno == EMLINK else { throw Self.failure("linking \(to) in the staged release") }
-        let fd = try create(to)
+        let src = Sys.openat(source.folder, source.name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard src >= 0 else { throw Self.failure("reading the staged \(from)") }
+        defer { close(src) }
+        let fd = try create(dest)
         defer { close(fd) }
-        try Self.copy(from: from, to: fd, path: to)
+        try Self.copy(from: src, to: fd, what: from)
         try finishFile(fd, executable: executable)
     }
 
-    /// Copies a file's content into an open descriptor.
-    static func copy(from source: String, to fd: Int32, path: String) throws {
-        let src = open(source, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        guard src >= 0 else { throw failure("reading \(source)") }
-        defer { close(src) }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
-        defer { buffer.deallocate() }
+    /// Copies an open file's content from its start into an open descriptor.
+    static func copy(from src: Int32, to fd: Int32, what: String, buffer given: UnsafeMutableRawBufferPointer? = nil) throws {
+        let buffer = given ?? UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        defer { if given == nil { buffer.deallocate() } }
+        var offset: off_t = 0
         while true {
-            let n = read(src, buffer.baseAddress, buffer.count)
-            if n < 0 { throw failure("reading \(source)") }
+            let n = pread(src, buffer.baseAddress, buffer.count, offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw failure("copying \(what)")
+            }
             if n == 0 { break }
-            try FileIO.writeAll(fd, UnsafeRawBufferPointer(rebasing: buffer[0..<n]), path: path)
+            try FileIO.writeAll(fd, UnsafeRawBufferPointer(rebasing: buffer[0..<n]), path: what)
+            offset += off_t(n)
         }
     }
 
-    /// Adds a verified staged file to the content store; true when it created the object. An
-    /// object already there that failed the reuse check (or any, in a repair) is replaced by the
-    /// verified copy, atomically.
-    func commitObject(_ staged: String, to object: String) throws -> Bool {
+    /// Adds the verified staged file `rel` (below `payload/`) to the content store; true when
+    /// it created the object. An object already there that failed the reuse check (or any, in
+    /// a repair) is replaced by the verified copy, atomically. Called under the site lock: the
+    /// store's side is named by path, the staged side by its folder's descriptor.
+    func commitObject(_ rel: String, to object: String) throws -> Bool {
+        let staged = try place(rel)
         let parent = String(object[..<object.lastIndex(of: "/")!])
-        if made.insert(parent).inserted, mkdir(parent, 0o755) != 0 && errno != EEXIST { throw Self.failure("creating \(parent)") }
-        if Glibc.link(staged, object) == 0 { return true }
+        if madeShards.insert(parent).inserted, Sys.mkdir(parent, 0o755) != 0 && errno != EEXIST { throw Self.failure("creating \(parent)") }
+        if Sys.linkat(staged.folder, staged.name, AT_FDCWD, object) == 0 { return true }
         guard errno == EEXIST || errno == EMLINK else { throw Self.failure("adding \(object) to the site's object store") }
         // Replacing a damaged object, or the staged file has as many links as the file system
         // allows (the same content many times in this release): the store gets a copy of its
         // own, under a temporary name that is then renamed into place.
         let existed = errno == EEXIST
         let tmp = parent + "/.tmp-\(Self.randomName())"
-        if Glibc.link(staged, tmp) != 0 {
+        if Sys.linkat(staged.folder, staged.name, AT_FDCWD, tmp) != 0 {
             guard errno == EMLINK else { throw Self.failure("replacing \(object) in the site's object store") }
-            let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            let fd = Sys.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw Self.failure("adding \(object) to the site's object store") }
             do {
-                try Self.copy(from: staged, to: fd, path: object)
+                let src = Sys.openat(staged.folder, staged.name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                guard src >= 0 else { throw Self.failure("reading the staged \(rel)") }
+                defer { close(src) }
+                try Self.copy(from: src, to: fd, what: object)
                 var st = stat()
-                guard lstat(staged, &st) == 0, fchmod(fd, st.st_mode & 0o7777) == 0, Sys.fsync(fd) == 0 else { throw Self.failure("adding \(object) to the site's object store") }
+                guard fstat(src, &st) == 0, fchmod(fd, st.st_mode & 0o7777) == 0, Sys.fsync(fd) == 0 else {
+                    throw Self.failure("adding \(object) to the site's object store")
+                }
             } catch {
                 close(fd)
-                unlink(tmp)
+                _ = Sys.unlink(tmp)
                 throw error
             }
             close(fd)
         }
-        guard rename(tmp, object) == 0 else {
+        guard Sys.rename(tmp, object) == 0 else {
             let err = errno
-            unlink(tmp)
+            _ = Sys.unlink(tmp)
             throw Self.failure("adding \(object) to the site's object store", err)
         }
         return !existed
     }
 
+    /// Flushes the staging folder and the whole file system that holds it (ADR 0005).
     func syncFileSystem() throws {
-        guard Sys.fsync(dirFD) == 0, airlock_syncfs(dirFD) == 0 else {
+        guard Sys.fsync(dirFD) == 0, Sys.syncfs(dirFD) == 0 else {
             throw AirlockError.io("sync-failed", "cannot flush the staged release to disk (the disk may be failing); nothing was installed", errno: errno)
         }
     }
 
-    func makeDirectory(_ p: String) throws {
-        if mkdir(p, SiteLayout.directoryMode) != 0 && errno != EEXIST { throw Self.failure("creating \(p)") }
+    /// The content of the staged file `rel` (below `payload/`), nil when there is none. Throws
+    /// `file-too-large` past `limit` bytes.
+    func readFile(_ rel: String, limit: Int) throws -> [UInt8]? {
+        guard let at = try place(rel, create: false) else { return nil }
+        let fd = Sys.openat(at.folder, at.name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else {
+            if errno == ENOENT { return nil }
+            throw Self.failure("reading the staged \(rel)")
+        }
+        defer { close(fd) }
+        return try FileIO.read(fd: fd, limit: limit, what: "staged \(rel)")
+    }
+
+    /// Writes the signed manifest and the signatures beside `payload/`, read-only, and gives
+    /// the tree its installed mode.
+    func writeReleaseFiles(manifest: [UInt8], signatures: [(keyID: String, bytes: [UInt8])]) throws {
+        try writeFile(Place(folder: releaseFD, name: SiteLayout.releaseManifest), manifest)
+        guard Sys.mkdirat(releaseFD, SiteLayout.releaseSignatures, SiteLayout.directoryMode) == 0 else {
+            throw Self.failure("creating the staged \(SiteLayout.releaseSignatures)/")
+        }
+        let sigs = Sys.openat(releaseFD, SiteLayout.releaseSignatures, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard sigs >= 0 else { throw Self.failure("opening the staged \(SiteLayout.releaseSignatures)/") }
+        defer { close(sigs) }
+        for (id, bytes) in signatures {
+            try writeFile(Place(folder: sigs, name: id + BundleLayout.signatureSuffix), bytes)
+        }
+        guard fchmod(releaseFD, SiteLayout.directoryMode) == 0 else { throw Self.failure("setting the mode of the staged release") }
+    }
+
+    /// Moves the verified tree to `target` (`<name>/releases/<folder>`) in one rename; with
+    /// `exchange`, swaps it with the tree there (a repair: the release never goes missing).
+    /// Called under the site lock.
+    func commitTree(to target: String, exchange: Bool) throws {
+        if exchange {
+            guard Sys.exchange(dirFD, Self.releaseName, AT_FDCWD, target) == 0 else { throw Self.failure("swapping the repaired release into \(target)") }
+        } else {
+            guard Sys.renameat(dirFD, Self.releaseName, AT_FDCWD, target) == 0 else { throw Self.failure("moving the verified release into \(target)") }
+        }
     }
 
     /// Writes a small read-only file.
-    func writeFile(_ p: String, _ bytes: [UInt8]) throws {
-        let fd = try create(p)
+    private func writeFile(_ place: Place, _ bytes: [UInt8]) throws {
+        let fd = try create(place)
         defer { close(fd) }
-        try bytes.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: p) }
-        guard fchmod(fd, SiteLayout.fileMode) == 0 else { throw Self.failure("making \(p) read-only") }
+        try bytes.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: place.name) }
+        guard fchmod(fd, SiteLayout.fileMode) == 0 else { throw Self.failure("making \(place.name) read-only") }
+    }
+
+    /// The payload folders the install has open, by path below `payload/` ("" is `payload/`
+    /// itself). Files arrive sorted by path, so each folder is opened about once; at most
+    /// `capacity` stay open, the least recently used closed first, and one closed is opened
+    /// again from `payload/` down, segment by segment, with O_NOFOLLOW.
+    struct Folders {
+        static let capacity = 64
+        private let payload: Int32
+        private var open: [String: (fd: Int32, used: UInt64)] = [:]
+        private var made: Set<String> = [""]
+        private var clock: UInt64 = 0
+
+        init(payload: Int32) { self.payload = payload }
+
+        mutating func closeAll() {
+            for (_, f) in open { close(f.fd) }
+            open = [:]
+        }
+
+        /// Whether this install made the folder `rel` (it made every folder of the tree).
+        func wasMade(_ rel: String) -> Bool { made.contains(rel) }
+
+        /// The descriptor of the folder `rel`, created (with its parents) when new.
+        mutating func open(_ rel: String) throws -> Int32 {
+            if rel.isEmpty { return payload }
+            clock += 1
+            if let f = open[rel] {
+                open[rel] = (f.fd, clock)
+                return f.fd
+            }
+            let slash = rel.lastIndex(of: "/")
+            let parentPath = slash.map { String(rel[..<$0]) } ?? ""
+            let name = slash.map { String(rel[rel.index(after: $0)...]) } ?? rel
+            let parent = try open(parentPath)
+            if !made.contains(rel) {
+                if Sys.mkdirat(parent, name, SiteLayout.directoryMode) != 0 && errno != EEXIST {
+                    throw Staging.failure("creating the staged folder \(rel)")
+                }
+                made.insert(rel)
+            }
+            let fd = Sys.openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else { throw Staging.failure("opening the staged folder \(rel)") }
+            if open.count >= Self.capacity { evict(keeping: parentPath) }
+            clock += 1
+            open[rel] = (fd, clock)
+            return fd
+        }
+
+        private var pinned: Set<Int32> = []
+
+        /// Keeps the folder `fd` open until `unpinAll`.
+        mutating func pin(_ fd: Int32) { pinned.insert(fd) }
+        mutating func unpinAll() { pinned = [] }
+
+        /// Closes the least recently used folder (never `keeping`, which is about to be used).
+        private mutating func evict(keeping: String) {
+            guard let (rel, f) = open.filter({ $0.key != keeping && !pinned.contains($0.value.fd) }).min(by: { $0.value.used < $1.value.used })
+            else { return }
+            close(f.fd)
+            open[rel] = nil
+        }
     }
 }
