@@ -2,6 +2,7 @@ import AirlockFormat
 import AirlockKit
 import ArgumentParser
 
+/// The root command: its subcommands, grouped as `airlock --help` shows them.
 struct Airlock: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "airlock",
@@ -13,48 +14,45 @@ struct Airlock: ParsableCommand {
             8 health check failed (switched back), 70 internal error. See docs/cli.md.
             """,
         version: BundleLayout.toolVersion,
-        subcommands: [
-            KeyCommand.self, PackCommand.self, SignCommand.self, VerifyCommand.self, InspectCommand.self, DiffCommand.self,
-            InstallCommand.self, ActivateCommand.self, RollbackCommand.self, StatusCommand.self, HistoryCommand.self,
-            PinCommand.self, UnpinCommand.self, RemoveCommand.self, GCCommand.self, AuditCommand.self, TrustCommand.self, ApproveCommand.self, EvidenceCommand.self, SBOMCommand.self,
+        groupedSubcommands: [
+            CommandGroup(
+                name: "Vendor and auditor (bundle files)",
+                subcommands: [
+                    KeyCommand.self, PackCommand.self, SignCommand.self, VerifyCommand.self, InspectCommand.self, DiffCommand.self, SBOMCommand.self,
+                ]),
+            CommandGroup(
+                name: "Site (installed releases, --root)",
+                subcommands: [
+                    InstallCommand.self, ActivateCommand.self, RollbackCommand.self, StatusCommand.self, HistoryCommand.self, PinCommand.self,
+                    UnpinCommand.self, RemoveCommand.self, GCCommand.self, AuditCommand.self,
+                ]),
+            CommandGroup(name: "Site trust and governance", subcommands: [TrustCommand.self, ApproveCommand.self, EvidenceCommand.self]),
         ]
     )
 }
 
-/// Options every command takes.
-struct GlobalOptions: ParsableArguments {
-    @Flag(help: "On failure, also print the underlying cause.")
-    var verbose = false
+/// A command that runs (not a group): it takes the global options.
+protocol AirlockCommand: ParsableCommand {
+    var global: GlobalOptions { get }
 }
 
-struct JSONOption: ParsableArguments {
-    @Flag(help: "Print machine-readable JSON (documented in docs/cli.md) instead of text.")
-    var json = false
-}
-
-enum ExitCodes {
-    static let verification: Int32 = 1
-    static let usage: Int32 = 2
-    static let io: Int32 = 3
-    static let policy: Int32 = 4
-    static let invalidRelease: Int32 = 5
-    static let key: Int32 = 6
-    static let busy: Int32 = 7
-    static let healthCheck: Int32 = 8
-    static let `internal`: Int32 = 70
-
-    static func code(for kind: AirlockError.Kind) -> Int32 {
-        switch kind {
-        case .verification: return verification
-        case .usage: return usage
-        case .io: return io
-        case .policy: return policy
-        case .invalidRelease: return invalidRelease
-        case .key: return key
-        case .busy: return busy
-        case .healthCheck: return healthCheck
-        case .drift: return verification
-        case .internal: return `internal`
+extension Airlock {
+    /// When the command line names a command that does not exist (`airlock serve --help`),
+    /// the message that says so; nil when every word before the first option is a command.
+    static func unknownCommand(_ arguments: [String]) -> String? {
+        var command: ParsableCommand.Type = Airlock.self
+        var path = ["airlock"]
+        for word in arguments {
+            if word.hasPrefix("-") || word == "help" { return nil }
+            let subcommands = command.configuration.subcommands
+            if subcommands.isEmpty { return nil }
+            guard let next = subcommands.first(where: { $0._commandName == word }) else {
+                let names = subcommands.map { $0._commandName }.joined(separator: ", ")
+                return "`\(path.joined(separator: " "))` has no command \(word); its commands are \(names) (`\(path.joined(separator: " ")) --help` describes them)"
+            }
+            command = next
+            path.append(word)
         }
+        return nil
     }
 }

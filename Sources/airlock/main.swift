@@ -15,9 +15,15 @@ _ = setlocale(LC_CTYPE, "C.UTF-8")
 // later large buffers fragment the heap, which keeps peak memory well above what is live.
 _ = airlock_malloc_mmap_threshold(256 << 10)
 #endif
-let verbose = CommandLine.arguments.contains("--verbose")
+let arguments = Array(CommandLine.arguments.dropFirst())
+if let unknown = Airlock.unknownCommand(arguments) {
+    Output.stderr("error: \(unknown)")
+    exit(ExitCodes.usage)
+}
+var verbose = false
 do {
-    var command = try Airlock.parseAsRoot()
+    var command = try Airlock.parseAsRoot(arguments)
+    verbose = (command as? AirlockCommand)?.global.verbose ?? false
     if let c = command as? SiteCommand { try c.siteOptions.check() }
     try command.run()
 } catch let error as AirlockError {

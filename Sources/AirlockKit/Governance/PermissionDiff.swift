@@ -1,4 +1,24 @@
 import AirlockFormat
+/// `airlock diff`: what changed between two bundles, by component and file, and what they
+/// grant differently.
+public struct BundleDiff: Sendable, JSONRepresentable {
+    public var release: ReleaseDiff
+    public var permissions: PermissionDiff
+
+    /// Reads both bundles' heads (nothing is verified) and compares them.
+    public init(_ a: String, _ b: String) throws {
+        release = ReleaseDiff(try BundleSummary.read(path: a), try BundleSummary.read(path: b))
+        permissions = try PermissionDiff(release.a, release.b)
+    }
+
+    /// The `--json` form of `airlock diff` (docs/cli.md).
+    public var json: JSONValue {
+        guard case .object(var o) = release.json else { return release.json }
+        o["permissions"] = permissions.json
+        return .object(o)
+    }
+}
+
 /// What two releases grant differently, in words (see `Grants.escalations`).
 public struct PermissionDiff: Sendable {
     public var widened: [String]

@@ -89,6 +89,21 @@ public struct SitePolicy: Equatable, Sendable {
     }
 }
 
+/// The `--json` form of `airlock trust list` (docs/cli.md): the signing keys, the approver
+/// keys and the whole policy.
+public struct TrustListing: Sendable, JSONRepresentable {
+    public var trust: SiteTrust
+
+    public init(_ trust: SiteTrust) { self.trust = trust }
+
+    public var json: JSONValue {
+        func keys(_ k: [String: PublicKey]) -> JSONValue {
+            .array(k.values.sorted { $0.id < $1.id }.map { .object(["key_id": .string($0.id), "algorithm": .string($0.algorithm.rawValue)]) })
+        }
+        return .object(["keys": keys(trust.store.keys), "approvers": keys(trust.store.approvers), "policy": trust.policyJSON])
+    }
+}
+
 /// A site's trust: its trust store (signing keys, approver keys, signing policy) and its own
 /// policy, read together from `<root>/.trust` once per command.
 public struct SiteTrust: Sendable {

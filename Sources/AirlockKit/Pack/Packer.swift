@@ -28,13 +28,31 @@ public struct PackOptions: Sendable {
     public init(keys: [PrivateKey]) { self.keys = keys }
 }
 
-public struct PackResult: Sendable {
+/// What `Packer.pack` wrote.
+public struct PackResult: Sendable, JSONRepresentable {
     public var bundleID: SHA256Digest
     public var path: String
     public var manifest: Manifest
     public var bundleBytes: UInt64
     /// For a delta bundle: what it omits.
     public var delta: DeltaInfo?
+    /// The key ids that signed it.
+    public var signers: [String] = []
+    public var compression: Compression = .zstd
+    /// The eval gate's attestation, when the release has one.
+    public var eval: EvalAttestation?
+
+    /// The `--json` form of `airlock pack` (docs/cli.md).
+    public var json: JSONValue {
+        .object([
+            "bundle_id": .string(bundleID.prefixed), "bundle": .string(path), "name": .string(manifest.name),
+            "version": .string(manifest.version), "sequence": .integer(manifest.sequence), "files": .integer(manifest.files.count),
+            "bytes": .integer(manifest.totalBytes), "bundle_bytes": .integer(bundleBytes),
+            "signers": .array(signers.map { .string($0) }), "compression": .string(compression.rawValue),
+            "delta": delta.map { .object(["base": .string($0.base.prefixed), "omitted_files": .integer($0.omitted.count)]) } ?? .null,
+            "eval": eval?.json ?? .null,
+        ])
+    }
 }
 
 /// What a delta bundle is made against.
@@ -250,7 +268,10 @@ public enum Packer {
         }
         renamed = true
         progress?.done()
-        return PackResult(bundleID: bundleID, path: output, manifest: manifest, bundleBytes: UInt64(size.st_size), delta: delta)
+        return PackResult(
+            bundleID: bundleID, path: output, manifest: manifest, bundleBytes: UInt64(size.st_size), delta: delta, signers: options.keys.map(\.id),
+            compression: options.compression,
+            eval: try manifest.attestations?["eval"].map { try EvalAttestation(json: $0, source: "the eval attestation") })
     }
 
     // MARK: Scanning

@@ -50,3 +50,58 @@ public enum ApprovalStore {
         return key.id
     }
 }
+
+/// What an approver approves: a bundle file, or a release installed on the site.
+public enum ApprovalTarget: Sendable {
+    /// A bundle file: verified in full against the site's trust store before it is approved.
+    case bundle(String)
+    /// An installed release of a name (a folder name, a version or a bundle id prefix).
+    case installed(name: String, release: String)
+}
+
+/// What `airlock approve` did.
+public struct ApprovalResult: Sendable, JSONRepresentable {
+    public var name: String
+    /// `NAME VERSION` for a bundle, `NAME FOLDER` for an installed release.
+    public var label: String
+    public var bundleID: SHA256Digest
+    /// The approver's key id.
+    public var approver: String
+    /// What the release grants beyond what the site last had active for the name, in words.
+    public var widens: [String]
+
+    /// The `--json` form of `airlock approve` (docs/cli.md).
+    public var json: JSONValue {
+        .object(["name": .string(name), "bundle_id": .string(bundleID.prefixed), "approver": .string(approver), "widens": .array(widens.map { .string($0) })])
+    }
+}
+
+extension ApprovalStore {
+    /// The whole approval, in one call: loads the site's trust store and the approver's key
+    /// (`keyFile`), verifies a bundle file in full (or resolves an installed release), works
+    /// out what it widens, then signs and records the approval (`approve(site:bundleID:...)`).
+    /// Throws what verification throws for a bundle that does not verify, `release-unknown`,
+    /// `approver-unknown`, `approver-unusable`, key errors and write errors.
+    public static func approve(_ target: ApprovalTarget, site: Site, keyFile: String, lockTimeout: Double = 30) throws -> ApprovalResult {
+        let trust = try TrustStore.load(directory: site.trustDirectory)
+        let key = try PrivateKey.load(path: keyFile)
+        let bundleID: SHA256Digest, name: String, label: String, widens: [String]
+        switch target {
+        case .installed(let n, let ref):
+            let dir = try Activation.resolve(site: site, name: n, ref)
+            (bundleID, widens) = try ReleaseGrants.widening(site: site, name: n, release: dir)
+            name = n
+            label = "\(n) \(dir)"
+        case .bundle(let path):
+            let report = Verifier.verify(bundle: path, trust: trust)
+            if let e = report.error { throw e }
+            let summary = try BundleSummary.read(path: path)
+            bundleID = summary.bundleID
+            name = summary.manifest.name
+            label = "\(name) \(summary.manifest.version)"
+            widens = try ReleaseGrants.widening(site: site, bundle: summary)
+        }
+        let id = try approve(site: site, bundleID: bundleID, name: name, key: key, trust: trust, lockTimeout: lockTimeout)
+        return ApprovalResult(name: name, label: label, bundleID: bundleID, approver: id, widens: widens)
+    }
+}

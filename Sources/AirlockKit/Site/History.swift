@@ -16,7 +16,9 @@ public struct HistoryEntry: Sendable {
 }
 
 /// What `History.check` finds: the chain's state and its head.
-public struct HistoryCheck: Sendable {
+public struct HistoryCheck: Sendable, JSONRepresentable {
+    /// The site root whose history it is.
+    public var root: String
     /// The lines of the history: every newline-terminated line, plus a final line that lacks
     /// only its newline (see `History`). A torn final line is not counted.
     public var lines: Int
@@ -30,6 +32,24 @@ public struct HistoryCheck: Sendable {
     /// exactly that byte, or a kill came between the line and its newline): the line counts, and
     /// the next write adds the newline.
     public var unterminated: Bool
+
+    /// The `--json` form of `airlock history --verify` (docs/cli.md).
+    public var json: JSONValue {
+        .object([
+            "root": .string(root), "verified": .bool(problem == nil), "lines": .integer(lines), "head": .string(head),
+            "unterminated": .bool(unterminated),
+            "problem": problem.map { .object(["line": .integer($0.line), "reason": .string($0.reason)]) } ?? .null,
+        ])
+    }
+}
+
+/// Lines of the history, as `airlock history --json` prints them (docs/cli.md).
+public struct HistoryListing: Sendable, JSONRepresentable {
+    public var entries: [HistoryEntry]
+
+    public init(_ entries: [HistoryEntry]) { self.entries = entries }
+
+    public var json: JSONValue { .array(entries.map { .object($0.fields) }) }
 }
 
 /// `.history.jsonl`: one canonical JSON object per line, append-only, hash-chained: each line's
@@ -191,7 +211,7 @@ public enum History {
                     : "the last line is incomplete (a crash while writing it; the next write discards it)"
             )
         }
-        return HistoryCheck(lines: all.count, head: all.last.map { SHA256Digest.of($0).prefixed } ?? genesis, problem: problem, unterminated: unterminated)
+        return HistoryCheck(root: site.root, lines: all.count, head: all.last.map { SHA256Digest.of($0).prefixed } ?? genesis, problem: problem, unterminated: unterminated)
     }
 
     /// The number of lines and the hash of the last one (`check`).

@@ -24,7 +24,8 @@ public struct InstallOptions: Sendable {
     public init() {}
 }
 
-public struct InstallResult: Sendable {
+/// What `Installer.install` did.
+public struct InstallResult: Sendable, JSONRepresentable {
     public var name: String
     public var release: String
     public var bundleID: SHA256Digest
@@ -36,6 +37,16 @@ public struct InstallResult: Sendable {
     public var bytesWritten: UInt64 = 0
     /// Endpoints outside the perimeter the release reaches by the admin's allowance.
     public var allowances: [(who: String, endpoint: Endpoint)] = []
+
+    /// The `--json` form of `airlock install` (docs/cli.md).
+    public var json: JSONValue {
+        .object([
+            "name": .string(name), "release": .string(release), "bundle_id": .string(bundleID.prefixed),
+            "already_installed": .bool(alreadyInstalled), "activated": .bool(activated), "files": .integer(files),
+            "files_shared": .integer(filesShared), "bytes_written": .integer(bytesWritten),
+            "allowances": .array(allowances.map { .object(["who": .string($0.who), "endpoint": .string($0.endpoint.description)]) }),
+        ])
+    }
 }
 
 /// An activation that failed after a successful install (logged by the activation itself).

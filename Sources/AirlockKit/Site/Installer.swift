@@ -18,7 +18,17 @@ public enum Installer {
     /// The bundle is read, verified and staged before the site lock is taken: a stream that
     /// stalls (or never authenticates) blocks no rollback. The lock is held only to commit the
     /// staged release (and to activate it, or to write a refusal to the history).
+    ///
+    /// What the user named is checked before what the site lacks: a bundle that cannot be
+    /// opened fails first (`file-not-found`, `is-a-directory`, ...), before the site root is
+    /// made or its trust store read. Then the trust store (`trust-store-missing`,
+    /// `trust-store-empty`, `policy-invalid`), verification (`signature-*`, `threshold-not-met`,
+    /// `hash-mismatch`, ...), the site's policy (`egress-outside-perimeter`, `eval-*`,
+    /// `downgrade`, `sequence-reused`, `release-collision`), staging (`disk-full`, `read-only`,
+    /// `link-limit`, `stream-stalled`, ...) and the lock (`site-busy`); with `activate`, what
+    /// `Activation.activate` throws. A refusal is written to the history.
     public static func install(bundle: String, site: Site, options: InstallOptions = InstallOptions()) throws -> InstallResult {
+        let reader = try BundleReader(path: bundle, readTimeout: options.readTimeout)
         try site.prepare()
         try SiteSafety.check(site, writing: true)
         var lock: SiteLock?
@@ -28,7 +38,7 @@ public enum Installer {
         let policy = ActivationPolicy(trust: trust, trustDirectory: site.trustDirectory)
         var report = VerificationReport(path: bundle)
         do {
-            var result = try installStaged(bundle: bundle, site: site, trust: trust.store, policy: policy, options: options, report: &report, lock: &lock)
+            var result = try installStaged(reader: reader, site: site, trust: trust.store, policy: policy, options: options, report: &report, lock: &lock)
             if options.activate {
                 if lock == nil { lock = try site.lockForWriting(command: "install", timeout: options.lockTimeout) }
                 do {
@@ -60,10 +70,9 @@ public enum Installer {
     }
 
     private static func installStaged(
-        bundle: String, site: Site, trust: TrustStore, policy: ActivationPolicy, options: InstallOptions, report: inout VerificationReport,
+        reader: BundleReader, site: Site, trust: TrustStore, policy: ActivationPolicy, options: InstallOptions, report: inout VerificationReport,
         lock: inout SiteLock?
     ) throws -> InstallResult {
-        let reader = try BundleReader(path: bundle, readTimeout: options.readTimeout)
         let head = try Verifier.verifyHead(reader, trust: trust, detached: options.detached, now: options.now, report: &report)
         Sys.step("install.head-verified")
         let m = head.manifest

@@ -2,7 +2,7 @@ import AirlockFormat
 import AirlockKit
 import ArgumentParser
 
-struct VerifyCommand: ParsableCommand {
+struct VerifyCommand: AirlockCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Verify a bundle's signatures against a trust store and every byte against its manifest.",

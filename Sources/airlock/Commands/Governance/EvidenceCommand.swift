@@ -2,7 +2,7 @@ import AirlockFormat
 import AirlockKit
 import ArgumentParser
 
-struct EvidenceCommand: ParsableCommand {
+struct EvidenceCommand: SiteCommand {
     static let configuration = CommandConfiguration(
         commandName: "evidence",
         abstract: "The auditor's report for a release name: what is installed and current, signers, eval results, approvals, allowances, history chain.")
@@ -63,21 +63,5 @@ struct EvidenceCommand: ParsableCommand {
         if r.historyProblem != nil {
             throw AirlockError(.verification, "history-broken", "the site's history chain does not verify (see above); the report's history-derived fields can not be trusted")
         }
-    }
-}
-
-struct SBOMCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "sbom",
-        abstract: "Print a CycloneDX 1.5 JSON description of a bundle (files with hashes, the model as a machine-learning-model).",
-        discussion: "Reads the bundle's manifest; verifies nothing (run `airlock verify` for that).")
-
-    @Argument(help: "The bundle.")
-    var bundle: String
-
-    @OptionGroup var global: GlobalOptions
-
-    func run() throws {
-        Output.json(SBOM.cycloneDX(try BundleSummary.read(path: bundle)))
     }
 }

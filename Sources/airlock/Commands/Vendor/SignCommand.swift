@@ -2,7 +2,7 @@ import AirlockFormat
 import AirlockKit
 import ArgumentParser
 
-struct SignCommand: ParsableCommand {
+struct SignCommand: AirlockCommand {
     static let configuration = CommandConfiguration(
         commandName: "sign",
         abstract: "Write a detached signature over a bundle's manifest, for a second signer.",

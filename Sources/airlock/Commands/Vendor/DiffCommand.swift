@@ -2,7 +2,7 @@ import AirlockFormat
 import AirlockKit
 import ArgumentParser
 
-struct DiffCommand: ParsableCommand {
+struct DiffCommand: AirlockCommand {
     static let configuration = CommandConfiguration(
         commandName: "diff",
         abstract: "Show which components and files changed between two bundles (from their manifests; verifies nothing).")
@@ -17,12 +17,10 @@ struct DiffCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
-        let d = ReleaseDiff(try BundleSummary.read(path: a), try BundleSummary.read(path: b))
-        let permissions = try PermissionDiff(d.a, d.b)
+        let diff = try BundleDiff(a, b)
+        let d = diff.release, permissions = diff.permissions
         if output.json {
-            guard case .object(var o) = d.json else { return }
-            o["permissions"] = permissions.json
-            Output.json(.object(o))
+            Output.json(diff)
             return
         }
         let ma = d.a.manifest, mb = d.b.manifest

@@ -2,11 +2,8 @@ import AirlockFormat
 import AirlockKit
 import ArgumentParser
 
-struct KeyCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "key", abstract: "Generate signing keys and show key ids.", subcommands: [Generate.self, ID.self])
-
-    struct Generate: ParsableCommand {
+extension KeyCommand {
+    struct Generate: AirlockCommand {
         static let configuration = CommandConfiguration(
             abstract: "Generate a key pair: PREFIX.key (PKCS#8 PEM, mode 0600) and PREFIX.pub (SubjectPublicKeyInfo PEM).")
 
@@ -25,20 +22,4 @@ struct KeyCommand: ParsableCommand {
             Output.stderr("wrote \(out).key (private, keep it secret) and \(out).pub (give it to the sites that trust you)")
         }
     }
-
-    struct ID: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "id", abstract: "Print the key id of a PEM public or private key.")
-
-        @Argument(help: "A PEM public or private key file.")
-        var file: String
-
-        @OptionGroup var global: GlobalOptions
-
-        func run() throws {
-            print(try keyID(ofKeyFile: file).id)
-        }
-    }
 }
-
-extension KeyAlgorithm: ExpressibleByArgument {}
-extension Compression: ExpressibleByArgument {}

@@ -3,7 +3,7 @@ import AirlockKit
 import ArgumentParser
 import Foundation
 
-struct PackCommand: ParsableCommand {
+struct PackCommand: AirlockCommand {
     static let configuration = CommandConfiguration(
         commandName: "pack",
         abstract: "Pack a release directory into a signed bundle.",
@@ -65,22 +65,14 @@ struct PackCommand: ParsableCommand {
         options.evalProgress = { Output.stderr($0) }
         let r = try Packer.pack(directory: releaseDir, options: options, progress: ProgressReporter.forTerminal(label: "packing"))
         let m = r.manifest
-        let eval = try m.attestations?["eval"].map { try EvalAttestation(json: $0, source: "the eval attestation") }
         if output.json {
-            Output.json(.object([
-                "bundle_id": .string(r.bundleID.prefixed), "bundle": .string(r.path), "name": .string(m.name),
-                "version": .string(m.version), "sequence": .integer(m.sequence), "files": .integer(m.files.count),
-                "bytes": .integer(m.totalBytes), "bundle_bytes": .integer(r.bundleBytes),
-                "signers": .array(options.keys.map { .string($0.id) }), "compression": .string(compression.rawValue),
-                "delta": r.delta.map { .object(["base": .string($0.base.prefixed), "omitted_files": .integer($0.omitted.count)]) } ?? .null,
-                "eval": eval.map(\.json) ?? .null,
-            ]))
+            Output.json(r)
             return
         }
         print("packed \(m.name) \(m.version) (sequence \(m.sequence)): \(m.files.count) files, \(ByteCount.format(m.totalBytes)), signed by \(options.keys.count) key\(options.keys.count == 1 ? "" : "s")")
         print("  bundle id  \(r.bundleID.prefixed)")
         print("  bundle     \(r.path) (\(ByteCount.format(r.bundleBytes)), \(compression.rawValue))")
-        if let e = eval {
+        if let e = r.eval {
             print("  eval       score \(EvalAttestation.decimal(e.score)) >= threshold \(EvalAttestation.decimal(e.threshold)) (lowest of \(e.runs) run\(e.runs == 1 ? "" : "s"); \(e.passed)/\(e.total) cases passed), suite \(e.suite.prefixed.prefix(19))...")
         }
         if let d = r.delta {

@@ -2,7 +2,7 @@ import AirlockFormat
 import AirlockKit
 import ArgumentParser
 
-struct InspectCommand: ParsableCommand {
+struct InspectCommand: AirlockCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
         abstract: "Show what a bundle says about itself. Verifies nothing: use `airlock verify` for that.")

@@ -35,6 +35,9 @@ enum Output {
 
     static func json(_ v: JSONValue) { print(CanonicalJSON.pretty(v)) }
 
+    /// Prints a library result's documented JSON form.
+    static func json(_ r: some JSONRepresentable) { json(r.json) }
+
     static func short(_ d: SHA256Digest) -> String { "sha256:" + d.hex.prefix(12) }
 
     static func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }

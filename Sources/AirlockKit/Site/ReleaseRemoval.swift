@@ -1,0 +1,67 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import AirlockFormat
+
+extension SiteAdmin {
+    public static func setPinned(_ pinned: Bool, site: Site, name: String, release ref: String, lockTimeout: Double = 30) throws -> String {
+        let lock = try site.lockForWriting(command: pinned ? "pin" : "unpin", timeout: lockTimeout)
+        defer { withExtendedLifetime(lock) {} }
+        let dir = try Activation.resolve(site: site, name: name, ref)
+        var state = try Activation.loadState(site, name)
+        if pinned { state.pinned.insert(dir) } else { state.pinned.remove(dir) }
+        try state.save(site, name)
+        try History.append(site, action: pinned ? "pin" : "unpin", name: name, ["release": .string(dir)])
+        return dir
+    }
+
+    public static func remove(site: Site, name: String, release ref: String, lockTimeout: Double = 30) throws -> String {
+        let lock = try site.lockForWriting(command: "remove", timeout: lockTimeout)
+        defer { withExtendedLifetime(lock) {} }
+        let dir = try Activation.resolve(site: site, name: name, ref)
+        let state = try Activation.loadState(site, name)
+        do {
+            try checkRemovable(site: site, name: name, dir: dir, state: state)
+        } catch let e as AirlockError {
+            try? History.append(site, action: "refuse-remove", name: name, ["release": .string(dir), "reason": .string(e.code)])
+            throw e
+        }
+        try removeLocked(site: site, name: name, dirs: [dir], state: state)
+        try History.append(site, action: "remove", name: name, ["release": .string(dir)])
+        return dir
+    }
+
+    private static func checkRemovable(site: Site, name: String, dir: String, state: NameState) throws {
+        if dir == site.current(name) {
+            throw AirlockError(.policy, "release-in-use", "\(dir) is the current release of \(name); activate another one first")
+        }
+        if dir == state.rollbackTarget {
+            throw AirlockError(.policy, "release-in-use", "\(dir) is the rollback target of \(name); it is kept so that rollback always works")
+        }
+        if state.pinned.contains(dir) {
+            throw AirlockError(.policy, "release-pinned", "\(dir) is pinned; `airlock unpin \(name) \(dir)` first")
+        }
+    }
+
+    /// Moves releases out of `releases/` in one rename each (so none is ever seen half
+    /// removed), then deletes them.
+    static func removeLocked(site: Site, name: String, dirs: [String], state: NameState) throws {
+        var s = state
+        for dir in dirs {
+            let trash = site.path(SiteLayout.staging, "removed-\(UInt64.random(in: 0...UInt64.max))")
+            guard Sys.rename(site.releaseDirectory(name, dir), trash) == 0 else {
+                throw AirlockError.io("write-failed", "cannot remove \(site.releaseDirectory(name, dir))", errno: errno)
+            }
+            s.stack.removeAll { $0 == dir }
+            s.installedAt[dir] = nil
+            s.health[dir] = nil
+            s.modelEndpoint[dir] = nil
+            s.allowances[dir] = nil
+            s.evalScore[dir] = nil
+            FileIO.removeTree(trash)
+        }
+        try FileIO.fsyncPath(site.releasesDirectory(name))
+        try s.save(site, name)
+    }
+}
