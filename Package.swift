@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "AirlockKit", targets: ["AirlockKit"]),
         .executable(name: "airlock", targets: ["airlock"]),
+        .executable(name: "airlock-bench", targets: ["airlock-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -31,7 +32,15 @@ let package = Package(
             name: "airlock",
             dependencies: ["AirlockKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // The benchmark: datasets, statistics, verdicts and the report (it drives the `airlock`
+        // binary, so it does not link AirlockKit), and its runner.
+        .target(name: "AirlockBench"),
+        .executableTarget(
+            name: "airlock-bench",
+            dependencies: ["AirlockBench", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .testTarget(name: "AirlockKitTests", dependencies: ["AirlockKit"]),
+        .testTarget(name: "AirlockBenchTests", dependencies: ["AirlockBench"]),
         .testTarget(name: "airlockTests", dependencies: ["AirlockKit"]),
     ]
 )
