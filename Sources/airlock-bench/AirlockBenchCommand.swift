@@ -101,7 +101,11 @@ struct AirlockBenchCommand: ParsableCommand {
         guard stat(binary, &st) == 0, st.st_mode & S_IFMT == S_IFREG, access(binary, X_OK) == 0 else {
             throw ValidationError("airlock binary not found or not executable: \(airlock)")
         }
-        try FileManager.default.createDirectory(atPath: workdir, withIntermediateDirectories: true)
+        do {
+            try FileManager.default.createDirectory(atPath: workdir, withIntermediateDirectories: true)
+        } catch {
+            throw ValidationError("cannot make the work folder \(workdir): \(error.localizedDescription)")
+        }
         let work = URL(fileURLWithPath: workdir).standardizedFileURL.resolvingSymlinksInPath().path
         return Settings(
             airlock: binary, workdir: work, runs: runs, scale: scale, scaleText: scaleText,
