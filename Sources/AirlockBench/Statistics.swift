@@ -77,3 +77,19 @@ public struct Summary: Equatable, Sendable {
         self.count = values.count
     }
 }
+
+/// The order in which the benchmark runs the things it compares, so that drift over time
+/// (page cache, writeback, other load) falls on both sides alike.
+public enum Alternation {
+    /// Which side goes first in run `run` (from 1) of a row of two sides: side 0 in odd runs,
+    /// side 1 in even runs (A B, then B A, ...).
+    public static func order(run: Int) -> [Int] {
+        run % 2 == 1 ? [0, 1] : [1, 0]
+    }
+
+    /// The order of `count` interleaved items in round `round` (from 1): the list rotated by
+    /// the round, so that each item takes each place in turn.
+    public static func rotation(count: Int, round: Int) -> [Int] {
+        (0..<count).map { (round + $0) % count }
+    }
+}

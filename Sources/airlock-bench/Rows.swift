@@ -31,10 +31,8 @@ extension Bench {
             return try shell.time("\(row)_\(side.name)", run: i, try side.step(i))
         }
         for i in 1...settings.runs {
-            if i % 2 == 1 {
-                sa.append(try measure(a, i)); sb.append(try measure(b, i))
-            } else {
-                sb.append(try measure(b, i)); sa.append(try measure(a, i))
+            for side in Alternation.order(run: i) {
+                if side == 0 { sa.append(try measure(a, i)) } else { sb.append(try measure(b, i)) }
             }
         }
         return (sa, sb)
@@ -192,8 +190,8 @@ extension Bench {
         var times: [String: [Double]] = [:]
         let items = ["small-agent", "bench-agent", "help", "status"]
         for i in 1...settings.switches {
-            for k in 0..<4 {
-                switch items[(k + i) % 4] {
+            for k in Alternation.rotation(count: items.count, round: i) {
+                switch items[k] {
                 case "help": times["help", default: []].append(try timedMs(Command([airlock, "--help"], stdout: "/dev/null")))
                 case "status": times["status", default: []].append(try timedMs(onSite(["status", "small-agent"])))
                 case let name:

@@ -110,3 +110,24 @@ import Testing
         #expect(lines.unsettled.map(\.section) == ["c"])
     }
 }
+
+@Suite struct AlternationTests {
+    @Test func sidesSwapEveryRun() {
+        #expect(Alternation.order(run: 1) == [0, 1])
+        #expect(Alternation.order(run: 2) == [1, 0])
+        #expect(Alternation.order(run: 3) == [0, 1])
+        // Over an even number of runs each side goes first as often as the other.
+        let firsts = (1...6).map { Alternation.order(run: $0)[0] }
+        #expect(firsts.filter { $0 == 0 }.count == 3)
+    }
+
+    @Test func roundsRotateTheInterleavedItems() {
+        #expect(Alternation.rotation(count: 4, round: 1) == [1, 2, 3, 0])
+        #expect(Alternation.rotation(count: 4, round: 2) == [2, 3, 0, 1])
+        #expect(Alternation.rotation(count: 4, round: 4) == [0, 1, 2, 3])
+        // Every item takes every place once in `count` rounds.
+        for place in 0..<4 {
+            #expect(Set((1...4).map { Alternation.rotation(count: 4, round: $0)[place] }) == [0, 1, 2, 3])
+        }
+    }
+}
