@@ -58,7 +58,7 @@ let sourceDateEpoch = ["SOURCE_DATE_EPOCH": "1767225600"]
 final class Bench {
     let settings: Settings
     let paths: Paths
-    let shell: Shell
+    let runner: CommandRunner
     let airlock: String
     let large: LargeRelease
     var notes: [String] = []
@@ -70,7 +70,7 @@ final class Bench {
     init(_ settings: Settings) throws {
         self.settings = settings
         paths = Paths(work: settings.workdir, scale: settings.scaleText)
-        shell = Shell(results: paths.results)
+        runner = CommandRunner(results: paths.results)
         airlock = settings.airlock
         large = LargeRelease(scale: settings.scale)
         hasStrace = Bench.which("strace") != nil
@@ -78,7 +78,7 @@ final class Bench {
             throw BenchError(description: "missing tool: \(tool)")
         }
         try? FileManager.default.createDirectory(atPath: paths.results, withIntermediateDirectories: true)
-        let sh = Shell(results: paths.results)
+        let sh = CommandRunner(results: paths.results)
         let timeVersion = (try? sh.text([gnuTime, "--version"], mergeStderr: true, tolerant: true)) ?? ""
         guard timeVersion.contains("GNU") else { throw BenchError(description: "GNU time is needed at \(gnuTime) (apt-get install time)") }
         let tarVersion = (try? sh.text(["tar", "--version"], tolerant: true)) ?? ""
@@ -100,7 +100,7 @@ final class Bench {
     /// Runs everything and returns what was measured.
     func run() throws -> BenchResults {
         let start = Self.utcNow()
-        let help = try shell.text([airlock, "install", "--help"], mergeStderr: true, tolerant: true)
+        let help = try runner.text([airlock, "install", "--help"], mergeStderr: true, tolerant: true)
         guard help.contains("USAGE: airlock install") else {
             throw BenchError(description: "\(airlock) has no install command: it predates the site commands; rebuild it (make release)")
         }
@@ -197,7 +197,7 @@ final class Bench {
             log("generating the vendor key")
             unlink(paths.key); unlink(paths.publicKey)
             try FileManager.default.createDirectory(atPath: paths.results, withIntermediateDirectories: true)
-            try shell.check([airlock, "key", "generate", "--out", paths.keyPrefix])
+            try runner.check([airlock, "key", "generate", "--out", paths.keyPrefix])
         }
         try FileManager.default.createDirectory(atPath: paths.trust, withIntermediateDirectories: true)
         unlink(paths.trust + "/vendor.pub")
@@ -322,22 +322,22 @@ final class Bench {
         var u = utsname()
         uname(&u)
         func field<T>(_ v: T) -> String { withUnsafeBytes(of: v) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) } }
-        let df = (try? shell.text(["df", "-T", paths.work], tolerant: true)) ?? ""
+        let df = (try? runner.text(["df", "-T", paths.work], tolerant: true)) ?? ""
         let fsType = df.split(separator: "\n").dropFirst().first?.split(separator: " ").dropFirst().first.map(String.init) ?? "?"
         return "\(ProcessInfo.processInfo.activeProcessorCount) cores, \(cpu), \(fixed(Double(memKiB) / 1_048_576, 1)) GiB RAM, \(field(u.sysname)) \(field(u.release)), \(fsType) at \(paths.work)"
     }
 
     func airlockDescription() -> String {
-        let version = (try? shell.text([airlock, "--version"], tolerant: true))?.split(separator: "\n").first.map(String.init) ?? ""
+        let version = (try? runner.text([airlock, "--version"], tolerant: true))?.split(separator: "\n").first.map(String.init) ?? ""
         return version.isEmpty ? airlock : "\(airlock) (\(version))"
     }
 
     func tools() -> String {
-        let openssl = (try? shell.text(["openssl", "version"], tolerant: true))?.split(separator: " ").prefix(2).joined(separator: " ") ?? "openssl ?"
-        let zstdText = (try? shell.text(["zstd", "--version"], tolerant: true)) ?? ""
+        let openssl = (try? runner.text(["openssl", "version"], tolerant: true))?.split(separator: " ").prefix(2).joined(separator: " ") ?? "openssl ?"
+        let zstdText = (try? runner.text(["zstd", "--version"], tolerant: true)) ?? ""
         let zstd = zstdText.split(separator: " ").first { $0.hasPrefix("v") && $0.dropFirst().first?.isNumber == true }
             .map { "zstd " + $0.trimmingCharacters(in: CharacterSet(charactersIn: ",")) } ?? "zstd ?"
-        let tar = (try? shell.text(["tar", "--version"], tolerant: true))?.split(separator: "\n").first.map(String.init) ?? "tar ?"
+        let tar = (try? runner.text(["tar", "--version"], tolerant: true))?.split(separator: "\n").first.map(String.init) ?? "tar ?"
         return "\(openssl), \(zstd), \(tar)"
     }
 }

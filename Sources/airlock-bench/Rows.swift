@@ -28,7 +28,7 @@ extension Bench {
         var sa: [RunSample] = [], sb: [RunSample] = []
         func measure(_ side: Side, _ i: Int) throws -> RunSample {
             try side.prepare(i)
-            return try shell.time("\(row)_\(side.name)", run: i, try side.step(i))
+            return try runner.time("\(row)_\(side.name)", run: i, try side.step(i))
         }
         for i in 1...settings.runs {
             for side in Alternation.order(run: i) {
@@ -77,7 +77,7 @@ extension Bench {
             Side(name: "airlock", prepare: { i in
                 let root = "\(p.sites)/install-\(i)"
                 try self.makeFresh(root)
-                try self.shell.check([self.airlock, "trust", "add", p.publicKey, "--root", root])
+                try self.runner.check([self.airlock, "trust", "add", p.publicKey, "--root", root])
                 self.warmFile(p.bundle)
             }, step: { i in
                 [[Command([self.airlock, "install", p.bundle, "--root", "\(p.sites)/install-\(i)"])]]
@@ -94,7 +94,7 @@ extension Bench {
     // MARK: rollback and disk
 
     func siteInstall(_ bundle: String, _ out: String) throws -> InstallReport {
-        try shell.check([airlock, "install", bundle, "--root", paths.switchRoot, "--json"], stdout: out)
+        try runner.check([airlock, "install", bundle, "--root", paths.switchRoot, "--json"], stdout: out)
         guard let r = InstallReport(json: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "") else {
             throw BenchError(description: "could not read airlock install --json of \(bundle) in \(out)")
         }
@@ -102,7 +102,7 @@ extension Bench {
     }
 
     func du(_ paths: [String]) throws -> Int {
-        guard let k = ToolOutput.duKiB(try shell.text(["du", "-sk"] + paths)) else { throw BenchError(description: "du -sk gave no figure") }
+        guard let k = ToolOutput.duKiB(try runner.text(["du", "-sk"] + paths)) else { throw BenchError(description: "du -sk gave no figure") }
         return k
     }
 
@@ -122,12 +122,12 @@ extension Bench {
         let p = paths
         log("site rows: packing the second releases (untimed)")
         for (dir, out) in [(p.release2, p.bundle2), (p.small + "/v1", p.smallBundle1), (p.small + "/v2", p.smallBundle2)] {
-            try shell.check([airlock, "pack", dir, "--key", p.key, "--out", out], environment: sourceDateEpoch)
+            try runner.check([airlock, "pack", dir, "--key", p.key, "--out", out], environment: sourceDateEpoch)
         }
         log("site rows: installing both releases of bench-agent and small-agent into \(p.switchRoot) (untimed)")
         try FileManager.default.createDirectory(atPath: p.sites, withIntermediateDirectories: true)
         try makeFresh(p.switchRoot)
-        try shell.check([airlock, "trust", "add", p.publicKey, "--root", p.switchRoot])
+        try runner.check([airlock, "trust", "add", p.publicKey, "--root", p.switchRoot])
         sync()
         let root0 = try du([p.switchRoot])
         let one = try siteInstall(p.bundle, "\(p.results)/site-install-1.json")
@@ -145,8 +145,8 @@ extension Bench {
         let second = ["bench-agent": two.release, "small-agent": s2.release]
         for name in ["bench-agent", "small-agent"] {
             guard first[name] != second[name] else { throw BenchError(description: "\(name): both installs gave release \(first[name]!)") }
-            try shell.check([airlock, "activate", name, first[name]!, "--root", p.switchRoot])
-            try shell.check([airlock, "activate", name, second[name]!, "--root", p.switchRoot])
+            try runner.check([airlock, "activate", name, first[name]!, "--root", p.switchRoot])
+            try runner.check([airlock, "activate", name, second[name]!, "--root", p.switchRoot])
         }
         if two.filesShared != two.files - 1 {
             notes.append("WARNING: the second release shared \(two.filesShared) of \(two.files) files with the first (expected all but the changed one)")
@@ -177,16 +177,16 @@ extension Bench {
         func timedMs(_ command: Command) throws -> Double {
             sync()
             let t0 = monotonicSeconds()
-            _ = try shell.run([[command]], log: switchLog, what: command.argv.dropFirst().joined(separator: " "))
+            _ = try runner.run([[command]], log: switchLog, what: command.argv.dropFirst().joined(separator: " "))
             return (monotonicSeconds() - t0) * 1000
         }
         log("row rollback: \(settings.switches) timed switches per release, alternating with the start-up reference")
         // Untimed warm-up: one round trip per name, the binary and the site in the page cache.
         for name in ["small-agent", "bench-agent"] {
-            _ = try shell.run([[onSite(next(name).args)]], log: switchLog, what: "warm-up")
-            _ = try shell.run([[onSite(next(name).args)]], log: switchLog, what: "warm-up")
+            _ = try runner.run([[onSite(next(name).args)]], log: switchLog, what: "warm-up")
+            _ = try runner.run([[onSite(next(name).args)]], log: switchLog, what: "warm-up")
         }
-        _ = try shell.run([[Command([airlock, "--help"])]], log: "/dev/null", what: "airlock --help")
+        _ = try runner.run([[Command([airlock, "--help"])]], log: "/dev/null", what: "airlock --help")
         var times: [String: [Double]] = [:]
         let items = ["small-agent", "bench-agent", "help", "status"]
         for i in 1...settings.switches {
@@ -203,7 +203,7 @@ extension Bench {
         // Peak RSS: one switch each way per name, untimed.
         var peak = 0
         for name in ["small-agent", "bench-agent", "small-agent", "bench-agent"] {
-            let usage = try shell.run([[onSite(next(name).args)]], log: switchLog, what: "switch", measure: "\(p.results)/switch.rss")
+            let usage = try runner.run([[onSite(next(name).args)]], log: switchLog, what: "switch", measure: "\(p.results)/switch.rss")
             peak = max(peak, usage.map(\.peakKiB).max() ?? 0)
         }
         // The switch itself, under strace: 6 switches per name (3 rollbacks, 3 activates).
@@ -213,7 +213,7 @@ extension Bench {
                 for name in ["small-agent", "bench-agent"] {
                     let trace = "\(p.results)/switch-\(name).strace.\(i)"
                     let s = next(name)
-                    _ = try shell.run([[Command(["strace", "-f", "-ttt", "-T", "-e", "trace=symlink,symlinkat,rename,renameat,renameat2,openat,fsync",
+                    _ = try runner.run([[Command(["strace", "-f", "-ttt", "-T", "-e", "trace=symlink,symlinkat,rename,renameat,renameat2,openat,fsync",
                                                  "-o", trace, airlock] + s.args + ["--root", p.switchRoot])]],
                                       log: switchLog, what: "airlock \(s.kind) under strace")
                     guard let w = ToolOutput.straceSwitch((try? String(contentsOfFile: trace, encoding: .utf8)) ?? "") else {
@@ -247,7 +247,7 @@ extension Bench {
 
     /// A member of a bundle, its bytes.
     func member(_ bundle: String, _ name: String) throws -> Data {
-        try shell.capture([Command(["tar", "--zstd", "-xOf", bundle, name])])
+        try runner.capture([Command(["tar", "--zstd", "-xOf", bundle, name])])
     }
 
     func runDelta() throws -> DeltaTable {
@@ -267,8 +267,8 @@ extension Bench {
         try FileManager.default.createDirectory(atPath: p.sites, withIntermediateDirectories: true)
         func prepareSite(_ root: String) throws {
             try makeFresh(root)
-            try shell.check([airlock, "trust", "add", p.publicKey, "--root", root])
-            try shell.check([airlock, "install", p.bundle, "--root", root])
+            try runner.check([airlock, "trust", "add", p.publicKey, "--root", root])
+            try runner.check([airlock, "install", p.bundle, "--root", root])
         }
         let install = try alternate(
             "deltainst",
@@ -287,17 +287,17 @@ extension Bench {
         let changed = try changedFiles()
         var changedZstd = 0
         for c in changed {
-            changedZstd += try shell.capture([Command(["zstd", "-1", "-c", "\(p.release2)/\(c.path)"])]).count
+            changedZstd += try runner.capture([Command(["zstd", "-1", "-c", "\(p.release2)/\(c.path)"])]).count
         }
         // What the delta carries: its members, uncompressed, and each one alone through zstd -1.
-        let listing = ToolOutput.tarListing(try shell.text(["tar", "--zstd", "-tvf", p.deltaBundle]))
+        let listing = ToolOutput.tarListing(try runner.text(["tar", "--zstd", "-tvf", p.deltaBundle]))
         let carried = listing.map(\.name).filter { $0.hasPrefix("payload/") && !$0.hasSuffix("/") }.map { String($0.dropFirst(8)) }.sorted()
         if carried != changed.map(\.path) {
             notes.append("WARNING: the delta bundle carries [\(carried.joined(separator: " "))], the changed files are [\(changed.map(\.path).joined(separator: " "))]")
         }
         var members: [BundleMember] = []
         for m in listing where !m.name.hasSuffix("/") {
-            let compressed = try shell.capture([Command(["tar", "--zstd", "-xOf", p.deltaBundle, m.name]), Command(["zstd", "-1", "-c"])])
+            let compressed = try runner.capture([Command(["tar", "--zstd", "-xOf", p.deltaBundle, m.name]), Command(["zstd", "-1", "-c"])])
             members.append(BundleMember(name: m.name, bytes: m.size, zstdBytes: compressed.count))
         }
         // Every install installed every file; the delta's took the omitted ones from the store.
@@ -366,29 +366,29 @@ extension Bench {
             for i in 1...runs {
                 unlink(bundle)
                 try warmTree(release)
-                samples["pack", default: []].append(try shell.time("scale\(n)-pack", run: i, [[
+                samples["pack", default: []].append(try runner.time("scale\(n)-pack", run: i, [[
                     Command([airlock, "pack", release, "--key", p.key, "--out", bundle], environment: sourceDateEpoch)]]))
                 ids.formUnion(ToolOutput.bundleIDs((try? String(contentsOfFile: "\(p.results)/scale\(n)-pack.\(i).log", encoding: .utf8)) ?? ""))
                 warmFile(bundle)
-                samples["verify", default: []].append(try shell.time("scale\(n)-verify", run: i, [[
+                samples["verify", default: []].append(try runner.time("scale\(n)-verify", run: i, [[
                     Command([airlock, "verify", bundle, "--trust", p.trust])]]))
                 let root = "\(p.sites)/scale-\(n)-\(i)"
                 try makeFresh(root)
-                try shell.check([airlock, "trust", "add", p.publicKey, "--root", root])
+                try runner.check([airlock, "trust", "add", p.publicKey, "--root", root])
                 warmFile(bundle)
                 let json = "\(p.results)/scale\(n)-install.\(i).json"
-                samples["install", default: []].append(try shell.time("scale\(n)-install", run: i, [[
+                samples["install", default: []].append(try runner.time("scale\(n)-install", run: i, [[
                     Command([airlock, "install", bundle, "--root", root, "--json"], stdout: json)]]))
                 guard let r = InstallReport(json: (try? String(contentsOfFile: json, encoding: .utf8)) ?? "") else {
                     throw BenchError(description: "could not read the installed release from \(json)")
                 }
                 if i == 1 { installed = r }
-                samples["audit", default: []].append(try shell.time("scale\(n)-audit", run: i, [[
+                samples["audit", default: []].append(try runner.time("scale\(n)-audit", run: i, [[
                     Command([airlock, "audit", "scale-\(n)", r.release, "--root", root])]]))
                 let extract = "\(p.extract)/scale-\(n)-\(i)"
                 try makeFresh(extract)
                 warmFile(bundle)
-                samples["tarx", default: []].append(try shell.time("scale\(n)-tarx", run: i, [
+                samples["tarx", default: []].append(try runner.time("scale\(n)-tarx", run: i, [
                     [Command(["zstd", "-dc", bundle]), Command(["tar", "-xf", "-", "-C", extract])], [Command(["sync"])]]))
             }
             if installed?.files != n + 2 {
@@ -408,12 +408,12 @@ extension Bench {
         log("reference: openssl speed sha256, zstd -b1 (one core)")
         let p = paths
         let seconds = settings.referenceSeconds
-        let speed = try shell.text(["openssl", "speed", "-seconds", String(seconds ?? 2), "-bytes", "1048576", "-evp", "sha256"], tolerant: true)
+        let speed = try runner.text(["openssl", "speed", "-seconds", String(seconds ?? 2), "-bytes", "1048576", "-evp", "sha256"], tolerant: true)
         let sample = "\(p.results)/zstd-sample"
         // tar dies of SIGPIPE once head has its 64 MiB: its status is not looked at.
         _ = try Spawner.run([Command(["tar", "-cf", "-", "-C", p.release, "prompts", "code"]),
                              Command(["head", "-c", String(64 << 20)], stdout: sample)], log: "\(p.results)/setup.log")
-        let bench = try shell.text(["zstd", "-b1", "-e1", "-i\(seconds ?? 3)", "-T1", sample], mergeStderr: true, tolerant: true)
+        let bench = try runner.text(["zstd", "-b1", "-e1", "-i\(seconds ?? 3)", "-T1", sample], mergeStderr: true, tolerant: true)
         let sampleBytes = Self.fileSize(sample)
         unlink(sample)
         let z = ToolOutput.zstdBench(bench)

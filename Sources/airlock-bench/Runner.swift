@@ -187,8 +187,8 @@ enum Spawner {
     }
 }
 
-/// The log of every command the benchmark runs, and the helpers that run them.
-struct Shell {
+/// Runs the benchmark's commands: timed steps, untimed set-up, captured output; each logs to a file in `results`.
+struct CommandRunner {
     /// The folder of per-run logs.
     let results: String
 
