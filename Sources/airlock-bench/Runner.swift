@@ -34,10 +34,10 @@ struct ProcessUsage {
     var cpuSeconds: Double
 }
 
-/// GNU time, which measures a measured process: it forks the process from its own small
-/// memory. (The runner's own wait4 rusage would not do: posix_spawn starts a child in the
-/// runner's memory, and Linux counts the peak of that memory in the child's ru_maxrss, so
-/// every child would seem to use at least as much as the runner.)
+/// GNU time, which measures each timed process: it forks the process from its own small
+/// memory. (The runner's own wait4 rusage would not do: a child starts in its parent's memory,
+/// with posix_spawn as with fork, and Linux keeps that memory's peak in the child's ru_maxrss
+/// across exec, so every child would seem to use at least as much as the runner.)
 let gnuTime = "/usr/bin/time"
 let gnuTimeFormat = "RSS %M CPU %U %S"
 
