@@ -1,14 +1,15 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Airlock builds on Linux only (it relies on Linux system calls: renameat2, syncfs, openat2-free
-// descriptor-relative file handling, posix_spawn's closefrom), so no Apple platform is declared.
+// Airlock builds on Linux only (it relies on Linux system calls: renameat2, syncfs,
+// posix_spawn's closefrom, /proc), so no Apple platform is declared.
 let package = Package(
     name: "Airlock",
     products: [
         .library(name: "AirlockFormat", targets: ["AirlockFormat"]),
         .library(name: "AirlockKit", targets: ["AirlockKit"]),
         .executable(name: "airlock", targets: ["airlock"]),
+        .executable(name: "airlock-bench", targets: ["airlock-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -43,7 +44,15 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The benchmark: datasets, statistics, verdicts and the report (it drives the `airlock`
+        // binary, so it does not link AirlockKit), and its runner.
+        .target(name: "AirlockBench"),
+        .executableTarget(
+            name: "airlock-bench",
+            dependencies: ["AirlockBench", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .testTarget(name: "AirlockKitTests", dependencies: ["AirlockKit", "AirlockFormat"]),
+        .testTarget(name: "AirlockBenchTests", dependencies: ["AirlockBench"]),
         .testTarget(name: "airlockTests", dependencies: ["AirlockKit", "AirlockFormat"]),
     ]
 )
