@@ -83,9 +83,9 @@ public final class BundleReader {
     private static func name(_ e: TarEntry) -> String { TarReader.show(e.path) }
 
     private func readSmall(_ e: TarEntry, limit: Int, what: String) throws -> [UInt8] {
-        guard e.kind == .file else { throw AirlockError.verification("entry-type", "\(what) is not a regular file") }
+        guard e.kind == .file else { throw AirlockError.verification(.entryType, "\(what) is not a regular file") }
         guard e.size <= UInt64(limit) else {
-            throw AirlockError.verification("entry-too-large", "\(what) is \(e.size) bytes, more than the \(limit) allowed")
+            throw AirlockError.verification(.entryTooLarge, "\(what) is \(e.size) bytes, more than the \(limit) allowed")
         }
         var out: [UInt8] = []
         out.reserveCapacity(Int(e.size))
@@ -98,11 +98,11 @@ public final class BundleReader {
         precondition(stage == .start, "readManifest must come first")
         stage = .manifest
         guard let e = try next() else {
-            throw AirlockError.verification("not-a-bundle", "this is not an Airlock bundle: the archive is empty")
+            throw AirlockError.verification(.notABundle, "this is not an Airlock bundle: the archive is empty")
         }
         guard e.path.elementsEqual(BundleLayout.manifestEntry.utf8) else {
             throw AirlockError.verification(
-                "manifest-not-first", "the first entry is \(Self.name(e)), not \(BundleLayout.manifestEntry); this is not a valid Airlock bundle")
+                .manifestNotFirst, "the first entry is \(Self.name(e)), not \(BundleLayout.manifestEntry); this is not a valid Airlock bundle")
         }
         return try readSmall(e, limit: BundleLayout.maxManifestBytes, what: BundleLayout.manifestEntry)
     }
@@ -121,22 +121,22 @@ public final class BundleReader {
             guard name.hasSuffix(BundleLayout.signatureSuffix),
                 let id = SHA256Digest(hex: String(name.dropLast(BundleLayout.signatureSuffix.count)))?.hex
             else {
-                throw AirlockError.verification("signature-entry-invalid", "signature entry \(Self.name(e)) is not named airlock/signatures/<64 lowercase hex key id>.sig")
+                throw AirlockError.verification(.signatureEntryInvalid, "signature entry \(Self.name(e)) is not named airlock/signatures/<64 lowercase hex key id>.sig")
             }
             if out.contains(where: { $0.keyID == id }) {
-                throw AirlockError.verification("signature-entry-duplicate", "the bundle holds two signature entries for key \(id)")
+                throw AirlockError.verification(.signatureEntryDuplicate, "the bundle holds two signature entries for key \(id)")
             }
             guard out.count < BundleLayout.maxSignatures else {
-                throw AirlockError.verification("signature-entry-invalid", "the bundle holds more than \(BundleLayout.maxSignatures) signatures")
+                throw AirlockError.verification(.signatureEntryInvalid, "the bundle holds more than \(BundleLayout.maxSignatures) signatures")
             }
             out.append(EmbeddedSignature(keyID: id, bytes: try readSmall(e, limit: BundleLayout.maxSignatureBytes, what: "signature entry \(Self.name(e))")))
         }
         if let p = pending, !p.path.elementsEqual(BundleLayout.sumsEntry.utf8) {
             if p.path.starts(with: BundleLayout.payloadPrefix.utf8) {
-                throw AirlockError.verification("sums-missing", "the bundle has no \(BundleLayout.sumsEntry) before its payload")
+                throw AirlockError.verification(.sumsMissing, "the bundle has no \(BundleLayout.sumsEntry) before its payload")
             }
             throw AirlockError.verification(
-                "entry-order", "expected signatures and then \(BundleLayout.sumsEntry) after the manifest, found \(Self.name(p)); the airlock/ entries are out of order or missing")
+                .entryOrder, "expected signatures and then \(BundleLayout.sumsEntry) after the manifest, found \(Self.name(p)); the airlock/ entries are out of order or missing")
         }
         return out
     }
@@ -146,17 +146,17 @@ public final class BundleReader {
         precondition(stage == .signatures, "readSums follows readSignatures")
         stage = .sums
         guard let e = try next() else {
-            throw AirlockError.verification("sums-missing", "the bundle has no \(BundleLayout.sumsEntry) after its signatures")
+            throw AirlockError.verification(.sumsMissing, "the bundle has no \(BundleLayout.sumsEntry) after its signatures")
         }
         guard e.path.elementsEqual(BundleLayout.sumsEntry.utf8) else {
             if e.path.elementsEqual(BundleLayout.manifestEntry.utf8) || e.path.starts(with: BundleLayout.signaturesPrefix.utf8) {
-                throw AirlockError.verification("entry-order", "entry \(Self.name(e)) is out of order (airlock/ entries come first, in a fixed order)")
+                throw AirlockError.verification(.entryOrder, "entry \(Self.name(e)) is out of order (airlock/ entries come first, in a fixed order)")
             }
-            throw AirlockError.verification("sums-missing", "expected \(BundleLayout.sumsEntry) after the signatures, found \(Self.name(e))")
+            throw AirlockError.verification(.sumsMissing, "expected \(BundleLayout.sumsEntry) after the signatures, found \(Self.name(e))")
         }
         let length = manifest.sumsLength
         guard e.kind == .file, e.size == length else {
-            throw AirlockError.verification("sums-mismatch", "\(BundleLayout.sumsEntry) disagrees with the manifest (size \(e.size), expected \(length))")
+            throw AirlockError.verification(.sumsMismatch, "\(BundleLayout.sumsEntry) disagrees with the manifest (size \(e.size), expected \(length))")
         }
         // Compared line by line with the text the manifest gives, never holding all of it.
         var fileIndex = 0
@@ -179,7 +179,7 @@ public final class BundleReader {
             }
         }
         guard same, fileIndex == manifest.files.count, linePos == line.count else {
-            throw AirlockError.verification("sums-mismatch", "\(BundleLayout.sumsEntry) disagrees with the manifest")
+            throw AirlockError.verification(.sumsMismatch, "\(BundleLayout.sumsEntry) disagrees with the manifest")
         }
         manifestFiles = manifest.files
         if let d = try next() {
@@ -210,7 +210,7 @@ public final class BundleReader {
     public func readPayload(_ file: ManifestFile, consume: (UnsafeRawBufferPointer) throws -> Void = { _ in }) throws {
         precondition(stage == .payload, "readPayload follows readSums")
         guard let entry = try nextPayloadFile() else {
-            throw AirlockError.verification("payload-missing", "the bundle lacks \(file.path), which the manifest lists")
+            throw AirlockError.verification(.payloadMissing, "the bundle lacks \(file.path), which the manifest lists")
         }
         let rel = entry.path.dropFirst(BundleLayout.payloadPrefix.utf8.count)
         if !rel.elementsEqual(file.path.utf8) {
@@ -218,11 +218,11 @@ public final class BundleReader {
         }
         guard entry.size == file.size else {
             throw AirlockError.verification(
-                "payload-size-mismatch", "\(file.path) is \(entry.size) bytes in the bundle but \(file.size) in the manifest")
+                .payloadSizeMismatch, "\(file.path) is \(entry.size) bytes in the bundle but \(file.size) in the manifest")
         }
         guard entry.mode == file.mode else {
             throw AirlockError.verification(
-                "payload-mode-mismatch", "\(file.path) has mode \(String(entry.mode, radix: 8)) in the bundle but \(file.modeString) in the manifest")
+                .payloadModeMismatch, "\(file.path) has mode \(String(entry.mode, radix: 8)) in the bundle but \(file.modeString) in the manifest")
         }
         hasher.reset()
         try tar.readData { part in
@@ -232,7 +232,7 @@ public final class BundleReader {
         let got = hasher.finish()
         guard got == file.sha256 else {
             throw AirlockError.verification(
-                "payload-hash-mismatch", "\(file.path) does not match the manifest (sha256 \(got.hex), expected \(file.sha256.hex)); the bundle was altered or damaged")
+                .payloadHashMismatch, "\(file.path) does not match the manifest (sha256 \(got.hex), expected \(file.sha256.hex)); the bundle was altered or damaged")
         }
         nextFileIndex += 1
     }
@@ -256,10 +256,10 @@ public final class BundleReader {
     private func takeDirectory(_ p: [UInt8], _ e: TarEntry) throws {
         let rel = String(decoding: p.dropFirst(BundleLayout.payloadPrefix.utf8.count - 1), as: UTF8.self)
         guard let key = folderKey(Array(rel.drop(while: { $0 == "/" }).utf8)) else {
-            throw AirlockError.verification("entry-unexpected", "the bundle holds directory \(Self.name(e)), which holds no file of the manifest")
+            throw AirlockError.verification(.entryUnexpected, "the bundle holds directory \(Self.name(e)), which holds no file of the manifest")
         }
         if !seenFolders.insert(key).inserted {
-            throw AirlockError.verification("entry-duplicate", "the bundle holds directory \(Self.name(e)) twice")
+            throw AirlockError.verification(.entryDuplicate, "the bundle holds directory \(Self.name(e)) twice")
         }
     }
 
@@ -281,9 +281,9 @@ public final class BundleReader {
     private func checkPayloadName(_ e: TarEntry) throws {
         guard e.path.starts(with: BundleLayout.payloadPrefix.utf8) else {
             if e.path.starts(with: "airlock/".utf8) {
-                throw AirlockError.verification("entry-order", "entry \(Self.name(e)) is out of order (airlock/ entries come before the payload)")
+                throw AirlockError.verification(.entryOrder, "entry \(Self.name(e)) is out of order (airlock/ entries come before the payload)")
             }
-            throw AirlockError.verification("entry-unexpected", "the bundle holds \(Self.name(e)), outside airlock/ and payload/")
+            throw AirlockError.verification(.entryUnexpected, "the bundle holds \(Self.name(e)), outside airlock/ and payload/")
         }
         var rel = Array(e.path.dropFirst(BundleLayout.payloadPrefix.utf8.count))
         if e.kind == .directory {
@@ -291,27 +291,27 @@ public final class BundleReader {
             if rel.last == UInt8(ascii: "/") { rel.removeLast() }
         }
         guard let s = PathRules.decode(rel) else {
-            throw AirlockError.verification("path-invalid", "entry \(Self.name(e)) has a name that is not valid UTF-8")
+            throw AirlockError.verification(.pathInvalid, "entry \(Self.name(e)) has a name that is not valid UTF-8")
         }
         if let reason = PathRules.problem(with: s) {
-            throw AirlockError.verification("path-invalid", "entry \(Self.name(e)) has an unsafe name: \(reason)")
+            throw AirlockError.verification(.pathInvalid, "entry \(Self.name(e)) has an unsafe name: \(reason)")
         }
     }
 
     private func unexpected(_ e: TarEntry, rel: [UInt8], expecting file: ManifestFile) -> AirlockError {
         if let s = PathRules.decode(rel), omitted.contains(s) {
-            return .verification("entry-unexpected", "the bundle carries \(Self.name(e)), which its delta.json says it omits")
+            return .verification(.entryUnexpected, "the bundle carries \(Self.name(e)), which its delta.json says it omits")
         }
         if nextFileIndex > 0, rel.elementsEqual(manifestFiles[nextFileIndex - 1].path.utf8) {
-            return .verification("entry-duplicate", "the bundle holds \(Self.name(e)) twice")
+            return .verification(.entryDuplicate, "the bundle holds \(Self.name(e)) twice")
         }
         if let s = PathRules.decode(rel), manifestFiles[nextFileIndex...].contains(where: { $0.path == s }) {
-            return .verification("payload-missing", "the bundle lacks \(file.path) (found \(Self.name(e)) in its place)")
+            return .verification(.payloadMissing, "the bundle lacks \(file.path) (found \(Self.name(e)) in its place)")
         }
         if let s = PathRules.decode(rel), manifestFiles.contains(where: { PathRules.foldKey($0.path) == PathRules.foldKey(s) }) {
-            return .verification("entry-unexpected", "the bundle holds \(Self.name(e)), which is not in the manifest (a twin of a listed path)")
+            return .verification(.entryUnexpected, "the bundle holds \(Self.name(e)), which is not in the manifest (a twin of a listed path)")
         }
-        return .verification("entry-unexpected", "the bundle holds \(Self.name(e)), which is not in the manifest")
+        return .verification(.entryUnexpected, "the bundle holds \(Self.name(e)), which is not in the manifest")
     }
 
     /// After the last payload file: no further entry, the end-of-archive marker, only zero
@@ -322,9 +322,9 @@ public final class BundleReader {
         if let e = try nextPayloadFile() {
             let rel = Array(e.path.dropFirst(BundleLayout.payloadPrefix.utf8.count))
             if let last = manifestFiles.last, rel.elementsEqual(last.path.utf8) {
-                throw AirlockError.verification("entry-duplicate", "the bundle holds \(Self.name(e)) twice")
+                throw AirlockError.verification(.entryDuplicate, "the bundle holds \(Self.name(e)) twice")
             }
-            throw AirlockError.verification("entry-unexpected", "the bundle holds \(Self.name(e)), which is not in the manifest")
+            throw AirlockError.verification(.entryUnexpected, "the bundle holds \(Self.name(e)), which is not in the manifest")
         }
         try tar.finish()
     }

@@ -25,7 +25,7 @@ public struct DeltaInfo: Equatable, Sendable {
     public func encoded() -> [UInt8] { CanonicalJSON.encode(json) }
 
     package static func invalid(_ what: String) -> AirlockError {
-        .verification("delta-invalid", "the bundle's \(BundleLayout.deltaEntry) is invalid: \(what); ask the vendor for the full bundle")
+        .verification(.deltaInvalid, "the bundle's \(BundleLayout.deltaEntry) is invalid: \(what); ask the vendor for the full bundle")
     }
 
     /// Parses delta.json strictly and checks it against the manifest: every omitted path is a

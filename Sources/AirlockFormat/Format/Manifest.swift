@@ -212,7 +212,7 @@ public struct Manifest: Equatable, Sendable {
     // MARK: Strict parsing
 
     package static func invalid(_ what: String) -> AirlockError {
-        .verification("manifest-invalid", "the manifest is invalid: \(what); the bundle was not made by a correct packer or was altered")
+        .verification(.manifestInvalid, "the manifest is invalid: \(what); the bundle was not made by a correct packer or was altered")
     }
 
     /// Parses manifest.json strictly: every rule of the format, and every summary recomputed.
@@ -232,7 +232,7 @@ public struct Manifest: Equatable, Sendable {
         guard let format = top["format"] else { throw invalid("missing field \"format\"") }
         guard format.stringValue == BundleLayout.format else {
             throw AirlockError.verification(
-                "format-unsupported",
+                .formatUnsupported,
                 "the bundle format is \(CanonicalJSON.string(format)), this Airlock reads \"\(BundleLayout.format)\"; use an Airlock that supports it")
         }
         func string(_ key: String) throws -> String {
@@ -265,7 +265,7 @@ public struct Manifest: Equatable, Sendable {
         let files = collector.files
         guard !files.isEmpty else { throw invalid("\"files\" is empty; a release holds at least one file") }
         if let (path, reason) = PathRules.setProblem(with: files.map(\.path)) {
-            throw AirlockError.verification("path-conflict", "the manifest lists \"\(path)\", which \(reason)")
+            throw AirlockError.verification(.pathConflict, "the manifest lists \"\(path)\", which \(reason)")
         }
 
         guard let compsValue = top["components"] else { throw invalid("missing field \"components\"") }
@@ -317,13 +317,13 @@ public struct Manifest: Equatable, Sendable {
             let c = manifest.components[cname]!
             guard c.digest == d, c.files == n, c.bytes == b else {
                 throw AirlockError.verification(
-                    "component-summary-mismatch",
+                    .componentSummaryMismatch,
                     "component \"\(cname)\" declares digest \(d), \(n) files, \(b) bytes, but its files give \(c.digest), \(c.files) files, \(c.bytes) bytes")
             }
         }
         guard manifest.sums == sums else {
             throw AirlockError.verification(
-                "sums-mismatch", "the manifest's \"sums\" (\(sums)) does not match the SHA256SUMS its files give (\(manifest.sums))")
+                .sumsMismatch, "the manifest's \"sums\" (\(sums)) does not match the SHA256SUMS its files give (\(manifest.sums))")
         }
         return manifest
     }
@@ -354,7 +354,7 @@ public struct Manifest: Equatable, Sendable {
             }
             guard let path = o["path"]?.stringValue else { throw invalid("files[\(k)].path must be a string") }
             if let reason = PathRules.problem(with: path) {
-                throw AirlockError.verification("path-invalid", "the manifest lists an unsafe path \"\(path)\": \(reason)")
+                throw AirlockError.verification(.pathInvalid, "the manifest lists an unsafe path \"\(path)\": \(reason)")
             }
             guard path.contains("/") else { throw invalid("files[\(k)].path \"\(path)\" must be <component>/<name>") }
             guard let size = o["size"]?.unsignedInteger() else { throw invalid("files[\(k)].size must be an integer from 0 to 2^53") }

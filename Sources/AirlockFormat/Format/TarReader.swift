@@ -50,7 +50,7 @@ package final class TarReader {
     package var compression: Compression? { stream.compression }
 
     package static func malformed(_ what: String) -> AirlockError {
-        .verification("tar-invalid", "the bundle's tar stream is invalid: \(what)")
+        .verification(.tarInvalid, "the bundle's tar stream is invalid: \(what)")
     }
 
     // MARK: Byte access
@@ -77,7 +77,7 @@ package final class TarReader {
         var left = count
         while left > 0 {
             guard try fill(), let (_, buf) = current else {
-                throw AirlockError.verification("bundle-truncated", "the bundle ends in the middle of an entry; it is truncated: copy it again from the source medium")
+                throw AirlockError.verification(.bundleTruncated, "the bundle ends in the middle of an entry; it is truncated: copy it again from the source medium")
             }
             let n = min(Int(clamping: left), buf.count - position)
             try body(UnsafeRawBufferPointer(rebasing: buf[position..<position + n]))
@@ -109,7 +109,7 @@ package final class TarReader {
         var pax: [String: [UInt8]]?
         while true {
             guard try readBlock() else {
-                throw AirlockError.verification("bundle-truncated", "the bundle ends without a tar end-of-archive marker; it is truncated: copy it again")
+                throw AirlockError.verification(.bundleTruncated, "the bundle ends without a tar end-of-archive marker; it is truncated: copy it again")
             }
             if headerBuffer.allSatisfy({ $0 == 0 }) {
                 if pax != nil { throw Self.malformed("a pax header is followed by the end of the archive") }
@@ -140,12 +140,12 @@ package final class TarReader {
                     }
                     for key in ["uid", "gid"] {
                         if let v = pax[key], Self.decimal(v) != 0 {
-                            throw AirlockError.verification("entry-owner", "entry \(Self.show(e.path)) names an owner (pax \(key)); bundles carry no owners")
+                            throw AirlockError.verification(.entryOwner, "entry \(Self.show(e.path)) names an owner (pax \(key)); bundles carry no owners")
                         }
                     }
                     for key in ["uname", "gname"] {
                         if let v = pax[key], !v.isEmpty, v != Array("root".utf8) {
-                            throw AirlockError.verification("entry-owner", "entry \(Self.show(e.path)) names an owner (pax \(key)); bundles carry no owners")
+                            throw AirlockError.verification(.entryOwner, "entry \(Self.show(e.path)) names an owner (pax \(key)); bundles carry no owners")
                         }
                     }
                 }
@@ -155,7 +155,7 @@ package final class TarReader {
                 entriesRead += 1
                 return e
             default:
-                throw AirlockError.verification("entry-type", "entry \(Self.show(h.path)) is \(Self.typeName(h.type)); bundles hold only regular files")
+                throw AirlockError.verification(.entryType, "entry \(Self.show(h.path)) is \(Self.typeName(h.type)); bundles hold only regular files")
             }
         }
     }
@@ -196,13 +196,13 @@ package final class TarReader {
             guard let (_, buf) = current else { break }
             let part = UnsafeRawBufferPointer(rebasing: buf[position...])
             if part.contains(where: { $0 != 0 }) {
-                throw AirlockError.verification("trailing-data", "data follows the end of the tar archive; the bundle was altered or badly copied")
+                throw AirlockError.verification(.trailingData, "data follows the end of the tar archive; the bundle was altered or badly copied")
             }
             zeros += UInt64(part.count)
             position = buf.count
             offset += UInt64(part.count)
             if zeros > limit {
-                throw AirlockError.verification("trailing-data", "more than 1 MiB of padding follows the end of the tar archive")
+                throw AirlockError.verification(.trailingData, "more than 1 MiB of padding follows the end of the tar archive")
             }
         }
     }
@@ -273,16 +273,16 @@ package final class TarReader {
             throw Self.malformed("entry \(Self.show(path)) carries a link name")
         }
         if uid != 0 || gid != 0 {
-            throw AirlockError.verification("entry-owner", "entry \(Self.show(path)) is owned by uid \(uid) gid \(gid); bundles carry no owners")
+            throw AirlockError.verification(.entryOwner, "entry \(Self.show(path)) is owned by uid \(uid) gid \(gid); bundles carry no owners")
         }
         for r in [265..<297, 297..<329] {
             let name = field(r)
             if !name.isEmpty && !name.elementsEqual("root".utf8) {
-                throw AirlockError.verification("entry-owner", "entry \(Self.show(path)) names owner \"\(Self.show(Array(name)))\"; bundles carry no owners")
+                throw AirlockError.verification(.entryOwner, "entry \(Self.show(path)) names owner \"\(Self.show(Array(name)))\"; bundles carry no owners")
             }
         }
         if mode & 0o7000 != 0 {
-            throw AirlockError.verification("entry-mode", "entry \(Self.show(path)) has mode \(String(mode, radix: 8)) with setuid, setgid or sticky bits; bundles never carry them")
+            throw AirlockError.verification(.entryMode, "entry \(Self.show(path)) has mode \(String(mode, radix: 8)) with setuid, setgid or sticky bits; bundles never carry them")
         }
         if mode > 0o7777 { throw Self.malformed("entry \(Self.show(path)) has file-type bits in its mode") }
         return RawHeader(path: path, type: type, size: size, mode: UInt32(mode))
@@ -312,7 +312,7 @@ package final class TarReader {
                 else if key.hasPrefix("SCHILY.acl") { what = "an ACL" }
                 else if key == "linkpath" { what = "a link target" }
                 else { what = "a record that bundles do not allow" }
-                throw AirlockError.verification("pax-record", "the bundle's tar stream carries pax record \"\(key)\" (\(what)); bundles allow only path, size, times and root owners")
+                throw AirlockError.verification(.paxRecord, "the bundle's tar stream carries pax record \"\(key)\" (\(what)); bundles allow only path, size, times and root owners")
             }
             if out.updateValue(value, forKey: key) != nil { throw Self.malformed("pax record \"\(key)\" appears twice") }
             i += len
@@ -359,6 +359,6 @@ package final class TarReader {
         else if first.starts(with: Array("Rar!".utf8)) { guess = " (it looks like a RAR file)" }
         else if first.starts(with: [0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]) { guess = " (it looks like an xz file)" }
         else if first.starts(with: Array("BZh".utf8)) { guess = " (it looks like a bzip2 file)" }
-        return .verification("not-a-bundle", "this is not an Airlock bundle: not a POSIX tar archive compressed with zstd, gzip or nothing\(guess)")
+        return .verification(.notABundle, "this is not an Airlock bundle: not a POSIX tar archive compressed with zstd, gzip or nothing\(guess)")
     }
 }

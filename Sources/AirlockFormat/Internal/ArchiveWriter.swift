@@ -18,7 +18,7 @@ package final class ArchiveWriter {
     package init(fileDescriptor fd: Int32, path: String, compression: Compression, level: Int?, threads: Int) throws {
         _ = utf8LocaleReady
         guard let a = archive_write_new(), let e = archive_entry_new() else {
-            throw AirlockError(.internal, "out-of-memory", "libarchive could not allocate a writer")
+            throw AirlockError(.internal, .outOfMemory, "libarchive could not allocate a writer")
         }
         archive = a
         entry = e
@@ -28,7 +28,7 @@ package final class ArchiveWriter {
                 let msg = archive_error_string(a).map { String(cString: $0) } ?? "unknown error"
                 archive_write_free(a)
                 archive_entry_free(e)
-                throw AirlockError(.internal, "archive-setup-failed", "cannot set up the bundle writer (\(what)): \(msg)")
+                throw AirlockError(.internal, .archiveSetupFailed, "cannot set up the bundle writer (\(what)): \(msg)")
             }
         }
         switch compression {
@@ -62,9 +62,9 @@ package final class ArchiveWriter {
         let err = archive_errno(archive)
         let msg = archive_error_string(archive).map { String(cString: $0) } ?? "unknown error"
         if err == ENOSPC || err == EDQUOT {
-            return .io("disk-full", "no space left writing \(path); free some space and pack again")
+            return .io(.diskFull, "no space left writing \(path); free some space and pack again")
         }
-        return AirlockError(.io, "write-failed", "cannot write \(path) (\(what))", cause: msg)
+        return AirlockError(.io, .writeFailed, "cannot write \(path) (\(what))", cause: msg)
     }
 
     /// Writes one regular file entry; `produce` must hand exactly `size` bytes to its argument.

@@ -153,7 +153,7 @@ package final class DecompressedStream: @unchecked Sendable {
         // defer below, which runs first): keep it alive until then.
         defer { withExtendedLifetime(source) {} }
         guard let a = archive_read_new() else {
-            finish(error: AirlockError(.internal, "out-of-memory", "libarchive could not allocate a reader"))
+            finish(error: AirlockError(.internal, .outOfMemory, "libarchive could not allocate a reader"))
             return
         }
         defer { archive_read_free(a) }
@@ -163,19 +163,19 @@ package final class DecompressedStream: @unchecked Sendable {
         let ctx = Unmanaged.passUnretained(source).toOpaque()
         func libarchiveFailure(_ what: String) -> AirlockError {
             if source.readError == ETIMEDOUT {
-                return .io("stream-stalled", "the bundle stream sent nothing for \(Int(readTimeout)) s; nothing was installed: check the source (or raise --read-timeout)")
+                return .io(.streamStalled, "the bundle stream sent nothing for \(Int(readTimeout)) s; nothing was installed: check the source (or raise --read-timeout)")
             }
             if source.readError != 0 {
-                return .io("read-failed", "cannot read the bundle", errno: source.readError)
+                return .io(.readFailed, "cannot read the bundle", errno: source.readError)
             }
             let msg = archive_error_string(a).map { String(cString: $0) } ?? "unknown error"
             if source.delivered == 0 {
-                return .verification("not-a-bundle", "this is not an Airlock bundle: the file is empty")
+                return .verification(.notABundle, "this is not an Airlock bundle: the file is empty")
             }
             if msg.lowercased().contains("truncated") || msg.lowercased().contains("premature") {
-                return .verification("bundle-truncated", "the bundle is truncated (\(msg)); copy it again from the source medium")
+                return .verification(.bundleTruncated, "the bundle is truncated (\(msg)); copy it again from the source medium")
             }
-            return .verification("compression-invalid", "\(what): \(msg); the bundle is damaged or is not an Airlock bundle")
+            return .verification(.compressionInvalid, "\(what): \(msg); the bundle is damaged or is not an Airlock bundle")
         }
         let opened = archive_read_open(a, ctx, nil, { _, ctx, out in
             let s = Unmanaged<Source>.fromOpaque(ctx!).takeUnretainedValue()
@@ -212,7 +212,7 @@ package final class DecompressedStream: @unchecked Sendable {
         }
         guard archive_filter_count(a) <= 2 else {
             finish(error: .verification(
-                "compression-invalid", "the bundle is compressed more than once; a bundle is one tar stream compressed with zstd, gzip or nothing"))
+                .compressionInvalid, "the bundle is compressed more than once; a bundle is one tar stream compressed with zstd, gzip or nothing"))
             return
         }
         let compression: Compression
@@ -224,7 +224,7 @@ package final class DecompressedStream: @unchecked Sendable {
         // A gzip header carries no extra field, file name or comment: nothing rides along.
         if compression == .gzip, source.head.count > 3, source.head[3] & 0x1C != 0 {
             finish(error: .verification(
-                "compression-invalid", "the bundle's gzip header carries an extra field, a file name or a comment; Airlock bundles carry none"))
+                .compressionInvalid, "the bundle's gzip header carries an extra field, a file name or a comment; Airlock bundles carry none"))
             return
         }
         lock.lock()
@@ -275,7 +275,7 @@ package final class DecompressedStream: @unchecked Sendable {
             }
             if source.afterFrame {
                 finish(error: .verification(
-                    "trailing-data", "data follows the compressed stream of the bundle; the bundle was altered or badly copied"))
+                    .trailingData, "data follows the compressed stream of the bundle; the bundle was altered or badly copied"))
                 return
             }
         }
@@ -291,7 +291,7 @@ package final class DecompressedStream: @unchecked Sendable {
             }
             if extra {
                 finish(error: .verification(
-                    "trailing-data", "data follows the compressed stream of the bundle; the bundle was altered or badly copied"))
+                    .trailingData, "data follows the compressed stream of the bundle; the bundle was altered or badly copied"))
                 return
             }
         }

@@ -27,10 +27,10 @@ package enum FileIO {
 
     package static func openFailure(_ path: String, what: String, errno err: Int32) -> AirlockError {
         switch err {
-        case ENOENT: return .io("file-not-found", "\(what) \(path) does not exist; check the path", errno: err)
-        case EACCES, EPERM: return .io("permission-denied", "cannot read \(what) \(path): permission denied; check its owner and mode", errno: err)
-        case EISDIR: return .io("is-a-directory", "\(what) \(path) is a directory; give a file", errno: err)
-        default: return .io("open-failed", "cannot open \(what) \(path)", errno: err)
+        case ENOENT: return .io(.fileNotFound, "\(what) \(path) does not exist; check the path", errno: err)
+        case EACCES, EPERM: return .io(.permissionDenied, "cannot read \(what) \(path): permission denied; check its owner and mode", errno: err)
+        case EISDIR: return .io(.isADirectory, "\(what) \(path) is a directory; give a file", errno: err)
+        default: return .io(.openFailed, "cannot open \(what) \(path)", errno: err)
         }
     }
 
@@ -47,7 +47,7 @@ package enum FileIO {
         }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw AirlockError.io("read-failed", "cannot stat \(path)", errno: errno) }
+        guard fstat(fd, &st) == 0 else { throw AirlockError.io(.readFailed, "cannot stat \(path)", errno: errno) }
         if (st.st_mode & S_IFMT) == S_IFDIR { throw openFailure(path, what: what, errno: EISDIR) }
         if let notRegular, (st.st_mode & S_IFMT) != S_IFREG { throw notRegular(kind(st.st_mode)) }
         return try read(fd: fd, limit: limit, what: "\(what) \(path)")
@@ -62,12 +62,12 @@ package enum FileIO {
             let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw AirlockError.io("read-failed", "cannot read \(what)", errno: errno)
+                throw AirlockError.io(.readFailed, "cannot read \(what)", errno: errno)
             }
             if n == 0 { break }
             out.append(contentsOf: buf[0..<n])
             if out.count > limit {
-                throw AirlockError(.usage, "file-too-large", "\(what) is larger than \(limit) bytes; is it the right file?")
+                throw AirlockError(.usage, .fileTooLarge, "\(what) is larger than \(limit) bytes; is it the right file?")
             }
         }
         return out
@@ -81,9 +81,9 @@ package enum FileIO {
                 if errno == EINTR { continue }
                 let err = errno
                 if err == ENOSPC || err == EDQUOT {
-                    throw AirlockError.io("disk-full", "no space left writing \(path); free some space and run the command again", errno: err)
+                    throw AirlockError.io(.diskFull, "no space left writing \(path); free some space and run the command again", errno: err)
                 }
-                throw AirlockError.io("write-failed", "cannot write \(path)", errno: err)
+                throw AirlockError.io(.writeFailed, "cannot write \(path)", errno: err)
             }
             off += n
         }
@@ -108,7 +108,7 @@ package enum FileIO {
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
         guard fd >= 0 else {
             let err = errno
-            throw AirlockError.io("create-failed", "cannot create a file in the folder of \(path); check that the folder exists and is writable", errno: err)
+            throw AirlockError.io(.createFailed, "cannot create a file in the folder of \(path); check that the folder exists and is writable", errno: err)
         }
         var ok = false
         defer {
@@ -119,7 +119,7 @@ package enum FileIO {
             guard fchmod(fd, mode) == 0, fsync(fd) == 0 else {
                 let err = errno
                 close(fd)
-                throw AirlockError.io("write-failed", "cannot write \(path)", errno: err)
+                throw AirlockError.io(.writeFailed, "cannot write \(path)", errno: err)
             }
         } catch {
             close(fd)
@@ -127,7 +127,7 @@ package enum FileIO {
         }
         close(fd)
         guard rename(tmp, path) == 0 else {
-            throw AirlockError.io("write-failed", "cannot move the new file into place at \(path)", errno: errno)
+            throw AirlockError.io(.writeFailed, "cannot move the new file into place at \(path)", errno: errno)
         }
         ok = true
         syncParentDirectory(of: path)
@@ -155,7 +155,7 @@ extension FileIO {
         while true {
             let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
             if n < 0 && errno == EINTR { continue }
-            guard n >= 0 else { throw AirlockError.io("read-failed", "cannot read \(path)", errno: errno) }
+            guard n >= 0 else { throw AirlockError.io(.readFailed, "cannot read \(path)", errno: errno) }
             if n == 0 { break }
             h.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
         }
@@ -176,10 +176,10 @@ extension FileIO {
 
     package static func fsyncPath(_ path: String, directory: Bool = true) throws {
         let fd = open(path, O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0))
-        guard fd >= 0 else { throw AirlockError.io("sync-failed", "cannot open \(path) to flush it", errno: errno) }
+        guard fd >= 0 else { throw AirlockError.io(.syncFailed, "cannot open \(path) to flush it", errno: errno) }
         defer { close(fd) }
         guard Sys.fsync(fd) == 0 else {
-            throw AirlockError.io("sync-failed", "cannot flush \(path) to disk (the disk may be failing); nothing was switched", errno: errno)
+            throw AirlockError.io(.syncFailed, "cannot flush \(path) to disk (the disk may be failing); nothing was switched", errno: errno)
         }
     }
 

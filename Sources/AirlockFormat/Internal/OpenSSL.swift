@@ -92,20 +92,20 @@ package enum OpenSSL {
     package static func generate(_ algorithm: KeyAlgorithm) throws -> PKeyHandle {
         let name = algorithm == .ed25519 ? "ED25519" : "EC"
         guard let ctx = EVP_PKEY_CTX_new_from_name(nil, name, nil) else {
-            throw AirlockError(.internal, "keygen-failed", "cannot create a \(algorithm.rawValue) key context", cause: openSSLErrors())
+            throw AirlockError(.internal, .keygenFailed, "cannot create a \(algorithm.rawValue) key context", cause: openSSLErrors())
         }
         defer { EVP_PKEY_CTX_free(ctx) }
         guard EVP_PKEY_keygen_init(ctx) == 1 else {
-            throw AirlockError(.internal, "keygen-failed", "cannot start \(algorithm.rawValue) key generation", cause: openSSLErrors())
+            throw AirlockError(.internal, .keygenFailed, "cannot start \(algorithm.rawValue) key generation", cause: openSSLErrors())
         }
         if algorithm == .p256 {
             guard EVP_PKEY_CTX_set_group_name(ctx, "P-256") == 1 else {
-                throw AirlockError(.internal, "keygen-failed", "cannot select the P-256 curve", cause: openSSLErrors())
+                throw AirlockError(.internal, .keygenFailed, "cannot select the P-256 curve", cause: openSSLErrors())
             }
         }
         var pkey: OpaquePointer?
         guard EVP_PKEY_generate(ctx, &pkey) == 1, let pkey else {
-            throw AirlockError(.internal, "keygen-failed", "key generation failed", cause: openSSLErrors())
+            throw AirlockError(.internal, .keygenFailed, "key generation failed", cause: openSSLErrors())
         }
         return PKeyHandle(takingOwnershipOf: pkey)
     }
@@ -132,7 +132,7 @@ package enum OpenSSL {
         var out: UnsafeMutablePointer<UInt8>?
         let n = i2d_PUBKEY(key.pointer, &out)
         guard n > 0, let out else {
-            throw AirlockError(.key, "key-encoding-failed", "cannot encode the public key", cause: openSSLErrors())
+            throw AirlockError(.key, .keyEncodingFailed, "cannot encode the public key", cause: openSSLErrors())
         }
         defer { airlock_OPENSSL_free(out) }
         return Array(UnsafeBufferPointer(start: out, count: Int(n)))
@@ -141,7 +141,7 @@ package enum OpenSSL {
     package static func publicKeyPEM(_ key: PKeyHandle) throws -> [UInt8] {
         let bio = MemoryBIO()
         guard PEM_write_bio_PUBKEY(bio.pointer, key.pointer) == 1 else {
-            throw AirlockError(.key, "key-encoding-failed", "cannot write the public key as PEM", cause: openSSLErrors())
+            throw AirlockError(.key, .keyEncodingFailed, "cannot write the public key as PEM", cause: openSSLErrors())
         }
         return bio.contents
     }
@@ -150,7 +150,7 @@ package enum OpenSSL {
     package static func privateKeyPEM(_ key: PKeyHandle) throws -> [UInt8] {
         let bio = MemoryBIO()
         guard PEM_write_bio_PrivateKey(bio.pointer, key.pointer, nil, nil, 0, nil, nil) == 1 else {
-            throw AirlockError(.key, "key-encoding-failed", "cannot write the private key as PEM", cause: openSSLErrors())
+            throw AirlockError(.key, .keyEncodingFailed, "cannot write the private key as PEM", cause: openSSLErrors())
         }
         return bio.contents
     }
@@ -176,15 +176,15 @@ package enum OpenSSL {
         defer { EVP_MD_CTX_free(ctx) }
         let digestName: String? = algorithm == .ed25519 ? nil : "SHA256"
         guard EVP_DigestSignInit_ex(ctx, nil, digestName, nil, nil, key.pointer, nil) == 1 else {
-            throw AirlockError(.key, "sign-failed", "cannot start signing", cause: openSSLErrors())
+            throw AirlockError(.key, .signFailed, "cannot start signing", cause: openSSLErrors())
         }
         var len = 0
         guard message.withUnsafeBufferPointer({ EVP_DigestSign(ctx, nil, &len, $0.baseAddress, $0.count) }) == 1 else {
-            throw AirlockError(.key, "sign-failed", "cannot size the signature", cause: openSSLErrors())
+            throw AirlockError(.key, .signFailed, "cannot size the signature", cause: openSSLErrors())
         }
         var sig = [UInt8](repeating: 0, count: len)
         guard message.withUnsafeBufferPointer({ EVP_DigestSign(ctx, &sig, &len, $0.baseAddress, $0.count) }) == 1 else {
-            throw AirlockError(.key, "sign-failed", "signing failed", cause: openSSLErrors())
+            throw AirlockError(.key, .signFailed, "signing failed", cause: openSSLErrors())
         }
         return Array(sig.prefix(len))
     }

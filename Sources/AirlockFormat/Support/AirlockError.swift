@@ -1,4 +1,4 @@
-/// The one error type of AirlockKit: a class of failure (which decides the exit code), a stable
+/// The one error type of Airlock: a class of failure (which decides the exit code), a stable
 /// code that tests and `--json` output name, a message that says what happened and what to do,
 /// and the underlying cause when there is one.
 public struct AirlockError: Error, CustomStringConvertible, Sendable, Equatable {
@@ -27,12 +27,19 @@ public struct AirlockError: Error, CustomStringConvertible, Sendable, Equatable 
     }
 
     public var kind: Kind
-    /// A stable identifier, e.g. `payload-hash-mismatch`. Documented in docs/cli.md.
+    /// A stable identifier, e.g. `payload-hash-mismatch` (an `ErrorCode`). Documented in docs/cli.md.
     public var code: String
     public var message: String
     public var cause: String?
 
-    public init(_ kind: Kind, _ code: String, _ message: String, cause: String? = nil) {
+    /// An error of `kind` with the documented `code`.
+    public init(_ kind: Kind, _ code: ErrorCode, _ message: String, cause: String? = nil) {
+        self.init(kind, code.rawValue, message, cause: cause)
+    }
+
+    /// An error with a code given as text: for an error that keeps the code of another (with a
+    /// new message), and for tests. Airlock's own errors use an `ErrorCode`.
+    package init(_ kind: Kind, _ code: String, _ message: String, cause: String? = nil) {
         self.kind = kind
         self.code = code
         self.message = message
@@ -44,11 +51,11 @@ public struct AirlockError: Error, CustomStringConvertible, Sendable, Equatable 
         return message
     }
 
-    package static func verification(_ code: String, _ message: String, cause: String? = nil) -> AirlockError {
+    package static func verification(_ code: ErrorCode, _ message: String, cause: String? = nil) -> AirlockError {
         AirlockError(.verification, code, message, cause: cause)
     }
 
-    package static func io(_ code: String, _ message: String, errno err: Int32? = nil) -> AirlockError {
+    package static func io(_ code: ErrorCode, _ message: String, errno err: Int32? = nil) -> AirlockError {
         AirlockError(.io, code, message, cause: err.map { String(cString: strerror($0)) })
     }
 }

@@ -40,7 +40,7 @@ public final class PrivateKey: Sendable {
     public func write(prefix: String) throws {
         let keyPath = prefix + ".key", pubPath = prefix + ".pub"
         for p in [keyPath, pubPath] where FileIO.exists(p) {
-            throw AirlockError(.usage, "key-exists", "\(p) already exists; choose another --out prefix or remove the old key first")
+            throw AirlockError(.usage, .keyExists, "\(p) already exists; choose another --out prefix or remove the old key first")
         }
         try FileIO.writeAtomically(keyPath, try pem(), mode: 0o600)
         try FileIO.writeAtomically(pubPath, publicKey.pem, mode: 0o644)
@@ -50,10 +50,10 @@ public final class PrivateKey: Sendable {
 /// Parses a PEM key and checks that it is Ed25519 or P-256.
 func readKey(_ pem: [UInt8], _ kind: OpenSSL.PEMKind, source: String, unreadable: String) throws -> (PKeyHandle, KeyAlgorithm) {
     guard let handle = OpenSSL.readPEM(pem, as: kind) else {
-        throw AirlockError(.key, "key-unreadable", "\(source) \(unreadable)")
+        throw AirlockError(.key, .keyUnreadable, "\(source) \(unreadable)")
     }
     guard let algorithm = OpenSSL.algorithm(of: handle) else {
-        throw AirlockError(.key, "key-algorithm-unsupported", "\(source) is neither an Ed25519 nor a P-256 key; Airlock accepts only those")
+        throw AirlockError(.key, .keyAlgorithmUnsupported, "\(source) is neither an Ed25519 nor a P-256 key; Airlock accepts only those")
     }
     return (handle, algorithm)
 }

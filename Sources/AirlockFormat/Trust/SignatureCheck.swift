@@ -86,21 +86,21 @@ public struct SignatureCheck: Sendable {
         if !verifiedKeys.isEmpty || results.isEmpty {
             if results.isEmpty {
                 return .verification(
-                    "signature-missing",
+                    .signatureMissing,
                     "the bundle carries no signature entry after its manifest (airlock/signatures/<keyid>.sig must directly follow airlock/manifest.json) and no detached signature was given")
             }
-            return .verification("threshold-not-met", "\(summary); the bundle needs signatures from more distinct trusted keys")
+            return .verification(.thresholdNotMet, "\(summary); the bundle needs signatures from more distinct trusted keys")
         }
         let first = results.first { $0.status != .verified }!
         switch first.status {
         case .untrusted:
-            return .verification("signer-untrusted", "\(summary): the signer is not in the trust store; add the vendor's public key to it if you trust it")
+            return .verification(.signerUntrusted, "\(summary): the signer is not in the trust store; add the vendor's public key to it if you trust it")
         case .revoked:
-            return .verification("signer-revoked", "\(summary): the signing key is revoked by the trust policy")
+            return .verification(.signerRevoked, "\(summary): the signing key is revoked by the trust policy")
         case .keyExpired:
-            return .verification("signer-expired", "\(summary): the signing key has expired in the trust policy; ask the vendor to re-sign with a current key")
+            return .verification(.signerExpired, "\(summary): the signing key has expired in the trust policy; ask the vendor to re-sign with a current key")
         default:
-            return .verification("signature-invalid", "\(summary): a signature does not match the manifest; the bundle was altered or the signature is damaged")
+            return .verification(.signatureInvalid, "\(summary): a signature does not match the manifest; the bundle was altered or the signature is damaged")
         }
     }
 }

@@ -31,7 +31,7 @@ public struct TrustPolicy: Equatable, Sendable {
     public static let fileName = "policy.json"
 
     package static func invalid(_ path: String, _ what: String) -> AirlockError {
-        AirlockError(.key, "policy-invalid", "the trust policy \(path) is invalid: \(what); fix it (see docs/trust.md)")
+        AirlockError(.key, .policyInvalid, "the trust policy \(path) is invalid: \(what); fix it (see docs/trust.md)")
     }
 
     public static func parse(_ bytes: [UInt8], path: String) throws -> TrustPolicy {

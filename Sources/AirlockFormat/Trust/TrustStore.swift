@@ -22,20 +22,20 @@ public struct TrustStore: Sendable {
     public static func load(directory: String) throws -> TrustStore {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDir), isDir.boolValue else {
-            throw AirlockError(.key, "trust-store-missing", "trust store \(directory) is not a directory; give --trust DIR holding the trusted *.pub keys")
+            throw AirlockError(.key, .trustStoreMissing, "trust store \(directory) is not a directory; give --trust DIR holding the trusted *.pub keys")
         }
         let names: [String]
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
         } catch {
-            throw AirlockError(.io, "read-failed", "cannot list trust store \(directory); check its permissions")
+            throw AirlockError(.io, .readFailed, "cannot list trust store \(directory); check its permissions")
         }
         var keys: [PublicKey] = []
         for name in names where name.hasSuffix(".pub") {
             keys.append(try PublicKey.load(path: directory + "/" + name))
         }
         guard !keys.isEmpty else {
-            throw AirlockError(.key, "trust-store-empty", "trust store \(directory) holds no *.pub key; copy the vendor's public key into it")
+            throw AirlockError(.key, .trustStoreEmpty, "trust store \(directory) holds no *.pub key; copy the vendor's public key into it")
         }
         var policy = TrustPolicy()
         let policyPath = directory + "/" + TrustPolicy.fileName
@@ -51,7 +51,7 @@ public struct TrustStore: Sendable {
         // would approve its own releases.
         if let both = approvers.first(where: { a in keys.contains { $0.id == a.id } }) {
             throw AirlockError(
-                .key, "key-role-conflict",
+                .key, .keyRoleConflict,
                 "\(both.id) is both a signing key and an approver key in \(directory); remove it from one of them (an approver key must be another key)")
         }
         return TrustStore(keys: keys, policy: policy, directory: directory, approvers: approvers)

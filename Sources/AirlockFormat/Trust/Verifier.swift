@@ -82,7 +82,7 @@ public enum Verifier {
         report.manifest = manifest
         if let expires = manifest.expires, let t = Timestamp.parse(expires), now >= t {
             throw AirlockError(
-                .policy, "bundle-expired",
+                .policy, .bundleExpired,
                 "the bundle expired at \(expires) (now \(Timestamp.format(now))); ask the vendor for a fresh bundle of this release")
         }
         try reader.readSums(for: manifest)
@@ -119,7 +119,7 @@ public enum Verifier {
             report.error = e
         } catch {
             progress?.done()
-            report.error = AirlockError(.internal, "internal", "unexpected error: \(error)")
+            report.error = AirlockError(.internal, .`internal`, "unexpected error: \(error)")
         }
         return report
     }

@@ -19,7 +19,7 @@ extension BundleSummary {
                 continue
             }
             guard f.size <= UInt64(ToolManifest.maxBytes) else {
-                throw AirlockError(.invalidRelease, "tools-invalid", "\(path): tools/tools.json is larger than \(ToolManifest.maxBytes >> 20) MiB")
+                throw AirlockError(.invalidRelease, .toolsInvalid, "\(path): tools/tools.json is larger than \(ToolManifest.maxBytes >> 20) MiB")
             }
             var bytes: [UInt8] = []
             try reader.readPayload(f) { bytes.append(contentsOf: $0) }

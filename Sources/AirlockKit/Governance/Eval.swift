@@ -26,7 +26,7 @@ public struct EvalOutcome: Equatable, Sendable {
     static func parse(_ bytes: [UInt8]) throws -> EvalOutcome {
         func bad(_ what: String) -> AirlockError {
             AirlockError(
-                .invalidRelease, "eval-output-invalid",
+                .invalidRelease, .evalOutputInvalid,
                 "the eval printed \(what); it must print one JSON object like {\"score\": 0.93, \"cases\": [{\"id\": \"refund-1\", \"passed\": true}]} on stdout (logs go to stderr)")
         }
         let v: JSONValue
@@ -76,7 +76,7 @@ public struct EvalAttestation: Equatable, Sendable {
     }
 
     public init(json: JSONValue, source: String) throws {
-        func bad(_ what: String) -> AirlockError { .verification("eval-attestation-invalid", "\(source) is invalid: \(what)") }
+        func bad(_ what: String) -> AirlockError { .verification(.evalAttestationInvalid, "\(source) is invalid: \(what)") }
         guard case .object(let o) = json else { throw bad("not an object") }
         for k in o.keys where !["suite", "command", "score", "threshold", "cases", "runs"].contains(k) { throw bad("unknown field \"\(k)\"") }
         guard let s = o["suite"]?.stringValue, let suite = SHA256Digest(prefixed: s) else { throw bad("suite must be sha256:<hex>") }
@@ -122,7 +122,7 @@ public enum EvalGate {
             guard outcome.score >= spec.threshold else {
                 let failing = outcome.failedCases.prefix(10).joined(separator: ", ") + (outcome.failedCases.count > 10 ? ", ..." : "")
                 throw AirlockError(
-                    .policy, "eval-below-threshold",
+                    .policy, .evalBelowThreshold,
                     "eval run \(k) of \(spec.runs) scored \(EvalAttestation.decimal(outcome.score)), below the threshold \(EvalAttestation.decimal(spec.threshold)) (\(outcome.passed) of \(outcome.total) cases passed"
                         + (failing.isEmpty ? "" : "; failed: \(failing)") + "); no bundle was written")
             }
@@ -140,18 +140,18 @@ public enum EvalGate {
             let full = directory + "/" + rel
             var st = stat()
             guard lstat(full, &st) == 0 else {
-                throw AirlockError(.invalidRelease, "eval-file-missing", "eval.files names \(rel), which does not exist in \(directory)")
+                throw AirlockError(.invalidRelease, .evalFileMissing, "eval.files names \(rel), which does not exist in \(directory)")
             }
             switch st.st_mode & S_IFMT {
             case S_IFREG: files.append(rel)
             case S_IFDIR:
                 let names: [String]
                 do { names = try FileManager.default.contentsOfDirectory(atPath: full) } catch {
-                    throw AirlockError(.invalidRelease, "eval-file-unreadable", "eval.files: cannot read the folder \(rel); fix its permissions")
+                    throw AirlockError(.invalidRelease, .evalFileUnreadable, "eval.files: cannot read the folder \(rel); fix its permissions")
                 }
                 for n in names { try walk(rel + "/" + n) }
             default:
-                throw AirlockError(.invalidRelease, "eval-file-refused", "eval.files: \(rel) is not a regular file or folder (symlinks are not followed)")
+                throw AirlockError(.invalidRelease, .evalFileRefused, "eval.files: \(rel) is not a regular file or folder (symlinks are not followed)")
             }
         }
         for f in spec.files { try walk(f) }
@@ -176,7 +176,7 @@ public enum EvalGate {
     static func runOnce(_ spec: EvalSpec, directory: String, run: Int) throws -> EvalOutcome {
         let absolute = directory.hasPrefix("/") ? directory : FileManager.default.currentDirectoryPath + "/" + directory
         var template = Array((NSTemporaryDirectory() + "/airlock-eval-XXXXXX").utf8CString)
-        guard let made = mkdtemp(&template) else { throw AirlockError.io("write-failed", "cannot create a scratch folder for the eval", errno: errno) }
+        guard let made = mkdtemp(&template) else { throw AirlockError.io(.writeFailed, "cannot create a scratch folder for the eval", errno: errno) }
         let scratch = String(cString: made)
         defer { FileIO.removeTree(scratch) }
         let out = scratch + "/.stdout", err = scratch + "/.stderr"
@@ -186,21 +186,21 @@ public enum EvalGate {
         do {
             outcome = try Subprocess.run(argv, environment: env, stdout: .file(out), stderr: .file(err), timeoutSeconds: spec.timeoutSeconds)
         } catch let e as AirlockError where e.code == "spawn-failed" {
-            throw AirlockError(.invalidRelease, "eval-failed", "cannot start the eval: \(e.message)")
+            throw AirlockError(.invalidRelease, .evalFailed, "cannot start the eval: \(e.message)")
         }
         if outcome == .timedOut {
-            throw AirlockError(.invalidRelease, "eval-failed", "eval run \(run) did not finish within \(Int(spec.timeoutSeconds)) s (eval.timeout); no bundle was written")
+            throw AirlockError(.invalidRelease, .evalFailed, "eval run \(run) did not finish within \(Int(spec.timeoutSeconds)) s (eval.timeout); no bundle was written")
         }
         if outcome != .exited(0) {
             let log = (try? FileIO.read(err, limit: 1 << 20, what: "eval output")) ?? []
             let tail = String(decoding: log.suffix(300), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw AirlockError(.invalidRelease, "eval-failed", "eval run \(run) \(outcome.how)" + (tail.isEmpty ? "" : ": \(tail)") + "; no bundle was written")
+            throw AirlockError(.invalidRelease, .evalFailed, "eval run \(run) \(outcome.how)" + (tail.isEmpty ? "" : ": \(tail)") + "; no bundle was written")
         }
         let bytes: [UInt8]
         do {
             bytes = try FileIO.read(out, limit: maxOutputBytes, what: "eval output")
         } catch {
-            throw AirlockError(.invalidRelease, "eval-output-invalid", "eval run \(run) printed more than \(maxOutputBytes >> 20) MiB on stdout")
+            throw AirlockError(.invalidRelease, .evalOutputInvalid, "eval run \(run) printed more than \(maxOutputBytes >> 20) MiB on stdout")
         }
         return try EvalOutcome.parse(bytes)
     }

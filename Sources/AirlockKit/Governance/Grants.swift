@@ -20,7 +20,7 @@ public struct Grants: Equatable, Sendable {
         guard let url else { return nil }
         guard let e = Endpoint.parse(url: url) else {
             throw AirlockError.verification(
-                "model-endpoint-invalid", "the manifest's model endpoint \"\(url)\" is not a URL Airlock can check against the perimeter; the bundle was not made by a correct packer")
+                .modelEndpointInvalid, "the manifest's model endpoint \"\(url)\" is not a URL Airlock can check against the perimeter; the bundle was not made by a correct packer")
         }
         return e
     }

@@ -42,7 +42,7 @@ public struct Perimeter: Equatable, Sendable {
         let what = outside.map { "\($0.who) reaches \($0.endpoint)" }.joined(separator: ", ")
         let endpoints = Array(Set(outside.map(\.endpoint))).sorted()
         throw AirlockError(
-            .policy, "egress-outside-perimeter",
+            .policy, .egressOutsidePerimeter,
             "\(context)\(what): outside the site's perimeter (\(trustDirectory)/\(TrustPolicy.fileName), \"perimeter\") and not allowed for this release; if the site allows it, add it with `airlock trust allow \(endpoints.map(Perimeter.suggestion).joined(separator: " "))`, or allow it for this release only with \(endpoints.map { "--allow-egress \($0)" }.joined(separator: " ")) (recorded in the history)")
     }
 

@@ -44,7 +44,7 @@ public struct ToolManifest: Equatable, Sendable {
     static let maxTools = 1000
 
     static func invalid(_ source: String, _ what: String) -> AirlockError {
-        AirlockError(.invalidRelease, "tools-invalid", "\(source) is invalid: \(what) (see docs/release.md, \"Tools\")")
+        AirlockError(.invalidRelease, .toolsInvalid, "\(source) is invalid: \(what) (see docs/release.md, \"Tools\")")
     }
 
     /// Parses a tool manifest. `hostile`: it comes from a bundle (whose packer would have
@@ -53,7 +53,7 @@ public struct ToolManifest: Equatable, Sendable {
         do {
             return try parse(bytes, source: source)
         } catch let e as AirlockError where hostile && e.code == "tools-invalid" {
-            throw AirlockError.verification("tools-invalid", e.message + "; the bundle was not made by a correct packer")
+            throw AirlockError.verification(.toolsInvalid, e.message + "; the bundle was not made by a correct packer")
         }
     }
 

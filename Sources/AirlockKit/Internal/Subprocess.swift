@@ -66,7 +66,7 @@ enum Subprocess {
         }
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, argv[0], &actions, &attr, cArgs, cEnv)
-        guard rc == 0 else { throw AirlockError(.internal, "spawn-failed", "cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
+        guard rc == 0 else { throw AirlockError(.internal, .spawnFailed, "cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
         defer { kill(-pid, SIGKILL) }  // whatever it left running goes with it
         try started(pid)
         let deadline = Timestamp.monotonicSeconds() + timeoutSeconds
@@ -74,7 +74,7 @@ enum Subprocess {
         while true {
             let r = waitpid(pid, &status, WNOHANG)
             if r == pid { break }
-            if r < 0 && errno != EINTR { throw AirlockError(.internal, "wait-failed", "cannot wait for \(argv[0]): \(String(cString: strerror(errno)))") }
+            if r < 0 && errno != EINTR { throw AirlockError(.internal, .waitFailed, "cannot wait for \(argv[0]): \(String(cString: strerror(errno)))") }
             if Timestamp.monotonicSeconds() >= deadline {
                 kill(-pid, SIGKILL)
                 waitpid(pid, &status, 0)

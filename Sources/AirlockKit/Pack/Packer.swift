@@ -131,7 +131,7 @@ struct FileIdentity: Equatable, Sendable {
 public enum Packer {
     public static func pack(directory: String, options: PackOptions, progress: ProgressReporter? = nil) throws -> PackResult {
         guard !options.keys.isEmpty else {
-            throw AirlockError(.usage, "key-missing", "packing needs at least one signing key; add --key vendor.key (make one with `airlock key generate`)")
+            throw AirlockError(.usage, .keyMissing, "packing needs at least one signing key; add --key vendor.key (make one with `airlock key generate`)")
         }
         var dir = directory
         while dir.count > 1 && dir.hasSuffix("/") { dir.removeLast() }
@@ -142,7 +142,7 @@ public enum Packer {
         if let tools = spec.components.first(where: { $0.name == "tools" }) {
             guard let t = sources.first(where: { $0.path == ToolManifest.path }) else {
                 throw AirlockError(
-                    .invalidRelease, "tools-missing",
+                    .invalidRelease, .toolsMissing,
                     "the tools component has no tools.json; declare the agent's tools in \(dir)/\(tools.path)/tools.json ({\"tools\": []} declares none; see docs/release.md)")
             }
             _ = try ToolManifest.parse(FileIO.read(t.source, limit: ToolManifest.maxBytes, what: "tool manifest"), source: t.source)
@@ -162,7 +162,7 @@ public enum Packer {
             expires: spec.expires, componentMetadata: metadata, files: files, attestations: attestations,
             health: spec.health.map { ["command": .string($0.command), "timeout_seconds": .integer(Int($0.timeoutSeconds))] })
         if let expires = spec.expires, let t = Timestamp.parse(expires), t <= epoch {
-            throw AirlockError(.invalidRelease, "release-expired", "airlock.yaml says the release expires at \(expires), which is already past; set a later expires")
+            throw AirlockError(.invalidRelease, .releaseExpired, "airlock.yaml says the release expires at \(expires), which is already past; set a later expires")
         }
         // The manifest is held whole only to hash and sign it; it is written again from the
         // records below, so that it and the compressor's buffers are never held together.
@@ -173,7 +173,7 @@ public enum Packer {
         if let base = options.base {
             let (baseID, baseManifest) = try base.load()
             guard baseManifest.name == spec.name else {
-                throw AirlockError(.usage, "delta-base-mismatch", "the base is a release of \(baseManifest.name), not \(spec.name); give a base of the same name")
+                throw AirlockError(.usage, .deltaBaseMismatch, "the base is a release of \(baseManifest.name), not \(spec.name); give a base of the same name")
             }
             let held = Set(baseManifest.files.map { "\($0.sha256.hex)\($0.executable ? ".x" : "")" })
             delta = DeltaInfo(base: baseID, omitted: files.filter { held.contains("\($0.sha256.hex)\($0.executable ? ".x" : "")") }.map(\.path))
@@ -190,21 +190,21 @@ public enum Packer {
         let output = options.output ?? "\(spec.name)-\(spec.version).\(BundleLayout.fileExtension)"
         var st = stat()
         if stat(output, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
-            throw AirlockError(.usage, "output-is-directory", "--out \(output) is a directory; give a file name such as \(output)/\(spec.name)-\(spec.version).airlock")
+            throw AirlockError(.usage, .outputIsDirectory, "--out \(output) is a directory; give a file name such as \(output)/\(spec.name)-\(spec.version).airlock")
         }
         if stat(output, &st) == 0, sources.contains(where: { $0.identity.device == UInt64(st.st_dev) && $0.identity.inode == UInt64(st.st_ino) }) {
-            throw AirlockError(.usage, "output-is-source", "--out \(output) is a file of the release itself; write the bundle somewhere else")
+            throw AirlockError(.usage, .outputIsSource, "--out \(output) is a file of the release itself; write the bundle somewhere else")
         }
         if let outDir = resolvedPath(output.contains("/") ? String(output[..<output.lastIndex(of: "/")!]) : "."),
             let root = resolvedPath(dir),
             spec.components.contains(where: { (outDir + "/").hasPrefix(root + "/" + $0.path + "/") })
         {
-            throw AirlockError(.usage, "output-in-release", "--out \(output) is inside a component folder, so the next pack would take the bundle in; write it somewhere else")
+            throw AirlockError(.usage, .outputInRelease, "--out \(output) is inside a component folder, so the next pack would take the bundle in; write it somewhere else")
         }
         let tmp = FileIO.temporarySibling(of: output)
         let fd = Sys.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            throw AirlockError.io("create-failed", "cannot create the bundle next to \(output); check that its folder exists and is writable", errno: errno)
+            throw AirlockError.io(.createFailed, "cannot create the bundle next to \(output); check that its folder exists and is writable", errno: errno)
         }
         var renamed = false
         defer {
@@ -222,7 +222,7 @@ public enum Packer {
                 }
             }
             guard rehash.finish() == bundleID else {
-                throw AirlockError(.internal, "manifest-unstable", "the manifest encoded differently the second time; this is a bug in airlock, please report it")
+                throw AirlockError(.internal, .manifestUnstable, "the manifest encoded differently the second time; this is a bug in airlock, please report it")
             }
             for (id, sig) in signatures {
                 try writer.addFile(
@@ -264,7 +264,7 @@ public enum Packer {
         var size = stat()
         fstat(fd, &size)
         guard Sys.rename(tmp, output) == 0 else {
-            throw AirlockError.io("write-failed", "cannot move the finished bundle into place at \(output)", errno: errno)
+            throw AirlockError.io(.writeFailed, "cannot move the finished bundle into place at \(output)", errno: errno)
         }
         renamed = true
         progress?.done()
@@ -277,33 +277,33 @@ public enum Packer {
     // MARK: Scanning
 
     static func refuse(_ path: String, _ why: String) -> AirlockError {
-        AirlockError(.invalidRelease, "release-file-refused", "\(path): \(why)")
+        AirlockError(.invalidRelease, .releaseFileRefused, "\(path): \(why)")
     }
 
     /// Every file of the release's components, checked against the path rules and sorted by
     /// UTF-8 bytes of its bundle path.
     static func scan(directory: String, spec: ReleaseSpec, followInternalSymlinks: Bool) throws -> [SourceFile] {
         guard let realRoot = resolvedPath(directory) else {
-            throw AirlockError.io("file-not-found", "release directory \(directory) does not exist", errno: errno)
+            throw AirlockError.io(.fileNotFound, "release directory \(directory) does not exist", errno: errno)
         }
         var out: [SourceFile] = []
         for c in spec.components {
             let folder = directory + "/" + c.path
             var st = stat()
             guard lstat(folder, &st) == 0 else {
-                throw AirlockError(.invalidRelease, "component-missing", "component \(c.name): folder \(folder) does not exist; create it or remove \(c.name) from airlock.yaml")
+                throw AirlockError(.invalidRelease, .componentMissing, "component \(c.name): folder \(folder) does not exist; create it or remove \(c.name) from airlock.yaml")
             }
             guard (st.st_mode & S_IFMT) == S_IFDIR else {
-                throw AirlockError(.invalidRelease, "component-missing", "component \(c.name): \(folder) is not a folder (symlinked folders are refused)")
+                throw AirlockError(.invalidRelease, .componentMissing, "component \(c.name): \(folder) is not a folder (symlinked folders are refused)")
             }
             // No symlink anywhere on the way: the folder must be where its path says, inside the release.
             guard resolvedPath(folder) == realRoot + "/" + c.path else {
-                throw AirlockError(.invalidRelease, "release-file-refused", "component \(c.name): the path \(c.path) goes through a symlink; components must be real folders inside the release")
+                throw AirlockError(.invalidRelease, .releaseFileRefused, "component \(c.name): the path \(c.path) goes through a symlink; components must be real folders inside the release")
             }
             try walk(folder, bundlePrefix: c.name, component: (folder, Int32(c.name.utf8.count)), root: realRoot, follow: followInternalSymlinks, into: &out)
         }
         guard !out.isEmpty else {
-            throw AirlockError(.invalidRelease, "release-empty", "the release's component folders hold no file; a release needs at least one")
+            throw AirlockError(.invalidRelease, .releaseEmpty, "the release's component folders hold no file; a release needs at least one")
         }
         var total: UInt64 = 0
         for f in out {
@@ -468,7 +468,7 @@ public enum Packer {
     }
 
     static func changed(_ f: SourceFile) -> AirlockError {
-        AirlockError(.invalidRelease, "release-changed", "\(f.source) changed while it was being packed; stop whatever writes to the release directory and pack again")
+        AirlockError(.invalidRelease, .releaseChanged, "\(f.source) changed while it was being packed; stop whatever writes to the release directory and pack again")
     }
 
 }

@@ -40,7 +40,7 @@ public struct ReleaseSpec: Equatable, Sendable {
     static let metadataKeys: [String: Set<String>] = ["model": ["name", "snapshot", "endpoint"]]
 
     static func invalid(_ file: String, _ what: String) -> AirlockError {
-        AirlockError(.invalidRelease, "release-spec-invalid", "\(file): \(what)")
+        AirlockError(.invalidRelease, .releaseSpecInvalid, "\(file): \(what)")
     }
 
     public static func load(directory: String) throws -> ReleaseSpec {
@@ -49,7 +49,7 @@ public struct ReleaseSpec: Equatable, Sendable {
         do {
             bytes = try FileIO.read(file, limit: 1 << 20, what: "release spec")
         } catch let e as AirlockError where e.code == "file-not-found" {
-            throw AirlockError(.invalidRelease, "release-spec-missing", "\(file) does not exist; a release directory needs an airlock.yaml (see docs/release.md)")
+            throw AirlockError(.invalidRelease, .releaseSpecMissing, "\(file) does not exist; a release directory needs an airlock.yaml (see docs/release.md)")
         }
         guard let text = String(validating: bytes, as: UTF8.self) else { throw invalid(file, "not UTF-8 text") }
         return try parse(text, file: file)

@@ -22,12 +22,12 @@ public enum Activation {
                 return SHA256Digest.of(bytes).hex.hasPrefix(prefix)
             }
             if byID.count == 1 { return byID[0] }
-            if byID.count > 1 { throw AirlockError(.usage, "release-ambiguous", "\(ref) matches \(byID.count) releases of \(name) (\(byID.joined(separator: ", "))); give more of the id") }
+            if byID.count > 1 { throw AirlockError(.usage, .releaseAmbiguous, "\(ref) matches \(byID.count) releases of \(name) (\(byID.joined(separator: ", "))); give more of the id") }
         }
         if byVersion.count > 1 {
-            throw AirlockError(.usage, "release-ambiguous", "version \(ref) of \(name) is installed \(byVersion.count) times (\(byVersion.joined(separator: ", "))); give the folder name or the bundle id")
+            throw AirlockError(.usage, .releaseAmbiguous, "version \(ref) of \(name) is installed \(byVersion.count) times (\(byVersion.joined(separator: ", "))); give the folder name or the bundle id")
         }
-        throw AirlockError(.usage, "release-unknown", "\(name) has no installed release \(ref); installed: \(all.joined(separator: ", "))")
+        throw AirlockError(.usage, .releaseUnknown, "\(name) has no installed release \(ref); installed: \(all.joined(separator: ", "))")
     }
 
     public static func activate(
@@ -65,7 +65,7 @@ public enum Activation {
             }
         } else {
             guard let t = state.rollbackTarget else {
-                throw AirlockError(.usage, "nothing-to-roll-back", "\(name) has no earlier activation to roll back to; use `airlock activate \(name) RELEASE` to choose one")
+                throw AirlockError(.usage, .nothingToRollBack, "\(name) has no earlier activation to roll back to; use `airlock activate \(name) RELEASE` to choose one")
             }
             target = t
             newStack.removeLast()
@@ -193,7 +193,7 @@ public enum Activation {
         // The release contains itself: switch back at once.
         try switchBack(site: site, name: name, state: &state, to: before, release: dir, reason: failure)
         let back = previous == dir ? "nothing to switch back to: it was already current" : "switched back to \(previous ?? "nothing (no release was active)")"
-        throw AirlockError(.healthCheck, "health-check-failed", "\(name) \(dir): \(failure); \(back)")
+        throw AirlockError(.healthCheck, .healthCheckFailed, "\(name) \(dir): \(failure); \(back)")
     }
 
     static func switchBack(site: Site, name: String, state: inout NameState, to stack: [String], release: String, reason: String) throws {
@@ -244,16 +244,16 @@ public enum Activation {
     /// then the folder fsynced. Never copies, never deletes first.
     static func switchPointer(site: Site, name: String, to dir: String) throws {
         guard FileIO.isDirectory(site.releaseDirectory(name, dir)) else {
-            throw AirlockError(.usage, "release-unknown", "\(name) has no installed release \(dir)")
+            throw AirlockError(.usage, .releaseUnknown, "\(name) has no installed release \(dir)")
         }
         let tmp = site.path(name, SiteLayout.pointerTemporaryPrefix + "\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         guard Sys.symlink(SiteLayout.releases + "/" + dir, tmp) == 0 else {
-            throw AirlockError.io(errno == ENOSPC ? "disk-full" : "write-failed", "cannot create the new pointer \(tmp)", errno: errno)
+            throw AirlockError.io(errno == ENOSPC ? .diskFull : .writeFailed, "cannot create the new pointer \(tmp)", errno: errno)
         }
         guard Sys.rename(tmp, site.currentLink(name)) == 0 else {
             let err = errno
             _ = Sys.unlink(tmp)
-            throw AirlockError.io("write-failed", "cannot switch \(site.currentLink(name))", errno: err)
+            throw AirlockError.io(.writeFailed, "cannot switch \(site.currentLink(name))", errno: err)
         }
         try FileIO.fsyncPath(site.nameDirectory(name))
     }

@@ -33,11 +33,11 @@ public enum ApprovalStore {
     public static func approve(site: Site, bundleID: SHA256Digest, name: String?, key: PrivateKey, trust: TrustStore, lockTimeout: Double = 30) throws -> String {
         guard trust.approvers[key.id] != nil else {
             throw AirlockError(
-                .key, "approver-unknown",
+                .key, .approverUnknown,
                 "key \(key.id.prefix(16))... is not one of the site's approvers; add its public key to \(trust.directory)/\(TrustStore.approversFolder)/ (airlock trust add --approver KEY.pub)")
         }
         if let reason = trust.unusableReason(key.id, now: Timestamp.now()) {
-            throw AirlockError(.key, "approver-unusable", "approver key \(key.id.prefix(16))... is \(reason.rawValue) in the trust policy")
+            throw AirlockError(.key, .approverUnusable, "approver key \(key.id.prefix(16))... is \(reason.rawValue) in the trust policy")
         }
         let lock = try site.lockForWriting(command: "approve", timeout: lockTimeout)
         defer { withExtendedLifetime(lock) {} }

@@ -34,7 +34,7 @@ extension SiteAdmin {
             dir = try Activation.resolve(site: site, name: name, ref)
         } else {
             guard let c = site.current(name) else {
-                throw AirlockError(.usage, "no-current", "\(name) has no current release; name the release to audit")
+                throw AirlockError(.usage, .noCurrent, "\(name) has no current release; name the release to audit")
             }
             dir = c
         }

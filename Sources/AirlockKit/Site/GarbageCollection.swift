@@ -54,7 +54,7 @@ extension SiteAdmin {
         let store = Sys.open(objects, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard store >= 0 else {
             if errno == ENOENT { return }
-            throw AirlockError.io("read-failed", "cannot open the content store \(objects)", errno: errno)
+            throw AirlockError.io(.readFailed, "cannot open the content store \(objects)", errno: errno)
         }
         defer { close(store) }
         for shard in FileIO.entries(store) {
@@ -66,7 +66,7 @@ extension SiteAdmin {
                 if errno == ENOTDIR || errno == ELOOP {
                     throw SiteSafety.unexpected(objects + "/" + shard, "not a real folder", expected: "a shard folder of its content store")
                 }
-                throw AirlockError.io("read-failed", "cannot open \(objects)/\(shard)", errno: errno)
+                throw AirlockError.io(.readFailed, "cannot open \(objects)/\(shard)", errno: errno)
             }
             for f in FileIO.entries(dir) where isObjectName(f, shard: shard) {
                 var st = stat()

@@ -83,10 +83,10 @@ public enum History {
     static func append(_ site: Site, action: String, name: String? = nil, _ fields: [String: JSONValue] = [:]) throws {
         let path = site.path(SiteLayout.history)
         let fd = Sys.open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
-        guard fd >= 0 else { throw AirlockError.io("history-failed", "cannot open the site history \(path)", errno: errno) }
+        guard fd >= 0 else { throw AirlockError.io(.historyFailed, "cannot open the site history \(path)", errno: errno) }
         defer { close(fd) }
         let size = lseek(fd, 0, SEEK_END)
-        guard size >= 0 else { throw AirlockError.io("history-failed", "cannot read the site history \(path)", errno: errno) }
+        guard size >= 0 else { throw AirlockError.io(.historyFailed, "cannot read the site history \(path)", errno: errno) }
         // The bytes after the last newline, and the complete line before them.
         let (tailStart, tail) = try line(fd, endingAt: size, path: path)
         let previous = tailStart > 0 ? try line(fd, endingAt: tailStart - 1, path: path).bytes : nil
@@ -102,7 +102,7 @@ public enum History {
                 out.append(0x0A)
             } else {
                 guard ftruncate(fd, tailStart) == 0 else {
-                    throw AirlockError.io("history-failed", "cannot cut the torn last line of the site history \(path)", errno: errno)
+                    throw AirlockError.io(.historyFailed, "cannot cut the torn last line of the site history \(path)", errno: errno)
                 }
                 o["discarded_tail"] = .object(["bytes": .integer(tail.count), "sha256": .string(SHA256Digest.of(tail).prefixed)])
             }
@@ -121,9 +121,9 @@ public enum History {
         let line = CanonicalJSON.encode(.object(o))
         out += line
         out.append(0x0A)
-        guard lseek(fd, writeAt, SEEK_SET) == writeAt else { throw AirlockError.io("history-failed", "cannot write the site history \(path)", errno: errno) }
+        guard lseek(fd, writeAt, SEEK_SET) == writeAt else { throw AirlockError.io(.historyFailed, "cannot write the site history \(path)", errno: errno) }
         try out.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: path) }
-        guard Sys.fsync(fd) == 0 else { throw AirlockError.io("history-failed", "cannot flush the site history \(path)", errno: errno) }
+        guard Sys.fsync(fd) == 0 else { throw AirlockError.io(.historyFailed, "cannot flush the site history \(path)", errno: errno) }
         anchor(seq: seq, hash: SHA256Digest.of(line).prefixed, action: action, root: site.root)
     }
 
@@ -136,7 +136,7 @@ public enum History {
             let start = max(0, end - window)
             var buf = [UInt8](repeating: 0, count: Int(end - start))
             let n = pread(fd, &buf, buf.count, start)
-            guard n == buf.count else { throw AirlockError.io("history-failed", "cannot read the site history \(path)", errno: errno) }
+            guard n == buf.count else { throw AirlockError.io(.historyFailed, "cannot read the site history \(path)", errno: errno) }
             if let nl = buf.lastIndex(of: 0x0A) { return (start + off_t(nl) + 1, Array(buf[(nl + 1)...])) }
             if start == 0 { return (0, buf) }
             window *= 4

@@ -87,12 +87,12 @@ public enum Installer {
         if FileIO.isDirectory(target) {
             let installed = try site.manifestBytes(m.name, dir)
             guard installed == head.manifestBytes else {
-                throw AirlockError(.policy, "release-collision", "\(target) holds another release with the same version and id prefix; remove it first")
+                throw AirlockError(.policy, .releaseCollision, "\(target) holds another release with the same version and id prefix; remove it first")
             }
             result.alreadyInstalled = true
             if !options.allowEgress.isEmpty && !options.activate && !options.repair {
                 throw AirlockError(
-                    .usage, "already-installed",
+                    .usage, .alreadyInstalled,
                     "\(m.name) \(dir) is already installed, so --allow-egress has nothing to apply to; allow an endpoint for an installed release when you activate it: airlock activate \(m.name) \(dir) --allow-egress HOST:PORT")
             }
             if !options.repair { return result }
@@ -103,12 +103,12 @@ public enum Installer {
             // A delta takes the files it omits from the site's store: all of them must be there
             // before anything is written (their content is checked as they are taken).
             if repairing {
-                throw AirlockError(.usage, "delta-repair", "a repair needs the full bundle of the release, not a delta bundle")
+                throw AirlockError(.usage, .deltaRepair, "a repair needs the full bundle of the release, not a delta bundle")
             }
             let missing = m.files.filter { reader.isOmitted($0) && !Self.objectLooksIntact(site.objectPath($0.sha256, executable: $0.executable), $0) }
             if let first = missing.first {
                 throw AirlockError(
-                    .policy, "delta-base-missing",
+                    .policy, .deltaBaseMissing,
                     "this delta bundle omits \(delta.omitted.count) files and the site lacks \(missing.count) of them (e.g. \(first.path)): install its base release (bundle id \(delta.base.prefixed)) first, or install the full bundle")
             }
         }
@@ -204,7 +204,7 @@ public enum Installer {
             if FileIO.isDirectory(target) {
                 // Installed by another command while this one staged: the same bytes, or refused.
                 guard try site.manifestBytes(m.name, dir) == head.manifestBytes else {
-                    throw AirlockError(.policy, "release-collision", "\(target) holds another release with the same version and id prefix; remove it first")
+                    throw AirlockError(.policy, .releaseCollision, "\(target) holds another release with the same version and id prefix; remove it first")
                 }
                 result.alreadyInstalled = true
                 return result
@@ -315,7 +315,7 @@ public enum Installer {
             else { continue }
             if other.sequence == m.sequence && SHA256Digest.of(bytes) != bundleID {
                 throw AirlockError(
-                    .policy, "sequence-reused",
+                    .policy, .sequenceReused,
                     "\(m.name) sequence \(m.sequence) is already installed as \(dir) with other content; a vendor never reuses a sequence: ask for a bundle with a new sequence")
             }
             if highest == nil || other.sequence > highest!.0 { highest = (other.sequence, dir) }
@@ -326,7 +326,7 @@ public enum Installer {
         if let (seq, dir) = highest, m.sequence < seq {
             guard allowDowngrade else {
                 throw AirlockError(
-                    .policy, "downgrade",
+                    .policy, .downgrade,
                     "\(m.name) \(m.version) has sequence \(m.sequence), lower than \(dir) (sequence \(seq)) installed here; pass --allow-downgrade if you mean to install an older release")
             }
             return seq

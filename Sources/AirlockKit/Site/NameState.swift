@@ -39,7 +39,7 @@ struct NameState {
         guard FileIO.exists(path) else { return NameState() }
         let bytes = try FileIO.read(path, limit: 16 << 20, what: "release state", siteFile: true)
         guard let o = (try? JSONParser.parse(bytes))?.objectValue else {
-            throw AirlockError(.io, "state-corrupt", "\(path) is damaged (not valid JSON); restore it from a backup, or remove it: the activation stack is then rebuilt from current")
+            throw AirlockError(.io, .stateCorrupt, "\(path) is damaged (not valid JSON); restore it from a backup, or remove it: the activation stack is then rebuilt from current")
         }
         var s = NameState()
         s.stack = o["stack"]?.arrayValue?.compactMap(\.stringValue) ?? []

@@ -26,7 +26,7 @@ public enum ReleaseGrants {
         if let toolManifest {
             for t in try ToolManifest.parse(toolManifest, source: source, hostile: true).tools { g.tools[t.name] = t.permissions }
         } else if let m = try parsed ?? (recordedModelEndpoint == nil ? theManifest() : nil), m.components["tools"] != nil {
-            throw AirlockError.verification("tools-missing", "the release has a tools component without tools/tools.json; the bundle was not made by a correct packer")
+            throw AirlockError.verification(.toolsMissing, "the release has a tools component without tools/tools.json; the bundle was not made by a correct packer")
         }
         if let recorded = recordedModelEndpoint {
             g.modelEndpoint = try Grants.modelEndpoint(recorded.isEmpty ? nil : recorded)

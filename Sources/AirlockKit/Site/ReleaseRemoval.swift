@@ -34,13 +34,13 @@ extension SiteAdmin {
 
     private static func checkRemovable(site: Site, name: String, dir: String, state: NameState) throws {
         if dir == site.current(name) {
-            throw AirlockError(.policy, "release-in-use", "\(dir) is the current release of \(name); activate another one first")
+            throw AirlockError(.policy, .releaseInUse, "\(dir) is the current release of \(name); activate another one first")
         }
         if dir == state.rollbackTarget {
-            throw AirlockError(.policy, "release-in-use", "\(dir) is the rollback target of \(name); it is kept so that rollback always works")
+            throw AirlockError(.policy, .releaseInUse, "\(dir) is the rollback target of \(name); it is kept so that rollback always works")
         }
         if state.pinned.contains(dir) {
-            throw AirlockError(.policy, "release-pinned", "\(dir) is pinned; `airlock unpin \(name) \(dir)` first")
+            throw AirlockError(.policy, .releasePinned, "\(dir) is pinned; `airlock unpin \(name) \(dir)` first")
         }
     }
 
@@ -51,7 +51,7 @@ extension SiteAdmin {
         for dir in dirs {
             let trash = site.path(SiteLayout.staging, "removed-\(UInt64.random(in: 0...UInt64.max))")
             guard Sys.rename(site.releaseDirectory(name, dir), trash) == 0 else {
-                throw AirlockError.io("write-failed", "cannot remove \(site.releaseDirectory(name, dir))", errno: errno)
+                throw AirlockError.io(.writeFailed, "cannot remove \(site.releaseDirectory(name, dir))", errno: errno)
             }
             s.stack.removeAll { $0 == dir }
             s.installedAt[dir] = nil

@@ -55,9 +55,9 @@ public struct Site: Sendable {
             if Sys.mkdir(dir, 0o755) != 0 && errno != EEXIST {
                 let err = errno
                 if err == EROFS {
-                    throw AirlockError.io("read-only", "the site root \(root) is on a read-only file system; remount it read-write or choose another --root", errno: err)
+                    throw AirlockError.io(.readOnly, "the site root \(root) is on a read-only file system; remount it read-write or choose another --root", errno: err)
                 }
-                throw AirlockError.io("create-failed", "cannot create \(dir); check that \(root) is writable (run as the site's admin)", errno: err)
+                throw AirlockError.io(.createFailed, "cannot create \(dir); check that \(root) is writable (run as the site's admin)", errno: err)
             }
         }
     }
@@ -76,7 +76,7 @@ public struct Site: Sendable {
     /// Fails, saying how to find the right one, unless `name` has releases installed here.
     public func requireInstalled(_ name: String) throws {
         guard isInstalledName(name) else {
-            throw AirlockError(.usage, "name-unknown", "no release named \(name) is installed at \(root); `airlock status` lists them")
+            throw AirlockError(.usage, .nameUnknown, "no release named \(name) is installed at \(root); `airlock status` lists them")
         }
     }
 
@@ -98,7 +98,7 @@ public struct Site: Sendable {
         if Sys.mkdir(dir, 0o755) == 0 {
             try FileIO.fsyncPath(String(dir[..<dir.lastIndex(of: "/")!]))
         } else if errno != EEXIST {
-            throw AirlockError.io(errno == ENOSPC ? "disk-full" : "write-failed", "cannot create \(dir)", errno: errno)
+            throw AirlockError.io(errno == ENOSPC ? .diskFull : .writeFailed, "cannot create \(dir)", errno: errno)
         }
         try SiteSafety.expect(dir, S_IFDIR, owner: geteuid(), what: what)
     }

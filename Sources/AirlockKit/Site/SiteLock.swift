@@ -23,9 +23,9 @@ public final class SiteLock {
         guard fd >= 0 else {
             if errno == ELOOP { throw SiteSafety.unexpected(path, "a symbolic link", expected: "its lock file") }
             if errno == EROFS {
-                throw AirlockError.io("read-only", "the site root \(site.root) is on a read-only file system; nothing was changed: remount it read-write and run the command again", errno: errno)
+                throw AirlockError.io(.readOnly, "the site root \(site.root) is on a read-only file system; nothing was changed: remount it read-write and run the command again", errno: errno)
             }
-            throw AirlockError.io("lock-failed", "cannot open the site lock \(path); check that \(site.root) is writable", errno: errno)
+            throw AirlockError.io(.lockFailed, "cannot open the site lock \(path); check that \(site.root) is writable", errno: errno)
         }
         var st = stat()
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1 else {
@@ -37,7 +37,7 @@ public final class SiteLock {
             guard errno == EWOULDBLOCK || errno == EINTR else {
                 let err = errno
                 close(fd)
-                throw AirlockError.io("lock-failed", "cannot lock \(path)", errno: err)
+                throw AirlockError.io(.lockFailed, "cannot lock \(path)", errno: err)
             }
             if Date() >= deadline {
                 var buf = [UInt8](repeating: 0, count: 512)
@@ -45,7 +45,7 @@ public final class SiteLock {
                 let holder = n > 0 ? String(decoding: buf[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "another airlock process"
                 close(fd)
                 throw AirlockError(
-                    .busy, "site-busy",
+                    .busy, .siteBusy,
                     "the site \(site.root) is in use by \(holder); waited \(timeout < 10 ? String(format: "%.1f", timeout) : String(Int(timeout))) s: try again when it is done (or raise --lock-timeout)")
             }
             usleep(50_000)

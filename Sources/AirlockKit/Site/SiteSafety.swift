@@ -20,7 +20,7 @@ enum SiteSafety {
 
     static func unexpected(_ path: String, _ found: String, expected: String) -> AirlockError {
         AirlockError(
-            .io, "site-unsafe",
+            .io, .siteUnsafe,
             "\(path) is \(found) where the site keeps \(expected); Airlock does not follow or use it. Only Airlock writes under the site root: find out who changed it, move it out of the root, and run the command again")
     }
 
@@ -30,13 +30,13 @@ enum SiteSafety {
         var st = stat()
         guard stat(site.root, &st) == 0 else {
             if errno == ENOENT && !writing { return }  // nothing installed yet: nothing to read
-            throw AirlockError.io("site-unreadable", "cannot reach the site root \(site.root)", errno: errno)
+            throw AirlockError.io(.siteUnreadable, "cannot reach the site root \(site.root)", errno: errno)
         }
         guard (st.st_mode & S_IFMT) == S_IFDIR else { throw unexpected(site.root, kind(st.st_mode), expected: "the site root folder") }
         let owner = st.st_uid
         if writing && owner != geteuid() {
             throw AirlockError(
-                .io, "site-owner",
+                .io, .siteOwner,
                 "the site root \(site.root) belongs to uid \(owner) and this command runs as uid \(geteuid()); run it as the site's owner so that everything under the root keeps one owner")
         }
         try checkOwnerAndMode(site.root, st, owner: owner)
@@ -98,7 +98,7 @@ enum SiteSafety {
         var st = stat()
         guard lstat(path, &st) == 0 else {
             if errno == ENOENT { return }
-            throw AirlockError.io("site-unreadable", "cannot examine \(path)", errno: errno)
+            throw AirlockError.io(.siteUnreadable, "cannot examine \(path)", errno: errno)
         }
         guard (st.st_mode & S_IFMT) == type else { throw unexpected(path, kind(st.st_mode), expected: what) }
         if type == S_IFLNK { return }
@@ -111,12 +111,12 @@ enum SiteSafety {
     static func checkOwnerAndMode(_ path: String, _ st: stat, owner: uid_t) throws {
         if st.st_uid != owner {
             throw AirlockError(
-                .io, "site-unsafe",
+                .io, .siteUnsafe,
                 "\(path) belongs to uid \(st.st_uid), not to the site's owner (uid \(owner)); only the owner may write under the site root: find out who made it, then `chown` it back or move it out of the root")
         }
         if st.st_mode & 0o022 != 0 {
             throw AirlockError(
-                .io, "site-unsafe",
+                .io, .siteUnsafe,
                 "\(path) is writable by \((st.st_mode & 0o002) != 0 ? "every user" : "its group") (mode \(String(st.st_mode & 0o7777, radix: 8))); only the site's owner may write under the site root: `chmod go-w \(path)` and run the command again")
         }
     }
@@ -134,7 +134,7 @@ enum SiteSafety {
             let othersWrite = st.st_mode & 0o022 != 0
             if !safeOwner || (othersWrite && st.st_mode & S_ISVTX == 0) {
                 throw AirlockError(
-                    .io, "site-unsafe",
+                    .io, .siteUnsafe,
                     "\(path), a folder above the site root, can be changed by another user (owner uid \(st.st_uid), mode \(String(st.st_mode & 0o7777, radix: 8))), who could replace the site root; keep the root under folders owned by root or the site's owner and writable by nobody else")
             }
             if path == "/" { break }

@@ -50,7 +50,7 @@ final class Staging {
                 throw Self.failure("creating a staging area in \(staging)")
             }
             fd = Sys.openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
-            guard fd >= 0 else { throw AirlockError.io("write-failed", "cannot open the staging area \(staging)/\(name)", errno: errno) }
+            guard fd >= 0 else { throw AirlockError.io(.writeFailed, "cannot open the staging area \(staging)/\(name)", errno: errno) }
             flock(fd, LOCK_EX)
             // A cleanup that ran between the mkdirat and the flock removed it: take another.
             var mine = stat(), there = stat()
@@ -123,21 +123,21 @@ final class Staging {
     /// `what` is an action in -ing form ("creating X").
     static func failure(_ what: String, _ err: Int32 = errno) -> AirlockError {
         if err == ENOSPC || err == EDQUOT {
-            return .io("disk-full", "no space left on the site's file system while \(what); free some space and install again (nothing was changed)", errno: err)
+            return .io(.diskFull, "no space left on the site's file system while \(what); free some space and install again (nothing was changed)", errno: err)
         }
         if err == EROFS {
-            return .io("read-only", "the site's file system is read-only (\(what)); remount it read-write and install again", errno: err)
+            return .io(.readOnly, "the site's file system is read-only (\(what)); remount it read-write and install again", errno: err)
         }
         if err == ENAMETOOLONG {
-            return .io("name-too-long", "\(what) failed: a path is longer than this file system allows; install under a shorter site root (--root), nothing was changed", errno: err)
+            return .io(.nameTooLong, "\(what) failed: a path is longer than this file system allows; install under a shorter site root (--root), nothing was changed", errno: err)
         }
         if err == EMLINK {
-            return .io("link-limit", "\(what) failed: the file system's limit of hard links per file was reached", errno: err)
+            return .io(.linkLimit, "\(what) failed: the file system's limit of hard links per file was reached", errno: err)
         }
         if err == EACCES || err == EPERM {
-            return .io("permission-denied", "\(what) failed: permission denied; run as the site's owner and check the modes under the site root", errno: err)
+            return .io(.permissionDenied, "\(what) failed: permission denied; run as the site's owner and check the modes under the site root", errno: err)
         }
-        return .io("write-failed", "\(what) failed; check the site's file system (nothing was changed)", errno: err)
+        return .io(.writeFailed, "\(what) failed; check the site's file system (nothing was changed)", errno: err)
     }
 
     /// Makes a staged file read-only. (One syncfs flushes every staged file later: a per-file
@@ -260,7 +260,7 @@ final class Staging {
         }
         guard size == file.size, hasher.finish() == file.sha256 else {
             throw AirlockError(
-                .verification, "delta-base-damaged",
+                .verification, .deltaBaseDamaged,
                 "the site's stored copy of \(file.path), which this delta bundle omits, does not match the manifest; install the full bundle (it replaces the damaged copy)")
         }
         try linkOrCopy(object: object, ofd: ofd, file: file, to: dest, buffer: buffer)
@@ -349,7 +349,7 @@ final class Staging {
     /// Flushes the staging folder and the whole file system that holds it (ADR 0005).
     func syncFileSystem() throws {
         guard Sys.fsync(dirFD) == 0, Sys.syncfs(dirFD) == 0 else {
-            throw AirlockError.io("sync-failed", "cannot flush the staged release to disk (the disk may be failing); nothing was installed", errno: errno)
+            throw AirlockError.io(.syncFailed, "cannot flush the staged release to disk (the disk may be failing); nothing was installed", errno: errno)
         }
     }
 

@@ -14,16 +14,16 @@ extension SiteAdmin {
         // One key, one role: a vendor who could approve would approve its own releases.
         if let store = try? TrustStore.load(directory: site.trustDirectory) {
             if approver, store.keys[key.id] != nil {
-                throw AirlockError(.key, "key-role-conflict", "\(key.id) signs bundles on this site; an approver key must be another key")
+                throw AirlockError(.key, .keyRoleConflict, "\(key.id) signs bundles on this site; an approver key must be another key")
             }
             if !approver, store.approvers[key.id] != nil {
-                throw AirlockError(.key, "key-role-conflict", "\(key.id) is one of the site's approvers; a signing key must be another key")
+                throw AirlockError(.key, .keyRoleConflict, "\(key.id) is one of the site's approvers; a signing key must be another key")
             }
         }
         var dir = site.trustDirectory
         if approver {
             dir += "/" + TrustStore.approversFolder
-            if Sys.mkdir(dir, 0o755) != 0 && errno != EEXIST { throw AirlockError.io("write-failed", "cannot create \(dir)", errno: errno) }
+            if Sys.mkdir(dir, 0o755) != 0 && errno != EEXIST { throw AirlockError.io(.writeFailed, "cannot create \(dir)", errno: errno) }
         }
         try FileIO.writeAtomically(dir + "/" + key.id + ".pub", key.pem, mode: 0o644)
         try History.append(site, action: approver ? "approver-add" : "trust-add", ["key_id": .string(key.id), "algorithm": .string(key.algorithm.rawValue)])
@@ -41,11 +41,11 @@ extension SiteAdmin {
         for e in entries {
             let isNetwork = e.contains("/")
             if let why = isNetwork ? Perimeter.networkProblem(e) : Perimeter.hostRuleProblem(e) {
-                throw AirlockError(.usage, "perimeter-entry-invalid", "\(e) \(why)")
+                throw AirlockError(.usage, .perimeterEntryInvalid, "\(e) \(why)")
             }
             if remove {
                 guard policy.perimeter.hosts.contains(e) || policy.perimeter.networks.contains(e) else {
-                    throw AirlockError(.usage, "perimeter-entry-unknown", "\(e) is not in the perimeter; `airlock trust list` shows it")
+                    throw AirlockError(.usage, .perimeterEntryUnknown, "\(e) is not in the perimeter; `airlock trust list` shows it")
                 }
                 policy.perimeter.hosts.removeAll { $0 == e }
                 policy.perimeter.networks.removeAll { $0 == e }
@@ -69,7 +69,7 @@ extension SiteAdmin {
         let all = Array(store.keys.keys) + Array(store.approvers.keys)
         let matches = Set(all.filter { $0.hasPrefix(prefix.lowercased()) })
         guard matches.count == 1, let id = matches.first else {
-            throw AirlockError(.usage, "key-unknown", matches.isEmpty ? "no trusted or approver key id starts with \(prefix); `airlock trust list` shows them" : "\(prefix) matches \(matches.count) keys; give more of the id")
+            throw AirlockError(.usage, .keyUnknown, matches.isEmpty ? "no trusted or approver key id starts with \(prefix); `airlock trust list` shows them" : "\(prefix) matches \(matches.count) keys; give more of the id")
         }
         let isApprover = store.approvers[id] != nil
         let dir = isApprover ? site.trustDirectory + "/" + TrustStore.approversFolder : site.trustDirectory

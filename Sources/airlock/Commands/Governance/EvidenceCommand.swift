@@ -61,7 +61,7 @@ struct EvidenceCommand: SiteCommand {
             }
         }
         if r.historyProblem != nil {
-            throw AirlockError(.verification, "history-broken", "the site's history chain does not verify (see above); the report's history-derived fields can not be trusted")
+            throw AirlockError(.verification, .historyBroken, "the site's history chain does not verify (see above); the report's history-derived fields can not be trusted")
         }
     }
 }

@@ -20,7 +20,7 @@ struct HistoryCommand: SiteCommand {
                 Output.json(c)
             }
             if let (line, reason) = c.problem {
-                throw AirlockError(.verification, "history-broken", "the history chain breaks at line \(line): \(reason)")
+                throw AirlockError(.verification, .historyBroken, "the history chain breaks at line \(line): \(reason)")
             }
             if !output.json {
                 Output.say("history chain OK (\(c.lines) lines, head \(c.head))")

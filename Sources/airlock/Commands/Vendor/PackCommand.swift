@@ -58,7 +58,7 @@ struct PackCommand: AirlockCommand {
         options.followInternalSymlinks = followInternalSymlinks
         if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"] {
             guard let v = Int64(epoch), v >= 0 else {
-                throw AirlockError(.usage, "source-date-epoch-invalid", "SOURCE_DATE_EPOCH=\(epoch) is not a number of seconds since 1970; fix or unset it")
+                throw AirlockError(.usage, .sourceDateEpochInvalid, "SOURCE_DATE_EPOCH=\(epoch) is not a number of seconds since 1970; fix or unset it")
             }
             options.sourceDateEpoch = v
         }
