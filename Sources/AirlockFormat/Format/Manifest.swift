@@ -22,6 +22,18 @@ public struct ManifestFile: Equatable, Sendable {
     }
 }
 
+/// A file's content as a store keeps it: its SHA-256 and whether it is executable (the same
+/// bytes with another mode are other content).
+public struct ContentID: Hashable, Sendable {
+    public var sha256: SHA256Digest
+    public var executable: Bool
+}
+
+extension ManifestFile {
+    /// The file's content identity.
+    public var content: ContentID { ContentID(sha256: sha256, executable: executable) }
+}
+
 /// One component's summary in the manifest.
 public struct ComponentSummary: Equatable, Sendable {
     public var digest: SHA256Digest

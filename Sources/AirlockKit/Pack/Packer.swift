@@ -7,7 +7,8 @@ public struct PackOptions: Sendable {
     /// Where to write the bundle; nil: `<name>-<version>.airlock` in the current directory.
     public var output: String?
     public var compression: Compression = .zstd
-    /// Compression level; nil: zstd 3, gzip 6. Part of what makes output reproducible.
+    /// Compression level; nil: zstd `BundleLayout.defaultZstdLevel` (1, ADR 0002), gzip 6. Part of
+    /// what makes output reproducible.
     public var level: Int?
     /// `SOURCE_DATE_EPOCH`: the `created` time and every entry's mtime. nil: now.
     public var sourceDateEpoch: Int64?
@@ -175,8 +176,9 @@ public enum Packer {
             guard baseManifest.name == spec.name else {
                 throw AirlockError(.usage, .deltaBaseMismatch, "the base is a release of \(baseManifest.name), not \(spec.name); give a base of the same name")
             }
-            let held = Set(baseManifest.files.map { "\($0.sha256.hex)\($0.executable ? ".x" : "")" })
-            delta = DeltaInfo(base: baseID, omitted: files.filter { held.contains("\($0.sha256.hex)\($0.executable ? ".x" : "")") }.map(\.path))
+            // Content the base holds with the same mode: what a site that has the base already stores.
+            let held = Set(baseManifest.files.map(\.content))
+            delta = DeltaInfo(base: baseID, omitted: files.filter { held.contains($0.content) }.map(\.path))
         }
         let omitted = Set(delta?.omitted ?? [])
         var signatures: [(String, [UInt8])] = []
@@ -212,44 +214,21 @@ public enum Packer {
             if !renamed { _ = Sys.unlink(tmp) }
         }
         do {
-            let writer = try ArchiveWriter(
-                fileDescriptor: fd, path: output, compression: options.compression, level: options.level, threads: options.compressionThreads)
-            let rehash = SHA256Hasher()
-            try writer.addFile(path: BundleLayout.manifestEntry, size: manifestLength, mode: BundleLayout.regularMode, mtime: epoch) { write in
-                try manifest.encode { chunk in
-                    rehash.update(chunk)
-                    try chunk.withUnsafeBytes { try write($0) }
-                }
-            }
-            guard rehash.finish() == bundleID else {
+            // The entry order is the format's (`BundleWriter`).
+            let writer = try BundleWriter(
+                fileDescriptor: fd, path: output, compression: options.compression, level: options.level, threads: options.compressionThreads,
+                mtime: epoch)
+            let written = try writer.writeManifest(manifest, length: manifestLength)
+            guard written == bundleID else {
                 throw AirlockError(.internal, .manifestUnstable, "the manifest encoded differently the second time; this is a bug in airlock, please report it")
             }
-            for (id, sig) in signatures {
-                try writer.addFile(
-                    path: BundleLayout.signaturesPrefix + id + BundleLayout.signatureSuffix, bytes: sig, mode: BundleLayout.regularMode,
-                    mtime: epoch)
-            }
-            // SHA256SUMS is written line by line (100,000 files make 10 MB of it).
-            try writer.addFile(path: BundleLayout.sumsEntry, size: manifest.sumsLength, mode: BundleLayout.regularMode, mtime: epoch) { write in
-                var chunk: [UInt8] = []
-                chunk.reserveCapacity(1 << 16)
-                for f in manifest.files {
-                    chunk.append(contentsOf: Manifest.sumsLine(f))
-                    if chunk.count >= 60 << 10 {
-                        try chunk.withUnsafeBytes { try write($0) }
-                        chunk.removeAll(keepingCapacity: true)
-                    }
-                }
-                try chunk.withUnsafeBytes { try write($0) }
-            }
-            if let delta {
-                try writer.addFile(path: BundleLayout.deltaEntry, bytes: delta.encoded(), mode: BundleLayout.regularMode, mtime: epoch)
-            }
+            try writer.writeSignatures(signatures.map { (keyID: $0.0, bytes: $0.1) })
+            try writer.writeSums(of: manifest)
+            if let delta { try writer.writeDelta(delta) }
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
             defer { buffer.deallocate() }
             for src in sources where !omitted.contains(src.path) {
-                let mode = src.executable ? BundleLayout.executableMode : BundleLayout.regularMode
-                try writer.addFile(path: BundleLayout.payloadPrefix + src.path, size: src.size, mode: mode, mtime: epoch) { write in
+                try writer.writePayload(src.path, size: src.size, executable: src.executable) { write in
                     try read(src, buffer: buffer) { part in
                         try write(part)
                         progress?.advance(by: part.count)
