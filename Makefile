@@ -9,7 +9,7 @@ BIN_RELEASE := $(BUILD_DIR)/release/airlock
 BENCH_RELEASE := $(BUILD_DIR)/release/airlock-bench
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps sbom-validator build release test demo bench dist clean
+.PHONY: all deps sbom-validator build release test lint demo bench dist clean
 
 all: build
 
@@ -54,6 +54,11 @@ sbom-validator: deps
 test: deps sbom-validator
 	$(SWIFT) build --scratch-path $(BUILD_DIR) $(BUILD_FLAGS)
 	$(SWIFT) test --scratch-path $(BUILD_DIR) $(BUILD_FLAGS)
+
+# The code follows .swift-format; swift-format ships with the Swift toolchain. Fix with
+# `swift format -i -r Sources Tests Package.swift`.
+lint:
+	$(SWIFT) format lint --strict --recursive Sources Tests Package.swift
 
 demo: build
 	scripts/demo.sh $(BIN_DEBUG) demo

@@ -23,14 +23,20 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
             z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
             return z ^ (z >> 31)
         }
-        s0 = splitmix(); s1 = splitmix(); s2 = splitmix(); s3 = splitmix()
+        s0 = splitmix()
+        s1 = splitmix()
+        s2 = splitmix()
+        s3 = splitmix()
     }
 
     /// The next 64 random bits.
     public mutating func next() -> UInt64 {
         let result = ((s1 &* 5) << 7 | (s1 &* 5) >> 57) &* 9
         let t = s1 << 17
-        s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3
+        s2 ^= s0
+        s3 ^= s1
+        s1 ^= s2
+        s0 ^= s3
         s2 ^= t
         s3 = s3 << 45 | s3 >> 19
         return result
@@ -139,7 +145,8 @@ public struct ReleasePlan: Equatable, Sendable {
 }
 
 /// The words the text generators draw from.
-let vocabulary: [[UInt8]] = ("the agent must never call a tool without checking its permission list and "
+let vocabulary: [[UInt8]] =
+    ("the agent must never call a tool without checking its permission list and "
     + "should answer the user in plain words citing the retrieved documents when "
     + "relevant if a request is unclear ask one short question before acting keep "
     + "answers under limit escalate refunds account billing policy model context").split(separator: " ").map { Array($0.utf8) }
@@ -220,19 +227,25 @@ public struct LargeRelease: Sendable {
             let seed = SeededGenerator.derive(Self.textSeed, 1, f)
             let size = Self.share(codeAverage, f)
             if f < 4 {
-                files.append(PlannedFile(path: "code/scripts/\(identifiers[f])-\(pad(f, 2)).sh", size: size, mode: 0o755, content: .code(seed: seed, number: f)))
+                files.append(
+                    PlannedFile(path: "code/scripts/\(identifiers[f])-\(pad(f, 2)).sh", size: size, mode: 0o755, content: .code(seed: seed, number: f)))
             } else {
-                files.append(PlannedFile(path: "code/src/mod\(f % 8)/\(identifiers[f % 8])_\(pad(f, 3)).swift", size: size, content: .code(seed: seed, number: f)))
+                files.append(
+                    PlannedFile(path: "code/src/mod\(f % 8)/\(identifiers[f % 8])_\(pad(f, 3)).swift", size: size, content: .code(seed: seed, number: f)))
             }
         }
         let promptAverage = Double(promptBytes) / Double(promptFiles)
         for f in 0..<promptFiles {
-            files.append(PlannedFile(path: "prompts/prompt-\(pad(f, 3)).md", size: Self.share(promptAverage, f),
-                                     content: .prompt(seed: SeededGenerator.derive(Self.textSeed, 2, f), number: f)))
+            files.append(
+                PlannedFile(
+                    path: "prompts/prompt-\(pad(f, 3)).md", size: Self.share(promptAverage, f),
+                    content: .prompt(seed: SeededGenerator.derive(Self.textSeed, 2, f), number: f)))
         }
         for d in 0..<indexFiles {
-            files.append(PlannedFile(path: "index/shard-\(pad(d % indexShards, 2))/doc-\(pad(d, 5)).json", size: 1024 + (d * 7919) % 3072,
-                                     content: .indexDocument(seed: SeededGenerator.derive(Self.textSeed, 3, d), number: d, shards: indexShards)))
+            files.append(
+                PlannedFile(
+                    path: "index/shard-\(pad(d % indexShards, 2))/doc-\(pad(d, 5)).json", size: 1024 + (d * 7919) % 3072,
+                    content: .indexDocument(seed: SeededGenerator.derive(Self.textSeed, 3, d), number: d, shards: indexShards)))
         }
         return ReleasePlan(directories: dirs, files: files, description: description)
     }
@@ -312,11 +325,14 @@ public struct ScaleRelease: Sendable {
         ]
         out.reserveCapacity(files + 3)
         for d in 0..<files {
-            out.append(PlannedFile(path: "index/shard-\(pad(d / 1000, 3))/doc-\(pad(d, 6)).txt", size: Self.documentSize(d),
-                                   content: .scaleDocument(seed: SeededGenerator.derive(Self.seed, 4, d), number: d)))
+            out.append(
+                PlannedFile(
+                    path: "index/shard-\(pad(d / 1000, 3))/doc-\(pad(d, 6)).txt", size: Self.documentSize(d),
+                    content: .scaleDocument(seed: SeededGenerator.derive(Self.seed, 4, d), number: d)))
         }
-        return ReleasePlan(directories: ["code", "prompts", "index"] + (0..<shards).map { "index/shard-" + pad($0, 3) },
-                           files: out, description: description)
+        return ReleasePlan(
+            directories: ["code", "prompts", "index"] + (0..<shards).map { "index/shard-" + pad($0, 3) },
+            files: out, description: description)
     }
 
     /// The description stored beside a generated copy.
@@ -348,19 +364,37 @@ public enum ContentGenerator {
         case .code(let seed, let number):
             var g = SeededGenerator(seed: seed)
             if file.mode & 0o100 != 0 { out.append("#!/bin/sh\n") }
-            while out.count < file.size { codeLine(&g, number, &out); out.newline() }
+            while out.count < file.size {
+                codeLine(&g, number, &out)
+                out.newline()
+            }
         case .prompt(let seed, let number):
             var g = SeededGenerator(seed: seed)
-            out.append("# Prompt "); out.append(number); out.newline()
+            out.append("# Prompt ")
+            out.append(number)
+            out.newline()
             while out.count < file.size {
-                if g.below(100) < 15 { out.append("\n## Section "); out.append(g.below(100)); out.append("\n\n") }
-                sentence(&g, &out); out.append(" "); sentence(&g, &out); out.append(" "); sentence(&g, &out)
+                if g.below(100) < 15 {
+                    out.append("\n## Section ")
+                    out.append(g.below(100))
+                    out.append("\n\n")
+                }
+                sentence(&g, &out)
+                out.append(" ")
+                sentence(&g, &out)
+                out.append(" ")
+                sentence(&g, &out)
                 out.newline()
             }
         case .indexDocument(let seed, let number, let shards):
             var g = SeededGenerator(seed: seed)
-            out.append("{\"id\":\"doc-"); out.append(pad(number, 5)); out.append("\",\"shard\":"); out.append(number % shards)
-            out.append(",\"title\":\""); sentence(&g, &out); out.append("\",\"text\":\"")
+            out.append("{\"id\":\"doc-")
+            out.append(pad(number, 5))
+            out.append("\",\"shard\":")
+            out.append(number % shards)
+            out.append(",\"title\":\"")
+            sentence(&g, &out)
+            out.append("\",\"text\":\"")
             let textStart = out.count
             var tail = Text(capacity: 160)
             tail.append("\",\"vector\":[")
@@ -370,14 +404,22 @@ public enum ContentGenerator {
             }
             tail.append("]}\n")
             let room = file.size - tail.count
-            while out.count < room { sentence(&g, &out); out.append(" ") }
+            while out.count < room {
+                sentence(&g, &out)
+                out.append(" ")
+            }
             if out.count > room { out.bytes.removeLast(Swift.min(out.count - room, out.count - textStart)) }
             out.bytes += tail.bytes
             return out.bytes
         case .scaleDocument(let seed, let number):
             var g = SeededGenerator(seed: seed)
-            out.append("doc "); out.append(pad(number, 6)); out.append(":")
-            while out.count < file.size { out.append(" "); out.append(vocabulary[g.below(vocabulary.count)]) }
+            out.append("doc ")
+            out.append(pad(number, 6))
+            out.append(":")
+            while out.count < file.size {
+                out.append(" ")
+                out.append(vocabulary[g.below(vocabulary.count)])
+            }
         }
         return out.cut(to: file.size)
     }
@@ -389,23 +431,67 @@ public enum ContentGenerator {
         let k = g.below(100_000)
         switch g.below(7) {
         case 0:
-            out.append("    let "); out.append(a); out.append("_"); out.append(k); out.append(" = try "); out.append(b)
-            out.append("(at: "); out.append(k % 977); out.append(", limit: "); out.append(g.below(65536)); out.append(")")
+            out.append("    let ")
+            out.append(a)
+            out.append("_")
+            out.append(k)
+            out.append(" = try ")
+            out.append(b)
+            out.append("(at: ")
+            out.append(k % 977)
+            out.append(", limit: ")
+            out.append(g.below(65536))
+            out.append(")")
         case 1:
-            out.append("    if "); out.append(a); out.append("_"); out.append(k % 1000); out.append(" > "); out.append(g.below(4096))
-            out.append(" { return .failure(."); out.append(b); out.append("("); out.append(k); out.append(")) }")
+            out.append("    if ")
+            out.append(a)
+            out.append("_")
+            out.append(k % 1000)
+            out.append(" > ")
+            out.append(g.below(4096))
+            out.append(" { return .failure(.")
+            out.append(b)
+            out.append("(")
+            out.append(k)
+            out.append(")) }")
         case 2:
-            out.append("    // "); out.append(a); out.append(": keep "); out.append(b); out.append(" under "); out.append(g.below(1_000_000))
-            out.append(" bytes (see issue #"); out.append(k % 5000); out.append(")")
+            out.append("    // ")
+            out.append(a)
+            out.append(": keep ")
+            out.append(b)
+            out.append(" under ")
+            out.append(g.below(1_000_000))
+            out.append(" bytes (see issue #")
+            out.append(k % 5000)
+            out.append(")")
         case 3:
-            out.append("func "); out.append(b); out.append(k); out.append("(_ "); out.append(a)
-            out.append(": inout [UInt8], count: Int = "); out.append(k % 256); out.append(") throws -> Int {")
+            out.append("func ")
+            out.append(b)
+            out.append(k)
+            out.append("(_ ")
+            out.append(a)
+            out.append(": inout [UInt8], count: Int = ")
+            out.append(k % 256)
+            out.append(") throws -> Int {")
         case 4:
-            out.append("    "); out.append(a); out.append("["); out.append(k % 64); out.append("] = "); out.append(b)
-            out.append(" &+ 0x"); out.append(String(g.below(2_147_483_647), radix: 16))
+            out.append("    ")
+            out.append(a)
+            out.append("[")
+            out.append(k % 64)
+            out.append("] = ")
+            out.append(b)
+            out.append(" &+ 0x")
+            out.append(String(g.below(2_147_483_647), radix: 16))
         case 5:
-            out.append("    guard "); out.append(a); out.append(".count >= "); out.append(k % 4096)
-            out.append(" else { throw Error.short("); out.append(b); out.append(", "); out.append(k); out.append(") }")
+            out.append("    guard ")
+            out.append(a)
+            out.append(".count >= ")
+            out.append(k % 4096)
+            out.append(" else { throw Error.short(")
+            out.append(b)
+            out.append(", ")
+            out.append(k)
+            out.append(") }")
         default:
             out.append("}")
         }
@@ -417,8 +503,14 @@ public enum ContentGenerator {
         var first = vocabulary[g.below(vocabulary.count)]
         if let c = first.first, c >= 0x61, c <= 0x7A { first[0] = c - 0x20 }
         out.append(first)
-        for _ in 1..<n { out.append(" "); out.append(vocabulary[g.below(vocabulary.count)]) }
-        if g.below(100) < 20 { out.append(" "); out.append(g.below(1000)) }
+        for _ in 1..<n {
+            out.append(" ")
+            out.append(vocabulary[g.below(vocabulary.count)])
+        }
+        if g.below(100) < 20 {
+            out.append(" ")
+            out.append(g.below(1000))
+        }
         out.append(".")
     }
 }

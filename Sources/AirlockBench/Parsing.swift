@@ -13,7 +13,8 @@ public enum ToolOutput {
         for raw in log.split(separator: "\n") {
             let fields = raw.split(separator: " ", omittingEmptySubsequences: true)
             guard let last = fields.last, last.hasPrefix("<"), last.hasSuffix(">"),
-                  let duration = Double(last.dropFirst().dropLast()) else { continue }
+                let duration = Double(last.dropFirst().dropLast())
+            else { continue }
             let ts = fields.first { $0.contains(".") && Double($0) != nil }.flatMap { Double($0) }
             let line = String(raw)
             if start == nil {
@@ -59,7 +60,8 @@ public enum ToolOutput {
                 if let x = Double(fields[i - 1]) { speeds.append(x) }
             }
             guard speeds.count == 2, let open = line.range(of: "(x"), let close = line[open.upperBound...].firstIndex(of: ")"),
-                  let ratio = Double(line[open.upperBound..<close]) else { continue }
+                let ratio = Double(line[open.upperBound..<close])
+            else { continue }
             return (speeds[0], speeds[1], ratio)
         }
         return nil
@@ -125,10 +127,11 @@ public struct InstallReport: Equatable, Sendable {
     /// Reads the report from the command's standard output.
     public init?(json: String) {
         guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
-              let release = object["release"] as? String,
-              let files = (object["files"] as? NSNumber)?.intValue,
-              let shared = (object["files_shared"] as? NSNumber)?.intValue,
-              let written = (object["bytes_written"] as? NSNumber)?.intValue else { return nil }
+            let release = object["release"] as? String,
+            let files = (object["files"] as? NSNumber)?.intValue,
+            let shared = (object["files_shared"] as? NSNumber)?.intValue,
+            let written = (object["bytes_written"] as? NSNumber)?.intValue
+        else { return nil }
         self.release = release
         self.files = files
         self.filesShared = shared

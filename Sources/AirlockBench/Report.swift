@@ -104,13 +104,17 @@ struct Renderer {
         out("- machine: \(c.machine)")
         out("- airlock: \(c.airlock)")
         out("- tools: \(c.tools)")
-        out("- dataset: BENCH_SCALE=\(c.scale), \(mib(d.bytes)) MiB in \(d.files) files (\(mib(d.weightsBytes)) MiB incompressible weights, \(d.indexFiles) index docs)")
+        out(
+            "- dataset: BENCH_SCALE=\(c.scale), \(mib(d.bytes)) MiB in \(d.files) files (\(mib(d.weightsBytes)) MiB incompressible weights, \(d.indexFiles) index docs)"
+        )
         out("- runs: \(c.runs) per tool and step, alternating; min / median / max, ratio of the medians")
         out()
     }
 
     mutating func mainTable(_ r: BenchResults) {
-        out("| step | airlock (s): min / median / max | baseline (s): min / median / max | ratio | ratio per run: min – max | airlock peak RSS (MiB) | baseline peak RSS (MiB) | target |")
+        out(
+            "| step | airlock (s): min / median / max | baseline (s): min / median / max | ratio | ratio per run: min – max | airlock peak RSS (MiB) | baseline peak RSS (MiB) | target |"
+        )
         out("|---|---:|---:|---:|---:|---:|---:|---|")
         for row in r.main.rows {
             let a = median(row.airlock.seconds), b = median(row.baseline.seconds)
@@ -122,13 +126,17 @@ struct Renderer {
             let rssVerdict = Target.below(Targets.rssMiB).verdict(Double(row.airlock.peakRSSKiB) / 1024)
             let rv = check(row.name, "ratio \(target.describe(fixed(row.ratioTarget, 1)))", ratioVerdict)
             let mv = check(row.name, "peak RSS < \(Int(Targets.rssMiB)) MiB", rssVerdict)
-            out("| \(row.name) | \(spread(row.airlock.seconds)) | \(spread(row.baseline.seconds)) | \(fixed(ratio, 2)) | \(runs) | \(mib(kib: row.airlock.peakRSSKiB)) | \(mib(kib: row.baseline.peakRSSKiB)) | ratio \(target.describe(fixed(row.ratioTarget, 1))) \(rv); RSS < \(Int(Targets.rssMiB)) MiB \(mv) |")
+            out(
+                "| \(row.name) | \(spread(row.airlock.seconds)) | \(spread(row.baseline.seconds)) | \(fixed(ratio, 2)) | \(runs) | \(mib(kib: row.airlock.peakRSSKiB)) | \(mib(kib: row.baseline.peakRSSKiB)) | ratio \(target.describe(fixed(row.ratioTarget, 1))) \(rv); RSS < \(Int(Targets.rssMiB)) MiB \(mv) |"
+            )
         }
         out()
         let m = r.main
         out("| output | size (MiB) | vs baseline |")
         out("|---|---:|---:|")
-        out("| airlock bundle (out.airlock) | \(mib(m.bundleBytes)) | \(fixed(Statistics.ratio(Double(m.bundleBytes), Double(m.baselineBytes)) ?? .infinity, 3)) |")
+        out(
+            "| airlock bundle (out.airlock) | \(mib(m.bundleBytes)) | \(fixed(Statistics.ratio(Double(m.bundleBytes), Double(m.baselineBytes)) ?? .infinity, 3)) |"
+        )
         out("| baseline tar.zst (zstd -1) | \(mib(m.baselineBytes)) | 1.000 |")
         out()
         out("Bundle id: \(m.bundleID) (\(m.payloadFiles.map(String.init) ?? "?") payload files).")
@@ -162,16 +170,21 @@ struct Renderer {
         let startup = median(t.helpMs)
         out("### Rollback: one pointer switch (ms)")
         out()
-        out("| release | files | size (MiB) | rollback: median (IQR), min – max | activate: median (IQR), min – max | all switches: median | minus start-up: rollback / activate | switch itself: window / syscalls (strace) |")
+        out(
+            "| release | files | size (MiB) | rollback: median (IQR), min – max | activate: median (IQR), min – max | all switches: median | minus start-up: rollback / activate | switch itself: window / syscalls (strace) |"
+        )
         out("|---|---:|---:|---:|---:|---:|---:|---:|")
         func cell(_ v: [Double]) -> String {
             guard let s = Summary(v) else { return "?" }
             return "\(fixed(s.median, 3)) (\(fixed(iqr(v), 3))), \(fixed(s.min, 3)) – \(fixed(s.max, 3))"
         }
         for s in [t.small, t.large] {
-            let st = t.straceAvailable && !s.straceWindowMs.isEmpty
+            let st =
+                t.straceAvailable && !s.straceWindowMs.isEmpty
                 ? "\(fixed(median(s.straceWindowMs), 3)) / \(fixed(median(s.straceSyscallsMs), 3))" : "(no strace)"
-            out("| \(s.label) | \(s.files) | \(mib(s.bytes)) | \(cell(s.rollbackMs)) | \(cell(s.activateMs)) | \(fixed(median(s.allMs), 3)) | \(fixed(median(s.rollbackMs) - startup, 3)) / \(fixed(median(s.activateMs) - startup, 3)) | \(st) |")
+            out(
+                "| \(s.label) | \(s.files) | \(mib(s.bytes)) | \(cell(s.rollbackMs)) | \(cell(s.activateMs)) | \(fixed(median(s.allMs), 3)) | \(fixed(median(s.rollbackMs) - startup, 3)) / \(fixed(median(s.activateMs) - startup, 3)) | \(st) |"
+            )
         }
         out("| start-up reference: `airlock --help` | | | \(cell(t.helpMs)) | | | 0 | |")
         out("| `airlock status small-agent` (reads the site) | | | \(cell(t.statusMs)) | | | \(fixed(median(t.statusMs) - startup, 3)) | |")
@@ -193,7 +206,9 @@ struct Renderer {
             switchVerdict = limit.verdict(Swift.max(median(t.small.rollbackMs), median(t.large.rollbackMs)) - startup)
             basis = "rollback minus start-up; strace is not installed"
         }
-        out("- the switch itself < \(Int(Targets.switchMs)) ms (\(basis)): \(check("rollback", "the switch itself < \(Int(Targets.switchMs)) ms", switchVerdict))")
+        out(
+            "- the switch itself < \(Int(Targets.switchMs)) ms (\(basis)): \(check("rollback", "the switch itself < \(Int(Targets.switchMs)) ms", switchVerdict))"
+        )
         let rssVerdict = Target.below(Targets.rssMiB).verdict(Double(t.peakRSSKiB) / 1024)
         out("- peak RSS of a switch \(mib(kib: t.peakRSSKiB)) MiB < \(Int(Targets.rssMiB)) MiB: \(check("rollback", "peak RSS of a switch", rssVerdict))")
         out()
@@ -245,19 +260,30 @@ struct Renderer {
         out()
         let v = check("delta", "delta <= allowance", Target.atMost(Double(allow)).verdict(Double(d.deltaBytes)))
         let ofFull = d.fullBytes > 0 ? Double(d.deltaBytes) * 100 / Double(d.fullBytes) : .infinity
-        out("- delta <= allowance: \(v) (the delta is \(fixed(Double(d.deltaBytes) * 100 / Double(allow), 3))% of the allowance, \(fixed(ofFull, 3))% of the full bundle)")
-        out("- the delta's members, uncompressed bytes / each alone through zstd -1 (the bundle compresses them as one stream): "
-            + d.members.map { "\($0.name) \($0.bytes) / \($0.zstdBytes)" }.joined(separator: "; "))
+        out(
+            "- delta <= allowance: \(v) (the delta is \(fixed(Double(d.deltaBytes) * 100 / Double(allow), 3))% of the allowance, \(fixed(ofFull, 3))% of the full bundle)"
+        )
+        out(
+            "- the delta's members, uncompressed bytes / each alone through zstd -1 (the bundle compresses them as one stream): "
+                + d.members.map { "\($0.name) \($0.bytes) / \($0.zstdBytes)" }.joined(separator: "; "))
         out()
-        out("| step | delta (s): min / median / max | full (s): min / median / max | delta / full | delta peak RSS (MiB) | full peak RSS (MiB) | delta CPU (s) | full CPU (s) |")
+        out(
+            "| step | delta (s): min / median / max | full (s): min / median / max | delta / full | delta peak RSS (MiB) | full peak RSS (MiB) | delta CPU (s) | full CPU (s) |"
+        )
         out("|---|---:|---:|---:|---:|---:|---:|---:|")
-        for (label, a, b) in [("pack the second release (--base out.airlock / full)", d.packDelta, d.packFull),
-                              ("install it into a site holding out.airlock", d.installDelta, d.installFull)] {
+        for (label, a, b) in [
+            ("pack the second release (--base out.airlock / full)", d.packDelta, d.packFull),
+            ("install it into a site holding out.airlock", d.installDelta, d.installFull),
+        ] {
             let ratio = Statistics.ratio(median(a.seconds), median(b.seconds)) ?? .infinity
-            out("| \(label) | \(spread(a.seconds)) | \(spread(b.seconds)) | \(fixed(ratio, 3)) | \(mib(kib: a.peakRSSKiB)) | \(mib(kib: b.peakRSSKiB)) | \(fixed(median(a.cpuSeconds), 3)) | \(fixed(median(b.cpuSeconds), 3)) |")
+            out(
+                "| \(label) | \(spread(a.seconds)) | \(spread(b.seconds)) | \(fixed(ratio, 3)) | \(mib(kib: a.peakRSSKiB)) | \(mib(kib: b.peakRSSKiB)) | \(fixed(median(a.cpuSeconds), 3)) | \(fixed(median(b.cpuSeconds), 3)) |"
+            )
         }
         out()
-        out("- install reported: from the delta \(d.deltaShared) files shared, \(d.deltaWritten) bytes written; from the full bundle \(d.fullShared) files shared, \(d.fullWritten) bytes written")
+        out(
+            "- install reported: from the delta \(d.deltaShared) files shared, \(d.deltaWritten) bytes written; from the full bundle \(d.fullShared) files shared, \(d.fullWritten) bytes written"
+        )
         out()
     }
 
@@ -277,7 +303,9 @@ struct Renderer {
         let startupMs = median(r.rollback.helpMs)
         out("### Scale: time per file and memory from \(smallest.files) to \(largest.files) files")
         out()
-        out("| files | manifest (KiB) | command | runs | min / median / max (s) | µs per file | µs per file minus start-up | CPU user+sys (s) | CPU / wall | peak RSS (MiB) | peak RSS minus manifest (MiB) |")
+        out(
+            "| files | manifest (KiB) | command | runs | min / median / max (s) | µs per file | µs per file minus start-up | CPU user+sys (s) | CPU / wall | peak RSS (MiB) | peak RSS minus manifest (MiB) |"
+        )
         out("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for e in entries {
             for c in scaleCommands {
@@ -287,7 +315,9 @@ struct Renderer {
                 let label = c == "tarx" ? "(reference: zstd -dc \\| tar -x, sync)" : c
                 let minusStartup = c == "tarx" ? perFile : (t - startupMs / 1000) * 1e6 / Double(e.files)
                 let over = c == "tarx" ? "" : fixed((Double(s.peakRSSKiB) * 1024 - Double(e.manifestBytes)) / 1_048_576, 1)
-                out("| \(e.files) | \(Int((Double(e.manifestBytes) / 1024).rounded())) | \(label) | \(s.count) | \(spread(s.seconds)) | \(fixed(perFile, 1)) | \(fixed(minusStartup, 1)) | \(fixed(cpu, 3)) | \(fixed(cpu / t, 3)) | \(mib(kib: s.peakRSSKiB)) | \(over) |")
+                out(
+                    "| \(e.files) | \(Int((Double(e.manifestBytes) / 1024).rounded())) | \(label) | \(s.count) | \(spread(s.seconds)) | \(fixed(perFile, 1)) | \(fixed(minusStartup, 1)) | \(fixed(cpu, 3)) | \(fixed(cpu / t, 3)) | \(mib(kib: s.peakRSSKiB)) | \(over) |"
+                )
             }
         }
         out()
@@ -304,21 +334,27 @@ struct Renderer {
             let ratio = (median(l) / nl) / (median(b) / nb)
             let lo = ((l.min() ?? .nan) / nl) / ((b.max() ?? .nan) / nb)
             let hi = ((l.max() ?? .nan) / nl) / ((b.min() ?? .nan) / nb)
-            let v = check("scale", "flat, \(c)", ratio.isFinite && lo.isFinite && hi.isFinite
-                ? Target.atMost(Targets.flatFactor).verdict(lowest: lo, highest: hi) : .fail)
+            let v = check(
+                "scale", "flat, \(c)",
+                ratio.isFinite && lo.isFinite && hi.isFinite
+                    ? Target.atMost(Targets.flatFactor).verdict(lowest: lo, highest: hi) : .fail)
             let why = basis.files == smallest.files ? "" : " (start-up is more than half of the \(smallest.files)-file time: \(basis.files) files is the basis)"
             var extra = ""
             if basis.files == smallest.files {
                 let m = middle.samples[c]?.seconds ?? []
                 extra = "; vs \(middle.files) files: \(fixed((median(l) / nl) / (median(m) / Double(middle.files)), 2))x"
             }
-            out("- flat, \(c): \(fixed(perL, 1)) µs/file at \(largest.files) files vs \(fixed(perB, 1)) at \(basis.files) files\(why) = \(fixed(ratio, 2))x (runs \(fixed(lo, 2)) – \(fixed(hi, 2)))\(extra), <= \(fixed(Targets.flatFactor, 0))x: \(v)")
+            out(
+                "- flat, \(c): \(fixed(perL, 1)) µs/file at \(largest.files) files vs \(fixed(perB, 1)) at \(basis.files) files\(why) = \(fixed(ratio, 2))x (runs \(fixed(lo, 2)) – \(fixed(hi, 2)))\(extra), <= \(fixed(Targets.flatFactor, 0))x: \(v)"
+            )
         }
         for c in scaleCommands where c != "tarx" {
             let rss = largest.samples[c]?.peakRSSKiB ?? 0
             let over = (Double(rss) * 1024 - Double(largest.manifestBytes)) / 1_048_576
             let v = check("scale", "memory, \(c)", Target.below(Targets.scaleRSSMiB).verdict(over))
-            out("- memory, \(c): peak RSS \(mib(kib: rss)) MiB at \(largest.files) files minus the manifest \(mib(largest.manifestBytes)) MiB = \(fixed(over, 1)) MiB < \(Int(Targets.scaleRSSMiB)) MiB: \(v)")
+            out(
+                "- memory, \(c): peak RSS \(mib(kib: rss)) MiB at \(largest.files) files minus the manifest \(mib(largest.manifestBytes)) MiB = \(fixed(over, 1)) MiB < \(Int(Targets.scaleRSSMiB)) MiB: \(v)"
+            )
         }
         out()
     }
@@ -333,14 +369,18 @@ struct Renderer {
         out("| | MB/s |")
         out("|---|---:|")
         out("| SHA-256 (openssl speed -evp sha256, 1 MiB blocks) | \(num(t.sha256, 0)) |")
-        out("| zstd -1 compress (zstd -b1 -T1, \(mib(t.sampleBytes)) MiB of the release's prompt and code text, ratio x\(num(t.zstdRatio, 3))) | \(num(t.zstdCompress, 1)) |")
+        out(
+            "| zstd -1 compress (zstd -b1 -T1, \(mib(t.sampleBytes)) MiB of the release's prompt and code text, ratio x\(num(t.zstdRatio, 3))) | \(num(t.zstdCompress, 1)) |"
+        )
         out("| zstd -1 decompress (same) | \(num(t.zstdDecompress, 1)) |")
         out()
         out("Throughput of the main table's airlock steps (release bytes / median time) and their CPU (user + sys, median):")
         out()
         for row in r.main.rows {
             let a = median(row.airlock.seconds), b = median(row.baseline.seconds)
-            out("- \(row.name): \(fixed(Double(r.dataset.bytes) / a / 1e6, 0)) MB/s; CPU airlock \(fixed(median(row.airlock.cpuSeconds), 3)) s, baseline \(fixed(median(row.baseline.cpuSeconds), 3)) s (wall \(fixed(a, 3)) / \(fixed(b, 3)) s)")
+            out(
+                "- \(row.name): \(fixed(Double(r.dataset.bytes) / a / 1e6, 0)) MB/s; CPU airlock \(fixed(median(row.airlock.cpuSeconds), 3)) s, baseline \(fixed(median(row.baseline.cpuSeconds), 3)) s (wall \(fixed(a, 3)) / \(fixed(b, 3)) s)"
+            )
         }
         out()
     }
@@ -349,46 +389,47 @@ struct Renderer {
 
     mutating func method(_ r: BenchResults) {
         let c = r.context
-        out("""
-        Method: wall time of each step (the whole pipeline for the baseline) on a monotonic clock;
-        each timed run follows an untimed read of its inputs and a sync; airlock and baseline
-        alternate (odd runs airlock first, even runs baseline first). "Ratio" is the ratio of the
-        medians; "ratio per run" pairs run i of airlock with run i of the baseline, and a target
-        is PASS when every pair meets it, FAIL when none does, and "not established" when the
-        pairs fall on both sides. Peak RSS is GNU time's max RSS (%M) of the step's largest
-        process (each pipeline stage under its own GNU time; xargs counts the openssl runs it
-        waited for), maximum over the runs; CPU is GNU time's user + sys of all of them.
-        Baseline pack = openssl dgst -sha256 over every file (find | xargs), then tar | zstd -1 -T0
-        to a file; baseline verify = zstd -dc | tar -x into a new dir per run, then openssl dgst
-        -sha256 over every extracted file (the comparison of the sums is not timed). Install:
-        airlock install of out.airlock into a new site root per run (trust store added untimed),
-        timed alone: it makes the release durable itself (syncfs before the rename); baseline
-        install = zstd -dc out.airlock | tar -x into a new dir per run, then sync (the same
-        durability, no checks). Extraction dirs and site roots are deleted after the last run, not
-        between runs.
-        Rollback: one site holds two releases of small-agent and of bench-agent, each name's
-        activation stack [first, second]; a switch is `airlock rollback NAME` or `airlock activate
-        NAME SECOND`, alternating, \(c.switches) per name, interleaved with the start-up reference
-        (`airlock --help`) and `airlock status`, each after a sync, one warm-up round trip untimed.
-        "Minus start-up" = median switch - median `airlock --help`. The switch itself: strace -f
-        -ttt -T of 6 more switches per name; window = from the start of symlink(2) of the new
-        pointer to the end of the fsync(2) of the name's folder after the rename(2) (includes
-        strace's overhead), syscalls = the time of those three calls; medians. Disk: du -sk of the
-        site root (hardlinks counted once) before and after installing the second release of
-        bench-agent, whose folder hardlinks the first one's files except airlock.yaml and the
-        changed prompt file.
-        Delta: `airlock pack --base out.airlock` of the second release against `airlock pack` of it
-        (alternating, \(c.runs) runs each, both after reading the release once); install: into a new
-        site per run that holds out.airlock (installed untimed), the delta and the full bundle
-        alternating.
-        Scale: per file count, run by run: pack, verify, install into a new site root, audit of
-        that release; each after an untimed read of its input (audit: the files just installed)
-        and a sync. After each audit, the reference: zstd -dc of the bundle | tar -x into a new
-        dir, then sync. µs per file = median / files; minus start-up subtracts the median `airlock
-        --help`. CPU = user + sys of the airlock process (all processes for the reference), median
-        over runs. "Flat" is PASS when even the slowest run at the largest count against the
-        fastest at the basis stays within the factor.
-        """)
+        out(
+            """
+            Method: wall time of each step (the whole pipeline for the baseline) on a monotonic clock;
+            each timed run follows an untimed read of its inputs and a sync; airlock and baseline
+            alternate (odd runs airlock first, even runs baseline first). "Ratio" is the ratio of the
+            medians; "ratio per run" pairs run i of airlock with run i of the baseline, and a target
+            is PASS when every pair meets it, FAIL when none does, and "not established" when the
+            pairs fall on both sides. Peak RSS is GNU time's max RSS (%M) of the step's largest
+            process (each pipeline stage under its own GNU time; xargs counts the openssl runs it
+            waited for), maximum over the runs; CPU is GNU time's user + sys of all of them.
+            Baseline pack = openssl dgst -sha256 over every file (find | xargs), then tar | zstd -1 -T0
+            to a file; baseline verify = zstd -dc | tar -x into a new dir per run, then openssl dgst
+            -sha256 over every extracted file (the comparison of the sums is not timed). Install:
+            airlock install of out.airlock into a new site root per run (trust store added untimed),
+            timed alone: it makes the release durable itself (syncfs before the rename); baseline
+            install = zstd -dc out.airlock | tar -x into a new dir per run, then sync (the same
+            durability, no checks). Extraction dirs and site roots are deleted after the last run, not
+            between runs.
+            Rollback: one site holds two releases of small-agent and of bench-agent, each name's
+            activation stack [first, second]; a switch is `airlock rollback NAME` or `airlock activate
+            NAME SECOND`, alternating, \(c.switches) per name, interleaved with the start-up reference
+            (`airlock --help`) and `airlock status`, each after a sync, one warm-up round trip untimed.
+            "Minus start-up" = median switch - median `airlock --help`. The switch itself: strace -f
+            -ttt -T of 6 more switches per name; window = from the start of symlink(2) of the new
+            pointer to the end of the fsync(2) of the name's folder after the rename(2) (includes
+            strace's overhead), syscalls = the time of those three calls; medians. Disk: du -sk of the
+            site root (hardlinks counted once) before and after installing the second release of
+            bench-agent, whose folder hardlinks the first one's files except airlock.yaml and the
+            changed prompt file.
+            Delta: `airlock pack --base out.airlock` of the second release against `airlock pack` of it
+            (alternating, \(c.runs) runs each, both after reading the release once); install: into a new
+            site per run that holds out.airlock (installed untimed), the delta and the full bundle
+            alternating.
+            Scale: per file count, run by run: pack, verify, install into a new site root, audit of
+            that release; each after an untimed read of its input (audit: the files just installed)
+            and a sync. After each audit, the reference: zstd -dc of the bundle | tar -x into a new
+            dir, then sync. µs per file = median / files; minus start-up subtracts the median `airlock
+            --help`. CPU = user + sys of the airlock process (all processes for the reference), median
+            over runs. "Flat" is PASS when even the slowest run at the largest count against the
+            fastest at the basis stays within the factor.
+            """)
         if c.scaleRunsLargest != c.runs {
             out("The largest file count ran \(c.scaleRunsLargest) time(s) per command (BENCH_SCALE_RUNS_LARGEST), the others \(c.runs).")
         }

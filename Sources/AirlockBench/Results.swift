@@ -46,10 +46,19 @@ public struct RunContext: Equatable, Sendable {
     public var settleWaited: Int
 
     /// The run's facts.
-    public init(date: String, machine: String, airlock: String, tools: String, scale: String, runs: Int, switches: Int,
-                scaleRunsLargest: Int, settleWaited: Int) {
-        self.date = date; self.machine = machine; self.airlock = airlock; self.tools = tools; self.scale = scale
-        self.runs = runs; self.switches = switches; self.scaleRunsLargest = scaleRunsLargest; self.settleWaited = settleWaited
+    public init(
+        date: String, machine: String, airlock: String, tools: String, scale: String, runs: Int, switches: Int,
+        scaleRunsLargest: Int, settleWaited: Int
+    ) {
+        self.date = date
+        self.machine = machine
+        self.airlock = airlock
+        self.tools = tools
+        self.scale = scale
+        self.runs = runs
+        self.switches = switches
+        self.scaleRunsLargest = scaleRunsLargest
+        self.settleWaited = settleWaited
     }
 }
 
@@ -66,7 +75,10 @@ public struct DatasetFacts: Equatable, Sendable {
 
     /// The dataset's facts.
     public init(bytes: Int, files: Int, weightsBytes: Int, indexFiles: Int) {
-        self.bytes = bytes; self.files = files; self.weightsBytes = weightsBytes; self.indexFiles = indexFiles
+        self.bytes = bytes
+        self.files = files
+        self.weightsBytes = weightsBytes
+        self.indexFiles = indexFiles
     }
 }
 
@@ -83,7 +95,10 @@ public struct ComparisonRow: Equatable, Sendable {
 
     /// A row.
     public init(name: String, airlock: [RunSample], baseline: [RunSample], ratioTarget: Double) {
-        self.name = name; self.airlock = airlock; self.baseline = baseline; self.ratioTarget = ratioTarget
+        self.name = name
+        self.airlock = airlock
+        self.baseline = baseline
+        self.ratioTarget = ratioTarget
     }
 }
 
@@ -102,8 +117,11 @@ public struct MainTable: Equatable, Sendable {
 
     /// The main table.
     public init(rows: [ComparisonRow], bundleBytes: Int, baselineBytes: Int, bundleID: String, payloadFiles: Int?) {
-        self.rows = rows; self.bundleBytes = bundleBytes; self.baselineBytes = baselineBytes
-        self.bundleID = bundleID; self.payloadFiles = payloadFiles
+        self.rows = rows
+        self.bundleBytes = bundleBytes
+        self.baselineBytes = baselineBytes
+        self.bundleID = bundleID
+        self.payloadFiles = payloadFiles
     }
 }
 
@@ -127,11 +145,18 @@ public struct SwitchSeries: Equatable, Sendable {
     public var straceSyscallsMs: [Double]
 
     /// A series.
-    public init(name: String, label: String, files: Int, bytes: Int, rollbackMs: [Double], activateMs: [Double],
-                straceWindowMs: [Double], straceSyscallsMs: [Double]) {
-        self.name = name; self.label = label; self.files = files; self.bytes = bytes
-        self.rollbackMs = rollbackMs; self.activateMs = activateMs
-        self.straceWindowMs = straceWindowMs; self.straceSyscallsMs = straceSyscallsMs
+    public init(
+        name: String, label: String, files: Int, bytes: Int, rollbackMs: [Double], activateMs: [Double],
+        straceWindowMs: [Double], straceSyscallsMs: [Double]
+    ) {
+        self.name = name
+        self.label = label
+        self.files = files
+        self.bytes = bytes
+        self.rollbackMs = rollbackMs
+        self.activateMs = activateMs
+        self.straceWindowMs = straceWindowMs
+        self.straceSyscallsMs = straceSyscallsMs
     }
 
     /// Every switch, rollbacks and activations.
@@ -155,8 +180,12 @@ public struct RollbackTable: Equatable, Sendable {
 
     /// The table.
     public init(small: SwitchSeries, large: SwitchSeries, helpMs: [Double], statusMs: [Double], peakRSSKiB: Int, straceAvailable: Bool) {
-        self.small = small; self.large = large; self.helpMs = helpMs; self.statusMs = statusMs
-        self.peakRSSKiB = peakRSSKiB; self.straceAvailable = straceAvailable
+        self.small = small
+        self.large = large
+        self.helpMs = helpMs
+        self.statusMs = statusMs
+        self.peakRSSKiB = peakRSSKiB
+        self.straceAvailable = straceAvailable
     }
 }
 
@@ -186,13 +215,24 @@ public struct DiskTable: Equatable, Sendable {
     public var filesShared: Int, files: Int, bytesWritten: Int
 
     /// The table.
-    public init(siteRoot: String, emptyKiB: Int, afterFirstKiB: Int, afterSecondKiB: Int, objectsAfterFirstKiB: Int,
-                objectsAfterSecondKiB: Int, secondOwnKiB: Int, changedBytes: Int, changedFiles: String, releaseBytes: Int,
-                filesShared: Int, files: Int, bytesWritten: Int) {
-        self.siteRoot = siteRoot; self.emptyKiB = emptyKiB; self.afterFirstKiB = afterFirstKiB; self.afterSecondKiB = afterSecondKiB
-        self.objectsAfterFirstKiB = objectsAfterFirstKiB; self.objectsAfterSecondKiB = objectsAfterSecondKiB
-        self.secondOwnKiB = secondOwnKiB; self.changedBytes = changedBytes; self.changedFiles = changedFiles
-        self.releaseBytes = releaseBytes; self.filesShared = filesShared; self.files = files; self.bytesWritten = bytesWritten
+    public init(
+        siteRoot: String, emptyKiB: Int, afterFirstKiB: Int, afterSecondKiB: Int, objectsAfterFirstKiB: Int,
+        objectsAfterSecondKiB: Int, secondOwnKiB: Int, changedBytes: Int, changedFiles: String, releaseBytes: Int,
+        filesShared: Int, files: Int, bytesWritten: Int
+    ) {
+        self.siteRoot = siteRoot
+        self.emptyKiB = emptyKiB
+        self.afterFirstKiB = afterFirstKiB
+        self.afterSecondKiB = afterSecondKiB
+        self.objectsAfterFirstKiB = objectsAfterFirstKiB
+        self.objectsAfterSecondKiB = objectsAfterSecondKiB
+        self.secondOwnKiB = secondOwnKiB
+        self.changedBytes = changedBytes
+        self.changedFiles = changedFiles
+        self.releaseBytes = releaseBytes
+        self.filesShared = filesShared
+        self.files = files
+        self.bytesWritten = bytesWritten
     }
 }
 
@@ -206,7 +246,11 @@ public struct BundleMember: Equatable, Sendable {
     public var zstdBytes: Int
 
     /// A member.
-    public init(name: String, bytes: Int, zstdBytes: Int) { self.name = name; self.bytes = bytes; self.zstdBytes = zstdBytes }
+    public init(name: String, bytes: Int, zstdBytes: Int) {
+        self.name = name
+        self.bytes = bytes
+        self.zstdBytes = zstdBytes
+    }
 }
 
 /// The delta table: the second release as a delta bundle against the first.
@@ -233,15 +277,27 @@ public struct DeltaTable: Equatable, Sendable {
     public var deltaShared: Int, deltaWritten: Int, fullShared: Int, fullWritten: Int
 
     /// The table.
-    public init(fullBytes: Int, deltaBytes: Int, changedFiles: String, changedRawBytes: Int, changedZstdBytes: Int,
-                manifestBytes: Int, members: [BundleMember], packDelta: [RunSample], packFull: [RunSample],
-                installDelta: [RunSample], installFull: [RunSample], deltaShared: Int, deltaWritten: Int,
-                fullShared: Int, fullWritten: Int) {
-        self.fullBytes = fullBytes; self.deltaBytes = deltaBytes; self.changedFiles = changedFiles
-        self.changedRawBytes = changedRawBytes; self.changedZstdBytes = changedZstdBytes; self.manifestBytes = manifestBytes
-        self.members = members; self.packDelta = packDelta; self.packFull = packFull
-        self.installDelta = installDelta; self.installFull = installFull
-        self.deltaShared = deltaShared; self.deltaWritten = deltaWritten; self.fullShared = fullShared; self.fullWritten = fullWritten
+    public init(
+        fullBytes: Int, deltaBytes: Int, changedFiles: String, changedRawBytes: Int, changedZstdBytes: Int,
+        manifestBytes: Int, members: [BundleMember], packDelta: [RunSample], packFull: [RunSample],
+        installDelta: [RunSample], installFull: [RunSample], deltaShared: Int, deltaWritten: Int,
+        fullShared: Int, fullWritten: Int
+    ) {
+        self.fullBytes = fullBytes
+        self.deltaBytes = deltaBytes
+        self.changedFiles = changedFiles
+        self.changedRawBytes = changedRawBytes
+        self.changedZstdBytes = changedZstdBytes
+        self.manifestBytes = manifestBytes
+        self.members = members
+        self.packDelta = packDelta
+        self.packFull = packFull
+        self.installDelta = installDelta
+        self.installFull = installFull
+        self.deltaShared = deltaShared
+        self.deltaWritten = deltaWritten
+        self.fullShared = fullShared
+        self.fullWritten = fullWritten
     }
 }
 
@@ -259,7 +315,9 @@ public struct ScaleEntry: Equatable, Sendable {
 
     /// An entry.
     public init(files: Int, manifestBytes: Int, samples: [String: [RunSample]]) {
-        self.files = files; self.manifestBytes = manifestBytes; self.samples = samples
+        self.files = files
+        self.manifestBytes = manifestBytes
+        self.samples = samples
     }
 }
 
@@ -274,8 +332,11 @@ public struct ReferenceTable: Equatable, Sendable {
 
     /// The table.
     public init(sha256: Double?, zstdCompress: Double?, zstdDecompress: Double?, zstdRatio: Double?, sampleBytes: Int) {
-        self.sha256 = sha256; self.zstdCompress = zstdCompress; self.zstdDecompress = zstdDecompress
-        self.zstdRatio = zstdRatio; self.sampleBytes = sampleBytes
+        self.sha256 = sha256
+        self.zstdCompress = zstdCompress
+        self.zstdDecompress = zstdDecompress
+        self.zstdRatio = zstdRatio
+        self.sampleBytes = sampleBytes
     }
 }
 
@@ -301,9 +362,18 @@ public struct BenchResults: Equatable, Sendable {
     public var notes: [String]
 
     /// The results.
-    public init(context: RunContext, dataset: DatasetFacts, main: MainTable, rollback: RollbackTable, disk: DiskTable,
-                delta: DeltaTable, scale: [ScaleEntry], reference: ReferenceTable, notes: [String]) {
-        self.context = context; self.dataset = dataset; self.main = main; self.rollback = rollback; self.disk = disk
-        self.delta = delta; self.scale = scale; self.reference = reference; self.notes = notes
+    public init(
+        context: RunContext, dataset: DatasetFacts, main: MainTable, rollback: RollbackTable, disk: DiskTable,
+        delta: DeltaTable, scale: [ScaleEntry], reference: ReferenceTable, notes: [String]
+    ) {
+        self.context = context
+        self.dataset = dataset
+        self.main = main
+        self.rollback = rollback
+        self.disk = disk
+        self.delta = delta
+        self.scale = scale
+        self.reference = reference
+        self.notes = notes
     }
 }

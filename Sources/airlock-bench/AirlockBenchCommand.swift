@@ -1,6 +1,7 @@
 import AirlockBench
 import ArgumentParser
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,18 +22,18 @@ struct AirlockBenchCommand: ParsableCommand {
         commandName: "airlock-bench",
         abstract: "Benchmark the airlock CLI against the standard tools and print a markdown report.",
         discussion: """
-        Rows: pack, verify and install (airlock against openssl, tar and zstd, alternating, with
-        ratio targets), and the rollback, disk, delta, scale and reference tables. Datasets are
-        generated once per scale into WORKDIR and reused; per-run logs land in WORKDIR/results.
+            Rows: pack, verify and install (airlock against openssl, tar and zstd, alternating, with
+            ratio targets), and the rollback, disk, delta, scale and reference tables. Datasets are
+            generated once per scale into WORKDIR and reused; per-run logs land in WORKDIR/results.
 
-        Each option falls back to its environment variable: BENCH_RUNS (3), BENCH_SCALE (1, about
-        2 GiB; 0.05 is about 100 MiB), BENCH_SETTLE_SECONDS (360), BENCH_SWITCHES (20),
-        BENCH_SCALE_FILES ("1000 10000 100000", or "100 1000 10000" below scale 1),
-        BENCH_SCALE_RUNS_LARGEST (BENCH_RUNS), BENCH_REFERENCE_SECONDS (2 for openssl, 3 for zstd).
+            Each option falls back to its environment variable: BENCH_RUNS (3), BENCH_SCALE (1, about
+            2 GiB; 0.05 is about 100 MiB), BENCH_SETTLE_SECONDS (360), BENCH_SWITCHES (20),
+            BENCH_SCALE_FILES ("1000 10000 100000", or "100 1000 10000" below scale 1),
+            BENCH_SCALE_RUNS_LARGEST (BENCH_RUNS), BENCH_REFERENCE_SECONDS (2 for openssl, 3 for zstd).
 
-        Exit status: 0 when every target is PASS or "not established"; 1 when a target FAILed;
-        2 when a command failed (no report); 64 for bad arguments.
-        """)
+            Exit status: 0 when every target is PASS or "not established"; 1 when a target FAILed;
+            2 when a command failed (no report); 64 for bad arguments.
+            """)
 
     @Argument(help: "The airlock binary to measure.")
     var airlock: String

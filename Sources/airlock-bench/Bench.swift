@@ -1,5 +1,6 @@
 import AirlockBench
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -121,7 +122,10 @@ final class Bench {
         deleteTree(paths.sites)
         try? FileManager.default.removeItem(atPath: paths.results)
         try FileManager.default.createDirectory(atPath: paths.results, withIntermediateDirectories: true)
-        defer { deleteTree(paths.extract); deleteTree(paths.sites) }
+        defer {
+            deleteTree(paths.extract)
+            deleteTree(paths.sites)
+        }
 
         log("dataset: \(mib(dataBytes)) MiB in \(dataFiles) files; \(settings.runs) runs per step")
         let rows = try runMainRows()
@@ -156,7 +160,9 @@ final class Bench {
             try generate(plan, at: paths.release, marker: paths.releaseMarker, what: "the release (\(plan.description))")
         }
         let description2 = plan.description + " v2=1 changed=" + LargeRelease.revision.changedPath
-        if Self.readMarker(paths.release2Marker) == description2 && Self.sameFile(paths.release + "/model/weights.safetensors", paths.release2 + "/model/weights.safetensors") {
+        if Self.readMarker(paths.release2Marker) == description2
+            && Self.sameFile(paths.release + "/model/weights.safetensors", paths.release2 + "/model/weights.safetensors")
+        {
             log("reusing the second release in \(paths.release2)")
         } else {
             unlink(paths.release2Marker)
@@ -195,7 +201,8 @@ final class Bench {
     func prepareKey() throws {
         if !Self.nonEmpty(paths.key) || !Self.nonEmpty(paths.publicKey) {
             log("generating the vendor key")
-            unlink(paths.key); unlink(paths.publicKey)
+            unlink(paths.key)
+            unlink(paths.publicKey)
             try FileManager.default.createDirectory(atPath: paths.results, withIntermediateDirectories: true)
             try runner.check([airlock, "key", "generate", "--out", paths.keyPrefix])
         }
@@ -223,7 +230,9 @@ final class Bench {
         let now = time(nil)
         let left = then + settings.settleSeconds - now
         if left > 0 {
-            log("a file tree was deleted \(now - then) s ago: waiting \(left) s before creating many files (ext4 slows inode allocation after deletions; BENCH_SETTLE_SECONDS=0 skips)")
+            log(
+                "a file tree was deleted \(now - then) s ago: waiting \(left) s before creating many files (ext4 slows inode allocation after deletions; BENCH_SETTLE_SECONDS=0 skips)"
+            )
             settleWaited += left
             sleep(UInt32(left))
         }
@@ -278,7 +287,10 @@ final class Bench {
     static func treeSize(_ root: String) throws -> (Int, Int) {
         var bytes = 0, files = 0
         try walk(root) { _, st in
-            if st.st_mode & S_IFMT == S_IFREG { bytes += Int(st.st_size); files += 1 }
+            if st.st_mode & S_IFMT == S_IFREG {
+                bytes += Int(st.st_size)
+                files += 1
+            }
         }
         return (bytes, files)
     }
@@ -287,8 +299,14 @@ final class Bench {
         var st = stat()
         return stat(path, &st) == 0 ? Int(st.st_size) : 0
     }
-    static func exists(_ path: String) -> Bool { var st = stat(); return lstat(path, &st) == 0 }
-    static func isDirectory(_ path: String) -> Bool { var st = stat(); return stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR }
+    static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+    static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR
+    }
     static func nonEmpty(_ path: String) -> Bool { fileSize(path) > 0 }
     static func sameFile(_ a: String, _ b: String) -> Bool {
         var x = stat(), y = stat()
@@ -314,17 +332,20 @@ final class Bench {
     }
 
     func machine() -> String {
-        let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.split(separator: "\n")
+        let cpu =
+            (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.split(separator: "\n")
             .first { $0.hasPrefix("model name") }.flatMap { $0.split(separator: ":", maxSplits: 1).last }
             .map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown CPU"
-        let memKiB = (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8))?.split(separator: "\n")
+        let memKiB =
+            (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8))?.split(separator: "\n")
             .first { $0.hasPrefix("MemTotal") }.flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Int($0) } ?? 0
         var u = utsname()
         uname(&u)
         func field<T>(_ v: T) -> String { withUnsafeBytes(of: v) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) } }
         let df = (try? runner.text(["df", "-T", paths.work], tolerant: true)) ?? ""
         let fsType = df.split(separator: "\n").dropFirst().first?.split(separator: " ").dropFirst().first.map(String.init) ?? "?"
-        return "\(ProcessInfo.processInfo.activeProcessorCount) cores, \(cpu), \(fixed(Double(memKiB) / 1_048_576, 1)) GiB RAM, \(field(u.sysname)) \(field(u.release)), \(fsType) at \(paths.work)"
+        return
+            "\(ProcessInfo.processInfo.activeProcessorCount) cores, \(cpu), \(fixed(Double(memKiB) / 1_048_576, 1)) GiB RAM, \(field(u.sysname)) \(field(u.release)), \(fsType) at \(paths.work)"
     }
 
     func airlockDescription() -> String {
@@ -335,7 +356,8 @@ final class Bench {
     func tools() -> String {
         let openssl = (try? runner.text(["openssl", "version"], tolerant: true))?.split(separator: " ").prefix(2).joined(separator: " ") ?? "openssl ?"
         let zstdText = (try? runner.text(["zstd", "--version"], tolerant: true)) ?? ""
-        let zstd = zstdText.split(separator: " ").first { $0.hasPrefix("v") && $0.dropFirst().first?.isNumber == true }
+        let zstd =
+            zstdText.split(separator: " ").first { $0.hasPrefix("v") && $0.dropFirst().first?.isNumber == true }
             .map { "zstd " + $0.trimmingCharacters(in: CharacterSet(charactersIn: ",")) } ?? "zstd ?"
         let tar = (try? runner.text(["tar", "--version"], tolerant: true))?.split(separator: "\n").first.map(String.init) ?? "tar ?"
         return "\(openssl), \(zstd), \(tar)"

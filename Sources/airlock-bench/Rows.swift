@@ -1,5 +1,6 @@
 import AirlockBench
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -40,8 +41,10 @@ extension Bench {
 
     /// openssl dgst -sha256 over every file of `root` (find | xargs), into `out`.
     func hashTree(_ root: String, into out: String) -> Pipeline {
-        [Command(["find", root, "-type", "f", "-print0"]),
-         Command(["xargs", "-0", "-s", String(xargsSize), "openssl", "dgst", "-sha256"], stdout: out)]
+        [
+            Command(["find", root, "-type", "f", "-print0"]),
+            Command(["xargs", "-0", "-s", String(xargsSize), "openssl", "dgst", "-sha256"], stdout: out),
+        ]
     }
 
     // MARK: pack, verify, install
@@ -50,42 +53,78 @@ extension Bench {
         let p = paths
         let pack = try alternate(
             "pack",
-            Side(name: "airlock", prepare: { _ in unlink(p.bundle); try self.warmTree(p.release) }, step: { _ in
-                [[Command([self.airlock, "pack", p.release, "--key", p.key, "--out", p.bundle], environment: sourceDateEpoch)]]
-            }),
-            Side(name: "baseline", prepare: { _ in unlink(p.baselineTarZst); unlink(p.baselineSums); try self.warmTree(p.release) }, step: { _ in
-                [self.hashTree(p.release, into: p.baselineSums),
-                 [Command(["tar", "-cf", "-", "-C", p.release, "."]), Command(["zstd", "-1", "-T0", "-q", "-o", p.baselineTarZst])]]
-            }))
+            Side(
+                name: "airlock",
+                prepare: { _ in
+                    unlink(p.bundle)
+                    try self.warmTree(p.release)
+                },
+                step: { _ in
+                    [[Command([self.airlock, "pack", p.release, "--key", p.key, "--out", p.bundle], environment: sourceDateEpoch)]]
+                }),
+            Side(
+                name: "baseline",
+                prepare: { _ in
+                    unlink(p.baselineTarZst)
+                    unlink(p.baselineSums)
+                    try self.warmTree(p.release)
+                },
+                step: { _ in
+                    [
+                        self.hashTree(p.release, into: p.baselineSums),
+                        [Command(["tar", "-cf", "-", "-C", p.release, "."]), Command(["zstd", "-1", "-T0", "-q", "-o", p.baselineTarZst])],
+                    ]
+                }))
 
         settle()
         try FileManager.default.createDirectory(atPath: p.extract, withIntermediateDirectories: true)
         let verify = try alternate(
             "verify",
-            Side(name: "airlock", prepare: { _ in self.warmFile(p.bundle) }, step: { _ in
-                [[Command([self.airlock, "verify", p.bundle, "--trust", p.trust])]]
-            }),
-            Side(name: "baseline", prepare: { i in try self.makeFresh("\(p.extract)/x\(i)"); self.warmFile(p.baselineTarZst) }, step: { i in
-                [[Command(["zstd", "-dc", p.baselineTarZst]), Command(["tar", "-xf", "-", "-C", "\(p.extract)/x\(i)"])],
-                 self.hashTree("\(p.extract)/x\(i)", into: "\(p.results)/verify-baseline.\(i).sums")]
-            }))
+            Side(
+                name: "airlock", prepare: { _ in self.warmFile(p.bundle) },
+                step: { _ in
+                    [[Command([self.airlock, "verify", p.bundle, "--trust", p.trust])]]
+                }),
+            Side(
+                name: "baseline",
+                prepare: { i in
+                    try self.makeFresh("\(p.extract)/x\(i)")
+                    self.warmFile(p.baselineTarZst)
+                },
+                step: { i in
+                    [
+                        [Command(["zstd", "-dc", p.baselineTarZst]), Command(["tar", "-xf", "-", "-C", "\(p.extract)/x\(i)"])],
+                        self.hashTree("\(p.extract)/x\(i)", into: "\(p.results)/verify-baseline.\(i).sums"),
+                    ]
+                }))
 
         settle()
         try FileManager.default.createDirectory(atPath: p.sites, withIntermediateDirectories: true)
         let install = try alternate(
             "install",
-            Side(name: "airlock", prepare: { i in
-                let root = "\(p.sites)/install-\(i)"
-                try self.makeFresh(root)
-                try self.runner.check([self.airlock, "trust", "add", p.publicKey, "--root", root])
-                self.warmFile(p.bundle)
-            }, step: { i in
-                [[Command([self.airlock, "install", p.bundle, "--root", "\(p.sites)/install-\(i)"])]]
-            }),
-            Side(name: "baseline", prepare: { i in try self.makeFresh("\(p.extract)/i\(i)"); self.warmFile(p.bundle) }, step: { i in
-                [[Command(["zstd", "-dc", p.bundle]), Command(["tar", "-xf", "-", "-C", "\(p.extract)/i\(i)"])],
-                 [Command(["sync"])]]
-            }))
+            Side(
+                name: "airlock",
+                prepare: { i in
+                    let root = "\(p.sites)/install-\(i)"
+                    try self.makeFresh(root)
+                    try self.runner.check([self.airlock, "trust", "add", p.publicKey, "--root", root])
+                    self.warmFile(p.bundle)
+                },
+                step: { i in
+                    [[Command([self.airlock, "install", p.bundle, "--root", "\(p.sites)/install-\(i)"])]]
+                }),
+            Side(
+                name: "baseline",
+                prepare: { i in
+                    try self.makeFresh("\(p.extract)/i\(i)")
+                    self.warmFile(p.bundle)
+                },
+                step: { i in
+                    [
+                        [Command(["zstd", "-dc", p.bundle]), Command(["tar", "-xf", "-", "-C", "\(p.extract)/i\(i)"])],
+                        [Command(["sync"])],
+                    ]
+                }))
         return [("pack", pack), ("verify", verify), ("install", install)].map {
             ComparisonRow(name: $0.0, airlock: $0.1.0, baseline: $0.1.1, ratioTarget: Targets.ratio[$0.0]!)
         }
@@ -136,8 +175,10 @@ extension Bench {
         let root2 = try du([p.switchRoot]), objects2 = try du([p.switchRoot + "/.objects"])
         // One du over the objects and both release folders counts every inode once, at its first
         // appearance: the second folder's figure is its own manifest, signatures and folders.
-        let own = try du([p.switchRoot + "/.objects", "\(p.switchRoot)/bench-agent/releases/\(one.release)",
-                          "\(p.switchRoot)/bench-agent/releases/\(two.release)"])
+        let own = try du([
+            p.switchRoot + "/.objects", "\(p.switchRoot)/bench-agent/releases/\(one.release)",
+            "\(p.switchRoot)/bench-agent/releases/\(two.release)",
+        ])
         let changed = try changedFiles()
         let s1 = try siteInstall(p.smallBundle1, "\(p.results)/site-install-s1.json")
         let s2 = try siteInstall(p.smallBundle2, "\(p.results)/site-install-s2.json")
@@ -213,9 +254,17 @@ extension Bench {
                 for name in ["small-agent", "bench-agent"] {
                     let trace = "\(p.results)/switch-\(name).strace.\(i)"
                     let s = next(name)
-                    _ = try runner.run([[Command(["strace", "-f", "-ttt", "-T", "-e", "trace=symlink,symlinkat,rename,renameat,renameat2,openat,fsync",
-                                                 "-o", trace, airlock] + s.args + ["--root", p.switchRoot])]],
-                                      log: switchLog, what: "airlock \(s.kind) under strace")
+                    _ = try runner.run(
+                        [
+                            [
+                                Command(
+                                    [
+                                        "strace", "-f", "-ttt", "-T", "-e", "trace=symlink,symlinkat,rename,renameat,renameat2,openat,fsync",
+                                        "-o", trace, airlock,
+                                    ] + s.args + ["--root", p.switchRoot])
+                            ]
+                        ],
+                        log: switchLog, what: "airlock \(s.kind) under strace")
                     guard let w = ToolOutput.straceSwitch((try? String(contentsOfFile: trace, encoding: .utf8)) ?? "") else {
                         throw BenchError(description: "no pointer switch found in \(trace)")
                     }
@@ -233,9 +282,10 @@ extension Bench {
         let (smallBytes, _) = try Self.treeSize(p.small + "/v2")
         let smallYAML = Self.fileSize(p.small + "/v2/airlock.yaml")
         func series(_ name: String, _ label: String, _ files: Int, _ bytes: Int) -> SwitchSeries {
-            SwitchSeries(name: name, label: label, files: files, bytes: bytes,
-                         rollbackMs: times["\(name).rollback"] ?? [], activateMs: times["\(name).activate"] ?? [],
-                         straceWindowMs: window[name] ?? [], straceSyscallsMs: syscalls[name] ?? [])
+            SwitchSeries(
+                name: name, label: label, files: files, bytes: bytes,
+                rollbackMs: times["\(name).rollback"] ?? [], activateMs: times["\(name).activate"] ?? [],
+                straceWindowMs: window[name] ?? [], straceSyscallsMs: syscalls[name] ?? [])
         }
         return RollbackTable(
             small: series("small-agent", "small (small-agent, 10 MiB weights)", site.smallFiles, smallBytes - smallYAML),
@@ -256,12 +306,25 @@ extension Bench {
         // again; both reproducible, so the bundles are the same every run.
         let pack = try alternate(
             "deltapack",
-            Side(name: "delta", prepare: { _ in unlink(p.deltaBundle); try self.warmTree(p.release2); self.warmFile(p.bundle) }, step: { _ in
-                [[Command([self.airlock, "pack", p.release2, "--key", p.key, "--out", p.deltaBundle, "--base", p.bundle], environment: sourceDateEpoch)]]
-            }),
-            Side(name: "full", prepare: { _ in unlink(p.bundle2); try self.warmTree(p.release2) }, step: { _ in
-                [[Command([self.airlock, "pack", p.release2, "--key", p.key, "--out", p.bundle2], environment: sourceDateEpoch)]]
-            }))
+            Side(
+                name: "delta",
+                prepare: { _ in
+                    unlink(p.deltaBundle)
+                    try self.warmTree(p.release2)
+                    self.warmFile(p.bundle)
+                },
+                step: { _ in
+                    [[Command([self.airlock, "pack", p.release2, "--key", p.key, "--out", p.deltaBundle, "--base", p.bundle], environment: sourceDateEpoch)]]
+                }),
+            Side(
+                name: "full",
+                prepare: { _ in
+                    unlink(p.bundle2)
+                    try self.warmTree(p.release2)
+                },
+                step: { _ in
+                    [[Command([self.airlock, "pack", p.release2, "--key", p.key, "--out", p.bundle2], environment: sourceDateEpoch)]]
+                }))
         // Install the delta or the full second release into a new site that already holds out.airlock.
         settle()
         try FileManager.default.createDirectory(atPath: p.sites, withIntermediateDirectories: true)
@@ -272,12 +335,36 @@ extension Bench {
         }
         let install = try alternate(
             "deltainst",
-            Side(name: "delta", prepare: { i in try prepareSite("\(p.sites)/delta-d\(i)"); self.warmFile(p.deltaBundle) }, step: { i in
-                [[Command([self.airlock, "install", p.deltaBundle, "--root", "\(p.sites)/delta-d\(i)", "--json"], stdout: "\(p.results)/deltainst_delta.\(i).json")]]
-            }),
-            Side(name: "full", prepare: { i in try prepareSite("\(p.sites)/delta-f\(i)"); self.warmFile(p.bundle2) }, step: { i in
-                [[Command([self.airlock, "install", p.bundle2, "--root", "\(p.sites)/delta-f\(i)", "--json"], stdout: "\(p.results)/deltainst_full.\(i).json")]]
-            }))
+            Side(
+                name: "delta",
+                prepare: { i in
+                    try prepareSite("\(p.sites)/delta-d\(i)")
+                    self.warmFile(p.deltaBundle)
+                },
+                step: { i in
+                    [
+                        [
+                            Command(
+                                [self.airlock, "install", p.deltaBundle, "--root", "\(p.sites)/delta-d\(i)", "--json"],
+                                stdout: "\(p.results)/deltainst_delta.\(i).json")
+                        ]
+                    ]
+                }),
+            Side(
+                name: "full",
+                prepare: { i in
+                    try prepareSite("\(p.sites)/delta-f\(i)")
+                    self.warmFile(p.bundle2)
+                },
+                step: { i in
+                    [
+                        [
+                            Command(
+                                [self.airlock, "install", p.bundle2, "--root", "\(p.sites)/delta-f\(i)", "--json"],
+                                stdout: "\(p.results)/deltainst_full.\(i).json")
+                        ]
+                    ]
+                }))
 
         log("delta: sizes")
         let fullManifest = try member(p.bundle2, "airlock/manifest.json")
@@ -293,7 +380,8 @@ extension Bench {
         let listing = ToolOutput.tarListing(try runner.text(["tar", "--zstd", "-tvf", p.deltaBundle]))
         let carried = listing.map(\.name).filter { $0.hasPrefix("payload/") && !$0.hasSuffix("/") }.map { String($0.dropFirst(8)) }.sorted()
         if carried != changed.map(\.path) {
-            notes.append("WARNING: the delta bundle carries [\(carried.joined(separator: " "))], the changed files are [\(changed.map(\.path).joined(separator: " "))]")
+            notes.append(
+                "WARNING: the delta bundle carries [\(carried.joined(separator: " "))], the changed files are [\(changed.map(\.path).joined(separator: " "))]")
         }
         var members: [BundleMember] = []
         for m in listing where !m.name.hasSuffix("/") {
@@ -349,7 +437,9 @@ extension Bench {
             let plan = ScaleRelease(files: n).plan
             let dir = "\(p.scaleDir)/n\(n)"
             if Self.readMarker(dir + ".ready") != plan.description || !Self.isDirectory(dir) {
-                deleteTree(dir + ".partial"); deleteTree(dir); unlink(dir + ".ready")
+                deleteTree(dir + ".partial")
+                deleteTree(dir)
+                unlink(dir + ".ready")
                 settle()
                 try generate(plan, at: dir, marker: dir + ".ready", what: "scale: \(n) files")
             }
@@ -366,30 +456,58 @@ extension Bench {
             for i in 1...runs {
                 unlink(bundle)
                 try warmTree(release)
-                samples["pack", default: []].append(try runner.time("scale\(n)-pack", run: i, [[
-                    Command([airlock, "pack", release, "--key", p.key, "--out", bundle], environment: sourceDateEpoch)]]))
+                samples["pack", default: []].append(
+                    try runner.time(
+                        "scale\(n)-pack", run: i,
+                        [
+                            [
+                                Command([airlock, "pack", release, "--key", p.key, "--out", bundle], environment: sourceDateEpoch)
+                            ]
+                        ]))
                 ids.formUnion(ToolOutput.bundleIDs((try? String(contentsOfFile: "\(p.results)/scale\(n)-pack.\(i).log", encoding: .utf8)) ?? ""))
                 warmFile(bundle)
-                samples["verify", default: []].append(try runner.time("scale\(n)-verify", run: i, [[
-                    Command([airlock, "verify", bundle, "--trust", p.trust])]]))
+                samples["verify", default: []].append(
+                    try runner.time(
+                        "scale\(n)-verify", run: i,
+                        [
+                            [
+                                Command([airlock, "verify", bundle, "--trust", p.trust])
+                            ]
+                        ]))
                 let root = "\(p.sites)/scale-\(n)-\(i)"
                 try makeFresh(root)
                 try runner.check([airlock, "trust", "add", p.publicKey, "--root", root])
                 warmFile(bundle)
                 let json = "\(p.results)/scale\(n)-install.\(i).json"
-                samples["install", default: []].append(try runner.time("scale\(n)-install", run: i, [[
-                    Command([airlock, "install", bundle, "--root", root, "--json"], stdout: json)]]))
+                samples["install", default: []].append(
+                    try runner.time(
+                        "scale\(n)-install", run: i,
+                        [
+                            [
+                                Command([airlock, "install", bundle, "--root", root, "--json"], stdout: json)
+                            ]
+                        ]))
                 guard let r = InstallReport(json: (try? String(contentsOfFile: json, encoding: .utf8)) ?? "") else {
                     throw BenchError(description: "could not read the installed release from \(json)")
                 }
                 if i == 1 { installed = r }
-                samples["audit", default: []].append(try runner.time("scale\(n)-audit", run: i, [[
-                    Command([airlock, "audit", "scale-\(n)", r.release, "--root", root])]]))
+                samples["audit", default: []].append(
+                    try runner.time(
+                        "scale\(n)-audit", run: i,
+                        [
+                            [
+                                Command([airlock, "audit", "scale-\(n)", r.release, "--root", root])
+                            ]
+                        ]))
                 let extract = "\(p.extract)/scale-\(n)-\(i)"
                 try makeFresh(extract)
                 warmFile(bundle)
-                samples["tarx", default: []].append(try runner.time("scale\(n)-tarx", run: i, [
-                    [Command(["zstd", "-dc", bundle]), Command(["tar", "-xf", "-", "-C", extract])], [Command(["sync"])]]))
+                samples["tarx", default: []].append(
+                    try runner.time(
+                        "scale\(n)-tarx", run: i,
+                        [
+                            [Command(["zstd", "-dc", bundle]), Command(["tar", "-xf", "-", "-C", extract])], [Command(["sync"])],
+                        ]))
             }
             if installed?.files != n + 2 {
                 notes.append("WARNING: scale \(n): the install reported \(installed.map { String($0.files) } ?? "?") files, expected \(n + 2)")
@@ -411,14 +529,18 @@ extension Bench {
         let speed = try runner.text(["openssl", "speed", "-seconds", String(seconds ?? 2), "-bytes", "1048576", "-evp", "sha256"], tolerant: true)
         let sample = "\(p.results)/zstd-sample"
         // tar dies of SIGPIPE once head has its 64 MiB: its status is not looked at.
-        _ = try Spawner.run([Command(["tar", "-cf", "-", "-C", p.release, "prompts", "code"]),
-                             Command(["head", "-c", String(64 << 20)], stdout: sample)], log: "\(p.results)/setup.log")
+        _ = try Spawner.run(
+            [
+                Command(["tar", "-cf", "-", "-C", p.release, "prompts", "code"]),
+                Command(["head", "-c", String(64 << 20)], stdout: sample),
+            ], log: "\(p.results)/setup.log")
         let bench = try runner.text(["zstd", "-b1", "-e1", "-i\(seconds ?? 3)", "-T1", sample], mergeStderr: true, tolerant: true)
         let sampleBytes = Self.fileSize(sample)
         unlink(sample)
         let z = ToolOutput.zstdBench(bench)
-        return ReferenceTable(sha256: ToolOutput.opensslSpeed(speed), zstdCompress: z?.compress, zstdDecompress: z?.decompress,
-                              zstdRatio: z?.ratio, sampleBytes: sampleBytes)
+        return ReferenceTable(
+            sha256: ToolOutput.opensslSpeed(speed), zstdCompress: z?.compress, zstdDecompress: z?.decompress,
+            zstdRatio: z?.ratio, sampleBytes: sampleBytes)
     }
 
     // MARK: sanity checks
@@ -434,14 +556,19 @@ extension Bench {
         let bundleID: String
         switch ids.count {
         case 1: bundleID = ids.first!
-        case 0: bundleID = "(not printed)"; notes.append("airlock pack printed no bundle id")
-        default: bundleID = "(varies)"; notes.append("WARNING: the bundle id differed between pack runs: \(ids.sorted().joined(separator: " "))")
+        case 0:
+            bundleID = "(not printed)"
+            notes.append("airlock pack printed no bundle id")
+        default:
+            bundleID = "(varies)"
+            notes.append("WARNING: the bundle id differed between pack runs: \(ids.sorted().joined(separator: " "))")
         }
         // Baseline: the extracted tree must hash like the source tree.
         let reference = ToolOutput.normalizedSums((try? String(contentsOfFile: p.baselineSums, encoding: .utf8)) ?? "", root: p.release)
         for i in 1...settings.runs {
-            let sums = ToolOutput.normalizedSums((try? String(contentsOfFile: "\(p.results)/verify-baseline.\(i).sums", encoding: .utf8)) ?? "",
-                                                 root: "\(p.extract)/x\(i)")
+            let sums = ToolOutput.normalizedSums(
+                (try? String(contentsOfFile: "\(p.results)/verify-baseline.\(i).sums", encoding: .utf8)) ?? "",
+                root: "\(p.extract)/x\(i)")
             guard sums == reference else { throw BenchError(description: "baseline verify run \(i): extracted files hash differently from the release") }
         }
         if reference.count != dataFiles { notes.append("WARNING: baseline sums cover \(reference.count) of \(dataFiles) files") }
@@ -471,10 +598,12 @@ extension Bench {
                 try Self.walk("\(p.extract)/i\(i)/payload") { _, st in if st.st_mode & S_IFMT == S_IFREG { extracted += 1 } }
             }
             if extracted != payloadFiles {
-                notes.append("WARNING: baseline install run \(i): \(extracted) payload files extracted, the bundle lists \(payloadFiles.map(String.init) ?? "?")")
+                notes.append(
+                    "WARNING: baseline install run \(i): \(extracted) payload files extracted, the bundle lists \(payloadFiles.map(String.init) ?? "?")")
             }
         }
-        return MainTable(rows: rows, bundleBytes: Self.fileSize(p.bundle), baselineBytes: Self.fileSize(p.baselineTarZst),
-                         bundleID: bundleID, payloadFiles: payloadFiles)
+        return MainTable(
+            rows: rows, bundleBytes: Self.fileSize(p.bundle), baselineBytes: Self.fileSize(p.baselineTarZst),
+            bundleID: bundleID, payloadFiles: payloadFiles)
     }
 }

@@ -1,5 +1,6 @@
 import AirlockBench
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -82,9 +83,10 @@ enum Spawner {
     /// GNU time, which writes its peak RSS and CPU time to `measure.N` (N: its place in the
     /// pipeline). Returns each process's status and usage; throws only when a process could
     /// not be started.
-    static func run(_ pipeline: Pipeline, log: String, captureStdout: Bool = false, mergeStderr: Bool = false,
-                    measure: String? = nil) throws -> (usage: [ProcessUsage], stdout: Data)
-    {
+    static func run(
+        _ pipeline: Pipeline, log: String, captureStdout: Bool = false, mergeStderr: Bool = false,
+        measure: String? = nil
+    ) throws -> (usage: [ProcessUsage], stdout: Data) {
         precondition(!pipeline.isEmpty)
         let logFD = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard logFD >= 0 else { throw BenchError(description: "cannot open \(log): \(String(cString: strerror(errno)))") }
@@ -110,7 +112,8 @@ enum Spawner {
                 guard pipe(&fds) == 0 else { throw BenchError(description: "pipe: \(String(cString: strerror(errno)))") }
                 _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
                 _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
-                nextRead = fds[0]; writeEnd = fds[1]
+                nextRead = fds[0]
+                writeEnd = fds[1]
                 posix_spawn_file_actions_adddup2(&actions, writeEnd, 1)
             } else if let out = command.stdout {
                 posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
@@ -139,7 +142,10 @@ enum Spawner {
             let wrapped = measure.map { [gnuTime, "-f", gnuTimeFormat, "-o", "\($0).\(i)", "--"] + command.argv } ?? command.argv
             let argv = wrapped.map { strdup($0) } + [nil]
             let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-            defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
+            defer {
+                argv.forEach { free($0) }
+                envp.forEach { free($0) }
+            }
             var pid: pid_t = 0
             let rc = posix_spawnp(&pid, wrapped[0], &actions, &attributes, argv, envp)
             if writeEnd >= 0 { close(writeEnd) }
@@ -147,7 +153,10 @@ enum Spawner {
             previousRead = nextRead
             if rc != 0 {
                 failure = BenchError(description: "cannot start \(command.argv[0]): \(String(cString: strerror(rc)))")
-                if previousRead >= 0 { close(previousRead); previousRead = -1 }
+                if previousRead >= 0 {
+                    close(previousRead)
+                    previousRead = -1
+                }
                 break
             }
             pids.append((pid, command.argv.joined(separator: " ")))
@@ -173,7 +182,8 @@ enum Spawner {
             }
             let signal = status & 0x7F
             let code: Int32 = signal == 0 ? (status >> 8) & 0xFF : 128 + signal
-            let cpu = Double(ru.ru_utime.tv_sec) + Double(ru.ru_utime.tv_usec) / 1e6
+            let cpu =
+                Double(ru.ru_utime.tv_sec) + Double(ru.ru_utime.tv_usec) / 1e6
                 + Double(ru.ru_stime.tv_sec) + Double(ru.ru_stime.tv_usec) / 1e6
             if let measure {
                 let (kib, seconds) = readGNUTime("\(measure).\(i)") ?? (0, 0)
@@ -242,8 +252,9 @@ struct CommandRunner {
         let t0 = monotonicSeconds()
         let usage = try self.run(pipelines, log: path, what: "\(name) run \(run)", measure: "\(results)/\(name).\(run).rss")
         let t1 = monotonicSeconds()
-        let sample = RunSample(seconds: t1 - t0, peakRSSKiB: usage.map(\.peakKiB).max() ?? 0,
-                               cpuSeconds: usage.reduce(0) { $0 + $1.cpuSeconds })
+        let sample = RunSample(
+            seconds: t1 - t0, peakRSSKiB: usage.map(\.peakKiB).max() ?? 0,
+            cpuSeconds: usage.reduce(0) { $0 + $1.cpuSeconds })
         log("  \(name) run \(run): \(fixed(sample.seconds, 3)) s, peak RSS \(mib(kib: sample.peakRSSKiB)) MiB")
         return sample
     }

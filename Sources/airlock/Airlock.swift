@@ -48,7 +48,8 @@ extension Airlock {
             if subcommands.isEmpty { return nil }
             guard let next = subcommands.first(where: { $0._commandName == word }) else {
                 let names = subcommands.map { $0._commandName }.joined(separator: ", ")
-                return "`\(path.joined(separator: " "))` has no command \(word); its commands are \(names) (`\(path.joined(separator: " ")) --help` describes them)"
+                return
+                    "`\(path.joined(separator: " "))` has no command \(word); its commands are \(names) (`\(path.joined(separator: " ")) --help` describes them)"
             }
             command = next
             path.append(word)

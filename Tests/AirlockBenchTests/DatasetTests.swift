@@ -147,7 +147,11 @@ func contents(of root: String) throws -> [String: Data] {
         let v1 = try contents(of: s.path + "/v1"), v2 = try contents(of: s.path + "/v2")
         #expect(Set(v1.keys) == Set(v2.keys))
         #expect(v1["model/weights.safetensors"]?.count == SmallRelease.weightsBytes)
-        func inode(_ p: String) -> ino_t { var st = stat(); stat(p, &st); return st.st_ino }
+        func inode(_ p: String) -> ino_t {
+            var st = stat()
+            stat(p, &st)
+            return st.st_ino
+        }
         #expect(inode(s.path + "/v1/model/weights.safetensors") == inode(s.path + "/v2/model/weights.safetensors"))
         #expect(inode(s.path + "/v1/prompts/system.md") != inode(s.path + "/v2/prompts/system.md"))
         #expect(v2["prompts/system.md"] == v1["prompts/system.md"]! + Data(SmallRelease.revision.appended.utf8))

@@ -4,16 +4,16 @@ import Testing
 @Suite struct ToolOutputTests {
     @Test func theSwitchIsFoundInAnStraceLog() throws {
         let log = """
-        10358 1796040040.791745 fsync(4)        = 0 <0.000509>
-        10358 1796040040.792000 openat(AT_FDCWD, "/site/bench-agent", O_RDONLY|O_CLOEXEC) = 4 <0.000020>
-        10358 1796040040.792857 fsync(4)        = 0 <0.000143>
-        10358 1796040040.793391 symlink("releases/1.0.0-36b45eba1167", "/site/bench-agent/.current.tmp-10358-2296672694") = 0 <0.000057>
-        10358 1796040040.793503 rename("/site/bench-agent/.current.tmp-10358-2296672694", "/site/bench-agent/current") = 0 <0.000057>
-        10358 1796040040.793600 openat(AT_FDCWD, "/site/bench-agent", O_RDONLY|O_CLOEXEC) = 4 <0.000020>
-        10358 1796040040.793706 fsync(4)        = 0 <0.000149>
-        10358 1796040040.794470 fsync(4)        = 0 <0.000216>
-        10358 1796040040.798000 +++ exited with 0 +++
-        """
+            10358 1796040040.791745 fsync(4)        = 0 <0.000509>
+            10358 1796040040.792000 openat(AT_FDCWD, "/site/bench-agent", O_RDONLY|O_CLOEXEC) = 4 <0.000020>
+            10358 1796040040.792857 fsync(4)        = 0 <0.000143>
+            10358 1796040040.793391 symlink("releases/1.0.0-36b45eba1167", "/site/bench-agent/.current.tmp-10358-2296672694") = 0 <0.000057>
+            10358 1796040040.793503 rename("/site/bench-agent/.current.tmp-10358-2296672694", "/site/bench-agent/current") = 0 <0.000057>
+            10358 1796040040.793600 openat(AT_FDCWD, "/site/bench-agent", O_RDONLY|O_CLOEXEC) = 4 <0.000020>
+            10358 1796040040.793706 fsync(4)        = 0 <0.000149>
+            10358 1796040040.794470 fsync(4)        = 0 <0.000216>
+            10358 1796040040.798000 +++ exited with 0 +++
+            """
         let s = try #require(ToolOutput.straceSwitch(log))
         #expect(abs(s.windowMs - 0.464) < 0.0005)
         #expect(abs(s.syscallsMs - 0.263) < 0.0005)
@@ -22,10 +22,10 @@ import Testing
 
     @Test func opensslSpeedIsReadInMegabytesPerSecond() {
         let out = """
-        The 'numbers' are in 1000s of bytes per second processed.
-        type        1048576 bytes
-        sha256         1990154.45k
-        """
+            The 'numbers' are in 1000s of bytes per second processed.
+            type        1048576 bytes
+            sha256         1990154.45k
+            """
         #expect(ToolOutput.opensslSpeed(out).map { Int($0.rounded()) } == 1990)
         #expect(ToolOutput.opensslSpeed("nothing here") == nil)
     }
@@ -47,10 +47,10 @@ import Testing
 
     @Test func tarListingsGiveSizesAndNames() {
         let out = """
-        -rw-r--r-- 0/0         2904287 2026-01-01 00:00 airlock/manifest.json
-        drwxr-xr-x 0/0               0 2026-01-01 00:00 payload/prompts/
-        -rw-r--r-- 0/0          874009 2026-01-01 00:00 payload/prompts/a file.md
-        """
+            -rw-r--r-- 0/0         2904287 2026-01-01 00:00 airlock/manifest.json
+            drwxr-xr-x 0/0               0 2026-01-01 00:00 payload/prompts/
+            -rw-r--r-- 0/0          874009 2026-01-01 00:00 payload/prompts/a file.md
+            """
         let l = ToolOutput.tarListing(out)
         #expect(l.map(\.size) == [2904287, 0, 874009])
         #expect(l.map(\.name) == ["airlock/manifest.json", "payload/prompts/", "payload/prompts/a file.md"])

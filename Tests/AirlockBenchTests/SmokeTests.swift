@@ -52,8 +52,10 @@ enum Built {
     @Test(.timeLimit(.minutes(1))) func aTinyRunProducesEveryRowAndTable() throws {
         let s = try Scratch()
         let work = s.path + "/work"
-        let settings = ["BENCH_SCALE": "0.005", "BENCH_RUNS": "1", "BENCH_SETTLE_SECONDS": "0", "BENCH_SWITCHES": "2",
-                        "BENCH_SCALE_FILES": "20 40 80", "BENCH_REFERENCE_SECONDS": "1"]
+        let settings = [
+            "BENCH_SCALE": "0.005", "BENCH_RUNS": "1", "BENCH_SETTLE_SECONDS": "0", "BENCH_SWITCHES": "2",
+            "BENCH_SCALE_FILES": "20 40 80", "BENCH_REFERENCE_SECONDS": "1",
+        ]
         let started = Date()
         let r = try Built.runBench([Built.airlock, work], settings: settings, scratch: s.path)
         let seconds = Date().timeIntervalSince(started)
@@ -74,15 +76,17 @@ enum Built {
                 #expect(md.range(of: "\n| \(n) | [0-9]+ \\\(c)", options: .regularExpression) != nil, "scale \(n) \(c)")
             }
         }
-        for line in ["| small (small-agent, 10 MiB weights) | 4 |", "| large (bench-agent, BENCH_SCALE=0.005) |",
-                     "| start-up reference: `airlock --help` |", "| `airlock status small-agent` (reads the site) |",
-                     "| **added by the second release** |", "| **delta bundle (out-v2-delta.airlock)** |",
-                     "| pack the second release (--base out.airlock / full) |", "| install it into a site holding out.airlock |",
-                     "| SHA-256 (openssl speed -evp sha256, 1 MiB blocks) |", "| zstd -1 compress (zstd -b1 -T1,",
-                     "- deltapack_delta: ", "- deltainst_full: ", "- scale 80 tarx: ", "- rollback small-agent (ms): ",
-                     "- activate bench-agent (ms): ", "- airlock --help (ms): ", "- flat, rollback: ", "- flat, activate: ",
-                     "- the switch itself < 10 ms", "- added <= changed + 1% of the release", "- delta <= allowance: ",
-                     "- flat, install: ", "- memory, audit: ", "Bundle id: sha256:"] {
+        for line in [
+            "| small (small-agent, 10 MiB weights) | 4 |", "| large (bench-agent, BENCH_SCALE=0.005) |",
+            "| start-up reference: `airlock --help` |", "| `airlock status small-agent` (reads the site) |",
+            "| **added by the second release** |", "| **delta bundle (out-v2-delta.airlock)** |",
+            "| pack the second release (--base out.airlock / full) |", "| install it into a site holding out.airlock |",
+            "| SHA-256 (openssl speed -evp sha256, 1 MiB blocks) |", "| zstd -1 compress (zstd -b1 -T1,",
+            "- deltapack_delta: ", "- deltainst_full: ", "- scale 80 tarx: ", "- rollback small-agent (ms): ",
+            "- activate bench-agent (ms): ", "- airlock --help (ms): ", "- flat, rollback: ", "- flat, activate: ",
+            "- the switch itself < 10 ms", "- added <= changed + 1% of the release", "- delta <= allowance: ",
+            "- flat, install: ", "- memory, audit: ", "Bundle id: sha256:",
+        ] {
             #expect(md.contains(line), "\(line)")
         }
         #expect(!md.contains("WARNING"), "\(md)")

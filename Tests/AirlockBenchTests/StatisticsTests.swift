@@ -103,9 +103,11 @@ import Testing
     }
 
     @Test func failuresAndUnsettledLinesAreFound() {
-        let lines = [VerdictLine(section: "a", check: "x", verdict: .pass),
-                     VerdictLine(section: "b", check: "y", verdict: .fail),
-                     VerdictLine(section: "c", check: "z", verdict: .notEstablished)]
+        let lines = [
+            VerdictLine(section: "a", check: "x", verdict: .pass),
+            VerdictLine(section: "b", check: "y", verdict: .fail),
+            VerdictLine(section: "c", check: "z", verdict: .notEstablished),
+        ]
         #expect(lines.failures.map(\.section) == ["b"])
         #expect(lines.unsettled.map(\.section) == ["c"])
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import AirlockFormat
 @testable import AirlockKit
 
@@ -86,7 +87,13 @@ import Testing
         // The base was installed, then removed; the content lives on in another release.
         let u = try TestSite()
         let rb = try Installer.install(bundle: base.path, site: u.site)
-        _ = try Installer.install(bundle: v1Bundle.path, site: u.site, options: { var o = InstallOptions(); o.activate = true; return o }())
+        _ = try Installer.install(
+            bundle: v1Bundle.path, site: u.site,
+            options: {
+                var o = InstallOptions()
+                o.activate = true
+                return o
+            }())
         _ = try SiteAdmin.remove(site: u.site, name: "support-agent", release: rb.release)
         _ = try SiteAdmin.gc(site: u.site, keep: 0)
         #expect(!u.site.releases("support-agent").contains(rb.release))
@@ -116,7 +123,10 @@ import Testing
         for (hint, code) in [
             (#"{"format":"airlock.delta/v1","base":"sha256:\#(String(repeating: "0", count: 64))","omitted":["code/evil.sh"]}"#, "delta-invalid"),
             (#"{"format":"airlock.delta/v9","base":"sha256:\#(String(repeating: "0", count: 64))","omitted":[]}"#, "delta-invalid"),
-            (#"{"format":"airlock.delta/v1","base":"sha256:\#(String(repeating: "0", count: 64))","omitted":["tools/tools.json","code/agent.py"]}"#, "delta-invalid"),
+            (
+                #"{"format":"airlock.delta/v1","base":"sha256:\#(String(repeating: "0", count: 64))","omitted":["tools/tools.json","code/agent.py"]}"#,
+                "delta-invalid"
+            ),
         ] {
             var e = v2.entries(signers: [TestKeys.vendor])
             e.insert(TarBuilder.Entry(BundleLayout.deltaEntry, Array(hint.utf8)), at: 3)

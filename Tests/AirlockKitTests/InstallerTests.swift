@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import AirlockFormat
 @testable import AirlockKit
 
@@ -213,7 +214,10 @@ extension Release {
     func hostileGovernanceInputsChangeNothing(_ what: String, _ code: String, _ policy: String) throws {
         let t = try TestSite(policy: policy)
         let eval: (String, String) -> JSONValue = { score, extra in
-            try! JSONParser.parse(Array(#"{"suite": "sha256:\#(String(repeating: "a", count: 64))", "command": "x", "score": \#(score), "threshold": 0.9, "cases": {"passed": 1, "total": 2}, "runs": 1\#(extra)}"#.utf8))
+            try! JSONParser.parse(
+                Array(
+                    #"{"suite": "sha256:\#(String(repeating: "a", count: 64))", "command": "x", "score": \#(score), "threshold": 0.9, "cases": {"passed": 1, "total": 2}, "runs": 1\#(extra)}"#
+                        .utf8))
         }
         var v0 = v1.with(version: "2.2.0", sequence: 6)
         v0.attestations = ["eval": eval("0.95", "")]
@@ -225,7 +229,8 @@ extension Release {
         case "tools-invalid":
             r.files[5].data = Array(#"{"tools": [{"name": "x", "description": "d", "permissions": {"network": ["kb.internal:0"]}}]}"#.utf8)
         case "egress-outside-perimeter" where what.contains("tool"):
-            r.files[5].data = Array(#"{"tools": [{"name": "x", "description": "d", "permissions": {"network": ["kb.internal:443", "evil.example:443"]}}]}"#.utf8)
+            r.files[5].data = Array(
+                #"{"tools": [{"name": "x", "description": "d", "permissions": {"network": ["kb.internal:443", "evil.example:443"]}}]}"#.utf8)
         case "model-endpoint-invalid":
             r.modelMetadata["endpoint"] = "ftp://user@llm.internal/"
         case "egress-outside-perimeter":
@@ -251,9 +256,15 @@ extension Release {
     @Test func governanceInputsInsideThePolicyInstall() throws {
         let t = try TestSite(policy: #"{"require_eval": true, "perimeter": {"hosts": ["*.corp.internal", "kb.internal:443"], "networks": ["10.0.0.0/8"]}}"#)
         var r = v1
-        r.files[5].data = Array(#"{"tools": [{"name": "x", "description": "d", "permissions": {"network": ["kb.internal:443", "a.b.corp.internal:80", "10.2.3.4:5432"]}}]}"#.utf8)
+        r.files[5].data = Array(
+            #"{"tools": [{"name": "x", "description": "d", "permissions": {"network": ["kb.internal:443", "a.b.corp.internal:80", "10.2.3.4:5432"]}}]}"#.utf8)
         r.modelMetadata["endpoint"] = "grpcs://llm.corp.internal/v1"
-        r.attestations = ["eval": try JSONParser.parse(Array(#"{"suite": "sha256:\#(String(repeating: "a", count: 64))", "command": "x", "score": 0.9, "threshold": 0.9, "cases": {"passed": 9, "total": 10}, "runs": 3}"#.utf8))]
+        r.attestations = [
+            "eval": try JSONParser.parse(
+                Array(
+                    #"{"suite": "sha256:\#(String(repeating: "a", count: 64))", "command": "x", "score": 0.9, "threshold": 0.9, "cases": {"passed": 9, "total": 10}, "runs": 3}"#
+                        .utf8))
+        ]
         let result = try t.install(releaseBundle(r), activate: true)
         #expect(result.activated && result.allowances.isEmpty)
     }
@@ -325,7 +336,8 @@ extension Release {
         #expect(t.site.current("support-agent") == d1)
         #expect(try t.history().last?.action == "health-rollback")
         #expect(try SiteAdmin.status(site: t.site, name: "support-agent")[0].rollbackTarget == nil)
-        _ = try Activation.activate(site: t.site, name: "support-agent", release: d2, check: HealthCheck(command: "test -x payload/code/agent.py && test \"$AIRLOCK_RELEASE\" = \(d2)"))
+        _ = try Activation.activate(
+            site: t.site, name: "support-agent", release: d2, check: HealthCheck(command: "test -x payload/code/agent.py && test \"$AIRLOCK_RELEASE\" = \(d2)"))
         #expect(t.site.current("support-agent") == d2)
         // A check that hangs is cut off at its timeout.
         _ = try Activation.rollback(site: t.site, name: "support-agent")
@@ -372,7 +384,8 @@ extension Release {
         bad.files[4].data = Array("broken\n".utf8)
         let dir = bad.writeDirectory(in: tmp)
         let yaml = try String(contentsOfFile: dir + "/airlock.yaml", encoding: .utf8)
-        try (yaml + "health: { command: \"grep -q support payload/prompts/system.md\", timeout: 5 }\n").write(toFile: dir + "/airlock.yaml", atomically: true, encoding: .utf8)
+        try (yaml + "health: { command: \"grep -q support payload/prompts/system.md\", timeout: 5 }\n").write(
+            toFile: dir + "/airlock.yaml", atomically: true, encoding: .utf8)
         var o = PackOptions(keys: [TestKeys.vendor])
         o.output = tmp.file("bad.airlock")
         let packed = try Packer.pack(directory: dir, options: o)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import AirlockFormat
 @testable import AirlockKit
 
@@ -123,7 +124,9 @@ import Testing
         let tmp = TempDir()
         tmp.write("trust/vendor.pub", TestKeys.vendor.publicKey.pem)
         tmp.write("trust/second.pub", TestKeys.second.publicKey.pem)
-        tmp.write("trust/policy.json", """
+        tmp.write(
+            "trust/policy.json",
+            """
             {"threshold": 2, "revoked": ["\(TestKeys.second.id)"],
              "keys": {"\(TestKeys.vendor.id)": {"expires": "2030-01-01T00:00:00Z", "label": "release-ci"}}}
             """)
@@ -134,7 +137,10 @@ import Testing
         #expect(store.policy.labels[TestKeys.vendor.id] == "release-ci")
         #expect(store.unusableReason(TestKeys.vendor.id, now: Timestamp.parse("2029-12-31T23:59:59Z")!) == nil)
         #expect(store.unusableReason(TestKeys.vendor.id, now: Timestamp.parse("2030-01-01T00:00:00Z")!) == .keyExpired)
-        for bad in [#"{"threshold": 0}"#, #"{"threshold": "2"}"#, #"{"revoked": ["ABC"]}"#, #"{"keys": {"x": {}}}"#, #"{"extra": 1}"#, #"{"threshold": 1, "threshold": 2}"#] {
+        for bad in [
+            #"{"threshold": 0}"#, #"{"threshold": "2"}"#, #"{"revoked": ["ABC"]}"#, #"{"keys": {"x": {}}}"#, #"{"extra": 1}"#,
+            #"{"threshold": 1, "threshold": 2}"#,
+        ] {
             tmp.write("trust/policy.json", bad)
             #expect(throws: AirlockError.self, "\(bad)") { try TrustStore.load(directory: tmp.file("trust")) }
         }

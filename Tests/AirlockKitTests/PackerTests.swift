@@ -1,10 +1,13 @@
 import Foundation
 import Testing
+
 @testable import AirlockFormat
 @testable import AirlockKit
 
 @Suite struct PackerTests {
-    private func pack(_ dir: String, out: String, epoch: Int64 = 1_767_225_600, keys: [PrivateKey] = [TestKeys.vendor], configure: (inout PackOptions) -> Void = { _ in }) throws -> PackResult {
+    private func pack(
+        _ dir: String, out: String, epoch: Int64 = 1_767_225_600, keys: [PrivateKey] = [TestKeys.vendor], configure: (inout PackOptions) -> Void = { _ in }
+    ) throws -> PackResult {
         var o = PackOptions(keys: keys)
         o.output = out
         o.sourceDateEpoch = epoch
@@ -118,7 +121,9 @@ import Testing
         let e = try refusal { _, rel in try FileManager.default.createSymbolicLink(atPath: rel + "/code/link.py", withDestinationPath: "agent.py") }
         #expect(e.code == "release-file-refused")
         #expect(e.message.contains("code/link.py"))
-        let outside = try refusal({ _, rel in try FileManager.default.createSymbolicLink(atPath: rel + "/code/passwd", withDestinationPath: "/etc/passwd") }, configure: { $0.followInternalSymlinks = true })
+        let outside = try refusal(
+            { _, rel in try FileManager.default.createSymbolicLink(atPath: rel + "/code/passwd", withDestinationPath: "/etc/passwd") },
+            configure: { $0.followInternalSymlinks = true })
         #expect(outside.message.contains("outside the release"))
 
         let tmp = TempDir()
@@ -236,7 +241,8 @@ import Testing
 
 @Suite struct ReleaseSpecTests {
     @Test func parsesTheDocumentedExample() throws {
-        let s = try ReleaseSpec.parse("""
+        let s = try ReleaseSpec.parse(
+            """
             name: support-agent
             version: 2.3.0
             sequence: 7

@@ -70,7 +70,8 @@ final class Workspace: @unchecked Sendable {
         var template = Array((NSTemporaryDirectory() + "/airlock-cli-XXXXXX").utf8CString)
         path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
         chmod(path, 0o755)
-        let r = try CLI.sh("""
+        let r = try CLI.sh(
+            """
             set -e
             cp -R '\(CLI.root)/bundles/example-agent' release
             '\(CLI.root)/bundles/example-agent/make-weights.sh' release/model/weights.safetensors 1
@@ -126,7 +127,11 @@ final class Workspace: @unchecked Sendable {
         #expect(human.stdout.contains("NOT VERIFIED"))
 
         // v2 changes one prompt.
-        #expect(try CLI.sh("sed -i 's/^version: .*/version: 1.1.0/; s/^sequence: .*/sequence: 2/' release/airlock.yaml && echo '- be brief' >> release/prompts/system.md", cwd: w.path).status == 0)
+        #expect(
+            try CLI.sh(
+                "sed -i 's/^version: .*/version: 1.1.0/; s/^sequence: .*/sequence: 2/' release/airlock.yaml && echo '- be brief' >> release/prompts/system.md",
+                cwd: w.path
+            ).status == 0)
         #expect(try w.pack("v2.airlock").status == 0)
         let diff = try CLI.run(["diff", w.file("v1.airlock"), w.file("v2.airlock"), "--json"])
         let d = try JSONSerialization.jsonObject(with: Data(diff.stdout.utf8)) as! [String: Any]
@@ -164,7 +169,8 @@ final class Workspace: @unchecked Sendable {
 
         // 4: policy (an expired bundle).
         #expect(try CLI.sh("echo 'expires: 2027-01-01T00:00:00Z' >> release/airlock.yaml", cwd: w.path).status == 0)
-        let packedExpiring = try CLI.run(["pack", w.file("release"), "--key", w.file("vendor.key"), "--out", w.file("e.airlock")], env: ["SOURCE_DATE_EPOCH": "1767225600"])
+        let packedExpiring = try CLI.run(
+            ["pack", w.file("release"), "--key", w.file("vendor.key"), "--out", w.file("e.airlock")], env: ["SOURCE_DATE_EPOCH": "1767225600"])
         #expect(packedExpiring.status == 0, "\(packedExpiring.stderr)")
         // Verified later than its expiry through the system clock is not possible here, so the
         // library tests cover expiry; the CLI must at least accept it before the date.
@@ -255,7 +261,8 @@ final class Workspace: @unchecked Sendable {
         #expect(good.stdout.contains("audit: PASS"))
 
         // Tampered: one payload byte flipped, recompressed.
-        let tamper = try CLI.sh("""
+        let tamper = try CLI.sh(
+            """
             set -e
             zstd -dc b.airlock > t.tar
             off=$(grep -boa 'You are' t.tar | head -1 | cut -d: -f1)
@@ -268,7 +275,8 @@ final class Workspace: @unchecked Sendable {
         #expect(try CLI.run(["verify", w.file("tampered.airlock"), "--trust", w.file("trust")]).status == 1)
 
         // Tampered manifest: the signature check of the auditor's path fails.
-        let manifest = try CLI.sh("""
+        let manifest = try CLI.sh(
+            """
             set -e
             zstd -dc b.airlock > m.tar
             off=$(grep -boa '"sequence":1' m.tar | head -1 | cut -d: -f1)

@@ -119,7 +119,9 @@ import Testing
     func everyRunMustPassAndTheLowestScoreIsRecorded(_ first: String, _ second: String, _ status: Int32, _ recorded: String) throws {
         let w = try Workspace()
         _ = try w.key("vendor")
-        try sh(w, """
+        try sh(
+            w,
+            """
             cat > release/eval/flaky.sh <<'EOF'
             if [ "$AIRLOCK_EVAL_RUN" = 1 ]; then s=\(first); else s=\(second); fi
             printf '{"score": %s, "cases": [{"id": "c1", "passed": true}]}' "$s"
@@ -149,7 +151,9 @@ import Testing
     func brokenEvalsAreRefused(_ command: String, _ code: String, _ message: String) throws {
         let w = try Workspace()
         _ = try w.key("vendor")
-        try sh(w, """
+        try sh(
+            w,
+            """
             printf '%s\\n' '\(command.replacingOccurrences(of: "'", with: "'\\''"))' > release/eval/broken.sh
             sed -i 's|command: python3 eval/run.py|command: sh eval/broken.sh|; s|timeout: 120|timeout: 2|' release/airlock.yaml
             """)
@@ -190,9 +194,14 @@ import Testing
 
         // One allowance is not enough when three endpoints are outside.
         let partial = try s.airlock(["install", s.v1, "--allow-egress", "tickets.internal:443"])
-        #expect(partial.status == 4 && partial.stderr.contains("tool search_kb reaches kb.internal:443") && partial.stderr.contains("tool read_order reaches orders.internal:8443") && !partial.stderr.contains("tool open_ticket"), "\(partial.stderr)")
+        #expect(
+            partial.status == 4 && partial.stderr.contains("tool search_kb reaches kb.internal:443")
+                && partial.stderr.contains("tool read_order reaches orders.internal:8443") && !partial.stderr.contains("tool open_ticket"), "\(partial.stderr)")
 
-        let allowed = try s.airlock(["install", s.v1, "--activate", "--allow-egress", "kb.internal:443", "--allow-egress", "tickets.internal:443", "--allow-egress", "orders.internal:8443"])
+        let allowed = try s.airlock([
+            "install", s.v1, "--activate", "--allow-egress", "kb.internal:443", "--allow-egress", "tickets.internal:443", "--allow-egress",
+            "orders.internal:8443",
+        ])
         #expect(allowed.status == 0, "\(allowed.stderr)")
         #expect(allowed.stdout.contains("allowed by --allow-egress: tool search_kb reaches kb.internal:443"))
         let history = try s.airlock(["history", "--json"]).stdout
@@ -214,7 +223,10 @@ import Testing
         #expect(try s.airlock(["install", s.v1]).status == 0)
 
         // Address endpoints match CIDR blocks, never name wildcards.
-        try tools(s.w, #"{"tools": [{"name": "search_kb", "description": "x"}, {"name": "db", "description": "x", "permissions": {"network": ["10.1.2.3:5432", "[fd00::1]:443"]}}]}"#)
+        try tools(
+            s.w,
+            #"{"tools": [{"name": "search_kb", "description": "x"}, {"name": "db", "description": "x", "permissions": {"network": ["10.1.2.3:5432", "[fd00::1]:443"]}}]}"#
+        )
         try bump(s.w, "5.0.0", 5)
         #expect(try s.w.pack("ip.airlock").status == 0)
         let refused = try s.airlock(["install", s.w.file("ip.airlock")])
@@ -229,7 +241,10 @@ import Testing
 
     @Test func aRemoteModelEndpointIsEgressToo() throws {
         let s = try SiteWorkspace()
-        try sh(s.w, "sed -i 's|model: { path: model/, name: tinyllama-1.1b-chat, snapshot: 2026-10-01 }|model: { path: model/, name: tinyllama-1.1b-chat, snapshot: 2026-10-01, endpoint: \"https://llm.vendor.example:8443/v1\" }|' release/airlock.yaml")
+        try sh(
+            s.w,
+            "sed -i 's|model: { path: model/, name: tinyllama-1.1b-chat, snapshot: 2026-10-01 }|model: { path: model/, name: tinyllama-1.1b-chat, snapshot: 2026-10-01, endpoint: \"https://llm.vendor.example:8443/v1\" }|' release/airlock.yaml"
+        )
         try bump(s.w, "7.0.0", 7)
         let packed = try s.w.pack("remote.airlock")
         #expect(packed.status == 0, "\(packed.stderr)")
@@ -250,7 +265,9 @@ import Testing
         let s = try SiteWorkspace()
         #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
         // v2 adds a tool that sends mail, and widens search_kb's reads.
-        try tools(s.w, """
+        try tools(
+            s.w,
+            """
             {"tools": [
               {"name": "search_kb", "description": "Search", "permissions": {"network": ["kb.internal:443"], "read": ["index/", "/srv/kb/"]}},
               {"name": "open_ticket", "description": "Tickets", "permissions": {"network": ["tickets.internal:443"]}},
@@ -270,7 +287,9 @@ import Testing
 
         let r = try s.airlock(["install", s.w.file("wide.airlock"), "--activate"])
         #expect(r.status == 4, "\(r.stderr)")
-        #expect(r.stderr.contains("widens its permissions") && r.stderr.contains("new tool send_email") && r.stderr.contains("airlock approve example-agent 2.0.0-"), "\(r.stderr)")
+        #expect(
+            r.stderr.contains("widens its permissions") && r.stderr.contains("new tool send_email")
+                && r.stderr.contains("airlock approve example-agent 2.0.0-"), "\(r.stderr)")
         #expect(s.current?.hasPrefix("releases/1.0.0-") == true)
         #expect(s.releases.count == 2)  // installed, not active
 
@@ -287,7 +306,10 @@ import Testing
         let wideID = try json(try CLI.run(["inspect", s.w.file("wide.airlock"), "--json"]).stdout)["bundle_id"] as! String
         let v1ID = try json(try CLI.run(["inspect", s.v1, "--json"]).stdout)["bundle_id"] as! String
         let approverID = try CLI.run(["key", "id", s.w.file("approver.pub")]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        try sh(s.w, "mkdir -p site/.approvals/\(wideID.dropFirst(7)) && cp site/.approvals/\(v1ID.dropFirst(7))/\(approverID).sig site/.approvals/\(wideID.dropFirst(7))/")
+        try sh(
+            s.w,
+            "mkdir -p site/.approvals/\(wideID.dropFirst(7)) && cp site/.approvals/\(v1ID.dropFirst(7))/\(approverID).sig site/.approvals/\(wideID.dropFirst(7))/"
+        )
         #expect(try s.airlock(["activate", "example-agent", "2.0.0"]).status == 4)
 
         let approved = try s.airlock(["approve", "example-agent", "2.0.0", "--key", s.w.file("approver.key")])
@@ -348,7 +370,9 @@ import Testing
     @Test func activationChecksHaveNoSideDoor() throws {
         let s = try SiteWorkspace()
         #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
-        try tools(s.w, """
+        try tools(
+            s.w,
+            """
             {"tools": [{"name": "search_kb", "description": "Search", "permissions": {"network": ["kb.internal:443"], "write": ["/"], "exec": ["/"]}}]}
             """)
         try bump(s.w, "2.0.0", 20)
@@ -368,12 +392,18 @@ import Testing
 
         // A state written before the model endpoint was recorded: the manifest decides.
         try sh(s.w, "sed -i 's/^version: .*/version: 3.0.0/; s/^sequence: .*/sequence: 30/' release/airlock.yaml")
-        try sh(s.w, "sed -i 's|model: { path: model/, name: tinyllama-1.1b-chat, snapshot: 2026-10-01 }|model: { path: model/, name: tinyllama-1.1b-chat, snapshot: 2026-10-01, endpoint: \"https://llm.internal/v1\" }|' release/airlock.yaml")
+        try sh(
+            s.w,
+            "sed -i 's|model: { path: model/, name: tinyllama-1.1b-chat, snapshot: 2026-10-01 }|model: { path: model/, name: tinyllama-1.1b-chat, snapshot: 2026-10-01, endpoint: \"https://llm.internal/v1\" }|' release/airlock.yaml"
+        )
         try tools(s.w, #"{"tools": [{"name": "search_kb", "description": "Search", "permissions": {"network": ["kb.internal:443"]}}]}"#)
         #expect(try s.w.pack("remote.airlock").status == 0)
         #expect(try s.airlock(["trust", "allow", "llm.internal:443"]).status == 0)
         #expect(try s.airlock(["install", s.w.file("remote.airlock")]).status == 0)
-        try sh(s.w, #"python3 -c 'import json,sys; p=sys.argv[1]; d=json.load(open(p)); d.pop("model_endpoint"); json.dump(d, open(p, "w"))' site/example-agent/.state.json"#)
+        try sh(
+            s.w,
+            #"python3 -c 'import json,sys; p=sys.argv[1]; d=json.load(open(p)); d.pop("model_endpoint"); json.dump(d, open(p, "w"))' site/example-agent/.state.json"#
+        )
         let old = try s.airlock(["activate", "example-agent", "3.0.0"])
         #expect(old.status == 4 && old.stderr.contains("the model reaches llm.internal:443"), "\(old.stderr)")
 
@@ -425,7 +455,8 @@ import Testing
         #expect((r1["allowances"] as! [[String: Any]]).count == 3, "\(r1)")
 
         // A check killed while re-activating the current release leaves it current.
-        let killed = try CLI.sh("""
+        let killed = try CLI.sh(
+            """
             '\(CLI.binary)' activate example-agent 1.0.0 --check 'sleep 30' --check-timeout 60 --root '\(s.root)' >/dev/null 2>&1 &
             pid=$!
             for i in $(seq 100); do grep -q '"checking"' '\(s.root)/example-agent/.state.json' && break; sleep 0.05; done
@@ -461,7 +492,9 @@ import Testing
 
     @Test func siteMinimumEvalScore() throws {
         let s = try SiteWorkspace()
-        try sh(s.w, """
+        try sh(
+            s.w,
+            """
             printf '{"score": 0.91, "cases": [{"id": "c1", "passed": true}]}' > release/eval/fixed.sh.out
             printf 'cat eval/fixed.sh.out\n' > release/eval/fixed.sh
             sed -i 's|command: python3 eval/run.py|command: sh eval/fixed.sh|; s/^version: .*/version: 5.0.0/; s/^sequence: .*/sequence: 50/' release/airlock.yaml
@@ -535,7 +568,8 @@ import Testing
         #expect(try CLI.run(["sbom", w.file("v1.airlock")]).stdout == r.stdout)
 
         // The validator does fail: a document it must reject.
-        try Data(r.stdout.replacingOccurrences(of: "\"machine-learning-model\"", with: "\"neural-net\"").utf8).write(to: URL(fileURLWithPath: w.file("bad.json")))
+        try Data(r.stdout.replacingOccurrences(of: "\"machine-learning-model\"", with: "\"neural-net\"").utf8).write(
+            to: URL(fileURLWithPath: w.file("bad.json")))
         #expect(try CLI.run([CLI.root + "/scripts/validate-sbom.py", w.file("bad.json")], executable: validatorPython).status != 0)
     }
 }

@@ -252,7 +252,8 @@ import Testing
         try FileManager.default.createDirectory(atPath: hostdev, withIntermediateDirectories: true)
         defer { rmdir(hostdev) }
         let quoted = args.map { "'" + $0 + "'" }.joined(separator: " ")
-        return try CLI.sh("""
+        return try CLI.sh(
+            """
             exec unshare --mount --propagation private /bin/sh -e -c '
               mount --bind /dev "$1"
               mount -t tmpfs -o mode=0755 airlock-test-dev /dev

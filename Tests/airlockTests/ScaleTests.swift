@@ -22,14 +22,17 @@ import Testing
         let w = try Workspace()
         _ = try w.key("vendor")
         let size: UInt64 = (4 << 30) + 12345
-        #expect(try CLI.sh("""
-            set -e
-            mkdir -p big/model big/code
-            truncate -s \(size) big/model/weights.bin
-            printf 'x\\0y' | dd of=big/model/weights.bin bs=1 seek=\((4 << 30) + 100) conv=notrunc status=none
-            echo 'print(1)' > big/code/run.py
-            printf 'name: big\\nversion: 1.0.0\\nsequence: 1\\ncomponents:\\n  code: code/\\n  model: model/\\n' > big/airlock.yaml
-            """, cwd: w.path).status == 0)
+        #expect(
+            try CLI.sh(
+                """
+                set -e
+                mkdir -p big/model big/code
+                truncate -s \(size) big/model/weights.bin
+                printf 'x\\0y' | dd of=big/model/weights.bin bs=1 seek=\((4 << 30) + 100) conv=notrunc status=none
+                echo 'print(1)' > big/code/run.py
+                printf 'name: big\\nversion: 1.0.0\\nsequence: 1\\ncomponents:\\n  code: code/\\n  model: model/\\n' > big/airlock.yaml
+                """, cwd: w.path
+            ).status == 0)
         try siteRoundTrip(w, release: "big", name: "big", label: ">4 GiB")
         let listing = try CLI.sh("tar --zstd -tvf b.airlock | grep weights.bin", cwd: w.path).stdout
         #expect(listing.hasPrefix("-rw-r--r--") && listing.contains(" \(size) "), "\(listing)")
@@ -53,7 +56,8 @@ import Testing
         }
         try fm.createDirectory(atPath: base + "/code", withIntermediateDirectories: true)
         fm.createFile(atPath: base + "/code/run.py", contents: Data("print(1)\n".utf8))
-        try "name: many\nversion: 1.0.0\nsequence: 1\ncomponents:\n  code: code/\n  index: index/\n".write(toFile: base + "/airlock.yaml", atomically: true, encoding: .utf8)
+        try "name: many\nversion: 1.0.0\nsequence: 1\ncomponents:\n  code: code/\n  index: index/\n".write(
+            toFile: base + "/airlock.yaml", atomically: true, encoding: .utf8)
         try siteRoundTrip(w, release: "many", name: "many", label: "100,000 files")
         let st = try JSONSerialization.jsonObject(with: Data(try CLI.run(["status", "--json", "--root", w.file("site")]).stdout.utf8)) as! [String: Any]
         let releases = ((st["names"] as! [[String: Any]])[0]["releases"] as! [[String: Any]])

@@ -18,7 +18,11 @@ final class SiteWorkspace: @unchecked Sendable {
         }
         #expect(try w.pack("v1.airlock").status == 0)
         for (n, v) in [(2, "1.1.0"), (3, "1.2.0")] {
-            #expect(try CLI.sh("sed -i 's/^version: .*/version: \(v)/; s/^sequence: .*/sequence: \(n)/' release/airlock.yaml && echo '- rule \(n)' >> release/prompts/system.md", cwd: w.path).status == 0)
+            #expect(
+                try CLI.sh(
+                    "sed -i 's/^version: .*/version: \(v)/; s/^sequence: .*/sequence: \(n)/' release/airlock.yaml && echo '- rule \(n)' >> release/prompts/system.md",
+                    cwd: w.path
+                ).status == 0)
             #expect(try w.pack("v\(n).airlock").status == 0)
         }
         #expect(try airlock(["trust", "add", w.file("vendor.pub")]).status == 0)
@@ -119,7 +123,8 @@ final class SiteWorkspace: @unchecked Sendable {
             return
         }
         let s = try SiteWorkspace(weightsMiB: 8)
-        let r = try CLI.sh("""
+        let r = try CLI.sh(
+            """
             set -u
             mkdir -p '\(s.root)'
             unshare -m bash -c '
@@ -146,7 +151,8 @@ final class SiteWorkspace: @unchecked Sendable {
             return
         }
         let s = try SiteWorkspace()
-        let r = try CLI.sh("""
+        let r = try CLI.sh(
+            """
             set -u
             mkdir -p '\(s.root)'
             unshare -m bash -c '
@@ -181,7 +187,9 @@ final class SiteWorkspace: @unchecked Sendable {
         let group = DispatchGroup()
         let results = ResultBox()
         // Whatever order the lock gives them, each succeeds (v2 may come after v3: allowed).
-        for args in [["install", s.v2, "--allow-downgrade"], ["install", s.v3, "--activate"], ["gc", "--keep", "1"], ["install", s.v2, "--allow-downgrade"]] {
+        for args in [
+            ["install", s.v2, "--allow-downgrade"], ["install", s.v3, "--activate"], ["gc", "--keep", "1"], ["install", s.v2, "--allow-downgrade"],
+        ] {
             group.enter()
             DispatchQueue.global().async {
                 results.add((try? s.airlock(args))?.status ?? -1)
@@ -258,10 +266,10 @@ final class SiteWorkspace: @unchecked Sendable {
         try s.expectConsistent("after the rename")
     }
 
-
     @Test func installFromStandardInputSplitIntoParts() throws {
         let s = try SiteWorkspace()
-        let r = try CLI.sh("""
+        let r = try CLI.sh(
+            """
             set -e
             split -b 300k '\(s.v1)' '\(s.w.file("part-"))'
             cat '\(s.w.file("part-"))'* | '\(CLI.binary)' install - --root '\(s.root)' --activate
@@ -307,7 +315,8 @@ final class SiteWorkspace: @unchecked Sendable {
         let tarball = made.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(try CLI.sh("cd '\(w.file("dist"))' && sha256sum -c --quiet *.tar.gz.sha256 && mkdir x && tar -xzf '\(tarball)' -C x").status == 0)
         let dir = try FileManager.default.contentsOfDirectory(atPath: w.file("dist/x")).first!
-        let install = try CLI.sh("cd '\(w.file("dist/x/" + dir))' && ./install.sh --prefix '\(w.file("prefix"))' --root '\(w.file("site"))' --trust '\(w.file("vendor.pub"))'")
+        let install = try CLI.sh(
+            "cd '\(w.file("dist/x/" + dir))' && ./install.sh --prefix '\(w.file("prefix"))' --root '\(w.file("site"))' --trust '\(w.file("vendor.pub"))'")
         #expect(install.status == 0, "\(install.stdout) \(install.stderr)")
         #expect(try CLI.run(["--version"], executable: w.file("prefix/bin/airlock")).status == 0)
         let trusted = try CLI.run(["trust", "list", "--root", w.file("site")], executable: w.file("prefix/bin/airlock"))
@@ -327,8 +336,16 @@ final class SiteWorkspace: @unchecked Sendable {
 final class ResultBox: @unchecked Sendable {
     private let lock = NSLock()
     private var values: [Int32] = []
-    func add(_ v: Int32) { lock.lock(); values.append(v); lock.unlock() }
-    var all: [Int32] { lock.lock(); defer { lock.unlock() }; return values }
+    func add(_ v: Int32) {
+        lock.lock()
+        values.append(v)
+        lock.unlock()
+    }
+    var all: [Int32] {
+        lock.lock()
+        defer { lock.unlock() }
+        return values
+    }
 }
 
 /// Regressions found by reviewing the site against its contract.
@@ -378,7 +395,11 @@ final class ResultBox: @unchecked Sendable {
     @Test func declaredCheckSurvivesAKillAfterTheRename() throws {
         let s = try SiteWorkspace()
         #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
-        #expect(try CLI.sh("sed -i 's/^version: .*/version: 9.0.0/; s/^sequence: .*/sequence: 9/' release/airlock.yaml && echo 'health: { command: \"exit 3\", timeout: 5 }' >> release/airlock.yaml", cwd: s.w.path).status == 0)
+        #expect(
+            try CLI.sh(
+                "sed -i 's/^version: .*/version: 9.0.0/; s/^sequence: .*/sequence: 9/' release/airlock.yaml && echo 'health: { command: \"exit 3\", timeout: 5 }' >> release/airlock.yaml",
+                cwd: s.w.path
+            ).status == 0)
         #expect(try s.w.pack("bad.airlock").status == 0)
         #expect(try s.airlock(["install", s.w.file("bad.airlock")], fault: "crash:install.renamed").status == 9)
         let r = try s.airlock(["install", s.w.file("bad.airlock"), "--activate"])

@@ -11,8 +11,10 @@ import Testing
         init(_ w: Workspace, _ name: String = "sentinel") throws {
             path = w.file(name)
             try FileManager.default.createDirectory(atPath: path + "/deep", withIntermediateDirectories: true)
-            for (f, text) in [("a.txt", "keep me"), ("deep/b.txt", "keep me too"), (".foo.tmp-1", "a temporary name"),
-                              ("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "object-shaped")] {
+            for (f, text) in [
+                ("a.txt", "keep me"), ("deep/b.txt", "keep me too"), (".foo.tmp-1", "a temporary name"),
+                ("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "object-shaped"),
+            ] {
                 try Data(text.utf8).write(to: URL(fileURLWithPath: path + "/" + f))
             }
             chmod(path + "/a.txt", 0o600)
@@ -120,26 +122,29 @@ import Testing
         #expect(try String(contentsOfFile: victim, encoding: .utf8) == "root's secret")
     }
 
-
     /// 4. `--trust DIR` on a site command replaced the perimeter and the approvers.
     @Test func theSitesPolicyComesFromTheSite() throws {
         let s = try SiteWorkspace()
         #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
-        try sh("""
+        try sh(
+            """
             python3 -c "import json; p = 'release/tools/tools.json'; d = json.load(open(p)); d['tools'].append({'name': 'exfiltrate', 'description': 'x', 'permissions': {'network': ['evil.example:443']}}); json.dump(d, open(p, 'w'))"
             """, cwd: s.w.path)
         try sh("sed -i 's/^version: .*/version: 6.6.6/; s/^sequence: .*/sequence: 66/' release/airlock.yaml", cwd: s.w.path)
         #expect(try s.w.pack("evil.airlock").status == 0)
         // The rogue folder: the vendor key, a rogue approver and a perimeter that allows evil.example.
         _ = try s.w.key("rogue", trust: false)
-        try sh("""
+        try sh(
+            """
             mkdir -p rogue/approvers && cp vendor.pub rogue/ && cp rogue.pub rogue/approvers/
             echo '{"perimeter": {"hosts": ["evil.example:443"]}, "approvals": {"threshold": 1, "first_activation": true}}' > rogue/policy.json
             """, cwd: s.w.path)
         let rogue = s.w.file("rogue")
-        for args in [["install", s.w.file("evil.airlock"), "--trust", rogue],
-                     ["approve", s.w.file("evil.airlock"), "--key", s.w.file("rogue.key"), "--trust", rogue],
-                     ["activate", "example-agent", "1.0.0", "--trust", rogue]] {
+        for args in [
+            ["install", s.w.file("evil.airlock"), "--trust", rogue],
+            ["approve", s.w.file("evil.airlock"), "--key", s.w.file("rogue.key"), "--trust", rogue],
+            ["activate", "example-agent", "1.0.0", "--trust", rogue],
+        ] {
             let r = try s.airlock(args)
             #expect(r.status == 2 && r.stderr.contains("site commands take no --trust"), "\(args): \(r.stderr)")
         }
@@ -156,12 +161,14 @@ import Testing
     @Test func deletingCurrentDoesNotDropTheApproval() throws {
         let s = try SiteWorkspace()
         #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
-        try Data("""
+        try Data(
+            """
             {"tools": [
               {"name": "search_kb", "description": "Search", "permissions": {"network": ["kb.internal:443"], "read": ["index/"]}},
               {"name": "send_email", "description": "Mail", "permissions": {"network": ["kb.internal:443"]}}
             ]}
-            """.utf8).write(to: URL(fileURLWithPath: s.w.file("release/tools/tools.json")))
+            """.utf8
+        ).write(to: URL(fileURLWithPath: s.w.file("release/tools/tools.json")))
         try sh("sed -i 's/^version: .*/version: 2.0.0/; s/^sequence: .*/sequence: 20/' release/airlock.yaml", cwd: s.w.path)
         #expect(try s.w.pack("wide.airlock").status == 0)
         #expect(try s.airlock(["install", s.w.file("wide.airlock")]).status == 0)
@@ -195,7 +202,9 @@ import Testing
         let audit = try CLI.run(["audit", "example-agent", "--root", root])
         #expect(audit.status == 0, "\(audit.stdout)\(audit.stderr)")
         // The same again (content already in the store), and gc keeps what releases use.
-        try sh("echo '- again' >> release/prompts/system.md && sed -i 's/^sequence: .*/sequence: 2/; s/^version: .*/version: 1.0.1/' release/airlock.yaml", cwd: w.path)
+        try sh(
+            "echo '- again' >> release/prompts/system.md && sed -i 's/^sequence: .*/sequence: 2/; s/^version: .*/version: 1.0.1/' release/airlock.yaml",
+            cwd: w.path)
         #expect(try w.pack("many2.airlock").status == 0)
         let second = try CLI.run(["install", w.file("many2.airlock"), "--activate", "--root", root])
         #expect(second.status == 0, "\(second.stderr)")
@@ -212,7 +221,10 @@ import Testing
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/bash")
         // (bash waits for the sleep; the install reports how long it took itself.)
-        p.arguments = ["-c", "{ head -c 20000 '\(s.v3)'; sleep 8; } 2>/dev/null | { '\(CLI.binary)' install - --root '\(s.root)' --read-timeout 3; echo \"rc=$? after=$SECONDS\" >&2; }"]
+        p.arguments = [
+            "-c",
+            "{ head -c 20000 '\(s.v3)'; sleep 8; } 2>/dev/null | { '\(CLI.binary)' install - --root '\(s.root)' --read-timeout 3; echo \"rc=$? after=$SECONDS\" >&2; }",
+        ]
         let err = Pipe()
         p.standardOutput = FileHandle.nullDevice
         p.standardError = err

@@ -121,7 +121,8 @@ public final class BundleReader {
             guard name.hasSuffix(BundleLayout.signatureSuffix),
                 let id = SHA256Digest(hex: String(name.dropLast(BundleLayout.signatureSuffix.count)))?.hex
             else {
-                throw AirlockError.verification(.signatureEntryInvalid, "signature entry \(Self.name(e)) is not named airlock/signatures/<64 lowercase hex key id>.sig")
+                throw AirlockError.verification(
+                    .signatureEntryInvalid, "signature entry \(Self.name(e)) is not named airlock/signatures/<64 lowercase hex key id>.sig")
             }
             if out.contains(where: { $0.keyID == id }) {
                 throw AirlockError.verification(.signatureEntryDuplicate, "the bundle holds two signature entries for key \(id)")
@@ -136,7 +137,9 @@ public final class BundleReader {
                 throw AirlockError.verification(.sumsMissing, "the bundle has no \(BundleLayout.sumsEntry) before its payload")
             }
             throw AirlockError.verification(
-                .entryOrder, "expected signatures and then \(BundleLayout.sumsEntry) after the manifest, found \(Self.name(p)); the airlock/ entries are out of order or missing")
+                .entryOrder,
+                "expected signatures and then \(BundleLayout.sumsEntry) after the manifest, found \(Self.name(p)); the airlock/ entries are out of order or missing"
+            )
         }
         return out
     }
@@ -167,7 +170,10 @@ public final class BundleReader {
             var pos = 0
             while same && pos < part.count {
                 if linePos == line.count {
-                    guard fileIndex < manifest.files.count else { same = false; return }
+                    guard fileIndex < manifest.files.count else {
+                        same = false
+                        return
+                    }
                     line = Manifest.sumsLine(manifest.files[fileIndex])
                     fileIndex += 1
                     linePos = 0
@@ -232,7 +238,8 @@ public final class BundleReader {
         let got = hasher.finish()
         guard got == file.sha256 else {
             throw AirlockError.verification(
-                .payloadHashMismatch, "\(file.path) does not match the manifest (sha256 \(got.hex), expected \(file.sha256.hex)); the bundle was altered or damaged")
+                .payloadHashMismatch,
+                "\(file.path) does not match the manifest (sha256 \(got.hex), expected \(file.sha256.hex)); the bundle was altered or damaged")
         }
         nextFileIndex += 1
     }

@@ -47,7 +47,8 @@ package final class BundleWriter {
     package func writeSignatures(_ signatures: [(keyID: String, bytes: [UInt8])]) throws {
         advance(to: .signatures)
         for (id, bytes) in signatures.sorted(by: { $0.keyID < $1.keyID }) {
-            try archive.addFile(path: BundleLayout.signaturesPrefix + id + BundleLayout.signatureSuffix, bytes: bytes, mode: BundleLayout.regularMode, mtime: mtime)
+            try archive.addFile(
+                path: BundleLayout.signaturesPrefix + id + BundleLayout.signatureSuffix, bytes: bytes, mode: BundleLayout.regularMode, mtime: mtime)
         }
     }
 

@@ -157,12 +157,14 @@ public struct Manifest: Equatable, Sendable {
         }
         top["components"] = .object(comps)
         top["files"] = .array(
-            !includingFiles ? [] : files.map {
-                .object([
-                    "path": .string($0.path), "size": .integer($0.size), "sha256": .string($0.sha256.hex),
-                    "mode": .string($0.modeString),
-                ])
-            })
+            !includingFiles
+                ? []
+                : files.map {
+                    .object([
+                        "path": .string($0.path), "size": .integer($0.size), "sha256": .string($0.sha256.hex),
+                        "mode": .string($0.modeString),
+                    ])
+                })
         if let attestations { top["attestations"] = .object(attestations) }
         if let health { top["health"] = .object(health) }
         return .object(top)
@@ -390,19 +392,18 @@ public struct Manifest: Equatable, Sendable {
 
     /// Numbers with a fraction or exponent are allowed only under `attestations`.
     private static func checkIntegersOnly(_ top: [String: JSONValue], allowDecimalsUnder: String) throws {
-        func walk(_ v: JSONValue, _ where_: String) throws {
+        func walk(_ v: JSONValue, _ location: String) throws {
             switch v {
             case .number(let n):
                 if n.utf8.contains(where: { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") || $0 == UInt8(ascii: "-") }) {
-                    throw invalid("\(where_) holds \(n); only \"\(allowDecimalsUnder)\" may hold decimals or negative numbers")
+                    throw invalid("\(location) holds \(n); only \"\(allowDecimalsUnder)\" may hold decimals or negative numbers")
                 }
-                if v.unsignedInteger() == nil { throw invalid("\(where_) holds \(n), larger than 2^53") }
-            case .array(let a): for (k, x) in a.enumerated() { try walk(x, "\(where_)[\(k)]") }
-            case .object(let o): for (k, x) in o { try walk(x, "\(where_).\(k)") }
+                if v.unsignedInteger() == nil { throw invalid("\(location) holds \(n), larger than 2^53") }
+            case .array(let a): for (k, x) in a.enumerated() { try walk(x, "\(location)[\(k)]") }
+            case .object(let o): for (k, x) in o { try walk(x, "\(location).\(k)") }
             default: break
             }
         }
         for (k, v) in top where k != allowDecimalsUnder { try walk(v, k) }
     }
 }
-

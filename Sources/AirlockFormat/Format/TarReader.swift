@@ -77,7 +77,8 @@ package final class TarReader {
         var left = count
         while left > 0 {
             guard try fill(), let (_, buf) = current else {
-                throw AirlockError.verification(.bundleTruncated, "the bundle ends in the middle of an entry; it is truncated: copy it again from the source medium")
+                throw AirlockError.verification(
+                    .bundleTruncated, "the bundle ends in the middle of an entry; it is truncated: copy it again from the source medium")
             }
             let n = min(Int(clamping: left), buf.count - position)
             try body(UnsafeRawBufferPointer(rebasing: buf[position..<position + n]))
@@ -282,7 +283,8 @@ package final class TarReader {
             }
         }
         if mode & 0o7000 != 0 {
-            throw AirlockError.verification(.entryMode, "entry \(Self.show(path)) has mode \(String(mode, radix: 8)) with setuid, setgid or sticky bits; bundles never carry them")
+            throw AirlockError.verification(
+                .entryMode, "entry \(Self.show(path)) has mode \(String(mode, radix: 8)) with setuid, setgid or sticky bits; bundles never carry them")
         }
         if mode > 0o7777 { throw Self.malformed("entry \(Self.show(path)) has file-type bits in its mode") }
         return RawHeader(path: path, type: type, size: size, mode: UInt32(mode))
@@ -307,12 +309,19 @@ package final class TarReader {
             let value = Array(record[(eq + 1)...])
             guard Self.allowedPaxKeys.contains(key) else {
                 let what: String
-                if key.hasPrefix("GNU.sparse") { what = "a sparse map" }
-                else if key.hasPrefix("SCHILY.xattr") || key.hasPrefix("LIBARCHIVE.xattr") { what = "an extended attribute" }
-                else if key.hasPrefix("SCHILY.acl") { what = "an ACL" }
-                else if key == "linkpath" { what = "a link target" }
-                else { what = "a record that bundles do not allow" }
-                throw AirlockError.verification(.paxRecord, "the bundle's tar stream carries pax record \"\(key)\" (\(what)); bundles allow only path, size, times and root owners")
+                if key.hasPrefix("GNU.sparse") {
+                    what = "a sparse map"
+                } else if key.hasPrefix("SCHILY.xattr") || key.hasPrefix("LIBARCHIVE.xattr") {
+                    what = "an extended attribute"
+                } else if key.hasPrefix("SCHILY.acl") {
+                    what = "an ACL"
+                } else if key == "linkpath" {
+                    what = "a link target"
+                } else {
+                    what = "a record that bundles do not allow"
+                }
+                throw AirlockError.verification(
+                    .paxRecord, "the bundle's tar stream carries pax record \"\(key)\" (\(what)); bundles allow only path, size, times and root owners")
             }
             if out.updateValue(value, forKey: key) != nil { throw Self.malformed("pax record \"\(key)\" appears twice") }
             i += len
@@ -332,8 +341,11 @@ package final class TarReader {
         }
         var out = "\""
         for b in bytes {
-            if b >= 0x20 && b < 0x7F && b != 0x22 && b != 0x5C { out.append(Character(Unicode.Scalar(b))) }
-            else { out += "\\x" + (b < 16 ? "0" : "") + String(b, radix: 16) }
+            if b >= 0x20 && b < 0x7F && b != 0x22 && b != 0x5C {
+                out.append(Character(Unicode.Scalar(b)))
+            } else {
+                out += "\\x" + (b < 16 ? "0" : "") + String(b, radix: 16)
+            }
         }
         return out + "\""
     }
@@ -355,10 +367,15 @@ package final class TarReader {
 
     package static func notABundle(_ first: [UInt8]) -> AirlockError {
         var guess = ""
-        if first.starts(with: [0x50, 0x4B, 0x03, 0x04]) || first.starts(with: [0x50, 0x4B, 0x05, 0x06]) { guess = " (it looks like a ZIP file)" }
-        else if first.starts(with: Array("Rar!".utf8)) { guess = " (it looks like a RAR file)" }
-        else if first.starts(with: [0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]) { guess = " (it looks like an xz file)" }
-        else if first.starts(with: Array("BZh".utf8)) { guess = " (it looks like a bzip2 file)" }
+        if first.starts(with: [0x50, 0x4B, 0x03, 0x04]) || first.starts(with: [0x50, 0x4B, 0x05, 0x06]) {
+            guess = " (it looks like a ZIP file)"
+        } else if first.starts(with: Array("Rar!".utf8)) {
+            guess = " (it looks like a RAR file)"
+        } else if first.starts(with: [0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]) {
+            guess = " (it looks like an xz file)"
+        } else if first.starts(with: Array("BZh".utf8)) {
+            guess = " (it looks like a bzip2 file)"
+        }
         return .verification(.notABundle, "this is not an Airlock bundle: not a POSIX tar archive compressed with zstd, gzip or nothing\(guess)")
     }
 }

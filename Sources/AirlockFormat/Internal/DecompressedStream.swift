@@ -163,7 +163,9 @@ package final class DecompressedStream: @unchecked Sendable {
         let ctx = Unmanaged.passUnretained(source).toOpaque()
         func libarchiveFailure(_ what: String) -> AirlockError {
             if source.readError == ETIMEDOUT {
-                return .io(.streamStalled, "the bundle stream sent nothing for \(Int(readTimeout)) s; nothing was installed: check the source (or raise --read-timeout)")
+                return .io(
+                    .streamStalled,
+                    "the bundle stream sent nothing for \(Int(readTimeout)) s; nothing was installed: check the source (or raise --read-timeout)")
             }
             if source.readError != 0 {
                 return .io(.readFailed, "cannot read the bundle", errno: source.readError)
@@ -177,30 +179,32 @@ package final class DecompressedStream: @unchecked Sendable {
             }
             return .verification(.compressionInvalid, "\(what): \(msg); the bundle is damaged or is not an Airlock bundle")
         }
-        let opened = archive_read_open(a, ctx, nil, { _, ctx, out in
-            let s = Unmanaged<Source>.fromOpaque(ctx!).takeUnretainedValue()
-            while true {
-                let n = s.read(into: s.buffer.baseAddress, s.buffer.count)
-                if n < 0 && errno == EINTR { continue }
-                if n < 0 {
-                    s.readError = errno
-                    return -1
+        let opened = archive_read_open(
+            a, ctx, nil,
+            { _, ctx, out in
+                let s = Unmanaged<Source>.fromOpaque(ctx!).takeUnretainedValue()
+                while true {
+                    let n = s.read(into: s.buffer.baseAddress, s.buffer.count)
+                    if n < 0 && errno == EINTR { continue }
+                    if n < 0 {
+                        s.readError = errno
+                        return -1
+                    }
+                    if n == 0 { s.sawEOF = true }
+                    if s.head.count < 16 { s.head += UnsafeRawBufferPointer(rebasing: s.buffer[0..<min(n, 16 - s.head.count)]) }
+                    // After the first zstd frame libarchive gets nothing more: it sees one frame
+                    // and its end; any byte after it is trailing data.
+                    if s.zstd.frameEnded {
+                        if n > 0 { s.afterFrame = true }
+                        return 0
+                    }
+                    let used = s.zstd.feed(UnsafeRawBufferPointer(rebasing: s.buffer[0..<n]))
+                    if used < n { s.afterFrame = true }
+                    s.delivered += Int64(used)
+                    out?.pointee = UnsafeRawPointer(s.buffer.baseAddress)
+                    return used
                 }
-                if n == 0 { s.sawEOF = true }
-                if s.head.count < 16 { s.head += UnsafeRawBufferPointer(rebasing: s.buffer[0..<min(n, 16 - s.head.count)]) }
-                // After the first zstd frame libarchive gets nothing more: it sees one frame
-                // and its end; any byte after it is trailing data.
-                if s.zstd.frameEnded {
-                    if n > 0 { s.afterFrame = true }
-                    return 0
-                }
-                let used = s.zstd.feed(UnsafeRawBufferPointer(rebasing: s.buffer[0..<n]))
-                if used < n { s.afterFrame = true }
-                s.delivered += Int64(used)
-                out?.pointee = UnsafeRawPointer(s.buffer.baseAddress)
-                return used
-            }
-        }, nil)
+            }, nil)
         guard opened == ARCHIVE_OK else {
             finish(error: libarchiveFailure("cannot decompress the bundle"))
             return
@@ -211,8 +215,9 @@ package final class DecompressedStream: @unchecked Sendable {
             return
         }
         guard archive_filter_count(a) <= 2 else {
-            finish(error: .verification(
-                .compressionInvalid, "the bundle is compressed more than once; a bundle is one tar stream compressed with zstd, gzip or nothing"))
+            finish(
+                error: .verification(
+                    .compressionInvalid, "the bundle is compressed more than once; a bundle is one tar stream compressed with zstd, gzip or nothing"))
             return
         }
         let compression: Compression
@@ -223,8 +228,9 @@ package final class DecompressedStream: @unchecked Sendable {
         }
         // A gzip header carries no extra field, file name or comment: nothing rides along.
         if compression == .gzip, source.head.count > 3, source.head[3] & 0x1C != 0 {
-            finish(error: .verification(
-                .compressionInvalid, "the bundle's gzip header carries an extra field, a file name or a comment; Airlock bundles carry none"))
+            finish(
+                error: .verification(
+                    .compressionInvalid, "the bundle's gzip header carries an extra field, a file name or a comment; Airlock bundles carry none"))
             return
         }
         lock.lock()
@@ -274,8 +280,9 @@ package final class DecompressedStream: @unchecked Sendable {
                 source.afterFrame = source.read(into: &byte, 1) > 0
             }
             if source.afterFrame {
-                finish(error: .verification(
-                    .trailingData, "data follows the compressed stream of the bundle; the bundle was altered or badly copied"))
+                finish(
+                    error: .verification(
+                        .trailingData, "data follows the compressed stream of the bundle; the bundle was altered or badly copied"))
                 return
             }
         }
@@ -290,8 +297,9 @@ package final class DecompressedStream: @unchecked Sendable {
                 extra = n > 0
             }
             if extra {
-                finish(error: .verification(
-                    .trailingData, "data follows the compressed stream of the bundle; the bundle was altered or badly copied"))
+                finish(
+                    error: .verification(
+                        .trailingData, "data follows the compressed stream of the bundle; the bundle was altered or badly copied"))
                 return
             }
         }

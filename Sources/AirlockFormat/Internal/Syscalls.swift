@@ -1,7 +1,8 @@
+import CSystem
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSystem
 
 /// The system calls the installer's durability depends on, behind one layer so that tests can
 /// inject faults into the real binary: `AIRLOCK_TEST_FAULT` holds comma-separated rules

@@ -13,7 +13,10 @@ package struct ZstdFrameWalker {
         case notZstd
     }
 
-    private enum After { case frameEnd, block(checksum: Bool) }
+    private enum After {
+        case frameEnd
+        case block(checksum: Bool)
+    }
 
     private var state = State.magic(have: 0, value: 0)
 

@@ -9,7 +9,7 @@ import Darwin
 public final class ProgressReporter {
     private let label: String
     private var total: UInt64 = 0
-    private var done_: UInt64 = 0
+    private var doneBytes: UInt64 = 0
     private var lastDraw: Int64 = 0
     private var drawn = false
 
@@ -22,11 +22,11 @@ public final class ProgressReporter {
 
     public func start(total: UInt64) {
         self.total = total
-        done_ = 0
+        doneBytes = 0
     }
 
     public func advance(by n: Int) {
-        done_ += UInt64(n)
+        doneBytes += UInt64(n)
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         let ms = Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
@@ -36,8 +36,8 @@ public final class ProgressReporter {
     }
 
     private func draw() {
-        let pct = total > 0 ? Int(done_ * 100 / total) : 100
-        let line = "\r\(label): \(ByteCount.format(done_)) of \(ByteCount.format(total)) (\(pct)%)\u{1B}[K"
+        let pct = total > 0 ? Int(doneBytes * 100 / total) : 100
+        let line = "\r\(label): \(ByteCount.format(doneBytes)) of \(ByteCount.format(total)) (\(pct)%)\u{1B}[K"
         _ = line.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
         drawn = true
     }

@@ -81,13 +81,15 @@ public struct SignatureCheck: Sendable {
     public var failure: AirlockError? {
         if satisfied { return nil }
         let detail = results.map { "\($0.keyID.map { String($0.prefix(16)) } ?? "?") \($0.status.rawValue)" }.joined(separator: ", ")
-        let summary = "\(verifiedKeys.count) of the \(threshold) required trusted signatures verified"
+        let summary =
+            "\(verifiedKeys.count) of the \(threshold) required trusted signatures verified"
             + (detail.isEmpty ? "" : " (\(detail))")
         if !verifiedKeys.isEmpty || results.isEmpty {
             if results.isEmpty {
                 return .verification(
                     .signatureMissing,
-                    "the bundle carries no signature entry after its manifest (airlock/signatures/<keyid>.sig must directly follow airlock/manifest.json) and no detached signature was given")
+                    "the bundle carries no signature entry after its manifest (airlock/signatures/<keyid>.sig must directly follow airlock/manifest.json) and no detached signature was given"
+                )
             }
             return .verification(.thresholdNotMet, "\(summary); the bundle needs signatures from more distinct trusted keys")
         }

@@ -94,12 +94,14 @@ public struct ActivationPolicy: Sendable {
                 .policy, attested ? .evalFailed : .evalMissing,
                 attested
                     ? "the site's policy requires a passing eval and \(what)'s attestation records a score below its threshold"
-                    : "the site's policy requires a passing eval attestation and \(what) carries none; ask the vendor for a bundle packed with an eval gate (airlock.yaml `eval:`)")
+                    : "the site's policy requires a passing eval attestation and \(what) carries none; ask the vendor for a bundle packed with an eval gate (airlock.yaml `eval:`)"
+            )
         }
         if let floor = policy.minEvalScore, score < floor {
             throw AirlockError(
                 .policy, .evalBelowSiteMinimum,
-                "\(what)'s attested eval score \(EvalAttestation.decimal(score)) is below the site's minimum \(EvalAttestation.decimal(floor)) (policy.json min_eval_score)")
+                "\(what)'s attested eval score \(EvalAttestation.decimal(score)) is below the site's minimum \(EvalAttestation.decimal(floor)) (policy.json min_eval_score)"
+            )
         }
     }
 
@@ -128,7 +130,8 @@ public struct ActivationPolicy: Sendable {
         guard decision.approvers.count >= policy.approvalThreshold else {
             throw AirlockError(
                 .policy, .approvalRequired,
-                "activating \(candidate.description) widens its permissions over \(baseline.description ?? "nothing (first activation)"): \(decision.escalations.joined(separator: "; ")). It needs \(policy.approvalThreshold) site approval(s) and has \(decision.approvers.count): an approver runs `airlock approve \(candidate.description) --key APPROVER.key`, then activate again")
+                "activating \(candidate.description) widens its permissions over \(baseline.description ?? "nothing (first activation)"): \(decision.escalations.joined(separator: "; ")). It needs \(policy.approvalThreshold) site approval(s) and has \(decision.approvers.count): an approver runs `airlock approve \(candidate.description) --key APPROVER.key`, then activate again"
+            )
         }
         return decision
     }

@@ -1,4 +1,5 @@
 import AirlockFormat
+
 extension BundleSummary {
     /// The bundle's grants: its `tools/tools.json` (read from the payload and checked against
     /// the manifest's hash) and its model endpoint. Nil when a delta omits the tool manifest.

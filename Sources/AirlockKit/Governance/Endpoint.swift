@@ -1,5 +1,5 @@
-import Foundation
 import AirlockFormat
+import Foundation
 
 /// A network endpoint a release can reach: a host and a port.
 public struct Endpoint: Hashable, Comparable, Sendable, CustomStringConvertible {

@@ -1,5 +1,5 @@
-import Foundation
 import AirlockFormat
+import Foundation
 
 /// Everything a release is allowed to reach: its tools' permissions and the model's endpoint.
 public struct Grants: Equatable, Sendable {
@@ -20,7 +20,8 @@ public struct Grants: Equatable, Sendable {
         guard let url else { return nil }
         guard let e = Endpoint.parse(url: url) else {
             throw AirlockError.verification(
-                .modelEndpointInvalid, "the manifest's model endpoint \"\(url)\" is not a URL Airlock can check against the perimeter; the bundle was not made by a correct packer")
+                .modelEndpointInvalid,
+                "the manifest's model endpoint \"\(url)\" is not a URL Airlock can check against the perimeter; the bundle was not made by a correct packer")
         }
         return e
     }

@@ -1,5 +1,5 @@
-import Foundation
 import AirlockFormat
+import Foundation
 
 /// The site's perimeter (`perimeter` in the trust policy): the hosts and networks its releases
 /// may reach. Empty, the default, allows nothing: no call leaves the site unless listed.
@@ -43,7 +43,8 @@ public struct Perimeter: Equatable, Sendable {
         let endpoints = Array(Set(outside.map(\.endpoint))).sorted()
         throw AirlockError(
             .policy, .egressOutsidePerimeter,
-            "\(context)\(what): outside the site's perimeter (\(trustDirectory)/\(TrustPolicy.fileName), \"perimeter\") and not allowed for this release; if the site allows it, add it with `airlock trust allow \(endpoints.map(Perimeter.suggestion).joined(separator: " "))`, or allow it for this release only with \(endpoints.map { "--allow-egress \($0)" }.joined(separator: " ")) (recorded in the history)")
+            "\(context)\(what): outside the site's perimeter (\(trustDirectory)/\(TrustPolicy.fileName), \"perimeter\") and not allowed for this release; if the site allows it, add it with `airlock trust allow \(endpoints.map(Perimeter.suggestion).joined(separator: " "))`, or allow it for this release only with \(endpoints.map { "--allow-egress \($0)" }.joined(separator: " ")) (recorded in the history)"
+        )
     }
 
     /// What to add to the perimeter for `e`: the endpoint itself for a name, a one-address

@@ -1,4 +1,5 @@
 import AirlockFormat
+
 /// `airlock diff`: what changed between two bundles, by component and file, and what they
 /// grant differently.
 public struct BundleDiff: Sendable, JSONRepresentable {

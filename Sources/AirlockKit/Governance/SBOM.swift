@@ -1,5 +1,5 @@
-import Foundation
 import AirlockFormat
+import Foundation
 
 /// A CycloneDX 1.5 description of a release (`airlock sbom BUNDLE`): the release as the
 /// metadata component, each file a `file` component with its SHA-256, the model a
@@ -23,16 +23,17 @@ public enum SBOM {
             components.append(.object(o))
         }
         for f in m.files {
-            components.append(.object([
-                "type": .string("file"),
-                "bom-ref": .string("file:" + f.path),
-                "name": .string(f.path),
-                "hashes": .array([.object(["alg": .string("SHA-256"), "content": .string(f.sha256.hex)])]),
-                "properties": .array([
-                    .object(["name": .string("airlock:size"), "value": .string(String(f.size))]),
-                    .object(["name": .string("airlock:mode"), "value": .string(f.modeString)]),
-                ]),
-            ]))
+            components.append(
+                .object([
+                    "type": .string("file"),
+                    "bom-ref": .string("file:" + f.path),
+                    "name": .string(f.path),
+                    "hashes": .array([.object(["alg": .string("SHA-256"), "content": .string(f.sha256.hex)])]),
+                    "properties": .array([
+                        .object(["name": .string("airlock:size"), "value": .string(String(f.size))]),
+                        .object(["name": .string("airlock:mode"), "value": .string(f.modeString)]),
+                    ]),
+                ]))
         }
         var metaProps: [JSONValue] = [
             .object(["name": .string("airlock:bundle-id"), "value": .string(s.bundleID.prefixed)]),
@@ -49,7 +50,8 @@ public enum SBOM {
         // The serial number is derived from the bundle id (a version 8, "custom", UUID of
         // RFC 9562), so the same bundle always gives the same document.
         let h = s.bundleID.hex
-        let uuid = "\(h.prefix(8))-\(h.dropFirst(8).prefix(4))-8\(h.dropFirst(13).prefix(3))-\(["8", "9", "a", "b"][Int(String(h.dropFirst(16).prefix(1)), radix: 16)! % 4])\(h.dropFirst(17).prefix(3))-\(h.dropFirst(20).prefix(12))"
+        let uuid =
+            "\(h.prefix(8))-\(h.dropFirst(8).prefix(4))-8\(h.dropFirst(13).prefix(3))-\(["8", "9", "a", "b"][Int(String(h.dropFirst(16).prefix(1)), radix: 16)! % 4])\(h.dropFirst(17).prefix(3))-\(h.dropFirst(20).prefix(12))"
         // The release depends on its files and its model.
         let refs: [JSONValue] = components.compactMap { $0.objectValue?["bom-ref"] }
         return .object([
@@ -59,9 +61,11 @@ public enum SBOM {
             "version": .integer(1),
             "metadata": .object([
                 "timestamp": .string(m.created),
-                "tools": .object(["components": .array([
-                    .object(["type": .string("application"), "name": .string("airlock"), "version": .string(BundleLayout.toolVersion)])
-                ])]),
+                "tools": .object([
+                    "components": .array([
+                        .object(["type": .string("application"), "name": .string("airlock"), "version": .string(BundleLayout.toolVersion)])
+                    ])
+                ]),
                 "component": .object([
                     "type": .string("application"),
                     "bom-ref": .string("release"),

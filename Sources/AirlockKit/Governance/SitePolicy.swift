@@ -31,17 +31,23 @@ public struct SitePolicy: Equatable, Sendable {
         for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
             switch key {
             case "perimeter":
-                guard case .object(let o) = value else { throw TrustPolicy.invalid(path, "\"perimeter\" must be an object with \"hosts\" and \"networks\" lists") }
+                guard case .object(let o) = value else {
+                    throw TrustPolicy.invalid(path, "\"perimeter\" must be an object with \"hosts\" and \"networks\" lists")
+                }
                 for (k, x) in o {
                     guard let items = x.arrayValue, let list = Optional(items.compactMap(\.stringValue)), list.count == items.count else {
                         throw TrustPolicy.invalid(path, "perimeter.\(k) must be a list of strings")
                     }
                     switch k {
                     case "hosts":
-                        for h in list { if let why = Perimeter.hostRuleProblem(h) { throw TrustPolicy.invalid(path, "perimeter.hosts has \"\(h)\", which \(why)") } }
+                        for h in list {
+                            if let why = Perimeter.hostRuleProblem(h) { throw TrustPolicy.invalid(path, "perimeter.hosts has \"\(h)\", which \(why)") }
+                        }
                         p.perimeter.hosts = list
                     case "networks":
-                        for n in list { if let why = Perimeter.networkProblem(n) { throw TrustPolicy.invalid(path, "perimeter.networks has \"\(n)\", which \(why)") } }
+                        for n in list {
+                            if let why = Perimeter.networkProblem(n) { throw TrustPolicy.invalid(path, "perimeter.networks has \"\(n)\", which \(why)") }
+                        }
                         p.perimeter.networks = list
                     default: throw TrustPolicy.invalid(path, "perimeter has unknown field \"\(k)\" (hosts, networks)")
                     }
@@ -60,7 +66,9 @@ public struct SitePolicy: Equatable, Sendable {
                 for (k, x) in o {
                     switch k {
                     case "threshold":
-                        guard let t = x.unsignedInteger(max: 64), t >= 1 else { throw TrustPolicy.invalid(path, "approvals.threshold must be an integer from 1 to 64") }
+                        guard let t = x.unsignedInteger(max: 64), t >= 1 else {
+                            throw TrustPolicy.invalid(path, "approvals.threshold must be an integer from 1 to 64")
+                        }
                         p.approvalThreshold = Int(t)
                     case "first_activation":
                         guard case .bool(let b) = x else { throw TrustPolicy.invalid(path, "approvals.first_activation must be true or false") }

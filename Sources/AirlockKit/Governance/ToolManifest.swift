@@ -1,5 +1,5 @@
-import Foundation
 import AirlockFormat
+import Foundation
 
 /// What one tool may do: the network endpoints it reaches, the paths it reads, writes and runs.
 public struct ToolPermissions: Equatable, Sendable {
@@ -93,7 +93,8 @@ public struct ToolManifest: Equatable, Sendable {
                     if kind == "network" {
                         for s in strings {
                             guard let e = Endpoint.parse(s) else {
-                                throw invalid(source, "tool \"\(name)\": network entry \"\(s)\" must be host:port (a lowercase DNS name, IPv4, or [IPv6], port 1-65535)")
+                                throw invalid(
+                                    source, "tool \"\(name)\": network entry \"\(s)\" must be host:port (a lowercase DNS name, IPv4, or [IPv6], port 1-65535)")
                             }
                             perms.network.append(e)
                         }

@@ -1,8 +1,9 @@
+import AirlockFormat
+import CSystem
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSystem
-import AirlockFormat
 
 /// Runs a command from a bundle or a release (a health check, an eval) the one way Airlock
 /// does: posix_spawn with an explicit environment, stdin from /dev/null, stdout and stderr to

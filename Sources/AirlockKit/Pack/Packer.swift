@@ -1,80 +1,5 @@
-import Foundation
 import AirlockFormat
-
-/// How to pack a release.
-public struct PackOptions: Sendable {
-    public var keys: [PrivateKey]
-    /// Where to write the bundle; nil: `<name>-<version>.airlock` in the current directory.
-    public var output: String?
-    public var compression: Compression = .zstd
-    /// Compression level; nil: zstd `BundleLayout.defaultZstdLevel` (1, ADR 0002), gzip 6. Part of
-    /// what makes output reproducible.
-    public var level: Int?
-    /// `SOURCE_DATE_EPOCH`: the `created` time and every entry's mtime. nil: now.
-    public var sourceDateEpoch: Int64?
-    /// Store the content of a symlink whose target is a regular file inside the release
-    /// directory as a regular file. Otherwise symlinks are refused.
-    public var followInternalSymlinks = false
-    /// Hashing threads; nil: one per core.
-    public var threads: Int?
-    /// Write a delta bundle against this base: the payload carries only the files whose content
-    /// (and executable bit) the base does not have.
-    public var base: DeltaBase?
-    /// zstd worker threads (at least 1). The output is the same for any value; memory grows
-    /// with it (about 13 MiB a worker at level 1, 50 MiB at level 3).
-    public var compressionThreads = BundleLayout.defaultZstdThreads
-    /// Told before each eval run (a line for the user).
-    public var evalProgress: (@Sendable (String) -> Void)?
-
-    public init(keys: [PrivateKey]) { self.keys = keys }
-}
-
-/// What `Packer.pack` wrote.
-public struct PackResult: Sendable, JSONRepresentable {
-    public var bundleID: SHA256Digest
-    public var path: String
-    public var manifest: Manifest
-    public var bundleBytes: UInt64
-    /// For a delta bundle: what it omits.
-    public var delta: DeltaInfo?
-    /// The key ids that signed it.
-    public var signers: [String] = []
-    public var compression: Compression = .zstd
-    /// The eval gate's attestation, when the release has one.
-    public var eval: EvalAttestation?
-
-    /// The `--json` form of `airlock pack` (docs/cli.md).
-    public var json: JSONValue {
-        .object([
-            "bundle_id": .string(bundleID.prefixed), "bundle": .string(path), "name": .string(manifest.name),
-            "version": .string(manifest.version), "sequence": .integer(manifest.sequence), "files": .integer(manifest.files.count),
-            "bytes": .integer(manifest.totalBytes), "bundle_bytes": .integer(bundleBytes),
-            "signers": .array(signers.map { .string($0) }), "compression": .string(compression.rawValue),
-            "delta": delta.map { .object(["base": .string($0.base.prefixed), "omitted_files": .integer($0.omitted.count)]) } ?? .null,
-            "eval": eval?.json ?? .null,
-        ])
-    }
-}
-
-/// What a delta bundle is made against.
-public enum DeltaBase: Sendable {
-    /// An earlier bundle (its manifest is read from its head).
-    case bundle(String)
-    /// The manifest.json of an installed release (`<root>/<name>/releases/<dir>/manifest.json`).
-    case manifest(String)
-
-    /// The base's bundle id and manifest.
-    func load() throws -> (SHA256Digest, Manifest) {
-        switch self {
-        case .bundle(let path):
-            let s = try BundleSummary.read(path: path)
-            return (s.bundleID, s.manifest)
-        case .manifest(let path):
-            let bytes = try FileIO.read(path, limit: BundleLayout.maxManifestBytes, what: "base manifest")
-            return (SHA256Digest.of(bytes), try Manifest.parse(bytes))
-        }
-    }
-}
+import Foundation
 
 /// A file found in a release directory, before hashing. 100,000 of them are held at once, so
 /// no path is stored twice: a file's place on disk is its component's folder (one string shared
@@ -144,7 +69,8 @@ public enum Packer {
             guard let t = sources.first(where: { $0.path == ToolManifest.path }) else {
                 throw AirlockError(
                     .invalidRelease, .toolsMissing,
-                    "the tools component has no tools.json; declare the agent's tools in \(dir)/\(tools.path)/tools.json ({\"tools\": []} declares none; see docs/release.md)")
+                    "the tools component has no tools.json; declare the agent's tools in \(dir)/\(tools.path)/tools.json ({\"tools\": []} declares none; see docs/release.md)"
+                )
             }
             _ = try ToolManifest.parse(FileIO.read(t.source, limit: ToolManifest.maxBytes, what: "tool manifest"), source: t.source)
         }
@@ -163,7 +89,8 @@ public enum Packer {
             expires: spec.expires, componentMetadata: metadata, files: files, attestations: attestations,
             health: spec.health.map { ["command": .string($0.command), "timeout_seconds": .integer(Int($0.timeoutSeconds))] })
         if let expires = spec.expires, let t = Timestamp.parse(expires), t <= epoch {
-            throw AirlockError(.invalidRelease, .releaseExpired, "airlock.yaml says the release expires at \(expires), which is already past; set a later expires")
+            throw AirlockError(
+                .invalidRelease, .releaseExpired, "airlock.yaml says the release expires at \(expires), which is already past; set a later expires")
         }
         // The manifest is held whole only to hash and sign it; it is written again from the
         // records below, so that it and the compressor's buffers are never held together.
@@ -192,7 +119,8 @@ public enum Packer {
         let output = options.output ?? "\(spec.name)-\(spec.version).\(BundleLayout.fileExtension)"
         var st = stat()
         if stat(output, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
-            throw AirlockError(.usage, .outputIsDirectory, "--out \(output) is a directory; give a file name such as \(output)/\(spec.name)-\(spec.version).airlock")
+            throw AirlockError(
+                .usage, .outputIsDirectory, "--out \(output) is a directory; give a file name such as \(output)/\(spec.name)-\(spec.version).airlock")
         }
         if stat(output, &st) == 0, sources.contains(where: { $0.identity.device == UInt64(st.st_dev) && $0.identity.inode == UInt64(st.st_ino) }) {
             throw AirlockError(.usage, .outputIsSource, "--out \(output) is a file of the release itself; write the bundle somewhere else")
@@ -201,7 +129,8 @@ public enum Packer {
             let root = resolvedPath(dir),
             spec.components.contains(where: { (outDir + "/").hasPrefix(root + "/" + $0.path + "/") })
         {
-            throw AirlockError(.usage, .outputInRelease, "--out \(output) is inside a component folder, so the next pack would take the bundle in; write it somewhere else")
+            throw AirlockError(
+                .usage, .outputInRelease, "--out \(output) is inside a component folder, so the next pack would take the bundle in; write it somewhere else")
         }
         let tmp = FileIO.temporarySibling(of: output)
         let fd = Sys.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
@@ -270,14 +199,17 @@ public enum Packer {
             let folder = directory + "/" + c.path
             var st = stat()
             guard lstat(folder, &st) == 0 else {
-                throw AirlockError(.invalidRelease, .componentMissing, "component \(c.name): folder \(folder) does not exist; create it or remove \(c.name) from airlock.yaml")
+                throw AirlockError(
+                    .invalidRelease, .componentMissing, "component \(c.name): folder \(folder) does not exist; create it or remove \(c.name) from airlock.yaml")
             }
             guard (st.st_mode & S_IFMT) == S_IFDIR else {
                 throw AirlockError(.invalidRelease, .componentMissing, "component \(c.name): \(folder) is not a folder (symlinked folders are refused)")
             }
             // No symlink anywhere on the way: the folder must be where its path says, inside the release.
             guard resolvedPath(folder) == realRoot + "/" + c.path else {
-                throw AirlockError(.invalidRelease, .releaseFileRefused, "component \(c.name): the path \(c.path) goes through a symlink; components must be real folders inside the release")
+                throw AirlockError(
+                    .invalidRelease, .releaseFileRefused,
+                    "component \(c.name): the path \(c.path) goes through a symlink; components must be real folders inside the release")
             }
             try walk(folder, bundlePrefix: c.name, component: (folder, Int32(c.name.utf8.count)), root: realRoot, follow: followInternalSymlinks, into: &out)
         }
@@ -330,7 +262,10 @@ public enum Packer {
                 try out.append(regular(fsPath, bundlePath: bundlePath, st: st, component: component))
             case S_IFLNK:
                 guard follow else {
-                    throw refuse(fsPath, "refused: symlinks are not packed; replace it with the file, or pass --follow-internal-symlinks to store the content of a target inside the release")
+                    throw refuse(
+                        fsPath,
+                        "refused: symlinks are not packed; replace it with the file, or pass --follow-internal-symlinks to store the content of a target inside the release"
+                    )
                 }
                 guard let target = resolvedPath(fsPath) else {
                     throw refuse(fsPath, "refused: the symlink is broken")
@@ -447,7 +382,8 @@ public enum Packer {
     }
 
     static func changed(_ f: SourceFile) -> AirlockError {
-        AirlockError(.invalidRelease, .releaseChanged, "\(f.source) changed while it was being packed; stop whatever writes to the release directory and pack again")
+        AirlockError(
+            .invalidRelease, .releaseChanged, "\(f.source) changed while it was being packed; stop whatever writes to the release directory and pack again")
     }
 
 }

@@ -1,5 +1,5 @@
-import Yams
 import AirlockFormat
+import Yams
 
 /// A release directory's `airlock.yaml`: what the vendor packs.
 ///
@@ -96,7 +96,9 @@ public struct ReleaseSpec: Equatable, Sendable {
                     case "command": command = try scalar(v, file: file, at: "health.command")
                     case "timeout":
                         let s = try scalar(v, file: file, at: "health.timeout")
-                        guard let t = JSONValue.number(s).unsignedInteger(max: 86400), t >= 1 else { throw invalid(file, "health.timeout must be whole seconds from 1 to 86400") }
+                        guard let t = JSONValue.number(s).unsignedInteger(max: 86400), t >= 1 else {
+                            throw invalid(file, "health.timeout must be whole seconds from 1 to 86400")
+                        }
                         timeout = Double(t)
                     default: throw invalid(file, "unknown key \"\(k)\" in health; allowed: command, timeout")
                     }
@@ -124,7 +126,10 @@ public struct ReleaseSpec: Equatable, Sendable {
         guard let sequence else { throw invalid(file, "missing \"sequence\"") }
         guard !components.isEmpty else { throw invalid(file, "\"components\" must name at least one of \(BundleLayout.components.joined(separator: ", "))") }
         if let endpoint = components.first(where: { $0.name == "model" })?.metadata["endpoint"], Endpoint.parse(url: endpoint) == nil {
-            throw invalid(file, "components.model.endpoint \"\(endpoint)\" must be a URL such as https://llm.internal:8443/v1 (http, https, grpc, grpcs, ws, wss; no credentials)")
+            throw invalid(
+                file,
+                "components.model.endpoint \"\(endpoint)\" must be a URL such as https://llm.internal:8443/v1 (http, https, grpc, grpcs, ws, wss; no credentials)"
+            )
         }
         return ReleaseSpec(name: name, version: version, sequence: sequence, expires: expires, health: health, components: components, eval: eval)
     }
@@ -143,11 +148,15 @@ public struct ReleaseSpec: Equatable, Sendable {
                 haveThreshold = true
             case "runs":
                 let s = try scalar(v, file: file, at: "eval.runs")
-                guard let r = JSONValue.number(s).unsignedInteger(max: 100), r >= 1 else { throw invalid(file, "eval.runs must be a whole number from 1 to 100") }
+                guard let r = JSONValue.number(s).unsignedInteger(max: 100), r >= 1 else {
+                    throw invalid(file, "eval.runs must be a whole number from 1 to 100")
+                }
                 spec.runs = Int(r)
             case "timeout":
                 let s = try scalar(v, file: file, at: "eval.timeout")
-                guard let t = JSONValue.number(s).unsignedInteger(max: 86400), t >= 1 else { throw invalid(file, "eval.timeout must be whole seconds from 1 to 86400") }
+                guard let t = JSONValue.number(s).unsignedInteger(max: 86400), t >= 1 else {
+                    throw invalid(file, "eval.timeout must be whole seconds from 1 to 86400")
+                }
                 spec.timeoutSeconds = Double(t)
             case "files":
                 guard case .sequence(let items) = v else { throw invalid(file, "eval.files must be a list of files or folders of the release directory") }
@@ -155,7 +164,9 @@ public struct ReleaseSpec: Equatable, Sendable {
                     let f = try scalar(item, file: file, at: "eval.files")
                     var p = f
                     while p.hasSuffix("/") && p.count > 1 { p.removeLast() }
-                    guard PathRules.problem(with: p) == nil else { throw invalid(file, "eval.files \"\(f)\" must be a path inside the release directory (relative, no '..')") }
+                    guard PathRules.problem(with: p) == nil else {
+                        throw invalid(file, "eval.files \"\(f)\" must be a path inside the release directory (relative, no '..')")
+                    }
                     spec.files.append(p)
                 }
             default: throw invalid(file, "unknown key \"\(k)\" in eval; allowed: command, threshold, runs, timeout, files")

@@ -1,8 +1,9 @@
+import AirlockFormat
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
-import AirlockFormat
 
 /// Switching `current`: activate (push), rollback (pop), with health checks.
 public enum Activation {
@@ -22,10 +23,15 @@ public enum Activation {
                 return SHA256Digest.of(bytes).hex.hasPrefix(prefix)
             }
             if byID.count == 1 { return byID[0] }
-            if byID.count > 1 { throw AirlockError(.usage, .releaseAmbiguous, "\(ref) matches \(byID.count) releases of \(name) (\(byID.joined(separator: ", "))); give more of the id") }
+            if byID.count > 1 {
+                throw AirlockError(
+                    .usage, .releaseAmbiguous, "\(ref) matches \(byID.count) releases of \(name) (\(byID.joined(separator: ", "))); give more of the id")
+            }
         }
         if byVersion.count > 1 {
-            throw AirlockError(.usage, .releaseAmbiguous, "version \(ref) of \(name) is installed \(byVersion.count) times (\(byVersion.joined(separator: ", "))); give the folder name or the bundle id")
+            throw AirlockError(
+                .usage, .releaseAmbiguous,
+                "version \(ref) of \(name) is installed \(byVersion.count) times (\(byVersion.joined(separator: ", "))); give the folder name or the bundle id")
         }
         throw AirlockError(.usage, .releaseUnknown, "\(name) has no installed release \(ref); installed: \(all.joined(separator: ", "))")
     }
@@ -65,7 +71,8 @@ public enum Activation {
             }
         } else {
             guard let t = state.rollbackTarget else {
-                throw AirlockError(.usage, .nothingToRollBack, "\(name) has no earlier activation to roll back to; use `airlock activate \(name) RELEASE` to choose one")
+                throw AirlockError(
+                    .usage, .nothingToRollBack, "\(name) has no earlier activation to roll back to; use `airlock activate \(name) RELEASE` to choose one")
             }
             target = t
             newStack.removeLast()
@@ -111,11 +118,9 @@ public enum Activation {
             let snapshot = state
             let candidate = ActivationPolicy.Candidate(
                 description: "\(name) \(release)", grants: try ReleaseGrants.installed(site: site, name: name, release: release, state: state),
-                recordedAllowances: Set(state.allowances[release] ?? [])
+                recordedAllowances: Set(state.policy[release]?.allowances ?? [])
             ) {
-                if let recorded = snapshot.evalScore[release] {
-                    return (Double(recorded), !recorded.isEmpty)  // nil score for "" (none) and "failed"
-                }
+                if let recorded = snapshot.policy[release]?.eval { return recorded }
                 let a = try site.manifest(name, release).attestations?["eval"].map { try EvalAttestation(json: $0, source: "\(release): attestations.eval") }
                 return (a.flatMap { $0.isPassing ? $0.score : nil }, a != nil)
             }
@@ -125,10 +130,12 @@ public enum Activation {
                 return ApprovalStore.verified(site: site, bundleID: SHA256Digest.of(try site.manifestBytes(name, release)), trust: store)
             }
             if !decision.allowed.isEmpty {
-                state.allowances[release, default: []].append(contentsOf: decision.allowed.map(\.endpoint.description))
+                state.policy[release, default: PolicyRecord()].allowances.append(contentsOf: decision.allowed.map(\.endpoint.description))
                 try state.save(site, name)
                 for a in decision.allowed {
-                    try History.append(site, action: "allowance", name: name, ["release": .string(release), "who": .string(a.who), "endpoint": .string(a.endpoint.description)])
+                    try History.append(
+                        site, action: "allowance", name: name,
+                        ["release": .string(release), "who": .string(a.who), "endpoint": .string(a.endpoint.description)])
                 }
             }
             return Gate(decision: decision)
@@ -163,9 +170,11 @@ public enum Activation {
     /// Pushes `dir`, switches `current` to it, runs the health check (given, or the one the
     /// release declares); on failure switches back.
     static func activateLocked(
-        site: Site, name: String, release dir: String, check: HealthCheck?, allowEgress: [Endpoint] = [], trust: (SiteTrust?, ActivationPolicy)? = nil
+        site: Site, name: String, release dir: String, check: HealthCheck?, allowEgress: [Endpoint] = [], trust: (SiteTrust?, ActivationPolicy)? = nil,
+        state given: NameState? = nil
     ) throws {
-        var state = try loadState(site, name)
+        // The state the command already read under the lock (an install), else read now.
+        var state = try given.map { $0.reconciled(installed: site.releases(name), current: site.current(name)) } ?? loadState(site, name)
         let before = state.stack
         let previous = before.last
         var newStack = before
@@ -202,9 +211,11 @@ public enum Activation {
         } else {
             try state.save(site, name)
         }
-        try History.append(site, action: "health-rollback", name: name, [
-            "release": .string(release), "to": stack.last.map { .string($0) } ?? .null, "reason": .string(reason),
-        ])
+        try History.append(
+            site, action: "health-rollback", name: name,
+            [
+                "release": .string(release), "to": stack.last.map { .string($0) } ?? .null, "reason": .string(reason),
+            ])
     }
 
     /// The check a release declares, read from its manifest: only for a release whose install
@@ -236,7 +247,8 @@ public enum Activation {
             } else if back.last == release {
                 back.removeLast()
             }
-            try? switchBack(site: site, name: name, state: &state, to: back, release: release, reason: "the command running the health check was killed before it finished")
+            try? switchBack(
+                site: site, name: name, state: &state, to: back, release: release, reason: "the command running the health check was killed before it finished")
         }
     }
 

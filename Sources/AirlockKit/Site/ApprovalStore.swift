@@ -1,7 +1,8 @@
+import AirlockFormat
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import AirlockFormat
 
 /// The site's approvals (`Approval`), kept in `<root>/.approvals/<bundle hex>/<approver key
 /// id>.sig`, keyed by bundle id, so a bundle can be approved before or after it is installed.
@@ -30,11 +31,13 @@ public enum ApprovalStore {
     /// site lock, and writes it to the history. Returns the approver's key id. Throws
     /// `approver-unknown` (not one of the site's approvers), `approver-unusable` (revoked or
     /// expired), `site-busy`, `site-unsafe` and write errors.
-    public static func approve(site: Site, bundleID: SHA256Digest, name: String?, key: PrivateKey, trust: TrustStore, lockTimeout: Double = 30) throws -> String {
+    public static func approve(site: Site, bundleID: SHA256Digest, name: String?, key: PrivateKey, trust: TrustStore, lockTimeout: Double = 30) throws -> String
+    {
         guard trust.approvers[key.id] != nil else {
             throw AirlockError(
                 .key, .approverUnknown,
-                "key \(key.id.prefix(16))... is not one of the site's approvers; add its public key to \(trust.directory)/\(TrustStore.approversFolder)/ (airlock trust add --approver KEY.pub)")
+                "key \(key.id.prefix(16))... is not one of the site's approvers; add its public key to \(trust.directory)/\(TrustStore.approversFolder)/ (airlock trust add --approver KEY.pub)"
+            )
         }
         if let reason = trust.unusableReason(key.id, now: Timestamp.now()) {
             throw AirlockError(.key, .approverUnusable, "approver key \(key.id.prefix(16))... is \(reason.rawValue) in the trust policy")

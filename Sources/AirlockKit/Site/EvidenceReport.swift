@@ -1,5 +1,5 @@
-import Foundation
 import AirlockFormat
+import Foundation
 
 /// The report an auditor files for one release name (`airlock evidence NAME`): what is installed
 /// and current, who signed each release, its eval result, approvals and egress allowances, and
@@ -82,7 +82,7 @@ public struct EvidenceReport: Sendable {
             let lines = mine[start...].filter { $0.fields["release"]?.stringValue == dir || $0.fields["bundle_id"]?.stringValue == id.prefixed }
             // Allowances in force are the state's; the history says who and when.
             var allowances: [(String, String, String)] = []
-            for endpoint in state.allowances[dir] ?? [] {
+            for endpoint in state.policy[dir]?.allowances ?? [] {
                 var who = "?", at = state.installedAt[dir] ?? "?"
                 for e in lines {
                     if e.action == "allowance", e.fields["endpoint"]?.stringValue == endpoint {
@@ -103,9 +103,10 @@ public struct EvidenceReport: Sendable {
                     widenings.append((e.at, w.compactMap(\.stringValue), e.fields["approved_by"]?.arrayValue?.compactMap(\.stringValue) ?? []))
                 }
             }
-            releases.append(Release(
-                directory: dir, bundleID: id, version: m.version, sequence: m.sequence, installedAt: state.installedAt[dir], current: dir == current,
-                pinned: state.pinned.contains(dir), signers: signers, eval: eval, approvals: approvals, allowances: allowances, widenings: widenings))
+            releases.append(
+                Release(
+                    directory: dir, bundleID: id, version: m.version, sequence: m.sequence, installedAt: state.installedAt[dir], current: dir == current,
+                    pinned: state.pinned.contains(dir), signers: signers, eval: eval, approvals: approvals, allowances: allowances, widenings: widenings))
         }
         releases.sort { $0.sequence < $1.sequence }
         // Releases the history shows installed, then removed, and not installed now.
@@ -115,9 +116,10 @@ public struct EvidenceReport: Sendable {
             guard let dir = e.fields["release"]?.stringValue else { continue }
             if e.action == "install" { lastInstall[dir] = e }
             if e.action == "remove" || e.action == "gc-remove", let i = lastInstall[dir] {
-                removed.append(Removed(
-                    directory: dir, bundleID: i.fields["bundle_id"]?.stringValue, version: i.fields["version"]?.stringValue, installedAt: i.at,
-                    removedAt: e.at, how: e.action))
+                removed.append(
+                    Removed(
+                        directory: dir, bundleID: i.fields["bundle_id"]?.stringValue, version: i.fields["version"]?.stringValue, installedAt: i.at,
+                        removedAt: e.at, how: e.action))
                 lastInstall[dir] = nil
             }
         }
@@ -145,26 +147,33 @@ public struct EvidenceReport: Sendable {
                 "entries": .integer(historyEntries), "head": .string(historyHead), "chain_verified": .bool(historyProblem == nil),
                 "problem": historyProblem.map { .object(["line": .integer($0.line), "reason": .string($0.reason)]) } ?? .null,
             ]),
-            "removed": .array(removed.map { r in
-                .object([
-                    "release": .string(r.directory), "bundle_id": r.bundleID.map { .string($0) } ?? .null, "version": r.version.map { .string($0) } ?? .null,
-                    "installed_at": .string(r.installedAt), "removed_at": .string(r.removedAt), "how": .string(r.how),
-                ])
-            }),
-            "releases": .array(releases.map { r in
-                .object([
-                    "release": .string(r.directory), "bundle_id": .string(r.bundleID.prefixed), "version": .string(r.version),
-                    "sequence": .integer(r.sequence), "installed_at": r.installedAt.map { .string($0) } ?? .null,
-                    "current": .bool(r.current), "pinned": .bool(r.pinned),
-                    "signers": .array(r.signers.map { .object(["key_id": .string($0.keyID), "status": .string($0.status)]) }),
-                    "eval": r.eval.map(\.json) ?? .null,
-                    "approvals": .array(r.approvals.map { .string($0) }),
-                    "allowances": .array(r.allowances.map { .object(["who": .string($0.who), "endpoint": .string($0.endpoint), "at": .string($0.at)]) }),
-                    "widened_at_activation": .array(r.widenings.map {
-                        .object(["at": .string($0.at), "widens": .array($0.widens.map { .string($0) }), "approved_by": .array($0.approvedBy.map { .string($0) })])
-                    }),
-                ])
-            }),
+            "removed": .array(
+                removed.map { r in
+                    .object([
+                        "release": .string(r.directory), "bundle_id": r.bundleID.map { .string($0) } ?? .null,
+                        "version": r.version.map { .string($0) } ?? .null,
+                        "installed_at": .string(r.installedAt), "removed_at": .string(r.removedAt), "how": .string(r.how),
+                    ])
+                }),
+            "releases": .array(
+                releases.map { r in
+                    .object([
+                        "release": .string(r.directory), "bundle_id": .string(r.bundleID.prefixed), "version": .string(r.version),
+                        "sequence": .integer(r.sequence), "installed_at": r.installedAt.map { .string($0) } ?? .null,
+                        "current": .bool(r.current), "pinned": .bool(r.pinned),
+                        "signers": .array(r.signers.map { .object(["key_id": .string($0.keyID), "status": .string($0.status)]) }),
+                        "eval": r.eval.map(\.json) ?? .null,
+                        "approvals": .array(r.approvals.map { .string($0) }),
+                        "allowances": .array(r.allowances.map { .object(["who": .string($0.who), "endpoint": .string($0.endpoint), "at": .string($0.at)]) }),
+                        "widened_at_activation": .array(
+                            r.widenings.map {
+                                .object([
+                                    "at": .string($0.at), "widens": .array($0.widens.map { .string($0) }),
+                                    "approved_by": .array($0.approvedBy.map { .string($0) }),
+                                ])
+                            }),
+                    ])
+                }),
         ])
     }
 }

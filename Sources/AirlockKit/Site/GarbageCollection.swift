@@ -1,8 +1,9 @@
+import AirlockFormat
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
-import AirlockFormat
 
 extension SiteAdmin {
     public struct GCResult: Sendable {
@@ -36,10 +37,12 @@ extension SiteAdmin {
         Sys.step("gc.objects")
         try sweepObjects(site: site, into: &result)
         if !result.removed.isEmpty || result.objectsRemoved > 0 {
-            try History.append(site, action: "gc", name: name, [
-                "releases_removed": .integer(result.removed.count), "objects_removed": .integer(result.objectsRemoved),
-                "bytes_freed": .integer(result.bytesFreed),
-            ])
+            try History.append(
+                site, action: "gc", name: name,
+                [
+                    "releases_removed": .integer(result.removed.count), "objects_removed": .integer(result.objectsRemoved),
+                    "bytes_freed": .integer(result.bytesFreed),
+                ])
         }
         return result
     }

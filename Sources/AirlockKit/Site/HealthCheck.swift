@@ -1,8 +1,9 @@
+import AirlockFormat
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
-import AirlockFormat
 
 /// A command run against the new `current` after a switch; failing it switches back.
 public struct HealthCheck: Sendable, Equatable {
@@ -36,7 +37,9 @@ public struct HealthCheck: Sendable, Equatable {
     static func privateLog(site: Site) throws -> Int32 {
         let path = site.path(SiteLayout.staging, "health-\(Staging.randomName()).log")
         let fd = Sys.open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw AirlockError.io(.writeFailed, "cannot create the health check's output file in \(site.path(SiteLayout.staging))", errno: errno) }
+        guard fd >= 0 else {
+            throw AirlockError.io(.writeFailed, "cannot create the health check's output file in \(site.path(SiteLayout.staging))", errno: errno)
+        }
         _ = Sys.unlink(path)
         return fd
     }

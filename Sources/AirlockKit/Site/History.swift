@@ -1,7 +1,8 @@
+import AirlockFormat
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import AirlockFormat
 
 /// One line of the site's history.
 public struct HistoryEntry: Sendable {
@@ -211,7 +212,8 @@ public enum History {
                     : "the last line is incomplete (a crash while writing it; the next write discards it)"
             )
         }
-        return HistoryCheck(root: site.root, lines: all.count, head: all.last.map { SHA256Digest.of($0).prefixed } ?? genesis, problem: problem, unterminated: unterminated)
+        return HistoryCheck(
+            root: site.root, lines: all.count, head: all.last.map { SHA256Digest.of($0).prefixed } ?? genesis, problem: problem, unterminated: unterminated)
     }
 
     /// The number of lines and the hash of the last one (`check`).

@@ -1,8 +1,9 @@
+import AirlockFormat
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
-import AirlockFormat
 
 public struct InstallOptions: Sendable {
     public var activate = false

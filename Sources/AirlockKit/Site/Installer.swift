@@ -1,9 +1,9 @@
+import AirlockFormat
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
-import AirlockFormat
-
 
 private struct ActivationFailed: Error {
     let error: AirlockError
@@ -38,13 +38,15 @@ public enum Installer {
         let policy = ActivationPolicy(trust: trust, trustDirectory: site.trustDirectory)
         var report = VerificationReport(path: bundle)
         do {
-            var result = try installStaged(reader: reader, site: site, trust: trust.store, policy: policy, options: options, report: &report, lock: &lock)
+            var state: NameState?
+            var result = try installStaged(
+                reader: reader, site: site, trust: trust.store, policy: policy, options: options, report: &report, lock: &lock, state: &state)
             if options.activate {
                 if lock == nil { lock = try site.lockForWriting(command: "install", timeout: options.lockTimeout) }
                 do {
                     try Activation.activateLocked(
                         site: site, name: result.name, release: result.release, check: options.check, allowEgress: options.allowEgress,
-                        trust: (trust, policy))
+                        trust: (trust, policy), state: state)
                 } catch let e as AirlockError {
                     // Installed, not activated: the activation wrote its own history line.
                     let done = result.alreadyInstalled ? "\(result.name) \(result.release) is installed" : "installed \(result.name) \(result.release)"
@@ -62,7 +64,8 @@ public enum Installer {
             if e.kind != .healthCheck && e.kind != .busy && e.code != "site-unsafe" {
                 if lock == nil { lock = try? site.lockForWriting(command: "install", timeout: options.lockTimeout) }
                 if lock != nil {
-                    try? History.append(site, action: e.kind == .verification || e.kind == .policy ? "refuse" : "install-failed", name: report.manifest?.name, fields)
+                    try? History.append(
+                        site, action: e.kind == .verification || e.kind == .policy ? "refuse" : "install-failed", name: report.manifest?.name, fields)
                 }
             }
             throw e
@@ -71,7 +74,7 @@ public enum Installer {
 
     private static func installStaged(
         reader: BundleReader, site: Site, trust: TrustStore, policy: ActivationPolicy, options: InstallOptions, report: inout VerificationReport,
-        lock: inout SiteLock?
+        lock: inout SiteLock?, state committed: inout NameState?
     ) throws -> InstallResult {
         let head = try Verifier.verifyHead(reader, trust: trust, detached: options.detached, now: options.now, report: &report)
         Sys.step("install.head-verified")
@@ -93,12 +96,19 @@ public enum Installer {
             if !options.allowEgress.isEmpty && !options.activate && !options.repair {
                 throw AirlockError(
                     .usage, .alreadyInstalled,
-                    "\(m.name) \(dir) is already installed, so --allow-egress has nothing to apply to; allow an endpoint for an installed release when you activate it: airlock activate \(m.name) \(dir) --allow-egress HOST:PORT")
+                    "\(m.name) \(dir) is already installed, so --allow-egress has nothing to apply to; allow an endpoint for an installed release when you activate it: airlock activate \(m.name) \(dir) --allow-egress HOST:PORT"
+                )
             }
             if !options.repair { return result }
         }
         let repairing = result.alreadyInstalled
-        var downgrade = repairing ? nil : try checkSequence(site: site, manifest: m, bundleID: head.bundleID, allowDowngrade: options.allowDowngrade)
+        // Checked now, before the bundle streams, and again under the lock.
+        var downgrade =
+            repairing
+            ? nil
+            : try checkSequence(
+                site: site, manifest: m, bundleID: head.bundleID, allowDowngrade: options.allowDowngrade,
+                highestRecorded: (try? NameState.load(site, m.name))?.highestSequence ?? 0)
         if let delta = reader.delta {
             // A delta takes the files it omits from the site's store: all of them must be there
             // before anything is written (their content is checked as they are taken).
@@ -109,7 +119,8 @@ public enum Installer {
             if let first = missing.first {
                 throw AirlockError(
                     .policy, .deltaBaseMissing,
-                    "this delta bundle omits \(delta.omitted.count) files and the site lacks \(missing.count) of them (e.g. \(first.path)): install its base release (bundle id \(delta.base.prefixed)) first, or install the full bundle")
+                    "this delta bundle omits \(delta.omitted.count) files and the site lacks \(missing.count) of them (e.g. \(first.path)): install its base release (bundle id \(delta.base.prefixed)) first, or install the full bundle"
+                )
             }
         }
 
@@ -174,7 +185,7 @@ public enum Installer {
             toolManifest: try staging.readFile(ToolManifest.path, limit: ToolManifest.maxBytes), source: ToolManifest.path, known: m,
             recordedModelEndpoint: nil, manifest: { m })
         // A repair keeps the allowances the release was installed (or activated) with.
-        let recorded = repairing ? Set(try NameState.load(site, m.name).allowances[dir] ?? []) : []
+        let recorded = repairing ? Set(try NameState.load(site, m.name).policy[dir]?.allowances ?? []) : []
         result.allowances = try policy.checkEndpoints(grants, allowEgress: options.allowEgress, recorded: recorded)
 
         // The rest of the release: the signed manifest and the signatures it was installed with.
@@ -188,7 +199,8 @@ public enum Installer {
             for name in FileIO.entries(ofDirectory: target + "/" + SiteLayout.releaseSignatures) ?? [] {
                 let id = String(name.dropLast(BundleLayout.signatureSuffix.count))
                 if name.hasSuffix(BundleLayout.signatureSuffix), signatureFiles[id] == nil, SHA256Digest(hex: id) != nil,
-                    let bytes = try? FileIO.read(target + "/" + SiteLayout.releaseSignatures + "/" + name, limit: BundleLayout.maxSignatureBytes, what: "signature", siteFile: true)
+                    let bytes = try? FileIO.read(
+                        target + "/" + SiteLayout.releaseSignatures + "/" + name, limit: BundleLayout.maxSignatureBytes, what: "signature", siteFile: true)
                 {
                     signatureFiles[id] = bytes
                 }
@@ -200,6 +212,9 @@ public enum Installer {
 
         // Only now the site lock; what other commands did meanwhile is checked again under it.
         lock = try site.lockForWriting(command: "install", timeout: options.lockTimeout)
+        // The name's state, read once under the lock: for the sequence check, the commit and
+        // the activation that may follow.
+        var state = try NameState.load(site, m.name)
         if !repairing {
             if FileIO.isDirectory(target) {
                 // Installed by another command while this one staged: the same bytes, or refused.
@@ -209,7 +224,8 @@ public enum Installer {
                 result.alreadyInstalled = true
                 return result
             }
-            downgrade = try checkSequence(site: site, manifest: m, bundleID: head.bundleID, allowDowngrade: options.allowDowngrade)
+            downgrade = try checkSequence(
+                site: site, manifest: m, bundleID: head.bundleID, allowDowngrade: options.allowDowngrade, highestRecorded: state.highestSequence)
         }
 
         var created: [Int] = []
@@ -232,21 +248,21 @@ public enum Installer {
 
             // The state knows the release (install time, declared check, highest sequence)
             // before it appears; entries for a release that never appeared are dropped later.
-            var state = try NameState.load(site, m.name)
             if !repairing {
                 state.installedAt[dir] = Timestamp.format(Timestamp.now())
                 state.health[dir] = HealthCheck(manifest: m)
-                state.modelEndpoint[dir] = m.components["model"]?.metadata["endpoint"] ?? ""
-                state.allowances[dir] = result.allowances.map(\.endpoint.description)
-                state.evalScore[dir] = evalScore.map(EvalAttestation.decimal) ?? (eval != nil ? "failed" : "")
+                state.policy[dir] = PolicyRecord(
+                    modelEndpoint: m.components["model"]?.metadata["endpoint"] ?? "", allowances: result.allowances.map(\.endpoint.description),
+                    evalScore: evalScore.map(EvalAttestation.decimal) ?? (eval != nil ? "failed" : ""))
             }
             if repairing {
-                for a in result.allowances where !(state.allowances[dir] ?? []).contains(a.endpoint.description) {
-                    state.allowances[dir, default: []].append(a.endpoint.description)
+                for a in result.allowances where !(state.policy[dir]?.allowances ?? []).contains(a.endpoint.description) {
+                    state.policy[dir, default: PolicyRecord()].allowances.append(a.endpoint.description)
                 }
             }
             state.highestSequence = max(state.highestSequence, m.sequence)
             try state.save(site, m.name)
+            committed = state
 
             // Appear, complete, in one rename; a repair swaps the verified tree with the
             // drifted one in one exchange, so the release never goes missing.
@@ -307,7 +323,9 @@ public enum Installer {
 
     /// Downgrade protection: a lower sequence than the highest installed for the name needs
     /// `allowDowngrade` (and is logged); the same sequence with other content is always refused.
-    static func checkSequence(site: Site, manifest m: Manifest, bundleID: SHA256Digest, allowDowngrade: Bool) throws -> UInt64? {
+    /// `highestRecorded`: the highest sequence the name's state records (releases removed
+    /// since still count).
+    static func checkSequence(site: Site, manifest m: Manifest, bundleID: SHA256Digest, allowDowngrade: Bool, highestRecorded mark: UInt64) throws -> UInt64? {
         var highest: (UInt64, String)?
         for dir in site.releases(m.name) {
             guard let bytes = try? site.manifestBytes(m.name, dir),
@@ -316,18 +334,19 @@ public enum Installer {
             if other.sequence == m.sequence && SHA256Digest.of(bytes) != bundleID {
                 throw AirlockError(
                     .policy, .sequenceReused,
-                    "\(m.name) sequence \(m.sequence) is already installed as \(dir) with other content; a vendor never reuses a sequence: ask for a bundle with a new sequence")
+                    "\(m.name) sequence \(m.sequence) is already installed as \(dir) with other content; a vendor never reuses a sequence: ask for a bundle with a new sequence"
+                )
             }
             if highest == nil || other.sequence > highest!.0 { highest = (other.sequence, dir) }
         }
         // Releases removed since still count: removing one does not open the door to a downgrade.
-        let mark = (try? NameState.load(site, m.name))?.highestSequence ?? 0
         if mark > (highest?.0 ?? 0) { highest = (mark, "an earlier release (since removed)") }
         if let (seq, dir) = highest, m.sequence < seq {
             guard allowDowngrade else {
                 throw AirlockError(
                     .policy, .downgrade,
-                    "\(m.name) \(m.version) has sequence \(m.sequence), lower than \(dir) (sequence \(seq)) installed here; pass --allow-downgrade if you mean to install an older release")
+                    "\(m.name) \(m.version) has sequence \(m.sequence), lower than \(dir) (sequence \(seq)) installed here; pass --allow-downgrade if you mean to install an older release"
+                )
             }
             return seq
         }

@@ -1,7 +1,8 @@
+import AirlockFormat
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import AirlockFormat
 
 /// What the site keeps per release name beside the `current` pointer: the activation stack,
 /// the pins and when each release was installed (`<name>/.state.json`, replaced atomically).
@@ -24,22 +25,18 @@ struct NameState {
     var installedAt: [String: String] = [:]
     /// The health check each release declares (copied from its manifest at install).
     var health: [String: HealthCheck] = [:]
-    /// What each release installed since governance checks existed brings to an activation
-    /// check, copied at install so that a switch never parses a manifest: the model endpoint
-    /// it declares ("" for none), the endpoints the admin allowed outside the perimeter, and
-    /// its passing eval score ("" for none). A release without an entry (installed by an older
-    /// Airlock) is read from its manifest instead. `evalScore` is the passing score, "failed"
-    /// for an attestation below its threshold, "" for none.
-    var modelEndpoint: [String: String] = [:]
-    var allowances: [String: [String]] = [:]
-    var evalScore: [String: String] = [:]
+    /// What the activation policy knows of each release (`PolicyRecord`, a governance type),
+    /// stored in the same file.
+    var policy: [String: PolicyRecord] = [:]
 
     static func load(_ site: Site, _ name: String) throws -> NameState {
         let path = site.path(name, SiteLayout.state)
         guard FileIO.exists(path) else { return NameState() }
         let bytes = try FileIO.read(path, limit: 16 << 20, what: "release state", siteFile: true)
         guard let o = (try? JSONParser.parse(bytes))?.objectValue else {
-            throw AirlockError(.io, .stateCorrupt, "\(path) is damaged (not valid JSON); restore it from a backup, or remove it: the activation stack is then rebuilt from current")
+            throw AirlockError(
+                .io, .stateCorrupt,
+                "\(path) is damaged (not valid JSON); restore it from a backup, or remove it: the activation stack is then rebuilt from current")
         }
         var s = NameState()
         s.stack = o["stack"]?.arrayValue?.compactMap(\.stringValue) ?? []
@@ -55,9 +52,7 @@ struct NameState {
                 s.health[k] = HealthCheck(command: c, timeoutSeconds: Double(v.objectValue?["timeout_seconds"]?.unsignedInteger(max: 86400) ?? 30))
             }
         }
-        for (k, v) in o["model_endpoint"]?.objectValue ?? [:] { if let e = v.stringValue { s.modelEndpoint[k] = e } }
-        for (k, v) in o["allowances"]?.objectValue ?? [:] { s.allowances[k] = v.arrayValue?.compactMap(\.stringValue) ?? [] }
-        for (k, v) in o["eval_score"]?.objectValue ?? [:] { if let e = v.stringValue { s.evalScore[k] = e } }
+        s.policy = PolicyRecord.records(from: o)
         return s
     }
 
@@ -68,10 +63,8 @@ struct NameState {
             "pinned": .array(pinned.sorted().map { .string($0) }),
             "installed_at": .object(installedAt.mapValues { .string($0) }),
             "health": .object(health.mapValues { .object(["command": .string($0.command), "timeout_seconds": .integer(Int($0.timeoutSeconds))]) }),
-            "model_endpoint": .object(modelEndpoint.mapValues { .string($0) }),
-            "allowances": .object(allowances.mapValues { .array($0.map { .string($0) }) }),
-            "eval_score": .object(evalScore.mapValues { .string($0) }),
         ]
+        fields.merge(PolicyRecord.fields(policy)) { a, _ in a }
         if let pending { fields["pending"] = .array(pending.map { .string($0) }) }
         if let checking {
             var c: [String: JSONValue] = ["release": .string(checking.release), "process_group": .integer(checking.processGroup)]
@@ -94,9 +87,7 @@ struct NameState {
         s.pinned = s.pinned.filter { present.contains($0) }
         s.installedAt = s.installedAt.filter { present.contains($0.key) }
         s.health = s.health.filter { present.contains($0.key) }
-        s.modelEndpoint = s.modelEndpoint.filter { present.contains($0.key) }
-        s.allowances = s.allowances.filter { present.contains($0.key) }
-        s.evalScore = s.evalScore.filter { present.contains($0.key) }
+        s.policy = s.policy.filter { present.contains($0.key) }
         if let current {
             if let i = s.stack.lastIndex(of: current) {
                 s.stack.removeSubrange((i + 1)...)

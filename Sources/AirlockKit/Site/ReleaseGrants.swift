@@ -26,7 +26,8 @@ public enum ReleaseGrants {
         if let toolManifest {
             for t in try ToolManifest.parse(toolManifest, source: source, hostile: true).tools { g.tools[t.name] = t.permissions }
         } else if let m = try parsed ?? (recordedModelEndpoint == nil ? theManifest() : nil), m.components["tools"] != nil {
-            throw AirlockError.verification(.toolsMissing, "the release has a tools component without tools/tools.json; the bundle was not made by a correct packer")
+            throw AirlockError.verification(
+                .toolsMissing, "the release has a tools component without tools/tools.json; the bundle was not made by a correct packer")
         }
         if let recorded = recordedModelEndpoint {
             g.modelEndpoint = try Grants.modelEndpoint(recorded.isEmpty ? nil : recorded)
@@ -40,7 +41,7 @@ public enum ReleaseGrants {
     static func installed(site: Site, name: String, release: String, state: NameState) throws -> Grants {
         let path = site.releaseDirectory(name, release) + "/" + SiteLayout.releasePayload + "/" + ToolManifest.path
         let tools = FileIO.exists(path) ? try FileIO.read(path, limit: ToolManifest.maxBytes, what: "tool manifest", siteFile: true) : nil
-        return try make(toolManifest: tools, source: path, known: nil, recordedModelEndpoint: state.modelEndpoint[release]) {
+        return try make(toolManifest: tools, source: path, known: nil, recordedModelEndpoint: state.policy[release]?.modelEndpoint) {
             try site.manifest(name, release)
         }
     }

@@ -1,8 +1,9 @@
+import AirlockFormat
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
-import AirlockFormat
 
 extension SiteAdmin {
     public static func setPinned(_ pinned: Bool, site: Site, name: String, release ref: String, lockTimeout: Double = 30) throws -> String {
@@ -56,9 +57,7 @@ extension SiteAdmin {
             s.stack.removeAll { $0 == dir }
             s.installedAt[dir] = nil
             s.health[dir] = nil
-            s.modelEndpoint[dir] = nil
-            s.allowances[dir] = nil
-            s.evalScore[dir] = nil
+            s.policy[dir] = nil
             FileIO.removeTree(trash)
         }
         try FileIO.fsyncPath(site.releasesDirectory(name))

@@ -1,9 +1,9 @@
+import AirlockFormat
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
-import AirlockFormat
-
 
 /// A site root: where releases are installed and `current` pointers live.
 public struct Site: Sendable {
@@ -55,7 +55,8 @@ public struct Site: Sendable {
             if Sys.mkdir(dir, 0o755) != 0 && errno != EEXIST {
                 let err = errno
                 if err == EROFS {
-                    throw AirlockError.io(.readOnly, "the site root \(root) is on a read-only file system; remount it read-write or choose another --root", errno: err)
+                    throw AirlockError.io(
+                        .readOnly, "the site root \(root) is on a read-only file system; remount it read-write or choose another --root", errno: err)
                 }
                 throw AirlockError.io(.createFailed, "cannot create \(dir); check that \(root) is writable (run as the site's admin)", errno: err)
             }
@@ -83,7 +84,8 @@ public struct Site: Sendable {
     /// The exact signed manifest an installed release was installed with (read without
     /// following a link).
     func manifestBytes(_ name: String, _ dir: String) throws -> [UInt8] {
-        try FileIO.read(releaseDirectory(name, dir) + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "installed manifest", siteFile: true)
+        try FileIO.read(
+            releaseDirectory(name, dir) + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "installed manifest", siteFile: true)
     }
 
     /// The signed manifest of an installed release, parsed.

@@ -1,8 +1,9 @@
+import AirlockFormat
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
-import AirlockFormat
 
 /// The site's administration besides install, activate and rollback, one job a file:
 /// `status` (SiteStatus.swift), `audit` (Audit.swift), `setPinned` and `remove`

@@ -1,7 +1,8 @@
+import AirlockFormat
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import AirlockFormat
 
 /// Every name of the installed layout (site-layout.md), in one place.
 public enum SiteLayout {

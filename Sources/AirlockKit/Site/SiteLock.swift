@@ -1,8 +1,9 @@
+import AirlockFormat
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
-import AirlockFormat
 
 /// The site's one write lock: `flock(LOCK_EX)` on `<root>/.lock`, held by every command that
 /// writes. The holder writes its pid and command into the file so that a waiting command can
@@ -23,14 +24,17 @@ public final class SiteLock {
         guard fd >= 0 else {
             if errno == ELOOP { throw SiteSafety.unexpected(path, "a symbolic link", expected: "its lock file") }
             if errno == EROFS {
-                throw AirlockError.io(.readOnly, "the site root \(site.root) is on a read-only file system; nothing was changed: remount it read-write and run the command again", errno: errno)
+                throw AirlockError.io(
+                    .readOnly, "the site root \(site.root) is on a read-only file system; nothing was changed: remount it read-write and run the command again",
+                    errno: errno)
             }
             throw AirlockError.io(.lockFailed, "cannot open the site lock \(path); check that \(site.root) is writable", errno: errno)
         }
         var st = stat()
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1 else {
             close(fd)
-            throw SiteSafety.unexpected(path, (st.st_mode & S_IFMT) == S_IFREG ? "a file with \(st.st_nlink) hard links" : SiteSafety.kind(st.st_mode), expected: "its lock file")
+            throw SiteSafety.unexpected(
+                path, (st.st_mode & S_IFMT) == S_IFREG ? "a file with \(st.st_nlink) hard links" : SiteSafety.kind(st.st_mode), expected: "its lock file")
         }
         let deadline = Date().addingTimeInterval(timeout)
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
@@ -46,7 +50,8 @@ public final class SiteLock {
                 close(fd)
                 throw AirlockError(
                     .busy, .siteBusy,
-                    "the site \(site.root) is in use by \(holder); waited \(timeout < 10 ? String(format: "%.1f", timeout) : String(Int(timeout))) s: try again when it is done (or raise --lock-timeout)")
+                    "the site \(site.root) is in use by \(holder); waited \(timeout < 10 ? String(format: "%.1f", timeout) : String(Int(timeout))) s: try again when it is done (or raise --lock-timeout)"
+                )
             }
             usleep(50_000)
         }

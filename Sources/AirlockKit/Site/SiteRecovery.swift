@@ -1,7 +1,8 @@
+import AirlockFormat
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import AirlockFormat
 
 /// What a killed command can leave behind, put right by the next command that writes, once it
 /// holds the lock: staging folders of installs that are gone, temporary pointers and state

@@ -1,7 +1,8 @@
+import AirlockFormat
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import AirlockFormat
 
 /// What Airlock refuses to run on (docs/site.md, "Who may write the site root").
 ///
@@ -21,7 +22,8 @@ enum SiteSafety {
     static func unexpected(_ path: String, _ found: String, expected: String) -> AirlockError {
         AirlockError(
             .io, .siteUnsafe,
-            "\(path) is \(found) where the site keeps \(expected); Airlock does not follow or use it. Only Airlock writes under the site root: find out who changed it, move it out of the root, and run the command again")
+            "\(path) is \(found) where the site keeps \(expected); Airlock does not follow or use it. Only Airlock writes under the site root: find out who changed it, move it out of the root, and run the command again"
+        )
     }
 
     /// Checks the site before a command uses it. `writing`: the command will write, so the root
@@ -37,7 +39,8 @@ enum SiteSafety {
         if writing && owner != geteuid() {
             throw AirlockError(
                 .io, .siteOwner,
-                "the site root \(site.root) belongs to uid \(owner) and this command runs as uid \(geteuid()); run it as the site's owner so that everything under the root keeps one owner")
+                "the site root \(site.root) belongs to uid \(owner) and this command runs as uid \(geteuid()); run it as the site's owner so that everything under the root keeps one owner"
+            )
         }
         try checkOwnerAndMode(site.root, st, owner: owner)
         try checkAncestors(of: site.root, owner: owner)
@@ -112,12 +115,14 @@ enum SiteSafety {
         if st.st_uid != owner {
             throw AirlockError(
                 .io, .siteUnsafe,
-                "\(path) belongs to uid \(st.st_uid), not to the site's owner (uid \(owner)); only the owner may write under the site root: find out who made it, then `chown` it back or move it out of the root")
+                "\(path) belongs to uid \(st.st_uid), not to the site's owner (uid \(owner)); only the owner may write under the site root: find out who made it, then `chown` it back or move it out of the root"
+            )
         }
         if st.st_mode & 0o022 != 0 {
             throw AirlockError(
                 .io, .siteUnsafe,
-                "\(path) is writable by \((st.st_mode & 0o002) != 0 ? "every user" : "its group") (mode \(String(st.st_mode & 0o7777, radix: 8))); only the site's owner may write under the site root: `chmod go-w \(path)` and run the command again")
+                "\(path) is writable by \((st.st_mode & 0o002) != 0 ? "every user" : "its group") (mode \(String(st.st_mode & 0o7777, radix: 8))); only the site's owner may write under the site root: `chmod go-w \(path)` and run the command again"
+            )
         }
     }
 
@@ -135,7 +140,8 @@ enum SiteSafety {
             if !safeOwner || (othersWrite && st.st_mode & S_ISVTX == 0) {
                 throw AirlockError(
                     .io, .siteUnsafe,
-                    "\(path), a folder above the site root, can be changed by another user (owner uid \(st.st_uid), mode \(String(st.st_mode & 0o7777, radix: 8))), who could replace the site root; keep the root under folders owned by root or the site's owner and writable by nobody else")
+                    "\(path), a folder above the site root, can be changed by another user (owner uid \(st.st_uid), mode \(String(st.st_mode & 0o7777, radix: 8))), who could replace the site root; keep the root under folders owned by root or the site's owner and writable by nobody else"
+                )
             }
             if path == "/" { break }
         }

@@ -1,8 +1,9 @@
+import AirlockFormat
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
-import AirlockFormat
 
 public struct InstalledRelease: Sendable {
     public var directory: String
@@ -56,7 +57,6 @@ extension SiteAdmin {
     public static func siteStatus(site: Site, name: String? = nil) throws -> SiteStatus {
         SiteStatus(root: site.root, names: try status(site: site, name: name))
     }
-
 
     public static func status(site: Site, name: String? = nil) throws -> [NameStatus] {
         let names = name.map { [$0] } ?? site.names()

@@ -1,9 +1,10 @@
+import AirlockFormat
+import CSystem
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
-import CSystem
-import AirlockFormat
 
 /// One install's private area under `.staging/`: the release tree being built.
 ///
@@ -129,7 +130,9 @@ final class Staging {
             return .io(.readOnly, "the site's file system is read-only (\(what)); remount it read-write and install again", errno: err)
         }
         if err == ENAMETOOLONG {
-            return .io(.nameTooLong, "\(what) failed: a path is longer than this file system allows; install under a shorter site root (--root), nothing was changed", errno: err)
+            return .io(
+                .nameTooLong, "\(what) failed: a path is longer than this file system allows; install under a shorter site root (--root), nothing was changed",
+                errno: err)
         }
         if err == EMLINK {
             return .io(.linkLimit, "\(what) failed: the file system's limit of hard links per file was reached", errno: err)
@@ -261,7 +264,8 @@ final class Staging {
         guard size == file.size, hasher.finish() == file.sha256 else {
             throw AirlockError(
                 .verification, .deltaBaseDamaged,
-                "the site's stored copy of \(file.path), which this delta bundle omits, does not match the manifest; install the full bundle (it replaces the damaged copy)")
+                "the site's stored copy of \(file.path), which this delta bundle omits, does not match the manifest; install the full bundle (it replaces the damaged copy)"
+            )
         }
         try linkOrCopy(object: object, ofd: ofd, file: file, to: dest, buffer: buffer)
     }

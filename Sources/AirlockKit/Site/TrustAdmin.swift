@@ -1,8 +1,9 @@
+import AirlockFormat
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
-import AirlockFormat
 
 extension SiteAdmin {
     /// Trusts a signer's key; with `approver`, makes it a site approver instead (`approvers/`),
@@ -36,7 +37,8 @@ extension SiteAdmin {
         let lock = try site.lockForWriting(command: "trust perimeter", timeout: lockTimeout)
         defer { withExtendedLifetime(lock) {} }
         let path = site.trustDirectory + "/" + SiteLayout.policy
-        var file = FileIO.exists(path) ? try TrustPolicy.parse(FileIO.read(path, limit: 1 << 20, what: "trust policy", siteFile: true), path: path) : TrustPolicy()
+        var file =
+            FileIO.exists(path) ? try TrustPolicy.parse(FileIO.read(path, limit: 1 << 20, what: "trust policy", siteFile: true), path: path) : TrustPolicy()
         var policy = try SitePolicy.parse(file.siteFields, path: path)
         for e in entries {
             let isNetwork = e.contains("/")
@@ -69,7 +71,11 @@ extension SiteAdmin {
         let all = Array(store.keys.keys) + Array(store.approvers.keys)
         let matches = Set(all.filter { $0.hasPrefix(prefix.lowercased()) })
         guard matches.count == 1, let id = matches.first else {
-            throw AirlockError(.usage, .keyUnknown, matches.isEmpty ? "no trusted or approver key id starts with \(prefix); `airlock trust list` shows them" : "\(prefix) matches \(matches.count) keys; give more of the id")
+            throw AirlockError(
+                .usage, .keyUnknown,
+                matches.isEmpty
+                    ? "no trusted or approver key id starts with \(prefix); `airlock trust list` shows them"
+                    : "\(prefix) matches \(matches.count) keys; give more of the id")
         }
         let isApprover = store.approvers[id] != nil
         let dir = isApprover ? site.trustDirectory + "/" + TrustStore.approversFolder : site.trustDirectory

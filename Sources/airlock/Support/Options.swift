@@ -6,7 +6,9 @@ import ArgumentParser
 func parseEndpoints(_ values: [String]) throws -> [Endpoint] {
     try values.map { s in
         guard let e = Endpoint.parse(s) else {
-            throw AirlockError(.usage, .endpointInvalid, "--allow-egress \(s) is not host:port (a lowercase DNS name, a dotted IPv4 address or [IPv6] in its usual lowercase form, and a port 1-65535)")
+            throw AirlockError(
+                .usage, .endpointInvalid,
+                "--allow-egress \(s) is not host:port (a lowercase DNS name, a dotted IPv4 address or [IPv6] in its usual lowercase form, and a port 1-65535)")
         }
         return e
     }
@@ -31,7 +33,8 @@ struct SiteOptions: ParsableArguments {
         if let trust {
             throw AirlockError(
                 .usage, .trustOptionRefused,
-                "site commands take no --trust (\(trust)): the site's keys, perimeter, approvers and eval policy are in \(site.trustDirectory), so that no command line can replace them; add a key with `airlock trust add KEY.pub` (or `--approver`), change the perimeter with `airlock trust allow`")
+                "site commands take no --trust (\(trust)): the site's keys, perimeter, approvers and eval policy are in \(site.trustDirectory), so that no command line can replace them; add a key with `airlock trust add KEY.pub` (or `--approver`), change the perimeter with `airlock trust allow`"
+            )
         }
         try site.checkSafety()
     }

@@ -1,4 +1,5 @@
 import Foundation
+
 @testable import AirlockFormat
 @testable import AirlockKit
 

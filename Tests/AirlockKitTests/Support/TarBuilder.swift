@@ -53,11 +53,15 @@ struct TarBuilder {
                 while String(len).count + payload.count != len { len += 1 }
                 body += Array(String(len).utf8) + payload
             }
-            bytes += header(name: Array("PaxHeader/x".utf8), type: UInt8(ascii: "x"), mode: 0o644, uid: 0, gid: 0, uname: [], gname: [], linkname: [], size: UInt64(body.count))
+            bytes += header(
+                name: Array("PaxHeader/x".utf8), type: UInt8(ascii: "x"), mode: 0o644, uid: 0, gid: 0, uname: [], gname: [], linkname: [],
+                size: UInt64(body.count))
             bytes += body
             pad()
         }
-        bytes += header(name: name, type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, uname: e.uname, gname: e.gname, linkname: e.linkname, size: e.declaredSize ?? UInt64(e.data.count))
+        bytes += header(
+            name: name, type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, uname: e.uname, gname: e.gname, linkname: e.linkname,
+            size: e.declaredSize ?? UInt64(e.data.count))
         bytes += e.data
         pad()
     }
@@ -70,7 +74,8 @@ struct TarBuilder {
     /// The end-of-archive marker: two zero blocks.
     mutating func end() { bytes += [UInt8](repeating: 0, count: 1024) }
 
-    func header(name: [UInt8], type: UInt8, mode: UInt32, uid: UInt64, gid: UInt64, uname: [UInt8], gname: [UInt8], linkname: [UInt8], size: UInt64) -> [UInt8] {
+    func header(name: [UInt8], type: UInt8, mode: UInt32, uid: UInt64, gid: UInt64, uname: [UInt8], gname: [UInt8], linkname: [UInt8], size: UInt64) -> [UInt8]
+    {
         var h = [UInt8](repeating: 0, count: 512)
         func put(_ v: [UInt8], _ at: Int, _ len: Int) { for (i, b) in v.prefix(len).enumerated() { h[at + i] = b } }
         func octal(_ v: UInt64, _ at: Int, _ len: Int) {

@@ -24,7 +24,9 @@ struct EvidenceCommand: SiteCommand {
             if let trust = r.trust {
                 let p = trust.policy, threshold = trust.store.policy.threshold
                 let perimeter = p.perimeter.hosts + p.perimeter.networks
-                Output.say("policy: \(threshold) signature\(threshold == 1 ? "" : "s"); perimeter \(perimeter.isEmpty ? "empty" : perimeter.joined(separator: ", ")); eval \(p.requireEval ? "required" + (p.minEvalScore.map { ", at least \(EvalAttestation.decimal($0))" } ?? "") : "not required"); \(p.approvalThreshold) approval\(p.approvalThreshold == 1 ? "" : "s") for widening\(p.approveFirstActivation ? " and first" : "") activations")
+                Output.say(
+                    "policy: \(threshold) signature\(threshold == 1 ? "" : "s"); perimeter \(perimeter.isEmpty ? "empty" : perimeter.joined(separator: ", ")); eval \(p.requireEval ? "required" + (p.minEvalScore.map { ", at least \(EvalAttestation.decimal($0))" } ?? "") : "not required"); \(p.approvalThreshold) approval\(p.approvalThreshold == 1 ? "" : "s") for widening\(p.approveFirstActivation ? " and first" : "") activations"
+                )
             }
             if let p = r.historyProblem {
                 Output.say("history: chain BROKEN at line \(p.line): \(p.reason)")
@@ -42,14 +44,18 @@ struct EvidenceCommand: SiteCommand {
                 Output.say("  version     \(rel.version) (sequence \(rel.sequence)), installed \(rel.installedAt ?? "unknown")")
                 for s in rel.signers { Output.say("  signed by   \(s.keyID.prefix(16))...  \(s.status)") }
                 if let e = rel.eval {
-                    Output.say("  eval        score \(EvalAttestation.decimal(e.score)) (threshold \(EvalAttestation.decimal(e.threshold)), \(e.passed)/\(e.total) cases, \(e.runs) run\(e.runs == 1 ? "" : "s")), suite \(e.suite.prefixed.prefix(23))...")
+                    Output.say(
+                        "  eval        score \(EvalAttestation.decimal(e.score)) (threshold \(EvalAttestation.decimal(e.threshold)), \(e.passed)/\(e.total) cases, \(e.runs) run\(e.runs == 1 ? "" : "s")), suite \(e.suite.prefixed.prefix(23))..."
+                    )
                 } else {
                     Output.say("  eval        none attested")
                 }
                 Output.say("  approvals   \(rel.approvals.isEmpty ? "none" : rel.approvals.map { String($0.prefix(16)) + "..." }.joined(separator: ", "))")
                 for a in rel.allowances { Output.say("  allowance   \(a.who) -> \(a.endpoint) (outside the perimeter, allowed \(a.at))") }
                 for w in rel.widenings {
-                    Output.say("  activated \(w.at), widening: \(w.widens.joined(separator: "; ")); approved by \(w.approvedBy.map { String($0.prefix(16)) + "..." }.joined(separator: ", "))")
+                    Output.say(
+                        "  activated \(w.at), widening: \(w.widens.joined(separator: "; ")); approved by \(w.approvedBy.map { String($0.prefix(16)) + "..." }.joined(separator: ", "))"
+                    )
                 }
             }
             if !r.removed.isEmpty {
@@ -61,7 +67,8 @@ struct EvidenceCommand: SiteCommand {
             }
         }
         if r.historyProblem != nil {
-            throw AirlockError(.verification, .historyBroken, "the site's history chain does not verify (see above); the report's history-derived fields can not be trusted")
+            throw AirlockError(
+                .verification, .historyBroken, "the site's history chain does not verify (see above); the report's history-derived fields can not be trusted")
         }
     }
 }

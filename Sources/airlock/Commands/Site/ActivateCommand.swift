@@ -16,7 +16,10 @@ struct ActivateCommand: SiteCommand {
     @Option(name: .long, help: "Seconds the health check may take (default 30).")
     var checkTimeout: Double = 30
 
-    @Option(name: .long, help: ArgumentHelp("Allow the release to reach this endpoint outside the site's perimeter (repeatable; recorded in the history).", valueName: "host:port"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Allow the release to reach this endpoint outside the site's perimeter (repeatable; recorded in the history).", valueName: "host:port"))
     var allowEgress: [String] = []
 
     @OptionGroup var siteOptions: SiteOptions

@@ -24,7 +24,11 @@ struct AuditCommand: SiteCommand {
             for p in r.modeChanged { Output.say("  mode changed: \(p)") }
         }
         if !r.clean {
-            Output.error(AirlockError(.drift, .drift, "\(name) \(r.release) differs from its manifest; restore it with `airlock install BUNDLE --repair` (its bundle id is in `airlock status`)"), verbose: false)
+            Output.error(
+                AirlockError(
+                    .drift, .drift,
+                    "\(name) \(r.release) differs from its manifest; restore it with `airlock install BUNDLE --repair` (its bundle id is in `airlock status`)"),
+                verbose: false)
             throw ExitCode(ExitCodes.verification)
         }
     }

@@ -6,7 +6,11 @@ struct HistoryCommand: SiteCommand {
     static let configuration = CommandConfiguration(commandName: "history", abstract: "Show the site's hash-chained history, or check the chain.")
 
     @Argument var name: String?
-    @Flag(name: .long, help: "Check the hash chain; exit 1 if a line was removed, inserted or edited. Prints the line count and the head (the last line's hash): record them elsewhere to detect a cut tail later.")
+    @Flag(
+        name: .long,
+        help:
+            "Check the hash chain; exit 1 if a line was removed, inserted or edited. Prints the line count and the head (the last line's hash): record them elsewhere to detect a cut tail later."
+    )
     var verify = false
     @OptionGroup var siteOptions: SiteOptions
     @OptionGroup var output: JSONOption
@@ -24,7 +28,11 @@ struct HistoryCommand: SiteCommand {
             }
             if !output.json {
                 Output.say("history chain OK (\(c.lines) lines, head \(c.head))")
-                if c.unterminated { Output.say("note: the last line lacks its newline (cut by one byte, or a kill before it was written); it is complete and counted, and the next write adds the newline") }
+                if c.unterminated {
+                    Output.say(
+                        "note: the last line lacks its newline (cut by one byte, or a kill before it was written); it is complete and counted, and the next write adds the newline"
+                    )
+                }
             }
             return
         }

@@ -29,7 +29,10 @@ struct InstallCommand: SiteCommand {
     @Option(name: .long, help: "Seconds the health check may take (default 30).")
     var checkTimeout: Double = 30
 
-    @Option(name: .long, help: ArgumentHelp("Allow the release to reach this endpoint outside the site's perimeter (repeatable; recorded in the history).", valueName: "host:port"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Allow the release to reach this endpoint outside the site's perimeter (repeatable; recorded in the history).", valueName: "host:port"))
     var allowEgress: [String] = []
 
     @Option(name: .long, help: "Seconds a read from a pipe (`-`) may wait for data before the install fails (default 60; 0: no limit).")
@@ -60,7 +63,9 @@ struct InstallCommand: SiteCommand {
         } else if r.alreadyInstalled {
             Output.say("\(r.name) \(r.release) is already installed (\(r.bundleID.prefixed)); nothing copied")
         } else {
-            Output.say("installed \(r.name) \(r.release) (\(r.bundleID.prefixed)): \(r.files) files, \(r.filesShared) shared with earlier releases, \(ByteCount.format(r.bytesWritten)) written")
+            Output.say(
+                "installed \(r.name) \(r.release) (\(r.bundleID.prefixed)): \(r.files) files, \(r.filesShared) shared with earlier releases, \(ByteCount.format(r.bytesWritten)) written"
+            )
         }
         if r.activated { Output.say("current -> \(r.release)") }
     }

@@ -3,7 +3,8 @@ import AirlockKit
 import ArgumentParser
 
 struct RemoveCommand: SiteCommand {
-    static let configuration = CommandConfiguration(commandName: "remove", abstract: "Remove an installed release (never current, the rollback target or a pinned one).")
+    static let configuration = CommandConfiguration(
+        commandName: "remove", abstract: "Remove an installed release (never current, the rollback target or a pinned one).")
     @OptionGroup var target: ReleaseArguments
     @OptionGroup var siteOptions: SiteOptions
     @OptionGroup var global: GlobalOptions

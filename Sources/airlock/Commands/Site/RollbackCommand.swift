@@ -11,7 +11,11 @@ struct RollbackCommand: SiteCommand {
     @Option(name: .long, help: "Activate this release instead of the previous one.")
     var to: String?
 
-    @Option(name: .long, help: ArgumentHelp("With --to a release not on the activation stack: allow it to reach this endpoint outside the perimeter (repeatable; recorded).", valueName: "host:port"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "With --to a release not on the activation stack: allow it to reach this endpoint outside the perimeter (repeatable; recorded).",
+            valueName: "host:port"))
     var allowEgress: [String] = []
 
     @OptionGroup var siteOptions: SiteOptions

@@ -25,7 +25,9 @@ struct StatusCommand: SiteCommand {
                 if r.directory == s.current { marks.append("current") }
                 if r.directory == s.rollbackTarget { marks.append("rollback target") }
                 if r.pinned { marks.append("pinned") }
-                Output.say("  \(r.directory == s.current ? "*" : " ") \(Output.pad(r.directory, 28)) seq \(r.sequence)  \(Output.short(r.bundleID))  \(ByteCount.format(r.bytes))  installed \(r.installedAt ?? "?")\(marks.isEmpty ? "" : "  [" + marks.joined(separator: ", ") + "]")")
+                Output.say(
+                    "  \(r.directory == s.current ? "*" : " ") \(Output.pad(r.directory, 28)) seq \(r.sequence)  \(Output.short(r.bundleID))  \(ByteCount.format(r.bytes))  installed \(r.installedAt ?? "?")\(marks.isEmpty ? "" : "  [" + marks.joined(separator: ", ") + "]")"
+                )
             }
         }
     }

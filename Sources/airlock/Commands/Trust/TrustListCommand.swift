@@ -27,7 +27,9 @@ extension TrustCommand {
             Output.say("threshold: \(store.policy.threshold)")
             let perimeter = p.perimeter.hosts + p.perimeter.networks
             Output.say("perimeter: \(perimeter.isEmpty ? "empty (no release may reach any endpoint)" : perimeter.joined(separator: ", "))")
-            Output.say("require eval: \(p.requireEval ? "yes" : "no"); approvals for widening activations: \(p.approvalThreshold)\(p.approveFirstActivation ? ", first activations too" : "")")
+            Output.say(
+                "require eval: \(p.requireEval ? "yes" : "no"); approvals for widening activations: \(p.approvalThreshold)\(p.approveFirstActivation ? ", first activations too" : "")"
+            )
         }
     }
 }

@@ -28,12 +28,15 @@ struct InspectCommand: AirlockCommand {
         Output.say("  compression  \(s.compression?.rawValue ?? "unknown")")
         Output.say("  files        \(m.files.count), \(ByteCount.format(m.totalBytes))")
         if let d = s.delta {
-            Output.say("  delta of     \(d.base.prefixed): omits \(d.omitted.count) files (\(ByteCount.format(s.deltaOmittedBytes))) the site must already hold")
+            Output.say(
+                "  delta of     \(d.base.prefixed): omits \(d.omitted.count) files (\(ByteCount.format(s.deltaOmittedBytes))) the site must already hold")
         }
         Output.say("  signers      \(s.signerKeyIDs.isEmpty ? "none" : s.signerKeyIDs.joined(separator: ", ")) (not checked)")
         if let e = m.attestations?["eval"] {
             if let a = try? EvalAttestation(json: e, source: "eval") {
-                Output.say("  eval         score \(EvalAttestation.decimal(a.score)), threshold \(EvalAttestation.decimal(a.threshold)), \(a.passed)/\(a.total) cases, \(a.runs) run\(a.runs == 1 ? "" : "s"), suite \(a.suite.prefixed)")
+                Output.say(
+                    "  eval         score \(EvalAttestation.decimal(a.score)), threshold \(EvalAttestation.decimal(a.threshold)), \(a.passed)/\(a.total) cases, \(a.runs) run\(a.runs == 1 ? "" : "s"), suite \(a.suite.prefixed)"
+                )
             } else {
                 Output.say("  eval         an attestation airlock can not read")
             }
@@ -44,7 +47,9 @@ struct InspectCommand: AirlockCommand {
         for name in BundleLayout.components {
             guard let c = m.components[name] else { continue }
             let meta = c.metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            Output.say("    \(Output.pad(name, 8)) \(c.digest.prefixed)  \(c.files) file\(c.files == 1 ? "" : "s")  \(ByteCount.format(c.bytes))\(meta.isEmpty ? "" : "  " + meta)")
+            Output.say(
+                "    \(Output.pad(name, 8)) \(c.digest.prefixed)  \(c.files) file\(c.files == 1 ? "" : "s")  \(ByteCount.format(c.bytes))\(meta.isEmpty ? "" : "  " + meta)"
+            )
         }
     }
 }

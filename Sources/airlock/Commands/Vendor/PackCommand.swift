@@ -27,7 +27,9 @@ struct PackCommand: AirlockCommand {
     @Option(name: .long, help: "zstd worker threads (default 1). The bundle is the same for any value; memory grows with it.")
     var threads: Int = BundleLayout.defaultZstdThreads
 
-    @Flag(name: .long, help: "Store the content of a symlink whose target is a regular file inside the release as a regular file (otherwise symlinks are refused).")
+    @Flag(
+        name: .long,
+        help: "Store the content of a symlink whose target is a regular file inside the release as a regular file (otherwise symlinks are refused).")
     var followInternalSymlinks = false
 
     @Option(name: .long, help: "Write a delta bundle against this earlier bundle: only content it lacks is carried.")
@@ -69,11 +71,15 @@ struct PackCommand: AirlockCommand {
             Output.json(r)
             return
         }
-        print("packed \(m.name) \(m.version) (sequence \(m.sequence)): \(m.files.count) files, \(ByteCount.format(m.totalBytes)), signed by \(options.keys.count) key\(options.keys.count == 1 ? "" : "s")")
+        print(
+            "packed \(m.name) \(m.version) (sequence \(m.sequence)): \(m.files.count) files, \(ByteCount.format(m.totalBytes)), signed by \(options.keys.count) key\(options.keys.count == 1 ? "" : "s")"
+        )
         print("  bundle id  \(r.bundleID.prefixed)")
         print("  bundle     \(r.path) (\(ByteCount.format(r.bundleBytes)), \(compression.rawValue))")
         if let e = r.eval {
-            print("  eval       score \(EvalAttestation.decimal(e.score)) >= threshold \(EvalAttestation.decimal(e.threshold)) (lowest of \(e.runs) run\(e.runs == 1 ? "" : "s"); \(e.passed)/\(e.total) cases passed), suite \(e.suite.prefixed.prefix(19))...")
+            print(
+                "  eval       score \(EvalAttestation.decimal(e.score)) >= threshold \(EvalAttestation.decimal(e.threshold)) (lowest of \(e.runs) run\(e.runs == 1 ? "" : "s"); \(e.passed)/\(e.total) cases passed), suite \(e.suite.prefixed.prefix(19))..."
+            )
         }
         if let d = r.delta {
             print("  delta of   \(d.base.prefixed): carries \(m.files.count - d.omitted.count) files, omits \(d.omitted.count) the base has")

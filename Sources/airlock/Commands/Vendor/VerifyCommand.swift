@@ -52,7 +52,9 @@ struct VerifyCommand: AirlockCommand {
         if r.ok {
             lines.append("  checked \(r.filesChecked) files, \(ByteCount.format(r.bytesChecked))")
             if let d = r.delta {
-                lines.append("  delta bundle of \(d.base.prefixed): \(r.filesExpectedAtSite) files (\(ByteCount.format(r.bytesExpectedAtSite))) are expected at the site, not in this bundle")
+                lines.append(
+                    "  delta bundle of \(d.base.prefixed): \(r.filesExpectedAtSite) files (\(ByteCount.format(r.bytesExpectedAtSite))) are expected at the site, not in this bundle"
+                )
             }
         }
         return lines
