@@ -1,15 +1,24 @@
 /// Every name and limit the bundle format fixes, in one place (bundle-format.md).
 public enum BundleLayout {
+    /// The manifest's `format` string for version 1; readers of this version refuse any other.
     public static let format = "airlock.bundle/v1"
     /// The version of Airlock itself (`airlock --version`).
     public static let toolVersion = "0.2.0"
+    /// The first entry of every bundle: the exact manifest bytes that are signed.
     public static let manifestEntry = "airlock/manifest.json"
+    /// The folder of the signature entries, `airlock/signatures/<keyid>.sig`.
     public static let signaturesPrefix = "airlock/signatures/"
+    /// The ending of a signature entry's name, after the key id.
     public static let signatureSuffix = ".sig"
+    /// The SHA256SUMS entry: one `<sha256 hex>  <path>` line per payload file, in manifest order.
     public static let sumsEntry = "airlock/SHA256SUMS"
+    /// The unsigned entry only a delta bundle carries: its base and the paths it omits (`DeltaInfo`).
     public static let deltaEntry = "airlock/delta.json"
+    /// The folder of the payload entries; manifest paths are relative to it.
     public static let payloadPrefix = "payload/"
+    /// The file of a release directory that describes the release to `airlock pack` (docs/release.md).
     public static let releaseSpecFile = "airlock.yaml"
+    /// The extension of a bundle's file name, `<name>-<version>.airlock`.
     public static let fileExtension = "airlock"
 
     /// The five components, in the order Airlock lists them.
@@ -40,7 +49,9 @@ public enum BundleLayout {
 
     /// Modes files and directories are normalised to in a bundle.
     public static let regularMode: UInt32 = 0o644
+    /// `0755`, for a file whose source has any execute bit set.
     public static let executableMode: UInt32 = 0o755
+    /// `0755`, for a directory.
     public static let directoryMode: UInt32 = 0o755
 
     /// zstd level Airlock packs with unless told otherwise; pinned for reproducibility. Level 1

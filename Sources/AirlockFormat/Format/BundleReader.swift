@@ -6,7 +6,9 @@ import Darwin
 
 /// A signature entry found in a bundle: `airlock/signatures/<keyid>.sig`.
 public struct EmbeddedSignature: Sendable, Equatable {
+    /// The key id the entry's name gives (64 lowercase hex); no key is checked here.
     public var keyID: String
+    /// The raw signature bytes, at most `BundleLayout.maxSignatureBytes`.
     public var bytes: [UInt8]
 }
 
@@ -16,6 +18,7 @@ public struct EmbeddedSignature: Sendable, Equatable {
 /// It checks structure and content; it does not decide trust (that is `Verifier`'s job, which
 /// calls `readSignatures` before it parses the manifest). Not thread-safe.
 public final class BundleReader {
+    /// The bundle's path as given (`-` for standard input).
     public let path: String
     private let fd: Int32
     private let ownsFD: Bool
@@ -201,9 +204,6 @@ public final class BundleReader {
         stage = .payload
     }
 
-    /// Streams the next payload file, which must be `file`: same path, a regular file, the
-    /// manifest's size and mode. `consume` sees every byte; the SHA-256 is checked after the last
-    /// one, and a mismatch throws (so a consumer must not trust what it got until this returns).
     /// True when this (delta) bundle does not carry `file`: the site must already hold it.
     public func isOmitted(_ file: ManifestFile) -> Bool { !omitted.isEmpty && omitted.contains(file.path) }
 
@@ -213,6 +213,14 @@ public final class BundleReader {
         nextFileIndex += 1
     }
 
+    /// Streams the next payload file, which must be `file`: same path, a regular file, the
+    /// manifest's size and mode. `consume` sees every byte; the SHA-256 is checked after the last
+    /// one, and a mismatch throws (so a consumer must not trust what it got until this returns).
+    /// Throws `payload-missing`, `entry-unexpected`, `entry-duplicate`, `entry-order`, `path-invalid`,
+    /// `payload-size-mismatch`, `payload-mode-mismatch` and `payload-hash-mismatch`; what the tar
+    /// and compressed stream throw (`bundle-truncated`, `tar-invalid`, `entry-type`, `entry-mode`,
+    /// `entry-owner`, `pax-record`, `compression-invalid`, `read-failed`, `stream-stalled`); and
+    /// whatever `consume` throws.
     public func readPayload(_ file: ManifestFile, consume: (UnsafeRawBufferPointer) throws -> Void = { _ in }) throws {
         precondition(stage == .payload, "readPayload follows readSums")
         guard let entry = try nextPayloadFile() else {

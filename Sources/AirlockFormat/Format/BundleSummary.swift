@@ -1,12 +1,17 @@
 /// What a bundle says about itself, read from its head (manifest and signature entries) without
 /// verifying anything. `inspect` and `diff` use it; nothing here may be trusted.
 public struct BundleSummary: Sendable {
+    /// The bundle's path as given.
     public var path: String
+    /// The bundle id: the SHA-256 of the exact manifest bytes.
     public var bundleID: SHA256Digest
+    /// The exact bytes of `airlock/manifest.json`.
     public var manifestBytes: [UInt8]
+    /// The manifest, parsed strictly (its signatures unchecked).
     public var manifest: Manifest
     /// Key ids named by the signature entries (not checked).
     public var signerKeyIDs: [String]
+    /// The compression detected from the data: zstd, gzip or none.
     public var compression: Compression?
     /// Set for a delta bundle.
     public var delta: DeltaInfo?

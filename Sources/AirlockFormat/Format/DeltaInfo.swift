@@ -4,6 +4,7 @@
 /// trusted: every omitted file is checked against the manifest hash when the installer takes it
 /// from the site's store.
 public struct DeltaInfo: Equatable, Sendable {
+    /// The `format` string of delta.json for this version.
     public static let format = "airlock.delta/v1"
     /// Largest delta.json a reader accepts.
     package static let maxBytes = 64 << 20
@@ -13,15 +14,19 @@ public struct DeltaInfo: Equatable, Sendable {
     /// Paths (relative to `payload/`) the bundle does not carry, sorted by UTF-8 bytes.
     public var omitted: [String]
 
+    /// A delta hint from its parts, as given; nothing is checked until a reader parses it against the
+    /// manifest.
     public init(base: SHA256Digest, omitted: [String]) {
         self.base = base
         self.omitted = omitted
     }
 
+    /// The delta.json object: `format`, `base` and `omitted`.
     public var json: JSONValue {
         .object(["format": .string(Self.format), "base": .string(base.prefixed), "omitted": .array(omitted.map { .string($0) })])
     }
 
+    /// The bytes Airlock writes as delta.json: canonical JSON, compact with keys sorted.
     public func encoded() -> [UInt8] { CanonicalJSON.encode(json) }
 
     package static func invalid(_ what: String) -> AirlockError {

@@ -2,10 +2,15 @@
 public struct ManifestFile: Equatable, Sendable {
     /// Relative to `payload/`; its first segment is the component.
     public var path: String
+    /// The size in bytes, at most 2^53.
     public var size: UInt64
+    /// The SHA-256 of the file's content.
     public var sha256: SHA256Digest
+    /// True for mode `0755`, false for `0644`.
     public var executable: Bool
 
+    /// A file entry from its parts, as given; nothing is checked (`Manifest.parse` checks what a
+    /// bundle lists).
     public init(path: String, size: UInt64, sha256: SHA256Digest, executable: Bool) {
         self.path = path
         self.size = size
@@ -15,8 +20,10 @@ public struct ManifestFile: Equatable, Sendable {
 
     /// `"0644"` or `"0755"`.
     public var modeString: String { executable ? "0755" : "0644" }
+    /// The numeric mode, `0o755` or `0o644`.
     public var mode: UInt32 { executable ? BundleLayout.executableMode : BundleLayout.regularMode }
 
+    /// The component the file belongs to: the first segment of its path.
     public var component: String {
         String(path.prefix(while: { $0 != "/" }))
     }
@@ -25,7 +32,9 @@ public struct ManifestFile: Equatable, Sendable {
 /// A file's content as a store keeps it: its SHA-256 and whether it is executable (the same
 /// bytes with another mode are other content).
 public struct ContentID: Hashable, Sendable {
+    /// The SHA-256 of the content.
     public var sha256: SHA256Digest
+    /// True for mode `0755`, false for `0644`.
     public var executable: Bool
 }
 
@@ -36,8 +45,12 @@ extension ManifestFile {
 
 /// One component's summary in the manifest.
 public struct ComponentSummary: Equatable, Sendable {
+    /// The component digest: SHA-256 over the `<sha256 hex> <mode> <path>\n` lines of its files, in
+    /// manifest order.
     public var digest: SHA256Digest
+    /// How many files the component holds.
     public var files: UInt64
+    /// The total size of the component's files, in bytes.
     public var bytes: UInt64
     /// Extra metadata, e.g. the model's `name` and `snapshot`.
     public var metadata: [String: String]
@@ -45,15 +58,25 @@ public struct ComponentSummary: Equatable, Sendable {
 
 /// The signed description of a release: `airlock/manifest.json` (bundle-format.md).
 public struct Manifest: Equatable, Sendable {
+    /// The release name, `^[a-z0-9][a-z0-9._-]{0,63}$`.
     public var name: String
+    /// The human version label, `^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$`.
     public var version: String
+    /// The release number: 1 to 2^53, strictly increasing across the releases of one name.
     public var sequence: UInt64
+    /// When the release was packed, `YYYY-MM-DDTHH:MM:SSZ`; informative, never checked against the clock.
     public var created: String
+    /// The instant from which the bundle no longer verifies, in the same form; nil when it never expires.
     public var expires: String?
+    /// Each declared component's summary, by component name.
     public var components: [String: ComponentSummary]
+    /// The SHA-256 of the `airlock/SHA256SUMS` bytes.
     public var sums: SHA256Digest
+    /// Every payload file, sorted strictly by the UTF-8 bytes of its path.
     public var files: [ManifestFile]
+    /// Signed-in evidence, such as the `eval` result; the only place a number may be a decimal.
     public var attestations: [String: JSONValue]?
+    /// The release's health check: a `command` and an optional `timeout_seconds`.
     public var health: [String: JSONValue]?
 
     /// JSON values a manifest may hold: about five per file for 800,000 files. Bounds the
@@ -96,6 +119,7 @@ public struct Manifest: Equatable, Sendable {
         return out
     }
 
+    /// The bytes of `airlock/SHA256SUMS` for this manifest's files.
     public var sumsBytes: [UInt8] { Manifest.sumsBytes(files) }
 
     /// One line of SHA256SUMS.
@@ -131,10 +155,12 @@ public struct Manifest: Equatable, Sendable {
         return out
     }
 
+    /// The total size of the payload files, in bytes.
     public var totalBytes: UInt64 { files.reduce(0) { $0 + $1.size } }
 
     // MARK: Encoding
 
+    /// The manifest as a JSON value: `CanonicalJSON.encode(json)` gives the bytes of `encoded()`.
     public var json: JSONValue { json(includingFiles: true) }
 
     package func json(includingFiles: Bool) -> JSONValue {

@@ -1,27 +1,44 @@
 /// The difference between two releases, by component digest and by file.
 public struct ReleaseDiff: Sendable {
+    /// One component's digest in each of the two releases.
     public struct ComponentChange: Sendable {
+        /// The component name.
         public var name: String
+        /// Its digest in `a`; nil when `a` lacks the component.
         public var before: SHA256Digest?
+        /// Its digest in `b`; nil when `b` lacks the component.
         public var after: SHA256Digest?
+        /// `added`, `removed`, `changed` or `unchanged`.
         public var status: String { before == nil ? "added" : after == nil ? "removed" : before == after ? "unchanged" : "changed" }
     }
 
+    /// A path both releases list, whose size, content or mode differs.
     public struct FileChange: Sendable {
+        /// The path, relative to `payload/`.
         public var path: String
+        /// The file as `a` lists it.
         public var before: ManifestFile?
+        /// The file as `b` lists it.
         public var after: ManifestFile?
     }
 
+    /// The bundle compared from (A).
     public var a: BundleSummary
+    /// The bundle compared with it (B).
     public var b: BundleSummary
+    /// Every component either release declares, in `BundleLayout.components` order.
     public var components: [ComponentChange]
+    /// The files only `b` lists, sorted by path bytes.
     public var added: [ManifestFile] = []
+    /// The files only `a` lists, sorted by path bytes.
     public var removed: [ManifestFile] = []
+    /// The paths both list whose size, content or mode differs, sorted by path bytes.
     public var changed: [FileChange] = []
 
+    /// The names of the components added, removed or changed.
     public var changedComponents: [String] { components.filter { $0.status != "unchanged" }.map(\.name) }
 
+    /// Compares the manifests of `a` and `b`; neither bundle is verified.
     public init(_ a: BundleSummary, _ b: BundleSummary) {
         self.a = a
         self.b = b

@@ -26,10 +26,13 @@ public struct AirlockError: Error, CustomStringConvertible, Sendable, Equatable 
         case `internal`
     }
 
+    /// The class of failure, which decides the exit code.
     public var kind: Kind
     /// A stable identifier, e.g. `payload-hash-mismatch` (an `ErrorCode`). Documented in docs/cli.md.
     public var code: String
+    /// What happened and what to do, for people.
     public var message: String
+    /// The underlying cause (e.g. the `strerror` text or the OpenSSL error queue); nil when there is none.
     public var cause: String?
 
     /// An error of `kind` with the documented `code`.
@@ -46,6 +49,7 @@ public struct AirlockError: Error, CustomStringConvertible, Sendable, Equatable 
         self.cause = cause
     }
 
+    /// The message, then the cause in parentheses when there is one.
     public var description: String {
         if let cause { return "\(message) (\(cause))" }
         return message

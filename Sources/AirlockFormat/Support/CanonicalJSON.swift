@@ -1,6 +1,7 @@
 /// Writes JSON compactly with object keys sorted by their UTF-8 bytes: the same value always
 /// gives the same bytes. `/` is not escaped; non-ASCII is written as UTF-8.
 public enum CanonicalJSON {
+    /// The canonical bytes of `value`.
     public static func encode(_ value: JSONValue) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(256)
@@ -8,6 +9,7 @@ public enum CanonicalJSON {
         return out
     }
 
+    /// The canonical bytes of `value`, as a string.
     public static func string(_ value: JSONValue) -> String { String(decoding: encode(value), as: UTF8.self) }
 
     /// Indented output for people, keys sorted the same way.

@@ -3,6 +3,7 @@
 public struct SHA256Digest: Hashable, Comparable, Sendable, CustomStringConvertible {
     private let w0: UInt64, w1: UInt64, w2: UInt64, w3: UInt64
 
+    /// The digest whose raw bytes are `bytes`; anything but 32 bytes is a programming error.
     public init(bytes: [UInt8]) {
         precondition(bytes.count == 32, "a SHA-256 digest is 32 bytes")
         func word(_ k: Int) -> UInt64 { (0..<8).reduce(0) { $0 << 8 | UInt64(bytes[k * 8 + $1]) } }
@@ -17,6 +18,7 @@ public struct SHA256Digest: Hashable, Comparable, Sendable, CustomStringConverti
         (a.w0, a.w1, a.w2, a.w3) < (b.w0, b.w1, b.w2, b.w3)
     }
 
+    /// The 32 raw bytes.
     public var bytes: [UInt8] {
         [w0, w1, w2, w3].flatMap { w in (0..<8).map { UInt8(truncatingIfNeeded: w >> (56 - 8 * UInt64($0))) } }
     }
@@ -49,6 +51,7 @@ public struct SHA256Digest: Hashable, Comparable, Sendable, CustomStringConverti
 
     private static let digits = Array("0123456789abcdef".utf8)
 
+    /// The 64 lowercase hex digits.
     public var hex: String {
         var out = [UInt8]()
         out.reserveCapacity(64)
@@ -60,6 +63,7 @@ public struct SHA256Digest: Hashable, Comparable, Sendable, CustomStringConverti
 
     /// `sha256:<hex>`, the form the manifest and the CLI use.
     public var prefixed: String { "sha256:" + hex }
+    /// The `sha256:<hex>` form, as `prefixed`.
     public var description: String { prefixed }
 
     /// The SHA-256 of `bytes`.

@@ -1,9 +1,13 @@
 /// A strict JSON parser. It refuses duplicate keys, invalid UTF-8, lone surrogates, control
 /// characters in strings, leading zeros, trailing content and nesting deeper than 64.
 public struct JSONParser {
+    /// Why the parser refused its input, and where.
     public struct Failure: Error, CustomStringConvertible, Sendable {
+        /// The byte offset in the input at which the parser stopped.
         public var offset: Int
+        /// What is wrong, in words.
         public var reason: String
+        /// `<reason> at byte <offset>`.
         public var description: String { "\(reason) at byte \(offset)" }
     }
 

@@ -7,6 +7,8 @@ public protocol JSONRepresentable: Encodable {
 }
 
 extension JSONRepresentable {
+    /// Encodes `json`, the documented JSON form. Throws only what `encoder` throws, never an
+    /// Airlock error code.
     public func encode(to encoder: any Encoder) throws { try json.encode(to: encoder) }
 }
 

@@ -20,11 +20,13 @@ public final class ProgressReporter {
 
     package init(label: String) { self.label = label }
 
+    /// Starts counting from zero towards `total` bytes.
     public func start(total: UInt64) {
         self.total = total
         doneBytes = 0
     }
 
+    /// Counts `n` more bytes done, redrawing the line at most every 100 ms.
     public func advance(by n: Int) {
         doneBytes += UInt64(n)
         var ts = timespec()
@@ -42,6 +44,7 @@ public final class ProgressReporter {
         drawn = true
     }
 
+    /// Clears the progress line, if one was drawn.
     public func done() {
         if drawn {
             let clear = "\r\u{1B}[K"
@@ -51,6 +54,7 @@ public final class ProgressReporter {
     }
 }
 
+/// Byte counts for people, in binary units.
 public enum ByteCount {
     /// `1.5 GiB`, `312 KiB`, `17 B`.
     public static func format(_ n: UInt64) -> String {

@@ -24,6 +24,7 @@ public enum Timestamp {
         return daysFromCivil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se
     }
 
+    /// The `YYYY-MM-DDTHH:MM:SSZ` form of `t` (seconds since the epoch).
     public static func format(_ t: Int64) -> String {
         let days = t >= 0 ? t / 86400 : (t - 86399) / 86400
         let secs = t - days * 86400
@@ -35,6 +36,7 @@ public enum Timestamp {
         return "\(p(y, 4))-\(p(m, 2))-\(p(d, 2))T\(p(secs / 3600, 2)):\(p(secs % 3600 / 60, 2)):\(p(secs % 60, 2))Z"
     }
 
+    /// The host clock's current time, in seconds since the epoch.
     public static func now() -> Int64 { Int64(time(nil)) }
 
     package static func monotonicSeconds() -> Double {

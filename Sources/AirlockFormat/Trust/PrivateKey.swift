@@ -1,6 +1,8 @@
 /// A private key Airlock can sign with.
 public final class PrivateKey: Sendable {
+    /// The key's algorithm: Ed25519 or P-256.
     public let algorithm: KeyAlgorithm
+    /// The matching public key.
     public let publicKey: PublicKey
     package let handle: PKeyHandle
 
@@ -10,8 +12,10 @@ public final class PrivateKey: Sendable {
         self.publicKey = try PublicKey(handle: handle, algorithm: algorithm)
     }
 
+    /// The key id: that of its public key.
     public var id: String { publicKey.id }
 
+    /// A new random key of `algorithm`. Throws `keygen-failed` and `key-encoding-failed`.
     public static func generate(_ algorithm: KeyAlgorithm) throws -> PrivateKey {
         try PrivateKey(handle: OpenSSL.generate(algorithm), algorithm: algorithm)
     }
@@ -24,6 +28,11 @@ public final class PrivateKey: Sendable {
         try self.init(handle: handle, algorithm: algorithm)
     }
 
+    /// Reads the PEM private key file at `path` (at most 64 KiB) and parses it as
+    /// `init(pem:source:)` does. Throws `file-not-found`, `permission-denied`, `is-a-directory`,
+    /// `open-failed`, `read-failed` and `file-too-large` when the file cannot be read, and what
+    /// `init(pem:source:)` throws: `key-unreadable`, `key-algorithm-unsupported` and
+    /// `key-encoding-failed`.
     public static func load(path: String) throws -> PrivateKey {
         try PrivateKey(pem: FileIO.read(path, limit: 64 << 10, what: "private key"), source: path)
     }

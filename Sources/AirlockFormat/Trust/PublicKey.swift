@@ -1,6 +1,7 @@
 /// The signature algorithms Airlock accepts. The algorithm always comes from the trusted key,
 /// never from a bundle.
 public enum KeyAlgorithm: String, Sendable, CaseIterable {
+    /// Ed25519, 64-byte signatures.
     case ed25519
     /// ECDSA over P-256 with SHA-256, DER signatures.
     case p256
@@ -8,6 +9,7 @@ public enum KeyAlgorithm: String, Sendable, CaseIterable {
 
 /// A public key Airlock can verify with.
 public final class PublicKey: Sendable {
+    /// The key's algorithm: Ed25519 or P-256.
     public let algorithm: KeyAlgorithm
     /// Lowercase hex SHA-256 of the DER SubjectPublicKeyInfo: `openssl pkey -pubin -outform DER | sha256sum`.
     public let id: String
@@ -33,6 +35,11 @@ public final class PublicKey: Sendable {
         try self.init(handle: handle, algorithm: algorithm)
     }
 
+    /// Reads the PEM public key file at `path` (at most 64 KiB) and parses it as
+    /// `init(pem:source:)` does. Throws `file-not-found`, `permission-denied`, `is-a-directory`,
+    /// `open-failed`, `read-failed` and `file-too-large` when the file cannot be read, and what
+    /// `init(pem:source:)` throws: `key-unreadable`, `key-algorithm-unsupported` and
+    /// `key-encoding-failed`.
     public static func load(path: String) throws -> PublicKey {
         try PublicKey(pem: FileIO.read(path, limit: 64 << 10, what: "public key"), source: path)
     }

@@ -17,6 +17,7 @@ public struct TrustPolicy: Equatable, Sendable {
     public var revoked: Set<String> = []
     /// Per key: the instant after which its signatures no longer count (seconds since the epoch).
     public var expires: [String: Int64] = [:]
+    /// Per key: the name its `label` gives, shown in reports.
     public var labels: [String: String] = [:]
     /// The fields of the same file that belong to the site's own policy (the perimeter, the
     /// eval requirement, approvals), kept as read: the format does not interpret them, the
@@ -26,14 +27,18 @@ public struct TrustPolicy: Equatable, Sendable {
     /// The names of those fields (docs/trust.md).
     public static let siteFieldNames: Set<String> = ["perimeter", "require_eval", "min_eval_score", "approvals"]
 
+    /// The default policy: threshold 1, no key revoked or expiring, no site fields.
     public init() {}
 
+    /// The policy's file name in a trust store.
     public static let fileName = "policy.json"
 
     package static func invalid(_ path: String, _ what: String) -> AirlockError {
         AirlockError(.key, .policyInvalid, "the trust policy \(path) is invalid: \(what); fix it (see docs/trust.md)")
     }
 
+    /// Parses `policy.json` strictly: unknown fields, duplicate keys and malformed values are
+    /// errors; `path` names the file in them. Throws `policy-invalid`.
     public static func parse(_ bytes: [UInt8], path: String) throws -> TrustPolicy {
         let v: JSONValue
         do { v = try JSONParser.parse(bytes) } catch { throw invalid(path, "not strict JSON: \(error)") }

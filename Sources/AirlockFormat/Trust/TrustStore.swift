@@ -3,15 +3,20 @@ import Foundation
 /// A directory of trusted public keys (`*.pub`, SubjectPublicKeyInfo PEM) and an optional
 /// `policy.json`. Keys are identified by their key id, never by file name.
 public struct TrustStore: Sendable {
+    /// The directory the store was loaded from (`(memory)` for one built in code).
     public var directory: String
+    /// The trusted signing keys, by key id.
     public var keys: [String: PublicKey]
+    /// The trust policy: `policy.json`, or the defaults when there is none.
     public var policy: TrustPolicy
     /// The site's approver keys (`approvers/*.pub`): they approve activations that widen a
     /// release's permissions, and never count as signers of a bundle.
     public var approvers: [String: PublicKey] = [:]
 
+    /// The folder of approver keys in a trust store.
     public static let approversFolder = "approvers"
 
+    /// A store of `keys` and `approvers`, each kept once per key id; nothing is read from disk.
     public init(keys: [PublicKey], policy: TrustPolicy = TrustPolicy(), directory: String = "(memory)", approvers: [PublicKey] = []) {
         self.directory = directory
         self.keys = Dictionary(keys.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
@@ -19,6 +24,10 @@ public struct TrustStore: Sendable {
         self.approvers = Dictionary(approvers.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
+    /// Loads the trust store in `directory`: every `*.pub` key, `approvers/*.pub` and `policy.json`.
+    /// Throws `trust-store-missing`, `read-failed`, `trust-store-empty` and `key-role-conflict`; what
+    /// `PublicKey.load` throws for each key file; and for `policy.json`, what reading it throws
+    /// (`file-too-large`, `permission-denied`, ...) and `policy-invalid`.
     public static func load(directory: String) throws -> TrustStore {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDir), isDir.boolValue else {
@@ -64,5 +73,3 @@ public struct TrustStore: Sendable {
         return nil
     }
 }
-
-/// What became of one signature.

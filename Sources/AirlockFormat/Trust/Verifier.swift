@@ -2,10 +2,15 @@
 /// manifest parsed strictly, it has not expired, and SHA256SUMS agrees with it. The reader is
 /// positioned at the first payload file.
 public struct VerifiedHead {
+    /// The reader, positioned at the first payload file.
     public let reader: BundleReader
+    /// The exact manifest bytes the signatures cover.
     public let manifestBytes: [UInt8]
+    /// The manifest, parsed strictly.
     public let manifest: Manifest
+    /// The bundle id: the SHA-256 of `manifestBytes`.
     public let bundleID: SHA256Digest
+    /// The signature check, which met the trust policy.
     public let signatures: SignatureCheck
     /// The signature entries the bundle carries (verified or not; see `signatures`).
     public let embedded: [EmbeddedSignature]
@@ -13,21 +18,33 @@ public struct VerifiedHead {
 
 /// The outcome of `Verifier.verify`.
 public struct VerificationReport: Sendable {
+    /// The bundle's path as given (`-` for standard input).
     public var path: String
+    /// The bundle id, once the manifest was read.
     public var bundleID: SHA256Digest?
+    /// The manifest, once it parsed.
     public var manifest: Manifest?
+    /// The compression detected, once the manifest was read.
     public var compression: Compression?
+    /// The signature check, once it ran.
     public var signatures: SignatureCheck?
+    /// Payload files read and checked against the manifest.
     public var filesChecked = 0
+    /// Their total size, in bytes.
     public var bytesChecked: UInt64 = 0
     /// A delta bundle: its base, and the files it expects the site to hold.
     public var delta: DeltaInfo?
+    /// Files the delta bundle omits, which the site must already hold.
     public var filesExpectedAtSite = 0
+    /// Their total size, in bytes.
     public var bytesExpectedAtSite: UInt64 = 0
+    /// The first failure; nil when every check held.
     public var error: AirlockError?
 
+    /// An empty report for the bundle at `path`.
     public init(path: String) { self.path = path }
 
+    /// True when every check held.
     public var ok: Bool { error == nil }
 
     /// The `--json` form (docs/cli.md).

@@ -19,11 +19,14 @@ public struct ActivationPolicy: Sendable {
     /// Where the policy lives, named in refusals.
     public let trustDirectory: String
 
+    /// A policy that checks against `policy`, naming `trustDirectory` in its refusals.
     public init(policy: SitePolicy, trustDirectory: String) {
         self.policy = policy
         self.trustDirectory = trustDirectory
     }
 
+    /// The policy of the site trust loaded for the command; nil (no trust store) gives the
+    /// defaults, whose empty perimeter allows no endpoint.
     public init(trust: SiteTrust?, trustDirectory: String) {
         self.init(policy: trust?.policy ?? SitePolicy(), trustDirectory: trustDirectory)
     }
@@ -37,6 +40,7 @@ public struct ActivationPolicy: Sendable {
         /// The endpoints allowed for the release now (`allowEgress`), by whom they are reached.
         public var allowed: [(who: String, endpoint: Endpoint)] = []
 
+        /// A decision with nothing widened, approved or allowed; the checks fill it in.
         public init() {}
     }
 
@@ -44,6 +48,7 @@ public struct ActivationPolicy: Sendable {
     public struct Candidate {
         /// `NAME RELEASE`, for messages.
         public var description: String
+        /// What the release grants: its tools' permissions and its model endpoint.
         public var grants: Grants
         /// Endpoints allowed for this release before (at install or an earlier activation).
         public var recordedAllowances: Set<String>
@@ -51,6 +56,7 @@ public struct ActivationPolicy: Sendable {
         /// all; asked only when the site requires an eval.
         public var eval: () throws -> (score: Double?, attested: Bool)
 
+        /// The release being activated; `eval` is called only when the site requires an eval.
         public init(description: String, grants: Grants, recordedAllowances: Set<String>, eval: @escaping () throws -> (score: Double?, attested: Bool)) {
             self.description = description
             self.grants = grants
@@ -69,6 +75,7 @@ public struct ActivationPolicy: Sendable {
         /// What the baseline grants; asked only when there is a baseline.
         public var grants: () throws -> Grants
 
+        /// The baseline; `grants` is called only when there is one and it is not the candidate.
         public init(description: String?, isCandidate: Bool, grants: @escaping () throws -> Grants) {
             self.description = description
             self.isCandidate = isCandidate

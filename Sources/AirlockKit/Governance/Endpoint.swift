@@ -5,15 +5,19 @@ import Foundation
 public struct Endpoint: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// A lowercase DNS name, a dotted IPv4 address, or an IPv6 address (without brackets).
     public var host: String
+    /// The port, 1 to 65535.
     public var port: Int
 
+    /// An endpoint of `host` and `port` as given; `parse` is what checks them.
     public init(host: String, port: Int) {
         self.host = host
         self.port = port
     }
 
+    /// `host:port`, or `[host]:port` for an IPv6 address: the form `parse` reads.
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
+    /// Orders endpoints by host, then by port.
     public static func < (a: Endpoint, b: Endpoint) -> Bool { (a.host, a.port) < (b.host, b.port) }
 
     /// Parses `host:port` or `[ipv6]:port`. Hosts are DNS names (letters, digits, `-`, `.`;

@@ -9,16 +9,25 @@ import Glibc
 /// `{"suite": "sha256:...", "command": "...", "score": 0.93, "threshold": 0.9,
 ///   "cases": {"passed": 47, "total": 50}, "runs": 3}`.
 public struct EvalAttestation: Equatable, Sendable {
+    /// The suite digest: SHA-256 over the command and the suite's files (`EvalGate.suiteDigest`).
     public var suite: SHA256Digest
+    /// The eval command, as `airlock.yaml` gives it.
     public var command: String
+    /// The recorded score, 0 to 1: the lowest of the runs.
     public var score: Double
+    /// The vendor's threshold, 0 to 1: the lowest passing score.
     public var threshold: Double
+    /// How many cases passed in the run whose score is recorded.
     public var passed: Int
+    /// How many cases that run had, at least 1.
     public var total: Int
+    /// How many times the suite ran, 1 to 100.
     public var runs: Int
 
+    /// Whether the score is at or above the threshold.
     public var isPassing: Bool { score >= threshold }
 
+    /// An attestation of the given fields, taken as they are (nothing is checked).
     public init(suite: SHA256Digest, command: String, score: Double, threshold: Double, passed: Int, total: Int, runs: Int) {
         self.suite = suite
         self.command = command
@@ -29,6 +38,8 @@ public struct EvalAttestation: Equatable, Sendable {
         self.runs = runs
     }
 
+    /// Parses `attestations.eval` strictly; `source` names it in errors. Throws
+    /// `eval-attestation-invalid`.
     public init(json: JSONValue, source: String) throws {
         func bad(_ what: String) -> AirlockError { .verification(.evalAttestationInvalid, "\(source) is invalid: \(what)") }
         guard case .object(let o) = json else { throw bad("not an object") }
@@ -47,6 +58,7 @@ public struct EvalAttestation: Equatable, Sendable {
         self.init(suite: suite, command: command, score: score, threshold: threshold, passed: Int(passed), total: Int(total), runs: Int(runs))
     }
 
+    /// The attestation as the manifest holds it in `attestations.eval`.
     public var json: JSONValue {
         .object([
             "suite": .string(suite.prefixed), "command": .string(command), "score": .number(Self.decimal(score)),

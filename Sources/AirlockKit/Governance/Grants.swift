@@ -3,12 +3,16 @@ import Foundation
 
 /// Everything a release is allowed to reach: its tools' permissions and the model's endpoint.
 public struct Grants: Equatable, Sendable {
+    /// Each tool's permissions, by tool name.
     public var tools: [String: ToolPermissions] = [:]
     /// The remote model the release calls instead of shipping weights (`model.endpoint`).
     public var modelEndpoint: Endpoint?
 
+    /// Grants of nothing: no tool, no model endpoint.
     public init() {}
 
+    /// The grants of a release: the tools of its tool manifest (nil: none) and the model endpoint
+    /// in `manifest`. Throws `model-endpoint-invalid`.
     public init(tools: ToolManifest?, manifest: Manifest) throws {
         for t in tools?.tools ?? [] { self.tools[t.name] = t.permissions }
         modelEndpoint = try Self.modelEndpoint(manifest.components["model"]?.metadata["endpoint"])

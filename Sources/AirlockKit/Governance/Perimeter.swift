@@ -9,6 +9,8 @@ public struct Perimeter: Equatable, Sendable {
     /// CIDR blocks, `10.0.0.0/8` or `fd00::/8`, matched against endpoints given as addresses.
     public var networks: [String] = []
 
+    /// A perimeter of the given host rules and CIDR blocks, taken as they are (`SitePolicy.parse`
+    /// checks them).
     public init(hosts: [String] = [], networks: [String] = []) {
         self.hosts = hosts
         self.networks = networks
@@ -56,6 +58,8 @@ public struct Perimeter: Equatable, Sendable {
 
     static func networkProblem(_ s: String) -> String? { CIDR(s) == nil ? "must be a CIDR block such as 10.0.0.0/8 or fd00::/8" : nil }
 
+    /// Whether the perimeter holds `e`: a host rule matches its host (and its port, when the rule
+    /// has one), or a network holds its address. A `*.suffix` rule never matches an address.
     public func allows(_ e: Endpoint) -> Bool {
         for rule in hosts {
             var name = Substring(rule), port: Int?

@@ -3,7 +3,9 @@ import AirlockFormat
 /// `airlock diff`: what changed between two bundles, by component and file, and what they
 /// grant differently.
 public struct BundleDiff: Sendable, JSONRepresentable {
+    /// What changed between the two releases, by component and file.
     public var release: ReleaseDiff
+    /// What the two releases grant differently.
     public var permissions: PermissionDiff
 
     /// Reads both bundles' heads (nothing is verified) and compares them.
@@ -22,7 +24,9 @@ public struct BundleDiff: Sendable, JSONRepresentable {
 
 /// What two releases grant differently, in words (see `Grants.escalations`).
 public struct PermissionDiff: Sendable {
+    /// What the second release grants beyond the first, one line each (`Grants.escalations`).
     public var widened: [String]
+    /// What the first release grants that the second no longer does (`Grants.reductions`).
     public var narrowed: [String]
     /// Set when a side's tool manifest could not be read (a delta that omits it).
     public var unknown: String?
@@ -42,6 +46,7 @@ public struct PermissionDiff: Sendable {
         narrowed = Grants.reductions(from: ga, to: gb)
     }
 
+    /// The `permissions` object of `airlock diff --json`: `widened`, `narrowed` and `unknown`.
     public var json: JSONValue {
         .object([
             "widened": .array(widened.map { .string($0) }), "narrowed": .array(narrowed.map { .string($0) }),

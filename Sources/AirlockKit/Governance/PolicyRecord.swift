@@ -15,6 +15,7 @@ public struct PolicyRecord: Equatable, Sendable {
     /// "" for none. Nil: not recorded; its manifest says.
     public var evalScore: String?
 
+    /// A record of the given fields; by default nothing is recorded and nothing allowed.
     public init(modelEndpoint: String? = nil, allowances: [String] = [], evalScore: String? = nil) {
         self.modelEndpoint = modelEndpoint
         self.allowances = allowances

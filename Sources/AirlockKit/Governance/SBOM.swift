@@ -5,6 +5,8 @@ import Foundation
 /// metadata component, each file a `file` component with its SHA-256, the model a
 /// `machine-learning-model` component with its name and snapshot.
 public enum SBOM {
+    /// The CycloneDX 1.5 document for the bundle `s` describes, from its manifest alone (nothing is
+    /// verified). The same bundle always gives the same document.
     public static func cycloneDX(_ s: BundleSummary) -> JSONValue {
         let m = s.manifest
         var components: [JSONValue] = []

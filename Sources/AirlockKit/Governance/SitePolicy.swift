@@ -22,6 +22,8 @@ public struct SitePolicy: Equatable, Sendable {
     /// Whether the first activation of a name (compared with nothing) needs approval too.
     public var approveFirstActivation = false
 
+    /// The defaults: an empty perimeter, no eval required, one approval for an activation that
+    /// widens permissions and none for a first activation.
     public init() {}
 
     /// Parses the site's fields of a trust policy (`TrustPolicy.siteFields`). Throws
@@ -100,10 +102,14 @@ public struct SitePolicy: Equatable, Sendable {
 /// The `--json` form of `airlock trust list` (docs/cli.md): the signing keys, the approver
 /// keys and the whole policy.
 public struct TrustListing: Sendable, JSONRepresentable {
+    /// The site trust listed.
     public var trust: SiteTrust
 
+    /// The listing of `trust`.
     public init(_ trust: SiteTrust) { self.trust = trust }
 
+    /// The listing as JSON: `{"keys": [{"key_id", "algorithm"}], "approvers": [...], "policy":
+    /// {...}}`, each list of keys sorted by key id.
     public var json: JSONValue {
         func keys(_ k: [String: PublicKey]) -> JSONValue {
             .array(k.values.sorted { $0.id < $1.id }.map { .object(["key_id": .string($0.id), "algorithm": .string($0.algorithm.rawValue)]) })
@@ -115,9 +121,12 @@ public struct TrustListing: Sendable, JSONRepresentable {
 /// A site's trust: its trust store (signing keys, approver keys, signing policy) and its own
 /// policy, read together from `<root>/.trust` once per command.
 public struct SiteTrust: Sendable {
+    /// The trust store: the signing keys, the approver keys and the signing policy.
     public var store: TrustStore
+    /// The site's own policy, from the same `policy.json`.
     public var policy: SitePolicy
 
+    /// A site trust of `store` and `policy` (by default the default policy).
     public init(store: TrustStore, policy: SitePolicy = SitePolicy()) {
         self.store = store
         self.policy = policy

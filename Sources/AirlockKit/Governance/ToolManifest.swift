@@ -3,11 +3,17 @@ import Foundation
 
 /// What one tool may do: the network endpoints it reaches, the paths it reads, writes and runs.
 public struct ToolPermissions: Equatable, Sendable {
+    /// The endpoints the tool reaches.
     public var network: [Endpoint] = []
+    /// The paths the tool reads: absolute (on the host) or relative (inside the release); a
+    /// trailing `/` means the folder and everything under it.
     public var read: [String] = []
+    /// The paths the tool writes, written as `read`'s are.
     public var write: [String] = []
+    /// The paths the tool runs, written as `read`'s are.
     public var exec: [String] = []
 
+    /// Permissions of nothing: no endpoint, no path.
     public init() {}
 
     static let kinds = ["network"] + pathKinds
@@ -30,16 +36,22 @@ public struct ToolPermissions: Equatable, Sendable {
 ///             "permissions": {"network": ["kb.internal:443"], "read": ["index/"], "write": [], "exec": []}}]}
 /// ```
 public struct ToolManifest: Equatable, Sendable {
+    /// One tool the agent may call.
     public struct Tool: Equatable, Sendable {
+        /// The tool's name, unique in the manifest: `^[A-Za-z][A-Za-z0-9_.-]{0,63}$`.
         public var name: String
+        /// What the tool does, for the model: a non-empty string of at most 4,096 bytes.
         public var description: String
+        /// What the tool may reach; nothing when the manifest gives no `permissions`.
         public var permissions: ToolPermissions
     }
 
+    /// The tools, in the manifest's order.
     public var tools: [Tool]
 
     /// Where it lives in a release (relative to the payload).
     public static let path = "tools/tools.json"
+    /// The largest tool manifest Airlock reads: 1 MiB.
     public static let maxBytes = 1 << 20
     static let maxTools = 1000
 
@@ -57,6 +69,8 @@ public struct ToolManifest: Equatable, Sendable {
         }
     }
 
+    /// Parses a tool manifest strictly by the rules of docs/release.md, "Tools"; `source` names
+    /// it in errors. Throws `tools-invalid`.
     public static func parse(_ bytes: [UInt8], source: String) throws -> ToolManifest {
         let v: JSONValue
         do { v = try JSONParser.parse(bytes) } catch { throw invalid(source, "not strict JSON: \(error)") }

@@ -7,11 +7,13 @@ import Glibc
 
 /// The eval gate a release declares in `airlock.yaml` (docs/release.md, "Eval gate").
 public struct EvalSpec: Equatable, Sendable {
+    /// The command, run by `/bin/sh -c` in the release directory.
     public var command: String
     /// The lowest passing score, 0 to 1.
     public var threshold: Double
     /// Every run must pass; the recorded score is the lowest.
     public var runs = 1
+    /// Seconds a run may take before it is killed and the gate fails (`eval.timeout`).
     public var timeoutSeconds: Double = 600
     /// Files and folders of the release directory the suite consists of (its digest covers them).
     public var files: [String] = []
@@ -19,9 +21,13 @@ public struct EvalSpec: Equatable, Sendable {
 
 /// What one run printed: `{"score": 0.93, "cases": [{"id": "refund-1", "passed": true}, ...]}`.
 public struct EvalOutcome: Equatable, Sendable {
+    /// The score the run printed, 0 to 1.
     public var score: Double
+    /// How many cases passed.
     public var passed: Int
+    /// How many cases the run printed, at least 1.
     public var total: Int
+    /// The ids of the cases that failed, in the order printed.
     public var failedCases: [String]
 
     static func parse(_ bytes: [UInt8]) throws -> EvalOutcome {

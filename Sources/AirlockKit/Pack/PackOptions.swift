@@ -3,9 +3,11 @@ import Foundation
 
 /// How to pack a release.
 public struct PackOptions: Sendable {
+    /// The keys that sign the manifest, at least one; a key given twice signs once.
     public var keys: [PrivateKey]
     /// Where to write the bundle; nil: `<name>-<version>.airlock` in the current directory.
     public var output: String?
+    /// How the bundle is compressed: zstd (the default), gzip or none.
     public var compression: Compression = .zstd
     /// Compression level; nil: zstd `BundleLayout.defaultZstdLevel` (1, ADR 0002), gzip 6. Part of
     /// what makes output reproducible.
@@ -26,19 +28,25 @@ public struct PackOptions: Sendable {
     /// Told before each eval run (a line for the user).
     public var evalProgress: (@Sendable (String) -> Void)?
 
+    /// Options that sign with `keys` and leave everything else at its default.
     public init(keys: [PrivateKey]) { self.keys = keys }
 }
 
 /// What `Packer.pack` wrote.
 public struct PackResult: Sendable, JSONRepresentable {
+    /// The bundle id: the SHA-256 of the manifest.
     public var bundleID: SHA256Digest
+    /// Where the bundle was written.
     public var path: String
+    /// The manifest the bundle carries, as signed.
     public var manifest: Manifest
+    /// The size of the bundle file, in bytes.
     public var bundleBytes: UInt64
     /// For a delta bundle: what it omits.
     public var delta: DeltaInfo?
     /// The key ids that signed it.
     public var signers: [String] = []
+    /// How the bundle is compressed.
     public var compression: Compression = .zstd
     /// The eval gate's attestation, when the release has one.
     public var eval: EvalAttestation?

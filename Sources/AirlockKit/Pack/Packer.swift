@@ -55,6 +55,38 @@ struct FileIdentity: Equatable, Sendable {
 /// hashes them in parallel, writes the signed manifest, SHA256SUMS and the payload in one
 /// streaming pass to a temporary file that is renamed into place only when complete.
 public enum Packer {
+    /// Packs the release in `directory` (its `airlock.yaml` and the component folders it names)
+    /// into a bundle signed by every key of `options.keys`, and returns what it wrote. The tool
+    /// manifest is checked and the eval gate run before anything is hashed; the bundle is written
+    /// to a temporary file beside the output and renamed into place only when complete, so a pack
+    /// that fails leaves no bundle. `progress` is told every byte hashed and written.
+    ///
+    /// Throws, where "the errors of reading a file" are `file-not-found`, `permission-denied`,
+    /// `is-a-directory`, `open-failed`, `read-failed` and `file-too-large`:
+    ///
+    /// - `key-missing` when `options.keys` is empty;
+    /// - what `ReleaseSpec.load` throws: `release-spec-missing`, `release-spec-invalid` and the
+    ///   other errors of reading a file;
+    /// - from the scan: `file-not-found` (no release directory), `component-missing`,
+    ///   `release-file-refused` (a file the path rules or its kind refuse, or one it can not read)
+    ///   and `release-empty`;
+    /// - `tools-missing`, `tools-invalid`, and the errors of reading `tools/tools.json` (1 MiB at
+    ///   most);
+    /// - what `EvalGate.run` throws: `eval-below-threshold`, `eval-failed`, `eval-output-invalid`,
+    ///   `eval-file-missing`, `eval-file-unreadable`, `eval-file-refused`, `write-failed` (no
+    ///   scratch folder), `wait-failed`, and the errors of reading a suite file (all but
+    ///   `file-too-large`);
+    /// - `release-changed` when a file changes between the scan, its hashing and its writing, and
+    ///   `release-file-refused` when it can no longer be opened or read;
+    /// - `release-expired` when the spec's `expires` is already past;
+    /// - for a delta, what reading the base throws (`BundleSummary.read` for a bundle; the errors
+    ///   of reading a file and `Manifest.parse` for a manifest), and `delta-base-mismatch` for a
+    ///   base of another name;
+    /// - `sign-failed` when a key can not sign;
+    /// - `output-is-directory`, `output-is-source` and `output-in-release` for an output it refuses;
+    /// - `create-failed`, `write-failed` and `disk-full` while writing the bundle, and
+    ///   `out-of-memory` and `archive-setup-failed` when the compressor can not be set up;
+    /// - `manifest-unstable` and `eval-attestation-invalid` only on a bug in Airlock.
     public static func pack(directory: String, options: PackOptions, progress: ProgressReporter? = nil) throws -> PackResult {
         guard !options.keys.isEmpty else {
             throw AirlockError(.usage, .keyMissing, "packing needs at least one signing key; add --key vendor.key (make one with `airlock key generate`)")

@@ -17,16 +17,24 @@ import Yams
 /// ```
 /// Unknown keys, duplicate keys and wrong types are refused.
 public struct ReleaseSpec: Equatable, Sendable {
+    /// A component the release declares: its name, its folder and the metadata signed with it.
     public struct Component: Equatable, Sendable {
+        /// One of `BundleLayout.components`: `code`, `model`, `prompts`, `tools`, `index`.
         public var name: String
         /// Relative to the release directory.
         public var path: String
+        /// The keys given besides `path`: the model's `name`, `snapshot` and `endpoint`; none for
+        /// another component.
         public var metadata: [String: String]
     }
 
+    /// The release's name: `^[a-z0-9][a-z0-9._-]{0,63}$`.
     public var name: String
+    /// The human label of the release: `^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$`.
     public var version: String
+    /// 1 to 2^53, strictly increasing per name (anti-downgrade).
     public var sequence: UInt64
+    /// When the bundle stops verifying (RFC 3339 UTC); nil: never.
     public var expires: String?
     /// `health: { command: ..., timeout: 30 }`: run against `current` after each activation.
     public var health: HealthCheck?
@@ -43,6 +51,10 @@ public struct ReleaseSpec: Equatable, Sendable {
         AirlockError(.invalidRelease, .releaseSpecInvalid, "\(file): \(what)")
     }
 
+    /// Reads and parses `directory`'s `airlock.yaml`. Throws `release-spec-missing` when there is
+    /// none, `release-spec-invalid` when it is not UTF-8 or `parse` refuses it, and what reading
+    /// the file throws (`permission-denied`, `is-a-directory`, `open-failed`, `read-failed`, and
+    /// `file-too-large` past 1 MiB).
     public static func load(directory: String) throws -> ReleaseSpec {
         let file = directory + "/" + BundleLayout.releaseSpecFile
         let bytes: [UInt8]
@@ -55,6 +67,8 @@ public struct ReleaseSpec: Equatable, Sendable {
         return try parse(text, file: file)
     }
 
+    /// Parses the text of an `airlock.yaml` strictly; `file` names it in errors. Throws
+    /// `release-spec-invalid`.
     public static func parse(_ text: String, file: String = BundleLayout.releaseSpecFile) throws -> ReleaseSpec {
         let root: Node?
         do {

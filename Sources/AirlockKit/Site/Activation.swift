@@ -36,6 +36,20 @@ public enum Activation {
         throw AirlockError(.usage, .releaseUnknown, "\(name) has no installed release \(ref); installed: \(all.joined(separator: ", "))")
     }
 
+    /// Activates a release of `name` under the site lock and returns its folder name: `ref`
+    /// is resolved (see `resolve`), pushed on the activation stack and `current` switched to
+    /// it, once the site's policy as it is now allows it (perimeter, with `allowEgress` recorded
+    /// for the release; eval; approvals of what widens). Then the health check runs (`check`,
+    /// else the one the release declares); a failing check switches back. Throws what
+    /// `Site.lockForWriting` throws (`site-busy`, `site-unsafe`, `site-owner`, ...);
+    /// `name-unknown`, `release-unknown` and `release-ambiguous`; what `SiteTrust.load` throws
+    /// (`trust-store-empty`, `key-unreadable`, `policy-invalid`, ...); `egress-outside-perimeter`,
+    /// `eval-missing`, `eval-failed`, `eval-below-site-minimum` and `approval-required` (refused:
+    /// `current` does not move); `health-check-failed` (switched back) and `wait-failed`;
+    /// `state-corrupt`; for a release whose installed files are damaged, `tools-invalid`,
+    /// `tools-missing`, `model-endpoint-invalid`, `eval-attestation-invalid` and what
+    /// `Manifest.parse` throws; and write errors (`write-failed`, `create-failed`, `disk-full`,
+    /// `sync-failed`, `history-failed`).
     public static func activate(
         site: Site, name: String, release ref: String, check: HealthCheck? = nil, allowEgress: [Endpoint] = [], lockTimeout: Double = 30
     ) throws -> String {
@@ -48,7 +62,14 @@ public enum Activation {
 
     /// Pops the activation stack and switches back. With `to`: back to that release (the
     /// stack is cut down to it when it is in the stack, so the next rollback keeps walking back;
-    /// otherwise it is pushed). A rollback runs no health check: it is the way out.
+    /// otherwise it is pushed). A rollback runs no health check: it is the way out. Returns the
+    /// release switched from (nil: none) and to. Throws what `Site.lockForWriting` throws
+    /// (`site-busy`, `site-unsafe`, `site-owner`, ...); `name-unknown`; `nothing-to-roll-back`
+    /// when the stack holds no earlier release; with `to`, `release-unknown` and
+    /// `release-ambiguous`, and, for a release not on the stack, what `activate` throws for the
+    /// site's trust and policy (`policy-invalid`, `egress-outside-perimeter`, `eval-*`,
+    /// `approval-required`, ...); `state-corrupt`; and write errors (`write-failed`,
+    /// `create-failed`, `disk-full`, `sync-failed`, `history-failed`).
     public static func rollback(
         site: Site, name: String, to ref: String? = nil, allowEgress: [Endpoint] = [], lockTimeout: Double = 30
     ) throws -> (from: String?, to: String) {

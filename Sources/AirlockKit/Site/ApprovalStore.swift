@@ -64,9 +64,11 @@ public enum ApprovalTarget: Sendable {
 
 /// What `airlock approve` did.
 public struct ApprovalResult: Sendable, JSONRepresentable {
+    /// The release name the approval is for.
     public var name: String
     /// `NAME VERSION` for a bundle, `NAME FOLDER` for an installed release.
     public var label: String
+    /// The bundle id approved: approvals are kept by bundle id.
     public var bundleID: SHA256Digest
     /// The approver's key id.
     public var approver: String

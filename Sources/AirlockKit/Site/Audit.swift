@@ -7,16 +7,27 @@ import Glibc
 
 /// What `audit` found in one installed release.
 public struct AuditReport: Sendable {
+    /// The release name.
     public var name: String
+    /// The release folder audited (`<version>-<id12>`).
     public var release: String
+    /// Payload paths whose content differs from the manifest, or that are not a regular file
+    /// reached without following a link.
     public var modified: [String] = []
+    /// Payload paths the manifest lists that are gone.
     public var missing: [String] = []
+    /// Entries in `payload/` (other than folders) the manifest does not list, sorted.
     public var extra: [String] = []
+    /// Payload paths whose mode is not the installed one (0444, or 0555 for executables).
     public var modeChanged: [String] = []
+    /// How many listed files were opened and hashed.
     public var filesChecked = 0
 
+    /// Whether the release matches its manifest: nothing modified, missing, extra or changed in
+    /// mode.
     public var clean: Bool { modified.isEmpty && missing.isEmpty && extra.isEmpty && modeChanged.isEmpty }
 
+    /// The `--json` form of `airlock audit` (docs/cli.md).
     public var json: JSONValue {
         .object([
             "name": .string(name), "release": .string(release), "clean": .bool(clean), "files_checked": .integer(filesChecked),

@@ -5,16 +5,25 @@ import Foundation
 /// and current, who signed each release, its eval result, approvals and egress allowances, and
 /// whether the site's history chain verifies.
 public struct EvidenceReport: Sendable {
+    /// One installed release, as the auditor sees it.
     public struct Release: Sendable {
+        /// The release folder (`<version>-<id12>`).
         public var directory: String
+        /// The bundle id: the SHA-256 of the installed manifest.
         public var bundleID: SHA256Digest
+        /// The version its manifest gives.
         public var version: String
+        /// The sequence its manifest gives.
         public var sequence: UInt64
+        /// When it was installed, from the name's state (nil: not recorded).
         public var installedAt: String?
+        /// Whether `current` points at it.
         public var current: Bool
+        /// Whether it is pinned (kept through `gc`).
         public var pinned: Bool
         /// Each signature kept with the release, checked against today's trust store.
         public var signers: [(keyID: String, status: String)]
+        /// The eval attestation its manifest carries (nil: none).
         public var eval: EvalAttestation?
         /// Approver key ids whose approval of the bundle id verifies.
         public var approvals: [String]
@@ -27,28 +36,46 @@ public struct EvidenceReport: Sendable {
     /// A release installed once and since removed (from the history): what it was and when it
     /// went.
     public struct Removed: Sendable {
+        /// The release folder it had.
         public var directory: String
+        /// The bundle id its install line records (nil: none recorded).
         public var bundleID: String?
+        /// The version its install line records (nil: none recorded).
         public var version: String?
+        /// When it was last installed before its removal.
         public var installedAt: String
+        /// When it was removed.
         public var removedAt: String
+        /// The history action that removed it: `remove` or `gc-remove`.
         public var how: String
     }
 
+    /// The release name reported on.
     public var name: String
+    /// The release folder `current` points at (nil: none).
     public var current: String?
+    /// Every installed release of the name, by sequence.
     public var releases: [Release]
+    /// Releases the history shows installed and later removed, and not installed now.
     public var removed: [Removed] = []
     /// Nil when the history chain verifies, else where and why it breaks.
     public var historyProblem: (line: Int, reason: String)?
+    /// The number of lines in the history (see `HistoryCheck.lines`).
     public var historyEntries: Int
     /// The hash of the history's last line (`History.check`): with `historyEntries`, what an
     /// auditor records elsewhere to detect later that the tail of the history was cut.
     public var historyHead: String = History.genesis
+    /// When the report was made.
     public var generatedAt: String
     /// The site's policy the releases are held to now (nil: no trust store).
     public var trust: SiteTrust?
 
+    /// Gathers the report for `name` from the site: its state, each release's manifest and
+    /// signatures, the approvals, the history and its chain. A broken chain does not throw: it
+    /// is `historyProblem`. Throws `name-unknown`; `state-corrupt`; for a damaged release,
+    /// `eval-attestation-invalid` and what `Manifest.parse` throws; and read errors of the state,
+    /// a manifest or the history (`site-unsafe`, `file-not-found`, `permission-denied`,
+    /// `read-failed`, `file-too-large`, ...).
     public static func build(site: Site, name: String) throws -> EvidenceReport {
         try site.requireInstalled(name)
         let trust = try? SiteTrust.load(directory: site.trustDirectory)
@@ -137,6 +164,7 @@ public struct EvidenceReport: Sendable {
         return .object(fields)
     }
 
+    /// The `--json` form of `airlock evidence` (docs/cli.md).
     public var json: JSONValue {
         .object([
             "name": .string(name),

@@ -6,9 +6,13 @@ import Glibc
 #endif
 
 extension SiteAdmin {
+    /// What `gc` removed.
     public struct GCResult: Sendable {
+        /// The releases removed, by name and release folder.
         public var removed: [(name: String, release: String)] = []
+        /// How many content objects no release linked were removed from the store.
         public var objectsRemoved = 0
+        /// The size of the content objects removed, in bytes.
         public var bytesFreed: UInt64 = 0
     }
 

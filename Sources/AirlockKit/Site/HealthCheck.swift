@@ -7,9 +7,12 @@ import Glibc
 
 /// A command run against the new `current` after a switch; failing it switches back.
 public struct HealthCheck: Sendable, Equatable {
+    /// The command line, run with `/bin/sh -c` in the release folder.
     public var command: String
+    /// How long the check may run before it counts as failed and is killed.
     public var timeoutSeconds: Double
 
+    /// A check that runs `command` and fails after `timeoutSeconds` (default 30).
     public init(command: String, timeoutSeconds: Double = 30) {
         self.command = command
         self.timeoutSeconds = timeoutSeconds

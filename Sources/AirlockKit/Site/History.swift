@@ -6,9 +6,13 @@ import Glibc
 
 /// One line of the site's history.
 public struct HistoryEntry: Sendable {
+    /// The line's sequence number, from 1 (0 when the line does not carry one).
     public var seq: UInt64
+    /// When the line was written (empty when it does not say).
     public var at: String
+    /// What happened: `install`, `activate`, `rollback`, `refuse`, `gc`, ... (docs/site.md).
     public var action: String
+    /// The release name the line is about (nil for site-wide lines).
     public var name: String?
     /// Every field of the line, as written.
     public var fields: [String: JSONValue]
@@ -46,10 +50,13 @@ public struct HistoryCheck: Sendable, JSONRepresentable {
 
 /// Lines of the history, as `airlock history --json` prints them (docs/cli.md).
 public struct HistoryListing: Sendable, JSONRepresentable {
+    /// The lines listed, in the order of the file.
     public var entries: [HistoryEntry]
 
+    /// A listing of `entries`.
     public init(_ entries: [HistoryEntry]) { self.entries = entries }
 
+    /// An array of the lines' objects, every field as written.
     public var json: JSONValue { .array(entries.map { .object($0.fields) }) }
 }
 
@@ -78,6 +85,7 @@ public struct HistoryListing: Sendable, JSONRepresentable {
 /// tail is later cut (whole lines removed from the end, which the chain alone can not show) can
 /// be compared with a record kept elsewhere.
 public enum History {
+    /// The `prev` of the first line: `sha256:` and 64 zeros.
     public static let genesis = "sha256:" + String(repeating: "0", count: 64)
 
     /// Appends one line; the caller holds the site lock.

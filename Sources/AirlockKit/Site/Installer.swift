@@ -21,12 +21,14 @@ public enum Installer {
     ///
     /// What the user named is checked before what the site lacks: a bundle that cannot be
     /// opened fails first (`file-not-found`, `is-a-directory`, ...), before the site root is
-    /// made or its trust store read. Then the trust store (`trust-store-missing`,
-    /// `trust-store-empty`, `policy-invalid`), verification (`signature-*`, `threshold-not-met`,
-    /// `hash-mismatch`, ...), the site's policy (`egress-outside-perimeter`, `eval-*`,
-    /// `downgrade`, `sequence-reused`, `release-collision`), staging (`disk-full`, `read-only`,
-    /// `link-limit`, `stream-stalled`, ...) and the lock (`site-busy`); with `activate`, what
-    /// `Activation.activate` throws. A refusal is written to the history.
+    /// made or its trust store read. Then the site root (`site-unsafe`, `site-owner`), the trust
+    /// store (`trust-store-missing`, `trust-store-empty`, `policy-invalid`), verification
+    /// (`signature-*`, `threshold-not-met`, `payload-hash-mismatch`, ...), the site's policy
+    /// (`egress-outside-perimeter`, `eval-*`, `downgrade`, `sequence-reused`,
+    /// `release-collision`, `delta-base-missing`), the options (`already-installed`,
+    /// `delta-repair`), staging (`disk-full`, `read-only`, `link-limit`, `stream-stalled`, ...)
+    /// and the lock (`site-busy`); with `activate`, what `Activation.activate` throws. A refusal
+    /// is written to the history.
     public static func install(bundle: String, site: Site, options: InstallOptions = InstallOptions()) throws -> InstallResult {
         let reader = try BundleReader(path: bundle, readTimeout: options.readTimeout)
         try site.prepare()

@@ -6,6 +6,11 @@ import Glibc
 #endif
 
 extension SiteAdmin {
+    /// Pins (`pinned`) or unpins the release `ref` names under the site lock and returns its
+    /// folder name: `gc` keeps a pinned release and `remove` refuses it. Throws what
+    /// `Site.lockForWriting` throws (`site-busy`, `site-unsafe`, `site-owner`, ...);
+    /// `name-unknown`, `release-unknown` and `release-ambiguous`; `state-corrupt`; and write
+    /// errors (`write-failed`, `create-failed`, `disk-full`, `history-failed`).
     public static func setPinned(_ pinned: Bool, site: Site, name: String, release ref: String, lockTimeout: Double = 30) throws -> String {
         let lock = try site.lockForWriting(command: pinned ? "pin" : "unpin", timeout: lockTimeout)
         defer { withExtendedLifetime(lock) {} }
@@ -17,6 +22,13 @@ extension SiteAdmin {
         return dir
     }
 
+    /// Removes the release `ref` names under the site lock and returns its folder name; its
+    /// content objects stay until `gc`. The current release, the rollback target and a pinned
+    /// release are refused, with a `refuse-remove` line in the history. Throws what
+    /// `Site.lockForWriting` throws (`site-busy`, `site-unsafe`, `site-owner`, ...);
+    /// `name-unknown`, `release-unknown` and `release-ambiguous`; `release-in-use` and
+    /// `release-pinned`; `state-corrupt`; and write errors (`write-failed`, `sync-failed`,
+    /// `create-failed`, `disk-full`, `history-failed`).
     public static func remove(site: Site, name: String, release ref: String, lockTimeout: Double = 30) throws -> String {
         let lock = try site.lockForWriting(command: "remove", timeout: lockTimeout)
         defer { withExtendedLifetime(lock) {} }

@@ -7,6 +7,7 @@ import Glibc
 
 /// A site root: where releases are installed and `current` pointers live.
 public struct Site: Sendable {
+    /// The site root, absolute and without a trailing slash.
     public let root: String
     /// The trust store: always `<root>/.trust`. The site's keys and policy (perimeter,
     /// approvers, eval requirement) come from the site, never from a command line.
@@ -37,10 +38,15 @@ public struct Site: Sendable {
         return SiteLayout.defaultRoot
     }
 
+    /// `parts` joined under the root: `<root>/<part>/...`.
     public func path(_ parts: String...) -> String { ([root] + parts).joined(separator: "/") }
+    /// The folder of a release name: `<root>/<name>`.
     public func nameDirectory(_ name: String) -> String { path(name) }
+    /// The folder of a name's installed releases: `<root>/<name>/releases`.
     public func releasesDirectory(_ name: String) -> String { path(name, SiteLayout.releases) }
+    /// One installed release's folder: `<root>/<name>/releases/<dir>`.
     public func releaseDirectory(_ name: String, _ dir: String) -> String { path(name, SiteLayout.releases, dir) }
+    /// The pointer a runtime reads its release through: `<root>/<name>/current`.
     public func currentLink(_ name: String) -> String { path(name, SiteLayout.current) }
 
     func objectPath(_ digest: SHA256Digest, executable: Bool) -> String {

@@ -6,25 +6,39 @@ import Glibc
 
 /// Every name of the installed layout (site-layout.md), in one place.
 public enum SiteLayout {
+    /// The site root when neither `--root` nor `$AIRLOCK_ROOT` gives one.
     public static let defaultRoot = "/var/lib/airlock"
+    /// The environment variable that names the site root when `--root` is not given.
     public static let rootEnvironment = "AIRLOCK_ROOT"
+    /// The lock file every writing command holds a flock on (the holder's pid inside).
     public static let lock = ".lock"
+    /// The append-only, hash-chained history of the site.
     public static let history = ".history.jsonl"
+    /// The content store: one read-only file per distinct content, hardlinked into releases.
     public static let objects = ".objects"
+    /// The store's folder for the hash its objects are named by (`.objects/sha256/`).
     public static let objectsAlgorithm = "sha256"
+    /// Installs in progress, each in a folder of its own.
     public static let staging = ".staging"
+    /// The site's trust store: keys, approvers and policy.
     public static let trust = ".trust"
     /// In the trust store: the approver keys' folder and the policy file.
     public static let approvers = TrustStore.approversFolder
+    /// The site's policy file in the trust store (`policy.json`).
     public static let policy = TrustPolicy.fileName
     /// Approvals of bundle ids: `.approvals/<bundle hex>/<approver key id>.sig`.
     public static let approvals = ".approvals"
+    /// Per name: the folder of installed releases.
     public static let releases = "releases"
+    /// Per name: the pointer, a relative symlink to `releases/<folder>`.
     public static let current = "current"
     /// Per name: the activation stack, pins and install times (`<name>/.state.json`).
     public static let state = ".state.json"
+    /// In a release: the exact signed manifest bytes.
     public static let releaseManifest = "manifest.json"
+    /// In a release: the signatures it was installed with (`<keyid>.sig`).
     public static let releaseSignatures = "signatures"
+    /// In a release: the files, one folder per component.
     public static let releasePayload = "payload"
     /// Suffix of an executable object in the store (`.objects/sha256/<2 hex>/<64 hex>.x`).
     public static let executableSuffix = ".x"
@@ -33,7 +47,9 @@ public enum SiteLayout {
 
     /// Installed modes: read-only, as in the Nix store.
     public static let fileMode: mode_t = 0o444
+    /// The mode of an installed executable file: read-only, executable.
     public static let executableFileMode: mode_t = 0o555
+    /// The mode of a release folder and the folders in it.
     public static let directoryMode: mode_t = 0o755
 
     /// `<version>-<first 12 hex digits of the bundle id>`.

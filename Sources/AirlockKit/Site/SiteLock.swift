@@ -10,6 +10,7 @@ import Glibc
 /// say who holds it. The lock belongs to the open file description: a killed holder releases it.
 public final class SiteLock {
     private let fd: Int32
+    /// The site whose lock this is.
     public let site: Site
 
     /// Waits up to `timeout` seconds for the lock, then fails naming the holder (`site-busy`).

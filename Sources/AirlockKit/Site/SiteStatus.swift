@@ -5,14 +5,23 @@ import Foundation
 import Glibc
 #endif
 
+/// One installed release of a name, as `airlock status` lists it.
 public struct InstalledRelease: Sendable {
+    /// The release folder (`<version>-<id12>`).
     public var directory: String
+    /// The version its manifest gives.
     public var version: String
+    /// The sequence its manifest gives.
     public var sequence: UInt64
+    /// The bundle id: the SHA-256 of the installed manifest.
     public var bundleID: SHA256Digest
+    /// The total size of its payload files, as the manifest lists them.
     public var bytes: UInt64
+    /// The number of payload files the manifest lists.
     public var files: Int
+    /// When it was installed, from the name's state (nil: not recorded).
     public var installedAt: String?
+    /// Whether it is pinned (kept through `gc`).
     public var pinned: Bool
 
     var json: JSONValue {
@@ -26,13 +35,19 @@ public struct InstalledRelease: Sendable {
 
 /// The state of one release name on a site.
 public struct NameStatus: Sendable {
+    /// The release name.
     public var name: String
+    /// The release folder `current` points at (nil: none).
     public var current: String?
+    /// The release a rollback would switch to (nil: none).
     public var rollbackTarget: String?
+    /// Every installed release whose manifest reads, by sequence.
     public var releases: [InstalledRelease]
 
+    /// The installed release `current` points at (nil: none).
     public var currentRelease: InstalledRelease? { releases.first { $0.directory == current } }
 
+    /// One entry of `names` in the `--json` form of `airlock status` (docs/cli.md).
     public var json: JSONValue {
         .object([
             "name": .string(name),
@@ -46,9 +61,12 @@ public struct NameStatus: Sendable {
 
 /// The `--json` form of `airlock status` (docs/cli.md): every name (or one) on a site.
 public struct SiteStatus: Sendable, JSONRepresentable {
+    /// The site root.
     public var root: String
+    /// The names reported on, sorted.
     public var names: [NameStatus]
 
+    /// The `--json` form of `airlock status` (docs/cli.md).
     public var json: JSONValue { .object(["root": .string(root), "names": .array(names.map(\.json))]) }
 }
 
@@ -58,6 +76,10 @@ extension SiteAdmin {
         SiteStatus(root: site.root, names: try status(site: site, name: name))
     }
 
+    /// The state of `name` (nil: of every name installed on the site): `current`, the rollback
+    /// target and each installed release. Throws `name-unknown` for a `name` not installed,
+    /// `state-corrupt`, and read errors of a name's state (`site-unsafe`, `permission-denied`,
+    /// `read-failed`, ...).
     public static func status(site: Site, name: String? = nil) throws -> [NameStatus] {
         let names = name.map { [$0] } ?? site.names()
         if let name { try site.requireInstalled(name) }
