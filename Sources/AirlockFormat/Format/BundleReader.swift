@@ -41,7 +41,8 @@ public final class BundleReader {
     private enum Stage { case start, manifest, signatures, sums, payload, finished }
 
     /// Opens `path` (`-` reads standard input). `readTimeout`: seconds a read from a pipe or
-    /// socket may wait for data before the bundle fails (`stream-stalled`); 0 waits forever.
+    /// socket may wait for data before the bundle fails (`stream-stalled`); 0 waits forever. Throws
+    /// `file-not-found`, `permission-denied`, `is-a-directory` and `open-failed`.
     public init(path: String, readTimeout: Double = 0) throws {
         self.path = path
         if path == "-" {
@@ -96,7 +97,12 @@ public final class BundleReader {
         return out
     }
 
-    /// The exact bytes of `airlock/manifest.json`, which must be the first entry.
+    /// The exact bytes of `airlock/manifest.json`, which must be the first entry. Throws `not-a-bundle`
+    /// (an empty archive, or not a tar stream compressed with zstd, gzip or nothing),
+    /// `manifest-not-first`, `entry-type`, `entry-too-large` and `out-of-memory` (libarchive cannot
+    /// start); and what the tar and compressed stream throw (`bundle-truncated`, `tar-invalid`,
+    /// `entry-type`, `entry-mode`, `entry-owner`, `pax-record`, `compression-invalid`, `trailing-data`,
+    /// `read-failed`, `stream-stalled`).
     public func readManifest() throws -> [UInt8] {
         precondition(stage == .start, "readManifest must come first")
         stage = .manifest
@@ -110,7 +116,11 @@ public final class BundleReader {
         return try readSmall(e, limit: BundleLayout.maxManifestBytes, what: BundleLayout.manifestEntry)
     }
 
-    /// Every `airlock/signatures/<keyid>.sig` entry, which must directly follow the manifest.
+    /// Every `airlock/signatures/<keyid>.sig` entry, which must directly follow the manifest. Throws
+    /// `signature-entry-invalid`, `signature-entry-duplicate`, `entry-type` and `entry-too-large`;
+    /// `sums-missing` or `entry-order` for what follows the signatures; and what the tar and compressed
+    /// stream throw (`bundle-truncated`, `tar-invalid`, `entry-type`, `entry-mode`, `entry-owner`,
+    /// `pax-record`, `compression-invalid`, `trailing-data`, `read-failed`, `stream-stalled`).
     public func readSignatures() throws -> [EmbeddedSignature] {
         precondition(stage == .manifest, "readSignatures follows readManifest")
         stage = .signatures
@@ -147,7 +157,11 @@ public final class BundleReader {
         return out
     }
 
-    /// Reads `airlock/SHA256SUMS` and checks it is exactly what `manifest` gives.
+    /// Reads `airlock/SHA256SUMS` and checks it is exactly what `manifest` gives. Throws
+    /// `sums-missing`, `entry-order` and `sums-mismatch`; for a delta bundle's `airlock/delta.json`,
+    /// `entry-type`, `entry-too-large` and `delta-invalid`; and what the tar and compressed stream
+    /// throw (`bundle-truncated`, `tar-invalid`, `entry-type`, `entry-mode`, `entry-owner`,
+    /// `pax-record`, `compression-invalid`, `trailing-data`, `read-failed`, `stream-stalled`).
     public func readSums(for manifest: Manifest) throws {
         precondition(stage == .signatures, "readSums follows readSignatures")
         stage = .sums
@@ -330,7 +344,12 @@ public final class BundleReader {
     }
 
     /// After the last payload file: no further entry, the end-of-archive marker, only zero
-    /// padding, and nothing after the compressed stream.
+    /// padding, and nothing after the compressed stream. Throws `entry-duplicate`, `entry-unexpected`,
+    /// `entry-order` and `path-invalid` for an entry after the last payload file; `trailing-data` for
+    /// anything but zero padding (at most 1 MiB) after the archive, or any byte after the compressed
+    /// stream; and what the tar and compressed stream throw (`bundle-truncated`, `tar-invalid`,
+    /// `entry-type`, `entry-mode`, `entry-owner`, `pax-record`, `compression-invalid`, `trailing-data`,
+    /// `read-failed`, `stream-stalled`).
     public func finish() throws {
         precondition(stage == .payload, "finish follows the payload")
         stage = .finished

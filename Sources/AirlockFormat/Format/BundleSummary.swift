@@ -16,7 +16,9 @@ public struct BundleSummary: Sendable {
     /// Set for a delta bundle.
     public var delta: DeltaInfo?
 
-    /// Reads the head of the bundle at `path` and parses its manifest strictly.
+    /// Reads the head of the bundle at `path` and parses its manifest strictly. Throws what
+    /// `BundleReader.init(path:readTimeout:)`, `BundleReader.readManifest`,
+    /// `BundleReader.readSignatures`, `Manifest.parse` and `BundleReader.readSums(for:)` throw.
     public static func read(path: String) throws -> BundleSummary {
         let reader = try BundleReader(path: path)
         let bytes = try reader.readManifest()

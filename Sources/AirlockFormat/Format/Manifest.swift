@@ -209,7 +209,7 @@ public struct Manifest: Equatable, Sendable {
     }
 
     /// The same bytes as `encoded()`, handed over in chunks of about `chunkBytes`, so that a
-    /// manifest can be written again without holding it whole.
+    /// manifest can be written again without holding it whole. Throws only what `emit` throws.
     public func encode(chunkBytes: Int = 1 << 16, _ emit: ([UInt8]) throws -> Void) rethrows {
         var out: [UInt8] = []
         out.reserveCapacity(chunkBytes + 8192)
@@ -255,7 +255,9 @@ public struct Manifest: Equatable, Sendable {
         .verification(.manifestInvalid, "the manifest is invalid: \(what); the bundle was not made by a correct packer or was altered")
     }
 
-    /// Parses manifest.json strictly: every rule of the format, and every summary recomputed.
+    /// Parses manifest.json strictly: every rule of the format, and every summary recomputed. Throws
+    /// `manifest-invalid` (not strict JSON included), `format-unsupported`, `path-invalid`,
+    /// `path-conflict`, `component-summary-mismatch` and `sums-mismatch`.
     public static func parse(_ bytes: [UInt8]) throws -> Manifest {
         // `files` is checked element by element as it is parsed, straight into ManifestFiles:
         // a manifest of 100,000 files never becomes 100,000 dictionaries.

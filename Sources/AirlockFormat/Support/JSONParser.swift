@@ -23,7 +23,8 @@ public struct JSONParser {
 
     /// Parses `bytes`, refusing more than `maxValues` values (objects, arrays and scalars).
     /// With `streaming`, the elements of that top-level array go to `element` as they are parsed;
-    /// `element` returns false to stop the parse.
+    /// `element` returns false to stop the parse. Throws only a `Failure` (where and why), never an
+    /// Airlock error code: each caller turns it into its own (for a manifest, `manifest-invalid`).
     public static func parse(
         _ bytes: [UInt8], maxValues: Int = 1_000_000, streaming key: String? = nil, element: ((JSONValue) -> Bool)? = nil
     ) throws(Failure) -> JSONValue {

@@ -14,7 +14,7 @@ extension JSONRepresentable {
 
 extension JSONValue: Encodable {
     /// Encodes the value as itself; a number as an integer when its text is one, else as a
-    /// double.
+    /// double. Throws only what `encoder` throws, never an Airlock error code.
     public func encode(to encoder: any Encoder) throws {
         switch self {
         case .null:

@@ -20,7 +20,8 @@ public final class PrivateKey: Sendable {
         try PrivateKey(handle: OpenSSL.generate(algorithm), algorithm: algorithm)
     }
 
-    /// Parses a PEM private key: PKCS#8 (`openssl genpkey`) or a traditional EC key.
+    /// Parses a PEM private key: PKCS#8 (`openssl genpkey`) or a traditional EC key. Throws
+    /// `key-unreadable`, `key-algorithm-unsupported` and `key-encoding-failed`.
     public convenience init(pem: [UInt8], source: String = "the key") throws {
         let (handle, algorithm) = try readKey(
             pem, .privateKey, source: source,
@@ -37,15 +38,18 @@ public final class PrivateKey: Sendable {
         try PrivateKey(pem: FileIO.read(path, limit: 64 << 10, what: "private key"), source: path)
     }
 
-    /// PKCS#8 PEM.
+    /// PKCS#8 PEM. Throws `key-encoding-failed`.
     public func pem() throws -> [UInt8] { try OpenSSL.privateKeyPEM(handle) }
 
-    /// Signs the exact bytes of `message` (Ed25519 one-shot, or ECDSA P-256 over SHA-256).
+    /// Signs the exact bytes of `message` (Ed25519 one-shot, or ECDSA P-256 over SHA-256). Throws
+    /// `sign-failed`.
     public func sign(_ message: [UInt8]) throws -> [UInt8] {
         try OpenSSL.sign(message, with: handle, algorithm: algorithm)
     }
 
-    /// Writes `PREFIX.key` (mode 0600) and `PREFIX.pub`; refuses to overwrite either.
+    /// Writes `PREFIX.key` (mode 0600) and `PREFIX.pub`; refuses to overwrite either. Throws
+    /// `key-exists`, `key-encoding-failed`, and `create-failed`, `disk-full` or `write-failed` when a
+    /// file cannot be written.
     public func write(prefix: String) throws {
         let keyPath = prefix + ".key", pubPath = prefix + ".pub"
         for p in [keyPath, pubPath] where FileIO.exists(p) {
@@ -67,7 +71,9 @@ func readKey(_ pem: [UInt8], _ kind: OpenSSL.PEMKind, source: String, unreadable
     return (handle, algorithm)
 }
 
-/// Reads the key id of a PEM public or private key file.
+/// Reads the key id of a PEM public or private key file. Throws `file-not-found`, `permission-denied`,
+/// `is-a-directory`, `open-failed`, `read-failed` and `file-too-large` when the file cannot be read,
+/// and `key-unreadable`, `key-algorithm-unsupported` and `key-encoding-failed`.
 public func keyID(ofKeyFile path: String) throws -> (id: String, algorithm: KeyAlgorithm, isPrivate: Bool) {
     let pem = try FileIO.read(path, limit: 64 << 10, what: "key")
     if OpenSSL.readPEM(pem, as: .publicKey) != nil {

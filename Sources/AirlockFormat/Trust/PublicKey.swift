@@ -27,7 +27,8 @@ public final class PublicKey: Sendable {
         self.pem = try OpenSSL.publicKeyPEM(handle)
     }
 
-    /// Parses a SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`).
+    /// Parses a SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`). Throws `key-unreadable`,
+    /// `key-algorithm-unsupported` and `key-encoding-failed`.
     public convenience init(pem: [UInt8], source: String = "the key") throws {
         let (handle, algorithm) = try readKey(
             pem, .publicKey, source: source,

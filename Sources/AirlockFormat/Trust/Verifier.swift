@@ -82,7 +82,11 @@ public struct VerificationReport: Sendable {
 /// from one open descriptor, writing nothing to disk.
 public enum Verifier {
     /// Steps 1 to 3 of the verifier list, then SHA256SUMS: nothing of the manifest is parsed
-    /// before enough trusted signatures verified over its exact bytes.
+    /// before enough trusted signatures verified over its exact bytes. Throws what
+    /// `BundleReader.readManifest` and `BundleReader.readSignatures` throw; `signature-missing`,
+    /// `threshold-not-met`, `signer-untrusted`, `signer-revoked`, `signer-expired` or
+    /// `signature-invalid` when the signatures do not meet the trust policy (`SignatureCheck.failure`);
+    /// what `Manifest.parse` throws; `bundle-expired`; and what `BundleReader.readSums(for:)` throws.
     public static func verifyHead(
         _ reader: BundleReader, trust: TrustStore, detached: [DetachedSignature] = [], now: Int64 = Timestamp.now(),
         report: inout VerificationReport

@@ -8,7 +8,8 @@ public struct BundleDiff: Sendable, JSONRepresentable {
     /// What the two releases grant differently.
     public var permissions: PermissionDiff
 
-    /// Reads both bundles' heads (nothing is verified) and compares them.
+    /// Reads both bundles' heads (nothing is verified) and compares them. Throws what
+    /// `BundleSummary.read(path:)` and `PermissionDiff.init` throw.
     public init(_ a: String, _ b: String) throws {
         release = ReleaseDiff(try BundleSummary.read(path: a), try BundleSummary.read(path: b))
         permissions = try PermissionDiff(release.a, release.b)
@@ -31,7 +32,10 @@ public struct PermissionDiff: Sendable {
     /// Set when a side's tool manifest could not be read (a delta that omits it).
     public var unknown: String?
 
-    /// Reads the tool manifests only when their hash or the model endpoint differ.
+    /// Reads the tool manifests only when their hash or the model endpoint differ. Throws what
+    /// `BundleSummary.grants()` throws: what `BundleReader` throws reading a bundle again up to its
+    /// tool manifest (`init(path:readTimeout:)`, `readManifest`, `readSignatures`, `readSums(for:)` and
+    /// `readPayload`), `tools-invalid` and `model-endpoint-invalid`.
     public init(_ a: BundleSummary, _ b: BundleSummary) throws {
         let ta = a.manifest.files.first { $0.path == ToolManifest.path }, tb = b.manifest.files.first { $0.path == ToolManifest.path }
         let ea = a.manifest.components["model"]?.metadata["endpoint"], eb = b.manifest.components["model"]?.metadata["endpoint"]

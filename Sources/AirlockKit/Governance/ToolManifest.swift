@@ -60,7 +60,8 @@ public struct ToolManifest: Equatable, Sendable {
     }
 
     /// Parses a tool manifest. `hostile`: it comes from a bundle (whose packer would have
-    /// refused it), so a problem is a verification failure rather than a release to fix.
+    /// refused it), so a problem is a verification failure rather than a release to fix. Throws
+    /// `tools-invalid` (a verification failure when `hostile`).
     public static func parse(_ bytes: [UInt8], source: String, hostile: Bool) throws -> ToolManifest {
         do {
             return try parse(bytes, source: source)

@@ -64,8 +64,10 @@ public enum EvalGate {
     static let maxOutputBytes = 16 << 20
 
     /// Runs the suite `spec.runs` times in `directory`; returns the attestation when every run
-    /// passes. Throws `eval-below-threshold` (exit 4) naming the failing cases otherwise, or
-    /// `eval-failed` when the command fails, times out or prints no valid result.
+    /// passes. Throws `eval-below-threshold` (exit 4) naming the failing cases otherwise;
+    /// `eval-failed` when the command cannot start, fails or times out; `eval-output-invalid` when
+    /// it prints no valid result; `write-failed` when no scratch folder can be made; `wait-failed`;
+    /// and what `suiteDigest` throws.
     public static func run(_ spec: EvalSpec, directory: String, progress: (@Sendable (String) -> Void)? = nil) throws -> EvalAttestation {
         let suite = try suiteDigest(spec, directory: directory)
         var lowest: EvalOutcome?
@@ -87,7 +89,9 @@ public enum EvalGate {
     }
 
     /// SHA-256 over `airlock.eval/v1\n`, `command <command>\n`, then `<sha256 hex> <path>\n` for
-    /// every regular file the suite declares (folders walked), sorted by path bytes.
+    /// every regular file the suite declares (folders walked), sorted by path bytes. Throws
+    /// `eval-file-missing`, `eval-file-unreadable` and `eval-file-refused`, and `permission-denied`,
+    /// `file-not-found`, `open-failed` or `read-failed` for a file it cannot hash.
     public static func suiteDigest(_ spec: EvalSpec, directory: String) throws -> SHA256Digest {
         var files: [String] = []
         func walk(_ rel: String) throws {

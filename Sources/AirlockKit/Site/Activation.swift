@@ -7,7 +7,8 @@ import Glibc
 
 /// Switching `current`: activate (push), rollback (pop), with health checks.
 public enum Activation {
-    /// Resolves RELEASE: a release folder name, a version, or a unique bundle id prefix.
+    /// Resolves RELEASE: a release folder name, a version, or a unique bundle id prefix. Throws
+    /// `name-unknown`, `release-ambiguous` and `release-unknown`.
     public static func resolve(site: Site, name: String, _ ref: String) throws -> String {
         try site.requireInstalled(name)
         let all = site.releases(name)
@@ -98,7 +99,7 @@ public enum Activation {
             target = t
             newStack.removeLast()
         }
-        try transition(site: site, name: name, state: &state, to: newStack, steps: ("rollback.state", "rollback.switched"))
+        try CurrentPointer.transition(site: site, name: name, state: &state, to: newStack, steps: ("rollback.state", "rollback.switched"))
         var fields: [String: JSONValue] = ["release": .string(target)]
         if let from { fields["from"] = .string(from) }
         gate.record(into: &fields)
@@ -170,24 +171,6 @@ public enum Activation {
         try NameState.load(site, name).reconciled(installed: site.releases(name), current: site.current(name))
     }
 
-    /// Moves `current` to the top of `newStack` (nothing when it is empty), journaled: the new
-    /// stack is saved as pending before the pointer moves and as the stack after it.
-    static func transition(site: Site, name: String, state: inout NameState, to newStack: [String], steps: (String, String)) throws {
-        state.pending = newStack
-        try state.save(site, name)
-        Sys.step(steps.0)
-        if let top = newStack.last {
-            try switchPointer(site: site, name: name, to: top)
-        } else {
-            _ = Sys.unlink(site.currentLink(name))
-            try FileIO.fsyncPath(site.nameDirectory(name))
-        }
-        Sys.step(steps.1)
-        state.stack = newStack
-        state.pending = nil
-        try state.save(site, name)
-    }
-
     /// Pushes `dir`, switches `current` to it, runs the health check (given, or the one the
     /// release declares); on failure switches back.
     static func activateLocked(
@@ -202,7 +185,7 @@ public enum Activation {
         if previous != dir { newStack.append(dir) }
         // The site's policy as it is now: perimeter, eval, approval of what widens.
         let gate = try gated(site: site, name: name, release: dir, current: previous, state: &state, allowEgress: allowEgress, trust: trust)
-        try transition(site: site, name: name, state: &state, to: newStack, steps: ("activate.state", "activate.switched"))
+        try CurrentPointer.transition(site: site, name: name, state: &state, to: newStack, steps: ("activate.state", "activate.switched"))
         var fields: [String: JSONValue] = ["release": .string(dir)]
         if let previous { fields["from"] = .string(previous) }
         gate.record(into: &fields)
@@ -228,7 +211,7 @@ public enum Activation {
 
     static func switchBack(site: Site, name: String, state: inout NameState, to stack: [String], release: String, reason: String) throws {
         if stack != state.stack {
-            try transition(site: site, name: name, state: &state, to: stack, steps: ("health.state", "health.switched"))
+            try CurrentPointer.transition(site: site, name: name, state: &state, to: stack, steps: ("health.state", "health.switched"))
         } else {
             try state.save(site, name)
         }
@@ -271,23 +254,5 @@ public enum Activation {
             try? switchBack(
                 site: site, name: name, state: &state, to: back, release: release, reason: "the command running the health check was killed before it finished")
         }
-    }
-
-    /// The pointer switch: a new relative symlink under a unique name, renamed over `current`,
-    /// then the folder fsynced. Never copies, never deletes first.
-    static func switchPointer(site: Site, name: String, to dir: String) throws {
-        guard FileIO.isDirectory(site.releaseDirectory(name, dir)) else {
-            throw AirlockError(.usage, .releaseUnknown, "\(name) has no installed release \(dir)")
-        }
-        let tmp = site.path(name, SiteLayout.pointerTemporaryPrefix + "\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        guard Sys.symlink(SiteLayout.releases + "/" + dir, tmp) == 0 else {
-            throw AirlockError.io(errno == ENOSPC ? .diskFull : .writeFailed, "cannot create the new pointer \(tmp)", errno: errno)
-        }
-        guard Sys.rename(tmp, site.currentLink(name)) == 0 else {
-            let err = errno
-            _ = Sys.unlink(tmp)
-            throw AirlockError.io(.writeFailed, "cannot switch \(site.currentLink(name))", errno: err)
-        }
-        try FileIO.fsyncPath(site.nameDirectory(name))
     }
 }

@@ -38,7 +38,10 @@ public struct AuditReport: Sendable {
 }
 
 extension SiteAdmin {
-    /// Re-hashes an installed release against its installed manifest.
+    /// Re-hashes an installed release against its installed manifest. Throws `name-unknown`; with
+    /// `ref`, `release-unknown` and `release-ambiguous`, without it `no-current`; read errors of the
+    /// installed manifest (`site-unsafe`, `file-not-found`, `permission-denied`, `is-a-directory`,
+    /// `open-failed`, `read-failed`, `file-too-large`); and what `Manifest.parse` throws.
     public static func audit(site: Site, name: String, release ref: String? = nil) throws -> AuditReport {
         try site.requireInstalled(name)
         let dir: String

@@ -17,7 +17,13 @@ extension SiteAdmin {
     }
 
     /// Keeps, per name, the `keep` newest releases (by sequence), `current`, the rollback target
-    /// and every pinned release; removes the rest, then every object no release links.
+    /// and every pinned release; removes the rest, then every object no release links. Throws what
+    /// `Site.lockForWriting` throws (`site-busy`, `site-unsafe`, `site-owner`, `site-unreadable`,
+    /// `read-only`, `create-failed`, `lock-failed`); `name-unknown`; `state-corrupt` and read errors of
+    /// a name's state (`site-unsafe`, `file-not-found`, `permission-denied`, `is-a-directory`,
+    /// `open-failed`, `read-failed`, `file-too-large`); `read-failed` or `site-unsafe` for a content
+    /// store it cannot open or that holds what Airlock did not make; and write errors (`write-failed`,
+    /// `create-failed`, `disk-full`, `sync-failed`, `history-failed`).
     public static func gc(site: Site, name: String? = nil, keep: Int = 3, lockTimeout: Double = 30) throws -> GCResult {
         let lock = try site.lockForWriting(command: "gc", timeout: lockTimeout)
         defer { withExtendedLifetime(lock) {} }

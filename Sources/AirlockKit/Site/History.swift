@@ -179,7 +179,9 @@ public enum History {
     }
 
     /// Every line (a final line missing only its newline included, a torn one not), parsed. A
-    /// line that is not JSON is returned with empty fields.
+    /// line that is not JSON is returned with empty fields. Throws `file-not-found`,
+    /// `permission-denied`, `is-a-directory`, `open-failed`, `read-failed` and `file-too-large` when
+    /// the history cannot be read (a missing history is empty).
     public static func read(_ site: Site) throws -> [HistoryEntry] {
         try lines(site).lines.map { line in
             let o = (try? JSONParser.parse(line))?.objectValue ?? [:]
@@ -189,7 +191,9 @@ public enum History {
         }
     }
 
-    /// Checks the chain and gives its head.
+    /// Checks the chain and gives its head. Throws `file-not-found`, `permission-denied`,
+    /// `is-a-directory`, `open-failed`, `read-failed` and `file-too-large` when the history cannot be
+    /// read (a missing history is empty); a broken chain is `problem`, not an error.
     public static func check(_ site: Site) throws -> HistoryCheck {
         let (all, unterminated, torn) = try lines(site)
         var problem: (line: Int, reason: String)?
@@ -224,13 +228,18 @@ public enum History {
             root: site.root, lines: all.count, head: all.last.map { SHA256Digest.of($0).prefixed } ?? genesis, problem: problem, unterminated: unterminated)
     }
 
-    /// The number of lines and the hash of the last one (`check`).
+    /// The number of lines and the hash of the last one (`check`). Throws what `check` throws:
+    /// `file-not-found`, `permission-denied`, `is-a-directory`, `open-failed`, `read-failed` and
+    /// `file-too-large` when the history cannot be read (a missing history is empty).
     public static func head(_ site: Site) throws -> (lines: Int, head: String) {
         let c = try check(site)
         return (c.lines, c.head)
     }
 
-    /// Checks the chain; returns nil when it holds, else the first broken line and why.
+    /// Checks the chain; returns nil when it holds, else the first broken line and why. Throws what
+    /// `check` throws: `file-not-found`, `permission-denied`, `is-a-directory`, `open-failed`,
+    /// `read-failed` and `file-too-large` when the history cannot be read (a missing history is empty);
+    /// a broken chain is returned, not thrown.
     public static func verify(_ site: Site) throws -> (line: Int, reason: String)? {
         try check(site).problem
     }

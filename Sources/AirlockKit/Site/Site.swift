@@ -23,7 +23,7 @@ public struct Site: Sendable {
     }
 
     /// Checks the site before a command reads it (see `SiteSafety`); writing commands check
-    /// again, as the owner, under the lock.
+    /// again, as the owner, under the lock. Throws `site-unreadable` and `site-unsafe`.
     public func checkSafety() throws { try SiteSafety.check(self, writing: false) }
 
     static func absolute(_ p: String) -> String {

@@ -71,7 +71,10 @@ public struct SiteStatus: Sendable, JSONRepresentable {
 }
 
 extension SiteAdmin {
-    /// `status` of a site, as one result.
+    /// `status` of a site, as one result. Throws what `status(site:name:)` throws: `name-unknown` for a
+    /// `name` not installed, `state-corrupt`, and read errors of a name's state (`site-unsafe`,
+    /// `file-not-found`, `permission-denied`, `is-a-directory`, `open-failed`, `read-failed`,
+    /// `file-too-large`).
     public static func siteStatus(site: Site, name: String? = nil) throws -> SiteStatus {
         SiteStatus(root: site.root, names: try status(site: site, name: name))
     }
