@@ -596,7 +596,7 @@ public enum ReleaseWriter {
             if st.st_mode & S_IFMT == S_IFDIR {
                 try linkTree(src, dst, skipping: skipping, relative: rel)
             } else if !skipping.contains(rel) {
-                guard link(src, dst) == 0 else { throw DatasetError(description: "cannot link \(dst): \(String(cString: strerror(errno)))") }
+                guard FileSystem.link(src, dst) == 0 else { throw DatasetError(description: "cannot link \(dst): \(String(cString: strerror(errno)))") }
             }
         }
     }
@@ -605,13 +605,13 @@ public enum ReleaseWriter {
         var st = stat()
         if stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR { return }
         if let slash = path.lastIndex(of: "/"), slash != path.startIndex { try makeDirectory(String(path[..<slash])) }
-        guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
+        guard FileSystem.mkdir(path, 0o755) == 0 || errno == EEXIST else {
             throw DatasetError(description: "cannot make \(path): \(String(cString: strerror(errno)))")
         }
     }
 
     static func write(path: String, bytes: [UInt8], mode: mode_t) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let fd = FileSystem.open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw DatasetError(description: "cannot create \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         try bytes.withUnsafeBytes { try writeAll(fd, $0, path) }
@@ -619,7 +619,7 @@ public enum ReleaseWriter {
     }
 
     static func writeIncompressible(path: String, size: Int, seed: UInt64, mode: mode_t) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let fd = FileSystem.open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw DatasetError(description: "cannot create \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var g = SeededGenerator(seed: seed)
@@ -649,7 +649,7 @@ public enum ReleaseWriter {
 
     /// The bytes of a file.
     public static func read(_ path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY)
+        let fd = FileSystem.open(path, O_RDONLY)
         guard fd >= 0 else { throw DatasetError(description: "cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var out: [UInt8] = []

@@ -156,7 +156,7 @@ final class Bench {
                 log("\(paths.release) is stale or incomplete: regenerating it")
                 deleteTree(paths.release)
             }
-            unlink(paths.releaseMarker)
+            _ = FileSystem.unlink(paths.releaseMarker)
             try generate(plan, at: paths.release, marker: paths.releaseMarker, what: "the release (\(plan.description))")
         }
         let description2 = plan.description + " v2=1 changed=" + LargeRelease.revision.changedPath
@@ -165,25 +165,25 @@ final class Bench {
         {
             log("reusing the second release in \(paths.release2)")
         } else {
-            unlink(paths.release2Marker)
+            _ = FileSystem.unlink(paths.release2Marker)
             deleteTree(paths.release2)
             deleteTree(paths.release2 + ".partial")
             log("making the second release \(paths.release2) (hardlinks, one prompt file changed)")
             try ReleaseWriter.writeRevision(LargeRelease.revision, of: paths.release, to: paths.release2 + ".partial")
             sync()
-            try rename(paths.release2 + ".partial", paths.release2)
+            try renameOrThrow(paths.release2 + ".partial", paths.release2)
             try Self.writeMarker(paths.release2Marker, description2)
         }
         let small = SmallRelease.plan
         if Self.readMarker(paths.smallMarker) != small.description || !Self.isDirectory(paths.small + "/v2") {
             try? FileManager.default.removeItem(atPath: paths.small + ".partial")  // a few files: no settle needed
             try? FileManager.default.removeItem(atPath: paths.small)
-            unlink(paths.smallMarker)
+            _ = FileSystem.unlink(paths.smallMarker)
             log("generating the small release in \(paths.small)")
             try ReleaseWriter.write(small, to: paths.small + ".partial/v1")
             try ReleaseWriter.writeRevision(SmallRelease.revision, of: paths.small + ".partial/v1", to: paths.small + ".partial/v2")
             sync()
-            try rename(paths.small + ".partial", paths.small)
+            try renameOrThrow(paths.small + ".partial", paths.small)
             try Self.writeMarker(paths.smallMarker, small.description)
         }
     }
@@ -194,20 +194,20 @@ final class Bench {
         log("generating \(what) in \(folder)")
         try ReleaseWriter.write(plan, to: folder + ".partial")
         sync()
-        try rename(folder + ".partial", folder)
+        try renameOrThrow(folder + ".partial", folder)
         try Self.writeMarker(marker, plan.description)
     }
 
     func prepareKey() throws {
         if !Self.nonEmpty(paths.key) || !Self.nonEmpty(paths.publicKey) {
             log("generating the vendor key")
-            unlink(paths.key)
-            unlink(paths.publicKey)
+            _ = FileSystem.unlink(paths.key)
+            _ = FileSystem.unlink(paths.publicKey)
             try FileManager.default.createDirectory(atPath: paths.results, withIntermediateDirectories: true)
             try runner.check([airlock, "key", "generate", "--out", paths.keyPrefix])
         }
         try FileManager.default.createDirectory(atPath: paths.trust, withIntermediateDirectories: true)
-        unlink(paths.trust + "/vendor.pub")
+        _ = FileSystem.unlink(paths.trust + "/vendor.pub")
         try FileManager.default.copyItem(atPath: paths.publicKey, toPath: paths.trust + "/vendor.pub")
     }
 
@@ -247,7 +247,7 @@ final class Bench {
 
     /// Reads a file once.
     func warmFile(_ path: String) {
-        let fd = open(path, O_RDONLY)
+        let fd = FileSystem.open(path, O_RDONLY)
         guard fd >= 0 else { return }
         defer { close(fd) }
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 16)
@@ -318,8 +318,8 @@ final class Bench {
     static func writeMarker(_ path: String, _ text: String) throws {
         try (text + "\n").write(toFile: path, atomically: true, encoding: .utf8)
     }
-    func rename(_ from: String, _ to: String) throws {
-        guard Glibc.rename(from, to) == 0 else { throw BenchError(description: "cannot rename \(from) to \(to): \(String(cString: strerror(errno)))") }
+    func renameOrThrow(_ from: String, _ to: String) throws {
+        guard FileSystem.rename(from, to) == 0 else { throw BenchError(description: "cannot rename \(from) to \(to): \(String(cString: strerror(errno)))") }
     }
 
     // MARK: the report's header

@@ -56,7 +56,7 @@ extension Bench {
             Side(
                 name: "airlock",
                 prepare: { _ in
-                    unlink(p.bundle)
+                    _ = FileSystem.unlink(p.bundle)
                     try self.warmTree(p.release)
                 },
                 step: { _ in
@@ -65,8 +65,8 @@ extension Bench {
             Side(
                 name: "baseline",
                 prepare: { _ in
-                    unlink(p.baselineTarZst)
-                    unlink(p.baselineSums)
+                    _ = FileSystem.unlink(p.baselineTarZst)
+                    _ = FileSystem.unlink(p.baselineSums)
                     try self.warmTree(p.release)
                 },
                 step: { _ in
@@ -309,7 +309,7 @@ extension Bench {
             Side(
                 name: "delta",
                 prepare: { _ in
-                    unlink(p.deltaBundle)
+                    _ = FileSystem.unlink(p.deltaBundle)
                     try self.warmTree(p.release2)
                     self.warmFile(p.bundle)
                 },
@@ -319,7 +319,7 @@ extension Bench {
             Side(
                 name: "full",
                 prepare: { _ in
-                    unlink(p.bundle2)
+                    _ = FileSystem.unlink(p.bundle2)
                     try self.warmTree(p.release2)
                 },
                 step: { _ in
@@ -439,7 +439,7 @@ extension Bench {
             if Self.readMarker(dir + ".ready") != plan.description || !Self.isDirectory(dir) {
                 deleteTree(dir + ".partial")
                 deleteTree(dir)
-                unlink(dir + ".ready")
+                _ = FileSystem.unlink(dir + ".ready")
                 settle()
                 try generate(plan, at: dir, marker: dir + ".ready", what: "scale: \(n) files")
             }
@@ -454,7 +454,7 @@ extension Bench {
             var installed: InstallReport?
             var ids: Set<String> = []
             for i in 1...runs {
-                unlink(bundle)
+                _ = FileSystem.unlink(bundle)
                 try warmTree(release)
                 samples["pack", default: []].append(
                     try runner.time(
@@ -536,7 +536,7 @@ extension Bench {
             ], log: "\(p.results)/setup.log")
         let bench = try runner.text(["zstd", "-b1", "-e1", "-i\(seconds ?? 3)", "-T1", sample], mergeStderr: true, tolerant: true)
         let sampleBytes = Self.fileSize(sample)
-        unlink(sample)
+        _ = FileSystem.unlink(sample)
         let z = ToolOutput.zstdBench(bench)
         return ReferenceTable(
             sha256: ToolOutput.opensslSpeed(speed), zstdCompress: z?.compress, zstdDecompress: z?.decompress,

@@ -88,7 +88,7 @@ enum Spawner {
         measure: String? = nil
     ) throws -> (usage: [ProcessUsage], stdout: Data) {
         precondition(!pipeline.isEmpty)
-        let logFD = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        let logFD = FileSystem.open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard logFD >= 0 else { throw BenchError(description: "cannot open \(log): \(String(cString: strerror(errno)))") }
         defer { close(logFD) }
         var pids: [(pid_t, String)] = []

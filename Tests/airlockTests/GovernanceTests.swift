@@ -212,6 +212,33 @@ import Testing
         #expect(bad.status == 2 && bad.stderr.contains("is not host:port"))
     }
 
+    /// `install --activate` verifies and stages before it takes the site lock; its activation
+    /// is judged by the policy as it is under the lock. A perimeter entry removed while the
+    /// bundle streamed refuses the activation (the release stays installed, not current).
+    @Test func installActivateJudgesThePolicyAsItIsUnderTheLock() throws {
+        let s = try SiteWorkspace()
+        try s.policy("{}")
+        #expect(try s.airlock(["trust", "allow", "*.internal:443", "orders.internal"]).status == 0)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.binary)
+        p.arguments = ["install", s.v1, "--root", s.root, "--activate"]
+        p.environment = ProcessInfo.processInfo.environment.merging(["AIRLOCK_TEST_FAULT": "stop:install.verified"]) { $1 }
+        let err = Pipe()
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = err
+        try p.run()
+        try CLI.waitUntilStopped(p.processIdentifier)
+        // The install holds no lock while it streams: the admin narrows the perimeter meanwhile.
+        #expect(try s.airlock(["trust", "disallow", "orders.internal"]).status == 0)
+        kill(p.processIdentifier, SIGCONT)
+        p.waitUntilExit()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(p.terminationStatus == 4, "\(stderr)")
+        #expect(stderr.contains("but not activated") && stderr.contains("orders.internal:8443"), "\(stderr)")
+        #expect(s.current == nil)
+        #expect(s.releases.count == 1)
+    }
+
     @Test func perimeterRulesHostsWildcardsPortsAndNetworks() throws {
         let s = try SiteWorkspace()
         try s.policy("{}")

@@ -90,6 +90,10 @@ package enum FileIO {
         }
     }
 
+    /// What every temporary name Airlock makes contains (`.<name>.tmp-<pid>-<random>`), so that
+    /// a later command can tell a leftover from a file of its own.
+    package static let temporaryMarker = ".tmp-"
+
     /// A path beside `path` for a temporary file that will be renamed over it.
     package static func temporarySibling(of path: String) -> String {
         let dir: String, base: String
@@ -100,7 +104,7 @@ package enum FileIO {
             dir = ""
             base = path
         }
-        return "\(dir).\(base).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        return "\(dir).\(base)\(temporaryMarker)\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     }
 
     /// Writes `bytes` to a temporary file beside `path`, fsyncs it and renames it over `path`.

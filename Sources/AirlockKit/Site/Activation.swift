@@ -173,6 +173,9 @@ public enum Activation {
 
     /// Pushes `dir`, switches `current` to it, runs the health check (given, or the one the
     /// release declares); on failure switches back.
+    /// `trust`: the site's trust as read under the lock this command holds; nil: read now. (An
+    /// install reads the trust store before the lock, to verify while the bundle streams; its
+    /// activation reads it again under the lock, so that a policy changed meanwhile applies.)
     static func activateLocked(
         site: Site, name: String, release dir: String, check: HealthCheck?, allowEgress: [Endpoint] = [], trust: (SiteTrust?, ActivationPolicy)? = nil,
         state given: NameState? = nil

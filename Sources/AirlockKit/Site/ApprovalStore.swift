@@ -88,7 +88,7 @@ extension ApprovalStore {
     /// Throws what verification throws for a bundle that does not verify, `release-unknown`,
     /// `approver-unknown`, `approver-unusable`, key errors and write errors.
     public static func approve(_ target: ApprovalTarget, site: Site, keyFile: String, lockTimeout: Double = 30) throws -> ApprovalResult {
-        let trust = try TrustStore.load(directory: site.trustDirectory)
+        let trust = try SiteTrust.load(directory: site.trustDirectory).store
         let key = try PrivateKey.load(path: keyFile)
         let bundleID: SHA256Digest, name: String, label: String, widens: [String]
         switch target {

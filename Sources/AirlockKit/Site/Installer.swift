@@ -48,7 +48,7 @@ public enum Installer {
                 do {
                     try Activation.activateLocked(
                         site: site, name: result.name, release: result.release, check: options.check, allowEgress: options.allowEgress,
-                        trust: (trust, policy), state: state)
+                        state: state)
                 } catch let e as AirlockError {
                     // Installed, not activated: the activation wrote its own history line.
                     let done = result.alreadyInstalled ? "\(result.name) \(result.release) is installed" : "installed \(result.name) \(result.release)"

@@ -43,7 +43,12 @@ public enum SiteLayout {
     /// Suffix of an executable object in the store (`.objects/sha256/<2 hex>/<64 hex>.x`).
     public static let executableSuffix = ".x"
     /// Prefix of the new pointer a switch creates beside `current` before renaming it over.
-    public static let pointerTemporaryPrefix = ".current.tmp-"
+    public static let pointerTemporaryPrefix = ".current" + FileIO.temporaryMarker
+    /// Marks a temporary name: `.<name>.tmp-<pid>-<random>` beside a file written atomically
+    /// (`.state.json`, a trust store file) or `current`, and `.tmp-<random>` in a store shard. What
+    /// a killed command left beside `current` or a name's state is removed by the next writing
+    /// command (`SiteRecovery`).
+    public static let temporaryMarker = FileIO.temporaryMarker
 
     /// Installed modes: read-only, as in the Nix store.
     public static let fileMode: mode_t = 0o444

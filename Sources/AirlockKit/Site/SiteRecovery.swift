@@ -34,7 +34,7 @@ enum SiteRecovery {
         for name in site.names() {
             let dir = Sys.open(site.nameDirectory(name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             guard dir >= 0 else { continue }
-            for entry in FileIO.entries(dir) where entry.hasPrefix(".") && entry.contains(".tmp-") {
+            for entry in FileIO.entries(dir) where entry.hasPrefix(".") && entry.contains(SiteLayout.temporaryMarker) {
                 _ = Sys.unlinkat(dir, entry, 0)
             }
             close(dir)

@@ -85,6 +85,7 @@ final class Staging {
 
     deinit {
         folders.closeAll()
+        folders.closePayload()
         close(releaseFD)
         close(dirFD)
     }
@@ -164,7 +165,7 @@ final class Staging {
         let folder = slash.map { String(rel[..<$0]) } ?? ""
         let name = slash.map { String(rel[rel.index(after: $0)...]) } ?? rel
         if !create && !folders.wasMade(folder) { return nil }
-        return Place(folder: try folders.open(folder), name: name)
+        return Place(folder: try folders.descriptor(folder), name: name)
     }
 
     /// Whether something exists at `place` (not followed).
@@ -321,7 +322,7 @@ final class Staging {
         // allows (the same content many times in this release): the store gets a copy of its
         // own, under a temporary name that is then renamed into place.
         let existed = errno == EEXIST
-        let tmp = parent + "/.tmp-\(Self.randomName())"
+        let tmp = parent + "/" + SiteLayout.temporaryMarker + Self.randomName()
         if Sys.linkat(staged.folder, staged.name, AT_FDCWD, tmp) != 0 {
             guard errno == EMLINK else { throw Self.failure("replacing \(object) in the site's object store") }
             let fd = Sys.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
@@ -418,6 +419,10 @@ final class Staging {
 
         init(payload: Int32) { self.payload = payload }
 
+        /// Closes `payload/` itself (when the install is done with the tree).
+        func closePayload() { close(payload) }
+
+        /// Closes every open folder below `payload/`.
         mutating func closeAll() {
             for (_, f) in open { close(f.fd) }
             open = [:]
@@ -427,7 +432,7 @@ final class Staging {
         func wasMade(_ rel: String) -> Bool { made.contains(rel) }
 
         /// The descriptor of the folder `rel`, created (with its parents) when new.
-        mutating func open(_ rel: String) throws -> Int32 {
+        mutating func descriptor(_ rel: String) throws -> Int32 {
             if rel.isEmpty { return payload }
             clock += 1
             if let f = open[rel] {
@@ -437,7 +442,7 @@ final class Staging {
             let slash = rel.lastIndex(of: "/")
             let parentPath = slash.map { String(rel[..<$0]) } ?? ""
             let name = slash.map { String(rel[rel.index(after: $0)...]) } ?? rel
-            let parent = try open(parentPath)
+            let parent = try descriptor(parentPath)
             if !made.contains(rel) {
                 if Sys.mkdirat(parent, name, SiteLayout.directoryMode) != 0 && errno != EEXIST {
                     throw Staging.failure("creating the staged folder \(rel)")

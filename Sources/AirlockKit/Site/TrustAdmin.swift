@@ -67,7 +67,7 @@ extension SiteAdmin {
     public static func trustRemove(site: Site, keyID prefix: String, lockTimeout: Double = 30) throws -> String {
         let lock = try site.lockForWriting(command: "trust remove", timeout: lockTimeout)
         defer { withExtendedLifetime(lock) {} }
-        let store = try TrustStore.load(directory: site.trustDirectory)
+        let store = try SiteTrust.load(directory: site.trustDirectory).store
         let all = Array(store.keys.keys) + Array(store.approvers.keys)
         let matches = Set(all.filter { $0.hasPrefix(prefix.lowercased()) })
         guard matches.count == 1, let id = matches.first else {

@@ -21,7 +21,8 @@ struct VerifyCommand: AirlockCommand {
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
-        let store = try TrustStore.load(directory: trust)
+        // The whole policy.json is checked, the site's fields too (docs/trust.md).
+        let store = try SiteTrust.load(directory: trust).store
         let detached = try signature.map { try DetachedSignature.load(path: $0) }
         let report = Verifier.verify(bundle: bundle, trust: store, detached: detached, progress: ProgressReporter.forTerminal(label: "verifying"))
         if output.json {
