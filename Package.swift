@@ -8,6 +8,7 @@ let package = Package(
     products: [
         .library(name: "AirlockFormat", targets: ["AirlockFormat"]),
         .library(name: "AirlockKit", targets: ["AirlockKit"]),
+        .library(name: "AirlockRollout", targets: ["AirlockRollout"]),
         .executable(name: "airlock", targets: ["airlock"]),
         .executable(name: "airlock-bench", targets: ["airlock-bench"]),
     ],
@@ -37,6 +38,9 @@ let package = Package(
             name: "AirlockKit",
             dependencies: ["AirlockFormat", "CSystem", .product(name: "Yams", package: "Yams")]
         ),
+        // The rollout's decisions (task-sticky assignment, the canary's sequential tests, circuit
+        // breakers): pure Swift on top of the format's digests, no SwiftNIO.
+        .target(name: "AirlockRollout", dependencies: ["AirlockFormat"]),
         .executableTarget(
             name: "airlock",
             dependencies: [

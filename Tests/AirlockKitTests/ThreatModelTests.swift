@@ -215,7 +215,7 @@ let signatureRows: [ThreatRow] = [
         name: "manifest of another format version", expected: "format-unsupported",
         build: {
             var o = manifestObject()
-            o["format"] = .string("airlock.bundle/v2")
+            o["format"] = .string("airlock.bundle/v3")  // a version this Airlock does not read
             return signedManifest(encode(o))
         }),
     ThreatRow(

@@ -2,6 +2,12 @@
 public enum BundleLayout {
     /// The manifest's `format` string for version 1; readers of this version refuse any other.
     public static let format = "airlock.bundle/v1"
+    /// Format v2: v1 plus the optional `serve` section (docs/format.md, "Format versions",
+    /// ADR 0009). A manifest says the lowest version that describes it: v2 only when it has a
+    /// `serve` section, so every bundle without one stays v1, readable by every Airlock.
+    public static let formatV2 = "airlock.bundle/v2"
+    /// The formats this Airlock reads, oldest first.
+    public static let readableFormats = [format, formatV2]
     /// The version of Airlock itself (`airlock --version`).
     public static let toolVersion = "0.2.0"
     /// The first entry of every bundle: the exact manifest bytes that are signed.

@@ -78,6 +78,11 @@ public struct Manifest: Equatable, Sendable {
     public var attestations: [String: JSONValue]?
     /// The release's health check: a `command` and an optional `timeout_seconds`.
     public var health: [String: JSONValue]?
+    /// How the release runs as a service (format v2 only).
+    public var serve: ServeSpec?
+
+    /// The format string the manifest carries: the lowest version that describes it.
+    public var format: String { serve == nil ? BundleLayout.format : BundleLayout.formatV2 }
 
     /// JSON values a manifest may hold: about five per file for 800,000 files. Bounds the
     /// memory and time a hostile manifest can cost before it is refused.
@@ -85,15 +90,16 @@ public struct Manifest: Equatable, Sendable {
 
     package static let topLevelKeys: Set<String> = [
         "format", "name", "version", "sequence", "created", "expires", "components", "sums", "files",
-        "attestations", "health",
+        "attestations", "health", "serve",
     ]
 
     /// Builds a manifest from files already sorted and checked; computes components and sums.
     public init(
         name: String, version: String, sequence: UInt64, created: String, expires: String?,
         componentMetadata: [String: [String: String]], files: [ManifestFile],
-        attestations: [String: JSONValue]? = nil, health: [String: JSONValue]? = nil
+        attestations: [String: JSONValue]? = nil, health: [String: JSONValue]? = nil, serve: ServeSpec? = nil
     ) {
+        self.serve = serve
         self.name = name
         self.version = version
         self.sequence = sequence
@@ -165,7 +171,7 @@ public struct Manifest: Equatable, Sendable {
 
     package func json(includingFiles: Bool) -> JSONValue {
         var top: [String: JSONValue] = [
-            "format": .string(BundleLayout.format),
+            "format": .string(format),
             "name": .string(name),
             "version": .string(version),
             "sequence": .integer(sequence),
@@ -193,6 +199,7 @@ public struct Manifest: Equatable, Sendable {
                 })
         if let attestations { top["attestations"] = .object(attestations) }
         if let health { top["health"] = .object(health) }
+        if let serve { top["serve"] = serve.json }
         return .object(top)
     }
 
@@ -272,10 +279,11 @@ public struct Manifest: Equatable, Sendable {
         guard case .object(let top) = root else { throw invalid("not a JSON object") }
         for key in top.keys where !topLevelKeys.contains(key) { throw invalid("unknown field \"\(key)\"") }
         guard let format = top["format"] else { throw invalid("missing field \"format\"") }
-        guard format.stringValue == BundleLayout.format else {
+        guard let formatString = format.stringValue, BundleLayout.readableFormats.contains(formatString) else {
             throw AirlockError.verification(
                 .formatUnsupported,
-                "the bundle format is \(CanonicalJSON.string(format)), this Airlock reads \"\(BundleLayout.format)\"; use an Airlock that supports it")
+                "the bundle format is \(CanonicalJSON.string(format)); this Airlock (\(BundleLayout.toolVersion)) reads \(BundleLayout.readableFormats.map { "\"\($0)\"" }.joined(separator: " and ")): upgrade Airlock to install it"
+            )
         }
         func string(_ key: String) throws -> String {
             guard let v = top[key] else { throw invalid("missing field \"\(key)\"") }
@@ -350,11 +358,22 @@ public struct Manifest: Equatable, Sendable {
             else { throw invalid("\"health\" must be {\"command\": string, \"timeout_seconds\": integer}") }
             health = o
         }
+        var serve: ServeSpec?
+        if let s = top["serve"] {
+            // A v1 reader knows every v1 field: `serve` exists from v2 on.
+            guard formatString == BundleLayout.formatV2 else {
+                throw invalid("unknown field \"serve\" in a \(formatString) manifest (it needs \(BundleLayout.formatV2))")
+            }
+            serve = try ServeSpec.parse(s)
+        } else if formatString != BundleLayout.format {
+            // The lowest version that describes the manifest: without `serve` it is v1.
+            throw invalid("a \(formatString) manifest without \"serve\" must say \(BundleLayout.format)")
+        }
         try checkIntegersOnly(top, allowDecimalsUnder: "attestations")
 
         let manifest = Manifest(
             name: name, version: version, sequence: sequence, created: created, expires: expires,
-            componentMetadata: metadata, files: files, attestations: attestations, health: health)
+            componentMetadata: metadata, files: files, attestations: attestations, health: health, serve: serve)
         for (cname, (d, n, b)) in declared {
             let c = manifest.components[cname]!
             guard c.digest == d, c.files == n, c.bytes == b else {

@@ -119,7 +119,8 @@ public enum Packer {
         let manifest = Manifest(
             name: spec.name, version: spec.version, sequence: spec.sequence, created: Timestamp.format(epoch),
             expires: spec.expires, componentMetadata: metadata, files: files, attestations: attestations,
-            health: spec.health.map { ["command": .string($0.command), "timeout_seconds": .integer(Int($0.timeoutSeconds))] })
+            health: spec.health.map { ["command": .string($0.command), "timeout_seconds": .integer(Int($0.timeoutSeconds))] },
+            serve: spec.serve)
         if let expires = spec.expires, let t = Timestamp.parse(expires), t <= epoch {
             throw AirlockError(
                 .invalidRelease, .releaseExpired, "airlock.yaml says the release expires at \(expires), which is already past; set a later expires")

@@ -43,6 +43,9 @@ public struct ReleaseSpec: Equatable, Sendable {
     /// `eval: { command: ..., threshold: 0.9, runs: 3, timeout: 600, files: [eval/] }`: the
     /// gate `pack` runs before it writes a bundle.
     public var eval: EvalSpec?
+    /// `serve: { command: ..., listen: port, ready: /healthz, start_timeout: 30 }`: how the
+    /// release runs as a service under `airlock serve`; a release with it packs as format v2.
+    public var serve: ServeSpec?
 
     /// Metadata keys a component may carry besides `path`.
     static let metadataKeys: [String: Set<String>] = ["model": ["name", "snapshot", "endpoint"]]
@@ -78,6 +81,7 @@ public struct ReleaseSpec: Equatable, Sendable {
         }
         guard let top = try mapping(root, file: file, at: "the top level") else { throw invalid(file, "the top level must be a mapping") }
         var name: String?, version: String?, sequence: UInt64?, expires: String?, health: HealthCheck?, eval: EvalSpec?
+        var serve: ServeSpec?
         var components: [Component] = []
         for (key, value) in top {
             switch key {
@@ -121,6 +125,8 @@ public struct ReleaseSpec: Equatable, Sendable {
                 health = HealthCheck(command: command, timeoutSeconds: timeout)
             case "eval":
                 eval = try evalSpec(value, file: file)
+            case "serve":
+                serve = try serveSpec(value, file: file)
             case "components":
                 guard let m = try mapping(value, file: file, at: key) else { throw invalid(file, "components must be a mapping") }
                 var byName: [String: Component] = [:]
@@ -132,7 +138,7 @@ public struct ReleaseSpec: Equatable, Sendable {
                 }
                 components = BundleLayout.components.compactMap { byName[$0] }
             default:
-                throw invalid(file, "unknown key \"\(key)\"; allowed: name, version, sequence, expires, health, eval, components")
+                throw invalid(file, "unknown key \"\(key)\"; allowed: name, version, sequence, expires, health, eval, serve, components")
             }
         }
         guard let name else { throw invalid(file, "missing \"name\"") }
@@ -145,7 +151,39 @@ public struct ReleaseSpec: Equatable, Sendable {
                 "components.model.endpoint \"\(endpoint)\" must be a URL such as https://llm.internal:8443/v1 (http, https, grpc, grpcs, ws, wss; no credentials)"
             )
         }
-        return ReleaseSpec(name: name, version: version, sequence: sequence, expires: expires, health: health, components: components, eval: eval)
+        var spec = ReleaseSpec(name: name, version: version, sequence: sequence, expires: expires, health: health, components: components, eval: eval)
+        spec.serve = serve
+        return spec
+    }
+
+    /// The `serve` mapping: `command` (required), `listen` (`port`, the default, or `socket`),
+    /// `ready` (default `/healthz`) and `start_timeout` (seconds, default 30).
+    private static func serveSpec(_ value: Node, file: String) throws -> ServeSpec {
+        guard let m = try mapping(value, file: file, at: "serve") else {
+            throw invalid(file, "serve must be a mapping with command (and listen, ready, start_timeout)")
+        }
+        var spec = ServeSpec(command: "")
+        for (k, v) in m {
+            let s = try scalar(v, file: file, at: "serve.\(k)")
+            switch k {
+            case "command": spec.command = s
+            case "listen":
+                guard let l = ServeSpec.Listen(rawValue: s) else { throw invalid(file, "serve.listen must be port or socket") }
+                spec.listen = l
+            case "ready": spec.readyPath = s
+            case "start_timeout":
+                guard let t = JSONValue.number(s).unsignedInteger(max: 3600), t >= 1 else {
+                    throw invalid(file, "serve.start_timeout must be whole seconds from 1 to 3600")
+                }
+                spec.startTimeoutSeconds = Int(t)
+            default: throw invalid(file, "unknown key \"\(k)\" in serve; allowed: command, listen, ready, start_timeout")
+            }
+        }
+        if let why = spec.problem {
+            throw invalid(
+                file, why.replacingOccurrences(of: "ready_path", with: "ready").replacingOccurrences(of: "start_timeout_seconds", with: "start_timeout"))
+        }
+        return spec
     }
 
     private static func evalSpec(_ value: Node, file: String) throws -> EvalSpec {

@@ -2,11 +2,17 @@
 """Example support agent: answers questions by retrieval over the bundled index.
 
 Usage: agent.py [--root RELEASE_DIR] [QUESTION...]
-With no question, reads questions from stdin, one per line.
+       agent.py --serve
+With no question, reads questions from stdin, one per line. With --serve, answers over HTTP
+(Python's standard library only) on 127.0.0.1:$PORT, or on the unix socket $AIRLOCK_SOCKET:
+  GET  /healthz     200 once the index is loaded
+  POST /v1/answer   {"question": "..."} -> {"answer": "...", "release": "..."}
 """
 import argparse
+import http.server
 import json
 import os
+import socketserver
 import sys
 
 sys.dont_write_bytecode = True  # keep the release directory unchanged
@@ -35,14 +41,69 @@ def answer(question, tools, index, limit=2):
     return f"{body.strip()}\n(source: {title})"
 
 
+MAX_BODY = 64 << 10
+
+
+def serve(root, tools, index):
+    release = os.path.basename(os.path.dirname(os.path.abspath(root)))
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def reply(self, status, body):
+            data = json.dumps(body, sort_keys=True).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            if self.path == "/healthz":
+                self.reply(200, {"ok": True, "release": release})
+            else:
+                self.reply(404, {"error": "no such path"})
+
+        def do_POST(self):
+            if self.path != "/v1/answer":
+                return self.reply(404, {"error": "no such path"})
+            length = int(self.headers.get("Content-Length") or 0)
+            if length <= 0 or length > MAX_BODY:
+                return self.reply(400, {"error": "a JSON body of at most 64 KiB is required"})
+            try:
+                question = json.loads(self.rfile.read(length))["question"]
+                if not isinstance(question, str):
+                    raise ValueError
+            except (ValueError, KeyError, TypeError):
+                return self.reply(400, {"error": 'the body must be {"question": string}'})
+            self.reply(200, {"answer": answer(question, tools, index), "release": release})
+
+        def address_string(self):
+            return "local"
+
+        def log_message(self, fmt, *args):
+            pass
+
+    socket_path = os.environ.get("AIRLOCK_SOCKET")
+    if socket_path:
+        class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+            daemon_threads = True
+        server = Server(socket_path, Handler)
+    else:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+    server.serve_forever()
+
+
 def main(argv=None):
     default_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", default=default_root, help="release directory")
+    p.add_argument("--serve", action="store_true", help="answer over HTTP on $PORT or $AIRLOCK_SOCKET")
     p.add_argument("question", nargs="*")
     args = p.parse_args(argv)
 
     _system, tools, index = load_release(args.root)
+    if args.serve:
+        serve(args.root, tools, index)
+        return 0
     questions = [" ".join(args.question)] if args.question else sys.stdin
     for q in questions:
         q = q.strip()

@@ -31,6 +31,10 @@ struct InspectCommand: AirlockCommand {
             Output.say(
                 "  delta of     \(d.base.prefixed): omits \(d.omitted.count) files (\(ByteCount.format(s.deltaOmittedBytes))) the site must already hold")
         }
+        if let serve = m.serve {
+            Output.say(
+                "  serve        \(serve.command) (\(serve.listen.rawValue), ready at \(serve.readyPath) within \(serve.startTimeoutSeconds) s; format v2)")
+        }
         Output.say("  signers      \(s.signerKeyIDs.isEmpty ? "none" : s.signerKeyIDs.joined(separator: ", ")) (not checked)")
         if let e = m.attestations?["eval"] {
             if let a = try? EvalAttestation(json: e, source: "eval") {
