@@ -86,14 +86,14 @@ public struct EvidenceReport: Sendable {
         var releases: [Release] = []
         for dir in site.releases(name) {
             let rdir = site.releaseDirectory(name, dir)
-            let bytes = try FileIO.read(rdir + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "manifest")
+            let bytes = try site.manifestBytes(name, dir)
             let m = try Manifest.parse(bytes)
             let id = SHA256Digest.of(bytes)
             var signers: [(String, String)] = []
             let sigDir = rdir + "/" + SiteLayout.releaseSignatures
-            for n in ((try? FileManager.default.contentsOfDirectory(atPath: sigDir)) ?? []).sorted() where n.hasSuffix(BundleLayout.signatureSuffix) {
+            for n in (FileIO.entries(ofDirectory: sigDir) ?? []).sorted() where n.hasSuffix(BundleLayout.signatureSuffix) {
                 let keyID = String(n.dropLast(BundleLayout.signatureSuffix.count))
-                let sig = (try? FileIO.read(sigDir + "/" + n, limit: BundleLayout.maxSignatureBytes, what: "signature")) ?? []
+                let sig = (try? FileIO.read(sigDir + "/" + n, limit: BundleLayout.maxSignatureBytes, what: "signature", siteFile: true)) ?? []
                 var status = SignerStatus.untrusted
                 if let store = trust?.store, let key = store.keys[keyID] {
                     status = store.unusableReason(keyID, now: now) ?? (key.verify(signature: sig, over: bytes) ? .verified : .invalid)
