@@ -57,6 +57,7 @@ let package = Package(
         ),
         .testTarget(name: "AirlockKitTests", dependencies: ["AirlockKit", "AirlockFormat"]),
         .testTarget(name: "AirlockBenchTests", dependencies: ["AirlockBench"]),
+        .testTarget(name: "AirlockRolloutTests", dependencies: ["AirlockRollout"]),
         .testTarget(name: "airlockTests", dependencies: ["AirlockKit", "AirlockFormat"]),
     ]
 )

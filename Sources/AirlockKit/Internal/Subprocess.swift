@@ -9,7 +9,6 @@ import Glibc
 /// does: posix_spawn with an explicit environment, stdin from /dev/null, stdout and stderr to
 /// files, no other descriptor, in a process group of its own that is killed, whatever it left running, when the
 /// command ends or its time is up.
-
 enum Subprocess {
     enum Outcome: Equatable {
         case exited(Int32)
@@ -34,12 +33,11 @@ enum Subprocess {
         case descriptor(Int32)
     }
 
-    /// The same output for stdout and stderr sends both to one file. `started` learns the
-    /// process group before the wait.
-    static func run(
-        _ argv: [String], environment: [String], stdout: Output, stderr: Output, timeoutSeconds: Double,
-        started: (Int32) throws -> Void = { _ in }
-    ) throws -> Outcome {
+    /// Starts `argv` (an absolute path first) with exactly `environment`, stdin from /dev/null,
+    /// stdout and stderr as given (the same output for both sends both to one file), no other
+    /// descriptor, as the leader of a new process group. Returns its
+    /// pid, which is also its process group id. Throws `spawn-failed`.
+    static func spawn(_ argv: [String], environment: [String], stdout: Output, stderr: Output) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -68,6 +66,16 @@ enum Subprocess {
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, argv[0], &actions, &attr, cArgs, cEnv)
         guard rc == 0 else { throw AirlockError(.internal, .spawnFailed, "cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
+        return pid
+    }
+
+    /// Runs `argv` as `spawn` starts it and waits for it, at most `timeoutSeconds`. `started`
+    /// learns the process group before the wait. Throws `spawn-failed` and `wait-failed`.
+    static func run(
+        _ argv: [String], environment: [String], stdout: Output, stderr: Output, timeoutSeconds: Double,
+        started: (Int32) throws -> Void = { _ in }
+    ) throws -> Outcome {
+        let pid = try spawn(argv, environment: environment, stdout: stdout, stderr: stderr)
         defer { kill(-pid, SIGKILL) }  // whatever it left running goes with it
         try started(pid)
         let deadline = Timestamp.monotonicSeconds() + timeoutSeconds

@@ -1,0 +1,117 @@
+import Foundation
+import Testing
+
+@testable import AirlockFormat
+@testable import AirlockKit
+
+/// A release's runtime started from its `serve` section, the way `airlock serve` keeps it
+/// warm: in its release's payload folder, with a clean environment, reachable on a loopback
+/// port or a unix socket, ended with its whole process group.
+@Suite(.serialized) struct RuntimeTests {
+    static let server = """
+        import http.server, os, socketserver, sys
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = (os.environ.get("AIRLOCK_RELEASE", "") + " " + os.getcwd() + " " + os.environ.get("HOME", "")).encode()
+                self.send_response(200 if self.path == "/ready" else 404)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            def log_message(self, *a): pass
+            def address_string(self): return "local"
+        print("starting", flush=True)
+        if "AIRLOCK_SOCKET" in os.environ:
+            socketserver.UnixStreamServer(os.environ["AIRLOCK_SOCKET"], H).serve_forever()
+        else:
+            http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+        """
+
+    static let client = """
+        import socket, sys, time
+        addr, deadline = sys.argv[1], time.time() + 10
+        while True:
+            try:
+                s = socket.socket(socket.AF_UNIX) if addr.startswith("/") else socket.socket()
+                s.connect(addr if addr.startswith("/") else ("127.0.0.1", int(addr)))
+                s.sendall(b"GET /ready HTTP/1.0\\r\\n\\r\\n")
+                data = b""
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk: break
+                    data += chunk
+                print(data.decode())
+                break
+            except OSError:
+                if time.time() > deadline: sys.exit(1)
+                time.sleep(0.05)
+        """
+
+    /// Packs and installs a one-file release whose `serve` runs `command`.
+    private func installed(_ tmp: TempDir, listen: String, command: String = "python3 code/server.py") throws -> (Site, InstallResult, ServeSpec) {
+        chmod(tmp.path, 0o755)  // runtimes run as nobody when the tests run as root
+        tmp.write("rel/code/server.py", Self.server)
+        tmp.write(
+            "rel/airlock.yaml",
+            "name: svc\nversion: 1.0.0\nsequence: 1\ncomponents: { code: code/ }\nserve: { command: \(command), listen: \(listen), ready: /ready }\n")
+        var o = PackOptions(keys: [TestKeys.vendor])
+        o.output = tmp.file("svc-\(listen).airlock")
+        let packed = try Packer.pack(directory: tmp.file("rel"), options: o)
+        let site = Site(root: tmp.file("root"))
+        try FileManager.default.createDirectory(atPath: site.trustDirectory, withIntermediateDirectories: true)
+        tmp.write("root/.trust/vendor.pub", TestKeys.vendor.publicKey.pem)
+        return (site, try Installer.install(bundle: packed.path, site: site), packed.manifest.serve!)
+    }
+
+    private func get(_ address: Runtime.Address) throws -> (status: Int32, stdout: String, stderr: String) {
+        switch address {
+        case .port(let p): return try run(["python3", "-c", Self.client, String(p)])
+        case .socket(let path): return try run(["python3", "-c", Self.client, path])
+        }
+    }
+
+    @Test(arguments: ["port", "socket"])
+    func startsInItsPayloadFolderAndStopsWithItsGroup(listen: String) throws {
+        let tmp = TempDir()
+        let (site, r, spec) = try installed(tmp, listen: listen)
+        let runtime = try Runtime.start(site: site, name: r.name, release: r.release, spec: spec)
+        let reply = try get(runtime.address)
+        #expect(reply.status == 0, "\(reply.stderr) \(runtime.outputTail())")
+        #expect(reply.stdout.hasPrefix("HTTP/1.0 200"), "\(reply.stdout)")
+        // Its release, its own payload folder (not `current`), and a clean environment.
+        let payload = (site.releaseDirectory(r.name, r.release) + "/payload").replacingOccurrences(of: "//", with: "/")
+        #expect(reply.stdout.contains("\(r.release) \(payload) /"), "\(reply.stdout)")
+        #expect(runtime.isRunning)
+        #expect(runtime.outputTail().contains("starting"))
+        if case .socket(let path) = runtime.address {
+            #expect(path.hasPrefix(site.path(SiteLayout.staging) + "/run-"))
+            // The lock-time cleanup of another command leaves a live runtime's folder alone.
+            let lock = try site.lockForWriting(command: "test", timeout: 5)
+            withExtendedLifetime(lock) {}
+            #expect(FileManager.default.fileExists(atPath: path))
+        }
+        runtime.stop(graceSeconds: 2)
+        #expect(!runtime.isRunning)
+        #expect(kill(runtime.pid, 0) != 0)
+        if case .socket(let path) = runtime.address {
+            #expect(!FileManager.default.fileExists(atPath: String(path[..<path.lastIndex(of: "/")!])))
+        }
+    }
+
+    @Test func aCrashIsSeenWithItsOutput() throws {
+        let tmp = TempDir()
+        let (site, r, spec) = try installed(tmp, listen: "port", command: "echo 'cannot load the model' >&2; exit 3")
+        let runtime = try Runtime.start(site: site, name: r.name, release: r.release, spec: spec)
+        for _ in 0..<200 where runtime.isRunning { usleep(20_000) }
+        #expect(!runtime.isRunning)
+        #expect(runtime.ended == "exited with status 3")
+        #expect(runtime.outputTail().contains("cannot load the model"))
+    }
+
+    @Test func onlyAnInstalledReleaseStarts() throws {
+        let tmp = TempDir()
+        let (site, r, spec) = try installed(tmp, listen: "port")
+        #expect {
+            try Runtime.start(site: site, name: r.name, release: "9.9.9-000000000000", spec: spec)
+        } throws: { ($0 as? AirlockError)?.code == "release-unknown" }
+    }
+}
