@@ -15,6 +15,10 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.21.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -28,23 +32,35 @@ let package = Package(
             providers: [.apt(["libssl-dev"])]
         ),
         // The Linux calls Swift's Glibc module does not declare (syncfs, renameat2, ...).
-        .target(name: "CSystem"),
+        .target(name: "CAirlockSystem"),
         // What a bundle is and how it is verified: the format, keys, the trust store and the
         // verifier. No site, no governance, no YAML: a verify-only user links only this.
-        .target(name: "AirlockFormat", dependencies: ["CArchive", "COpenSSL", "CSystem"]),
+        .target(name: "AirlockFormat", dependencies: ["CArchive", "COpenSSL", "CAirlockSystem"]),
         // Packing, the site (install, activation, history) and governance (permissions,
         // approvals, eval, evidence).
         .target(
             name: "AirlockKit",
-            dependencies: ["AirlockFormat", "CSystem", .product(name: "Yams", package: "Yams")]
+            dependencies: ["AirlockFormat", "CAirlockSystem", .product(name: "Yams", package: "Yams")]
         ),
         // The rollout's decisions (task-sticky assignment, the canary's sequential tests, circuit
         // breakers): pure Swift on top of the format's digests, no SwiftNIO.
         .target(name: "AirlockRollout", dependencies: ["AirlockFormat"]),
+        // `airlock serve`: the site daemon (Hummingbird 2, async-http-client). The only target
+        // that links SwiftNIO; the format, the verifier and the site library do not.
+        .target(
+            name: "AirlockServe",
+            dependencies: [
+                "AirlockKit", "AirlockFormat", "AirlockRollout",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ]
+        ),
         .executableTarget(
             name: "airlock",
             dependencies: [
-                "AirlockKit", "AirlockFormat", "CSystem",
+                "AirlockKit", "AirlockFormat", "AirlockServe", "CAirlockSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -24,7 +24,7 @@ struct Airlock: ParsableCommand {
                 name: "Site (installed releases, --root)",
                 subcommands: [
                     InstallCommand.self, ActivateCommand.self, RollbackCommand.self, StatusCommand.self, HistoryCommand.self, PinCommand.self,
-                    UnpinCommand.self, RemoveCommand.self, GCCommand.self, AuditCommand.self,
+                    UnpinCommand.self, RemoveCommand.self, GCCommand.self, AuditCommand.self, ServeCommand.self,
                 ]),
             CommandGroup(name: "Site trust and governance", subcommands: [TrustCommand.self, ApproveCommand.self, EvidenceCommand.self]),
         ]

@@ -1,7 +1,7 @@
 import AirlockFormat
 import AirlockKit
 import ArgumentParser
-import CSystem
+import CAirlockSystem
 
 #if canImport(Glibc)
 import Glibc

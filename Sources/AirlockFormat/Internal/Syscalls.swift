@@ -1,4 +1,4 @@
-import CSystem
+import CAirlockSystem
 
 #if canImport(Glibc)
 import Glibc

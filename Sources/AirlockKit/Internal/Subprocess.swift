@@ -1,5 +1,5 @@
 import AirlockFormat
-import CSystem
+import CAirlockSystem
 
 #if canImport(Glibc)
 import Glibc

@@ -99,6 +99,12 @@ public struct Site: Sendable {
         try Manifest.parse(manifestBytes(name, dir))
     }
 
+    /// How the installed release `dir` of `name` runs as a service (its manifest's `serve`), nil
+    /// when it declares none. Throws what reading and parsing its manifest throw.
+    public func serveSpec(_ name: String, _ dir: String) throws -> ServeSpec? {
+        try manifest(name, dir).serve
+    }
+
     /// Creates a folder of the site's own when it is missing (its parent is flushed, so the
     /// new folder survives a power loss) and checks that it is a real folder of the site's
     /// owner (`what` names it in the refusal).

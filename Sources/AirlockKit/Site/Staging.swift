@@ -1,5 +1,5 @@
 import AirlockFormat
-import CSystem
+import CAirlockSystem
 import Foundation
 
 #if canImport(Glibc)

@@ -1,7 +1,7 @@
 // The few Linux calls Swift's Glibc module does not declare (they need _GNU_SOURCE or are
 // glibc extensions), each behind a function of our own so Swift calls a declared prototype.
-#ifndef AIRLOCK_CSYSTEM_H
-#define AIRLOCK_CSYSTEM_H
+#ifndef AIRLOCK_CAIRLOCKSYSTEM_H
+#define AIRLOCK_CAIRLOCKSYSTEM_H
 #include <spawn.h>
 
 /// syncfs(2): flushes the file system that holds `fd`.

@@ -4,7 +4,7 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <unistd.h>
-#include "CSystem.h"
+#include "CAirlockSystem.h"
 
 int airlock_syncfs(int fd) { return syncfs(fd); }
 

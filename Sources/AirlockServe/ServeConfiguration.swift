@@ -1,0 +1,21 @@
+import AirlockKit
+
+/// What `airlock serve` is asked to do: which site, which names, where to listen.
+public struct ServeConfiguration: Sendable {
+    /// The site whose releases it runs.
+    public var site: Site
+    /// The release names it manages (each routed under `/<name>/`).
+    public var names: [String]
+    /// The address it listens on: loopback unless the admin says otherwise.
+    public var host = "127.0.0.1"
+    /// The port it listens on.
+    public var port = 8470
+    /// The largest request body it forwards, in bytes.
+    public var maxBodyBytes = 1 << 20
+
+    /// A configuration for `names` on `site`, listening on 127.0.0.1:8470.
+    public init(site: Site, names: [String]) {
+        self.site = site
+        self.names = names
+    }
+}

@@ -1,0 +1,151 @@
+import Foundation
+import Testing
+
+/// `airlock serve` (issue 11, first part): the current release's runtime kept warm, requests
+/// routed to it by name with their task id, `current` followed, a crashed runtime restarted,
+/// everything stopped on SIGTERM.
+@Suite(.serialized) struct ServeTests {
+    static let server = """
+        import http.server, json, os, sys
+        class H(http.server.BaseHTTPRequestHandler):
+            def reply(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                data = json.dumps({"release": os.environ.get("AIRLOCK_RELEASE"), "path": self.path,
+                                   "task": self.headers.get("X-Task-Id"), "body": body.decode()}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            do_GET = reply
+            do_POST = reply
+            def log_message(self, *a): pass
+        http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+        """
+
+    /// One HTTP request through Python's standard library: status, the X-Airlock-Release
+    /// header, and the body.
+    static let client = """
+        import json, sys, urllib.request, urllib.error
+        url, method, task, body = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+        data = b"x" * int(body[5:]) if body.startswith("SIZE:") else body.encode()
+        req = urllib.request.Request(url, method=method, data=data if body else None)
+        if task: req.add_header("X-Task-Id", task)
+        try:
+            r = urllib.request.urlopen(req, timeout=10)
+            status, headers, data = r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            status, headers, data = e.code, e.headers, e.read()
+        print(json.dumps({"status": status, "release": headers.get("X-Airlock-Release"), "body": data.decode()}))
+        """
+
+    struct Reply {
+        var status: Int
+        var release: String?
+        var body: [String: Any]
+    }
+
+    static func request(_ url: String, method: String = "GET", task: String? = nil, body: String = "") throws -> Reply? {
+        let r = try CLI.run(["python3", "-c", client, url, method, task ?? "", body], executable: "/usr/bin/env")
+        guard r.status == 0, let o = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] else { return nil }
+        let inner = (try? JSONSerialization.jsonObject(with: Data(((o["body"] as? String) ?? "").utf8))) as? [String: Any] ?? [:]
+        return Reply(status: o["status"] as? Int ?? 0, release: o["release"] as? String, body: inner)
+    }
+
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    /// Waits until `check` holds, at most `seconds`.
+    static func eventually(_ seconds: Double, _ check: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try check() { return true }
+            usleep(100_000)
+        }
+        return false
+    }
+
+    @Test func routesByTaskFollowsCurrentRestartsAndStops() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("airlock-serve-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir + "/rel/code", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        chmod(dir, 0o755)  // runtimes run as nobody when the tests run as root
+        try Self.server.write(toFile: dir + "/rel/code/server.py", atomically: true, encoding: .utf8)
+        func spec(_ version: String, _ sequence: Int) throws {
+            try
+                "name: svc\nversion: \(version)\nsequence: \(sequence)\ncomponents: { code: code/ }\nserve: { command: python3 code/server.py, ready: /ready }\n"
+                .write(toFile: dir + "/rel/airlock.yaml", atomically: true, encoding: .utf8)
+        }
+        let root = dir + "/root"
+        #expect(try CLI.run(["key", "generate", "--out", dir + "/vendor"]).status == 0)
+        try FileManager.default.createDirectory(atPath: root + "/.trust", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: dir + "/vendor.pub", toPath: root + "/.trust/vendor.pub")
+        try spec("1.0.0", 1)
+        #expect(try CLI.run(["pack", dir + "/rel", "--key", dir + "/vendor.key", "--out", dir + "/v1.airlock"]).status == 0)
+        try spec("2.0.0", 2)
+        #expect(try CLI.run(["pack", dir + "/rel", "--key", dir + "/vendor.key", "--out", dir + "/v2.airlock"]).status == 0)
+        let installed = try CLI.run(["install", dir + "/v1.airlock", "--root", root, "--activate", "--json"])
+        #expect(installed.status == 0, "\(installed.stderr)")
+        let v1 = (try JSONSerialization.jsonObject(with: Data(installed.stdout.utf8)) as? [String: Any])?["release"] as? String
+
+        let port = Self.freePort()
+        let base = "http://127.0.0.1:\(port)"
+        let serve = Process()
+        serve.executableURL = URL(fileURLWithPath: CLI.binary)
+        serve.arguments = ["serve", "svc", "--root", root, "--listen", "127.0.0.1:\(port)"]
+        serve.standardOutput = FileHandle.nullDevice
+        serve.standardError = FileHandle.nullDevice
+        try serve.run()
+        defer { if serve.isRunning { serve.terminate() } }
+
+        // Ready: the current release answers through the router.
+        #expect(try Self.eventually(20) { try Self.request(base + "/svc/ready", task: "t0")?.status == 200 })
+        let r = try #require(try Self.request(base + "/svc/v1/answer?x=1", method: "POST", task: "task-1", body: "hello"))
+        #expect(r.status == 200 && r.release == v1)
+        #expect(r.body["release"] as? String == v1 && r.body["path"] as? String == "/v1/answer?x=1")
+        #expect(r.body["task"] as? String == "task-1" && r.body["body"] as? String == "hello")
+
+        // Bad input: a clear 4xx with a JSON error.
+        let noTask = try #require(try Self.request(base + "/svc/v1/answer"))
+        #expect(noTask.status == 400 && (noTask.body["error"] as? String)?.contains("X-Task-Id") == true)
+        #expect(try Self.request(base + "/other/v1/answer", task: "t")?.status == 404)
+        #expect(try Self.request(base + "/svc/v1/answer", method: "POST", task: "t", body: "SIZE:\(2 << 20)")?.status == 413)
+
+        // `current` moves (an admin activates 2.0.0): serve follows it.
+        let second = try CLI.run(["install", dir + "/v2.airlock", "--root", root, "--activate", "--json"])
+        #expect(second.status == 0, "\(second.stderr)")
+        let v2 = (try JSONSerialization.jsonObject(with: Data(second.stdout.utf8)) as? [String: Any])?["release"] as? String
+        #expect(try Self.eventually(20) { try Self.request(base + "/svc/v1/x", task: "t2")?.release == v2 })
+
+        // The runtime crashes: it is started again and served once ready.
+        let status = try #require(try Self.request(base + "/status"))
+        let pid = try #require(((status.body["names"] as? [String: Any])?["svc"] as? [String: Any])?["pid"] as? Int)
+        kill(-Int32(pid), SIGKILL)
+        #expect(
+            try Self.eventually(20) {
+                guard let s = try Self.request(base + "/status"),
+                    let svc = (s.body["names"] as? [String: Any])?["svc"] as? [String: Any]
+                else { return false }
+                return (svc["pid"] as? Int).map { $0 != pid } == true && svc["ready"] as? Bool == true
+            })
+        #expect(try Self.request(base + "/svc/v1/x", task: "t3")?.status == 200)
+
+        // SIGTERM: serve stops, and its runtime with it.
+        let last = try #require(((try Self.request(base + "/status"))?.body["names"] as? [String: Any])?["svc"] as? [String: Any])
+        let runtime = try #require(last["pid"] as? Int)
+        serve.terminate()
+        serve.waitUntilExit()
+        #expect(serve.terminationStatus == 0)
+        #expect(kill(Int32(runtime), 0) != 0)
+    }
+}
