@@ -28,7 +28,12 @@ public enum AirlockServer {
         let supervisor = Supervisor(site: configuration.site, names: configuration.names, client: client, logger: logger)
         let router = Router()
         router.get("/healthz") { _, _ in json(.ok, ["ok": .bool(true)]) }
-        router.get("/status") { _, _ in json(.ok, ["names": .object(await supervisor.status())]) }
+        router.get("/status") { request, _ in
+            guard let token = configuration.token, ServeToken.authorizes(request.headers[.authorization], token: token) else {
+                return error(.unauthorized, "the control endpoints need Authorization: Bearer <the token in \(configuration.site.path(SiteLayout.serveToken))>")
+            }
+            return json(.ok, ["names": .object(await supervisor.status())])
+        }
         for method: HTTPRequest.Method in [.get, .post, .put, .patch, .delete] {
             router.on("/{name}/**", method: method) { request, context in
                 try await forward(request, context, configuration: configuration, supervisor: supervisor, client: client)

@@ -12,6 +12,8 @@ public struct ServeConfiguration: Sendable {
     public var port = 8470
     /// The largest request body it forwards, in bytes.
     public var maxBodyBytes = 1 << 20
+    /// The bearer token its control endpoints require (`ServeToken`); nil refuses them all.
+    public var token: String?
 
     /// A configuration for `names` on `site`, listening on 127.0.0.1:8470.
     public init(site: Site, names: [String]) {

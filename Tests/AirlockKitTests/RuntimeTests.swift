@@ -115,3 +115,32 @@ import Testing
         } throws: { ($0 as? AirlockError)?.code == "release-unknown" }
     }
 }
+
+/// The serve token: made once, exclusively, 0600; a token others can read, or a link in its
+/// place, is refused and never followed.
+@Suite struct ServeTokenTests {
+    @Test func madeOnceSecretAndNeverFollowed() throws {
+        let tmp = TempDir()
+        let site = Site(root: tmp.file("root"))
+        #expect(try ServeToken.load(site: site, create: false) == nil)
+        let token = try #require(try ServeToken.load(site: site, create: true))
+        #expect(token.utf8.count == 64 && SHA256Digest(hex: token) != nil)
+        #expect(try ServeToken.load(site: site, create: true) == token)
+        var st = stat()
+        #expect(lstat(site.path(SiteLayout.serveToken), &st) == 0 && st.st_mode & 0o777 == 0o600)
+        #expect(ServeToken.authorizes("Bearer \(token)", token: token))
+        #expect(!ServeToken.authorizes("Bearer \(String(token.dropLast()))0", token: token) || token.hasSuffix("0"))
+        #expect(!ServeToken.authorizes(token, token: token) && !ServeToken.authorizes(nil, token: token))
+
+        chmod(site.path(SiteLayout.serveToken), 0o644)
+        #expect { try ServeToken.load(site: site, create: true) } throws: { ($0 as? AirlockError)?.code == "site-unsafe" }
+        chmod(site.path(SiteLayout.serveToken), 0o600)
+
+        // A link planted in its place is refused, and its target is neither read nor written.
+        tmp.write("elsewhere", "secret of another program\n")
+        unlink(site.path(SiteLayout.serveToken))
+        symlink(tmp.file("elsewhere"), site.path(SiteLayout.serveToken))
+        #expect { try ServeToken.load(site: site, create: true) } throws: { ($0 as? AirlockError)?.code == "site-unsafe" }
+        #expect(try String(contentsOfFile: tmp.file("elsewhere"), encoding: .utf8) == "secret of another program\n")
+    }
+}

@@ -28,10 +28,11 @@ import Testing
     /// header, and the body.
     static let client = """
         import json, sys, urllib.request, urllib.error
-        url, method, task, body = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+        url, method, task, body, token = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
         data = b"x" * int(body[5:]) if body.startswith("SIZE:") else body.encode()
         req = urllib.request.Request(url, method=method, data=data if body else None)
         if task: req.add_header("X-Task-Id", task)
+        if token: req.add_header("Authorization", "Bearer " + token)
         try:
             r = urllib.request.urlopen(req, timeout=10)
             status, headers, data = r.status, r.headers, r.read()
@@ -46,8 +47,8 @@ import Testing
         var body: [String: Any]
     }
 
-    static func request(_ url: String, method: String = "GET", task: String? = nil, body: String = "") throws -> Reply? {
-        let r = try CLI.run(["python3", "-c", client, url, method, task ?? "", body], executable: "/usr/bin/env")
+    static func request(_ url: String, method: String = "GET", task: String? = nil, body: String = "", token: String = "") throws -> Reply? {
+        let r = try CLI.run(["python3", "-c", client, url, method, task ?? "", body, token], executable: "/usr/bin/env")
         guard r.status == 0, let o = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] else { return nil }
         let inner = (try? JSONSerialization.jsonObject(with: Data(((o["body"] as? String) ?? "").utf8))) as? [String: Any] ?? [:]
         return Reply(status: o["status"] as? Int ?? 0, release: o["release"] as? String, body: inner)
@@ -128,12 +129,18 @@ import Testing
         #expect(try Self.eventually(20) { try Self.request(base + "/svc/v1/x", task: "t2")?.release == v2 })
 
         // The runtime crashes: it is started again and served once ready.
-        let status = try #require(try Self.request(base + "/status"))
+        // The control endpoints need the site's token (0600, made by serve).
+        var tokenFile = stat()
+        #expect(lstat(root + "/.serve-token", &tokenFile) == 0 && tokenFile.st_mode & 0o777 == 0o600)
+        let token = try String(contentsOfFile: root + "/.serve-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try Self.request(base + "/status")?.status == 401)
+        #expect(try Self.request(base + "/status", token: String(repeating: "0", count: 64))?.status == 401)
+        let status = try #require(try Self.request(base + "/status", token: token))
         let pid = try #require(((status.body["names"] as? [String: Any])?["svc"] as? [String: Any])?["pid"] as? Int)
         kill(-Int32(pid), SIGKILL)
         #expect(
             try Self.eventually(20) {
-                guard let s = try Self.request(base + "/status"),
+                guard let s = try Self.request(base + "/status", token: token),
                     let svc = (s.body["names"] as? [String: Any])?["svc"] as? [String: Any]
                 else { return false }
                 return (svc["pid"] as? Int).map { $0 != pid } == true && svc["ready"] as? Bool == true
@@ -141,7 +148,7 @@ import Testing
         #expect(try Self.request(base + "/svc/v1/x", task: "t3")?.status == 200)
 
         // SIGTERM: serve stops, and its runtime with it.
-        let last = try #require(((try Self.request(base + "/status"))?.body["names"] as? [String: Any])?["svc"] as? [String: Any])
+        let last = try #require(((try Self.request(base + "/status", token: token))?.body["names"] as? [String: Any])?["svc"] as? [String: Any])
         let runtime = try #require(last["pid"] as? Int)
         serve.terminate()
         serve.waitUntilExit()

@@ -26,6 +26,8 @@ public enum SiteLayout {
     public static let approvers = TrustStore.approversFolder
     /// The site's policy file in the trust store (`policy.json`).
     public static let policy = TrustPolicy.fileName
+    /// The bearer token `airlock serve`'s control endpoints require (0600, 64 hex digits).
+    public static let serveToken = ".serve-token"
     /// Approvals of bundle ids: `.approvals/<bundle hex>/<approver key id>.sig`.
     public static let approvals = ".approvals"
     /// Per name: the folder of installed releases.

@@ -58,6 +58,15 @@ enum SiteSafety {
         for file in [SiteLayout.lock, SiteLayout.history] {
             try expect(site.path(file), S_IFREG, owner: owner, what: "a file of its own")
         }
+        // The serve token is a secret: nobody but the owner may read it either.
+        try expect(site.path(SiteLayout.serveToken), S_IFREG, owner: owner, what: "its serve token file")
+        var token = stat()
+        if lstat(site.path(SiteLayout.serveToken), &token) == 0, token.st_mode & 0o077 != 0 {
+            throw AirlockError(
+                .io, .siteUnsafe,
+                "\(site.path(SiteLayout.serveToken)) is readable by other users (mode \(String(token.st_mode & 0o7777, radix: 8))); it is the secret of airlock serve's control endpoints: `chmod 600` it, or remove it (serve makes a new one) and run the command again"
+            )
+        }
         // The shards of the store: real folders with two-hex-digit names, nothing else.
         let objects = site.path(SiteLayout.objects, SiteLayout.objectsAlgorithm)
         for shard in FileIO.entries(ofDirectory: objects) ?? [] {

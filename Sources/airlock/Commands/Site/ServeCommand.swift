@@ -28,6 +28,7 @@ struct ServeCommand: SiteCommand {
         let site = siteOptions.site
         for name in names { try site.requireInstalled(name) }
         var configuration = ServeConfiguration(site: site, names: names)
+        configuration.token = try ServeToken.load(site: site, create: true, lockTimeout: siteOptions.lockTimeout)
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (1...65535).contains(port) else {
             throw AirlockError(.usage, .endpointInvalid, "--listen \(listen) is not HOST:PORT (for example 127.0.0.1:8470)")
         }
