@@ -25,9 +25,15 @@ public enum AirlockServer {
     /// binding the address throws.
     public static func run(_ configuration: ServeConfiguration, logger: Logger = Logger(label: "airlock.serve")) async throws {
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        let supervisor = Supervisor(site: configuration.site, names: configuration.names, client: client, logger: logger)
+        let metrics = ServeMetrics()
+        let supervisor = Supervisor(site: configuration.site, names: configuration.names, client: client, logger: logger, metrics: metrics)
         let router = Router()
         router.get("/healthz") { _, _ in json(.ok, ["ok": .bool(true)]) }
+        router.get("/metrics") { _, _ in
+            var buffer = ByteBuffer()
+            buffer.writeBytes(metrics.exposition())
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: buffer))
+        }
         router.get("/status") { request, _ in
             guard let token = configuration.token, ServeToken.authorizes(request.headers[.authorization], token: token) else {
                 return error(.unauthorized, "the control endpoints need Authorization: Bearer <the token in \(configuration.site.path(SiteLayout.serveToken))>")
@@ -36,7 +42,12 @@ public enum AirlockServer {
         }
         for method: HTTPRequest.Method in [.get, .post, .put, .patch, .delete] {
             router.on("/{name}/**", method: method) { request, context in
-                try await forward(request, context, configuration: configuration, supervisor: supervisor, client: client)
+                let name = context.parameters.get("name") ?? ""
+                let response = try await forward(request, context, configuration: configuration, supervisor: supervisor, client: client)
+                if configuration.names.contains(name) {
+                    metrics.request(name: name, release: response.headers[releaseHeader], code: response.status.code)
+                }
+                return response
             }
         }
         let app = Application(

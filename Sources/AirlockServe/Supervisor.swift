@@ -29,9 +29,11 @@ actor Supervisor {
     private let names: [String]
     private let client: HTTPClient
     private let logger: Logger
+    private let metrics: ServeMetrics
     private var managed: [String: Managed] = [:]
 
-    init(site: Site, names: [String], client: HTTPClient, logger: Logger) {
+    init(site: Site, names: [String], client: HTTPClient, logger: Logger, metrics: ServeMetrics) {
+        self.metrics = metrics
         self.site = site
         self.names = names
         self.client = client
@@ -68,12 +70,15 @@ actor Supervisor {
                 // `current` moved: serve the new release from now on.
                 logger.info("\(name): current is now \(current ?? "none"); stopping \(r.release)")
                 r.stop(graceSeconds: 5)
+                metrics.ready(name: name, release: r.release, false)
                 m = Managed()
             }
             if let r = m.runtime, !r.isRunning {
                 m.failures += 1
                 m.lastError = "\(r.release) \(r.ended ?? "stopped"): \(r.outputTail(bytes: 300).trimmingCharacters(in: .whitespacesAndNewlines))"
                 logger.warning("\(name): runtime \(m.lastError!)")
+                metrics.ready(name: name, release: r.release, false)
+                metrics.restart(name: name)
                 m.runtime = nil
                 m.ready = false
                 m.nextStart = now + min(30, pow(2, Double(min(m.failures, 5)) - 1))
@@ -97,6 +102,7 @@ actor Supervisor {
             if let r = m.runtime, !m.ready {
                 m.ready = await probe(r)
                 if m.ready {
+                    metrics.ready(name: name, release: r.release, true)
                     logger.info("\(name): \(r.release) is ready")
                     m.failures = 0
                 }

@@ -147,6 +147,15 @@ import Testing
             })
         #expect(try Self.request(base + "/svc/v1/x", task: "t3")?.status == 200)
 
+        // Prometheus metrics: requests by release and code, readiness, restarts.
+        let metrics = try CLI.run(
+            ["python3", "-c", "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1]).read().decode())", base + "/metrics"],
+            executable: "/usr/bin/env")
+        #expect(metrics.stdout.contains("airlock_requests_total{name=\"svc\",release=\"\(v1 ?? "")\",code=\"200\"}"), "\(metrics.stdout)")
+        #expect(metrics.stdout.contains("airlock_requests_total{name=\"svc\",release=\"none\",code=\"400\"} 1"), "\(metrics.stdout)")
+        #expect(metrics.stdout.contains("airlock_runtime_restarts_total{name=\"svc\"} 1"), "\(metrics.stdout)")
+        #expect(metrics.stdout.contains("airlock_runtime_ready{name=\"svc\",release=\"\(v2 ?? "")\"} 1"), "\(metrics.stdout)")
+
         // SIGTERM: serve stops, and its runtime with it.
         let last = try #require(((try Self.request(base + "/status", token: token))?.body["names"] as? [String: Any])?["svc"] as? [String: Any])
         let runtime = try #require(last["pid"] as? Int)
