@@ -156,6 +156,23 @@ import Testing
         #expect(metrics.stdout.contains("airlock_runtime_restarts_total{name=\"svc\"} 1"), "\(metrics.stdout)")
         #expect(metrics.stdout.contains("airlock_runtime_ready{name=\"svc\",release=\"\(v2 ?? "")\"} 1"), "\(metrics.stdout)")
 
+        // The last-good release (1.0.0, the rollback target) is kept warm: a rollback takes the
+        // traffic to it as soon as serve sees the pointer, without starting anything.
+        #expect(
+            try Self.eventually(20) {
+                let svc = (try Self.request(base + "/status", token: token))?.body["names"] as? [String: Any]
+                let lastGood = (svc?["svc"] as? [String: Any])?["last_good"] as? [String: Any]
+                return lastGood?["release"] as? String == v1 && lastGood?["ready"] as? Bool == true
+            })
+        let warm = (((try Self.request(base + "/status", token: token))?.body["names"] as? [String: Any])?["svc"] as? [String: Any])?["last_good"]
+        let warmPID = (warm as? [String: Any])?["pid"] as? Int
+        #expect(try CLI.run(["rollback", "svc", "--root", root]).status == 0)
+        let flipped = Date()
+        #expect(try Self.eventually(10) { try Self.request(base + "/svc/v1/x", task: "t4")?.release == v1 })
+        #expect(Date().timeIntervalSince(flipped) < 3, "the warm last-good release took \(Date().timeIntervalSince(flipped)) s")
+        let now = ((try Self.request(base + "/status", token: token))?.body["names"] as? [String: Any])?["svc"] as? [String: Any]
+        #expect(now?["release"] as? String == v1 && now?["pid"] as? Int == warmPID)
+
         // SIGTERM: serve stops, and its runtime with it.
         let last = try #require(((try Self.request(base + "/status", token: token))?.body["names"] as? [String: Any])?["svc"] as? [String: Any])
         let runtime = try #require(last["pid"] as? Int)

@@ -99,6 +99,12 @@ public struct Site: Sendable {
         try Manifest.parse(manifestBytes(name, dir))
     }
 
+    /// The release a rollback of `name` would switch to (the one active before `current`: the
+    /// last-good release), nil when there is none. Throws what reading the name's state throws.
+    public func rollbackTarget(_ name: String) throws -> String? {
+        try NameState.load(self, name).reconciled(installed: releases(name), current: current(name)).rollbackTarget
+    }
+
     /// How the installed release `dir` of `name` runs as a service (its manifest's `serve`), nil
     /// when it declares none. Throws what reading and parsing its manifest throw.
     public func serveSpec(_ name: String, _ dir: String) throws -> ServeSpec? {
