@@ -292,6 +292,22 @@ extension Release {
         #expect(try SiteAdmin.remove(site: t.site, name: "support-agent", release: dirs[2]) == dirs[2])
     }
 
+    /// A commit killed between its link and its rename leaves `.tmp-<hex>` in a shard: gc
+    /// removes the name (the content stays where else it is linked) and nothing else.
+    @Test func gcRemovesTemporariesAKilledCommitLeft() throws {
+        let t = try TestSite()
+        let r = try t.install(releaseBundle(v1), activate: true)
+        let shard = t.site.path(SiteLayout.objects, SiteLayout.objectsAlgorithm, "ab")
+        try FileManager.default.createDirectory(atPath: shard, withIntermediateDirectories: true)
+        chmod(shard, 0o755)
+        try Data("half".utf8).write(to: URL(fileURLWithPath: shard + "/.tmp-0123456789abcdef"))
+        try Data("not ours".utf8).write(to: URL(fileURLWithPath: shard + "/.tmp-notahexname"))
+        _ = try SiteAdmin.gc(site: t.site)
+        #expect(!FileManager.default.fileExists(atPath: shard + "/.tmp-0123456789abcdef"))
+        #expect(FileManager.default.fileExists(atPath: shard + "/.tmp-notahexname"))
+        #expect(try SiteAdmin.audit(site: t.site, name: "support-agent", release: r.release).clean)
+    }
+
     @Test func auditFindsDrift() throws {
         let t = try TestSite()
         let r = try t.install(releaseBundle(v1), activate: true)

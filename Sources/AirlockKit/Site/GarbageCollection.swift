@@ -81,6 +81,13 @@ extension SiteAdmin {
                 }
                 throw AirlockError.io(.readFailed, "cannot open \(objects)/\(shard)", errno: errno)
             }
+            for f in FileIO.entries(dir) where isLeftoverTemporary(f) {
+                // A commit killed between its link and its rename (commits run under the lock
+                // gc holds, so none is in progress): the name goes, the content stays wherever
+                // else it is linked.
+                var st = stat()
+                if fstatat(dir, f, &st, AT_SYMLINK_NOFOLLOW) == 0, (st.st_mode & S_IFMT) == S_IFREG { _ = Sys.unlinkat(dir, f, 0) }
+            }
             for f in FileIO.entries(dir) where isObjectName(f, shard: shard) {
                 var st = stat()
                 if fstatat(dir, f, &st, AT_SYMLINK_NOFOLLOW) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1, Sys.unlinkat(dir, f, 0) == 0 {
@@ -91,6 +98,14 @@ extension SiteAdmin {
             close(dir)
             _ = Sys.unlinkat(store, shard, AT_REMOVEDIR)  // only succeeds when empty
         }
+    }
+
+    /// `.tmp-<1 to 32 lowercase hex>`: the temporary name `Staging.commitObject` gives an object
+    /// before it renames it into place.
+    static func isLeftoverTemporary(_ name: String) -> Bool {
+        guard name.hasPrefix(SiteLayout.temporaryMarker) else { return false }
+        let rest = name.utf8.dropFirst(SiteLayout.temporaryMarker.utf8.count)
+        return (1...32).contains(rest.count) && rest.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 
     /// `<64 lowercase hex>` or that with `.x`, starting with the shard's two digits.
