@@ -200,6 +200,16 @@ extension FileIO {
         removeTree(at: parent, base)
     }
 
+    /// Removes the folder `path` when it is empty, relative to its parent opened without
+    /// following a link (`rmdir` of the last component only).
+    package static func removeEmptyFolder(_ path: String) {
+        let (dir, base) = split(path)
+        let parent = Sys.open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard parent >= 0 else { return }
+        defer { close(parent) }
+        _ = Sys.unlinkat(parent, base, AT_REMOVEDIR)
+    }
+
     package static func removeTree(at parent: Int32, _ name: String) {
         removeTree(at: parent, raw: Array(name.utf8CString))
     }

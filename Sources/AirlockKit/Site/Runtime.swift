@@ -173,13 +173,9 @@ public final class Runtime {
     }
 
     static func removeSocketFolder(fd: Int32, path: String) {
-        FileIO.removeTree(at: fd, "runtime.sock")
-        let parent = String(path[..<path.lastIndex(of: "/")!]), name = String(path[path.index(after: path.lastIndex(of: "/")!)...])
-        let pfd = Sys.open(parent, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        if pfd >= 0 {
-            _ = Sys.unlinkat(pfd, name, AT_REMOVEDIR)
-            close(pfd)
-        }
+        // The socket, and whatever else the runtime made beside it.
+        for entry in FileIO.entries(fd) { FileIO.removeTree(at: fd, entry) }
+        FileIO.removeEmptyFolder(path)
         close(fd)
     }
 }

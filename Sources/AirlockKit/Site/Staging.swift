@@ -114,12 +114,7 @@ final class Staging {
     func remove() {
         folders.closeAll()
         FileIO.removeTree(at: dirFD, Self.releaseName)
-        let parent = String(path[..<path.lastIndex(of: "/")!]), name = String(path[path.index(after: path.lastIndex(of: "/")!)...])
-        let pfd = Sys.open(parent, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        if pfd >= 0 {
-            _ = Sys.unlinkat(pfd, name, AT_REMOVEDIR)
-            close(pfd)
-        }
+        FileIO.removeEmptyFolder(path)
     }
 
     /// `what` is an action in -ing form ("creating X").
