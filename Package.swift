@@ -37,11 +37,11 @@ let package = Package(
         // What a bundle is and how it is verified: the format, keys, the trust store and the
         // verifier. No site, no governance, no YAML: a verify-only user links only this.
         .target(name: "AirlockFormat", dependencies: ["CArchive", "COpenSSL", "CAirlockSystem"]),
-        // Packing, the site (install, activation, history) and governance (permissions,
-        // approvals, eval, evidence).
+        // Packing, the site (install, activation, history, rollout state) and governance
+        // (permissions, approvals, eval, evidence).
         .target(
             name: "AirlockKit",
-            dependencies: ["AirlockFormat", "CAirlockSystem", .product(name: "Yams", package: "Yams")]
+            dependencies: ["AirlockFormat", "AirlockRollout", "CAirlockSystem", .product(name: "Yams", package: "Yams")]
         ),
         // The rollout's decisions (task-sticky assignment, the canary's sequential tests, circuit
         // breakers): pure Swift on top of the format's digests, no SwiftNIO.
@@ -62,7 +62,7 @@ let package = Package(
         .executableTarget(
             name: "airlock",
             dependencies: [
-                "AirlockKit", "AirlockFormat", "AirlockServe", "CAirlockSystem",
+                "AirlockKit", "AirlockFormat", "AirlockRollout", "AirlockServe", "CAirlockSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -73,7 +73,7 @@ let package = Package(
             name: "airlock-bench",
             dependencies: ["AirlockBench", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "AirlockKitTests", dependencies: ["AirlockKit", "AirlockFormat"]),
+        .testTarget(name: "AirlockKitTests", dependencies: ["AirlockKit", "AirlockFormat", "AirlockRollout"]),
         .testTarget(name: "AirlockBenchTests", dependencies: ["AirlockBench"]),
         .testTarget(name: "AirlockRolloutTests", dependencies: ["AirlockRollout"]),
         .testTarget(name: "airlockTests", dependencies: ["AirlockKit", "AirlockFormat"]),

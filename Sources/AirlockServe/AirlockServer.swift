@@ -1,5 +1,6 @@
 import AirlockFormat
 import AirlockKit
+import AirlockRollout
 import AsyncHTTPClient
 import Foundation
 import HTTPTypes
@@ -23,23 +24,49 @@ public enum AirlockServer {
 
     /// Runs until SIGTERM or SIGINT; every runtime is stopped on the way out. Throws what
     /// binding the address throws.
+    /// The prefix of the daemon's own endpoints: release names start with a letter or digit,
+    /// so no name's route can take it.
+    public static let controlPrefix = "/_airlock"
+    /// The largest outcome report, in bytes.
+    public static let maxOutcomeBytes = 16 << 10
+
+    /// Runs until SIGTERM or SIGINT; every runtime is stopped on the way out. Throws what
+    /// opening the names' rollout state throws (`site-busy` when another `serve` serves one
+    /// of them) and what binding the address throws.
     public static func run(_ configuration: ServeConfiguration, logger: Logger = Logger(label: "airlock.serve")) async throws {
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         let metrics = ServeMetrics()
         let supervisor = Supervisor(site: configuration.site, names: configuration.names, client: client, logger: logger, metrics: metrics)
+        do {
+            try await supervisor.prepare()
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
         let router = Router()
-        router.get("/healthz") { _, _ in json(.ok, ["ok": .bool(true)]) }
-        router.get("/metrics") { _, _ in
+        router.get("\(controlPrefix)/healthz") { _, _ in json(.ok, ["ok": .bool(true)]) }
+        router.get("\(controlPrefix)/metrics") { _, _ in
             var buffer = ByteBuffer()
             buffer.writeBytes(metrics.exposition())
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: buffer))
         }
-        router.get("/status") { request, _ in
+        @Sendable func unauthorized(_ request: Request) -> Response? {
             guard let token = configuration.token, ServeToken.authorizes(request.headers[.authorization], token: token) else {
-                return error(.unauthorized, "the control endpoints need Authorization: Bearer <the token in \(configuration.site.path(SiteLayout.serveToken))>")
+                return error(
+                    .unauthorized,
+                    "the control and outcome endpoints need Authorization: Bearer <the token in \(configuration.site.path(SiteLayout.serveToken))>")
             }
+            return nil
+        }
+        router.get("\(controlPrefix)/status") { request, _ in
+            if let refused = unauthorized(request) { return refused }
             return json(.ok, ["names": .object(await supervisor.status())])
         }
+        router.post("\(controlPrefix)/outcomes/{name}") { request, context in
+            if let refused = unauthorized(request) { return refused }
+            return await outcome(request, context, configuration: configuration, supervisor: supervisor)
+        }
+        router.on("\(controlPrefix)/**", method: .get) { _, _ in error(.notFound, "no such endpoint; see docs/rollout.md, \"HTTP API\"") }
         for method: HTTPRequest.Method in [.get, .post, .put, .patch, .delete] {
             router.on("/{name}/**", method: method) { request, context in
                 let name = context.parameters.get("name") ?? ""
@@ -72,6 +99,86 @@ public enum AirlockServer {
         try await client.shutdown()
     }
 
+    /// `POST /_airlock/outcomes/{name}` with `{"task_id", "success", "cost", "intervention",
+    /// "error"?}`: counted once per task (docs/rollout.md, "HTTP API").
+    static func outcome(
+        _ request: Request, _ context: BasicRequestContext, configuration: ServeConfiguration, supervisor: Supervisor
+    ) async
+        -> Response
+    {
+        guard let name = context.parameters.get("name"), configuration.names.contains(name) else {
+            return error(.notFound, "no release name is served here; served: \(configuration.names.joined(separator: ", "))")
+        }
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: maxOutcomeBytes)
+        } catch {
+            return AirlockServer.error(.contentTooLarge, "an outcome report is at most \(maxOutcomeBytes) bytes")
+        }
+        let report: (task: String, outcome: TaskOutcome)
+        switch parseOutcome(Array(buffer: body)) {
+        case .failure(let e): return error(.badRequest, e.message)
+        case .success(let r): report = r
+        }
+        switch await supervisor.report(name: name, task: report.task, outcome: report.outcome) {
+        case .counted(let release):
+            return json(.ok, ["counted": .bool(true), "task_id": .string(report.task), "release": .string(release)])
+        case .refused(.unknownTask):
+            return error(.notFound, "no request of task \(report.task) was routed for \(name) (or it finished more than a day ago); nothing was counted")
+        case .refused(.duplicate(let expired)):
+            var r = json(
+                .conflict,
+                [
+                    "error": .string(
+                        expired
+                            ? "task \(report.task) had no outcome by its deadline and was counted as a failure then; this report was not counted"
+                            : "task \(report.task) already reported its outcome; a task is counted once"),
+                    "duplicate": .bool(true),
+                ])
+            r.headers[releaseHeader] = nil
+            return r
+        case .failed(let message):
+            return error(.serviceUnavailable, message)
+        }
+    }
+
+    /// Parses an outcome report: `task_id` (as `X-Task-Id`), `success` (boolean), `cost`
+    /// (dollars, finite, 0 to 1,000,000), `intervention` (boolean), optional `error` (a string
+    /// of at most 1,000 characters); no other field.
+    static func parseOutcome(_ bytes: [UInt8]) -> Result<(task: String, outcome: TaskOutcome), OutcomeError> {
+        let shape = "an outcome is {\"task_id\": \"...\", \"success\": true, \"cost\": 0.012, \"intervention\": false, \"error\": \"...\" (optional)}"
+        guard let value = try? JSONParser.parse(bytes, maxValues: 64), let o = value.objectValue else {
+            return .failure(OutcomeError("the body is not a JSON object; \(shape)"))
+        }
+        for key in o.keys where !["task_id", "success", "cost", "intervention", "error"].contains(key) {
+            return .failure(OutcomeError("unknown field \"\(key)\"; \(shape)"))
+        }
+        guard let task = o["task_id"]?.stringValue, isTaskID(task) else {
+            return .failure(OutcomeError("task_id must be the task's id as sent in X-Task-Id (1 to 128 printable ASCII characters); \(shape)"))
+        }
+        guard let success = o["success"]?.boolValue else { return .failure(OutcomeError("success must be true or false; \(shape)")) }
+        guard case .number(let text)? = o["cost"], let cost = Double(text), cost.isFinite, cost >= 0, cost <= TaskOutcome.maximumCost else {
+            return .failure(OutcomeError("cost must be a number of dollars from 0 to 1000000; \(shape)"))
+        }
+        guard let intervention = o["intervention"]?.boolValue else { return .failure(OutcomeError("intervention must be true or false; \(shape)")) }
+        if let e = o["error"] {
+            if case .null = e {
+            } else if e.stringValue == nil || e.stringValue!.count > 1000 {
+                return .failure(OutcomeError("error must be a string of at most 1000 characters; \(shape)"))
+            }
+        }
+        return .success((task, TaskOutcome(succeeded: success, cost: cost, neededIntervention: intervention)))
+    }
+
+    /// Why an outcome report does not parse.
+    struct OutcomeError: Error {
+        let message: String
+        init(_ message: String) { self.message = message }
+    }
+
+    /// 1 to 128 printable ASCII characters, no space.
+    static func isTaskID(_ s: String) -> Bool { (1...128).contains(s.utf8.count) && s.utf8.allSatisfy { (0x21...0x7E).contains($0) } }
+
     static func json(_ status: HTTPResponse.Status, _ fields: [String: JSONValue]) -> Response {
         var buffer = ByteBuffer()
         buffer.writeBytes(CanonicalJSON.encode(.object(fields)) + [0x0A])
@@ -86,11 +193,10 @@ public enum AirlockServer {
         guard let name = context.parameters.get("name"), configuration.names.contains(name) else {
             return error(.notFound, "no release name is served at this path; served: \(configuration.names.joined(separator: ", "))")
         }
-        guard let task = request.headers[taskHeader], (1...128).contains(task.utf8.count), task.utf8.allSatisfy({ (0x21...0x7E).contains($0) })
-        else {
+        guard let task = request.headers[taskHeader], isTaskID(task) else {
             return error(.badRequest, "every request needs its task id in X-Task-Id (1 to 128 printable ASCII characters)")
         }
-        guard let target = await supervisor.target(for: name) else {
+        guard let target = await supervisor.route(name: name, task: task) else {
             return error(.serviceUnavailable, "no runtime of \(name) is ready yet; try again shortly")
         }
         let body: ByteBuffer

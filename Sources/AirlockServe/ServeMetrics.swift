@@ -1,3 +1,5 @@
+import AirlockKit
+import AirlockRollout
 import Prometheus
 
 /// What `airlock serve` counts, exposed at `GET /metrics` in Prometheus' text format:
@@ -5,7 +7,18 @@ import Prometheus
 /// - `airlock_requests_total{name, release, code}`: agent requests answered, by the release
 ///   that served them and the status code (release "none" for requests no runtime served);
 /// - `airlock_runtime_ready{name, release}`: 1 while that release's runtime takes requests;
-/// - `airlock_runtime_restarts_total{name}`: runtimes that ended and were started again.
+/// - `airlock_runtime_restarts_total{name}`: runtimes that ended and were started again;
+/// - `airlock_outcomes_total{name, release, result}`: outcomes counted, `result` success,
+///   failure or expired (no report by the deadline);
+/// - `airlock_task_cost_dollars_total{name, release}` and
+///   `airlock_interventions_total{name, release}`: what the reported tasks cost and how many
+///   needed a person;
+/// - `airlock_canary_weight_percent{name}`: the active canary's weight (0: none);
+/// - `airlock_canary_tasks{name, role}`, `airlock_canary_success_ratio{name, role}` and
+///   `airlock_canary_interventions_ratio{name, role}`: the canary's current step, role
+///   `incumbent` or `candidate`;
+/// - `airlock_breaker_open{name, release}`: 1 while the release's breaker keeps tasks from it;
+/// - `airlock_breaker_window_tasks{name, release}`: the tasks in its window.
 final class ServeMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
 
@@ -28,6 +41,49 @@ final class ServeMetrics: Sendable {
     func restart(name: String) {
         registry.makeCounter(name: "airlock_runtime_restarts_total", labels: [("name", name)], help: "Runtimes that ended and were started again")
             .increment()
+    }
+
+    /// Counts one outcome.
+    func outcome(name: String, release: String, outcome: TaskOutcome, expired: Bool) {
+        let result = expired ? "expired" : outcome.succeeded ? "success" : "failure"
+        registry.makeCounter(
+            name: "airlock_outcomes_total", labels: [("name", name), ("release", release), ("result", result)],
+            help: "Task outcomes counted, by release and result"
+        ).increment()
+        guard !expired else { return }
+        registry.makeCounter(
+            name: "airlock_task_cost_dollars_total", labels: [("name", name), ("release", release)], help: "What the reported tasks cost, in dollars"
+        ).increment(by: outcome.cost)
+        if outcome.neededIntervention {
+            registry.makeCounter(
+                name: "airlock_interventions_total", labels: [("name", name), ("release", release)], help: "Reported tasks that needed a person"
+            ).increment()
+        }
+    }
+
+    /// Sets the gauges of a name's rollout.
+    func rollout(name: String, book: RolloutBook, now: Double) {
+        let weight = book.canary.map { Double($0.weight) / 100 } ?? 0
+        registry.makeGauge(name: "airlock_canary_weight_percent", labels: [("name", name)], help: "The active canary's weight in percent").set(to: weight)
+        for (role, stats) in [("incumbent", book.incumbentStats), ("candidate", book.candidateStats)] {
+            registry.makeGauge(name: "airlock_canary_tasks", labels: [("name", name), ("role", role)], help: "Tasks counted in the canary's step")
+                .set(to: Double(stats.tasks))
+            registry.makeGauge(
+                name: "airlock_canary_success_ratio", labels: [("name", name), ("role", role)], help: "Share of successful tasks in the canary's step"
+            ).set(to: stats.success.mean)
+            registry.makeGauge(
+                name: "airlock_canary_interventions_ratio", labels: [("name", name), ("role", role)],
+                help: "Share of tasks that needed a person in the canary's step"
+            ).set(to: stats.intervention.mean)
+        }
+        for (release, breaker) in book.breakers {
+            registry.makeGauge(
+                name: "airlock_breaker_open", labels: [("name", name), ("release", release)], help: "1 while the release's breaker keeps tasks from it"
+            ).set(to: breaker.allowsTasks ? 0.0 : 1.0)
+            registry.makeGauge(
+                name: "airlock_breaker_window_tasks", labels: [("name", name), ("release", release)], help: "Tasks in the breaker's window"
+            ).set(to: Double(breaker.totals(at: now).tasks))
+        }
     }
 
     /// The text exposition.

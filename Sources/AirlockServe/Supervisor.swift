@@ -1,15 +1,20 @@
 import AirlockFormat
 import AirlockKit
+import AirlockRollout
 import AsyncHTTPClient
 import Foundation
 import Logging
 
-/// Keeps warm, for each managed name, the runtimes of its `current` release and of its
-/// last-good release (the rollback target): starts them (`Runtime`), routes to `current`'s only
-/// once its ready path answers 200, starts a crashed one again with backoff, and follows the
-/// pointer: when an admin activates or rolls back, the release that becomes current takes the
-/// traffic as soon as its runtime is ready, at once when it was the warm last-good one, and a
-/// runtime no longer wanted stops.
+/// The site daemon's state, one actor: for each managed name, the runtimes it keeps warm
+/// (`current`, last-good, and the active canary's candidate), and the name's `RolloutBook`
+/// (task assignments, outcomes, the canary's statistics, the breakers) with its journal.
+///
+/// Runtimes: started with `Runtime`, routed to only once their ready path answers 200, started
+/// again with backoff after a crash; a runtime no longer wanted stops. Rollouts: every request
+/// is routed by the book (task-sticky), every outcome is journaled and then counted, and the
+/// canary's decision and the breakers run after each outcome. What changes the site (abort,
+/// advance, hold, promote, a breaker's trip and the switch to last-good) runs off the actor
+/// under the site lock, one action per name at a time, and is read back from the site.
 actor Supervisor {
     /// A runtime Airlock can route to.
     struct Target: Sendable {
@@ -20,23 +25,39 @@ actor Supervisor {
     }
 
     /// One release's runtime and its supervision.
-    private struct Entry {
+    struct Entry {
         var runtime: Runtime?
         var ready = false
         var failures = 0
         var restarts = 0
         var nextStart = 0.0
         var lastError: String?
+        var crashLoopAlerted = false
     }
 
-    private let site: Site
-    private let names: [String]
-    private let client: HTTPClient
-    private let logger: Logger
-    private let metrics: ServeMetrics
+    /// What a name's action changes on the site.
+    enum Action: Sendable {
+        case abort(canary: String, reason: String, decision: CanaryDecision?)
+        case advance(canary: String, step: Int, decision: CanaryDecision)
+        case hold(canary: String, step: Int, decision: CanaryDecision)
+        case trip(release: String, trip: BreakerTrip)
+        case drain(release: String)
+    }
+
+    let site: Site
+    let names: [String]
+    let client: HTTPClient
+    let logger: Logger
+    let metrics: ServeMetrics
+    let alerts: AlertSender
     /// Per name, per release folder.
-    private var entries: [String: [String: Entry]] = [:]
-    private var current: [String: String] = [:]
+    var entries: [String: [String: Entry]] = [:]
+    var current: [String: String] = [:]
+    var lastGood: [String: String] = [:]
+    var books: [String: RolloutBook] = [:]
+    var journals: [String: TaskJournal] = [:]
+    var pending: Set<String> = []
+    var ticks = 0
 
     init(site: Site, names: [String], client: HTTPClient, logger: Logger, metrics: ServeMetrics) {
         self.site = site
@@ -44,54 +65,274 @@ actor Supervisor {
         self.client = client
         self.logger = logger
         self.metrics = metrics
+        self.alerts = AlertSender(site: site, client: client, logger: logger)
     }
 
-    /// Where requests of `name` go now: `current`'s runtime once ready; nil before.
-    func target(for name: String) -> Target? {
-        guard let release = current[name], let e = entries[name]?[release], e.ready, let r = e.runtime else { return nil }
-        return Target(release: release, baseURL: Self.baseURL(r.address))
-    }
-
-    /// What each name runs, for `/status`: the current release's runtime (release, ready, pid,
-    /// restarts, last error) and the warm last-good one.
-    func status() -> [String: JSONValue] {
-        func describe(_ release: String, _ e: Entry?) -> [String: JSONValue] {
-            [
-                "release": .string(release), "ready": .bool(e?.ready ?? false), "pid": e?.runtime.map { .integer($0.pid) } ?? .null,
-                "restarts": .integer(e?.restarts ?? 0), "last_error": e?.lastError.map { .string($0) } ?? .null,
-            ]
-        }
-        var out: [String: JSONValue] = [:]
+    /// Opens each name's journal (taking its serve lock) and rebuilds its book. Throws
+    /// `site-busy` when another `serve` serves a name, and what reading the state throws.
+    func prepare() throws {
+        let policy = try Self.rolloutPolicy(site)
+        alerts.settings = policy.alerts
         for name in names {
-            let all = entries[name] ?? [:]
-            var o: [String: JSONValue] = current[name].map { describe($0, all[$0]) } ?? ["release": .null, "ready": .bool(false), "pid": .null]
-            o["last_good"] = all.keys.first { $0 != current[name] }.map { .object(describe($0, all[$0])) } ?? .null
-            out[name] = .object(o)
+            let journal = try TaskJournal(site: site, name: name)
+            let (events, skipped) = try TaskJournal.read(site: site, name: name)
+            if skipped > 0 { logger.warning("\(name): skipped \(skipped) journal lines that do not parse") }
+            let book = RolloutBook(
+                name: name, settings: policy.settings(for: name), canary: try CanaryStore.load(site: site, name: name),
+                breakers: try BreakerStore.load(site: site, name: name), events: events)
+            journals[name] = journal
+            books[name] = book
+            current[name] = site.current(name)
+            if let c = book.canary, c.isActive { logger.info("\(name): canary \(c.candidate) \(c.status.rawValue) at step \(c.step + 1)") }
         }
-        return out
     }
+
+    static func rolloutPolicy(_ site: Site) throws -> RolloutPolicy {
+        let dir = site.path(SiteLayout.trust)
+        guard FileManager.default.fileExists(atPath: dir) else { return RolloutPolicy() }
+        return try SiteTrust.load(directory: dir).policy.rollout
+    }
+
+    static func wallNow() -> Double { Date().timeIntervalSince1970 }
+
+    // MARK: Routing and outcomes
+
+    /// Where a request of `task` for `name` goes now, recording the task's assignment on its
+    /// first request; nil while no release can serve it.
+    func route(name: String, task: String) -> Target? {
+        guard var book = books[name], let journal = journals[name] else { return nil }
+        let ready = entries[name] ?? [:]
+        guard
+            let (release, assignment) = book.route(
+                task: task, now: Self.wallNow(), current: current[name], lastGood: lastGood[name], usable: { ready[$0]?.ready ?? false })
+        else { return nil }
+        if let assignment {
+            do {
+                try journal.append(assignment)
+            } catch {
+                logger.error("\(name): cannot record the assignment of a task: \(error)")
+                return nil
+            }
+            _ = book.apply(assignment)
+            books[name] = book
+        }
+        guard let runtime = ready[release]?.runtime else { return nil }
+        return Target(release: release, baseURL: Self.baseURL(runtime.address))
+    }
+
+    /// What an outcome report did.
+    enum Reported: Sendable {
+        case counted(release: String)
+        case refused(RolloutBook.Refusal)
+        case failed(String)
+    }
+
+    /// Counts `outcome` for `task` of `name` (journaled first), then runs the breakers and the
+    /// canary's decision.
+    func report(name: String, task: String, outcome: TaskOutcome) -> Reported {
+        guard var book = books[name], let journal = journals[name] else { return .refused(.unknownTask) }
+        switch book.report(task: task, outcome: outcome, now: Self.wallNow()) {
+        case .failure(let refusal): return .refused(refusal)
+        case .success(let event):
+            do { try journal.append(event) } catch { return .failed("cannot record the outcome: \(error)") }
+            let notices = book.apply(event)
+            books[name] = book
+            let release = book.release(of: task) ?? "?"
+            metrics.outcome(name: name, release: release, outcome: outcome, expired: false)
+            handle(name, notices)
+            decide(name)
+            return .counted(release: release)
+        }
+    }
+
+    private func handle(_ name: String, _ notices: [RolloutBook.Notice]) {
+        for case .tripped(let release, let trip) in notices {
+            logger.warning("\(name): the breaker of \(release) tripped on \(trip.reason.rawValue) (\(trip.observed) > \(trip.limit))")
+            act(name, .trip(release: release, trip: trip))
+        }
+    }
+
+    private func decide(_ name: String) {
+        guard let book = books[name], let c = book.canary, c.isActive, c.incumbent == current[name], let d = book.decision() else { return }
+        switch d.verdict {
+        case .abort(let metric):
+            act(name, .abort(canary: c.id, reason: "the candidate is worse than the incumbent on \(metric.rawValue)", decision: d))
+        case .advance where c.status == .running:
+            act(name, .advance(canary: c.id, step: c.step, decision: d))
+        case .hold where c.status == .running:
+            act(name, .hold(canary: c.id, step: c.step, decision: d))
+        default:
+            break
+        }
+    }
+
+    // MARK: Actions on the site
+
+    private func act(_ name: String, _ action: Action) {
+        guard !pending.contains(name) else { return }
+        pending.insert(name)
+        let site = self.site, alerts = self.alerts, logger = self.logger
+        let book = books[name]
+        let lastGood = self.lastGood[name], current = self.current[name]
+        Task.detached {
+            let message = Self.perform(action, site: site, name: name, book: book, current: current, lastGood: lastGood, alerts: alerts, logger: logger)
+            await alerts.deliverPending()
+            await self.finished(name, message)
+        }
+    }
+
+    /// Runs an action (blocking: the site lock, fsyncs); returns what to log.
+    static func perform(
+        _ action: Action, site: Site, name: String, book: RolloutBook?, current: String?, lastGood: String?, alerts: AlertSender, logger: Logger
+    ) -> String {
+        do {
+            switch action {
+            case .abort(let id, let reason, let decision):
+                let c = try CanaryStore.update(site: site, name: name, command: "canary abort") { c in
+                    guard c.id == id, c.isActive else { return nil }
+                    c.status = .aborted
+                    c.reason = reason
+                    return ("canary-abort", ["reason": .string(reason), "step": .integer(c.step), "by": .string("serve")])
+                }
+                alerts.queue(event: "canary-abort", name: name, reason: reason, from: c.incumbent, to: c.candidate, decision: decision, book: book)
+                return "canary of \(c.candidate) aborted: \(reason)"
+            case .advance(let id, let step, let decision):
+                guard let c = try CanaryStore.load(site: site, name: name), c.id == id, c.step == step, c.status == .running else {
+                    return "the canary changed meanwhile"
+                }
+                let next = step + 1
+                if next >= c.steps.count || c.steps[next] >= 100 {
+                    let reason =
+                        "non-inferior on every metric at the horizon of step \(step + 1) (\(decision.comparisons.first?.candidateTasks ?? 0) candidate tasks)"
+                    let p = try CanaryStore.promote(site: site, name: name, reason: reason)
+                    alerts.queue(event: "canary-promote", name: name, reason: reason, from: p.incumbent, to: p.candidate, decision: decision, book: book)
+                    return "promoted \(p.candidate)"
+                }
+                let weight = c.steps[next]
+                try CanaryStore.update(site: site, name: name, command: "canary advance") { c in
+                    guard c.id == id, c.step == step, c.status == .running else { return nil }
+                    c.step = next
+                    c.stepStartedAt = Timestamp.format(Timestamp.now())
+                    return ("canary-advance", ["step": .integer(next), "weight_percent": .number(EvalAttestation.decimal(weight))])
+                }
+                return "canary of \(c.candidate) advanced to \(EvalAttestation.decimal(weight))%"
+            case .hold(let id, let step, let decision):
+                let unproven: [String]
+                if case .hold(let metrics) = decision.verdict { unproven = metrics.map(\.rawValue) } else { unproven = [] }
+                let reason = "not shown non-inferior on \(unproven.joined(separator: ", ")) at the horizon of step \(step + 1); promote or abort"
+                let c = try CanaryStore.update(site: site, name: name, command: "canary hold") { c in
+                    guard c.id == id, c.step == step, c.status == .running else { return nil }
+                    c.status = .held
+                    c.reason = reason
+                    return ("canary-hold", ["reason": .string(reason), "step": .integer(step)])
+                }
+                alerts.queue(event: "canary-hold", name: name, reason: reason, from: c.incumbent, to: c.candidate, decision: decision, book: book)
+                return "canary of \(c.candidate) holds: \(reason)"
+            case .trip(let release, let trip):
+                let reason =
+                    "\(trip.reason.rawValue) \(EvalAttestation.decimal(trip.observed)) above its limit \(EvalAttestation.decimal(trip.limit)) over \(trip.totals.tasks) tasks in the window"
+                try BreakerStore.update(
+                    site: site, name: name, release: release, action: "breaker-trip",
+                    fields: ["reason": .string(reason), "by": .string("serve")]
+                ) { _ in BreakerRecord(state: .tripped(trip), since: trip.at) }
+                var log = "breaker of \(release) tripped: \(reason)"
+                if let c = try CanaryStore.load(site: site, name: name), c.isActive, c.candidate == release || c.incumbent == release {
+                    let why = "the breaker of \(release) tripped: \(reason)"
+                    try CanaryStore.abort(site: site, name: name, reason: why)
+                    log += "; canary aborted"
+                }
+                var to: String? = nil
+                if release == site.current(name) {
+                    if let target = lastGood {
+                        _ = try Activation.rollback(site: site, name: name, to: target)
+                        to = target
+                        log += "; switched to last-good \(target)"
+                    } else {
+                        log += "; no last-good release to switch to"
+                    }
+                }
+                alerts.queue(event: "breaker-trip", name: name, reason: reason, from: release, to: to, decision: nil, book: book, trip: trip)
+                return log
+            case .drain(let release):
+                guard let target = lastGood, site.current(name) == release else { return "nothing to drain" }
+                _ = try Activation.rollback(site: site, name: name, to: target)
+                return "\(release)'s breaker is open: switched to last-good \(target)"
+            }
+        } catch {
+            logger.error("\(name): \(error)")
+            return "failed: \(error)"
+        }
+    }
+
+    private func finished(_ name: String, _ message: String) {
+        pending.remove(name)
+        logger.notice("\(name): \(message)")
+        refresh(name)
+        decide(name)
+    }
+
+    /// Reads the name's canary, breakers and pointer again from the site.
+    private func refresh(_ name: String) {
+        guard var book = books[name] else { return }
+        if let c = try? CanaryStore.load(site: site, name: name) { book.adopt(canary: c) }
+        if let b = try? BreakerStore.load(site: site, name: name) { book.adopt(breakers: b) }
+        books[name] = book
+        current[name] = site.current(name)
+        lastGood[name] = (try? site.rollbackTarget(name)) ?? nil
+    }
+
+    // MARK: Supervision
 
     /// One round of supervision; `serve` runs it every 200 ms.
     func tick() async {
+        ticks += 1
+        if ticks % 25 == 0, let policy = try? Self.rolloutPolicy(site) {
+            alerts.settings = policy.alerts
+            for name in names { books[name]?.adopt(settings: policy.settings(for: name)) }
+        }
         let now = Timestamp.monotonicSeconds()
+        let wall = Self.wallNow()
         for name in names {
             let cur = site.current(name)
             if cur != current[name] { logger.info("\(name): current is \(cur ?? "none")") }
-            current[name] = cur
-            let lastGood = (try? site.rollbackTarget(name)) ?? nil
-            let wanted = Set([cur, lastGood].compactMap { $0 })
+            refresh(name)
+            // Outcomes past their deadline count as failures.
+            if var book = books[name], let journal = journals[name] {
+                for event in book.expired(now: wall) {
+                    guard (try? journal.append(event)) != nil else { break }
+                    if case .expired(let task, _) = event, let r = book.release(of: task) {
+                        metrics.outcome(name: name, release: r, outcome: TaskOutcome(succeeded: false, cost: 0, neededIntervention: false), expired: true)
+                    }
+                    let notices = book.apply(event)
+                    books[name] = book
+                    handle(name, notices)
+                }
+                journal.sync()
+                decide(name)
+            }
+            // A current release whose breaker is open (tripped before a restart of serve, or
+            // opened by a person) drains to last-good.
+            if let c = current[name], let book = books[name], !book.breakerAllows(c), lastGood[name] != nil,
+                entries[name]?[lastGood[name]!]?.ready == true
+            {
+                act(name, .drain(release: c))
+            }
+            var wanted = Set([current[name], lastGood[name]].compactMap { $0 })
+            if let c = books[name]?.canary, c.isActive, c.incumbent == current[name] { wanted.insert(c.candidate) }
             var all = entries[name] ?? [:]
             for (release, e) in all where !wanted.contains(release) {
                 e.runtime?.stop(graceSeconds: 5)
                 metrics.ready(name: name, release: release, false)
-                logger.info("\(name): stopped \(release) (neither current nor last-good)")
+                logger.info("\(name): stopped \(release) (not current, last-good or a canary)")
                 all[release] = nil
             }
             for release in wanted.sorted() {
                 all[release] = await supervise(name: name, release: release, all[release] ?? Entry(), now: now)
             }
             entries[name] = all
+            if let book = books[name] { metrics.rollout(name: name, book: book, now: wall) }
         }
+        await alerts.deliverPending()
     }
 
     private func supervise(name: String, release: String, _ entry: Entry, now: Double) async -> Entry {
@@ -106,6 +347,12 @@ actor Supervisor {
             e.runtime = nil
             e.ready = false
             e.nextStart = now + Self.backoff(e.failures)
+            if e.failures >= 3 && !e.crashLoopAlerted {
+                e.crashLoopAlerted = true
+                alerts.queue(
+                    event: "runtime-crash-loop", name: name, reason: "\(release) ended \(e.failures) times in a row; last: \(e.lastError!)",
+                    from: nil, to: release, decision: nil, book: books[name])
+            }
         }
         if e.runtime == nil, now >= e.nextStart {
             do {
@@ -129,6 +376,7 @@ actor Supervisor {
                 metrics.ready(name: name, release: release, true)
                 logger.info("\(name): \(release) is ready")
                 e.failures = 0
+                e.crashLoopAlerted = false
             }
         }
         return e
@@ -138,12 +386,13 @@ actor Supervisor {
     /// ... 30.
     static func backoff(_ failures: Int) -> Double { min(30, pow(2, Double(min(failures, 6) - 1))) }
 
-    /// Stops every runtime.
+    /// Stops every runtime and makes the journals durable.
     func stopAll() {
         for (name, all) in entries {
             for (_, e) in all { e.runtime?.stop(graceSeconds: 5) }
             entries[name] = [:]
         }
+        for j in journals.values { j.sync() }
     }
 
     private func probe(_ r: Runtime) async -> Bool {
@@ -159,5 +408,44 @@ actor Supervisor {
         case .socket(let path):
             return "http+unix://" + (path.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? path)
         }
+    }
+
+    // MARK: Status
+
+    /// What each name runs and how its rollout stands, for `/_airlock/status`.
+    func status() -> [String: JSONValue] {
+        func describe(_ release: String, _ e: Entry?) -> [String: JSONValue] {
+            [
+                "release": .string(release), "ready": .bool(e?.ready ?? false), "pid": e?.runtime.map { .integer($0.pid) } ?? .null,
+                "restarts": .integer(e?.restarts ?? 0), "last_error": e?.lastError.map { .string($0) } ?? .null,
+            ]
+        }
+        var out: [String: JSONValue] = [:]
+        let wall = Self.wallNow()
+        for name in names {
+            let all = entries[name] ?? [:]
+            var o: [String: JSONValue] = current[name].map { describe($0, all[$0]) } ?? ["release": .null, "ready": .bool(false), "pid": .null]
+            o["last_good"] = lastGood[name].map { .object(describe($0, all[$0])) } ?? .null
+            if let book = books[name] {
+                o["canary"] =
+                    book.canary.map { c in
+                        var j = c.json.objectValue ?? [:]
+                        j["runtime"] = .object(describe(c.candidate, all[c.candidate]))
+                        if let d = book.decision() { j["decision"] = DecisionJSON.json(d) }
+                        return .object(j)
+                    } ?? .null
+                o["breakers"] = .object(
+                    book.breakers.reduce(into: [:]) { out, kv in
+                        let t = kv.value.totals(at: wall)
+                        out[kv.key] = .object([
+                            "allows_tasks": .bool(kv.value.allowsTasks), "tasks": .integer(t.tasks), "errors": .integer(t.errors),
+                            "interventions": .integer(t.interventions), "cost": .number(EvalAttestation.decimal(t.cost)),
+                        ])
+                    })
+                o["tasks_remembered"] = .integer(book.taskCount)
+            }
+            out[name] = .object(o)
+        }
+        return out
     }
 }

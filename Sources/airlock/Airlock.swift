@@ -26,6 +26,9 @@ struct Airlock: ParsableCommand {
                     InstallCommand.self, ActivateCommand.self, RollbackCommand.self, StatusCommand.self, HistoryCommand.self, PinCommand.self,
                     UnpinCommand.self, RemoveCommand.self, GCCommand.self, AuditCommand.self, ServeCommand.self,
                 ]),
+            CommandGroup(
+                name: "Rollouts (airlock serve's canaries, breakers and alerts)",
+                subcommands: [CanaryCommand.self, BreakerCommand.self, AlertsCommand.self]),
             CommandGroup(name: "Site trust and governance", subcommands: [TrustCommand.self, ApproveCommand.self, EvidenceCommand.self]),
         ]
     )

@@ -126,21 +126,21 @@ import Testing
         let second = try CLI.run(["install", dir + "/v2.airlock", "--root", root, "--activate", "--json"])
         #expect(second.status == 0, "\(second.stderr)")
         let v2 = (try JSONSerialization.jsonObject(with: Data(second.stdout.utf8)) as? [String: Any])?["release"] as? String
-        #expect(try Self.eventually(20) { try Self.request(base + "/svc/v1/x", task: "t2")?.release == v2 })
+        #expect(try Self.eventually(20) { try Self.request(base + "/svc/v1/x", task: "t2-\(UUID().uuidString)")?.release == v2 })
 
         // The runtime crashes: it is started again and served once ready.
         // The control endpoints need the site's token (0600, made by serve).
         var tokenFile = stat()
         #expect(lstat(root + "/.serve-token", &tokenFile) == 0 && tokenFile.st_mode & 0o777 == 0o600)
         let token = try String(contentsOfFile: root + "/.serve-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(try Self.request(base + "/status")?.status == 401)
-        #expect(try Self.request(base + "/status", token: String(repeating: "0", count: 64))?.status == 401)
-        let status = try #require(try Self.request(base + "/status", token: token))
+        #expect(try Self.request(base + "/_airlock/status")?.status == 401)
+        #expect(try Self.request(base + "/_airlock/status", token: String(repeating: "0", count: 64))?.status == 401)
+        let status = try #require(try Self.request(base + "/_airlock/status", token: token))
         let pid = try #require(((status.body["names"] as? [String: Any])?["svc"] as? [String: Any])?["pid"] as? Int)
         kill(-Int32(pid), SIGKILL)
         #expect(
             try Self.eventually(20) {
-                guard let s = try Self.request(base + "/status", token: token),
+                guard let s = try Self.request(base + "/_airlock/status", token: token),
                     let svc = (s.body["names"] as? [String: Any])?["svc"] as? [String: Any]
                 else { return false }
                 return (svc["pid"] as? Int).map { $0 != pid } == true && svc["ready"] as? Bool == true
@@ -149,7 +149,7 @@ import Testing
 
         // Prometheus metrics: requests by release and code, readiness, restarts.
         let metrics = try CLI.run(
-            ["python3", "-c", "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1]).read().decode())", base + "/metrics"],
+            ["python3", "-c", "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1]).read().decode())", base + "/_airlock/metrics"],
             executable: "/usr/bin/env")
         #expect(metrics.stdout.contains("airlock_requests_total{name=\"svc\",release=\"\(v1 ?? "")\",code=\"200\"}"), "\(metrics.stdout)")
         #expect(metrics.stdout.contains("airlock_requests_total{name=\"svc\",release=\"none\",code=\"400\"} 1"), "\(metrics.stdout)")
@@ -160,21 +160,21 @@ import Testing
         // traffic to it as soon as serve sees the pointer, without starting anything.
         #expect(
             try Self.eventually(20) {
-                let svc = (try Self.request(base + "/status", token: token))?.body["names"] as? [String: Any]
+                let svc = (try Self.request(base + "/_airlock/status", token: token))?.body["names"] as? [String: Any]
                 let lastGood = (svc?["svc"] as? [String: Any])?["last_good"] as? [String: Any]
                 return lastGood?["release"] as? String == v1 && lastGood?["ready"] as? Bool == true
             })
-        let warm = (((try Self.request(base + "/status", token: token))?.body["names"] as? [String: Any])?["svc"] as? [String: Any])?["last_good"]
+        let warm = (((try Self.request(base + "/_airlock/status", token: token))?.body["names"] as? [String: Any])?["svc"] as? [String: Any])?["last_good"]
         let warmPID = (warm as? [String: Any])?["pid"] as? Int
         #expect(try CLI.run(["rollback", "svc", "--root", root]).status == 0)
         let flipped = Date()
-        #expect(try Self.eventually(10) { try Self.request(base + "/svc/v1/x", task: "t4")?.release == v1 })
+        #expect(try Self.eventually(10) { try Self.request(base + "/svc/v1/x", task: "t4-\(UUID().uuidString)")?.release == v1 })
         #expect(Date().timeIntervalSince(flipped) < 3, "the warm last-good release took \(Date().timeIntervalSince(flipped)) s")
-        let now = ((try Self.request(base + "/status", token: token))?.body["names"] as? [String: Any])?["svc"] as? [String: Any]
+        let now = ((try Self.request(base + "/_airlock/status", token: token))?.body["names"] as? [String: Any])?["svc"] as? [String: Any]
         #expect(now?["release"] as? String == v1 && now?["pid"] as? Int == warmPID)
 
         // SIGTERM: serve stops, and its runtime with it.
-        let last = try #require(((try Self.request(base + "/status", token: token))?.body["names"] as? [String: Any])?["svc"] as? [String: Any])
+        let last = try #require(((try Self.request(base + "/_airlock/status", token: token))?.body["names"] as? [String: Any])?["svc"] as? [String: Any])
         let runtime = try #require(last["pid"] as? Int)
         serve.terminate()
         serve.waitUntilExit()

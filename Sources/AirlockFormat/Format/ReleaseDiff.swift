@@ -42,13 +42,23 @@ public struct ReleaseDiff: Sendable {
     public init(_ a: BundleSummary, _ b: BundleSummary) {
         self.a = a
         self.b = b
-        components = BundleLayout.components.compactMap { name in
-            let x = a.manifest.components[name]?.digest, y = b.manifest.components[name]?.digest
+        (components, added, removed, changed) = Self.compare(a.manifest, b.manifest)
+    }
+
+    /// What differs between two manifests (of bundles, or of installed releases): every
+    /// component either declares, in `BundleLayout.components` order, and the files only `b`
+    /// lists, only `a` lists, and both list differently, each sorted by path bytes.
+    package static func compare(
+        _ a: Manifest, _ b: Manifest
+    ) -> (components: [ComponentChange], added: [ManifestFile], removed: [ManifestFile], changed: [FileChange]) {
+        let components: [ComponentChange] = BundleLayout.components.compactMap { name in
+            let x = a.components[name]?.digest, y = b.components[name]?.digest
             if x == nil && y == nil { return nil }
             return ComponentChange(name: name, before: x, after: y)
         }
+        var added: [ManifestFile] = [], removed: [ManifestFile] = [], changed: [FileChange] = []
         // Both file lists are sorted by path bytes: one merge pass.
-        let fa = a.manifest.files, fb = b.manifest.files
+        let fa = a.files, fb = b.files
         var i = 0, j = 0
         while i < fa.count || j < fb.count {
             if j >= fb.count || (i < fa.count && PathRules.precedes(fa[i].path, fb[j].path)) {
@@ -63,6 +73,7 @@ public struct ReleaseDiff: Sendable {
                 j += 1
             }
         }
+        return (components, added, removed, changed)
     }
 
     /// The `--json` form of `airlock diff` (docs/cli.md).

@@ -2,12 +2,14 @@
 /// carries, that `--json` output and tests name, and that docs/cli.md documents (a test fails
 /// when one is missing there). An error is made with one of these, never with a string.
 public enum ErrorCode: String, CaseIterable, Sendable {
+    case alertCommandFailed = "alert-command-failed"
     case alreadyInstalled = "already-installed"
     case approvalRequired = "approval-required"
     case approverUnknown = "approver-unknown"
     case approverUnusable = "approver-unusable"
     case archiveSetupFailed = "archive-setup-failed"
     case bundleExpired = "bundle-expired"
+    case canaryInvalid = "canary-invalid"
     case bundleTruncated = "bundle-truncated"
     case componentMissing = "component-missing"
     case componentSummaryMismatch = "component-summary-mismatch"

@@ -21,6 +21,8 @@ public struct SitePolicy: Equatable, Sendable {
     public var approvalThreshold = 1
     /// Whether the first activation of a name (compared with nothing) needs approval too.
     public var approveFirstActivation = false
+    /// Canary, breaker and alert settings (docs/rollout.md, "Settings").
+    public var rollout = RolloutPolicy()
 
     /// The defaults: an empty perimeter, no eval required, one approval for an activation that
     /// widens permissions and none for a first activation.
@@ -32,6 +34,8 @@ public struct SitePolicy: Equatable, Sendable {
         var p = SitePolicy()
         for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
             switch key {
+            case "rollout":
+                continue  // after the perimeter, which its webhook must be inside
             case "perimeter":
                 guard case .object(let o) = value else {
                     throw TrustPolicy.invalid(path, "\"perimeter\" must be an object with \"hosts\" and \"networks\" lists")
@@ -82,6 +86,9 @@ public struct SitePolicy: Equatable, Sendable {
                 throw TrustPolicy.invalid(path, "unknown field \"\(key)\"")
             }
         }
+        if let rollout = fields["rollout"] {
+            p.rollout = try RolloutPolicy.parse(rollout, perimeter: p.perimeter, path: path)
+        }
         if p.minEvalScore != nil && !p.requireEval {
             throw TrustPolicy.invalid(path, "\"min_eval_score\" needs \"require_eval\": true (without it no eval is checked)")
         }
@@ -95,6 +102,7 @@ public struct SitePolicy: Equatable, Sendable {
             "require_eval": .bool(requireEval),
             "min_eval_score": minEvalScore.map { .number(EvalAttestation.decimal($0)) } ?? .null,
             "approvals": .object(["threshold": .integer(approvalThreshold), "first_activation": .bool(approveFirstActivation)]),
+            "rollout": rollout.fields,
         ]
     }
 }

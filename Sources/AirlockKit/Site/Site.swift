@@ -89,7 +89,7 @@ public struct Site: Sendable {
 
     /// The exact signed manifest an installed release was installed with (read without
     /// following a link).
-    func manifestBytes(_ name: String, _ dir: String) throws -> [UInt8] {
+    public func manifestBytes(_ name: String, _ dir: String) throws -> [UInt8] {
         try FileIO.read(
             releaseDirectory(name, dir) + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "installed manifest", siteFile: true)
     }

@@ -14,6 +14,9 @@ public enum SiteLayout {
     public static let lock = ".lock"
     /// The append-only, hash-chained history of the site.
     public static let history = ".history.jsonl"
+    /// The site's alerts (canary and breaker decisions, crash loops), one canonical JSON object
+    /// a line, appended by `AlertLog` (mode 0640); unlike the history it is not hash-chained.
+    public static let alerts = ".alerts.jsonl"
     /// The content store: one read-only file per distinct content, hardlinked into releases.
     public static let objects = ".objects"
     /// The store's folder for the hash its objects are named by (`.objects/sha256/`).
@@ -36,6 +39,16 @@ public enum SiteLayout {
     public static let current = "current"
     /// Per name: the activation stack, pins and install times (`<name>/.state.json`).
     public static let state = ".state.json"
+    /// Per name: the rollout state of `airlock serve` and `airlock canary` (`<name>/.serve/`).
+    public static let serveState = ".serve"
+    /// In `.serve/`: the name's canary (`Canary`), replaced atomically under the site lock.
+    public static let canaryFile = "canary.json"
+    /// In `.serve/`: the breakers' states (`BreakerStore`), replaced atomically under the site lock.
+    public static let breakersFile = "breakers.json"
+    /// In `.serve/`: the append-only journal of task assignments and outcomes (`TaskJournal`).
+    public static let taskJournal = "tasks.log"
+    /// In `.serve/`: the file `airlock serve` holds a flock on while it serves the name.
+    public static let serveLock = "serve.lock"
     /// In a release: the exact signed manifest bytes.
     public static let releaseManifest = "manifest.json"
     /// In a release: the signatures it was installed with (`<keyid>.sig`).

@@ -55,7 +55,7 @@ enum SiteSafety {
                 try expect(dir + "/" + entry, S_IFREG, owner: owner, what: "a key or policy file of its trust store")
             }
         }
-        for file in [SiteLayout.lock, SiteLayout.history] {
+        for file in [SiteLayout.lock, SiteLayout.history, SiteLayout.alerts] {
             try expect(site.path(file), S_IFREG, owner: owner, what: "a file of its own")
         }
         // The serve token is a secret: nobody but the owner may read it either.
@@ -98,6 +98,11 @@ enum SiteSafety {
         }
         try expect(site.currentLink(name), S_IFLNK, owner: owner, what: "the current pointer (a symlink)")
         try expect(site.path(name, SiteLayout.state), S_IFREG, owner: owner, what: "the release state file")
+        let serve = site.path(name, SiteLayout.serveState)
+        try expect(serve, S_IFDIR, owner: owner, what: "the rollout state folder")
+        for file in [SiteLayout.canaryFile, SiteLayout.breakersFile, SiteLayout.taskJournal, SiteLayout.serveLock] {
+            try expect(serve + "/" + file, S_IFREG, owner: owner, what: "a rollout state file")
+        }
     }
 
     static func isShardName(_ s: String) -> Bool {

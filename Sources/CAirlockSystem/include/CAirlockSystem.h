@@ -16,4 +16,8 @@ int airlock_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int from);
 
 /// mallopt(M_MMAP_THRESHOLD, bytes): allocations of `bytes` and more get a mapping of their own.
 int airlock_malloc_mmap_threshold(int bytes);
+
+/// memfd_create(2) with MFD_CLOEXEC: an anonymous file in memory, gone with its last
+/// descriptor (a command's stdin and output, with no name anyone else could open).
+int airlock_memfd(const char *name);
 #endif

@@ -29,7 +29,14 @@ def load_release(root):
     return system, tools, index
 
 
-def answer(question, tools, index, limit=2):
+def handoff_topics(system):
+    """The document titles the system prompt says to offer a human agent for: lines such as
+    `- Offer a human agent for questions about Refunds.`"""
+    prefix = "- Offer a human agent for questions about "
+    return {line[len(prefix):].strip().rstrip(".") for line in system.splitlines() if line.startswith(prefix)}
+
+
+def answer(question, tools, index, limit=2, system=""):
     if "search_kb" not in tools:
         return "I cannot search the knowledge base in this release."
     hits = index.search(question, limit=limit)
@@ -38,13 +45,15 @@ def answer(question, tools, index, limit=2):
                 "Shall I open a ticket for a human agent?")
     title, text = hits[0]
     body = " ".join(line for line in text.splitlines() if not line.startswith("#"))
+    if title in handoff_topics(system):
+        body = body.strip() + " If you prefer, a human agent can take over from here."
     return f"{body.strip()}\n(source: {title})"
 
 
 MAX_BODY = 64 << 10
 
 
-def serve(root, tools, index):
+def serve(root, system, tools, index):
     release = os.path.basename(os.path.dirname(os.path.abspath(root)))
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -74,7 +83,7 @@ def serve(root, tools, index):
                     raise ValueError
             except (ValueError, KeyError, TypeError):
                 return self.reply(400, {"error": 'the body must be {"question": string}'})
-            self.reply(200, {"answer": answer(question, tools, index), "release": release})
+            self.reply(200, {"answer": answer(question, tools, index, system=system), "release": release})
 
         def address_string(self):
             return "local"
@@ -100,9 +109,9 @@ def main(argv=None):
     p.add_argument("question", nargs="*")
     args = p.parse_args(argv)
 
-    _system, tools, index = load_release(args.root)
+    system, tools, index = load_release(args.root)
     if args.serve:
-        serve(args.root, tools, index)
+        serve(args.root, system, tools, index)
         return 0
     questions = [" ".join(args.question)] if args.question else sys.stdin
     for q in questions:
@@ -111,7 +120,7 @@ def main(argv=None):
             break
         if not q:
             continue
-        print(answer(q, tools, index))
+        print(answer(q, tools, index, system=system))
         print()
     return 0
 

@@ -20,10 +20,10 @@ import agent  # noqa: E402
 def main():
     with open(os.path.join(here, "cases.json"), encoding="utf-8") as f:
         cases = json.load(f)["cases"]
-    _system, tools, index = agent.load_release(root)
+    system, tools, index = agent.load_release(root)
     results = []
     for case in cases:
-        reply = agent.answer(case["question"], tools, index)
+        reply = agent.answer(case["question"], tools, index, system=system)
         if case["source"] is None:
             passed = "(source:" not in reply
         else:

@@ -1,0 +1,278 @@
+import AirlockFormat
+import AirlockRollout
+
+/// What `airlock serve` knows of one name's tasks: which release each task was assigned to, its
+/// outcome, the canary's statistics for its current step, and a breaker per release. A value
+/// with no I/O: `serve` writes each event to the `TaskJournal` and then applies it here, and
+/// replaying the journal after a restart (or a `kill -9`) gives the same book.
+///
+/// Routing (docs/rollout.md, "Routing"): a task keeps the release it was first assigned to
+/// while that release may serve it (current, last-good, or the active canary's candidate, with
+/// its breaker closed and its runtime ready); otherwise its requests go to the fallback. A new
+/// task goes to the active canary's candidate when its bucket is below the weight
+/// (`Assignment`), else to the fallback: `current`, or last-good when `current`'s breaker is
+/// open or its runtime is down.
+public struct RolloutBook: Sendable {
+    /// Why an outcome report is refused (a 4xx; nothing changes).
+    public enum Refusal: Error, Equatable, Sendable {
+        /// No request of the task was routed (or it was forgotten after the retention period).
+        case unknownTask
+        /// The task's outcome was already counted (`expired`: as a failure at its deadline).
+        case duplicate(expired: Bool)
+    }
+
+    /// What applying an event did that `serve` must act on.
+    public enum Notice: Equatable, Sendable {
+        /// The breaker of `release` tripped.
+        case tripped(release: String, trip: BreakerTrip)
+    }
+
+    struct Record: Sendable {
+        var release: UInt16
+        var canary: UInt64
+        var step: Int32
+        var assignedAt: Double
+        var done: Bool
+        var expired: Bool
+    }
+
+    /// The name.
+    public let name: String
+    /// The site's rollout settings for the name.
+    public private(set) var settings: RolloutSettings
+    /// The name's canary (any status), nil when it never had one.
+    public private(set) var canary: Canary?
+    /// The incumbent's statistics in the canary's current step (tasks assigned in it).
+    public private(set) var incumbentStats = ReleaseStats()
+    /// The candidate's statistics in the canary's current step.
+    public private(set) var candidateStats = ReleaseStats()
+    /// The breakers, by release folder.
+    public private(set) var breakers: [String: Breaker] = [:]
+    /// When each breaker took its state (unix seconds).
+    public private(set) var breakerSince: [String: Double] = [:]
+    /// Tasks assigned and outcomes counted (reported or expired) per release, since the start.
+    public private(set) var assignedCount: [String: Int] = [:]
+    /// Outcomes counted per release (reported or expired).
+    public private(set) var outcomeCount: [String: Int] = [:]
+
+    private var releases: [String] = []
+    private var releaseIndex: [String: UInt16] = [:]
+    private var tasks: [String: Record] = [:]
+    private var order: [String] = []
+    private var expireHead = 0
+    private var pruneHead = 0
+
+    /// How long a finished task is remembered (to answer a second report as a duplicate):
+    /// a day, or twice the outcome deadline when that is longer.
+    public var retentionSeconds: Double { max(86_400, 2 * settings.outcomeDeadlineSeconds) }
+
+    /// A book of `name` with the site's settings, its canary and persisted breakers, rebuilt
+    /// from the journal's `events`.
+    public init(name: String, settings: RolloutSettings, canary: Canary?, breakers: [String: BreakerRecord], events: [TaskJournal.Event]) {
+        self.name = name
+        self.settings = settings
+        self.canary = canary
+        for (release, record) in breakers {
+            var b = Breaker(thresholds: settings.breaker, window: settings.window, metricsOnly: settings.breakerMetricsOnly)
+            Self.force(&b, to: record.state)
+            self.breakers[release] = b
+            breakerSince[release] = record.since
+        }
+        for e in events { _ = apply(e) }
+    }
+
+    /// The number of tasks remembered.
+    public var taskCount: Int { tasks.count }
+
+    /// The canary's id as a number (0: no canary).
+    static func number(_ c: Canary?) -> UInt64 { c.flatMap { UInt64($0.id, radix: 16) } ?? 0 }
+
+    /// Takes the canary as it now is on disk: a new canary or a new step starts its statistics
+    /// from zero (a step compares the tasks assigned during it).
+    public mutating func adopt(canary new: Canary?) {
+        if new?.id != canary?.id || new?.step != canary?.step {
+            incumbentStats = ReleaseStats()
+            candidateStats = ReleaseStats()
+        }
+        canary = new
+    }
+
+    /// Takes the site's settings as they now are (breaker limits apply from now on).
+    public mutating func adopt(settings new: RolloutSettings) {
+        settings = new
+        for k in breakers.keys { breakers[k]?.thresholds = new.breaker }
+    }
+
+    /// Takes the persisted breakers as they now are: a breaker reset by a person closes (its
+    /// window emptied), one opened by a person opens.
+    public mutating func adopt(breakers records: [String: BreakerRecord]) {
+        for (release, record) in records where record.since != breakerSince[release] {
+            var b = breakers[release] ?? Breaker(thresholds: settings.breaker, window: settings.window, metricsOnly: settings.breakerMetricsOnly)
+            Self.force(&b, to: record.state)
+            breakers[release] = b
+            breakerSince[release] = record.since
+        }
+    }
+
+    private static func force(_ b: inout Breaker, to state: BreakerState) {
+        switch state {
+        case .closed: b.reset()
+        case .metricsOnly: b.reset(metricsOnly: true)
+        case .tripped(let t): b.forceOpen(reason: "tripped on \(t.reason.rawValue)", at: t.at)
+        case .forcedOpen(let reason, let at): b.forceOpen(reason: reason, at: at)
+        }
+    }
+
+    /// Whether `release`'s breaker lets it take tasks.
+    public func breakerAllows(_ release: String) -> Bool { breakers[release]?.allowsTasks ?? true }
+
+    /// The release the task of a request goes to, and the assignment to journal first when it
+    /// is the task's first request; nil when no release can serve it (503). `usable` says
+    /// whether a release's runtime is ready.
+    public func route(
+        task: String, now: Double, current: String?, lastGood: String?, usable: (String) -> Bool
+    ) -> (
+        release: String, assignment: TaskJournal.Event?
+    )? {
+        func ok(_ r: String?) -> String? { r.flatMap { breakerAllows($0) && usable($0) ? $0 : nil } }
+        let fallback = ok(current) ?? ok(lastGood)
+        let active = canary.flatMap { $0.isActive && $0.incumbent == current ? $0 : nil }
+        if let record = tasks[task] {
+            let r = releases[Int(record.release)]
+            let mayServe = r == current || r == lastGood || r == active?.candidate
+            if mayServe, ok(r) != nil { return (r, nil) }
+            return fallback.map { ($0, nil) }
+        }
+        var pick = fallback
+        var step = 0
+        if let c = active, let candidate = ok(c.candidate), fallback == current, Assignment.isCandidate(salt: c.saltBytes, taskID: task, weight: c.weight) {
+            pick = candidate
+        }
+        if let c = active { step = c.step }
+        guard let pick else { return nil }
+        return (pick, .assigned(task: task, release: pick, canary: active.map { Self.number($0) } ?? 0, step: step, at: now))
+    }
+
+    /// The event recording `outcome` for `task`, or why it is refused.
+    public func report(task: String, outcome: TaskOutcome, now: Double) -> Result<TaskJournal.Event, Refusal> {
+        guard let r = tasks[task] else { return .failure(.unknownTask) }
+        if r.done { return .failure(.duplicate(expired: r.expired)) }
+        return .success(.reported(task: task, outcome: outcome, at: now))
+    }
+
+    /// The release a remembered task was assigned to.
+    public func release(of task: String) -> String? { tasks[task].map { releases[Int($0.release)] } }
+
+    /// The events for the tasks whose deadline passed by `now` without an outcome.
+    public func expired(now: Double) -> [TaskJournal.Event] {
+        var out: [TaskJournal.Event] = []
+        var i = expireHead
+        while i < order.count {
+            let task = order[i]
+            if let r = tasks[task] {
+                if r.assignedAt + settings.outcomeDeadlineSeconds > now { break }
+                if !r.done { out.append(.expired(task: task, at: now)) }
+            }
+            i += 1
+        }
+        return out
+    }
+
+    /// Applies an event written to the journal; returns what `serve` must act on.
+    public mutating func apply(_ event: TaskJournal.Event) -> [Notice] {
+        switch event {
+        case .assigned(let task, let release, let canaryID, let step, let at):
+            guard tasks[task] == nil else { return [] }
+            let index = intern(release)
+            tasks[task] = Record(release: index, canary: canaryID, step: Int32(clamping: step), assignedAt: at, done: false, expired: false)
+            order.append(task)
+            assignedCount[release, default: 0] += 1
+            prune(now: at)
+            return []
+        case .reported(let task, let outcome, let at):
+            return finish(task, outcome, at: at, expired: false)
+        case .expired(let task, let at):
+            return finish(task, TaskOutcome(succeeded: false, cost: 0, neededIntervention: false), at: at, expired: true)
+        }
+    }
+
+    private mutating func finish(_ task: String, _ outcome: TaskOutcome, at: Double, expired: Bool) -> [Notice] {
+        guard var r = tasks[task], !r.done else { return [] }
+        r.done = true
+        r.expired = expired
+        tasks[task] = r
+        while expireHead < order.count, tasks[order[expireHead]]?.done ?? true { expireHead += 1 }
+        let release = releases[Int(r.release)]
+        outcomeCount[release, default: 0] += 1
+        if let c = canary, r.canary == Self.number(c), Int(r.step) == c.step {
+            if release == c.candidate {
+                candidateStats.record(outcome)
+            } else if release == c.incumbent {
+                incumbentStats.record(outcome)
+            }
+        }
+        var b = breakers[release] ?? Breaker(thresholds: settings.breaker, window: settings.window, metricsOnly: settings.breakerMetricsOnly)
+        guard at > breakerSince[release] ?? -.infinity else { return [] }
+        if let c = canary, release == c.candidate, let inc = breakers[c.incumbent] {
+            let t = inc.totals(at: at)
+            b.referenceCostPerTask = t.tasks >= settings.breaker.minimumTasks && t.costPerTask > 0 ? t.costPerTask : nil
+        }
+        let before = b.allowsTasks
+        b.record(outcome, at: at)
+        breakers[release] = b
+        if before, case .tripped(let trip) = b.state {
+            breakerSince[release] = at
+            return [.tripped(release: release, trip: trip)]
+        }
+        return []
+    }
+
+    private mutating func intern(_ release: String) -> UInt16 {
+        if let i = releaseIndex[release] { return i }
+        let i = UInt16(clamping: releases.count)
+        releases.append(release)
+        releaseIndex[release] = i
+        return i
+    }
+
+    /// Forgets the finished tasks older than the retention period.
+    private mutating func prune(now: Double) {
+        while pruneHead < order.count {
+            let task = order[pruneHead]
+            if let r = tasks[task] {
+                guard r.done, r.assignedAt + retentionSeconds < now else { break }
+                tasks[task] = nil
+            }
+            pruneHead += 1
+        }
+        expireHead = max(expireHead, pruneHead)
+        if pruneHead > 4096 && pruneHead * 2 > order.count {
+            order.removeFirst(pruneHead)
+            expireHead -= pruneHead
+            pruneHead = 0
+        }
+    }
+
+    /// The canary's decision now; nil without a running or held canary.
+    public func decision() -> CanaryDecision? {
+        guard let c = canary, c.isActive else { return nil }
+        return CanaryDecision.decide(incumbent: incumbentStats, candidate: candidateStats, settings: settings.decision)
+    }
+
+    /// The window totals of every release's breaker at `now`.
+    public func breakerTotals(now: Double) -> [String: BreakerTotals] { breakers.mapValues { $0.totals(at: now) } }
+}
+
+extension RolloutBook {
+    /// The book of `name` as the site holds it now, read without the serve lock (for `canary
+    /// status` and `breaker status` while `serve` runs). Throws what reading the canary, the
+    /// breakers, the journal and the site's policy throw.
+    public static func read(site: Site, name: String) throws -> RolloutBook {
+        try site.requireInstalled(name)
+        let (trust, _) = try Activation.loadPolicy(site: site)
+        let settings = (trust?.policy.rollout ?? RolloutPolicy()).settings(for: name)
+        return RolloutBook(
+            name: name, settings: settings, canary: try CanaryStore.load(site: site, name: name), breakers: try BreakerStore.load(site: site, name: name),
+            events: try TaskJournal.read(site: site, name: name).events)
+    }
+}

@@ -1,0 +1,152 @@
+import AirlockFormat
+import AirlockRollout
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The append-only journal of a name's tasks, `<root>/<name>/.serve/tasks.log`, in a line
+/// format of its own (task ids are printable ASCII without spaces, so a space separates
+/// fields), one line per event:
+///
+/// ```
+/// a <task> <release> <canary id or -> <step> <unix seconds>     first request: the assignment
+/// o <task> <1|0 success> <cost> <1|0 intervention> <unix seconds>   the outcome reported
+/// x <task> <unix seconds>                                        no outcome by the deadline: a failure
+/// ```
+///
+/// Only `airlock serve` writes it, holding a flock on `.serve/serve.lock` (a second `serve` of
+/// the same name is refused). Each line is one `write(2)` with `O_APPEND`, so a `kill -9` loses
+/// nothing written and can cut at most the last line, which the next reader drops; `sync()`
+/// (each supervision tick) makes them durable against a power loss.
+public final class TaskJournal {
+    /// One event.
+    public enum Event: Sendable, Equatable {
+        /// The first request of `task` went to `release`, under canary `canary` (its id as a
+        /// number, 0: none) at `step`.
+        case assigned(task: String, release: String, canary: UInt64, step: Int, at: Double)
+        /// `task` reported `outcome`.
+        case reported(task: String, outcome: TaskOutcome, at: Double)
+        /// `task` had no outcome by its deadline.
+        case expired(task: String, at: Double)
+    }
+
+    let path: String
+    private let fd: Int32
+    private let lockFD: Int32
+    private var unsynced = false
+
+    /// Opens (creating) the journal of `name` for appending, after taking the name's serve
+    /// lock. Throws `site-busy` when another `airlock serve` holds it, `site-unsafe` for a link
+    /// or a file of another owner, and write errors.
+    public init(site: Site, name: String) throws {
+        let dir = CanaryStore.directory(site: site, name: name)
+        try site.ensureDirectory(dir, what: "the rollout state folder of \(name)")
+        lockFD = try Self.openSiteFile(dir + "/" + SiteLayout.serveLock, flags: O_RDWR)
+        guard flock(lockFD, LOCK_EX | LOCK_NB) == 0 else {
+            close(lockFD)
+            throw AirlockError(
+                .io, .siteBusy, "another airlock serve is serving \(name) on this site (it holds \(dir)/\(SiteLayout.serveLock)); stop it first")
+        }
+        path = dir + "/" + SiteLayout.taskJournal
+        do {
+            fd = try Self.openSiteFile(path, flags: O_RDWR | O_APPEND)
+        } catch {
+            close(lockFD)
+            throw error
+        }
+        // A line a kill cut short is dropped, so that the next line starts on its own.
+        let size = lseek(fd, 0, SEEK_END)
+        if size > 0 {
+            var last: UInt8 = 0
+            if pread(fd, &last, 1, size - 1) == 1, last != 0x0A, lseek(fd, 0, SEEK_SET) == 0 {
+                let bytes = (try? FileIO.read(fd: fd, limit: Int(size), what: "task journal")) ?? []
+                let keep = bytes.lastIndex(of: 0x0A).map { $0 + 1 } ?? 0
+                _ = ftruncate(fd, off_t(keep))
+            }
+        }
+    }
+
+    deinit {
+        _ = Sys.fsync(fd)
+        close(fd)
+        close(lockFD)
+    }
+
+    static func openSiteFile(_ path: String, flags: Int32) throws -> Int32 {
+        let fd = Sys.open(path, flags | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0o644)
+        guard fd >= 0 else {
+            if errno == ELOOP { throw SiteSafety.unexpected(path, "a symbolic link", expected: "a file of its own") }
+            throw AirlockError.io(errno == ENOSPC ? .diskFull : .createFailed, "cannot open \(path)", errno: errno)
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1, st.st_uid == geteuid() else {
+            close(fd)
+            throw SiteSafety.unexpected(path, "not a regular file of the site's owner with one name", expected: "a file of its own")
+        }
+        return fd
+    }
+
+    /// Appends one event (one write). Throws `disk-full` and `write-failed`.
+    public func append(_ event: Event) throws {
+        var line = Self.line(event)
+        line.append(0x0A)
+        try line.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: path) }
+        unsynced = true
+    }
+
+    /// Makes the lines written so far durable.
+    public func sync() {
+        guard unsynced else { return }
+        _ = Sys.fsync(fd)
+        unsynced = false
+    }
+
+    /// The events of `name`'s journal in order (a last line cut short is dropped; a line that
+    /// does not parse is skipped and counted). Reads without the serve lock: `canary status`
+    /// reads while `serve` writes.
+    public static func read(site: Site, name: String) throws -> (events: [Event], skipped: Int) {
+        let path = CanaryStore.directory(site: site, name: name) + "/" + SiteLayout.taskJournal
+        guard FileIO.exists(path) else { return ([], 0) }
+        let bytes = try FileIO.read(path, limit: 1 << 34, what: "task journal", siteFile: true)
+        var events: [Event] = []
+        var skipped = 0
+        var start = 0
+        while let end = bytes[start...].firstIndex(of: 0x0A) {
+            if let e = parse(bytes[start..<end]) { events.append(e) } else { skipped += 1 }
+            start = end + 1
+        }
+        return (events, skipped)
+    }
+
+    static func line(_ e: Event) -> [UInt8] {
+        func t(_ x: Double) -> String { String(format: "%.3f", x) }
+        switch e {
+        case .assigned(let task, let release, let canary, let step, let at):
+            return Array("a \(task) \(release) \(canary == 0 ? "-" : String(canary, radix: 16)) \(step) \(t(at))".utf8)
+        case .reported(let task, let o, let at):
+            return Array("o \(task) \(o.succeeded ? 1 : 0) \(String(format: "%.6f", o.cost)) \(o.neededIntervention ? 1 : 0) \(t(at))".utf8)
+        case .expired(let task, let at):
+            return Array("x \(task) \(t(at))".utf8)
+        }
+    }
+
+    static func parse(_ bytes: ArraySlice<UInt8>) -> Event? {
+        let f = bytes.split(separator: 0x20, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        guard let kind = f.first, f.count >= 3, let at = Double(f[f.count - 1]), at.isFinite else { return nil }
+        switch (kind, f.count) {
+        case ("a", 6):
+            guard let step = Int(f[4]), step >= 0 else { return nil }
+            let canary = f[3] == "-" ? 0 : UInt64(f[3], radix: 16)
+            guard let canary else { return nil }
+            return .assigned(task: f[1], release: f[2], canary: canary, step: step, at: at)
+        case ("o", 6):
+            guard let cost = Double(f[3]), ["0", "1"].contains(f[2]), ["0", "1"].contains(f[4]) else { return nil }
+            return .reported(task: f[1], outcome: TaskOutcome(succeeded: f[2] == "1", cost: cost, neededIntervention: f[4] == "1"), at: at)
+        case ("x", 3):
+            return .expired(task: f[1], at: at)
+        default:
+            return nil
+        }
+    }
+}

@@ -1,0 +1,189 @@
+import Foundation
+import Testing
+
+/// Canaries, outcomes, breakers and alerts through a real `airlock serve` (issue 11): a
+/// candidate that fails more is aborted by itself with an alert naming the component that
+/// changed; a good one ramps through its steps and is promoted; bad input changes no state;
+/// when the current release starts failing its breaker trips and new tasks go to the warm
+/// last-good release, also across a `kill -9` of `serve`.
+@Suite(.serialized) struct RolloutTests {
+    /// A runtime whose quality is set by its release: `code/behavior.json` says which share of
+    /// tasks it answers badly (by the task id's hash, so the same task gets the same answer).
+    static let server = """
+        import hashlib, http.server, json, os
+        behavior = json.load(open("code/behavior.json"))
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(n)
+                task = self.headers.get("X-Task-Id", "")
+                luck = int(hashlib.sha256(task.encode()).hexdigest()[:8], 16) / 2**32
+                text = "Sorry." if luck < behavior["fail"] else "Here is how. (source: Doc)"
+                data = json.dumps({"answer": text}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            def log_message(self, *a): pass
+        http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+        """
+
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    struct World {
+        let dir: String
+        let root: String
+        var releases: [String: String] = [:]
+        var port = 0
+        var base: String { "http://127.0.0.1:\(port)" }
+        var token: String { (try? String(contentsOfFile: root + "/.serve-token", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "" }
+
+        func json(_ args: [String]) throws -> [String: Any] {
+            let r = try CLI.run(args + ["--root", root, "--json"])
+            #expect(r.status == 0, "\(args): \(r.stderr)")
+            return (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any] ?? [:]
+        }
+
+        /// Runs the load script: `tasks` tasks, stopping when the canary ends if asked.
+        func load(_ tasks: Int, prefix: String, untilCanaryEnds: Bool = false, failRelease: String? = nil) throws -> [String: Any] {
+            var args = [
+                "python3", Self.script, "--url", base, "--token-file", root + "/.serve-token", "--name", "svc", "--cases", dir + "/cases.json",
+                "--tasks", String(tasks), "--prefix", prefix, "--threads", "6", "--quiet",
+            ]
+            if untilCanaryEnds { args.append("--until-canary-ends") }
+            if let failRelease { args += ["--fail-release", failRelease] }
+            let r = try CLI.run(args, executable: "/usr/bin/env")
+            #expect(r.status == 0, "\(r.stderr)")
+            let last = r.stdout.split(separator: "\n").last.map(String.init) ?? "{}"
+            return (try? JSONSerialization.jsonObject(with: Data(last.utf8))) as? [String: Any] ?? [:]
+        }
+
+        static let script = RolloutTests.repo + "/scripts/rollout-load.py"
+    }
+
+    /// Packs svc 1.0.0 (good), 2.0.0 (fails 40% of tasks) and 3.0.0 (good), installs them,
+    /// activates 1.0.0, and writes a site policy with a short horizon.
+    static func world() throws -> World {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("airlock-rollout-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir + "/rel/code", withIntermediateDirectories: true)
+        chmod(dir, 0o755)
+        try server.write(toFile: dir + "/rel/code/server.py", atomically: true, encoding: .utf8)
+        try #"{"cases": [{"id": "a", "question": "how?", "source": "Doc"}]}"#.write(toFile: dir + "/cases.json", atomically: true, encoding: .utf8)
+        var w = World(dir: dir, root: dir + "/root")
+        #expect(try CLI.run(["key", "generate", "--out", dir + "/vendor"]).status == 0)
+        try FileManager.default.createDirectory(atPath: w.root + "/.trust", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: dir + "/vendor.pub", toPath: w.root + "/.trust/vendor.pub")
+        try """
+        {"rollout": {"defaults": {"outcome_deadline_seconds": 60,
+          "decision": {"horizon": 150, "success": {"non_inferiority_margin": 0.12}, "cost": {"non_inferiority_margin": 0.12},
+                       "intervention": {"non_inferiority_margin": 0.12}},
+          "breaker": {"minimum_tasks": 20, "error_rate": 0.5, "window_seconds": 60}}}}
+        """.write(toFile: w.root + "/.trust/policy.json", atomically: true, encoding: .utf8)
+        for (version, fail) in [("1.0.0", 0.0), ("2.0.0", 0.4), ("3.0.0", 0.0)] {
+            try "{\"fail\": \(fail)}".write(toFile: dir + "/rel/code/behavior.json", atomically: true, encoding: .utf8)
+            try
+                "name: svc\nversion: \(version)\nsequence: \(version.first!)\ncomponents: { code: code/ }\nserve: { command: python3 code/server.py, ready: /ready }\n"
+                .write(toFile: dir + "/rel/airlock.yaml", atomically: true, encoding: .utf8)
+            #expect(try CLI.run(["pack", dir + "/rel", "--key", dir + "/vendor.key", "--out", dir + "/\(version).airlock"]).status == 0)
+            let installed = try w.json(["install", dir + "/\(version).airlock"] + (version == "1.0.0" ? ["--activate"] : []))
+            w.releases[version] = installed["release"] as? String
+        }
+        return w
+    }
+
+    static func startServe(_ w: inout World) throws -> Process {
+        if w.port == 0 { w.port = ServeTests.freePort() }
+        let serve = Process()
+        serve.executableURL = URL(fileURLWithPath: CLI.binary)
+        serve.arguments = ["serve", "svc", "--root", w.root, "--listen", "127.0.0.1:\(w.port)"]
+        serve.standardOutput = FileHandle.nullDevice
+        serve.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try serve.run()
+        let base = w.base
+        #expect(try ServeTests.eventually(30) { try ServeTests.request(base + "/svc/ready", task: "probe-\(UUID().uuidString)")?.status == 200 })
+        return serve
+    }
+
+    static func lines(_ path: String) -> Int {
+        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").count
+    }
+
+    @Test func canaryAbortsPromotesAndBadInputChangesNothing() throws {
+        var w = try Self.world()
+        defer { try? FileManager.default.removeItem(atPath: w.dir) }
+        let serve = try Self.startServe(&w)
+        defer { if serve.isRunning { serve.terminate() } }
+        let token = w.token
+        #expect(token.count == 64)
+        let outcomes = w.base + "/_airlock/outcomes/svc"
+        let journal = w.root + "/svc/.serve/tasks.log"
+
+        // One routed task, then bad input of every kind: a clear 4xx, and the journal unchanged.
+        #expect(try ServeTests.request(w.base + "/svc/v1/answer", method: "POST", task: "known", body: "{}")?.status == 200)
+        let before = Self.lines(journal)
+        let good = #"{"task_id": "known", "success": true, "cost": 0.01, "intervention": false}"#
+        #expect(try ServeTests.request(w.base + "/svc/v1/answer", method: "POST", body: "{}")?.status == 400)
+        #expect(try ServeTests.request(w.base + "/nope/v1/answer", method: "POST", task: "x", body: "{}")?.status == 404)
+        #expect(try ServeTests.request(outcomes, method: "POST", body: good)?.status == 401)
+        #expect(try ServeTests.request(outcomes, method: "POST", body: good, token: String(repeating: "a", count: 64))?.status == 401)
+        for bad in [
+            "not json", #"{"task_id": "known"}"#, #"{"task_id": "known", "success": "yes", "cost": 0, "intervention": false}"#,
+            #"{"task_id": "known", "success": true, "cost": -1, "intervention": false}"#,
+            #"{"task_id": "known", "success": true, "cost": 0, "intervention": false, "extra": 1}"#,
+            #"{"task_id": "has space", "success": true, "cost": 0, "intervention": false}"#,
+        ] {
+            let r = try #require(try ServeTests.request(outcomes, method: "POST", body: bad, token: token))
+            #expect(r.status == 400 && r.body["error"] is String, "\(bad): \(r.status)")
+        }
+        #expect(try ServeTests.request(outcomes, method: "POST", body: "SIZE:\(64 << 10)", token: token)?.status == 413)
+        #expect(try ServeTests.request(w.base + "/_airlock/outcomes/nope", method: "POST", body: good, token: token)?.status == 404)
+        let never = #"{"task_id": "never-routed", "success": true, "cost": 0, "intervention": false}"#
+        #expect(try ServeTests.request(outcomes, method: "POST", body: never, token: token)?.status == 404)
+        #expect(Self.lines(journal) == before, "bad input changed the journal")
+        #expect(try ServeTests.request(outcomes, method: "POST", body: good, token: token)?.status == 200)
+        let dup = try #require(try ServeTests.request(outcomes, method: "POST", body: good, token: token))
+        #expect(dup.status == 409 && dup.body["duplicate"] as? Bool == true)
+        #expect(Self.lines(journal) == before + 1)
+
+        // A candidate that fails 40% of its tasks: the canary aborts by itself.
+        let v1 = try #require(w.releases["1.0.0"]), v2 = try #require(w.releases["2.0.0"]), v3 = try #require(w.releases["3.0.0"])
+        let start = try CLI.run(["canary", "start", "svc", "2.0.0", "--steps", "50,100", "--root", w.root])
+        #expect(start.status == 0, "\(start.stderr)")
+        _ = try w.load(1500, prefix: "bad", untilCanaryEnds: true)
+        let aborted = try w.json(["canary", "status", "svc"])
+        #expect(aborted["status"] as? String == "aborted" && aborted["candidate"] as? String == v2, "\(aborted)")
+        #expect((aborted["reason"] as? String)?.contains("success") == true, "\(aborted)")
+        let alerts = try #require(
+            try JSONSerialization.jsonObject(with: Data(CLI.run(["alerts", "svc", "--json", "--root", w.root]).stdout.utf8)) as? [[String: Any]])
+        let abort = try #require(alerts.last { $0["event"] as? String == "canary-abort" })
+        let change = try #require(abort["change"] as? [String: Any])
+        #expect(change["changed"] as? [String] == ["code"], "\(change)")
+        #expect(((abort["metrics"] as? [String: Any])?["table"] as? String)?.contains("success") == true)
+        #expect((abort["to"] as? [String: Any])?["release"] as? String == v2)
+        // Aborted: every new task goes to the incumbent.
+        let after = try w.load(40, prefix: "after-abort")
+        #expect((after["served"] as? [String: Int]) == [v1: 40], "\(after)")
+
+        // A good candidate ramps through 50% and is promoted; tasks stay on their release.
+        #expect(try CLI.run(["canary", "start", "svc", "3.0.0", "--steps", "50,100", "--root", w.root]).status == 0)
+        var seen: Set<String> = []
+        for i in 0..<30 {
+            let a = try ServeTests.request(w.base + "/svc/v1/answer", method: "POST", task: "sticky-\(i)", body: "{}")?.release
+            let b = try ServeTests.request(w.base + "/svc/v1/answer", method: "POST", task: "sticky-\(i)", body: "{}")?.release
+            #expect(a != nil && a == b)
+            if let a { seen.insert(a) }
+        }
+        #expect(seen == [v1, v3], "both releases take tasks at 50%: \(seen)")
+        _ = try w.load(3000, prefix: "good", untilCanaryEnds: true)
+        let promoted = try w.json(["canary", "status", "svc"])
+        #expect(promoted["status"] as? String == "promoted", "\(promoted)")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: w.root + "/svc/current") == "releases/" + v3)
+        #expect(try String(contentsOfFile: w.root + "/.history.jsonl", encoding: .utf8).contains("\"canary-promote\""))
+
+        serve.terminate()
+        serve.waitUntilExit()
+    }
+}
