@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end demo of Airlock: keys, pack, inspect, verify, diff, tamper detection,
 # reproducibility, an audit with standard tools only, then a local site: install side by
-# side, activate, rollback, status, audit, history.
+# side, activate, rollback, status, audit, history; then airlock serve: a canary that aborts by
+# itself, one that is promoted, and a breaker that drains a failing release to last-good.
 # Usage: scripts/demo.sh AIRLOCK_BINARY WORKDIR   (WORKDIR is recreated from scratch)
 set -euo pipefail
 
@@ -191,7 +192,95 @@ step "The site's hash-chained history"
 "$AIRLOCK" history --root "$SITE"
 "$AIRLOCK" history --verify --root "$SITE"
 
+step "Rollout: the site's settings for example-agent's canaries and breakers"
+# A demo-sized horizon (150 candidate tasks a step) and wider margins, so that the story runs in
+# a minute; the defaults (docs/rollout.md, "Settings") are for real traffic.
+python3 - "$SITE/.trust/policy.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+policy = json.load(open(path))
+policy["rollout"] = {"names": {"example-agent": {
+    "outcome_deadline_seconds": 120,
+    "decision": {"horizon": 150, "success": {"non_inferiority_margin": 0.10},
+                 "cost": {"non_inferiority_margin": 0.10}, "intervention": {"non_inferiority_margin": 0.10}},
+    "breaker": {"window_seconds": 60, "intervention_rate": 0.5}}}}
+json.dump(policy, open(path, "w"), indent=2)
+PY
+"$AIRLOCK" trust list --root "$SITE" --json | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["policy"]["rollout"]["names"]))'
+
+step "Two candidates: 1.3.0 tells the agent to hand refund questions to a person (its eval still passes), 1.3.1 only tightens wording"
+for v in 1.3.0 1.3.1; do
+    cp -R "$W/release-v3" "$W/release-$v"
+    sed -i -e "s/^version: .*/version: $v/" -e "s/^sequence: .*/sequence: ${v//./}/" "$W/release-$v/airlock.yaml"
+done
+printf -- '- Offer a human agent for questions about Refunds.\n' >> "$W/release-1.3.0/prompts/system.md"
+printf -- '- Keep answers short.\n' >> "$W/release-1.3.1/prompts/system.md"
+for v in 1.3.0 1.3.1; do
+    "$AIRLOCK" pack "$W/release-$v" --key "$W/keys/vendor.key" --out "$W/example-agent-$v.airlock" | head -1
+    "$AIRLOCK" install "$W/example-agent-$v.airlock" --root "$SITE" | tail -1
+done
+
+step "airlock serve: 1.2.0 is current, 1.1.0 (last-good) is kept warm"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+URL=http://127.0.0.1:$PORT
+"$AIRLOCK" serve example-agent --root "$SITE" --listen "127.0.0.1:$PORT" 2> "$W/serve.log" &
+SERVE=$!
+trap 'kill $SERVE 2>/dev/null || true' EXIT
+wait_for() {  # wait_for SECONDS PYTHON_EXPRESSION_ON_STATUS
+    python3 - "$URL" "$SITE/.serve-token" "$1" "$2" <<'PY'
+import json, sys, time, urllib.request
+url, token_file, seconds, expr = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+deadline = time.time() + seconds
+while time.time() < deadline:
+    try:
+        token = open(token_file).read().strip()
+        req = urllib.request.Request(url + "/_airlock/status", headers={"Authorization": "Bearer " + token})
+        status = json.load(urllib.request.urlopen(req, timeout=5))["names"]["example-agent"]
+        if eval(expr, {"s": status}):
+            sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(0.3)
+print("timed out waiting for: " + expr, file=sys.stderr)
+sys.exit(1)
+PY
+}
+wait_for 60 's["ready"] and s["last_good"] and s["last_good"]["ready"]'
+echo "serving on $URL: current $(readlink "$SITE/example-agent/current"), last-good warm"
+LOAD=(python3 "$ROOT/scripts/rollout-load.py" --url "$URL" --token-file "$SITE/.serve-token" --name example-agent --cases "$SRC/eval/cases.json")
+
+step "Canary 1.3.0 at 5%: tasks flow, outcomes are reported, and the canary decides by itself"
+"$AIRLOCK" canary start example-agent 1.3.0 --steps 5,100 --root "$SITE"
+"${LOAD[@]}" --tasks 20000 --prefix bad --until-canary-ends
+"$AIRLOCK" canary status example-agent --root "$SITE"
+[[ $("$AIRLOCK" canary status example-agent --root "$SITE" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])') == aborted ]] \
+    || { echo "FAIL: the worse canary was not aborted" >&2; exit 1; }
+echo
+echo "The alert (also in $SITE/.alerts.jsonl):"
+"$AIRLOCK" alerts example-agent --last 1 --root "$SITE"
+"$AIRLOCK" alerts example-agent --last 1 --json --root "$SITE" \
+    | python3 -c 'import json,sys; a=json.load(sys.stdin)[-1]; assert a["change"]["changed"]==["prompts"], a["change"]["changed"]'
+
+step "Canary 1.3.1 at 5%, then 25%, then promoted"
+"$AIRLOCK" canary start example-agent 1.3.1 --steps 5,25,100 --root "$SITE"
+"${LOAD[@]}" --tasks 40000 --prefix good --until-canary-ends
+"$AIRLOCK" canary status example-agent --root "$SITE"
+[[ $(readlink "$SITE/example-agent/current") == releases/1.3.1-* ]] || { echo "FAIL: 1.3.1 was not promoted" >&2; exit 1; }
+echo "current -> $(readlink "$SITE/example-agent/current"); 1.2.0 is last-good and warm"
+wait_for 60 's["last_good"] and s["last_good"]["ready"]'
+
+step "Containment drill: every task 1.3.1 serves now fails; its breaker trips and traffic drains to last-good"
+CUR=$(basename "$(readlink "$SITE/example-agent/current")")
+"${LOAD[@]}" --tasks 400 --prefix drill --threads 4 --fail-release "$CUR"
+"$AIRLOCK" breaker status example-agent --root "$SITE"
+[[ $(readlink "$SITE/example-agent/current") == releases/1.2.0-* ]] || { echo "FAIL: the breaker did not drain to last-good" >&2; exit 1; }
+echo "current -> $(readlink "$SITE/example-agent/current")"
+"$AIRLOCK" alerts example-agent --last 1 --root "$SITE"
+kill "$SERVE"; wait "$SERVE" || true
+trap - EXIT
+
 step "Summary"
 echo "demo OK: 1.0.0 $ID1, 1.1.0 $ID2, 1.2.0 $ID3 verified, installed side by side, rolled back;"
 echo "tampered copy refused by verify, the auditor's tools and install; packs reproducible; audit caught the corrupted file and repair restored it;"
-echo "a release below its eval threshold never packed; egress outside the perimeter refused; the widening 1.2.0 activated only once approved."
+echo "a release below its eval threshold never packed; egress outside the perimeter refused; the widening 1.2.0 activated only once approved;"
+echo "serve aborted the canary whose prompts got worse (alert naming prompts), promoted the good one, and its breaker drained a failing current to last-good."

@@ -167,7 +167,9 @@ public enum AirlockServer {
                 return .failure(OutcomeError("error must be a string of at most 1000 characters; \(shape)"))
             }
         }
-        return .success((task, TaskOutcome(succeeded: success, cost: cost, neededIntervention: intervention)))
+        // To the micro-dollar the journal keeps, so that a replay gives the same sums.
+        let kept = (cost * 1_000_000).rounded() / 1_000_000
+        return .success((task, TaskOutcome(succeeded: success, cost: kept, neededIntervention: intervention)))
     }
 
     /// Why an outcome report does not parse.

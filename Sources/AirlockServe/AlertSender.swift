@@ -67,7 +67,6 @@ final class AlertSender: Sendable {
         if let from, let to {
             if let change = try? ReleaseChange(site: site, name: name, from: from, to: to) {
                 o["change"] = change.json
-                text.append("releases: \(from) -> \(to)")
                 text.append(change.summary())
             } else {
                 o["change"] = .null

@@ -42,6 +42,7 @@ actor Supervisor {
         case hold(canary: String, step: Int, decision: CanaryDecision)
         case trip(release: String, trip: BreakerTrip)
         case drain(release: String)
+        case settle(canary: String)
     }
 
     let site: Site
@@ -57,6 +58,8 @@ actor Supervisor {
     var books: [String: RolloutBook] = [:]
     var journals: [String: TaskJournal] = [:]
     var pending: Set<String> = []
+    /// Trips that happened while another action of the name ran: never dropped.
+    var queuedTrips: [String: [Action]] = [:]
     var ticks = 0
 
     init(site: Site, names: [String], client: HTTPClient, logger: Logger, metrics: ServeMetrics) {
@@ -83,6 +86,11 @@ actor Supervisor {
             journals[name] = journal
             books[name] = book
             current[name] = site.current(name)
+            lastGood[name] = (try? site.rollbackTarget(name)) ?? nil
+            // A trip replayed from the journal that a kill kept from being written: act on it now.
+            for (release, breaker) in book.breakers.sorted(by: { $0.key < $1.key }) {
+                if case .tripped(let trip) = breaker.state { act(name, .trip(release: release, trip: trip)) }
+            }
             if let c = book.canary, c.isActive { logger.info("\(name): canary \(c.candidate) \(c.status.rawValue) at step \(c.step + 1)") }
         }
     }
@@ -93,7 +101,8 @@ actor Supervisor {
         return try SiteTrust.load(directory: dir).policy.rollout
     }
 
-    static func wallNow() -> Double { Date().timeIntervalSince1970 }
+    /// Unix seconds, to the millisecond the journal keeps, so that a replay is exact.
+    static func wallNow() -> Double { (Date().timeIntervalSince1970 * 1000).rounded() / 1000 }
 
     // MARK: Routing and outcomes
 
@@ -156,7 +165,15 @@ actor Supervisor {
         guard let book = books[name], let c = book.canary, c.isActive, c.incumbent == current[name], let d = book.decision() else { return }
         switch d.verdict {
         case .abort(let metric):
-            act(name, .abort(canary: c.id, reason: "the candidate is worse than the incumbent on \(metric.rawValue)", decision: d))
+            var reason = "the candidate is worse than the incumbent on \(metric.rawValue)"
+            if let m = d.comparisons.first(where: { $0.metric == metric }) {
+                // Cost is decided on a log scale; the reason shows dollars per task.
+                func show(_ x: Double) -> Double { metric == .cost ? exp(x) - ReleaseStats.costEpsilon : x }
+                reason += String(
+                    format: " (candidate %.4f over %d tasks, incumbent %.4f over %d; harm %+.4f, its anytime lower bound %+.4f above the margin %.4f)",
+                    show(m.candidateMean), m.candidateTasks, show(m.incumbentMean), m.incumbentTasks, m.harm, m.harmLowerBound, m.abortMargin)
+            }
+            act(name, .abort(canary: c.id, reason: reason, decision: d))
         case .advance where c.status == .running:
             act(name, .advance(canary: c.id, step: c.step, decision: d))
         case .hold where c.status == .running:
@@ -169,7 +186,12 @@ actor Supervisor {
     // MARK: Actions on the site
 
     private func act(_ name: String, _ action: Action) {
-        guard !pending.contains(name) else { return }
+        guard !pending.contains(name) else {
+            // A decision, a drain or a settling is made again after the running action; a
+            // trip is an event and waits its turn.
+            if case .trip = action { queuedTrips[name, default: []].append(action) }
+            return
+        }
         pending.insert(name)
         let site = self.site, alerts = self.alerts, logger = self.logger
         let book = books[name]
@@ -230,7 +252,7 @@ actor Supervisor {
                 return "canary of \(c.candidate) holds: \(reason)"
             case .trip(let release, let trip):
                 let reason =
-                    "\(trip.reason.rawValue) \(EvalAttestation.decimal(trip.observed)) above its limit \(EvalAttestation.decimal(trip.limit)) over \(trip.totals.tasks) tasks in the window"
+                    "\(trip.reason.rawValue) \(String(format: "%.4g", trip.observed)) above its limit \(EvalAttestation.decimal(trip.limit)) over \(trip.totals.tasks) tasks in the window"
                 try BreakerStore.update(
                     site: site, name: name, release: release, action: "breaker-trip",
                     fields: ["reason": .string(reason), "by": .string("serve")]
@@ -253,6 +275,22 @@ actor Supervisor {
                 }
                 alerts.queue(event: "breaker-trip", name: name, reason: reason, from: release, to: to, decision: nil, book: book, trip: trip)
                 return log
+            case .settle(let id):
+                // `current` moved under an active canary: to the candidate (a promotion killed
+                // before it was recorded, or a person's activate), or elsewhere.
+                let now = site.current(name)
+                let c = try CanaryStore.update(site: site, name: name, command: "canary settle") { c in
+                    guard c.id == id, c.isActive, now != c.incumbent else { return nil }
+                    if now == c.candidate {
+                        c.status = .promoted
+                        c.reason = "the candidate is current (activated)"
+                        return ("canary-promote", ["reason": .string(c.reason!), "step": .integer(c.step)])
+                    }
+                    c.status = .aborted
+                    c.reason = "current moved to \(now ?? "nothing") during the canary"
+                    return ("canary-abort", ["reason": .string(c.reason!), "step": .integer(c.step)])
+                }
+                return "canary of \(c.candidate) is \(c.status.rawValue): \(c.reason ?? "")"
             case .drain(let release):
                 guard let target = lastGood, site.current(name) == release else { return "nothing to drain" }
                 _ = try Activation.rollback(site: site, name: name, to: target)
@@ -268,6 +306,12 @@ actor Supervisor {
         pending.remove(name)
         logger.notice("\(name): \(message)")
         refresh(name)
+        if var queue = queuedTrips[name], !queue.isEmpty {
+            let next = queue.removeFirst()
+            queuedTrips[name] = queue
+            act(name, next)
+            return
+        }
         decide(name)
     }
 
@@ -316,6 +360,9 @@ actor Supervisor {
                 entries[name]?[lastGood[name]!]?.ready == true
             {
                 act(name, .drain(release: c))
+            }
+            if let c = books[name]?.canary, c.isActive, c.incumbent != current[name] {
+                act(name, .settle(canary: c.id))
             }
             var wanted = Set([current[name], lastGood[name]].compactMap { $0 })
             if let c = books[name]?.canary, c.isActive, c.incumbent == current[name] { wanted.insert(c.candidate) }

@@ -186,4 +186,94 @@ import Testing
         serve.terminate()
         serve.waitUntilExit()
     }
+
+    /// The wall-clock time the breaker of `release` tripped, from `breakers.json`; nil while closed.
+    static func tripTime(_ w: World, _ release: String) -> Double? {
+        guard let data = FileManager.default.contents(atPath: w.root + "/svc/.serve/breakers.json"),
+            let all = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let r = all[release] as? [String: Any],
+            let state = r["state"] as? [String: Any], state["tripped"] != nil
+        else { return nil }
+        return r["since"] as? Double
+    }
+
+    /// Starts the load script in the background: every task 3.0.0 serves is reported failed.
+    static func failingLoad(_ w: World, _ release: String, prefix: String) throws -> (Process, Pipe) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = [
+            "python3", World.script, "--url", w.base, "--token-file", w.root + "/.serve-token", "--name", "svc", "--cases", w.dir + "/cases.json",
+            "--tasks", "1500", "--prefix", prefix, "--threads", "4", "--quiet", "--fail-release", release,
+        ]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        return (p, out)
+    }
+
+    @Test func containmentDrillDrainsToLastGoodAndSurvivesKill9() throws {
+        var w = try Self.world()
+        defer { try? FileManager.default.removeItem(atPath: w.dir) }
+        let v1 = try #require(w.releases["1.0.0"]), v3 = try #require(w.releases["3.0.0"])
+        #expect(try CLI.run(["activate", "svc", "3.0.0", "--root", w.root]).status == 0)
+        var serve = try Self.startServe(&w)
+        defer { if serve.isRunning { serve.terminate() } }
+        let base = w.base, token = w.token
+        func lastGoodReady() throws -> Bool {
+            let svc = (try ServeTests.request(base + "/_airlock/status", token: token))?.body["names"] as? [String: Any]
+            let lastGood = (svc?["svc"] as? [String: Any])?["last_good"] as? [String: Any]
+            return lastGood?["release"] as? String == v1 && lastGood?["ready"] as? Bool == true
+        }
+        #expect(try ServeTests.eventually(30) { try lastGoodReady() })
+
+        // The current release starts failing every task: its breaker trips (error rate over
+        // 0.5 once 20 tasks are in the window), `current` switches to the warm last-good
+        // release, and every new task is served by it within 5 s of the trip, with no request
+        // failing on the way.
+        let (load, out) = try Self.failingLoad(w, v3, prefix: "drill")
+        #expect(try ServeTests.eventually(60) { Self.tripTime(w, v3) != nil })
+        let trip = try #require(Self.tripTime(w, v3))
+        var servedBy: String? = nil
+        var n = 0
+        _ = try ServeTests.eventually(10) {
+            n += 1
+            servedBy = try ServeTests.request(base + "/svc/v1/answer", method: "POST", task: "after-trip-\(n)", body: "{}")?.release
+            return servedBy == v1
+        }
+        let drained = Date().timeIntervalSince1970 - trip
+        #expect(servedBy == v1)
+        #expect(drained < 5, "new tasks reached last-good \(drained) s after the trip")
+        load.waitUntilExit()
+        let summary = (try? JSONSerialization.jsonObject(with: out.fileHandleForReading.readDataToEndOfFile())) as? [String: Any]
+        #expect(summary?["errors"] as? Int == 0, "requests failed during the switch: \(String(describing: summary))")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: w.root + "/svc/current") == "releases/" + v1)
+        let history = try String(contentsOfFile: w.root + "/.history.jsonl", encoding: .utf8)
+        #expect(history.contains("\"breaker-trip\"") && history.contains("\"rollback\""))
+        let alerts = try CLI.run(["alerts", "svc", "--root", w.root])
+        #expect(alerts.stdout.contains("breaker-trip svc"), "\(alerts.stdout)")
+
+        // Again, with a kill -9 of serve as soon as the trip is on disk (before, during or
+        // after the switch): `current` stays complete, and serve started again finishes the
+        // drain from the state it finds.
+        #expect(try CLI.run(["breaker", "reset", "svc", "--root", w.root]).status == 0)
+        #expect(try CLI.run(["activate", "svc", "3.0.0", "--root", w.root]).status == 0)
+        #expect(try ServeTests.eventually(30) { try lastGoodReady() })
+        let (again, _) = try Self.failingLoad(w, v3, prefix: "drill2")
+        #expect(try ServeTests.eventually(60) { Self.tripTime(w, v3) != nil })
+        kill(serve.processIdentifier, SIGKILL)
+        serve.waitUntilExit()
+        again.terminate()
+        again.waitUntilExit()
+        let target = try FileManager.default.destinationOfSymbolicLink(atPath: w.root + "/svc/current")
+        #expect(FileManager.default.fileExists(atPath: w.root + "/svc/" + target + "/manifest.json"))
+        serve = try Self.startServe(&w)
+        #expect(try ServeTests.eventually(20) { (try? FileManager.default.destinationOfSymbolicLink(atPath: w.root + "/svc/current")) == "releases/" + v1 })
+        #expect(try ServeTests.request(base + "/svc/v1/answer", method: "POST", task: "after-restart", body: "{}")?.release == v1)
+        #expect(try CLI.run(["history", "--verify", "--root", w.root]).status == 0)
+        #expect(try CLI.run(["audit", "svc", "--root", w.root]).status == 0)
+        let breakers = try w.json(["breaker", "status", "svc"])
+        #expect(((breakers["breakers"] as? [String: Any])?[v3] as? [String: Any])?["state"] as? String == "tripped", "\(breakers)")
+        serve.terminate()
+        serve.waitUntilExit()
+    }
 }

@@ -74,7 +74,7 @@ public struct RolloutBook: Sendable {
         self.canary = canary
         for (release, record) in breakers {
             var b = Breaker(thresholds: settings.breaker, window: settings.window, metricsOnly: settings.breakerMetricsOnly)
-            Self.force(&b, to: record.state)
+            Self.force(&b, to: record.state, metricsOnly: settings.breakerMetricsOnly)
             self.breakers[release] = b
             breakerSince[release] = record.since
         }
@@ -97,10 +97,16 @@ public struct RolloutBook: Sendable {
         canary = new
     }
 
-    /// Takes the site's settings as they now are (breaker limits apply from now on).
+    /// Takes the site's settings as they now are (breaker limits apply from now on; when
+    /// `metrics_only` changes, each breaker that lets tasks through follows it, its window
+    /// emptied, and an open one stays open).
     public mutating func adopt(settings new: RolloutSettings) {
+        let metricsOnlyChanged = new.breakerMetricsOnly != settings.breakerMetricsOnly
         settings = new
-        for k in breakers.keys { breakers[k]?.thresholds = new.breaker }
+        for k in breakers.keys {
+            breakers[k]?.thresholds = new.breaker
+            if metricsOnlyChanged, breakers[k]?.allowsTasks == true { breakers[k]?.reset(metricsOnly: new.breakerMetricsOnly) }
+        }
     }
 
     /// Takes the persisted breakers as they now are: a breaker reset by a person closes (its
@@ -108,15 +114,17 @@ public struct RolloutBook: Sendable {
     public mutating func adopt(breakers records: [String: BreakerRecord]) {
         for (release, record) in records where record.since != breakerSince[release] {
             var b = breakers[release] ?? Breaker(thresholds: settings.breaker, window: settings.window, metricsOnly: settings.breakerMetricsOnly)
-            Self.force(&b, to: record.state)
+            Self.force(&b, to: record.state, metricsOnly: settings.breakerMetricsOnly)
             breakers[release] = b
             breakerSince[release] = record.since
         }
     }
 
-    private static func force(_ b: inout Breaker, to state: BreakerState) {
+    /// A closed record (`airlock breaker reset`) closes the breaker, or makes it metrics only
+    /// under the site's `metrics_only`.
+    private static func force(_ b: inout Breaker, to state: BreakerState, metricsOnly: Bool) {
         switch state {
-        case .closed: b.reset()
+        case .closed: b.reset(metricsOnly: metricsOnly)
         case .metricsOnly: b.reset(metricsOnly: true)
         case .tripped(let t): b.forceOpen(reason: "tripped on \(t.reason.rawValue)", at: t.at)
         case .forcedOpen(let reason, let at): b.forceOpen(reason: reason, at: at)

@@ -33,6 +33,11 @@ enum Output {
     /// Prints one line of human output, made safe.
     static func say(_ s: String) { print(safe(s)) }
 
+    /// Prints text of several lines (a table, an alert), each line made safe.
+    static func lines(_ s: String) {
+        for line in s.split(separator: "\n", omittingEmptySubsequences: false) { say(String(line)) }
+    }
+
     static func json(_ v: JSONValue) { print(CanonicalJSON.pretty(v)) }
 
     /// Prints a library result's documented JSON form.

@@ -26,7 +26,7 @@ struct AlertsCommand: SiteCommand {
         if alerts.isEmpty { Output.say("no alerts") }
         for a in alerts {
             let o = a.objectValue ?? [:]
-            Output.say("[\(o["at"]?.stringValue ?? "?")] " + (o["text"]?.stringValue ?? CanonicalJSON.string(a)))
+            Output.lines("[\(o["at"]?.stringValue ?? "?")] " + (o["text"]?.stringValue ?? CanonicalJSON.string(a)))
             Output.say("")
         }
     }

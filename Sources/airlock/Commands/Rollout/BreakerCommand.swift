@@ -42,13 +42,16 @@ struct BreakerCommand: ParsableCommand {
             Output.say("\(name): breakers (window \(EvalAttestation.decimal(book.settings.window.seconds)) s)")
             for release in out.keys.sorted() {
                 let o = out[release]!.objectValue!
-                let w = o["window_totals"]!.objectValue!
-                var line =
-                    "  \(Output.pad(release, 28)) \(Output.pad(o["state"]!.stringValue!, 13)) tasks \(CanonicalJSON.string(w["tasks"]!)), errors \(CanonicalJSON.string(w["errors"]!)), interventions \(CanonicalJSON.string(w["interventions"]!)), cost $\(CanonicalJSON.string(w["cost"]!))"
+                let t = book.breakers[release]?.totals(at: now) ?? BreakerTotals()
+                Output.say(
+                    "  \(Output.pad(release, 28)) \(Output.pad(o["state"]!.stringValue!, 13)) window: \(t.tasks) tasks, \(t.errors) failed, \(t.interventions) needed a person, cost $\(String(format: "%.4f", t.cost))"
+                )
                 if let r = o["reason"]?.stringValue {
-                    line += "\n    \(r)" + (o["observed"].map { " \(CanonicalJSON.string($0)) > \(CanonicalJSON.string(o["limit"]!))" } ?? "")
+                    let numbers = o["observed"].flatMap { Double(CanonicalJSON.string($0)) }.map {
+                        String(format: " %.4g > limit %@", $0, CanonicalJSON.string(o["limit"]!))
+                    }
+                    Output.say("    \(r)" + (numbers ?? ""))
                 }
-                Output.say(line)
             }
         }
     }

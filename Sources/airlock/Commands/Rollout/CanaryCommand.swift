@@ -81,7 +81,7 @@ struct CanaryCommand: ParsableCommand {
             if let reason = c.reason { Output.say("  \(reason)") }
             Output.say(
                 "  step tasks: incumbent \(book.incumbentStats.tasks), candidate \(book.candidateStats.tasks) of the horizon \(book.settings.decision.horizon)")
-            if !decision.comparisons.isEmpty { Output.say(decision.table()) }
+            if !decision.comparisons.isEmpty { Output.lines(decision.table()) }
         }
     }
 
