@@ -9,7 +9,7 @@ BIN_RELEASE := $(BUILD_DIR)/release/airlock
 BENCH_RELEASE := $(BUILD_DIR)/release/airlock-bench
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps sbom-validator build release test lint demo bench dist clean
+.PHONY: all deps sbom-validator build release test lint demo bench bench-routing dist clean
 
 all: build
 
@@ -23,6 +23,8 @@ deps:
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	/usr/bin/time --version 2>&1 | grep -q GNU || missing="$$missing time"; \
 	command -v python3 >/dev/null || missing="$$missing python3"; \
+	{ command -v haproxy || test -x /usr/sbin/haproxy; } >/dev/null || missing="$$missing haproxy"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  if ! command -v apt-get >/dev/null; then echo "error: missing$$missing and no apt-get here; install them with your package manager" >&2; exit 1; fi; \
@@ -68,6 +70,13 @@ demo: build
 # status: 1 when a target FAILs, 2 when a command failed.
 bench: release
 	$(BENCH_RELEASE) $(BIN_RELEASE) bench-work
+
+# Routing through `airlock serve` against HAProxy on the same backends, with wrk, on loopback
+# (docs/benchmarks.md, "Routing through airlock serve"); the report goes to stdout, in a few
+# minutes. ROUTING_ROUNDS, ROUTING_SECONDS, ... come from the environment (scripts/bench-routing.sh).
+# Exit status: 1 when a hard target FAILs (stickiness, split, restart, memory), 2 when a command failed.
+bench-routing: release
+	ROUTING_COMMAND="make bench-routing (BUILD_DIR=$(BUILD_DIR))" scripts/bench-routing.sh $(BIN_RELEASE)
 
 # The offline distribution: static-runtime binary, docs, install.sh, checksums (installer/README.md).
 dist: release

@@ -78,11 +78,23 @@ actor Supervisor {
         alerts.settings = policy.alerts
         for name in names {
             let journal = try TaskJournal(site: site, name: name)
+            // Holding the name's serve lock: runtimes still running are a killed serve's.
+            let leftovers = Runtime.stopLeftovers(site: site, name: name)
+            if leftovers > 0 { logger.warning("\(name): stopped \(leftovers) runtimes a killed airlock serve left running") }
             let (events, skipped) = try TaskJournal.read(site: site, name: name)
             if skipped > 0 { logger.warning("\(name): skipped \(skipped) journal lines that do not parse") }
             let book = RolloutBook(
                 name: name, settings: policy.settings(for: name), canary: try CanaryStore.load(site: site, name: name),
                 breakers: try BreakerStore.load(site: site, name: name), events: events)
+            // Compaction: the journal keeps what the book still needs once most of it is
+            // about tasks forgotten after the retention period.
+            if events.count > Self.compactionThreshold {
+                let needed = book.needed(events)
+                if needed.count * 2 < events.count {
+                    try journal.replace(with: needed)
+                    logger.info("\(name): compacted the task journal from \(events.count) to \(needed.count) events")
+                }
+            }
             journals[name] = journal
             books[name] = book
             current[name] = site.current(name)
@@ -100,6 +112,9 @@ actor Supervisor {
         guard FileManager.default.fileExists(atPath: dir) else { return RolloutPolicy() }
         return try SiteTrust.load(directory: dir).policy.rollout
     }
+
+    /// Events in a journal above which `serve` compacts it at start.
+    static let compactionThreshold = 200_000
 
     /// Unix seconds, to the millisecond the journal keeps, so that a replay is exact.
     static func wallNow() -> Double { (Date().timeIntervalSince1970 * 1000).rounded() / 1000 }

@@ -705,4 +705,60 @@ import Glibc
         let r = book.route(task: "old-0", now: retention + 92, current: Self.incumbent, lastGood: nil) { _ in true }
         #expect(r?.assignment == .assigned(task: "old-0", release: Self.incumbent, canary: 0, step: 0, at: retention + 92))
     }
+
+    /// Compaction keeps what a rebuilt book needs: a journal of old forgotten tasks and recent
+    /// ones, compacted, gives the same statistics, remembered tasks and routing, and refuses the
+    /// same reports; the forgotten tasks' events are gone.
+    @Test func aCompactedJournalRebuildsTheSameBook() throws {
+        var events: [TaskJournal.Event] = []
+        // A canary whose step started long ago: its old tasks stay for the statistics.
+        var book = Self.book(Self.canary())
+        for i in 0..<300 {
+            let task = "old-\(i)"
+            try Self.send(&book, task, at: Double(i), written: &events)
+            let e = try book.report(task: task, outcome: i % 7 == 0 ? Self.failure : Self.success, now: Double(i) + 1).get()
+            events.append(e)
+            _ = book.apply(e)
+        }
+        // A day and more later, under a new step: the old tasks are forgotten and not in the step.
+        book.adopt(canary: Self.canary(steps: [5, 50], step: 1, generation: 2))
+        let later = 3 * 86_400.0
+        for i in 0..<200 {
+            let task = "new-\(i)"
+            try Self.send(&book, task, at: later + Double(i), written: &events)
+            if i % 3 != 0 {
+                let e = try book.report(task: task, outcome: i % 5 == 0 ? Self.failure : Self.success, now: later + Double(i) + 0.5).get()
+                events.append(e)
+                _ = book.apply(e)
+            }
+        }
+        let needed = book.needed(events)
+        #expect(needed.count < events.count / 2, "\(needed.count) of \(events.count) events kept")
+        let rebuilt = RolloutBook(
+            name: Self.name, settings: Self.settings(), canary: Self.canary(steps: [5, 50], step: 1, generation: 2), breakers: [:], events: needed)
+        #expect(rebuilt.incumbentStats == book.incumbentStats && rebuilt.candidateStats == book.candidateStats)
+        #expect(rebuilt.taskCount == book.taskCount)
+        for i in 0..<200 {
+            let task = "new-\(i)"
+            #expect(rebuilt.release(of: task) == book.release(of: task))
+            let now = later + 300
+            switch (rebuilt.report(task: task, outcome: Self.success, now: now), book.report(task: task, outcome: Self.success, now: now)) {
+            case (.success, .success), (.failure(.duplicate), .failure(.duplicate)): break
+            case (let a, let b): Issue.record("\(task): \(a) after compaction, \(b) before")
+            }
+        }
+        #expect(rebuilt.release(of: "old-1") == nil)
+
+        // Through a real journal: replace() swaps the file and later appends go to the new one.
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("airlock-compact-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root + "/" + Self.name + "/releases", withIntermediateDirectories: true)
+        let site = Site(root: root)
+        let journal = try TaskJournal(site: site, name: Self.name)
+        for e in events { try journal.append(e) }
+        try journal.replace(with: needed)
+        let extra = TaskJournal.Event.assigned(task: "after", release: Self.incumbent, canary: 0, step: 0, at: later + 400)
+        try journal.append(extra)
+        #expect(try TaskJournal.read(site: site, name: Self.name).events == needed + [extra])
+    }
 }

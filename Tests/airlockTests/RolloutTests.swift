@@ -66,7 +66,7 @@ import Testing
 
     /// Packs svc 1.0.0 (good), 2.0.0 (fails 40% of tasks) and 3.0.0 (good), installs them,
     /// activates 1.0.0, and writes a site policy with a short horizon.
-    static func world() throws -> World {
+    static func world(alerts: String = "") throws -> World {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("airlock-rollout-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir + "/rel/code", withIntermediateDirectories: true)
         chmod(dir, 0o755)
@@ -77,7 +77,8 @@ import Testing
         try FileManager.default.createDirectory(atPath: w.root + "/.trust", withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: dir + "/vendor.pub", toPath: w.root + "/.trust/vendor.pub")
         try """
-        {"rollout": {"defaults": {"outcome_deadline_seconds": 60,
+        {"perimeter": {"hosts": [], "networks": ["127.0.0.0/8"]},
+         "rollout": {\(alerts) "defaults": {"outcome_deadline_seconds": 60,
           "decision": {"horizon": 150, "success": {"non_inferiority_margin": 0.12}, "cost": {"non_inferiority_margin": 0.12},
                        "intervention": {"non_inferiority_margin": 0.12}},
           "breaker": {"minimum_tasks": 20, "error_rate": 0.5, "window_seconds": 60}}}}
@@ -100,7 +101,8 @@ import Testing
         serve.executableURL = URL(fileURLWithPath: CLI.binary)
         serve.arguments = ["serve", "svc", "--root", w.root, "--listen", "127.0.0.1:\(w.port)"]
         serve.standardOutput = FileHandle.nullDevice
-        serve.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        FileManager.default.createFile(atPath: w.dir + "/serve.log", contents: nil)
+        serve.standardError = FileHandle(forWritingAtPath: w.dir + "/serve.log")
         try serve.run()
         let base = w.base
         #expect(try ServeTests.eventually(30) { try ServeTests.request(base + "/svc/ready", task: "probe-\(UUID().uuidString)")?.status == 200 })
@@ -111,8 +113,36 @@ import Testing
         ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").count
     }
 
+    /// A loopback webhook that appends each POSTed body, one line each, to a file.
+    static let receiver = """
+        import http.server, sys
+        out = sys.argv[2]
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with open(out, "ab") as f: f.write(body + b"\\n")
+                self.send_response(204); self.end_headers()
+            def log_message(self, *a): pass
+        http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+        """
+
     @Test func canaryAbortsPromotesAndBadInputChangesNothing() throws {
-        var w = try Self.world()
+        let hookPort = ServeTests.freePort()
+        let spool = FileManager.default.temporaryDirectory.appendingPathComponent("airlock-alert-spool-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
+        chmod(spool, 0o777)  // the alert command runs as nobody
+        defer { try? FileManager.default.removeItem(atPath: spool) }
+        let hook = Process()
+        hook.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        hook.arguments = ["python3", "-c", Self.receiver, String(hookPort), spool + "/webhook.jsonl"]
+        hook.standardOutput = FileHandle.nullDevice
+        hook.standardError = FileHandle.nullDevice
+        try hook.run()
+        defer { hook.terminate() }
+        var w = try Self.world(
+            alerts: """
+                "alerts": {"webhook": "http://127.0.0.1:\(hookPort)/hook", "command": ["/bin/sh", "-c", "cat >> \(spool)/command.jsonl; echo >> \(spool)/command.jsonl"]},
+                """)
         defer { try? FileManager.default.removeItem(atPath: w.dir) }
         let serve = try Self.startServe(&w)
         defer { if serve.isRunning { serve.terminate() } }
@@ -163,6 +193,13 @@ import Testing
         #expect(change["changed"] as? [String] == ["code"], "\(change)")
         #expect(((abort["metrics"] as? [String: Any])?["table"] as? String)?.contains("success") == true)
         #expect((abort["to"] as? [String: Any])?["release"] as? String == v2)
+        // The alert also reached the site's webhook and its command.
+        #expect(
+            ServeTests.eventually(10) {
+                let hooked = (try? String(contentsOfFile: spool + "/webhook.jsonl", encoding: .utf8)) ?? ""
+                let handed = (try? String(contentsOfFile: spool + "/command.jsonl", encoding: .utf8)) ?? ""
+                return hooked.contains("\"canary-abort\"") && handed.contains("\"canary-abort\"")
+            })
         // Aborted: every new task goes to the incumbent.
         let after = try w.load(40, prefix: "after-abort")
         #expect((after["served"] as? [String: Int]) == [v1: 40], "\(after)")
@@ -260,6 +297,10 @@ import Testing
         #expect(try ServeTests.eventually(30) { try lastGoodReady() })
         let (again, _) = try Self.failingLoad(w, v3, prefix: "drill2")
         #expect(try ServeTests.eventually(60) { Self.tripTime(w, v3) != nil })
+        let before = (try ServeTests.request(base + "/_airlock/status", token: token))?.body["names"] as? [String: Any]
+        let runtimePIDs = [
+            (before?["svc"] as? [String: Any])?["pid"] as? Int, ((before?["svc"] as? [String: Any])?["last_good"] as? [String: Any])?["pid"] as? Int,
+        ].compactMap { $0 }
         kill(serve.processIdentifier, SIGKILL)
         serve.waitUntilExit()
         again.terminate()
@@ -269,11 +310,76 @@ import Testing
         serve = try Self.startServe(&w)
         #expect(try ServeTests.eventually(20) { (try? FileManager.default.destinationOfSymbolicLink(atPath: w.root + "/svc/current")) == "releases/" + v1 })
         #expect(try ServeTests.request(base + "/svc/v1/answer", method: "POST", task: "after-restart", body: "{}")?.release == v1)
+        // The runtimes the killed serve left running were stopped by the new one.
+        #expect(!runtimePIDs.isEmpty)
+        #expect(ServeTests.eventually(5) { runtimePIDs.allSatisfy { kill(Int32($0), 0) != 0 } }, "left running: \(runtimePIDs)")
         #expect(try CLI.run(["history", "--verify", "--root", w.root]).status == 0)
         #expect(try CLI.run(["audit", "svc", "--root", w.root]).status == 0)
         let breakers = try w.json(["breaker", "status", "svc"])
         #expect(((breakers["breakers"] as? [String: Any])?[v3] as? [String: Any])?["state"] as? String == "tripped", "\(breakers)")
         serve.terminate()
         serve.waitUntilExit()
+    }
+
+    /// Rollout settings out of range are refused with `policy-invalid` naming them, and a
+    /// webhook outside the perimeter is refused.
+    @Test(arguments: [
+        (#"{"rollout": {"defaults": {"steps": [5, 1]}}}"#, "steps"),
+        (#"{"rollout": {"defaults": {"decision": {"horizon": 10}}}}"#, "horizon"),
+        (#"{"rollout": {"names": {"svc": {"breaker": {"error_rate": -1}}}}}"#, "breaker.error_rate"),
+        (#"{"rollout": {"defaults": {"decision": {"success": {"smallest_harm": 0}}}}}"#, "smallestHarm"),
+        (#"{"rollout": {"defaults": {"speed": 1}}}"#, "unknown field \"speed\""),
+        (#"{"rollout": {"alerts": {"webhook": "http://hooks.example.com/x"}}}"#, "outside the site's perimeter"),
+        (#"{"rollout": {"alerts": {"command": ["page-oncall"]}}}"#, "absolute program path"),
+    ])
+    func badSettingsAreRefused(policy: String, names: String) throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("airlock-policy-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root + "/.trust", withIntermediateDirectories: true)
+        #expect(try CLI.run(["key", "generate", "--out", root + "/k"]).status == 0)
+        try FileManager.default.moveItem(atPath: root + "/k.pub", toPath: root + "/.trust/k.pub")
+        try policy.write(toFile: root + "/.trust/policy.json", atomically: true, encoding: .utf8)
+        let r = try CLI.run(["trust", "list", "--root", root])
+        #expect(r.status == 6, "\(r.stderr)")
+        #expect(r.stderr.contains(names), "\(r.stderr)")
+    }
+
+    /// `canary start` is an activation for a slice: the same refusals, and nothing started.
+    /// A running canary's candidate cannot be removed or collected.
+    @Test func canaryStartIsCheckedLikeAnActivation() throws {
+        let w = try Self.world()
+        defer { try? FileManager.default.removeItem(atPath: w.dir) }
+        let v2 = try #require(w.releases["2.0.0"])
+        func canary(_ args: [String]) throws -> CLI.Result { try CLI.run(["canary"] + args + ["--root", w.root]) }
+        let same = try canary(["start", "svc", "1.0.0"])
+        #expect(same.status == 2 && same.stderr.contains("already the current release"), "\(same.stderr)")
+        #expect(try canary(["start", "svc", "2.0.0", "--steps", "5,1"]).status == 2)
+        #expect(!FileManager.default.fileExists(atPath: w.root + "/svc/.serve/canary.json"))
+
+        // A release whose tools reach further than the current one's: it needs an approval,
+        // as an activation would.
+        try FileManager.default.createDirectory(atPath: w.dir + "/rel/tools", withIntermediateDirectories: true)
+        try #"{"tools": [{"name": "mail", "description": "e-mail", "permissions": {"network": ["127.0.0.1:25"]}}]}"#
+            .write(toFile: w.dir + "/rel/tools/tools.json", atomically: true, encoding: .utf8)
+        try "name: svc\nversion: 4.0.0\nsequence: 4\ncomponents: { code: code/, tools: tools/ }\nserve: { command: python3 code/server.py, ready: /ready }\n"
+            .write(toFile: w.dir + "/rel/airlock.yaml", atomically: true, encoding: .utf8)
+        #expect(try CLI.run(["pack", w.dir + "/rel", "--key", w.dir + "/vendor.key", "--out", w.dir + "/4.airlock"]).status == 0)
+        #expect(try CLI.run(["install", w.dir + "/4.airlock", "--root", w.root]).status == 0)
+        let widening = try canary(["start", "svc", "4.0.0"])
+        #expect(widening.status == 4 && widening.stderr.contains("approv"), "\(widening.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: w.root + "/svc/.serve/canary.json"))
+
+        // Started, it holds its candidate: not removed, not collected; a second one waits.
+        #expect(try canary(["start", "svc", "2.0.0", "--steps", "5,100"]).status == 0)
+        #expect(try canary(["start", "svc", "3.0.0"]).status == 2)
+        let remove = try CLI.run(["remove", "svc", v2, "--root", w.root])
+        #expect(remove.status != 0 && remove.stderr.contains("canary"), "\(remove.stderr)")
+        #expect(try CLI.run(["gc", "--keep", "0", "--root", w.root]).status == 0)
+        #expect(FileManager.default.fileExists(atPath: w.root + "/svc/releases/" + v2))
+        #expect(try canary(["abort", "svc"]).status == 0)
+        #expect(try canary(["abort", "svc"]).status == 2)
+        #expect(try CLI.run(["remove", "svc", v2, "--root", w.root]).status == 0)
+        let history = try String(contentsOfFile: w.root + "/.history.jsonl", encoding: .utf8)
+        #expect(history.contains("\"canary-start\"") && history.contains("\"canary-abort\"") && history.contains("\"refuse\""))
     }
 }

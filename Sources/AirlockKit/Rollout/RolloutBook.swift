@@ -261,6 +261,26 @@ public struct RolloutBook: Sendable {
         }
     }
 
+    /// The events of `events` (the journal this book was built from) that a book rebuilt from
+    /// them needs to be this book: those of the tasks it still remembers, and every event of
+    /// the tasks assigned in the active canary's current step (its statistics). Replaying the
+    /// result gives the same assignments, statistics and breaker windows; only the tasks
+    /// forgotten after the retention period are gone.
+    public func needed(_ events: [TaskJournal.Event]) -> [TaskJournal.Event] {
+        var inStep: Set<String> = []
+        if let c = canary, c.isActive {
+            let id = Self.number(c)
+            for case .assigned(let task, _, let canaryID, let step, _) in events where canaryID == id && step == c.step { inStep.insert(task) }
+        }
+        return events.filter { e in
+            let task: String
+            switch e {
+            case .assigned(let t, _, _, _, _), .reported(let t, _, _), .expired(let t, _): task = t
+            }
+            return tasks[task] != nil || inStep.contains(task)
+        }
+    }
+
     /// The canary's decision now; nil without a running or held canary.
     public func decision() -> CanaryDecision? {
         guard let c = canary, c.isActive else { return nil }

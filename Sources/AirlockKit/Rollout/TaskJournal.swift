@@ -32,7 +32,7 @@ public final class TaskJournal {
     }
 
     let path: String
-    private let fd: Int32
+    private var fd: Int32
     private let lockFD: Int32
     private var unsynced = false
 
@@ -93,6 +93,22 @@ public final class TaskJournal {
         line.append(0x0A)
         try line.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: path) }
         unsynced = true
+    }
+
+    /// Replaces the journal with `events` (a compaction: the events still needed, see
+    /// `RolloutBook.needed`), atomically: a temporary file beside it, flushed, renamed over it;
+    /// later events are appended to the new file. The serve lock is held throughout.
+    public func replace(with events: [Event]) throws {
+        var bytes: [UInt8] = []
+        for e in events {
+            bytes += Self.line(e)
+            bytes.append(0x0A)
+        }
+        try FileIO.writeAtomically(path, bytes, mode: 0o644)
+        let new = try Self.openSiteFile(path, flags: O_RDWR | O_APPEND)
+        close(fd)
+        fd = new
+        unsynced = false
     }
 
     /// Makes the lines written so far durable.

@@ -16,8 +16,8 @@ extension SiteAdmin {
         public var bytesFreed: UInt64 = 0
     }
 
-    /// Keeps, per name, the `keep` newest releases (by sequence), `current`, the rollback target
-    /// and every pinned release; removes the rest, then every object no release links. Throws what
+    /// Keeps, per name, the `keep` newest releases (by sequence), `current`, the rollback target,
+    /// an active canary's candidate and every pinned release; removes the rest, then every object no release links. Throws what
     /// `Site.lockForWriting` throws (`site-busy`, `site-unsafe`, `site-owner`, `site-unreadable`,
     /// `read-only`, `create-failed`, `lock-failed`); `name-unknown`; `state-corrupt` and read errors of
     /// a name's state (`site-unsafe`, `file-not-found`, `permission-denied`, `is-a-directory`,
@@ -34,6 +34,7 @@ extension SiteAdmin {
             if let c = st.current { keepSet.insert(c) }
             if let r = state.rollbackTarget { keepSet.insert(r) }
             keepSet.formUnion(state.pinned)
+            if let c = try CanaryStore.load(site: site, name: st.name), c.isActive { keepSet.insert(c.candidate) }
             let doomed = st.releases.map(\.directory).filter { !keepSet.contains($0) }
             if doomed.isEmpty { continue }
             Sys.step("gc.releases")

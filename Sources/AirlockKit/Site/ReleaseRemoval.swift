@@ -23,8 +23,8 @@ extension SiteAdmin {
     }
 
     /// Removes the release `ref` names under the site lock and returns its folder name; its
-    /// content objects stay until `gc`. The current release, the rollback target and a pinned
-    /// release are refused, with a `refuse-remove` line in the history. Throws what
+    /// content objects stay until `gc`. The current release, the rollback target, an active canary's candidate and a
+    /// pinned release are refused, with a `refuse-remove` line in the history. Throws what
     /// `Site.lockForWriting` throws (`site-busy`, `site-unsafe`, `site-owner`, ...);
     /// `name-unknown`, `release-unknown` and `release-ambiguous`; `release-in-use` and
     /// `release-pinned`; `state-corrupt`; and write errors (`write-failed`, `sync-failed`,
@@ -51,6 +51,10 @@ extension SiteAdmin {
         }
         if dir == state.rollbackTarget {
             throw AirlockError(.policy, .releaseInUse, "\(dir) is the rollback target of \(name); it is kept so that rollback always works")
+        }
+        if let c = try CanaryStore.load(site: site, name: name), c.isActive, c.candidate == dir {
+            throw AirlockError(
+                .policy, .releaseInUse, "\(dir) is the candidate of \(name)'s \(c.status.rawValue) canary; `airlock canary abort \(name)` first")
         }
         if state.pinned.contains(dir) {
             throw AirlockError(.policy, .releasePinned, "\(dir) is pinned; `airlock unpin \(name) \(dir)` first")

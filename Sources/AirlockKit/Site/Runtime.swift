@@ -60,7 +60,7 @@ public final class Runtime {
         let asNobody = geteuid() == 0 && FileIO.exists("/usr/bin/setpriv")
         var environment = [
             "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "LANG=C.UTF-8",
-            "AIRLOCK_ROOT=\(site.root)", "AIRLOCK_NAME=\(name)", "AIRLOCK_RELEASE=\(release)",
+            "AIRLOCK_ROOT=\(site.root)", "AIRLOCK_NAME=\(name)", "AIRLOCK_RELEASE=\(release)", Self.marker,
         ]
         let address: Address
         var socketFolder: (Int32, String)?
@@ -88,6 +88,28 @@ public final class Runtime {
             throw error
         }
         return Runtime(name: name, release: release, spec: spec, address: address, pid: pid, log: log, socketFolder: socketFolder)
+    }
+
+    /// The environment entry that marks a runtime (and not a health check) of `airlock serve`.
+    static let marker = "AIRLOCK_RUNTIME=serve"
+
+    /// Stops the runtimes of `name` that a `serve` killed without a chance to stop them left
+    /// running (their process group is their own, so they outlive it): every process group
+    /// whose leader's environment marks it as a runtime of this site and name. The caller holds
+    /// the name's serve lock, so no live `serve` owns them. Returns how many it stopped.
+    public static func stopLeftovers(site: Site, name: String) -> Int {
+        let wanted = [marker, "AIRLOCK_ROOT=\(site.root)", "AIRLOCK_NAME=\(name)"].map { Array($0.utf8) }
+        var stopped = 0
+        for entry in FileIO.entries(ofDirectory: "/proc") ?? [] {
+            guard let pid = pid_t(entry), pid > 1, getpgid(pid) == pid,
+                let env = try? FileIO.read("/proc/\(pid)/environ", limit: 1 << 20, what: "environment")
+            else { continue }
+            let vars = env.split(separator: 0).map(Array.init)
+            guard wanted.allSatisfy({ vars.contains($0) }) else { continue }
+            kill(-pid, SIGKILL)
+            stopped += 1
+        }
+        return stopped
     }
 
     /// Whether the command is still running (it is reaped here when it has ended).
