@@ -198,8 +198,10 @@ public enum AirlockServer {
         guard let task = request.headers[taskHeader], isTaskID(task) else {
             return error(.badRequest, "every request needs its task id in X-Task-Id (1 to 128 printable ASCII characters)")
         }
-        guard let target = await supervisor.route(name: name, task: task) else {
-            return error(.serviceUnavailable, "no runtime of \(name) is ready yet; try again shortly")
+        let target: Supervisor.Target
+        switch await supervisor.route(name: name, task: task) {
+        case .success(let t): target = t
+        case .failure(let why): return error(.serviceUnavailable, why.message)
         }
         let body: ByteBuffer
         do {

@@ -122,26 +122,40 @@ actor Supervisor {
     // MARK: Routing and outcomes
 
     /// Where a request of `task` for `name` goes now, recording the task's assignment on its
-    /// first request; nil while no release can serve it.
-    func route(name: String, task: String) -> Target? {
-        guard var book = books[name], let journal = journals[name] else { return nil }
+    /// first request; why not (for a 503) while no release can serve it.
+    func route(name: String, task: String) -> Result<Target, Unavailable> {
+        guard var book = books[name], let journal = journals[name] else { return .failure(Unavailable("\(name) is not served")) }
         let ready = entries[name] ?? [:]
         guard
             let (release, assignment) = book.route(
                 task: task, now: Self.wallNow(), current: current[name], lastGood: lastGood[name], usable: { ready[$0]?.ready ?? false })
-        else { return nil }
+        else {
+            if book.isFull && book.release(of: task) == nil {
+                return .failure(
+                    Unavailable(
+                        "\(name) has \(book.capacity) tasks without an outcome; report outcomes (POST /_airlock/outcomes/\(name)) or wait for their deadline"
+                    ))
+            }
+            return .failure(Unavailable("no runtime of \(name) is ready yet; try again shortly"))
+        }
         if let assignment {
             do {
                 try journal.append(assignment)
             } catch {
                 logger.error("\(name): cannot record the assignment of a task: \(error)")
-                return nil
+                return .failure(Unavailable("\(name): the task could not be recorded (\(error)); nothing was sent to a release"))
             }
             _ = book.apply(assignment)
             books[name] = book
         }
-        guard let runtime = ready[release]?.runtime else { return nil }
-        return Target(release: release, baseURL: Self.baseURL(runtime.address))
+        guard let runtime = ready[release]?.runtime else { return .failure(Unavailable("no runtime of \(name) is ready yet; try again shortly")) }
+        return .success(Target(release: release, baseURL: Self.baseURL(runtime.address)))
+    }
+
+    /// Why a request cannot be routed now (a 503).
+    struct Unavailable: Error {
+        let message: String
+        init(_ message: String) { self.message = message }
     }
 
     /// What an outcome report did.

@@ -761,4 +761,26 @@ import Glibc
         try journal.append(extra)
         #expect(try TaskJournal.read(site: site, name: Self.name).events == needed + [extra])
     }
+
+    /// A flood of task ids cannot grow the book past its capacity: finished tasks are forgotten
+    /// oldest first, and while every remembered task is open no new task is taken (known ones
+    /// still are), until outcomes or deadlines finish some.
+    @Test func aFloodOfTaskIdsStopsAtTheCapacity() throws {
+        var settings = Self.settings(deadline: 60)
+        settings.breaker.errorRate = nil  // the expiries below are failures: not a breaker's business here
+        var book = RolloutBook(name: Self.name, settings: settings, canary: nil, breakers: [:], events: [], capacity: 100)
+        for i in 0..<100 { #expect(try Self.send(&book, "open-\(i)", at: Double(i) / 100) == Self.incumbent) }
+        #expect(book.isFull && book.taskCount == 100)
+        #expect(try Self.send(&book, "one-more", at: 2) == nil)
+        #expect(try Self.send(&book, "open-7", at: 2) == Self.incumbent)
+        // Outcomes for the ten oldest: they are forgotten at once, and room is made.
+        for i in 0..<10 { try Self.report(&book, "open-\(i)", Self.success, at: 3) }
+        #expect(book.taskCount == 90 && !book.isFull)
+        for i in 0..<10 { #expect(try Self.send(&book, "next-\(i)", at: 4) == Self.incumbent) }
+        #expect(book.isFull)
+        // Past the deadline the open ones expire (failures), and are forgotten in turn.
+        for e in book.expired(now: 100) { _ = book.apply(e) }
+        #expect(book.taskCount < 100)
+        #expect(try Self.send(&book, "after-expiry", at: 101) == Self.incumbent)
+    }
 }

@@ -66,10 +66,30 @@ public struct RolloutBook: Sendable {
     /// a day, or twice the outcome deadline when that is longer.
     public var retentionSeconds: Double { max(86_400, 2 * settings.outcomeDeadlineSeconds) }
 
+    /// The most tasks a book remembers (about 300 bytes each): above 90% of it, finished tasks
+    /// are forgotten oldest first before their retention period ends, and at it no new task is
+    /// taken (`isFull`) until outcomes or deadlines finish some, so that a flood of task ids
+    /// cannot exhaust the daemon's memory.
+    public static let maxRememberedTasks = 500_000
+
+    /// The most tasks this book remembers (`maxRememberedTasks` unless a test sets another).
+    public let capacity: Int
+
+    /// Above this many remembered tasks (90% of the capacity), finished tasks are forgotten
+    /// oldest first without waiting for their retention period.
+    var lowWater: Int { capacity - capacity / 10 }
+
+    /// Whether no new task can be taken now (see `maxRememberedTasks`).
+    public var isFull: Bool { tasks.count >= capacity }
+
     /// A book of `name` with the site's settings, its canary and persisted breakers, rebuilt
     /// from the journal's `events`.
-    public init(name: String, settings: RolloutSettings, canary: Canary?, breakers: [String: BreakerRecord], events: [TaskJournal.Event]) {
+    public init(
+        name: String, settings: RolloutSettings, canary: Canary?, breakers: [String: BreakerRecord], events: [TaskJournal.Event],
+        capacity: Int = RolloutBook.maxRememberedTasks
+    ) {
         self.name = name
+        self.capacity = max(1, capacity)
         self.settings = settings
         self.canary = canary
         for (release, record) in breakers {
@@ -147,10 +167,12 @@ public struct RolloutBook: Sendable {
         let active = canary.flatMap { $0.isActive && $0.incumbent == current ? $0 : nil }
         if let record = tasks[task] {
             let r = releases[Int(record.release)]
+            // (known tasks are served even when the book is full)
             let mayServe = r == current || r == lastGood || r == active?.candidate
             if mayServe, ok(r) != nil { return (r, nil) }
             return fallback.map { ($0, nil) }
         }
+        if isFull { return nil }
         var pick = fallback
         var step = 0
         if let c = active, let candidate = ok(c.candidate), fallback == current, Assignment.isCandidate(salt: c.saltBytes, taskID: task, weight: c.weight) {
@@ -210,6 +232,7 @@ public struct RolloutBook: Sendable {
         r.expired = expired
         tasks[task] = r
         while expireHead < order.count, tasks[order[expireHead]]?.done ?? true { expireHead += 1 }
+        if tasks.count > lowWater { prune(now: at) }
         let release = releases[Int(r.release)]
         outcomeCount[release, default: 0] += 1
         if let c = canary, r.canary == Self.number(c), Int(r.step) == c.step {
@@ -248,7 +271,7 @@ public struct RolloutBook: Sendable {
         while pruneHead < order.count {
             let task = order[pruneHead]
             if let r = tasks[task] {
-                guard r.done, r.assignedAt + retentionSeconds < now else { break }
+                guard r.done, r.assignedAt + retentionSeconds < now || tasks.count > lowWater else { break }
                 tasks[task] = nil
             }
             pruneHead += 1
