@@ -34,7 +34,11 @@ public enum AirlockServer {
     /// opening the names' rollout state throws (`site-busy` when another `serve` serves one
     /// of them) and what binding the address throws.
     public static func run(_ configuration: ServeConfiguration, logger: Logger = Logger(label: "airlock.serve")) async throws {
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        // Redirects are not followed: a runtime's or a webhook's 3xx must not send serve (and the
+        // agent's body, or an alert) anywhere else.
+        var clientConfiguration = HTTPClient.Configuration()
+        clientConfiguration.redirectConfiguration = .disallow
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
         let metrics = ServeMetrics()
         let supervisor = Supervisor(site: configuration.site, names: configuration.names, client: client, logger: logger, metrics: metrics)
         do {
@@ -86,6 +90,14 @@ public enum AirlockServer {
                 try? await Task.sleep(for: .milliseconds(200))
             }
         }
+        // Alerts are delivered apart from supervision: a slow webhook never holds up a tick.
+        let deliverer = Task {
+            while !Task.isCancelled {
+                await supervisor.alerts.deliverPending()
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+        }
+        defer { deliverer.cancel() }
         do {
             try await app.runService()
         } catch {

@@ -32,8 +32,7 @@ final class AlertSender: Sendable {
 
     /// Makes the alert, writes it to the file and queues its delivery.
     func queue(
-        event: String, name: String, reason: String, from: String?, to: String?, decision: CanaryDecision?, book: RolloutBook?,
-        trip: BreakerTrip? = nil
+        event: String, name: String, reason: String, from: String?, to: String?, decision: CanaryDecision?, trip: BreakerTrip? = nil
     ) {
         let alert = Self.make(site: site, event: event, name: name, reason: reason, from: from, to: to, decision: decision, trip: trip)
         do {
@@ -109,9 +108,9 @@ final class AlertSender: Sendable {
             if let command = settings.command {
                 let timeout = settings.timeoutSeconds
                 let logger = self.logger
-                await Task.detached {
+                await Blocking.run {
                     do { try AlertCommand.run(command, alert: alert, timeoutSeconds: timeout) } catch { logger.error("the alert command failed: \(error)") }
-                }.value
+                }
             }
         }
     }

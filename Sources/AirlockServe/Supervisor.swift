@@ -124,16 +124,17 @@ actor Supervisor {
     /// Where a request of `task` for `name` goes now, recording the task's assignment on its
     /// first request; why not (for a 503) while no release can serve it.
     func route(name: String, task: String) -> Result<Target, Unavailable> {
-        guard var book = books[name], let journal = journals[name] else { return .failure(Unavailable("\(name) is not served")) }
+        // The book is used in place (`books[name]!`): a copy of it would be copied whole on write.
+        guard books[name] != nil, let journal = journals[name] else { return .failure(Unavailable("\(name) is not served")) }
         let ready = entries[name] ?? [:]
         guard
-            let (release, assignment) = book.route(
+            let (release, assignment) = books[name]!.route(
                 task: task, now: Self.wallNow(), current: current[name], lastGood: lastGood[name], usable: { ready[$0]?.ready ?? false })
         else {
-            if book.isFull && book.release(of: task) == nil {
+            if books[name]!.isFull && books[name]!.release(of: task) == nil {
                 return .failure(
                     Unavailable(
-                        "\(name) has \(book.capacity) tasks without an outcome; report outcomes (POST /_airlock/outcomes/\(name)) or wait for their deadline"
+                        "\(name) has \(books[name]!.capacity) tasks without an outcome; report outcomes (POST /_airlock/outcomes/\(name)) or wait for their deadline"
                     ))
             }
             return .failure(Unavailable("no runtime of \(name) is ready yet; try again shortly"))
@@ -145,11 +146,12 @@ actor Supervisor {
                 logger.error("\(name): cannot record the assignment of a task: \(error)")
                 return .failure(Unavailable("\(name): the task could not be recorded (\(error)); nothing was sent to a release"))
             }
-            _ = book.apply(assignment)
-            books[name] = book
+            _ = books[name]!.apply(assignment)
         }
-        guard let runtime = ready[release]?.runtime else { return .failure(Unavailable("no runtime of \(name) is ready yet; try again shortly")) }
-        return .success(Target(release: release, baseURL: Self.baseURL(runtime.address)))
+        guard let address = ready[release]?.runtime?.connectAddress else {
+            return .failure(Unavailable("no runtime of \(name) is ready yet; try again shortly"))
+        }
+        return .success(Target(release: release, baseURL: Self.baseURL(address)))
     }
 
     /// Why a request cannot be routed now (a 503).
@@ -168,14 +170,13 @@ actor Supervisor {
     /// Counts `outcome` for `task` of `name` (journaled first), then runs the breakers and the
     /// canary's decision.
     func report(name: String, task: String, outcome: TaskOutcome) -> Reported {
-        guard var book = books[name], let journal = journals[name] else { return .refused(.unknownTask) }
-        switch book.report(task: task, outcome: outcome, now: Self.wallNow()) {
+        guard books[name] != nil, let journal = journals[name] else { return .refused(.unknownTask) }
+        switch books[name]!.report(task: task, outcome: outcome, now: Self.wallNow()) {
         case .failure(let refusal): return .refused(refusal)
         case .success(let event):
             do { try journal.append(event) } catch { return .failed("cannot record the outcome: \(error)") }
-            let notices = book.apply(event)
-            books[name] = book
-            let release = book.release(of: task) ?? "?"
+            let release = books[name]!.release(of: task) ?? "?"
+            let notices = books[name]!.apply(event)
             metrics.outcome(name: name, release: release, outcome: outcome, expired: false)
             handle(name, notices)
             decide(name)
@@ -223,18 +224,20 @@ actor Supervisor {
         }
         pending.insert(name)
         let site = self.site, alerts = self.alerts, logger = self.logger
-        let book = books[name]
         let lastGood = self.lastGood[name], current = self.current[name]
-        Task.detached {
-            let message = Self.perform(action, site: site, name: name, book: book, current: current, lastGood: lastGood, alerts: alerts, logger: logger)
-            await alerts.deliverPending()
-            await self.finished(name, message)
+        Task {
+            // Off Swift's cooperative threads: an action waits for the site lock, fsyncs and
+            // may run a health check.
+            let message = await Blocking.run {
+                Self.perform(action, site: site, name: name, current: current, lastGood: lastGood, alerts: alerts, logger: logger)
+            }
+            self.finished(name, message)
         }
     }
 
     /// Runs an action (blocking: the site lock, fsyncs); returns what to log.
     static func perform(
-        _ action: Action, site: Site, name: String, book: RolloutBook?, current: String?, lastGood: String?, alerts: AlertSender, logger: Logger
+        _ action: Action, site: Site, name: String, current: String?, lastGood: String?, alerts: AlertSender, logger: Logger
     ) -> String {
         do {
             switch action {
@@ -245,7 +248,7 @@ actor Supervisor {
                     c.reason = reason
                     return ("canary-abort", ["reason": .string(reason), "step": .integer(c.step), "by": .string("serve")])
                 }
-                alerts.queue(event: "canary-abort", name: name, reason: reason, from: c.incumbent, to: c.candidate, decision: decision, book: book)
+                alerts.queue(event: "canary-abort", name: name, reason: reason, from: c.incumbent, to: c.candidate, decision: decision)
                 return "canary of \(c.candidate) aborted: \(reason)"
             case .advance(let id, let step, let decision):
                 guard let c = try CanaryStore.load(site: site, name: name), c.id == id, c.step == step, c.status == .running else {
@@ -255,9 +258,22 @@ actor Supervisor {
                 if next >= c.steps.count || c.steps[next] >= 100 {
                     let reason =
                         "non-inferior on every metric at the horizon of step \(step + 1) (\(decision.comparisons.first?.candidateTasks ?? 0) candidate tasks)"
-                    let p = try CanaryStore.promote(site: site, name: name, reason: reason)
-                    alerts.queue(event: "canary-promote", name: name, reason: reason, from: p.incumbent, to: p.candidate, decision: decision, book: book)
-                    return "promoted \(p.candidate)"
+                    do {
+                        let p = try CanaryStore.promote(site: site, name: name, reason: reason)
+                        alerts.queue(event: "canary-promote", name: name, reason: reason, from: p.incumbent, to: p.candidate, decision: decision)
+                        return "promoted \(p.candidate)"
+                    } catch let e as AirlockError {
+                        // Refused by the policy or its health check: hold, a person decides (no retry loop).
+                        let why = "the promotion failed (\(e.code)): \(e.message)"
+                        let held = try CanaryStore.update(site: site, name: name, command: "canary hold") { c in
+                            guard c.id == id, c.isActive else { return nil }
+                            c.status = .held
+                            c.reason = why
+                            return ("canary-hold", ["reason": .string(why), "step": .integer(c.step)])
+                        }
+                        alerts.queue(event: "canary-hold", name: name, reason: why, from: held.incumbent, to: held.candidate, decision: decision)
+                        return "canary of \(held.candidate) holds: \(why)"
+                    }
                 }
                 let weight = c.steps[next]
                 try CanaryStore.update(site: site, name: name, command: "canary advance") { c in
@@ -277,7 +293,7 @@ actor Supervisor {
                     c.reason = reason
                     return ("canary-hold", ["reason": .string(reason), "step": .integer(step)])
                 }
-                alerts.queue(event: "canary-hold", name: name, reason: reason, from: c.incumbent, to: c.candidate, decision: decision, book: book)
+                alerts.queue(event: "canary-hold", name: name, reason: reason, from: c.incumbent, to: c.candidate, decision: decision)
                 return "canary of \(c.candidate) holds: \(reason)"
             case .trip(let release, let trip):
                 let reason =
@@ -285,7 +301,11 @@ actor Supervisor {
                 try BreakerStore.update(
                     site: site, name: name, release: release, action: "breaker-trip",
                     fields: ["reason": .string(reason), "by": .string("serve")]
-                ) { _ in BreakerRecord(state: .tripped(trip), since: trip.at) }
+                ) { existing in
+                    // A person's reset or opening after the trip wins.
+                    if let existing, existing.since > trip.at { return existing }
+                    return BreakerRecord(state: .tripped(trip), since: trip.at)
+                }
                 var log = "breaker of \(release) tripped: \(reason)"
                 if let c = try CanaryStore.load(site: site, name: name), c.isActive, c.candidate == release || c.incumbent == release {
                     let why = "the breaker of \(release) tripped: \(reason)"
@@ -302,13 +322,13 @@ actor Supervisor {
                         log += "; no last-good release to switch to"
                     }
                 }
-                alerts.queue(event: "breaker-trip", name: name, reason: reason, from: release, to: to, decision: nil, book: book, trip: trip)
+                alerts.queue(event: "breaker-trip", name: name, reason: reason, from: release, to: to, decision: nil, trip: trip)
                 return log
             case .settle(let id):
                 // `current` moved under an active canary: to the candidate (a promotion killed
                 // before it was recorded, or a person's activate), or elsewhere.
-                let now = site.current(name)
                 let c = try CanaryStore.update(site: site, name: name, command: "canary settle") { c in
+                    let now = site.current(name)  // read under the site lock
                     guard c.id == id, c.isActive, now != c.incumbent else { return nil }
                     if now == c.candidate {
                         c.status = .promoted
@@ -331,7 +351,7 @@ actor Supervisor {
         }
     }
 
-    private func finished(_ name: String, _ message: String) {
+    func finished(_ name: String, _ message: String) {
         pending.remove(name)
         logger.notice("\(name): \(message)")
         refresh(name)
@@ -346,10 +366,9 @@ actor Supervisor {
 
     /// Reads the name's canary, breakers and pointer again from the site.
     private func refresh(_ name: String) {
-        guard var book = books[name] else { return }
-        if let c = try? CanaryStore.load(site: site, name: name) { book.adopt(canary: c) }
-        if let b = try? BreakerStore.load(site: site, name: name) { book.adopt(breakers: b) }
-        books[name] = book
+        guard books[name] != nil else { return }
+        if let c = try? CanaryStore.load(site: site, name: name), c != books[name]!.canary { books[name]!.adopt(canary: c) }
+        if let b = try? BreakerStore.load(site: site, name: name) { books[name]!.adopt(breakers: b) }
         current[name] = site.current(name)
         lastGood[name] = (try? site.rollbackTarget(name)) ?? nil
     }
@@ -370,17 +389,15 @@ actor Supervisor {
             if cur != current[name] { logger.info("\(name): current is \(cur ?? "none")") }
             refresh(name)
             // Outcomes past their deadline count as failures.
-            if var book = books[name], let journal = journals[name] {
-                for event in book.expired(now: wall) {
+            if books[name] != nil, let journal = journals[name] {
+                for event in books[name]!.expired(now: wall) {
                     guard (try? journal.append(event)) != nil else { break }
-                    if case .expired(let task, _) = event, let r = book.release(of: task) {
+                    if case .expired(let task, _) = event, let r = books[name]!.release(of: task) {
                         metrics.outcome(name: name, release: r, outcome: TaskOutcome(succeeded: false, cost: 0, neededIntervention: false), expired: true)
                     }
-                    let notices = book.apply(event)
-                    books[name] = book
-                    handle(name, notices)
+                    handle(name, books[name]!.apply(event))
                 }
-                journal.sync()
+                if !journal.sync() { logger.error("\(name): cannot flush the task journal (fsync failed); it is tried again next tick") }
                 decide(name)
             }
             // A current release whose breaker is open (tripped before a restart of serve, or
@@ -408,7 +425,6 @@ actor Supervisor {
             entries[name] = all
             if let book = books[name] { metrics.rollout(name: name, book: book, now: wall) }
         }
-        await alerts.deliverPending()
     }
 
     private func supervise(name: String, release: String, _ entry: Entry, now: Double) async -> Entry {
@@ -427,7 +443,7 @@ actor Supervisor {
                 e.crashLoopAlerted = true
                 alerts.queue(
                     event: "runtime-crash-loop", name: name, reason: "\(release) ended \(e.failures) times in a row; last: \(e.lastError!)",
-                    from: nil, to: release, decision: nil, book: books[name])
+                    from: nil, to: release, decision: nil)
             }
         }
         if e.runtime == nil, now >= e.nextStart {
@@ -472,7 +488,8 @@ actor Supervisor {
     }
 
     private func probe(_ r: Runtime) async -> Bool {
-        let request = HTTPClientRequest(url: Self.baseURL(r.address) + r.spec.readyPath)
+        guard let address = r.connectAddress else { return false }
+        let request = HTTPClientRequest(url: Self.baseURL(address) + r.spec.readyPath)
         guard let response = try? await client.execute(request, timeout: .seconds(2)) else { return false }
         _ = try? await response.body.collect(upTo: 64 << 10)
         return response.status.code == 200

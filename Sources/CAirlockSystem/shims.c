@@ -20,3 +20,5 @@ int airlock_spawn_addclosefrom(posix_spawn_file_actions_t *actions, int from) {
 int airlock_malloc_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes); }
 
 int airlock_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+
+int airlock_o_path(void) { return O_PATH; }

@@ -181,4 +181,69 @@ import Testing
         #expect(serve.terminationStatus == 0)
         #expect(kill(Int32(runtime), 0) != 0)
     }
+
+    /// A runtime that listens on a unix socket owns its socket folder; once ready it replaces
+    /// its socket with a link to another socket of the machine (one root can reach). serve
+    /// keeps talking to the socket it checked (held open with O_PATH) and never connects to
+    /// the other one.
+    @Test func aRuntimeCannotRedirectServeToAnotherSocket() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("airlock-s-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir + "/rel/code", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        chmod(dir, 0o755)
+        let victim = dir + "/victim.sock", hits = dir + "/victim-hits"
+        let victimServer = Process()
+        victimServer.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        victimServer.arguments = [
+            "python3", "-c",
+            "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen(8)\nwhile True:\n  c,_=s.accept()\n  open(sys.argv[2],'a').write('hit\\n')\n  c.close()",
+            victim, hits,
+        ]
+        victimServer.standardOutput = FileHandle.nullDevice
+        victimServer.standardError = FileHandle.nullDevice
+        try victimServer.run()
+        defer { victimServer.terminate() }
+        try victim.write(toFile: dir + "/rel/code/victim.txt", atomically: true, encoding: .utf8)
+        try """
+        import http.server, os, socketserver, threading, time
+        path = os.environ["AIRLOCK_SOCKET"]
+        victim = open("code/victim.txt").read().strip()
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200); self.send_header("Content-Length", "7"); self.end_headers(); self.wfile.write(b"runtime")
+            def address_string(self): return "local"
+            def log_message(self, *a): pass
+        server = socketserver.UnixStreamServer(path, H)
+        def swap():
+            time.sleep(4)
+            os.rename(path, path + ".old")
+            os.symlink(victim, path)
+        threading.Thread(target=swap, daemon=True).start()
+        server.serve_forever()
+        """.write(toFile: dir + "/rel/code/server.py", atomically: true, encoding: .utf8)
+        try "name: sock\nversion: 1.0.0\nsequence: 1\ncomponents: { code: code/ }\nserve: { command: python3 code/server.py, listen: socket, ready: /ready }\n"
+            .write(toFile: dir + "/rel/airlock.yaml", atomically: true, encoding: .utf8)
+        let root = dir + "/root"
+        #expect(try CLI.run(["key", "generate", "--out", dir + "/vendor"]).status == 0)
+        try FileManager.default.createDirectory(atPath: root + "/.trust", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: dir + "/vendor.pub", toPath: root + "/.trust/vendor.pub")
+        #expect(try CLI.run(["pack", dir + "/rel", "--key", dir + "/vendor.key", "--out", dir + "/s.airlock"]).status == 0)
+        #expect(try CLI.run(["install", dir + "/s.airlock", "--root", root, "--activate"]).status == 0)
+        let port = Self.freePort()
+        let base = "http://127.0.0.1:\(port)"
+        let serve = Process()
+        serve.executableURL = URL(fileURLWithPath: CLI.binary)
+        serve.arguments = ["serve", "sock", "--root", root, "--listen", "127.0.0.1:\(port)"]
+        serve.standardOutput = FileHandle.nullDevice
+        serve.standardError = FileHandle.nullDevice
+        try serve.run()
+        defer { if serve.isRunning { serve.terminate() } }
+        #expect(try Self.eventually(20) { try Self.request(base + "/sock/x", task: "a-\(UUID().uuidString)")?.status == 200 })
+        sleep(5)  // the runtime has swapped its socket for the link by now
+        for i in 0..<5 {
+            let r = try #require(try Self.request(base + "/sock/x", task: "after-swap-\(i)"))
+            #expect(r.status == 200)
+        }
+        #expect(!FileManager.default.fileExists(atPath: hits), "serve connected to the socket the runtime's link pointed at")
+    }
 }

@@ -76,7 +76,7 @@ public enum BreakerStore {
         all[release] = record
         let dir = CanaryStore.directory(site: site, name: name)
         try site.ensureDirectory(dir, what: "the rollout state folder of \(name)")
-        try FileIO.writeAtomically(dir + "/" + SiteLayout.breakersFile, JSONCoding.encoder.encode(all), mode: 0o644)
+        try FileIO.writeAtomically(dir + "/" + SiteLayout.breakersFile, JSONCoding.encoder.encode(all), mode: 0o600)
         var f = fields
         f["release"] = .string(release)
         f["state"] = .string(record.word)

@@ -95,7 +95,7 @@ public enum CanaryStore {
     static func save(site: Site, name: String, _ canary: Canary) throws {
         let dir = directory(site: site, name: name)
         try site.ensureDirectory(dir, what: "the rollout state folder of \(name)")
-        try FileIO.writeAtomically(dir + "/" + SiteLayout.canaryFile, JSONCoding.encoder.encode(canary), mode: 0o644)
+        try FileIO.writeAtomically(dir + "/" + SiteLayout.canaryFile, JSONCoding.encoder.encode(canary), mode: 0o600)
     }
 
     /// Starts a canary of `release` (a folder, version or bundle id prefix) against `name`'s

@@ -74,7 +74,7 @@ public final class TaskJournal {
     }
 
     static func openSiteFile(_ path: String, flags: Int32) throws -> Int32 {
-        let fd = Sys.open(path, flags | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0o644)
+        let fd = Sys.open(path, flags | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0o600)
         guard fd >= 0 else {
             if errno == ELOOP { throw SiteSafety.unexpected(path, "a symbolic link", expected: "a file of its own") }
             throw AirlockError.io(errno == ENOSPC ? .diskFull : .createFailed, "cannot open \(path)", errno: errno)
@@ -91,7 +91,15 @@ public final class TaskJournal {
     public func append(_ event: Event) throws {
         var line = Self.line(event)
         line.append(0x0A)
-        try line.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: path) }
+        let size = lseek(fd, 0, SEEK_END)
+        do {
+            try line.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: path) }
+        } catch {
+            // A short write (a full disk) is cut off again, so that the next line starts on
+            // its own and the event, refused to its caller, is not half there.
+            if size >= 0 { _ = ftruncate(fd, size) }
+            throw error
+        }
         unsynced = true
     }
 
@@ -111,11 +119,14 @@ public final class TaskJournal {
         unsynced = false
     }
 
-    /// Makes the lines written so far durable.
-    public func sync() {
-        guard unsynced else { return }
-        _ = Sys.fsync(fd)
+    /// Makes the lines written so far durable; false when `fsync` failed (they stay to be
+    /// flushed again).
+    @discardableResult
+    public func sync() -> Bool {
+        guard unsynced else { return true }
+        guard Sys.fsync(fd) == 0 else { return false }
         unsynced = false
+        return true
     }
 
     /// The events of `name`'s journal in order (a last line cut short is dropped; a line that

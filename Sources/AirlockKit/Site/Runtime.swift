@@ -1,4 +1,5 @@
 import AirlockFormat
+import CAirlockSystem
 
 #if canImport(Glibc)
 import Glibc
@@ -34,6 +35,10 @@ public final class Runtime {
     public let pid: pid_t
     private let log: Int32
     private var socketFolder: (fd: Int32, path: String)?
+    /// The runtime's socket, opened once it exists (`O_PATH`, not following a link).
+    private var socketHandle: Int32 = -1
+    /// The user the runtime runs as, who must own its socket.
+    private var owner: uid_t = geteuid()
     private var exitStatus: Int32?
 
     private init(name: String, release: String, spec: ServeSpec, address: Address, pid: pid_t, log: Int32, socketFolder: (Int32, String)?) {
@@ -48,6 +53,7 @@ public final class Runtime {
 
     deinit {
         stop(graceSeconds: 0)
+        if socketHandle >= 0 { close(socketHandle) }
         close(log)
     }
 
@@ -57,7 +63,12 @@ public final class Runtime {
     public static func start(site: Site, name: String, release: String, spec: ServeSpec) throws -> Runtime {
         let dir = site.releaseDirectory(name, release)
         guard FileIO.isDirectory(dir) else { throw AirlockError(.usage, .releaseUnknown, "\(name) has no installed release \(release)") }
-        let asNobody = geteuid() == 0 && FileIO.exists("/usr/bin/setpriv")
+        let asNobody = geteuid() == 0
+        if asNobody && !FileIO.exists("/usr/bin/setpriv") {
+            throw AirlockError(
+                .io, .spawnFailed,
+                "cannot run \(name) \(release) as nobody: /usr/bin/setpriv is missing (Debian's util-linux); Airlock never runs a release's code as root")
+        }
         var environment = [
             "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "LANG=C.UTF-8",
             "AIRLOCK_ROOT=\(site.root)", "AIRLOCK_NAME=\(name)", "AIRLOCK_RELEASE=\(release)", Self.marker,
@@ -73,6 +84,13 @@ public final class Runtime {
             let folder = try makeSocketFolder(site: site, owner: asNobody ? 65534 : geteuid())
             socketFolder = folder
             let path = folder.path + "/runtime.sock"
+            guard path.utf8.count < 108 else {
+                removeSocketFolder(fd: folder.0, path: folder.path)
+                throw AirlockError(
+                    .usage, .spawnFailed,
+                    "the socket path \(path) is \(path.utf8.count) bytes, longer than a unix socket address holds (107); use a shorter site root, or `listen: port` in the release's serve section"
+                )
+            }
             environment.append("AIRLOCK_SOCKET=\(path)")
             address = .socket(path)
         }
@@ -87,7 +105,29 @@ public final class Runtime {
             if let (fd, path) = socketFolder { removeSocketFolder(fd: fd, path: path) }
             throw error
         }
-        return Runtime(name: name, release: release, spec: spec, address: address, pid: pid, log: log, socketFolder: socketFolder)
+        let runtime = Runtime(name: name, release: release, spec: spec, address: address, pid: pid, log: log, socketFolder: socketFolder)
+        runtime.owner = asNobody ? 65534 : geteuid()
+        return runtime
+    }
+
+    /// Where to connect to the runtime, nil until it can be reached. For a unix socket: its
+    /// socket, opened once with `O_PATH` and `O_NOFOLLOW` after checking that it is a socket of
+    /// the runtime's user, and then reached through `/proc/self/fd/N`, so that replacing the
+    /// path with a link to another socket (the runtime owns the folder) cannot make `serve`
+    /// connect elsewhere.
+    public var connectAddress: Address? {
+        guard case .socket(let path) = address else { return address }
+        if socketHandle < 0 {
+            let fd = Sys.open(path, airlock_o_path() | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else { return nil }
+            var st = stat()
+            guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK, st.st_uid == owner else {
+                close(fd)
+                return nil
+            }
+            socketHandle = fd
+        }
+        return .socket("/proc/self/fd/\(socketHandle)")
     }
 
     /// The environment entry that marks a runtime (and not a health check) of `airlock serve`.

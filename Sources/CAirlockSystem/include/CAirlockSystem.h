@@ -20,4 +20,7 @@ int airlock_malloc_mmap_threshold(int bytes);
 /// memfd_create(2) with MFD_CLOEXEC: an anonymous file in memory, gone with its last
 /// descriptor (a command's stdin and output, with no name anyone else could open).
 int airlock_memfd(const char *name);
+
+/// The O_PATH flag of open(2) (a descriptor that names a file without opening it for I/O).
+int airlock_o_path(void);
 #endif
