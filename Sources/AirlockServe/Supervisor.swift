@@ -462,6 +462,7 @@ actor Supervisor {
                 e.nextStart = now + Self.backoff(e.failures)
             }
         }
+        e.runtime?.trimOutput()
         if let r = e.runtime, !e.ready {
             e.ready = await probe(r)
             if e.ready {

@@ -107,6 +107,20 @@ import Testing
         #expect(runtime.outputTail().contains("cannot load the model"))
     }
 
+    /// A runtime that writes without end does not fill the disk: its output is cut back to
+    /// its tail once it passes the limit, and what it writes next is kept.
+    @Test func aChattyRuntimeIsCutBackToItsTail() throws {
+        let tmp = TempDir()
+        let (site, r, spec) = try installed(
+            tmp, listen: "port", command: "yes x | head -c 3000000; echo; echo the-last-line; sleep 30")
+        let runtime = try Runtime.start(site: site, name: r.name, release: r.release, spec: spec)
+        defer { runtime.stop(graceSeconds: 0) }
+        for _ in 0..<250 where !runtime.outputTail(bytes: 100).contains("the-last-line") { usleep(20_000) }
+        runtime.trimOutput(above: 1 << 20, keep: 4096)
+        #expect(runtime.outputTail(bytes: 100).contains("the-last-line"))
+        #expect(runtime.outputTail(bytes: 1 << 22).utf8.count <= 4096)
+    }
+
     @Test func onlyAnInstalledReleaseStarts() throws {
         let tmp = TempDir()
         let (site, r, spec) = try installed(tmp, listen: "port")

@@ -180,6 +180,18 @@ public final class Runtime {
         return String(decoding: out.prefix(max(0, n)), as: UTF8.self)
     }
 
+    /// Keeps what the runtime writes from filling the disk: once its output passes `limit`
+    /// bytes, the output file is cut back to its last `keep` bytes (the runtime writes on at
+    /// the shared offset, which moves back with it).
+    public func trimOutput(above limit: Int = 8 << 20, keep: Int = 64 << 10) {
+        let size = lseek(log, 0, SEEK_END)
+        guard size > off_t(limit) else { return }
+        var tail = [UInt8](repeating: 0, count: keep)
+        let n = pread(log, &tail, keep, size - off_t(keep))
+        guard n > 0, ftruncate(log, 0) == 0, lseek(log, 0, SEEK_SET) == 0 else { return }
+        _ = tail.withUnsafeBytes { Sys.write(log, $0.baseAddress!, n) }
+    }
+
     /// Ends the runtime: SIGTERM to its process group, SIGKILL after `graceSeconds` if it is
     /// still there, then reaps it and removes its socket folder.
     public func stop(graceSeconds: Double = 5) {
