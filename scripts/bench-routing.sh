@@ -34,12 +34,14 @@
 #   ROUTING_PASSES (2)            requests per task in the first passes
 #   ROUTING_PASS_TIMEOUT (150)    seconds a first pass may take at most
 #   ROUTING_SAMPLE (2000)         tasks checked after the restart
-#   ROUTING_WORK                  work folder (default: a new folder under ${TMPDIR:-/tmp})
-#   ROUTING_KEEP (0)              1: keep the work folder (logs, maps, the journal)
+#   ROUTING_WORK                  work folder, kept (default: a new folder under ${TMPDIR:-/tmp},
+#                                 removed at the end)
+#   ROUTING_KEEP (0)              1: keep the new work folder (logs, maps, the journal)
 #
-# Exit status: 0 when every hard target passes (stickiness, split, restart stickiness, memory,
-# no failed request via serve); 1 when one FAILs (the report is complete); 2 when a command
-# failed (no report). The latency ratio's verdict is reported, never the exit status.
+# Exit status: 0 when every hard target passes (every task assigned in the first pass,
+# stickiness, split, restart stickiness, memory, no failed request via serve); 1 when one FAILs
+# (the report is complete); 2 when a command failed (no report). The latency ratio's verdict is
+# reported, never the exit status.
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
@@ -78,8 +80,13 @@ for tool in "$HAPROXY" "$WRK" "$(command -v python3 || true)" "$(command -v ss |
 done
 [ -x "$AIRLOCK" ] || { log "error: $AIRLOCK is not an executable"; exit 2; }
 
-WORK=${ROUTING_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/airlock-bench-routing.XXXXXX")}
-mkdir -p "$WORK"
+if [ -n "${ROUTING_WORK:-}" ]; then
+  WORK=$ROUTING_WORK
+  KEEP=1 # never remove a folder this script did not make
+  mkdir -p "$WORK"
+else
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/airlock-bench-routing.XXXXXX")
+fi
 chmod 755 "$WORK" # the runtimes run as nobody when this runs as root
 ROOT=$WORK/root
 RUNS=$WORK/runs
@@ -91,6 +98,7 @@ SERVE_PID=""
 ROUTER_PID=""
 WRK_PID=""
 RUNTIME_PIDS=()
+CURRENT_RUNTIMES=()
 
 # Ends what this script started: wrk, the HAProxy router, serve (which stops its runtimes), and
 # any runtime left behind (checked by its command line, in case its pid was reused).
@@ -142,7 +150,8 @@ start_serve() {
   ss -ltnpH >"$WORK/ss.txt"
   read -r INCUMBENT INCUMBENT_PORT CANDIDATE CANDIDATE_PORT < <("${CHECK[@]}" ports "$WORK/status.json" "$NAME" "$WORK/ss.txt") ||
     die "cannot find the runtimes' ports"
-  RUNTIME_PIDS+=($(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["names"][sys.argv[2]]; print(s["pid"], s["canary"]["runtime"]["pid"])' "$WORK/status.json" "$NAME"))
+  CURRENT_RUNTIMES=($(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["names"][sys.argv[2]]; print(s["pid"], s["canary"]["runtime"]["pid"])' "$WORK/status.json" "$NAME"))
+  RUNTIME_PIDS+=("${CURRENT_RUNTIMES[@]}")
 }
 
 rss_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
@@ -152,12 +161,31 @@ kv() { awk -F= -v k="$2" '$1 == k {print $2}' "$1"; }
 # CPU time (user + system) of a process, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
+# The machine's busy CPU time (all cores; idle and iowait left out), in clock ticks.
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+
+# CPU time of what this script runs: serve, the router, the runtimes it knows, and every child
+# it has waited for (wrk, via the shell's `times`), in clock ticks; written to $WORK/mine.
+mine_ticks() {
+  local t=0 p hz
+  hz=$(getconf CLK_TCK)
+  for p in $SERVE_PID $ROUTER_PID "${CURRENT_RUNTIMES[@]}"; do t=$((t + $(cpu_ticks "$p"))); done
+  times >"$WORK/times.txt"
+  echo $((t + $(awk -v hz="$hz" 'NR == 2 {
+    n = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); n += a[1] * 60 + a[2] } printf "%d", n * hz }' "$WORK/times.txt"))) >"$WORK/mine"
+}
+
 # run_wrk LABEL URL PATH HEADER MODE PASSES CONNECTIONS SECONDS OFFSET [MAP [DELAY_MS [ROUTER_PID]]]
-# ROUTER_PID: the router whose CPU time per request goes into the results.
+# ROUTER_PID: the router whose CPU time per request goes into the results. Every run also records
+# how much of the machine other processes used meanwhile (others_cpu_pct).
 run_wrk() {
   local label=$1 url=$2 path=$3 header=$4 mode=$5 passes=$6 conc=$7 secs=$8 offset=$9 map=${10:-} delay=${11:-0} router=${12:-}
-  local cpu0=0
+  local cpu0=0 busy0 mine0 t0
   [ -n "$router" ] && cpu0=$(cpu_ticks "$router")
+  t0=$(date +%s.%N)
+  busy0=$(busy_ticks)
+  mine_ticks
+  mine0=$(cat "$WORK/mine")
   echo "$label" >>"$WORK/order.txt"
   rm -f "$RUNS/$label".done.*
   env BR_TASKS="$TASKS" BR_THREADS="$THREADS" BR_PREFIX="$PREFIX" BR_PATH="$path" BR_HEADER="$header" BR_MODE="$mode" \
@@ -184,6 +212,12 @@ run_wrk() {
   wait "$WRK_PID" || die "wrk failed on $label: $(tail -n 5 "$RUNS/$label.out")"
   WRK_PID=""
   [ -s "$RUNS/$label.kv" ] || die "wrk wrote no results for $label: $(tail -n 5 "$RUNS/$label.out")"
+  local busy1 mine1
+  busy1=$(busy_ticks)
+  mine_ticks
+  mine1=$(cat "$WORK/mine")
+  awk -v b="$((busy1 - busy0))" -v m="$((mine1 - mine0))" -v t0="$t0" -v t1="$(date +%s.%N)" -v hz="$(getconf CLK_TCK)" -v cpus="$(nproc)" \
+    'BEGIN {o = b - m; if (o < 0) o = 0; printf "others_cpu_pct=%.1f\n", 100 * o / ((t1 - t0) * hz * cpus)}' >>"$RUNS/$label.kv"
   if [ -n "$router" ]; then
     echo "cpu_us_per_request=$(awk -v a="$cpu0" -v b="$(cpu_ticks "$router")" -v hz="$(getconf CLK_TCK)" -v n="$(kv "$RUNS/$label.kv" requests)" \
       'BEGIN {printf "%.1f", (b - a) * 1e6 / hz / (n > 0 ? n : 1)}')" >>"$RUNS/$label.kv"
