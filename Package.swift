@@ -51,7 +51,7 @@ let package = Package(
         .target(
             name: "AirlockServe",
             dependencies: [
-                "AirlockKit", "AirlockFormat", "AirlockRollout",
+                "AirlockKit", "AirlockFormat", "AirlockRollout", "CAirlockSystem",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),

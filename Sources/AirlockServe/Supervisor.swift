@@ -2,6 +2,7 @@ import AirlockFormat
 import AirlockKit
 import AirlockRollout
 import AsyncHTTPClient
+import CAirlockSystem
 import Foundation
 import Logging
 
@@ -105,6 +106,8 @@ actor Supervisor {
             }
             if let c = book.canary, c.isActive { logger.info("\(name): canary \(c.candidate) \(c.status.rawValue) at step \(c.step + 1)") }
         }
+        // The replay's events and lines are freed: give the memory back rather than keep it.
+        _ = airlock_malloc_trim()
     }
 
     static func rolloutPolicy(_ site: Site) throws -> RolloutPolicy {

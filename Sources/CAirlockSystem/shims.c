@@ -22,3 +22,5 @@ int airlock_malloc_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, 
 int airlock_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 
 int airlock_o_path(void) { return O_PATH; }
+
+int airlock_malloc_trim(void) { return malloc_trim(0); }

@@ -27,11 +27,33 @@ public struct RolloutBook: Sendable {
         case tripped(release: String, trip: BreakerTrip)
     }
 
+    /// A task's key: the first 16 bytes of SHA-256 of its id. Fixed-size, so that a task costs
+    /// no allocation of its own whatever the length of its id (the id itself is kept in the
+    /// arena, and compared on every lookup, so that two ids with the same key are told apart).
+    struct TaskKey: Hashable, Sendable {
+        var a: UInt64
+        var b: UInt64
+
+        init(_ task: String) {
+            let d = SHA256Digest.of(Array(task.utf8)).bytes
+            var a: UInt64 = 0
+            var b: UInt64 = 0
+            for i in 0..<8 {
+                a = a << 8 | UInt64(d[i])
+                b = b << 8 | UInt64(d[8 + i])
+            }
+            self.a = a
+            self.b = b
+        }
+    }
+
     struct Record: Sendable {
-        var release: UInt16
         var canary: UInt64
-        var step: Int32
         var assignedAt: Double
+        var idOffset: UInt32
+        var step: Int32
+        var release: UInt16
+        var idLength: UInt8
         var done: Bool
         var expired: Bool
     }
@@ -57,8 +79,12 @@ public struct RolloutBook: Sendable {
 
     private var releases: [String] = []
     private var releaseIndex: [String: UInt16] = [:]
-    private var tasks: [String: Record] = [:]
-    private var order: [String] = []
+    private var tasks: [TaskKey: Record] = [:]
+    private var order: [TaskKey] = []
+    /// The ids of the remembered tasks, one after another (`Record.idOffset`, `idLength`).
+    private var arena: [UInt8] = []
+    /// Bytes of the arena that belong to forgotten tasks.
+    private var arenaGarbage = 0
     private var expireHead = 0
     private var pruneHead = 0
 
@@ -103,6 +129,16 @@ public struct RolloutBook: Sendable {
 
     /// The number of tasks remembered.
     public var taskCount: Int { tasks.count }
+
+    /// The record of `task`, nil when it is not remembered.
+    func record(_ task: String) -> (key: TaskKey, record: Record)? {
+        let key = TaskKey(task)
+        guard let r = tasks[key], arena[Int(r.idOffset)..<Int(r.idOffset) + Int(r.idLength)].elementsEqual(task.utf8) else { return nil }
+        return (key, r)
+    }
+
+    /// The id of a remembered task.
+    func id(_ r: Record) -> String { String(decoding: arena[Int(r.idOffset)..<Int(r.idOffset) + Int(r.idLength)], as: UTF8.self) }
 
     /// The canary's id as a number (0: no canary).
     static func number(_ c: Canary?) -> UInt64 { c.flatMap { UInt64($0.id, radix: 16) } ?? 0 }
@@ -165,7 +201,7 @@ public struct RolloutBook: Sendable {
         func ok(_ r: String?) -> String? { r.flatMap { breakerAllows($0) && usable($0) ? $0 : nil } }
         let fallback = ok(current) ?? ok(lastGood)
         let active = canary.flatMap { $0.isActive && $0.incumbent == current ? $0 : nil }
-        if let record = tasks[task] {
+        if let (_, record) = self.record(task) {
             let r = releases[Int(record.release)]
             // (known tasks are served even when the book is full)
             let mayServe = r == current || r == lastGood || r == active?.candidate
@@ -185,23 +221,22 @@ public struct RolloutBook: Sendable {
 
     /// The event recording `outcome` for `task`, or why it is refused.
     public func report(task: String, outcome: TaskOutcome, now: Double) -> Result<TaskJournal.Event, Refusal> {
-        guard let r = tasks[task] else { return .failure(.unknownTask) }
+        guard let (_, r) = record(task) else { return .failure(.unknownTask) }
         if r.done { return .failure(.duplicate(expired: r.expired)) }
         return .success(.reported(task: task, outcome: outcome, at: now))
     }
 
     /// The release a remembered task was assigned to.
-    public func release(of task: String) -> String? { tasks[task].map { releases[Int($0.release)] } }
+    public func release(of task: String) -> String? { record(task).map { releases[Int($0.record.release)] } }
 
     /// The events for the tasks whose deadline passed by `now` without an outcome.
     public func expired(now: Double) -> [TaskJournal.Event] {
         var out: [TaskJournal.Event] = []
         var i = expireHead
         while i < order.count {
-            let task = order[i]
-            if let r = tasks[task] {
+            if let r = tasks[order[i]] {
                 if r.assignedAt + settings.outcomeDeadlineSeconds > now { break }
-                if !r.done { out.append(.expired(task: task, at: now)) }
+                if !r.done { out.append(.expired(task: id(r), at: now)) }
             }
             i += 1
         }
@@ -212,10 +247,16 @@ public struct RolloutBook: Sendable {
     public mutating func apply(_ event: TaskJournal.Event) -> [Notice] {
         switch event {
         case .assigned(let task, let release, let canaryID, let step, let at):
-            guard tasks[task] == nil else { return [] }
+            let bytes = Array(task.utf8)
+            guard record(task) == nil, (1...255).contains(bytes.count) else { return [] }
+            let key = TaskKey(task)
+            guard tasks[key] == nil else { return [] }  // another id with the same key: not taken
             let index = intern(release)
-            tasks[task] = Record(release: index, canary: canaryID, step: Int32(clamping: step), assignedAt: at, done: false, expired: false)
-            order.append(task)
+            tasks[key] = Record(
+                canary: canaryID, assignedAt: at, idOffset: UInt32(arena.count), step: Int32(clamping: step), release: index,
+                idLength: UInt8(bytes.count), done: false, expired: false)
+            arena += bytes
+            order.append(key)
             assignedCount[release, default: 0] += 1
             prune(now: at)
             return []
@@ -227,10 +268,10 @@ public struct RolloutBook: Sendable {
     }
 
     private mutating func finish(_ task: String, _ outcome: TaskOutcome, at: Double, expired: Bool) -> [Notice] {
-        guard var r = tasks[task], !r.done else { return [] }
+        guard var (key, r) = record(task), !r.done else { return [] }
         r.done = true
         r.expired = expired
-        tasks[task] = r
+        tasks[key] = r
         while expireHead < order.count, tasks[order[expireHead]]?.done ?? true { expireHead += 1 }
         if tasks.count > lowWater { prune(now: at) }
         let release = releases[Int(r.release)]
@@ -269,12 +310,27 @@ public struct RolloutBook: Sendable {
     /// Forgets the finished tasks older than the retention period.
     private mutating func prune(now: Double) {
         while pruneHead < order.count {
-            let task = order[pruneHead]
-            if let r = tasks[task] {
+            let key = order[pruneHead]
+            if let r = tasks[key] {
                 guard r.done, r.assignedAt + retentionSeconds < now || tasks.count > lowWater else { break }
-                tasks[task] = nil
+                tasks[key] = nil
+                arenaGarbage += Int(r.idLength)
             }
             pruneHead += 1
+        }
+        // The arena is written again with the live ids once most of it is garbage.
+        if arenaGarbage > 65_536 && arenaGarbage * 2 > arena.count {
+            var fresh: [UInt8] = []
+            fresh.reserveCapacity(arena.count - arenaGarbage)
+            for key in order[pruneHead...] {
+                guard var r = tasks[key] else { continue }
+                let start = Int(r.idOffset)
+                r.idOffset = UInt32(fresh.count)
+                fresh += arena[start..<start + Int(r.idLength)]
+                tasks[key] = r
+            }
+            arena = fresh
+            arenaGarbage = 0
         }
         expireHead = max(expireHead, pruneHead)
         if pruneHead > 4096 && pruneHead * 2 > order.count {
@@ -300,7 +356,7 @@ public struct RolloutBook: Sendable {
             switch e {
             case .assigned(let t, _, _, _, _), .reported(let t, _, _), .expired(let t, _): task = t
             }
-            return tasks[task] != nil || inStep.contains(task)
+            return record(task) != nil || inStep.contains(task)
         }
     }
 

@@ -21,6 +21,9 @@ int airlock_malloc_mmap_threshold(int bytes);
 /// descriptor (a command's stdin and output, with no name anyone else could open).
 int airlock_memfd(const char *name);
 
+/// malloc_trim(0): gives the heap's free memory back to the system (after a large replay).
+int airlock_malloc_trim(void);
+
 /// The O_PATH flag of open(2) (a descriptor that names a file without opening it for I/O).
 int airlock_o_path(void);
 #endif
