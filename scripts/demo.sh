@@ -194,16 +194,18 @@ step "The site's hash-chained history"
 
 step "Rollout: the site's settings for example-agent's canaries and breakers"
 # A demo-sized horizon (150 candidate tasks a step) and wider margins, so that the story runs in
-# a minute; the defaults (docs/rollout.md, "Settings") are for real traffic.
+# a minute; the defaults (docs/rollout.md, "Settings") are for real traffic. The breakers' limit
+# on interventions is raised so that the canary's own decision, not the blunt breaker, catches
+# the worse prompt.
 python3 - "$SITE/.trust/policy.json" <<'PY'
 import json, sys
 path = sys.argv[1]
 policy = json.load(open(path))
 policy["rollout"] = {"names": {"example-agent": {
     "outcome_deadline_seconds": 120,
-    "decision": {"horizon": 150, "success": {"non_inferiority_margin": 0.10},
-                 "cost": {"non_inferiority_margin": 0.10}, "intervention": {"non_inferiority_margin": 0.10}},
-    "breaker": {"window_seconds": 60, "intervention_rate": 0.5}}}}
+    "decision": {"horizon": 150, "success": {"non_inferiority_margin": 0.15},
+                 "cost": {"non_inferiority_margin": 0.15}, "intervention": {"non_inferiority_margin": 0.15}},
+    "breaker": {"window_seconds": 60, "intervention_rate": 0.8}}}}
 json.dump(policy, open(path, "w"), indent=2)
 PY
 "$AIRLOCK" trust list --root "$SITE" --json | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["policy"]["rollout"]["names"]))'

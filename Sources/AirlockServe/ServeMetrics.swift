@@ -1,6 +1,7 @@
 import AirlockKit
 import AirlockRollout
 import Prometheus
+import Synchronization
 
 /// What `airlock serve` counts, exposed at `GET /metrics` in Prometheus' text format:
 ///
@@ -22,12 +23,22 @@ import Prometheus
 final class ServeMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
 
+    /// The request counters made so far, by name, release and code (a lookup per request
+    /// instead of the registry's label matching).
+    private let requestCounters = Mutex<[String: Counter]>([:])
+
     /// Counts one answered agent request.
     func request(name: String, release: String?, code: Int) {
-        registry.makeCounter(
-            name: "airlock_requests_total", labels: [("name", name), ("release", release ?? "none"), ("code", String(code))],
-            help: "Agent requests answered, by release and status code"
-        ).increment()
+        let key = "\(name) \(release ?? "none") \(code)"
+        let counter = requestCounters.withLock { cache -> Counter in
+            if let c = cache[key] { return c }
+            let c = registry.makeCounter(
+                name: "airlock_requests_total", labels: [("name", name), ("release", release ?? "none"), ("code", String(code))],
+                help: "Agent requests answered, by release and status code")
+            cache[key] = c
+            return c
+        }
+        counter.increment()
     }
 
     /// Records whether `release`'s runtime takes requests.

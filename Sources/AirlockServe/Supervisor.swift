@@ -310,12 +310,16 @@ actor Supervisor {
                     return BreakerRecord(state: .tripped(trip), since: trip.at)
                 }
                 var log = "breaker of \(release) tripped: \(reason)"
+                // The alert compares the tripped release with the one its tasks go to: a
+                // candidate with its incumbent, a current release with last-good.
+                var from = release
+                var to: String? = nil
                 if let c = try CanaryStore.load(site: site, name: name), c.isActive, c.candidate == release || c.incumbent == release {
                     let why = "the breaker of \(release) tripped: \(reason)"
                     try CanaryStore.abort(site: site, name: name, reason: why)
                     log += "; canary aborted"
+                    if c.candidate == release { (from, to) = (c.incumbent, release) }
                 }
-                var to: String? = nil
                 if release == site.current(name) {
                     if let target = lastGood {
                         _ = try Activation.rollback(site: site, name: name, to: target)
@@ -325,7 +329,7 @@ actor Supervisor {
                         log += "; no last-good release to switch to"
                     }
                 }
-                alerts.queue(event: "breaker-trip", name: name, reason: reason, from: release, to: to, decision: nil, trip: trip)
+                alerts.queue(event: "breaker-trip", name: name, reason: reason, from: from, to: to, decision: nil, trip: trip)
                 return log
             case .settle(let id):
                 // `current` moved under an active canary: to the candidate (a promotion killed
@@ -400,7 +404,11 @@ actor Supervisor {
                     }
                     handle(name, books[name]!.apply(event))
                 }
-                if !journal.sync() { logger.error("\(name): cannot flush the task journal (fsync failed); it is tried again next tick") }
+                // The flush runs off the actor, so that routing does not wait for the disk.
+                if let fd = journal.takeUnflushed(), !(await Blocking.run { TaskJournal.flush(fd) }) {
+                    journal.flushFailed()
+                    logger.error("\(name): cannot flush the task journal (fsync failed); it is tried again next tick")
+                }
                 decide(name)
             }
             // A current release whose breaker is open (tripped before a restart of serve, or
@@ -515,6 +523,12 @@ actor Supervisor {
             [
                 "release": .string(release), "ready": .bool(e?.ready ?? false), "pid": e?.runtime.map { .integer($0.pid) } ?? .null,
                 "restarts": .integer(e?.restarts ?? 0), "last_error": e?.lastError.map { .string($0) } ?? .null,
+                "address": e?.runtime.map { r -> JSONValue in
+                    switch r.address {
+                    case .port(let p): return .string("127.0.0.1:\(p)")
+                    case .socket(let path): return .string("unix:" + path)
+                    }
+                } ?? .null,
             ]
         }
         var out: [String: JSONValue] = [:]

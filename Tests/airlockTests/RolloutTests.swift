@@ -65,7 +65,9 @@ import Testing
     }
 
     /// Packs svc 1.0.0 (good), 2.0.0 (fails 40% of tasks) and 3.0.0 (good), installs them,
-    /// activates 1.0.0, and writes a site policy with a short horizon.
+    /// activates 1.0.0, and writes a site policy with a short horizon. The breakers' error-rate
+    /// limit is 0.8, so that the canary's decision, not a breaker, catches the 40% (at 0.5 a
+    /// window of 20 tasks trips now and then first).
     static func world(alerts: String = "") throws -> World {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("airlock-rollout-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir + "/rel/code", withIntermediateDirectories: true)
@@ -81,7 +83,7 @@ import Testing
          "rollout": {\(alerts) "defaults": {"outcome_deadline_seconds": 60,
           "decision": {"horizon": 150, "success": {"non_inferiority_margin": 0.12}, "cost": {"non_inferiority_margin": 0.12},
                        "intervention": {"non_inferiority_margin": 0.12}},
-          "breaker": {"minimum_tasks": 20, "error_rate": 0.5, "window_seconds": 60}}}}
+          "breaker": {"minimum_tasks": 20, "error_rate": 0.8, "window_seconds": 60}}}}
         """.write(toFile: w.root + "/.trust/policy.json", atomically: true, encoding: .utf8)
         for (version, fail) in [("1.0.0", 0.0), ("2.0.0", 0.4), ("3.0.0", 0.0)] {
             try "{\"fail\": \(fail)}".write(toFile: dir + "/rel/code/behavior.json", atomically: true, encoding: .utf8)
@@ -264,7 +266,7 @@ import Testing
         #expect(try ServeTests.eventually(30) { try lastGoodReady() })
 
         // The current release starts failing every task: its breaker trips (error rate over
-        // 0.5 once 20 tasks are in the window), `current` switches to the warm last-good
+        // 0.8 once 20 tasks are in the window), `current` switches to the warm last-good
         // release, and every new task is served by it within 5 s of the trip, with no request
         // failing on the way.
         let (load, out) = try Self.failingLoad(w, v3, prefix: "drill")

@@ -119,6 +119,21 @@ public final class TaskJournal {
         unsynced = false
     }
 
+    /// The descriptor to flush when lines were written since the last flush (they count as
+    /// flushed from now on; `flushFailed()` says otherwise), nil when there is nothing to flush.
+    /// For a caller that flushes off its own thread with `flush(_:)`.
+    public func takeUnflushed() -> Int32? {
+        guard unsynced else { return nil }
+        unsynced = false
+        return fd
+    }
+
+    /// A flush of `takeUnflushed()`'s descriptor failed: the lines are flushed again next time.
+    public func flushFailed() { unsynced = true }
+
+    /// `fsync` of a journal's descriptor; false when it failed.
+    public static func flush(_ fd: Int32) -> Bool { Sys.fsync(fd) == 0 }
+
     /// Makes the lines written so far durable; false when `fsync` failed (they stay to be
     /// flushed again).
     @discardableResult
