@@ -371,6 +371,14 @@ import Testing
         #expect(widening.status == 4 && widening.stderr.contains("approv"), "\(widening.stderr)")
         #expect(!FileManager.default.fileExists(atPath: w.root + "/svc/.serve/canary.json"))
 
+        // Promoted by hand: the candidate is activated and the canary recorded, in one hold of the lock.
+        let v3 = try #require(w.releases["3.0.0"])
+        #expect(try canary(["start", "svc", "3.0.0"]).status == 0)
+        let promote = try canary(["promote", "svc"])
+        #expect(promote.status == 0, "\(promote.stderr)")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: w.root + "/svc/current") == "releases/" + v3)
+        #expect(try w.json(["canary", "status", "svc"])["status"] as? String == "promoted")
+        #expect(try canary(["promote", "svc"]).status == 2)
         // Started, it holds its candidate: not removed, not collected; a second one waits.
         #expect(try canary(["start", "svc", "2.0.0", "--steps", "5,100"]).status == 0)
         #expect(try canary(["start", "svc", "3.0.0"]).status == 2)
@@ -383,5 +391,6 @@ import Testing
         #expect(try CLI.run(["remove", "svc", v2, "--root", w.root]).status == 0)
         let history = try String(contentsOfFile: w.root + "/.history.jsonl", encoding: .utf8)
         #expect(history.contains("\"canary-start\"") && history.contains("\"canary-abort\"") && history.contains("\"refuse\""))
+        #expect(history.contains("\"canary-promote\"") && history.contains("\"activate\""))
     }
 }

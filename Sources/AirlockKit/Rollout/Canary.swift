@@ -198,17 +198,26 @@ public enum CanaryStore {
     /// what `Activation.activate` throws (the canary stays as it was).
     @discardableResult
     public static func promote(site: Site, name: String, reason: String, lockTimeout: Double = 30) throws -> Canary {
-        guard let c = try load(site: site, name: name), c.isActive else {
+        // One hold of the site lock for both steps: a `canary abort` cannot land between the
+        // switch and the record of the promotion.
+        let lock = try site.lockForWriting(command: "canary promote", timeout: lockTimeout)
+        defer { withExtendedLifetime(lock) {} }
+        guard var c = try load(site: site, name: name), c.isActive else {
             throw AirlockError(.usage, .canaryInvalid, "\(name) has no running or held canary to promote")
         }
         if site.current(name) != c.candidate {
-            _ = try Activation.activate(site: site, name: name, release: c.candidate, lockTimeout: lockTimeout)
+            try Activation.activateLocked(site: site, name: name, release: c.candidate, check: nil)
         }
-        return try update(site: site, name: name, command: "canary promote", lockTimeout: lockTimeout) { now in
-            guard now.id == c.id, now.isActive else { return nil }
-            now.status = .promoted
-            now.reason = reason
-            return ("canary-promote", ["reason": .string(reason), "step": .integer(now.step)])
-        }
+        c.status = .promoted
+        c.reason = reason
+        c.generation += 1
+        try save(site: site, name: name, c)
+        try History.append(
+            site, action: "canary-promote", name: name,
+            [
+                "canary": .string(c.id), "release": .string(c.candidate), "incumbent": .string(c.incumbent), "reason": .string(reason),
+                "step": .integer(c.step),
+            ])
+        return c
     }
 }
