@@ -60,6 +60,19 @@ struct GlobalOptions: ParsableArguments {
     var verbose = false
 }
 
+/// `--allow-egress HOST:PORT`, repeatable: the endpoints outside the site's perimeter an
+/// activation (install --activate, activate, canary start) allows the release to reach.
+struct EgressOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Allow the release to reach this endpoint outside the site's perimeter (repeatable; recorded in the history).", valueName: "host:port"))
+    var allowEgress: [String] = []
+
+    /// The endpoints, parsed (`endpoint-invalid` for one that is not HOST:PORT).
+    func endpoints() throws -> [Endpoint] { try parseEndpoints(allowEgress) }
+}
+
 /// `--json`.
 struct JSONOption: ParsableArguments {
     @Flag(help: "Print machine-readable JSON (documented in docs/cli.md) instead of text.")

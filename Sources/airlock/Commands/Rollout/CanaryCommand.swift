@@ -25,11 +25,7 @@ struct CanaryCommand: ParsableCommand {
         @Option(name: .long, help: "The weights in percent, rising, such as 1,5,25,100 (default: the site's settings).")
         var steps: String?
 
-        @Option(
-            name: .long,
-            help: ArgumentHelp(
-                "Allow the release to reach this endpoint outside the site's perimeter (repeatable; recorded in the history).", valueName: "host:port"))
-        var allowEgress: [String] = []
+        @OptionGroup var egress: EgressOptions
 
         @OptionGroup var siteOptions: SiteOptions
         @OptionGroup var global: GlobalOptions
@@ -44,7 +40,7 @@ struct CanaryCommand: ParsableCommand {
                 list = parts.map { $0! }
             }
             let c = try CanaryStore.start(
-                site: siteOptions.site, name: name, release: release, steps: list, allowEgress: try parseEndpoints(allowEgress),
+                site: siteOptions.site, name: name, release: release, steps: list, allowEgress: try egress.endpoints(),
                 lockTimeout: siteOptions.lockTimeout)
             let weights = c.steps.map { EvalAttestation.decimal($0) + "%" }.joined(separator: ", ")
             Output.say(

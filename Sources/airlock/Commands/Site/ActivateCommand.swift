@@ -16,11 +16,7 @@ struct ActivateCommand: SiteCommand {
     @Option(name: .long, help: "Seconds the health check may take (default 30).")
     var checkTimeout: Double = 30
 
-    @Option(
-        name: .long,
-        help: ArgumentHelp(
-            "Allow the release to reach this endpoint outside the site's perimeter (repeatable; recorded in the history).", valueName: "host:port"))
-    var allowEgress: [String] = []
+    @OptionGroup var egress: EgressOptions
 
     @OptionGroup var siteOptions: SiteOptions
     @OptionGroup var global: GlobalOptions
@@ -28,7 +24,7 @@ struct ActivateCommand: SiteCommand {
     func run() throws {
         let dir = try Activation.activate(
             site: siteOptions.site, name: name, release: release, check: check.map { HealthCheck(command: $0, timeoutSeconds: checkTimeout) },
-            allowEgress: try parseEndpoints(allowEgress), lockTimeout: siteOptions.lockTimeout)
+            allowEgress: try egress.endpoints(), lockTimeout: siteOptions.lockTimeout)
         Output.say("\(name): current -> \(dir)")
     }
 }

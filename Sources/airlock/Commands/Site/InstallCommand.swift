@@ -29,11 +29,7 @@ struct InstallCommand: SiteCommand {
     @Option(name: .long, help: "Seconds the health check may take (default 30).")
     var checkTimeout: Double = 30
 
-    @Option(
-        name: .long,
-        help: ArgumentHelp(
-            "Allow the release to reach this endpoint outside the site's perimeter (repeatable; recorded in the history).", valueName: "host:port"))
-    var allowEgress: [String] = []
+    @OptionGroup var egress: EgressOptions
 
     @Option(name: .long, help: "Seconds a read from a pipe (`-`) may wait for data before the install fails (default 60; 0: no limit).")
     var readTimeout: Double = 60
@@ -44,7 +40,7 @@ struct InstallCommand: SiteCommand {
 
     func run() throws {
         var o = InstallOptions()
-        o.allowEgress = try parseEndpoints(allowEgress)
+        o.allowEgress = try egress.endpoints()
         o.activate = activate
         o.detached = try signature.map { try DetachedSignature.load(path: $0) }
         o.allowDowngrade = allowDowngrade
