@@ -44,6 +44,15 @@ enum Subprocess {
         case bytes([UInt8])
     }
 
+    /// Whether process `pid` (a process group leader Airlock started, found again after a
+    /// kill) still carries every one of `entries` in its environment: process ids are reused,
+    /// so its environment is what tells Airlock's process from another.
+    static func carries(_ pid: pid_t, environment entries: [String]) -> Bool {
+        guard pid > 1, let env = try? FileIO.read("/proc/\(pid)/environ", limit: 1 << 20, what: "environment") else { return false }
+        let vars = env.split(separator: 0)
+        return entries.allSatisfy { entry in vars.contains { $0.elementsEqual(entry.utf8) } }
+    }
+
     /// Starts `argv` (an absolute path first) with exactly `environment`, stdin as given
     /// (/dev/null unless told), stdout and stderr as given (the same output for both sends both
     /// to one file), no other descriptor, as the leader of a new process group. Returns its

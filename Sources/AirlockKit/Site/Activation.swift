@@ -240,11 +240,7 @@ public enum Activation {
             guard var state = try? loadState(site, name), let (release, group, recorded) = state.checking else { continue }
             // Only a group whose leader is still the check Airlock started (process ids are
             // reused): its environment names the release.
-            if group > 1, let env = try? FileIO.read("/proc/\(group)/environ", limit: 1 << 20, what: "environment"),
-                env.split(separator: 0).contains(where: { $0.elementsEqual("AIRLOCK_RELEASE=\(release)".utf8) })
-            {
-                kill(-group, SIGKILL)
-            }
+            if Subprocess.carries(group, environment: ["AIRLOCK_RELEASE=\(release)"]) { kill(-group, SIGKILL) }
             state.checking = nil
             // Back to the stack before the activation; a re-activation of the current release
             // stays where it was (as when its check fails in the open).

@@ -138,14 +138,10 @@ public final class Runtime {
     /// whose leader's environment marks it as a runtime of this site and name. The caller holds
     /// the name's serve lock, so no live `serve` owns them. Returns how many it stopped.
     public static func stopLeftovers(site: Site, name: String) -> Int {
-        let wanted = [marker, "AIRLOCK_ROOT=\(site.root)", "AIRLOCK_NAME=\(name)"].map { Array($0.utf8) }
+        let wanted = [marker, "AIRLOCK_ROOT=\(site.root)", "AIRLOCK_NAME=\(name)"]
         var stopped = 0
         for entry in FileIO.entries(ofDirectory: "/proc") ?? [] {
-            guard let pid = pid_t(entry), pid > 1, getpgid(pid) == pid,
-                let env = try? FileIO.read("/proc/\(pid)/environ", limit: 1 << 20, what: "environment")
-            else { continue }
-            let vars = env.split(separator: 0).map(Array.init)
-            guard wanted.allSatisfy({ vars.contains($0) }) else { continue }
+            guard let pid = pid_t(entry), getpgid(pid) == pid, Subprocess.carries(pid, environment: wanted) else { continue }
             kill(-pid, SIGKILL)
             stopped += 1
         }
