@@ -5,6 +5,7 @@ import AsyncHTTPClient
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 
@@ -71,18 +72,13 @@ public enum AirlockServer {
             return await outcome(request, context, configuration: configuration, supervisor: supervisor)
         }
         router.on("\(controlPrefix)/**", method: .get) { _, _ in error(.notFound, "no such endpoint; see docs/rollout.md, \"HTTP API\"") }
-        for method: HTTPRequest.Method in [.get, .post, .put, .patch, .delete] {
-            router.on("/{name}/**", method: method) { request, context in
-                let name = context.parameters.get("name") ?? ""
-                let response = try await forward(request, context, configuration: configuration, supervisor: supervisor, client: client)
-                if configuration.names.contains(name) {
-                    metrics.request(name: name, release: response.headers[releaseHeader], code: response.status.code)
-                }
-                return response
-            }
-        }
+        // Agent requests never reach the router: the proxy in front of it answers them on the
+        // event loop that read them (AgentProxy.swift).
+        let proxy = AgentProxy(
+            names: Set(configuration.names), table: supervisor.table, metrics: metrics, maxBodyBytes: configuration.maxBodyBytes, logger: logger)
         let app = Application(
-            router: router, configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "airlock"),
+            router: router, server: HTTPServerBuilder { responder in AgentChannel(responder: responder, proxy: proxy) },
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "airlock"),
             logger: logger)
         let ticker = Task {
             while !Task.isCancelled {
@@ -200,43 +196,4 @@ public enum AirlockServer {
     }
 
     static func error(_ status: HTTPResponse.Status, _ message: String) -> Response { json(status, ["error": .string(message)]) }
-
-    static func forward(
-        _ request: Request, _ context: BasicRequestContext, configuration: ServeConfiguration, supervisor: Supervisor, client: HTTPClient
-    ) async throws -> Response {
-        guard let name = context.parameters.get("name"), configuration.names.contains(name) else {
-            return error(.notFound, "no release name is served at this path; served: \(configuration.names.joined(separator: ", "))")
-        }
-        guard let task = request.headers[taskHeader], isTaskID(task) else {
-            return error(.badRequest, "every request needs its task id in X-Task-Id (1 to 128 printable ASCII characters)")
-        }
-        let target: Supervisor.Target
-        switch await supervisor.route(name: name, task: task) {
-        case .success(let t): target = t
-        case .failure(let why): return error(.serviceUnavailable, why.message)
-        }
-        let body: ByteBuffer
-        do {
-            body = try await request.body.collect(upTo: configuration.maxBodyBytes)
-        } catch {
-            return AirlockServer.error(.contentTooLarge, "the request body is larger than \(configuration.maxBodyBytes) bytes")
-        }
-        var path = "/" + context.parameters.getCatchAll().joined(separator: "/")
-        if let query = request.uri.query, !query.isEmpty { path += "?" + query }
-        var outgoing = HTTPClientRequest(url: target.baseURL + path)
-        outgoing.method = .init(rawValue: request.method.rawValue)
-        if let type = request.headers[.contentType] { outgoing.headers.add(name: "Content-Type", value: type) }
-        outgoing.headers.add(name: "X-Task-Id", value: task)
-        outgoing.body = .bytes(body)
-        let response: HTTPClientResponse
-        do {
-            response = try await client.execute(outgoing, timeout: .seconds(300))
-        } catch {
-            return AirlockServer.error(.badGateway, "\(name) \(target.release) did not answer: \(error)")
-        }
-        let answer = try await response.body.collect(upTo: 16 << 20)
-        var headers: HTTPFields = [releaseHeader: target.release]
-        if let type = response.headers.first(name: "Content-Type") { headers[.contentType] = type }
-        return Response(status: .init(code: Int(response.status.code)), headers: headers, body: .init(byteBuffer: answer))
-    }
 }

@@ -8,7 +8,8 @@ import Logging
 
 /// The site daemon's state, one actor: for each managed name, the runtimes it keeps warm
 /// (`current`, last-good, and the active canary's candidate), and the name's `RolloutBook`
-/// (task assignments, outcomes, the canary's statistics, the breakers) with its journal.
+/// (task assignments, outcomes, the canary's statistics, the breakers) with its journal, kept
+/// in the `RouteTable` the event loops route requests with.
 ///
 /// Runtimes: started with `Runtime`, routed to only once their ready path answers 200, started
 /// again with backoff after a crash; a runtime no longer wanted stops. Rollouts: every request
@@ -17,14 +18,6 @@ import Logging
 /// advance, hold, promote, a breaker's trip and the switch to last-good) runs off the actor
 /// under the site lock, one action per name at a time, and is read back from the site.
 actor Supervisor {
-    /// A runtime Airlock can route to.
-    struct Target: Sendable {
-        /// The release folder it serves.
-        let release: String
-        /// `http://127.0.0.1:<port>` or `http+unix://<socket>`, without a trailing slash.
-        let baseURL: String
-    }
-
     /// One release's runtime and its supervision.
     struct Entry {
         var runtime: Runtime?
@@ -54,10 +47,8 @@ actor Supervisor {
     let alerts: AlertSender
     /// Per name, per release folder.
     var entries: [String: [String: Entry]] = [:]
-    var current: [String: String] = [:]
-    var lastGood: [String: String] = [:]
-    var books: [String: RolloutBook] = [:]
-    var journals: [String: TaskJournal] = [:]
+    /// Per name: the book, its journal, the pointers and the ready runtimes.
+    let table: RouteTable
     var pending: Set<String> = []
     /// Trips that happened while another action of the name ran: never dropped.
     var queuedTrips: [String: [Action]] = [:]
@@ -70,6 +61,7 @@ actor Supervisor {
         self.logger = logger
         self.metrics = metrics
         self.alerts = AlertSender(site: site, client: client, logger: logger)
+        self.table = RouteTable(logger: logger)
     }
 
     /// Opens each name's journal (taking its serve lock) and rebuilds its book. Throws
@@ -96,15 +88,16 @@ actor Supervisor {
                     logger.info("\(name): compacted the task journal from \(events.count) to \(needed.count) events")
                 }
             }
-            journals[name] = journal
-            books[name] = book
-            current[name] = site.current(name)
-            lastGood[name] = (try? site.rollbackTarget(name)) ?? nil
-            // A trip replayed from the journal that a kill kept from being written: act on it now.
-            for (release, breaker) in book.breakers.sorted(by: { $0.key < $1.key }) {
-                if case .tripped(let trip) = breaker.state { act(name, .trip(release: release, trip: trip)) }
+            let trips = book.breakers.compactMap { kv -> (String, BreakerTrip)? in
+                if case .tripped(let trip) = kv.value.state { return (kv.key, trip) }
+                return nil
             }
-            if let c = book.canary, c.isActive { logger.info("\(name): canary \(c.candidate) \(c.status.rawValue) at step \(c.step + 1)") }
+            let canary = book.canary
+            table.insert(
+                name, RouteTable.Slot(book: book, journal: journal, current: site.current(name), lastGood: (try? site.rollbackTarget(name)) ?? nil))
+            // A trip replayed from the journal that a kill kept from being written: act on it now.
+            for (release, trip) in trips.sorted(by: { $0.0 < $1.0 }) { act(name, .trip(release: release, trip: trip)) }
+            if let c = canary, c.isActive { logger.info("\(name): canary \(c.candidate) \(c.status.rawValue) at step \(c.step + 1)") }
         }
         // The replay's events and lines are freed: give the memory back rather than keep it.
         _ = airlock_malloc_trim()
@@ -124,45 +117,6 @@ actor Supervisor {
 
     // MARK: Routing and outcomes
 
-    /// Where a request of `task` for `name` goes now, recording the task's assignment on its
-    /// first request; why not (for a 503) while no release can serve it.
-    func route(name: String, task: String) -> Result<Target, Unavailable> {
-        // The book is used in place (`books[name]!`): a copy of it would be copied whole on write.
-        guard books[name] != nil, let journal = journals[name] else { return .failure(Unavailable("\(name) is not served")) }
-        let ready = entries[name] ?? [:]
-        guard
-            let (release, assignment) = books[name]!.route(
-                task: task, now: Self.wallNow(), current: current[name], lastGood: lastGood[name], usable: { ready[$0]?.ready ?? false })
-        else {
-            if books[name]!.isFull && books[name]!.release(of: task) == nil {
-                return .failure(
-                    Unavailable(
-                        "\(name) has \(books[name]!.capacity) tasks without an outcome; report outcomes (POST /_airlock/outcomes/\(name)) or wait for their deadline"
-                    ))
-            }
-            return .failure(Unavailable("no runtime of \(name) is ready yet; try again shortly"))
-        }
-        if let assignment {
-            do {
-                try journal.append(assignment)
-            } catch {
-                logger.error("\(name): cannot record the assignment of a task: \(error)")
-                return .failure(Unavailable("\(name): the task could not be recorded (\(error)); nothing was sent to a release"))
-            }
-            _ = books[name]!.apply(assignment)
-        }
-        guard let address = ready[release]?.runtime?.connectAddress else {
-            return .failure(Unavailable("no runtime of \(name) is ready yet; try again shortly"))
-        }
-        return .success(Target(release: release, baseURL: Self.baseURL(address)))
-    }
-
-    /// Why a request cannot be routed now (a 503).
-    struct Unavailable: Error {
-        let message: String
-        init(_ message: String) { self.message = message }
-    }
-
     /// What an outcome report did.
     enum Reported: Sendable {
         case counted(release: String)
@@ -173,18 +127,25 @@ actor Supervisor {
     /// Counts `outcome` for `task` of `name` (journaled first), then runs the breakers and the
     /// canary's decision.
     func report(name: String, task: String, outcome: TaskOutcome) -> Reported {
-        guard books[name] != nil, let journal = journals[name] else { return .refused(.unknownTask) }
-        switch books[name]!.report(task: task, outcome: outcome, now: Self.wallNow()) {
-        case .failure(let refusal): return .refused(refusal)
-        case .success(let event):
-            do { try journal.append(event) } catch { return .failed("cannot record the outcome: \(error)") }
-            let release = books[name]!.release(of: task) ?? "?"
-            let notices = books[name]!.apply(event)
+        let now = Self.wallNow()
+        var notices: [RolloutBook.Notice] = []
+        let reported =
+            table.with(name) { s -> Reported in
+                switch s.book.report(task: task, outcome: outcome, now: now) {
+                case .failure(let refusal): return .refused(refusal)
+                case .success(let event):
+                    do { try s.journal.append(event) } catch { return .failed("cannot record the outcome: \(error)") }
+                    let release = s.book.release(of: task) ?? "?"
+                    notices = s.book.apply(event)
+                    return .counted(release: release)
+                }
+            } ?? .refused(.unknownTask)
+        if case .counted(let release) = reported {
             metrics.outcome(name: name, release: release, outcome: outcome, expired: false)
             handle(name, notices)
             decide(name)
-            return .counted(release: release)
         }
+        return reported
     }
 
     private func handle(_ name: String, _ notices: [RolloutBook.Notice]) {
@@ -195,7 +156,11 @@ actor Supervisor {
     }
 
     private func decide(_ name: String) {
-        guard let book = books[name], let c = book.canary, c.isActive, c.incumbent == current[name], let d = book.decision() else { return }
+        let decided = table.with(name) { s -> (Canary, CanaryDecision)? in
+            guard let c = s.book.canary, c.isActive, c.incumbent == s.current, let d = s.book.decision() else { return nil }
+            return (c, d)
+        }
+        guard let (c, d) = decided ?? nil else { return }
         switch d.verdict {
         case .abort(let metric):
             var reason = "the candidate is worse than the incumbent on \(metric.rawValue)"
@@ -227,7 +192,7 @@ actor Supervisor {
         }
         pending.insert(name)
         let site = self.site, alerts = self.alerts, logger = self.logger
-        let lastGood = self.lastGood[name], current = self.current[name]
+        let (current, lastGood) = table.with(name) { ($0.current, $0.lastGood) } ?? (nil, nil)
         Task {
             // Off Swift's cooperative threads: an action waits for the site lock, fsyncs and
             // may run a health check.
@@ -373,11 +338,16 @@ actor Supervisor {
 
     /// Reads the name's canary, breakers and pointer again from the site.
     private func refresh(_ name: String) {
-        guard books[name] != nil else { return }
-        if let c = try? CanaryStore.load(site: site, name: name), c != books[name]!.canary { books[name]!.adopt(canary: c) }
-        if let b = try? BreakerStore.load(site: site, name: name) { books[name]!.adopt(breakers: b) }
-        current[name] = site.current(name)
-        lastGood[name] = (try? site.rollbackTarget(name)) ?? nil
+        let canary = try? CanaryStore.load(site: site, name: name)
+        let breakers = try? BreakerStore.load(site: site, name: name)
+        let current = site.current(name)
+        let lastGood = (try? site.rollbackTarget(name)) ?? nil
+        table.with(name) { s in
+            if let c = canary, c != s.book.canary { s.book.adopt(canary: c) }
+            if let b = breakers { s.book.adopt(breakers: b) }
+            s.current = current
+            s.lastGood = lastGood
+        }
     }
 
     // MARK: Supervision
@@ -387,44 +357,55 @@ actor Supervisor {
         ticks += 1
         if ticks % 25 == 0, let policy = try? Self.rolloutPolicy(site) {
             alerts.settings = policy.alerts
-            for name in names { books[name]?.adopt(settings: policy.settings(for: name)) }
+            for name in names { table.with(name) { $0.book.adopt(settings: policy.settings(for: name)) } }
         }
         let now = Timestamp.monotonicSeconds()
         let wall = Self.wallNow()
         for name in names {
+            let metrics = self.metrics
+            let previous = table.with(name) { $0.current } ?? nil
             let cur = site.current(name)
-            if cur != current[name] { logger.info("\(name): current is \(cur ?? "none")") }
+            if cur != previous { logger.info("\(name): current is \(cur ?? "none")") }
             refresh(name)
             // Outcomes past their deadline count as failures.
-            if books[name] != nil, let journal = journals[name] {
-                for event in books[name]!.expired(now: wall) {
-                    guard (try? journal.append(event)) != nil else { break }
-                    if case .expired(let task, _) = event, let r = books[name]!.release(of: task) {
-                        metrics.outcome(name: name, release: r, outcome: TaskOutcome(succeeded: false, cost: 0, neededIntervention: false), expired: true)
+            var notices: [RolloutBook.Notice] = []
+            let unflushed =
+                table.with(name) { s -> Int32? in
+                    for event in s.book.expired(now: wall) {
+                        guard (try? s.journal.append(event)) != nil else { break }
+                        if case .expired(let task, _) = event, let r = s.book.release(of: task) {
+                            metrics.outcome(
+                                name: name, release: r, outcome: TaskOutcome(succeeded: false, cost: 0, neededIntervention: false), expired: true)
+                        }
+                        notices += s.book.apply(event)
                     }
-                    handle(name, books[name]!.apply(event))
-                }
-                // The flush runs off the actor, so that routing does not wait for the disk.
-                if let fd = journal.takeUnflushed(), !(await Blocking.run { TaskJournal.flush(fd) }) {
-                    journal.flushFailed()
-                    logger.error("\(name): cannot flush the task journal (fsync failed); it is tried again next tick")
-                }
-                decide(name)
+                    return s.journal.takeUnflushed()
+                } ?? nil
+            handle(name, notices)
+            // The flush runs off the actor and outside the table's lock, so that routing does
+            // not wait for the disk.
+            if let fd = unflushed, !(await Blocking.run { TaskJournal.flush(fd) }) {
+                table.with(name) { $0.journal.flushFailed() }
+                logger.error("\(name): cannot flush the task journal (fsync failed); it is tried again next tick")
             }
+            decide(name)
+            let (current, lastGood, canary, currentAllowed) =
+                table.with(name) { s in (s.current, s.lastGood, s.book.canary, s.current.map { s.book.breakerAllows($0) } ?? true) }
+                ?? (nil, nil, nil, true)
             // A current release whose breaker is open (tripped before a restart of serve, or
             // opened by a person) drains to last-good.
-            if let c = current[name], let book = books[name], !book.breakerAllows(c), lastGood[name] != nil,
-                entries[name]?[lastGood[name]!]?.ready == true
-            {
+            if let c = current, !currentAllowed, let g = lastGood, entries[name]?[g]?.ready == true {
                 act(name, .drain(release: c))
             }
-            if let c = books[name]?.canary, c.isActive, c.incumbent != current[name] {
+            if let c = canary, c.isActive, c.incumbent != current {
                 act(name, .settle(canary: c.id))
             }
-            var wanted = Set([current[name], lastGood[name]].compactMap { $0 })
-            if let c = books[name]?.canary, c.isActive, c.incumbent == current[name] { wanted.insert(c.candidate) }
+            var wanted = Set([current, lastGood].compactMap { $0 })
+            if let c = canary, c.isActive, c.incumbent == current { wanted.insert(c.candidate) }
             var all = entries[name] ?? [:]
             for (release, e) in all where !wanted.contains(release) {
+                // Out of the table first, so that no request is sent to it while it stops.
+                table.with(name) { $0.ready[release] = nil }
                 e.runtime?.stop(graceSeconds: 5)
                 metrics.ready(name: name, release: release, false)
                 logger.info("\(name): stopped \(release) (not current, last-good or a canary)")
@@ -434,7 +415,11 @@ actor Supervisor {
                 all[release] = await supervise(name: name, release: release, all[release] ?? Entry(), now: now)
             }
             entries[name] = all
-            if let book = books[name] { metrics.rollout(name: name, book: book, now: wall) }
+            let ready = all.compactMapValues { $0.ready ? $0.runtime?.connectAddress : nil }
+            table.with(name) { s in
+                s.ready = ready
+                metrics.rollout(name: name, book: s.book, now: wall)
+            }
         }
     }
 
@@ -496,7 +481,7 @@ actor Supervisor {
             for (_, e) in all { e.runtime?.stop(graceSeconds: 5) }
             entries[name] = [:]
         }
-        for j in journals.values { j.sync() }
+        for j in table.journals() { j.sync() }
     }
 
     private func probe(_ r: Runtime) async -> Bool {
@@ -535,9 +520,10 @@ actor Supervisor {
         let wall = Self.wallNow()
         for name in names {
             let all = entries[name] ?? [:]
-            var o: [String: JSONValue] = current[name].map { describe($0, all[$0]) } ?? ["release": .null, "ready": .bool(false), "pid": .null]
-            o["last_good"] = lastGood[name].map { .object(describe($0, all[$0])) } ?? .null
-            if let book = books[name] {
+            out[name] = table.with(name) { s -> JSONValue in
+                let book = s.book
+                var o: [String: JSONValue] = s.current.map { describe($0, all[$0]) } ?? ["release": .null, "ready": .bool(false), "pid": .null]
+                o["last_good"] = s.lastGood.map { .object(describe($0, all[$0])) } ?? .null
                 o["canary"] =
                     book.canary.map { c in
                         var j = c.json.objectValue ?? [:]
@@ -554,8 +540,8 @@ actor Supervisor {
                         ])
                     })
                 o["tasks_remembered"] = .integer(book.taskCount)
+                return .object(o)
             }
-            out[name] = .object(o)
         }
         return out
     }
