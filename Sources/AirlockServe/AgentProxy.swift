@@ -7,6 +7,7 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOPosix
+import Prometheus
 import Synchronization
 
 /// How agent requests (`/<name>/...`) are proxied: on the event loop that read the request,
@@ -24,7 +25,7 @@ struct AgentProxy: Sendable {
     var responseTimeout: TimeAmount = .seconds(300)
     /// How long connecting to a runtime may take.
     var connectTimeout: TimeAmount = .seconds(5)
-    let pools = BackendPools()
+    let loops = LoopStates()
     let logger: Logger
 
     /// The request header that names a request's task.
@@ -73,7 +74,9 @@ struct AgentChannel: ServerChildChannel, HTTPChannelHandler {
             let pipeline = channel.pipeline.syncOperations
             // Pipelining assistance: the next request of a connection is read only once the
             // answer to the one before has ended, whichever handler answered it.
-            try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
+            // No pipelining assistance: it stops reading the connection after every request (two
+            // epoll_ctl calls per request); the proxy keeps requests in order itself.
+            try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
             try pipeline.addHandler(AgentProxyHandler(proxy))
             try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
             try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
@@ -123,8 +126,9 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    private enum State {
-        case idle
+    /// What the current request is.
+    private enum Mode {
+        case none
         /// A control request, for Hummingbird.
         case passthrough
         /// A request already answered here: the rest of its body is dropped.
@@ -133,15 +137,27 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private let proxy: AgentProxy
-    private var state = State.idle
+    private var mode = Mode.none
+    /// The current request's parts are still coming.
+    private var reading = false
+    /// The current request's answer has not ended yet.
+    private var answering = false
+    /// Parts of later requests (a client that pipelines), read while the current request was
+    /// still being answered: handled in order once it is. While any wait, the connection is not
+    /// read further.
+    private var queued = CircularBuffer<HTTPServerRequestPart>()
+    private var readDeferred = false
+    private var draining = false
+    /// In `channelRead`: what is written to a runtime now is flushed at `channelReadComplete`.
+    private var inRead = false
     private var context: ChannelHandlerContext?
-    private var pool: BackendPool?
+    private var local: LoopState?
 
     init(_ proxy: AgentProxy) { self.proxy = proxy }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        pool = proxy.pools.pool(on: context.eventLoop)
+        local = proxy.loops.state(on: context.eventLoop)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -153,66 +169,121 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
-        switch state {
-        case .idle:
-            guard case .head(let head) = part else { return }
+        // A request starts only once the one before is read and answered: HTTP/1.1 answers
+        // in order, whichever side (this proxy or Hummingbird) answers.
+        if !queued.isEmpty || (!reading && answering) {
+            queued.append(part)
+            return
+        }
+        inRead = true
+        handle(part, context: context)
+        inRead = false
+    }
+
+    private func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
+        case .head(let head):
+            reading = true
+            answering = true
             if AgentProxy.isControl(head.uri) {
-                state = .passthrough
-                context.fireChannelRead(data)
+                mode = .passthrough
+                context.fireChannelRead(wrapInboundOut(part))
             } else {
                 begin(head, context: context)
             }
-        case .passthrough:
-            if case .end = part { state = .idle }
-            context.fireChannelRead(data)
-        case .discarding:
-            if case .end = part { state = .idle }
-        case .forwarding(let x):
-            switch part {
-            case .head:
-                // The pipelining handler delivers one request at a time: not reached.
-                abandon()
-                context.close(promise: nil)
-            case .body(let buffer):
+        case .body(let buffer):
+            switch mode {
+            case .passthrough:
+                context.fireChannelRead(wrapInboundOut(part))
+            case .forwarding(let x):
                 x.bodyBytes += buffer.readableBytes
-                if x.bodyBytes > proxy.maxBodyBytes {
+                guard x.bodyBytes <= proxy.maxBodyBytes else {
                     if x.responseStarted {
                         abandon()
                         context.close(promise: nil)
                     } else {
                         close(x.backend)
+                        x.backend = nil
                         x.timeout?.cancel()
-                        state = .discarding
+                        mode = .discarding
                         answer(.payloadTooLarge, "the request body is larger than \(proxy.maxBodyBytes) bytes", name: x.name, keepAlive: x.keepAlive)
                     }
                     return
                 }
                 send(x, .body(.byteBuffer(buffer)))
-            case .end:
+            case .none, .discarding:
+                break
+            }
+        case .end:
+            reading = false
+            switch mode {
+            case .passthrough:
+                context.fireChannelRead(wrapInboundOut(part))
+            case .forwarding(let x):
                 x.requestDone = true
                 send(x, .end(nil))
-                x.backend?.flush()
+                if !inRead { x.backend?.flush() }
+            case .none, .discarding:
+                break
             }
+            if !answering { finished() }
         }
     }
 
+    /// The current answer has ended.
+    private func responded() {
+        answering = false
+        if !reading { finished() }
+    }
+
+    /// The current request is read and answered: the next one may start.
+    private func finished() {
+        mode = .none
+        guard !draining, let context else { return }
+        draining = true
+        defer { draining = false }
+        var handled = false
+        while !(answering && !reading), let part = queued.popFirst() {
+            handle(part, context: context)
+            handled = true
+        }
+        if case .forwarding(let x) = mode { x.backend?.flush() }
+        // Outside a read, Hummingbird's channel takes what was passed on at a read's end.
+        if handled && !inRead { context.fireChannelReadComplete() }
+        if queued.isEmpty && readDeferred {
+            readDeferred = false
+            context.read()
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if queued.isEmpty { context.read() } else { readDeferred = true }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        // Hummingbird's answer to a control request passes here on its way out.
+        context.write(data, promise: promise)
+        if case .passthrough = mode, case .end = unwrapOutboundIn(data) { responded() }
+    }
+
     func channelReadComplete(context: ChannelHandlerContext) {
-        if case .forwarding(let x) = state { x.backend?.flush() }
+        if case .forwarding(let x) = mode { x.backend?.flush() }
         context.fireChannelReadComplete()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, case .forwarding(let x) = state { x.backend?.setAutoRead(true) }
+        if context.channel.isWritable, case .forwarding(let x) = mode { x.backend?.setAutoRead(true) }
         context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         abandon()
+        queued.removeAll()
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if case .forwarding = state {
+        if case .forwarding = mode {
             abandon()
             context.close(promise: nil)
             return
@@ -222,7 +293,7 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The head of an agent request: checked, routed, and on its way to a runtime.
     private func begin(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
-        state = .discarding
+        mode = .discarding
         let keepAlive = head.isKeepAlive
         guard let (name, path) = AgentProxy.split(head.uri), proxy.names.contains(name) else {
             answer(
@@ -268,16 +339,16 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let x = Exchange(
             name: name, target: target, version: head.version, keepAlive: keepAlive,
             head: HTTPRequestHead(version: .http1_1, method: head.method, uri: path, headers: headers))
-        state = .forwarding(x)
+        mode = .forwarding(x)
         connect(x, fresh: false)
     }
 
     // MARK: To the runtime
 
     private func connect(_ x: Exchange, fresh: Bool) {
-        guard let pool else { return }
-        pool.acquire(x.target.address, fresh: fresh, connectTimeout: proxy.connectTimeout) { [self] result in
-            guard case .forwarding(let current) = state, current === x else {
+        guard let local else { return }
+        local.acquire(x.target.address, fresh: fresh, connectTimeout: proxy.connectTimeout) { [self] result in
+            guard case .forwarding(let current) = mode, current === x else {
                 // The client went away or the request was answered meanwhile.
                 if case .success(let c) = result { c.close() }
                 return
@@ -297,10 +368,10 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let parts = x.waiting
         x.waiting = []
         for part in parts { send(x, part) }
-        c.flush()
+        if !inRead { c.flush() }
         guard let context else { return }
         x.timeout = context.eventLoop.assumeIsolated().scheduleTask(in: proxy.responseTimeout) { [self] in
-            guard case .forwarding(let current) = state, current === x, !x.responseStarted else { return }
+            guard case .forwarding(let current) = mode, current === x, !x.responseStarted else { return }
             failed(x, AgentProxyError.timeout(proxy.responseTimeout))
         }
     }
@@ -320,7 +391,7 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: From the runtime
 
     func backendRead(_ part: HTTPClientResponsePart, from handler: BackendHandler) {
-        guard case .forwarding(let x) = state, let c = x.backend, c.handler === handler, let context else { return }
+        guard case .forwarding(let x) = mode, let c = x.backend, c.handler === handler, let context else { return }
         switch part {
         case .head(let h):
             x.timeout?.cancel()
@@ -334,7 +405,7 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             headers.add(name: AgentProxy.releaseHeader, value: x.target.release)
             if !x.keepAlive { headers.add(name: "Connection", value: "close") }
-            proxy.metrics.request(name: x.name, release: x.target.release, code: Int(h.status.code))
+            local?.countRequest(proxy.metrics, name: x.name, release: x.target.release, code: Int(h.status.code))
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: x.version, status: h.status, headers: headers))), promise: nil)
         case .body(let b):
             context.write(wrapOutboundOut(.body(.byteBuffer(b))), promise: nil)
@@ -343,19 +414,19 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             x.backend = nil
             c.handler.owner = nil
             c.setAutoRead(true)
-            if x.backendKeepAlive && x.requestDone { pool?.release(c) } else { c.close() }
-            state = x.requestDone ? .idle : .discarding
+            if x.backendKeepAlive && x.requestDone { local?.release(c) } else { c.close() }
+            mode = x.requestDone ? .none : .discarding
             end(keepAlive: x.keepAlive)
         }
     }
 
     func backendReadComplete(from handler: BackendHandler) {
-        guard case .forwarding(let x) = state, x.backend?.handler === handler else { return }
+        guard case .forwarding(let x) = mode, x.backend?.handler === handler else { return }
         context?.flush()
     }
 
     func backendFailed(_ error: any Error, from handler: BackendHandler) {
-        guard case .forwarding(let x) = state, let c = x.backend, c.handler === handler else { return }
+        guard case .forwarding(let x) = mode, let c = x.backend, c.handler === handler else { return }
         failed(x, error)
     }
 
@@ -378,19 +449,19 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         x.timeout?.cancel()
         if x.responseStarted {
-            state = .idle
+            mode = .discarding
             context?.close(promise: nil)
             return
         }
         proxy.logger.debug("\(x.name): \(x.target.release) did not answer: \(error)")
-        state = x.requestDone ? .idle : .discarding
+        mode = x.requestDone ? .none : .discarding
         answer(.badGateway, "\(x.name) \(x.target.release) did not answer: \(error)", name: x.name, keepAlive: x.keepAlive, version: x.version)
     }
 
     /// Drops the exchange in progress (the client went away or broke the protocol).
     private func abandon() {
-        guard case .forwarding(let x) = state else { return }
-        state = .idle
+        guard case .forwarding(let x) = mode else { return }
+        mode = .discarding
         x.timeout?.cancel()
         close(x.backend)
         x.backend = nil
@@ -409,7 +480,7 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         _ status: HTTPResponseStatus, _ message: String, name: String?, keepAlive: Bool, version: HTTPVersion = .http1_1
     ) {
         guard let context else { return }
-        if let name { proxy.metrics.request(name: name, release: nil, code: Int(status.code)) }
+        if let name { local?.countRequest(proxy.metrics, name: name, release: nil, code: Int(status.code)) }
         var body = context.channel.allocator.buffer(capacity: message.utf8.count + 16)
         body.writeBytes(CanonicalJSON.encode(.object(["error": .string(message)])) + [0x0A])
         var headers = HTTPHeaders()
@@ -421,11 +492,14 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         end(keepAlive: keepAlive)
     }
 
+    /// Ends an answer written here; the connection closes after it when the client asked.
     private func end(keepAlive: Bool) {
         guard let context else { return }
         if keepAlive {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            responded()
         } else {
+            queued.removeAll()
             context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
     }
@@ -441,13 +515,13 @@ enum AgentProxyError: Error, CustomStringConvertible {
     }
 }
 
-/// A connection to a runtime, owned by its event loop's pool while idle and by one exchange
+/// A connection to a runtime, owned by its event loop's `LoopState` while idle and by one exchange
 /// while in use.
 final class BackendConnection {
     let channel: any Channel
     let handler: BackendHandler
     let key: String
-    /// Taken from the pool (it served a request before).
+    /// Taken from the idle connections (it served a request before).
     var reused = false
 
     init(channel: any Channel, handler: BackendHandler, key: String) {
@@ -474,8 +548,8 @@ final class BackendHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias OutboundOut = HTTPClientRequestPart
 
     weak var owner: AgentProxyHandler?
-    /// While idle in a pool: told when the runtime closes the connection.
-    weak var pool: BackendPool?
+    /// While idle in a `LoopState`: told when the runtime closes the connection.
+    weak var idleIn: LoopState?
     fileprivate(set) var context: ChannelHandlerContext?
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -496,7 +570,7 @@ final class BackendHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         owner?.backendFailed(ChannelError.eof, from: self)
-        pool?.forget(self)
+        idleIn?.forget(self)
         context.fireChannelInactive()
     }
 
@@ -506,12 +580,21 @@ final class BackendHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// Kept-alive connections to the runtimes, per runtime address, of one event loop.
-final class BackendPool {
+/// What one event loop keeps to itself: its kept-alive connections to the runtimes, per
+/// runtime address, and its request counters.
+final class LoopState {
     let loop: any EventLoop
     private var idle: [String: [BackendConnection]] = [:]
     /// Idle connections kept per runtime at most.
     static let idleLimit = 256
+    /// The request counters this loop used (`ServeMetrics.requestCounter`), found without a lock.
+    private var counters: [CounterKey: Counter] = [:]
+
+    struct CounterKey: Hashable {
+        let name: String
+        let release: String?
+        let code: Int
+    }
 
     init(loop: any EventLoop) { self.loop = loop }
 
@@ -531,7 +614,7 @@ final class BackendPool {
         let key = Self.key(address)
         if !fresh {
             while let c = idle[key]?.popLast() {
-                c.handler.pool = nil
+                c.handler.idleIn = nil
                 if c.channel.isActive {
                     c.reused = true
                     done(.success(c))
@@ -571,13 +654,25 @@ final class BackendPool {
         }
     }
 
+    /// Counts one answered agent request.
+    func countRequest(_ metrics: ServeMetrics, name: String, release: String?, code: Int) {
+        let key = CounterKey(name: name, release: release, code: code)
+        if let c = counters[key] {
+            c.increment()
+            return
+        }
+        let c = metrics.requestCounter(name: name, release: release, code: code)
+        counters[key] = c
+        c.increment()
+    }
+
     /// Keeps `c` for the next request to its runtime.
     func release(_ c: BackendConnection) {
         guard c.channel.isActive, (idle[c.key]?.count ?? 0) < Self.idleLimit else {
             c.close()
             return
         }
-        c.handler.pool = self
+        c.handler.idleIn = self
         idle[c.key, default: []].append(c)
     }
 
@@ -592,16 +687,16 @@ final class BackendPool {
     }
 }
 
-/// One `BackendPool` per event loop, each used only on its loop.
-final class BackendPools: Sendable {
-    private let pools = Mutex<[ObjectIdentifier: NIOLoopBound<BackendPool>]>([:])
+/// One `LoopState` per event loop, each used only on its loop.
+final class LoopStates: Sendable {
+    private let states = Mutex<[ObjectIdentifier: NIOLoopBound<LoopState>]>([:])
 
-    /// The pool of `loop`; called on `loop`.
-    func pool(on loop: any EventLoop) -> BackendPool {
+    /// The state of `loop`; called on `loop`.
+    func state(on loop: any EventLoop) -> LoopState {
         let id = ObjectIdentifier(loop)
-        if let p = pools.withLock({ $0[id] }) { return p.value }
-        let made = NIOLoopBound(BackendPool(loop: loop), eventLoop: loop)
-        return pools.withLock { all in
+        if let p = states.withLock({ $0[id] }) { return p.value }
+        let made = NIOLoopBound(LoopState(loop: loop), eventLoop: loop)
+        return states.withLock { all in
             if let p = all[id] { return p }
             all[id] = made
             return made

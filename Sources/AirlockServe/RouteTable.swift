@@ -55,9 +55,13 @@ final class RouteTable: @unchecked Sendable {  // every access to `slots` holds 
     /// Where a request of `task` for `name` goes now, recording the task's assignment (in the
     /// journal, then in the book) on its first request; why not while no release can serve it.
     func route(name: String, task: String, now: Double) -> Result<Target, Unavailable> {
+        // The task's key (a SHA-256) is computed before the lock is taken.
+        let key = RolloutBook.TaskKey(task)
         let routed = with(name) { s -> Result<Target, Unavailable> in
             let ready = s.ready
-            guard let (release, assignment) = s.book.route(task: task, now: now, current: s.current, lastGood: s.lastGood, usable: { ready[$0] != nil })
+            guard
+                let (release, assignment) = s.book.route(
+                    task: task, key: key, now: now, current: s.current, lastGood: s.lastGood, usable: { ready[$0] != nil })
             else {
                 if s.book.isFull && s.book.release(of: task) == nil {
                     return .failure(

@@ -23,14 +23,14 @@ import Synchronization
 final class ServeMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
 
-    /// The request counters made so far, by name, release and code (a lookup per request
-    /// instead of the registry's label matching).
+    /// The request counters made so far, by name, release and code (each event loop keeps the
+    /// ones it used, so that a request costs no lock here nor the registry's label matching).
     private let requestCounters = Mutex<[String: Counter]>([:])
 
-    /// Counts one answered agent request.
-    func request(name: String, release: String?, code: Int) {
+    /// The counter of agent requests answered for `name` by `release` with `code`.
+    func requestCounter(name: String, release: String?, code: Int) -> Counter {
         let key = "\(name) \(release ?? "none") \(code)"
-        let counter = requestCounters.withLock { cache -> Counter in
+        return requestCounters.withLock { cache -> Counter in
             if let c = cache[key] { return c }
             let c = registry.makeCounter(
                 name: "airlock_requests_total", labels: [("name", name), ("release", release ?? "none"), ("code", String(code))],
@@ -38,7 +38,6 @@ final class ServeMetrics: Sendable {
             cache[key] = c
             return c
         }
-        counter.increment()
     }
 
     /// Records whether `release`'s runtime takes requests.

@@ -103,6 +103,13 @@ import Testing
                   b"GET /_airlock/healthz HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"
                   b"GET /p/path/a?b=c HTTP/1.1\\r\\nHost: x\\r\\nX-Task-Id: k8\\r\\nConnection: close\\r\\n\\r\\n")
         out["pipelined"] = [got.count(b"HTTP/1.1 200"), got.find(b'"conn"') < got.find(b'"ok"') < got.find(b"/path/a?b=c")]
+        got = raw(b"GET /_airlock/healthz HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"
+                  b"GET /p/first HTTP/1.1\\r\\nHost: x\\r\\nX-Task-Id: k8\\r\\n\\r\\n"
+                  b"POST /p/echo HTTP/1.1\\r\\nHost: x\\r\\nX-Task-Id: k8\\r\\nContent-Length: 5\\r\\n\\r\\nhello"
+                  b"GET /_airlock/nothing HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"
+                  b"GET /p/last HTTP/1.1\\r\\nHost: x\\r\\nX-Task-Id: k8\\r\\nConnection: close\\r\\n\\r\\n")
+        marks = [got.find(m) for m in (b'"ok"', b'"/first"', b'"length": 5', b"HTTP/1.1 404", b'"/last"')]
+        out["pipelined2"] = [got.count(b"HTTP/1.1 200"), -1 not in marks and marks == sorted(marks)]
         got = raw(b"GET /p/conn HTTP/1.0\\r\\nX-Task-Id: k9\\r\\n\\r\\n", seconds=10)
         out["http10"] = [got.startswith(b"HTTP/1.0 200"), b'"task": "k9"' in got]
         def rss():
@@ -173,6 +180,7 @@ import Testing
         #expect(o["mixed"] as? [[AnyHashable]] == [[200, 1], [200, "/conn?x=1"], [200, 1], [200, "/conn"]] as [[AnyHashable]])
         #expect(o["chunked"] as? [AnyHashable] == [200, 300_000, 1] as [AnyHashable])
         #expect(o["pipelined"] as? [AnyHashable] == [3, 1] as [AnyHashable])
+        #expect(o["pipelined2"] as? [AnyHashable] == [4, 1] as [AnyHashable])
         #expect(o["http10"] as? [Bool] == [true, true])
         // 64 MiB streamed to a client that reads nothing for 2 s: serve holds little of it.
         let stream = try #require(o["stream"] as? [Any])

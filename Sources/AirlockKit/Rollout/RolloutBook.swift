@@ -30,11 +30,12 @@ public struct RolloutBook: Sendable {
     /// A task's key: the first 16 bytes of SHA-256 of its id. Fixed-size, so that a task costs
     /// no allocation of its own whatever the length of its id (the id itself is kept in the
     /// arena, and compared on every lookup, so that two ids with the same key are told apart).
-    struct TaskKey: Hashable, Sendable {
+    /// A router computes it before it takes the book's lock (`route(task:key:...)`).
+    public struct TaskKey: Hashable, Sendable {
         var a: UInt64
         var b: UInt64
 
-        init(_ task: String) {
+        public init(_ task: String) {
             let d = SHA256Digest.of(Array(task.utf8)).bytes
             var a: UInt64 = 0
             var b: UInt64 = 0
@@ -131,8 +132,8 @@ public struct RolloutBook: Sendable {
     public var taskCount: Int { tasks.count }
 
     /// The record of `task`, nil when it is not remembered.
-    func record(_ task: String) -> (key: TaskKey, record: Record)? {
-        let key = TaskKey(task)
+    func record(_ task: String, key: TaskKey? = nil) -> (key: TaskKey, record: Record)? {
+        let key = key ?? TaskKey(task)
         guard let r = tasks[key], arena[Int(r.idOffset)..<Int(r.idOffset) + Int(r.idLength)].elementsEqual(task.utf8) else { return nil }
         return (key, r)
     }
@@ -192,16 +193,16 @@ public struct RolloutBook: Sendable {
 
     /// The release the task of a request goes to, and the assignment to journal first when it
     /// is the task's first request; nil when no release can serve it (503). `usable` says
-    /// whether a release's runtime is ready.
+    /// whether a release's runtime is ready; `key` is the task's `TaskKey` when the caller has it.
     public func route(
-        task: String, now: Double, current: String?, lastGood: String?, usable: (String) -> Bool
+        task: String, key: TaskKey? = nil, now: Double, current: String?, lastGood: String?, usable: (String) -> Bool
     ) -> (
         release: String, assignment: TaskJournal.Event?
     )? {
         func ok(_ r: String?) -> String? { r.flatMap { breakerAllows($0) && usable($0) ? $0 : nil } }
         let fallback = ok(current) ?? ok(lastGood)
         let active = canary.flatMap { $0.isActive && $0.incumbent == current ? $0 : nil }
-        if let (_, record) = self.record(task) {
+        if let (_, record) = self.record(task, key: key) {
             let r = releases[Int(record.release)]
             // (known tasks are served even when the book is full)
             let mayServe = r == current || r == lastGood || r == active?.candidate
