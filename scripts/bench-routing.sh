@@ -34,6 +34,7 @@
 #   ROUTING_PASSES (2)            requests per task in the first passes
 #   ROUTING_PASS_TIMEOUT (150)    seconds a first pass may take at most
 #   ROUTING_SAMPLE (2000)         tasks checked after the restart
+#   ROUTING_SERVE_THREADS         serve's --threads (default: serve's own, one per core)
 #   ROUTING_WORK                  work folder, kept (default: a new folder under ${TMPDIR:-/tmp},
 #                                 removed at the end)
 #   ROUTING_KEEP (0)              1: keep the new work folder (logs, maps, the journal)
@@ -68,6 +69,7 @@ PASSES=${ROUTING_PASSES:-2}
 PASS_TIMEOUT=${ROUTING_PASS_TIMEOUT:-150}
 SAMPLE=${ROUTING_SAMPLE:-2000}
 KEEP=${ROUTING_KEEP:-0}
+SERVE_THREADS=${ROUTING_SERVE_THREADS:-}
 NAME=bench
 
 log() { echo "bench-routing: $*" >&2; }
@@ -144,7 +146,7 @@ stop_serve() {
 # Starts serve, waits until the current and the candidate runtimes are ready, and reads their
 # ports (pid in /_airlock/status, its listening socket from ss).
 start_serve() {
-  "$AIRLOCK" serve "$NAME" --root "$ROOT" --listen "127.0.0.1:$SERVE_PORT" >>"$WORK/serve.log" 2>&1 &
+  "$AIRLOCK" serve "$NAME" --root "$ROOT" --listen "127.0.0.1:$SERVE_PORT" ${SERVE_THREADS:+--threads "$SERVE_THREADS"} >>"$WORK/serve.log" 2>&1 &
   SERVE_PID=$!
   "${CHECK[@]}" status "$SERVE_URL" "$ROOT/.serve-token" "$NAME" 60 "$WORK/status.json" || die "serve did not start"
   ss -ltnpH >"$WORK/ss.txt"
@@ -238,6 +240,7 @@ fact wrk "$("$WRK" -v 2>&1 | head -n 1)"
 fact tasks "$TASKS"
 fact task_ids "${PREFIX}0 to ${PREFIX}$((TASKS - 1))"
 fact weight "$WEIGHT"
+fact serve_threads "${SERVE_THREADS:-one per core (default)}"
 fact threads "$THREADS"
 fact conc "$CONC"
 fact seconds "$SECONDS_PER_RUN"

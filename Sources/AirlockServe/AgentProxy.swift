@@ -115,7 +115,8 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var responseStarted = false
         var backendKeepAlive = false
         var retried = false
-        var timeout: Scheduled<Void>?
+        /// When the runtime must have started its answer (`LoopState` checks every second).
+        var deadline: NIODeadline?
 
         init(name: String, target: RouteTable.Target, version: HTTPVersion, keepAlive: Bool, head: HTTPRequestHead) {
             self.name = name
@@ -204,7 +205,7 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     } else {
                         close(x.backend)
                         x.backend = nil
-                        x.timeout?.cancel()
+                        stopWaiting(x)
                         mode = .discarding
                         answer(.payloadTooLarge, "the request body is larger than \(proxy.maxBodyBytes) bytes", name: x.name, keepAlive: x.keepAlive)
                     }
@@ -369,11 +370,21 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         x.waiting = []
         for part in parts { send(x, part) }
         if !inRead { c.flush() }
-        guard let context else { return }
-        x.timeout = context.eventLoop.assumeIsolated().scheduleTask(in: proxy.responseTimeout) { [self] in
-            guard case .forwarding(let current) = mode, current === x, !x.responseStarted else { return }
-            failed(x, AgentProxyError.timeout(proxy.responseTimeout))
-        }
+        x.deadline = .now() + proxy.responseTimeout
+        local?.awaitAnswer(self)
+    }
+
+    /// Called by `LoopState` every second while an answer is awaited.
+    func checkDeadline(_ now: NIODeadline) {
+        guard case .forwarding(let x) = mode, !x.responseStarted, let deadline = x.deadline, now >= deadline else { return }
+        failed(x, AgentProxyError.timeout(proxy.responseTimeout))
+    }
+
+    /// The exchange no longer awaits the start of an answer.
+    private func stopWaiting(_ x: Exchange) {
+        guard x.deadline != nil else { return }
+        x.deadline = nil
+        local?.answered(self)
     }
 
     private func send(_ x: Exchange, _ part: HTTPClientRequestPart) {
@@ -394,7 +405,7 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard case .forwarding(let x) = mode, let c = x.backend, c.handler === handler, let context else { return }
         switch part {
         case .head(let h):
-            x.timeout?.cancel()
+            stopWaiting(x)
             x.responseStarted = true
             x.backendKeepAlive = h.isKeepAlive
             var headers = HTTPHeaders()
@@ -440,14 +451,14 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         old?.close()
         if let old, old.reused, !x.responseStarted, !x.retried, !(error is AgentProxyError), let sent = x.sent {
             x.retried = true
-            x.timeout?.cancel()
+            stopWaiting(x)
             x.waiting = sent + x.waiting
             x.sent = []
             x.sentBytes = 0
             connect(x, fresh: true)
             return
         }
-        x.timeout?.cancel()
+        stopWaiting(x)
         if x.responseStarted {
             mode = .discarding
             context?.close(promise: nil)
@@ -462,7 +473,7 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func abandon() {
         guard case .forwarding(let x) = mode else { return }
         mode = .discarding
-        x.timeout?.cancel()
+        stopWaiting(x)
         close(x.backend)
         x.backend = nil
     }
@@ -590,6 +601,11 @@ final class LoopState {
     /// The request counters this loop used (`ServeMetrics.requestCounter`), found without a lock.
     private var counters: [CounterKey: Counter] = [:]
 
+    /// The handlers whose exchange awaits the start of an answer, checked every second against
+    /// their deadline (cheaper than a timer per request).
+    private var awaiting: [ObjectIdentifier: AgentProxyHandler] = [:]
+    private var sweeper: RepeatedTask?
+
     struct CounterKey: Hashable {
         let name: String
         let release: String?
@@ -652,6 +668,22 @@ final class LoopState {
                 }
             }
         }
+    }
+
+    func awaitAnswer(_ handler: AgentProxyHandler) {
+        awaiting[ObjectIdentifier(handler)] = handler
+        if sweeper == nil {
+            let bound = NIOLoopBound(self, eventLoop: loop)
+            sweeper = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in bound.value.sweep() }
+        }
+    }
+
+    func answered(_ handler: AgentProxyHandler) { awaiting[ObjectIdentifier(handler)] = nil }
+
+    private func sweep() {
+        guard !awaiting.isEmpty else { return }
+        let now = NIODeadline.now()
+        for handler in Array(awaiting.values) { handler.checkDeadline(now) }
     }
 
     /// Counts one answered agent request.

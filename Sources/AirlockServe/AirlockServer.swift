@@ -8,6 +8,7 @@ import Hummingbird
 import HummingbirdCore
 import Logging
 import NIOCore
+import NIOPosix
 
 /// `airlock serve`: keeps the runtime of each managed name's `current` release warm
 /// (`Supervisor`) and routes agent requests to it, under `/<name>/...`, on loopback unless the
@@ -76,10 +77,11 @@ public enum AirlockServer {
         // event loop that read them (AgentProxy.swift).
         let proxy = AgentProxy(
             names: Set(configuration.names), table: supervisor.table, metrics: metrics, maxBodyBytes: configuration.maxBodyBytes, logger: logger)
+        let loops: MultiThreadedEventLoopGroup? = configuration.threads.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) }
         let app = Application(
             router: router, server: HTTPServerBuilder { responder in AgentChannel(responder: responder, proxy: proxy) },
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "airlock"),
-            logger: logger)
+            eventLoopGroupProvider: loops.map { .shared($0) } ?? .singleton, logger: logger)
         let ticker = Task {
             while !Task.isCancelled {
                 await supervisor.tick()
@@ -100,11 +102,13 @@ public enum AirlockServer {
             ticker.cancel()
             await supervisor.stopAll()
             try? await client.shutdown()
+            try? await loops?.shutdownGracefully()
             throw error
         }
         ticker.cancel()
         await supervisor.stopAll()
         try await client.shutdown()
+        try? await loops?.shutdownGracefully()
     }
 
     /// `POST /_airlock/outcomes/{name}` with `{"task_id", "success", "cost", "intervention",

@@ -12,6 +12,8 @@ public struct ServeConfiguration: Sendable {
     public var port = 8470
     /// The largest request body it forwards, in bytes.
     public var maxBodyBytes = 1 << 20
+    /// The event-loop threads that read, route and forward requests; nil: one per core.
+    public var threads: Int?
     /// The bearer token its control endpoints require (`ServeToken`); nil refuses them all.
     public var token: String?
 

@@ -72,10 +72,10 @@ final class ServeMetrics: Sendable {
     }
 
     /// Sets the gauges of a name's rollout.
-    func rollout(name: String, book: RolloutBook, now: Double) {
-        let weight = book.canary.map { Double($0.weight) / 100 } ?? 0
+    func rollout(name: String, _ g: RolloutGauges, now: Double) {
+        let weight = g.canary.map { Double($0.weight) / 100 } ?? 0
         registry.makeGauge(name: "airlock_canary_weight_percent", labels: [("name", name)], help: "The active canary's weight in percent").set(to: weight)
-        for (role, stats) in [("incumbent", book.incumbentStats), ("candidate", book.candidateStats)] {
+        for (role, stats) in [("incumbent", g.incumbent), ("candidate", g.candidate)] {
             registry.makeGauge(name: "airlock_canary_tasks", labels: [("name", name), ("role", role)], help: "Tasks counted in the canary's step")
                 .set(to: Double(stats.tasks))
             registry.makeGauge(
@@ -86,13 +86,28 @@ final class ServeMetrics: Sendable {
                 help: "Share of tasks that needed a person in the canary's step"
             ).set(to: stats.intervention.mean)
         }
-        for (release, breaker) in book.breakers {
+        for (release, breaker) in g.breakers {
             registry.makeGauge(
                 name: "airlock_breaker_open", labels: [("name", name), ("release", release)], help: "1 while the release's breaker keeps tasks from it"
             ).set(to: breaker.allowsTasks ? 0.0 : 1.0)
             registry.makeGauge(
                 name: "airlock_breaker_window_tasks", labels: [("name", name), ("release", release)], help: "Tasks in the breaker's window"
             ).set(to: Double(breaker.totals(at: now).tasks))
+        }
+    }
+
+    /// What the rollout gauges show, copied out of the book under the route table's lock.
+    struct RolloutGauges {
+        let canary: Canary?
+        let incumbent: ReleaseStats
+        let candidate: ReleaseStats
+        let breakers: [String: Breaker]
+
+        init(_ book: RolloutBook) {
+            canary = book.canary
+            incumbent = book.incumbentStats
+            candidate = book.candidateStats
+            breakers = book.breakers
         }
     }
 

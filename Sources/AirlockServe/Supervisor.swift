@@ -416,10 +416,12 @@ actor Supervisor {
             }
             entries[name] = all
             let ready = all.compactMapValues { $0.ready ? $0.runtime?.connectAddress : nil }
-            table.with(name) { s in
+            // The gauges are set outside the lock: routing waits for none of it.
+            let gauges = table.with(name) { s in
                 s.ready = ready
-                metrics.rollout(name: name, book: s.book, now: wall)
+                return ServeMetrics.RolloutGauges(s.book)
             }
+            if let gauges { metrics.rollout(name: name, gauges, now: wall) }
         }
     }
 

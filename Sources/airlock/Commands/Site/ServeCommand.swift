@@ -21,8 +21,15 @@ struct ServeCommand: SiteCommand {
     @Option(name: .long, help: "HOST:PORT to listen on (default 127.0.0.1:8470; another host is an explicit choice).")
     var listen = "127.0.0.1:8470"
 
+    @Option(name: .long, help: "Threads that read, route and forward requests (default: one per core).")
+    var threads: Int?
+
     @OptionGroup var siteOptions: SiteOptions
     @OptionGroup var global: GlobalOptions
+
+    func validate() throws {
+        if let threads, !(1...256).contains(threads) { throw ValidationError("--threads \(threads) is not a number of threads from 1 to 256") }
+    }
 
     func run() throws {
         let site = siteOptions.site
@@ -32,6 +39,7 @@ struct ServeCommand: SiteCommand {
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (1...65535).contains(port) else {
             throw AirlockError(.usage, .endpointInvalid, "--listen \(listen) is not HOST:PORT (for example 127.0.0.1:8470)")
         }
+        configuration.threads = threads
         configuration.host = String(listen[..<colon])
         configuration.port = port
         let outcome = Outcome()
