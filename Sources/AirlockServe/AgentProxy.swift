@@ -37,6 +37,9 @@ struct AgentProxy: Sendable {
     /// A request body up to this size is kept until the answer starts, so that a request sent
     /// on a kept-alive connection the runtime had just closed can be sent again on a new one.
     static let retryableBytes = 64 << 10
+    /// How much of a refused request's body is read and dropped before its connection closes
+    /// anyway, when the client asked to close it after the answer.
+    static let lingerBytes = 16 << 20
 
     /// The name and the runtime's path (with the query) of `/<name>/<path>?<query>`; nil when
     /// the path names no release.
@@ -149,6 +152,12 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var queued = CircularBuffer<HTTPServerRequestPart>()
     private var readDeferred = false
     private var draining = false
+    /// The answer ended a `Connection: close` exchange before its request was read: close once
+    /// it is.
+    private var closeWhenRead = false
+    private var answerWritten: EventLoopFuture<Void>?
+    /// Body bytes of refused requests read and dropped.
+    private var discarded = 0
     /// In `channelRead`: what is written to a runtime now is flushed at `channelReadComplete`.
     private var inRead = false
     private var context: ChannelHandlerContext?
@@ -213,7 +222,8 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 }
                 send(x, .body(.byteBuffer(buffer)))
             case .none, .discarding:
-                break
+                discarded += buffer.readableBytes
+                if closeWhenRead && discarded > AgentProxy.lingerBytes { context.close(promise: nil) }
             }
         case .end:
             reading = false
@@ -226,6 +236,11 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 if !inRead { x.backend?.flush() }
             case .none, .discarding:
                 break
+            }
+            if closeWhenRead {
+                let close = { context.close(promise: nil) }
+                if let answered = answerWritten { answered.assumeIsolated().whenComplete { _ in close() } } else { close() }
+                return
             }
             if !answering { finished() }
         }
@@ -509,6 +524,13 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if keepAlive {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
             responded()
+        } else if reading {
+            // Answered before the request's body was read (a refusal): the rest is read and
+            // dropped before the connection closes, so that the client, still sending, gets to
+            // read the answer instead of a reset (at most `AgentProxy.lingerBytes`).
+            queued.removeAll()
+            closeWhenRead = true
+            answerWritten = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         } else {
             queued.removeAll()
             context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
