@@ -74,19 +74,21 @@ actor Supervisor {
             // Holding the name's serve lock: runtimes still running are a killed serve's.
             let leftovers = Runtime.stopLeftovers(site: site, name: name)
             if leftovers > 0 { logger.warning("\(name): stopped \(leftovers) runtimes a killed airlock serve left running") }
-            let (events, skipped) = try TaskJournal.read(site: site, name: name)
-            if skipped > 0 { logger.warning("\(name): skipped \(skipped) journal lines that do not parse") }
-            let book = RolloutBook(
+            // The journal is replayed as it is read: memory does not grow with its length.
+            var book = RolloutBook(
                 name: name, settings: policy.settings(for: name), canary: try CanaryStore.load(site: site, name: name),
-                breakers: try BreakerStore.load(site: site, name: name), events: events)
+                breakers: try BreakerStore.load(site: site, name: name), events: [])
+            var stepTasks: Set<String> = []
+            let (events, skipped) = try TaskJournal.forEach(site: site, name: name) { e in
+                _ = book.apply(e)
+                if let task = book.currentStepTask(e) { stepTasks.insert(task) }
+            }
+            if skipped > 0 { logger.warning("\(name): skipped \(skipped) journal lines that do not parse") }
             // Compaction: the journal keeps what the book still needs once most of it is
             // about tasks forgotten after the retention period.
-            if events.count > Self.compactionThreshold {
-                let needed = book.needed(events)
-                if needed.count * 2 < events.count {
-                    try journal.replace(with: needed)
-                    logger.info("\(name): compacted the task journal from \(events.count) to \(needed.count) events")
-                }
+            if events > Self.compactionThreshold {
+                let c = try journal.compact { book.keeps($0, stepTasks: stepTasks) }
+                if c.replaced { logger.info("\(name): compacted the task journal from \(c.total) to \(c.kept) events") }
             }
             let trips = book.breakers.compactMap { kv -> (String, BreakerTrip)? in
                 if case .tripped(let trip) = kv.value.state { return (kv.key, trip) }

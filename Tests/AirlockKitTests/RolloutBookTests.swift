@@ -749,17 +749,62 @@ import Glibc
         }
         #expect(rebuilt.release(of: "old-1") == nil)
 
-        // Through a real journal: replace() swaps the file and later appends go to the new one.
+        // Through a real journal, as serve does it: replayed while read, compacted in one
+        // streaming pass into a file of the owner's alone that replaces it, and later appends
+        // go to the new one.
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("airlock-compact-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: root) }
         try FileManager.default.createDirectory(atPath: root + "/" + Self.name + "/releases", withIntermediateDirectories: true)
         let site = Site(root: root)
         let journal = try TaskJournal(site: site, name: Self.name)
         for e in events { try journal.append(e) }
-        try journal.replace(with: needed)
+        var replayed = RolloutBook(
+            name: Self.name, settings: Self.settings(), canary: Self.canary(steps: [5, 50], step: 1, generation: 2), breakers: [:], events: [])
+        var stepTasks: Set<String> = []
+        let read = try TaskJournal.forEach(site: site, name: Self.name) { e in
+            _ = replayed.apply(e)
+            if let t = replayed.currentStepTask(e) { stepTasks.insert(t) }
+        }
+        #expect(read.events == events.count && read.skipped == 0)
+        let c = try journal.compact { replayed.keeps($0, stepTasks: stepTasks) }
+        #expect(c.replaced && c.kept == needed.count && c.total == events.count)
         let extra = TaskJournal.Event.assigned(task: "after", release: Self.incumbent, canary: 0, step: 0, at: later + 400)
         try journal.append(extra)
         #expect(try TaskJournal.read(site: site, name: Self.name).events == needed + [extra])
+        var st = stat()
+        #expect(stat(root + "/" + Self.name + "/.serve/" + SiteLayout.taskJournal, &st) == 0 && st.st_mode & 0o777 == 0o600)
+        // Nothing left beside it.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: root + "/" + Self.name + "/.serve").sorted() == ["serve.lock", "tasks.log"])
+        // A journal that keeps more than half stays as it is.
+        let kept = try journal.compact { _ in true }
+        #expect(!kept.replaced && kept.total == needed.count + 1)
+    }
+
+    /// The journal is read in 1 MiB pieces: events across a piece's edge, a line too long to be
+    /// one of the journal's (skipped without being held), and a last line a kill cut short
+    /// (dropped, and cut off when the journal is opened for writing).
+    @Test func theJournalIsReadInPieces() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("airlock-pieces-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root + "/" + Self.name + "/.serve", withIntermediateDirectories: true)
+        let site = Site(root: root)
+        var bytes: [UInt8] = []
+        var written: [TaskJournal.Event] = []
+        for i in 0..<40_000 {
+            let e = TaskJournal.Event.assigned(task: "task-\(i)", release: Self.incumbent, canary: 0, step: 0, at: Double(i))
+            written.append(e)
+            bytes += TaskJournal.line(e) + [0x0A]
+            if i == 20_000 { bytes += [UInt8](repeating: 0x61, count: 3 << 20) + [0x0A] }
+        }
+        bytes += Array("a torn-".utf8)
+        #expect(bytes.count > 4 << 20)
+        let path = root + "/" + Self.name + "/.serve/" + SiteLayout.taskJournal
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o600]))
+        var seen: [TaskJournal.Event] = []
+        let r = try TaskJournal.forEach(site: site, name: Self.name) { seen.append($0) }
+        #expect(r.events == 40_000 && r.skipped == 1 && seen == written)
+        _ = try TaskJournal(site: site, name: Self.name)
+        #expect(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int == bytes.count - 7)
     }
 
     /// A flood of task ids cannot grow the book past its capacity: finished tasks are forgotten

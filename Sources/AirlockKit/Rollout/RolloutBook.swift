@@ -35,6 +35,7 @@ public struct RolloutBook: Sendable {
         var a: UInt64
         var b: UInt64
 
+        /// The key of the task whose id is `task`.
         public init(_ task: String) {
             let d = SHA256Digest.of(Array(task.utf8)).bytes
             var a: UInt64 = 0
@@ -347,18 +348,26 @@ public struct RolloutBook: Sendable {
     /// result gives the same assignments, statistics and breaker windows; only the tasks
     /// forgotten after the retention period are gone.
     public func needed(_ events: [TaskJournal.Event]) -> [TaskJournal.Event] {
-        var inStep: Set<String> = []
-        if let c = canary, c.isActive {
-            let id = Self.number(c)
-            for case .assigned(let task, _, let canaryID, let step, _) in events where canaryID == id && step == c.step { inStep.insert(task) }
+        let stepTasks = Set(events.compactMap { currentStepTask($0) })
+        return events.filter { keeps($0, stepTasks: stepTasks) }
+    }
+
+    /// The task of `e` when it is an assignment in the active canary's current step: a
+    /// compaction keeps every event of such a task, which rebuilds the step's statistics.
+    public func currentStepTask(_ e: TaskJournal.Event) -> String? {
+        guard let c = canary, c.isActive, case .assigned(let task, _, let canaryID, let step, _) = e, step == c.step, canaryID == Self.number(c)
+        else { return nil }
+        return task
+    }
+
+    /// Whether a compaction keeps `e`: its task is remembered, or is one of `stepTasks`
+    /// (`currentStepTask` over the journal).
+    public func keeps(_ e: TaskJournal.Event, stepTasks: Set<String>) -> Bool {
+        let task: String
+        switch e {
+        case .assigned(let t, _, _, _, _), .reported(let t, _, _), .expired(let t, _): task = t
         }
-        return events.filter { e in
-            let task: String
-            switch e {
-            case .assigned(let t, _, _, _, _), .reported(let t, _, _), .expired(let t, _): task = t
-            }
-            return record(task) != nil || inStep.contains(task)
-        }
+        return record(task) != nil || stepTasks.contains(task)
     }
 
     /// The canary's decision now; nil without a running or held canary.
@@ -379,8 +388,10 @@ extension RolloutBook {
         try site.requireInstalled(name)
         let (trust, _) = try Activation.loadPolicy(site: site)
         let settings = (trust?.policy.rollout ?? RolloutPolicy()).settings(for: name)
-        return RolloutBook(
+        var book = RolloutBook(
             name: name, settings: settings, canary: try CanaryStore.load(site: site, name: name), breakers: try BreakerStore.load(site: site, name: name),
-            events: try TaskJournal.read(site: site, name: name).events)
+            events: [])
+        try TaskJournal.forEach(site: site, name: name) { _ = book.apply($0) }
+        return book
     }
 }

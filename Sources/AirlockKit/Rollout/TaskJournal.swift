@@ -59,12 +59,25 @@ public final class TaskJournal {
         let size = lseek(fd, 0, SEEK_END)
         if size > 0 {
             var last: UInt8 = 0
-            if pread(fd, &last, 1, size - 1) == 1, last != 0x0A, lseek(fd, 0, SEEK_SET) == 0 {
-                let bytes = (try? FileIO.read(fd: fd, limit: Int(size), what: "task journal")) ?? []
-                let keep = bytes.lastIndex(of: 0x0A).map { $0 + 1 } ?? 0
-                _ = ftruncate(fd, off_t(keep))
-            }
+            if pread(fd, &last, 1, size - 1) == 1, last != 0x0A { _ = ftruncate(fd, Self.endOfLastLine(fd, size: size)) }
         }
+    }
+
+    /// The offset just after the last newline of the first `size` bytes (0 without one),
+    /// found by reading backwards 64 KiB at a time.
+    static func endOfLastLine(_ fd: Int32, size: off_t) -> off_t {
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        var end = size
+        while end > 0 {
+            let start = max(0, end - off_t(chunk.count))
+            let want = Int(end - start)
+            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, start) }
+            if n < 0 && errno == EINTR { continue }
+            guard n == want else { return 0 }
+            if let i = chunk[0..<want].lastIndex(of: 0x0A) { return start + off_t(i) + 1 }
+            end = start
+        }
+        return 0
     }
 
     deinit {
@@ -103,20 +116,46 @@ public final class TaskJournal {
         unsynced = true
     }
 
-    /// Replaces the journal with `events` (a compaction: the events still needed, see
-    /// `RolloutBook.needed`), atomically: a temporary file beside it, flushed, renamed over it;
-    /// later events are appended to the new file. The serve lock is held throughout.
-    public func replace(with events: [Event]) throws {
-        var bytes: [UInt8] = []
-        for e in events {
-            bytes += Self.line(e)
-            bytes.append(0x0A)
+    /// Compacts the journal in one streaming pass: the events `keep` accepts go to a temporary
+    /// file beside it, which replaces it (flushed, renamed, mode 0600) when it keeps less than
+    /// half of them; otherwise the journal stays as it is. Memory does not grow with the
+    /// journal. Returns how many events were kept and read, and whether the journal was
+    /// replaced. The serve lock is held throughout.
+    public func compact(keep: (Event) -> Bool) throws -> (kept: Int, total: Int, replaced: Bool) {
+        let tmp = FileIO.temporarySibling(of: path)
+        let out = Sys.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard out >= 0 else {
+            throw AirlockError.io(errno == ENOSPC ? .diskFull : .createFailed, "cannot create a file beside \(path) to compact it", errno: errno)
         }
-        try FileIO.writeAtomically(path, bytes, mode: 0o644)
+        var renamed = false
+        defer {
+            close(out)
+            if !renamed { unlink(tmp) }
+        }
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(1 << 20)
+        var kept = 0
+        let (total, _) = try Self.forEach(fd: fd, what: path) { e in
+            guard keep(e) else { return }
+            kept += 1
+            buffer += Self.line(e)
+            buffer.append(0x0A)
+            if buffer.count >= 1 << 20 {
+                try buffer.withUnsafeBytes { try FileIO.writeAll(out, $0, path: tmp) }
+                buffer.removeAll(keepingCapacity: true)
+            }
+        }
+        guard kept * 2 < total else { return (kept, total, false) }
+        try buffer.withUnsafeBytes { try FileIO.writeAll(out, $0, path: tmp) }
+        guard Sys.fsync(out) == 0 else { throw AirlockError.io(.writeFailed, "cannot flush \(tmp)", errno: errno) }
+        guard rename(tmp, path) == 0 else { throw AirlockError.io(.writeFailed, "cannot move the compacted journal into place at \(path)", errno: errno) }
+        renamed = true
+        FileIO.syncParentDirectory(of: path)
         let new = try Self.openSiteFile(path, flags: O_RDWR | O_APPEND)
         close(fd)
         fd = new
         unsynced = false
+        return (kept, total, true)
     }
 
     /// The descriptor to flush when lines were written since the last flush (they count as
@@ -148,15 +187,81 @@ public final class TaskJournal {
     /// does not parse is skipped and counted). Reads without the serve lock: `canary status`
     /// reads while `serve` writes.
     public static func read(site: Site, name: String) throws -> (events: [Event], skipped: Int) {
-        let path = CanaryStore.directory(site: site, name: name) + "/" + SiteLayout.taskJournal
-        guard FileIO.exists(path) else { return ([], 0) }
-        let bytes = try FileIO.read(path, limit: 1 << 34, what: "task journal", siteFile: true)
         var events: [Event] = []
+        let (_, skipped) = try forEach(site: site, name: name) { events.append($0) }
+        return (events, skipped)
+    }
+
+    /// Calls `body` with each event of `name`'s journal in order, reading it 1 MiB at a time,
+    /// so that memory does not grow with the journal (a replay at start, `canary status`).
+    /// Returns the events read and the lines skipped (as `read`). Never follows a link, never
+    /// opens anything but a regular file (`site-unsafe`).
+    @discardableResult
+    public static func forEach(site: Site, name: String, _ body: (Event) throws -> Void) throws -> (events: Int, skipped: Int) {
+        let path = CanaryStore.directory(site: site, name: name) + "/" + SiteLayout.taskJournal
+        let fd = Sys.open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
+            switch errno {
+            case ENOENT: return (0, 0)
+            case ELOOP: throw SiteSafety.unexpected(path, FileIO.kind(S_IFLNK), expected: "a file")
+            default: throw FileIO.openFailure(path, what: "task journal", errno: errno)
+            }
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw AirlockError.io(.readFailed, "cannot stat \(path)", errno: errno) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw SiteSafety.unexpected(path, FileIO.kind(st.st_mode), expected: "a file") }
+        return try forEach(fd: fd, what: path, body)
+    }
+
+    /// The longest line the journal can hold (a task id is at most 128 bytes): a longer one is
+    /// not a line of this journal, and is skipped without being kept in memory.
+    static let maxLineBytes = 4096
+
+    /// Reads the journal open at `fd` from its start with `pread` (its offset untouched), one
+    /// event at a time; a last line without its newline (cut by a kill) is dropped.
+    static func forEach(fd: Int32, what: String, _ body: (Event) throws -> Void) throws -> (events: Int, skipped: Int) {
+        var events = 0
         var skipped = 0
-        var start = 0
-        while let end = bytes[start...].firstIndex(of: 0x0A) {
-            if let e = parse(bytes[start..<end]) { events.append(e) } else { skipped += 1 }
-            start = end + 1
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var carry: [UInt8] = []
+        var dropping = false
+        var offset: off_t = 0
+        func line(_ bytes: ArraySlice<UInt8>) throws {
+            if let e = parse(bytes) {
+                events += 1
+                try body(e)
+            } else {
+                skipped += 1
+            }
+        }
+        while true {
+            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw AirlockError.io(.readFailed, "cannot read the task journal \(what)", errno: errno)
+            }
+            if n == 0 { break }
+            offset += off_t(n)
+            var start = 0
+            while let newline = chunk[start..<n].firstIndex(of: 0x0A) {
+                if dropping {
+                    dropping = false
+                    skipped += 1
+                } else if carry.isEmpty {
+                    try line(chunk[start..<newline])
+                } else {
+                    carry += chunk[start..<newline]
+                    try line(carry[...])
+                }
+                carry.removeAll(keepingCapacity: true)
+                start = newline + 1
+            }
+            if !dropping { carry += chunk[start..<n] }
+            if carry.count > maxLineBytes {
+                carry.removeAll()
+                dropping = true
+            }
         }
         return (events, skipped)
     }
