@@ -21,7 +21,7 @@ struct AgentProxy: Sendable {
     let metrics: ServeMetrics
     /// The largest request body, in bytes.
     let maxBodyBytes: Int
-    /// How long a runtime may take to start its answer.
+    /// How long a runtime may take to start its answer, and to send more of it.
     var responseTimeout: TimeAmount = .seconds(300)
     /// How long connecting to a runtime may take.
     var connectTimeout: TimeAmount = .seconds(5)
@@ -34,12 +34,11 @@ struct AgentProxy: Sendable {
     static let releaseHeader = "X-Airlock-Release"
     /// The methods an agent route takes.
     static let methods: [HTTPMethod] = [.GET, .POST, .PUT, .PATCH, .DELETE]
-    /// A request body up to this size is kept until the answer starts, so that a request sent
-    /// on a kept-alive connection the runtime had just closed can be sent again on a new one.
-    static let retryableBytes = 64 << 10
-    /// How much of a refused request's body is read and dropped before its connection closes
-    /// anyway, when the client asked to close it after the answer.
+    /// How much of a refused request's body is read and dropped before its connection is
+    /// closed instead.
     static let lingerBytes = 16 << 20
+    /// Request body bytes gathered before they are written to the runtime as one part.
+    static let bodyBatchBytes = 64 << 10
 
     /// The name and the runtime's path (with the query) of `/<name>/<path>?<query>`; nil when
     /// the path names no release.
@@ -94,6 +93,15 @@ struct AgentChannel: ServerChildChannel, HTTPChannelHandler {
 
 /// Answers agent requests itself (errors with a JSON `{"error"}`, or the runtime's answer) and
 /// passes control requests on. Runs on its connection's event loop only.
+///
+/// What reaches a runtime is rebuilt from what was parsed (docs/rollout.md, "How a request
+/// travels"). Only a request without a body and of an idempotent method (GET, DELETE) uses a
+/// kept-alive runtime connection, and only it is sent again when such a connection turns out
+/// closed before anything came back: a runtime that does not read a request's body cannot
+/// leave it on a connection another request reuses, and a request that may have acted is never
+/// sent twice. Any other request goes on a new connection with `Connection: close`. A chunked
+/// body is gathered (up to the limit) before the task is routed, so a body over the limit
+/// changes no state, and goes to the runtime with its length.
 final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
@@ -105,28 +113,48 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let name: String
         let target: RouteTable.Target
         let version: HTTPVersion
+        let head: HTTPRequestHead
         /// The client keeps the connection after this answer.
-        let keepAlive: Bool
+        var keepAlive: Bool
+        /// Without a body, idempotent: may use a kept-alive connection and be sent again.
+        let reusable: Bool
         var backend: BackendConnection?
-        /// Parts read before a connection to the runtime was there.
-        var waiting: [HTTPClientRequestPart]
-        /// Everything sent to the runtime so far, while it is small enough to send again.
-        var sent: [HTTPClientRequestPart]? = []
-        var sentBytes = 0
+        /// Body bytes read and not yet written to the runtime (one part per read, or before a
+        /// connection is there).
+        var pendingBody: ByteBuffer?
         var bodyBytes = 0
         var requestDone = false
+        var headSent = false
         var responseStarted = false
-        var backendKeepAlive = false
+        /// The runtime's answer lets its connection serve another request.
+        var backendReusable = false
         var retried = false
-        /// When the runtime must have started its answer (`LoopState` checks every second).
+        /// When the runtime must have started its answer or sent more of it (`LoopState`
+        /// checks every second).
         var deadline: NIODeadline?
 
-        init(name: String, target: RouteTable.Target, version: HTTPVersion, keepAlive: Bool, head: HTTPRequestHead) {
+        init(name: String, target: RouteTable.Target, version: HTTPVersion, keepAlive: Bool, reusable: Bool, head: HTTPRequestHead) {
             self.name = name
             self.target = target
             self.version = version
             self.keepAlive = keepAlive
-            self.waiting = [.head(head)]
+            self.reusable = reusable
+            self.head = head
+        }
+    }
+
+    /// A chunked agent request whose body is gathered before it is routed.
+    final class Gathering {
+        let name: String
+        let task: String
+        let head: HTTPRequestHead
+        var body: ByteBuffer
+
+        init(name: String, task: String, head: HTTPRequestHead, body: ByteBuffer) {
+            self.name = name
+            self.task = task
+            self.head = head
+            self.body = body
         }
     }
 
@@ -137,6 +165,7 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case passthrough
         /// A request already answered here: the rest of its body is dropped.
         case discarding
+        case gathering(Gathering)
         case forwarding(Exchange)
     }
 
@@ -152,14 +181,26 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var queued = CircularBuffer<HTTPServerRequestPart>()
     private var readDeferred = false
     private var draining = false
+    /// No request is started any more: the connection closes after the current answer.
+    private var closing = false
+    /// The last control request asked to close the connection after its answer.
+    private var controlCloses = false
     /// The answer ended a `Connection: close` exchange before its request was read: close once
     /// it is.
     private var closeWhenRead = false
     private var answerWritten: EventLoopFuture<Void>?
-    /// Body bytes of refused requests read and dropped.
+    /// The client sent bytes that do not parse: answered with 400 once the requests before
+    /// them are, then the connection closes.
+    private var parseFailed = false
+    /// Serve is stopping: the connection closes once the agent request in flight is answered.
+    private var quiesce: Any?
+    /// Body bytes of the current refused request read and dropped.
     private var discarded = 0
     /// In `channelRead`: what is written to a runtime now is flushed at `channelReadComplete`.
     private var inRead = false
+    /// Parts went on to Hummingbird since the last read's end: only then does its channel need
+    /// to hear of the read's end.
+    private var passedOn = false
     private var context: ChannelHandlerContext?
     private var local: LoopState?
 
@@ -178,6 +219,7 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: From the client
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if closing { return }
         let part = unwrapInboundIn(data)
         // A request starts only once the one before is read and answered: HTTP/1.1 answers
         // in order, whichever side (this proxy or Hummingbird) answers.
@@ -195,45 +237,65 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .head(let head):
             reading = true
             answering = true
-            if AgentProxy.isControl(head.uri) {
+            discarded = 0
+            if head.method == .CONNECT || head.headers.contains(name: "upgrade") {
+                // The decoder stops parsing after such a head: nothing after it can be read.
+                mode = .discarding
+                refuseAndClose(.badRequest, "serve neither upgrades connections nor tunnels (CONNECT)")
+            } else if AgentProxy.isControl(head.uri) {
                 mode = .passthrough
-                context.fireChannelRead(wrapInboundOut(part))
+                controlCloses = !head.isKeepAlive
+                passOn(part, context)
             } else {
                 begin(head, context: context)
             }
         case .body(let buffer):
             switch mode {
             case .passthrough:
-                context.fireChannelRead(wrapInboundOut(part))
+                passOn(part, context)
+            case .gathering(let g):
+                guard g.body.readableBytes + buffer.readableBytes <= proxy.maxBodyBytes else {
+                    mode = .discarding
+                    discarded = g.body.readableBytes + buffer.readableBytes
+                    answer(.payloadTooLarge, "the request body is larger than \(proxy.maxBodyBytes) bytes", name: g.name, keepAlive: g.head.isKeepAlive)
+                    return
+                }
+                var b = buffer
+                g.body.writeBuffer(&b)
             case .forwarding(let x):
                 x.bodyBytes += buffer.readableBytes
                 guard x.bodyBytes <= proxy.maxBodyBytes else {
-                    if x.responseStarted {
-                        abandon()
-                        context.close(promise: nil)
-                    } else {
-                        close(x.backend)
-                        x.backend = nil
-                        stopWaiting(x)
-                        mode = .discarding
-                        answer(.payloadTooLarge, "the request body is larger than \(proxy.maxBodyBytes) bytes", name: x.name, keepAlive: x.keepAlive)
-                    }
+                    // The decoder frames the body by its Content-Length, checked against the
+                    // limit: not reached. Closed to be sure.
+                    abandon()
+                    context.close(promise: nil)
                     return
                 }
-                send(x, .body(.byteBuffer(buffer)))
+                if x.pendingBody == nil {
+                    x.pendingBody = buffer
+                } else {
+                    var b = buffer
+                    x.pendingBody!.writeBuffer(&b)
+                }
+                if x.backend != nil && (!inRead || x.pendingBody!.readableBytes >= AgentProxy.bodyBatchBytes) { sendBody(x) }
             case .none, .discarding:
                 discarded += buffer.readableBytes
-                if closeWhenRead && discarded > AgentProxy.lingerBytes { context.close(promise: nil) }
+                if discarded > AgentProxy.lingerBytes { context.close(promise: nil) }
             }
         case .end:
             reading = false
             switch mode {
             case .passthrough:
-                context.fireChannelRead(wrapInboundOut(part))
+                passOn(part, context)
+            case .gathering(let g):
+                forward(name: g.name, task: g.task, head: g.head, body: g.body)
             case .forwarding(let x):
                 x.requestDone = true
-                send(x, .end(nil))
-                if !inRead { x.backend?.flush() }
+                if x.backend != nil {
+                    sendBody(x)
+                    x.backend!.write(.end(nil))
+                    if !inRead { x.backend!.flush() }
+                }
             case .none, .discarding:
                 break
             }
@@ -244,6 +306,11 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             if !answering { finished() }
         }
+    }
+
+    private func passOn(_ part: HTTPServerRequestPart, _ context: ChannelHandlerContext) {
+        passedOn = true
+        context.fireChannelRead(wrapInboundOut(part))
     }
 
     /// The current answer has ended.
@@ -258,33 +325,78 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard !draining, let context else { return }
         draining = true
         defer { draining = false }
+        if quiesce != nil {
+            // Serve is stopping: no other request starts here; Hummingbird's handler closes
+            // the connection now that it is idle.
+            closing = true
+            queued.removeAll()
+            context.fireUserInboundEventTriggered(quiesce!)
+            quiesce = nil
+            return
+        }
         var handled = false
-        while !(answering && !reading), let part = queued.popFirst() {
+        while !closing && !(answering && !reading), let part = queued.popFirst() {
             handle(part, context: context)
             handled = true
         }
-        if case .forwarding(let x) = mode { x.backend?.flush() }
+        if case .forwarding(let x) = mode, let c = x.backend {
+            sendBody(x)
+            c.flush()
+        }
         // Outside a read, Hummingbird's channel takes what was passed on at a read's end.
-        if handled && !inRead { context.fireChannelReadComplete() }
-        if queued.isEmpty && readDeferred {
+        if handled && passedOn && !inRead {
+            passedOn = false
+            context.fireChannelReadComplete()
+        }
+        if parseFailed && queued.isEmpty && !closing {
+            if !answering {
+                refuseAndClose(.badRequest, "the request does not parse as HTTP/1.1")
+            } else if reading {
+                // The request in flight is the one that broke off.
+                brokenRequest()
+            }
+            return
+        }
+        if queued.isEmpty && readDeferred && !closing {
             readDeferred = false
             context.read()
         }
     }
 
     func read(context: ChannelHandlerContext) {
-        if queued.isEmpty { context.read() } else { readDeferred = true }
+        if closing { return }
+        // Not while later requests wait, nor while the runtime takes no more of the body.
+        if !queued.isEmpty || parseFailed {
+            readDeferred = true
+        } else if case .forwarding(let x) = mode, let c = x.backend, !c.channel.isWritable {
+            readDeferred = true
+        } else {
+            context.read()
+        }
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         // Hummingbird's answer to a control request passes here on its way out.
         context.write(data, promise: promise)
-        if case .passthrough = mode, case .end = unwrapOutboundIn(data) { responded() }
+        guard case .passthrough = mode, case .end = unwrapOutboundIn(data) else { return }
+        if controlCloses {
+            // Hummingbird closes the connection after this answer: nothing else starts.
+            closing = true
+            queued.removeAll()
+            return
+        }
+        responded()
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if case .forwarding(let x) = mode { x.backend?.flush() }
-        context.fireChannelReadComplete()
+        if case .forwarding(let x) = mode, let c = x.backend {
+            sendBody(x)
+            c.flush()
+        }
+        if passedOn {
+            passedOn = false
+            context.fireChannelReadComplete()
+        }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -299,6 +411,19 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is HTTPParserError {
+            // Answered here, in order: the requests read before the bad bytes are answered
+            // first, then a 400, then the connection closes.
+            parseFailed = true
+            if queued.isEmpty && !draining {
+                if !answering {
+                    refuseAndClose(.badRequest, "the request does not parse as HTTP/1.1")
+                } else if reading {
+                    brokenRequest()
+                }
+            }
+            return
+        }
         if case .forwarding = mode {
             abandon()
             context.close(promise: nil)
@@ -307,11 +432,41 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireErrorCaught(error)
     }
 
-    /// The head of an agent request: checked, routed, and on its way to a runtime.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // Serve is stopping. Hummingbird's connection handler closes a connection it thinks
+        // idle, and it does not see agent requests: hold the event until this one is answered.
+        if event is ChannelShouldQuiesceEvent, answering, !isPassthrough {
+            quiesce = event
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private var isPassthrough: Bool {
+        if case .passthrough = mode { return true }
+        return false
+    }
+
+    /// The request being read broke off (bytes that do not parse): its exchange is dropped,
+    /// and the client gets a 400 when no answer has started, else the connection closes.
+    private func brokenRequest() {
+        var started = false
+        if case .forwarding(let x) = mode { started = x.responseStarted }
+        abandon()
+        if started {
+            closing = true
+            context?.close(promise: nil)
+        } else {
+            refuseAndClose(.badRequest, "the request does not parse as HTTP/1.1")
+        }
+    }
+
+    /// The head of an agent request: checked, then routed and on its way to a runtime (or, for
+    /// a chunked body, gathered first).
     private func begin(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         mode = .discarding
         let keepAlive = head.isKeepAlive
-        guard let (name, path) = AgentProxy.split(head.uri), proxy.names.contains(name) else {
+        guard let (name, _) = AgentProxy.split(head.uri), proxy.names.contains(name) else {
             answer(
                 .notFound, "no release name is served at this path; served: \(proxy.names.sorted().joined(separator: ", "))", name: nil,
                 keepAlive: keepAlive)
@@ -326,11 +481,25 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             answer(.badRequest, "every request needs its task id in X-Task-Id (1 to 128 printable ASCII characters)", name: name, keepAlive: keepAlive)
             return
         }
-        let length = head.headers.first(name: "content-length")
-        if let length, let n = Int(length), n > proxy.maxBodyBytes {
-            answer(.payloadTooLarge, "the request body is larger than \(proxy.maxBodyBytes) bytes", name: name, keepAlive: keepAlive)
+        if head.headers.contains(name: "transfer-encoding") {
+            // The decoder read it as chunked (it wins over a Content-Length): gathered first.
+            mode = .gathering(Gathering(name: name, task: task, head: head, body: context.channel.allocator.buffer(capacity: 0)))
             return
         }
+        if let length = head.headers.first(name: "content-length") {
+            // A length that does not even fit 64 bits is over the limit too.
+            guard let n = UInt64(length), n <= UInt64(proxy.maxBodyBytes) else {
+                answer(.payloadTooLarge, "the request body is larger than \(proxy.maxBodyBytes) bytes", name: name, keepAlive: keepAlive)
+                return
+            }
+        }
+        forward(name: name, task: task, head: head, body: nil)
+    }
+
+    /// Routes the task and sends the request on; `body` is a gathered chunked body.
+    private func forward(name: String, task: String, head: HTTPRequestHead, body: ByteBuffer?) {
+        let keepAlive = head.isKeepAlive
+        mode = .discarding
         let target: RouteTable.Target
         switch proxy.table.route(name: name, task: task, now: Supervisor.wallNow()) {
         case .success(let t): target = t
@@ -338,6 +507,10 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             answer(.serviceUnavailable, why.message, name: name, keepAlive: keepAlive)
             return
         }
+        let path = AgentProxy.split(head.uri)?.path ?? "/"
+        let length = body.map { String($0.readableBytes) } ?? head.headers.first(name: "content-length")
+        let hasBody = (length.flatMap { UInt64($0) } ?? 0) > 0
+        let reusable = !hasBody && (head.method == .GET || head.method == .DELETE)
         var headers = HTTPHeaders()
         switch target.address {
         case .port(let p): headers.add(name: "Host", value: "127.0.0.1:\(p)")
@@ -345,25 +518,25 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         headers.add(name: AgentProxy.taskHeader, value: task)
         if let type = head.headers.first(name: "content-type") { headers.add(name: "Content-Type", value: type) }
-        // The body is framed as it was read: chunked when the request said so (it then wins over
-        // a Content-Length, as the decoder read it), else by its length.
-        if head.headers.contains(name: "transfer-encoding") {
-            headers.add(name: "Transfer-Encoding", value: "chunked")
-        } else if let length {
-            headers.add(name: "Content-Length", value: length)
-        }
+        if let length, length != "0" || head.method != .GET { headers.add(name: "Content-Length", value: length) }
+        if !reusable { headers.add(name: "Connection", value: "close") }
         let x = Exchange(
-            name: name, target: target, version: head.version, keepAlive: keepAlive,
+            name: name, target: target, version: head.version, keepAlive: keepAlive, reusable: reusable,
             head: HTTPRequestHead(version: .http1_1, method: head.method, uri: path, headers: headers))
+        if let body, body.readableBytes > 0 {
+            x.pendingBody = body
+            x.bodyBytes = body.readableBytes
+        }
+        x.requestDone = !reading
         mode = .forwarding(x)
-        connect(x, fresh: false)
+        connect(x, fresh: !reusable)
     }
 
     // MARK: To the runtime
 
     private func connect(_ x: Exchange, fresh: Bool) {
         guard let local else { return }
-        local.acquire(x.target.address, fresh: fresh, connectTimeout: proxy.connectTimeout) { [self] result in
+        local.acquire(x.target, fresh: fresh, connectTimeout: proxy.connectTimeout) { [self] result in
             guard case .forwarding(let current) = mode, current === x else {
                 // The client went away or the request was answered meanwhile.
                 if case .success(let c) = result { c.close() }
@@ -381,37 +554,33 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func attach(_ x: Exchange, _ c: BackendConnection) {
         x.backend = c
         c.handler.owner = self
-        let parts = x.waiting
-        x.waiting = []
-        for part in parts { send(x, part) }
+        c.write(.head(x.head))
+        x.headSent = true
+        sendBody(x)
+        if x.requestDone { c.write(.end(nil)) }
         if !inRead { c.flush() }
         x.deadline = .now() + proxy.responseTimeout
         local?.awaitAnswer(self)
     }
 
-    /// Called by `LoopState` every second while an answer is awaited.
+    /// Writes the body bytes gathered so far to the runtime as one part.
+    private func sendBody(_ x: Exchange) {
+        guard let c = x.backend, let body = x.pendingBody else { return }
+        x.pendingBody = nil
+        c.write(.body(.byteBuffer(body)))
+    }
+
+    /// Called by `LoopState` every second while an exchange is in flight.
     func checkDeadline(_ now: NIODeadline) {
-        guard case .forwarding(let x) = mode, !x.responseStarted, let deadline = x.deadline, now >= deadline else { return }
+        guard case .forwarding(let x) = mode, let deadline = x.deadline, now >= deadline else { return }
         failed(x, AgentProxyError.timeout(proxy.responseTimeout))
     }
 
-    /// The exchange no longer awaits the start of an answer.
+    /// The exchange is over: no deadline any more.
     private func stopWaiting(_ x: Exchange) {
         guard x.deadline != nil else { return }
         x.deadline = nil
         local?.answered(self)
-    }
-
-    private func send(_ x: Exchange, _ part: HTTPClientRequestPart) {
-        guard let c = x.backend else {
-            x.waiting.append(part)
-            return
-        }
-        c.write(part)
-        if x.sent != nil {
-            if case .body(.byteBuffer(let b)) = part { x.sentBytes += b.readableBytes }
-            if x.sentBytes > AgentProxy.retryableBytes { x.sent = nil } else { x.sent!.append(part) }
-        }
     }
 
     // MARK: From the runtime
@@ -420,27 +589,40 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard case .forwarding(let x) = mode, let c = x.backend, c.handler === handler, let context else { return }
         switch part {
         case .head(let h):
-            stopWaiting(x)
+            if h.status == .switchingProtocols {
+                failed(x, AgentProxyError.refusedAnswer("it answered 101 Switching Protocols; serve does not upgrade connections"))
+                return
+            }
+            x.deadline = .now() + proxy.responseTimeout
             x.responseStarted = true
-            x.backendKeepAlive = h.isKeepAlive
             var headers = HTTPHeaders()
             if let type = h.headers.first(name: "content-type") { headers.add(name: "Content-Type", value: type) }
             // A length only when the runtime framed its body by length (not chunked).
-            if !h.headers.contains(name: "transfer-encoding"), let length = h.headers.first(name: "content-length") {
-                headers.add(name: "Content-Length", value: length)
-            }
+            let length = h.headers.contains(name: "transfer-encoding") ? nil : h.headers.first(name: "content-length")
+            if let length { headers.add(name: "Content-Length", value: length) }
+            // A 204 or 304 that declares a body: its connection is not trusted with another.
+            let bodiless = h.status == .noContent || h.status == .notModified
+            x.backendReusable = x.reusable && h.isKeepAlive && !(bodiless && length != nil && length != "0")
             headers.add(name: AgentProxy.releaseHeader, value: x.target.release)
-            if !x.keepAlive { headers.add(name: "Connection", value: "close") }
+            if x.version.major == 1 && x.version.minor == 0 {
+                // An HTTP/1.0 client reads an answer without a length to the connection's end.
+                if length == nil && !bodiless { x.keepAlive = false }
+                if x.keepAlive { headers.add(name: "Connection", value: "keep-alive") }
+            } else if !x.keepAlive {
+                headers.add(name: "Connection", value: "close")
+            }
             local?.countRequest(proxy.metrics, name: x.name, release: x.target.release, code: Int(h.status.code))
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: x.version, status: h.status, headers: headers))), promise: nil)
         case .body(let b):
+            x.deadline = .now() + proxy.responseTimeout
             context.write(wrapOutboundOut(.body(.byteBuffer(b))), promise: nil)
             if !context.channel.isWritable { c.setAutoRead(false) }
         case .end:
+            stopWaiting(x)
             x.backend = nil
             c.handler.owner = nil
             c.setAutoRead(true)
-            if x.backendKeepAlive && x.requestDone { local?.release(c) } else { c.close() }
+            if x.backendReusable && x.requestDone { local?.release(c) } else { c.close() }
             mode = x.requestDone ? .none : .discarding
             end(keepAlive: x.keepAlive)
         }
@@ -451,31 +633,35 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context?.flush()
     }
 
+    func backendWritable(from handler: BackendHandler) {
+        guard case .forwarding(let x) = mode, x.backend?.handler === handler, readDeferred, queued.isEmpty, !parseFailed, !closing else { return }
+        readDeferred = false
+        context?.read()
+    }
+
     func backendFailed(_ error: any Error, from handler: BackendHandler) {
         guard case .forwarding(let x) = mode, let c = x.backend, c.handler === handler else { return }
         failed(x, error)
     }
 
-    /// The runtime did not answer (or not all of it): send the request again once on a new
-    /// connection when a kept-alive one was closed before anything came back, else 502 (the
-    /// client's connection is closed when the answer had started).
+    /// The runtime did not answer (or not all of it): a request without a body of an
+    /// idempotent method is sent once more on a new connection when a kept-alive one was closed
+    /// before anything came back; otherwise 502 (the client's connection is closed when the
+    /// answer had started).
     private func failed(_ x: Exchange, _ error: any Error) {
         let old = x.backend
         x.backend = nil
         old?.handler.owner = nil
         old?.close()
-        if let old, old.reused, !x.responseStarted, !x.retried, !(error is AgentProxyError), let sent = x.sent {
+        stopWaiting(x)
+        if let old, old.reused, x.reusable, !x.responseStarted, !x.retried, !(error is AgentProxyError) {
             x.retried = true
-            stopWaiting(x)
-            x.waiting = sent + x.waiting
-            x.sent = []
-            x.sentBytes = 0
             connect(x, fresh: true)
             return
         }
-        stopWaiting(x)
         if x.responseStarted {
             mode = .discarding
+            closing = true
             context?.close(promise: nil)
             return
         }
@@ -489,14 +675,11 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard case .forwarding(let x) = mode else { return }
         mode = .discarding
         stopWaiting(x)
-        close(x.backend)
+        if let c = x.backend {
+            c.handler.owner = nil
+            c.close()
+        }
         x.backend = nil
-    }
-
-    private func close(_ c: BackendConnection?) {
-        guard let c else { return }
-        c.handler.owner = nil
-        c.close()
     }
 
     // MARK: Answers
@@ -512,10 +695,26 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/json")
         headers.add(name: "Content-Length", value: String(body.readableBytes))
-        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        if !keepAlive {
+            headers.add(name: "Connection", value: "close")
+        } else if version.major == 1 && version.minor == 0 {
+            headers.add(name: "Connection", value: "keep-alive")
+        }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         end(keepAlive: keepAlive)
+    }
+
+    /// Answers with `{"error": message}` and closes the connection once it is written; nothing
+    /// else is read or started.
+    private func refuseAndClose(_ status: HTTPResponseStatus, _ message: String) {
+        guard let context else { return }
+        closing = true
+        queued.removeAll()
+        closeWhenRead = false
+        reading = false
+        answer(status, message, name: nil, keepAlive: false)
+        if answerWritten == nil { context.close(promise: nil) }
     }
 
     /// Ends an answer written here; the connection closes after it when the client asked.
@@ -533,29 +732,36 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             answerWritten = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         } else {
             queued.removeAll()
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            closing = true
+            answerWritten = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+            answerWritten!.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
     }
 }
 
 enum AgentProxyError: Error, CustomStringConvertible {
     case timeout(TimeAmount)
+    case refusedAnswer(String)
 
     var description: String {
         switch self {
-        case .timeout(let t): return "no answer within \(t.nanoseconds / 1_000_000_000) s"
+        case .timeout(let t): return "no answer, or no more of it, within \(t.nanoseconds / 1_000_000_000) s"
+        case .refusedAnswer(let why): return why
         }
     }
 }
 
-/// A connection to a runtime, owned by its event loop's `LoopState` while idle and by one exchange
-/// while in use.
+/// A connection to a runtime, owned by its event loop's `LoopState` while idle and by one
+/// exchange while in use.
 final class BackendConnection {
     let channel: any Channel
     let handler: BackendHandler
     let key: String
     /// Taken from the idle connections (it served a request before).
     var reused = false
+    /// Put back while its read was being processed: not lent again before that read ends
+    /// (bytes the runtime sent after its answer must not become the next request's answer).
+    var settling = false
 
     init(channel: any Channel, handler: BackendHandler, key: String) {
         self.channel = channel
@@ -583,6 +789,7 @@ final class BackendHandler: ChannelInboundHandler, RemovableChannelHandler {
     weak var owner: AgentProxyHandler?
     /// While idle in a `LoopState`: told when the runtime closes the connection.
     weak var idleIn: LoopState?
+    weak var connection: BackendConnection?
     fileprivate(set) var context: ChannelHandlerContext?
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -598,7 +805,13 @@ final class BackendHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        connection?.settling = false
         owner?.backendReadComplete(from: self)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { owner?.backendWritable(from: self) }
+        context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -614,7 +827,7 @@ final class BackendHandler: ChannelInboundHandler, RemovableChannelHandler {
 }
 
 /// What one event loop keeps to itself: its kept-alive connections to the runtimes, per
-/// runtime address, and its request counters.
+/// runtime (release, process and address), and its request counters.
 final class LoopState {
     let loop: any EventLoop
     private var idle: [String: [BackendConnection]] = [:]
@@ -622,9 +835,8 @@ final class LoopState {
     static let idleLimit = 256
     /// The request counters this loop used (`ServeMetrics.requestCounter`), found without a lock.
     private var counters: [CounterKey: Counter] = [:]
-
-    /// The handlers whose exchange awaits the start of an answer, checked every second against
-    /// their deadline (cheaper than a timer per request).
+    /// The handlers whose exchange is in flight, checked every second against their deadline
+    /// (cheaper than a timer per request).
     private var awaiting: [ObjectIdentifier: AgentProxyHandler] = [:]
     private var sweeper: RepeatedTask?
 
@@ -636,30 +848,35 @@ final class LoopState {
 
     init(loop: any EventLoop) { self.loop = loop }
 
-    static func key(_ address: Runtime.Address) -> String {
-        switch address {
-        case .port(let p): return "tcp:\(p)"
-        case .socket(let path): return "unix:\(path)"
+    /// Connections are kept per runtime process: a port or a descriptor number used again by
+    /// another runtime never gets a connection of the one before.
+    static func key(_ target: RouteTable.Target) -> String {
+        switch target.address {
+        case .port(let p): return "\(target.release) \(target.pid) tcp:\(p)"
+        case .socket(let path): return "\(target.release) \(target.pid) unix:\(path)"
         }
     }
 
-    /// An idle connection to `address` (unless `fresh`), or a new one; `done` runs on the
-    /// event loop, at once for an idle connection.
+    /// An idle connection to the target's runtime (unless `fresh`), or a new one; `done` runs
+    /// on the event loop, at once for an idle connection.
     func acquire(
-        _ address: Runtime.Address, fresh: Bool, connectTimeout: TimeAmount,
+        _ target: RouteTable.Target, fresh: Bool, connectTimeout: TimeAmount,
         _ done: @escaping (Result<BackendConnection, any Error>) -> Void
     ) {
-        let key = Self.key(address)
-        if !fresh {
-            while let c = idle[key]?.popLast() {
+        let key = Self.key(target)
+        if !fresh, var list = idle[key] {
+            while let i = list.lastIndex(where: { !$0.settling }) {
+                let c = list.remove(at: i)
                 c.handler.idleIn = nil
                 if c.channel.isActive {
+                    idle[key] = list.isEmpty ? nil : list
                     c.reused = true
                     done(.success(c))
                     return
                 }
                 c.close()
             }
+            idle[key] = list.isEmpty ? nil : list
         }
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(connectTimeout)
@@ -670,7 +887,7 @@ final class LoopState {
                 }
             }
         let connecting: EventLoopFuture<any Channel>
-        switch address {
+        switch target.address {
         case .port(let p):
             connecting = bootstrap.channelOption(.socketOption(.tcp_nodelay), value: 1).connect(host: "127.0.0.1", port: Int(p))
         case .socket(let path):
@@ -683,11 +900,36 @@ final class LoopState {
             case .success(let channel):
                 do {
                     let handler = try channel.pipeline.syncOperations.handler(type: BackendHandler.self)
-                    done(.success(BackendConnection(channel: channel, handler: handler, key: key)))
+                    let c = BackendConnection(channel: channel, handler: handler, key: key)
+                    handler.connection = c
+                    done(.success(c))
                 } catch {
                     channel.close(promise: nil)
                     done(.failure(error))
                 }
+            }
+        }
+    }
+
+    /// Keeps `c` for the next request to its runtime.
+    func release(_ c: BackendConnection) {
+        guard c.channel.isActive, (idle[c.key]?.count ?? 0) < Self.idleLimit else {
+            c.close()
+            return
+        }
+        c.handler.idleIn = self
+        c.settling = true
+        idle[c.key, default: []].append(c)
+    }
+
+    /// The runtime closed an idle connection.
+    func forget(_ handler: BackendHandler) {
+        for (key, list) in idle {
+            if let i = list.firstIndex(where: { $0.handler === handler }) {
+                var rest = list
+                rest.remove(at: i)
+                idle[key] = rest.isEmpty ? nil : rest
+                return
             }
         }
     }
@@ -718,26 +960,6 @@ final class LoopState {
         let c = metrics.requestCounter(name: name, release: release, code: code)
         counters[key] = c
         c.increment()
-    }
-
-    /// Keeps `c` for the next request to its runtime.
-    func release(_ c: BackendConnection) {
-        guard c.channel.isActive, (idle[c.key]?.count ?? 0) < Self.idleLimit else {
-            c.close()
-            return
-        }
-        c.handler.idleIn = self
-        idle[c.key, default: []].append(c)
-    }
-
-    /// The runtime closed an idle connection.
-    func forget(_ handler: BackendHandler) {
-        for (key, list) in idle {
-            if let i = list.firstIndex(where: { $0.handler === handler }) {
-                idle[key]!.remove(at: i)
-                return
-            }
-        }
     }
 }
 

@@ -13,8 +13,14 @@ final class RouteTable: @unchecked Sendable {  // every access to `slots` holds 
         let journal: TaskJournal
         var current: String?
         var lastGood: String?
-        /// The runtimes that answered ready, by release folder, with where to connect.
-        var ready: [String: Runtime.Address] = [:]
+        /// The runtimes that answered ready, by release folder.
+        var ready: [String: Ready] = [:]
+    }
+
+    /// A runtime that answered ready: where to connect, and its process.
+    struct Ready: Sendable, Equatable {
+        let address: Runtime.Address
+        let pid: Int32
     }
 
     /// A runtime a request goes to.
@@ -22,6 +28,8 @@ final class RouteTable: @unchecked Sendable {  // every access to `slots` holds 
         /// The release folder it serves.
         let release: String
         let address: Runtime.Address
+        /// The runtime's process: connections kept alive to it are not lent to another.
+        let pid: Int32
     }
 
     /// Why a request cannot be routed now (a 503).
@@ -80,8 +88,8 @@ final class RouteTable: @unchecked Sendable {  // every access to `slots` holds 
                 }
                 _ = s.book.apply(assignment)
             }
-            guard let address = ready[release] else { return .failure(Unavailable("no runtime of \(name) is ready yet; try again shortly")) }
-            return .success(Target(release: release, address: address))
+            guard let runtime = ready[release] else { return .failure(Unavailable("no runtime of \(name) is ready yet; try again shortly")) }
+            return .success(Target(release: release, address: runtime.address, pid: runtime.pid))
         }
         return routed ?? .failure(Unavailable("\(name) is not served"))
     }

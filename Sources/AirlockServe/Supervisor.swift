@@ -111,6 +111,9 @@ actor Supervisor {
         return try SiteTrust.load(directory: dir).policy.rollout
     }
 
+    /// Deadlines expired under one hold of the route table's lock at most.
+    static let expiryBatch = 1000
+
     /// Events in a journal above which `serve` compacts it at start.
     static let compactionThreshold = 200_000
 
@@ -370,19 +373,26 @@ actor Supervisor {
             if cur != previous { logger.info("\(name): current is \(cur ?? "none")") }
             refresh(name)
             // Outcomes past their deadline count as failures.
+            // In batches, so that routing never waits for more than one batch (a flood of tasks
+            // opened together expires together).
             var notices: [RolloutBook.Notice] = []
-            let unflushed =
-                table.with(name) { s -> Int32? in
-                    for event in s.book.expired(now: wall) {
-                        guard (try? s.journal.append(event)) != nil else { break }
-                        if case .expired(let task, _) = event, let r = s.book.release(of: task) {
-                            metrics.outcome(
-                                name: name, release: r, outcome: TaskOutcome(succeeded: false, cost: 0, neededIntervention: false), expired: true)
+            var more = true
+            while more {
+                more =
+                    table.with(name) { s -> Bool in
+                        let batch = s.book.expired(now: wall, limit: Self.expiryBatch)
+                        for event in batch {
+                            guard (try? s.journal.append(event)) != nil else { return false }
+                            if case .expired(let task, _) = event, let r = s.book.release(of: task) {
+                                metrics.outcome(
+                                    name: name, release: r, outcome: TaskOutcome(succeeded: false, cost: 0, neededIntervention: false), expired: true)
+                            }
+                            notices += s.book.apply(event)
                         }
-                        notices += s.book.apply(event)
-                    }
-                    return s.journal.takeUnflushed()
-                } ?? nil
+                        return batch.count == Self.expiryBatch
+                    } ?? false
+            }
+            let unflushed = table.with(name) { $0.journal.takeUnflushed() } ?? nil
             handle(name, notices)
             // The flush runs off the actor and outside the table's lock, so that routing does
             // not wait for the disk.
@@ -417,7 +427,10 @@ actor Supervisor {
                 all[release] = await supervise(name: name, release: release, all[release] ?? Entry(), now: now)
             }
             entries[name] = all
-            let ready = all.compactMapValues { $0.ready ? $0.runtime?.connectAddress : nil }
+            let ready = all.compactMapValues { e -> RouteTable.Ready? in
+                guard e.ready, let r = e.runtime, let address = r.connectAddress else { return nil }
+                return RouteTable.Ready(address: address, pid: r.pid)
+            }
             // The gauges are set outside the lock: routing waits for none of it.
             let gauges = table.with(name) { s in
                 s.ready = ready

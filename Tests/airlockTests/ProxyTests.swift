@@ -13,6 +13,7 @@ import Testing
     /// `/drop` every request; `/stream?n=N` sends N blocks of 64 KiB, chunked.
     static let runtime = """
         import hashlib, http.server, json, os, socketserver
+        seen = []
         class H(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             def setup(self):
@@ -33,7 +34,22 @@ import Testing
                 return self.rfile.read(n) if n else b""
             def one(self):
                 self.served += 1
-                body = self.body()
+                seen.append(self.path)
+                if self.path == "/seen":
+                    data = json.dumps(seen).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                if self.path == "/upgrade":
+                    self.send_response(101)
+                    self.send_header("Upgrade", "x")
+                    self.send_header("Connection", "Upgrade")
+                    self.end_headers()
+                    return
+                # /ignore answers without reading the body (a careless runtime).
+                body = b"" if self.path.startswith("/ignore") else self.body()
                 if self.path.startswith("/drop") or (self.path.startswith("/flaky") and self.served > 1):
                     self.close_connection = True
                     return
@@ -65,8 +81,8 @@ import Testing
 
     /// The client: every case, its findings as one JSON object.
     static let client = """
-        import hashlib, http.client, json, os, socket, sys, time
-        port, pid = int(sys.argv[1]), int(sys.argv[2])
+        import hashlib, http.client, json, os, socket, sys, time, urllib.error, urllib.request
+        port, pid, token = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
         out = {}
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         def req(method, path, task=None, body=None, chunked=False):
@@ -128,6 +144,44 @@ import Testing
                 break
             got += b
         out["refused"] = [sent, got.startswith(b"HTTP/1.1 413")]
+        # A body that is a request of its own, to a runtime that does not read bodies: it never
+        # becomes a request on a connection another client's request uses.
+        smuggled = b"GET /smuggled HTTP/1.1\\r\\nHost: h\\r\\nX-Task-Id: evil\\r\\n\\r\\n"
+        got = raw(b"GET /p/ignore HTTP/1.1\\r\\nHost: x\\r\\nX-Task-Id: k12\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n" % len(smuggled) + smuggled)
+        after = [json.loads(req("GET", "/p/conn", "k13")[2])["path"] for _ in range(3)]
+        time.sleep(0.5)
+        seen = json.loads(req("GET", "/p/seen", "k13")[2])
+        out["smuggle"] = [got.startswith(b"HTTP/1.1 200"), after == ["/conn"] * 3, "/smuggled" not in seen]
+        # HTTP/1.0 keep-alive, an answer without a length: the connection ends it.
+        got = raw(b"GET /p/stream?n=1 HTTP/1.0\\r\\nConnection: keep-alive\\r\\nX-Task-Id: k14\\r\\n\\r\\n", seconds=10)
+        out["http10stream"] = [got.startswith(b"HTTP/1.0 200"), len(got.split(b"\\r\\n\\r\\n", 1)[1]) == 65536]
+        # No upgrade, no tunnel; a runtime's 101 is a 502.
+        got = raw(b"GET /p/conn HTTP/1.1\\r\\nHost: x\\r\\nX-Task-Id: k15\\r\\nConnection: Upgrade\\r\\nUpgrade: websocket\\r\\n\\r\\n")
+        got2 = raw(b"CONNECT example.com:443 HTTP/1.1\\r\\nHost: example.com:443\\r\\n\\r\\n")
+        st, rel, data = req("GET", "/p/upgrade", "k16")
+        out["upgrade"] = [got.startswith(b"HTTP/1.1 400"), got2.startswith(b"HTTP/1.1 400"), st]
+        # A chunked body over the limit: 413, and the task was never routed.
+        big = b"y" * (2 << 20)
+        st, rel, data = req("POST", "/p/echo", "k-over", body=iter([big[i:i + 65536] for i in range(0, len(big), 65536)]), chunked=True)
+        c.close()
+        r = urllib.request.Request("http://127.0.0.1:%d/_airlock/outcomes/p" % port, method="POST",
+                                   data=json.dumps({"task_id": "k-over", "success": True, "cost": 0, "intervention": False}).encode(),
+                                   headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+        try:
+            code = urllib.request.urlopen(r).status
+        except urllib.error.HTTPError as e:
+            code = e.code
+        out["overChunked"] = [st, code]
+        # A control request that closes the connection: the agent request pipelined after it
+        # is never started.
+        got = raw(b"GET /_airlock/healthz HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n"
+                  b"GET /p/after-close HTTP/1.1\\r\\nHost: x\\r\\nX-Task-Id: k17\\r\\n\\r\\n")
+        # Bytes that do not parse after a good request: its answer, then a 400, then the end.
+        got3 = raw(b"GET /p/before-garbage HTTP/1.1\\r\\nHost: x\\r\\nX-Task-Id: k18\\r\\n\\r\\nNOT HTTP AT ALL\\r\\n\\r\\n")
+        time.sleep(0.5)
+        seen = json.loads(req("GET", "/p/seen", "k13")[2])
+        out["closing"] = [got.count(b"HTTP/1.1"), "/after-close" not in seen]
+        out["garbage"] = [got3.count(b"HTTP/1.1 200"), got3.find(b"/before-garbage") < got3.find(b"HTTP/1.1 400") != -1]
         def rss():
             for line in open("/proc/%d/status" % pid):
                 if line.startswith("VmRSS:"):
@@ -181,7 +235,8 @@ import Testing
         defer { if serve.isRunning { serve.terminate() } }
         #expect(try ServeTests.eventually(20) { try ServeTests.request("http://127.0.0.1:\(port)/p/ready", task: "warm")?.status == 200 })
 
-        let run = try CLI.run(["python3", dir + "/client.py", String(port), String(serve.processIdentifier)], executable: "/usr/bin/env")
+        let token = try String(contentsOfFile: root + "/.serve-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let run = try CLI.run(["python3", dir + "/client.py", String(port), String(serve.processIdentifier), token], executable: "/usr/bin/env")
         #expect(run.status == 0, "\(run.stderr)")
         let o = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any], "\(run.stdout) \(run.stderr)")
         // (JSONSerialization gives Python's true as 1 in these arrays.)
@@ -201,6 +256,17 @@ import Testing
         // A body over the limit with `Connection: close`: the client sends all of it and reads
         // the 413 (the rest is read and dropped before the connection closes, no reset).
         #expect(o["refused"] as? [Bool] == [true, true])
+        // The review's attacks (docs/rollout.md, "How a request travels"): a body smuggled to a
+        // runtime that does not read it, an HTTP/1.0 keep-alive client and an answer without a
+        // length, upgrades and CONNECT, a runtime's 101, a chunked body over the limit (no
+        // state), a closing control request with an agent request behind it, bytes that do not
+        // parse after a good request.
+        #expect(o["smuggle"] as? [Bool] == [true, true, true])
+        #expect(o["http10stream"] as? [Bool] == [true, true])
+        #expect(o["upgrade"] as? [AnyHashable] == [1, 1, 502] as [AnyHashable])
+        #expect(o["overChunked"] as? [Int] == [413, 404])
+        #expect(o["closing"] as? [AnyHashable] == [1, 1] as [AnyHashable])
+        #expect(o["garbage"] as? [AnyHashable] == [1, 1] as [AnyHashable])
         // 64 MiB streamed to a client that reads nothing for 2 s: serve holds little of it.
         let stream = try #require(o["stream"] as? [Any])
         #expect(stream[0] as? Bool == true && stream[1] as? Int == 64 << 20 && stream[2] as? Bool == true, "\(stream)")

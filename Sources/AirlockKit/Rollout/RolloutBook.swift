@@ -232,10 +232,12 @@ public struct RolloutBook: Sendable {
     public func release(of task: String) -> String? { record(task).map { releases[Int($0.record.release)] } }
 
     /// The events for the tasks whose deadline passed by `now` without an outcome.
-    public func expired(now: Double) -> [TaskJournal.Event] {
+    /// At most `limit` of them, oldest first: a caller that applies them in batches holds its
+    /// lock for one batch at a time.
+    public func expired(now: Double, limit: Int = .max) -> [TaskJournal.Event] {
         var out: [TaskJournal.Event] = []
         var i = expireHead
-        while i < order.count {
+        while i < order.count && out.count < limit {
             if let r = tasks[order[i]] {
                 if r.assignedAt + settings.outcomeDeadlineSeconds > now { break }
                 if !r.done { out.append(.expired(task: id(r), at: now)) }
