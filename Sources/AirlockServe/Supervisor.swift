@@ -50,6 +50,8 @@ actor Supervisor {
     /// Per name: the book, its journal, the pointers and the ready runtimes.
     let table: RouteTable
     var pending: Set<String> = []
+    /// Per name, the files `refresh` last read, as they were then.
+    var stamps: [String: [FileStamp]] = [:]
     /// Trips that happened while another action of the name ran: never dropped.
     var queuedTrips: [String: [Action]] = [:]
     var ticks = 0
@@ -341,8 +343,12 @@ actor Supervisor {
         decide(name)
     }
 
-    /// Reads the name's canary, breakers and pointer again from the site.
+    /// Reads the name's canary, breakers and pointer again from the site, unless none of the
+    /// files they come from changed since the last time (every tick would otherwise parse them).
     private func refresh(_ name: String) {
+        let now = Self.stamps(site, name)
+        if stamps[name] == now { return }
+        stamps[name] = now
         let canary = try? CanaryStore.load(site: site, name: name)
         let breakers = try? BreakerStore.load(site: site, name: name)
         let current = site.current(name)
@@ -352,6 +358,27 @@ actor Supervisor {
             if let b = breakers { s.book.adopt(breakers: b) }
             s.current = current
             s.lastGood = lastGood
+        }
+    }
+
+    /// A file as `lstat` sees it. The site replaces its state files and the `current` link by
+    /// renaming a new one over them (a new inode), and adding or removing a release changes
+    /// the releases folder's modification time.
+    struct FileStamp: Equatable {
+        var inode: UInt64 = 0
+        var size: Int64 = -1
+        var seconds: Int = 0
+        var nanoseconds: Int = 0
+    }
+
+    static func stamps(_ site: Site, _ name: String) -> [FileStamp] {
+        let serve = SiteLayout.serveState
+        return [
+            "\(serve)/\(SiteLayout.canaryFile)", "\(serve)/\(SiteLayout.breakersFile)", SiteLayout.state, SiteLayout.current, SiteLayout.releases,
+        ].map { part in
+            var st = stat()
+            guard lstat(site.path(name, part), &st) == 0 else { return FileStamp() }
+            return FileStamp(inode: UInt64(st.st_ino), size: Int64(st.st_size), seconds: st.st_mtim.tv_sec, nanoseconds: st.st_mtim.tv_nsec)
         }
     }
 
