@@ -130,7 +130,7 @@ public final class TaskJournal {
         var renamed = false
         defer {
             close(out)
-            if !renamed { unlink(tmp) }
+            if !renamed { _ = Sys.unlink(tmp) }
         }
         var buffer: [UInt8] = []
         buffer.reserveCapacity(1 << 20)
@@ -148,7 +148,7 @@ public final class TaskJournal {
         guard kept * 2 < total else { return (kept, total, false) }
         try buffer.withUnsafeBytes { try FileIO.writeAll(out, $0, path: tmp) }
         guard Sys.fsync(out) == 0 else { throw AirlockError.io(.writeFailed, "cannot flush \(tmp)", errno: errno) }
-        guard rename(tmp, path) == 0 else { throw AirlockError.io(.writeFailed, "cannot move the compacted journal into place at \(path)", errno: errno) }
+        guard Sys.rename(tmp, path) == 0 else { throw AirlockError.io(.writeFailed, "cannot move the compacted journal into place at \(path)", errno: errno) }
         renamed = true
         FileIO.syncParentDirectory(of: path)
         let new = try Self.openSiteFile(path, flags: O_RDWR | O_APPEND)
