@@ -759,9 +759,6 @@ final class BackendConnection {
     let key: String
     /// Taken from the idle connections (it served a request before).
     var reused = false
-    /// Put back while its read was being processed: not lent again before that read ends
-    /// (bytes the runtime sent after its answer must not become the next request's answer).
-    var settling = false
 
     init(channel: any Channel, handler: BackendHandler, key: String) {
         self.channel = channel
@@ -786,10 +783,15 @@ final class BackendHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundOut = HTTPClientRequestPart
 
-    weak var owner: AgentProxyHandler?
+    // Strong references, cleared by whoever lets go (a weak one would put every retain and
+    // release of the proxy handler on Swift's slow reference-counting path).
+    /// The handler whose exchange uses the connection; nil while idle.
+    var owner: AgentProxyHandler?
     /// While idle in a `LoopState`: told when the runtime closes the connection.
-    weak var idleIn: LoopState?
-    weak var connection: BackendConnection?
+    var idleIn: LoopState?
+    /// Put back while its read was being processed: not lent again before that read ends
+    /// (bytes the runtime sent after its answer must not become the next request's answer).
+    var settling = false
     fileprivate(set) var context: ChannelHandlerContext?
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -805,7 +807,7 @@ final class BackendHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        connection?.settling = false
+        settling = false
         owner?.backendReadComplete(from: self)
     }
 
@@ -816,7 +818,9 @@ final class BackendHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         owner?.backendFailed(ChannelError.eof, from: self)
+        owner = nil
         idleIn?.forget(self)
+        idleIn = nil
         context.fireChannelInactive()
     }
 
@@ -865,7 +869,7 @@ final class LoopState {
     ) {
         let key = Self.key(target)
         if !fresh, var list = idle[key] {
-            while let i = list.lastIndex(where: { !$0.settling }) {
+            while let i = list.lastIndex(where: { !$0.handler.settling }) {
                 let c = list.remove(at: i)
                 c.handler.idleIn = nil
                 if c.channel.isActive {
@@ -900,9 +904,7 @@ final class LoopState {
             case .success(let channel):
                 do {
                     let handler = try channel.pipeline.syncOperations.handler(type: BackendHandler.self)
-                    let c = BackendConnection(channel: channel, handler: handler, key: key)
-                    handler.connection = c
-                    done(.success(c))
+                    done(.success(BackendConnection(channel: channel, handler: handler, key: key)))
                 } catch {
                     channel.close(promise: nil)
                     done(.failure(error))
@@ -918,7 +920,7 @@ final class LoopState {
             return
         }
         c.handler.idleIn = self
-        c.settling = true
+        c.handler.settling = true
         idle[c.key, default: []].append(c)
     }
 
