@@ -219,19 +219,10 @@ import Testing
         try Self.client.write(toFile: dir + "/client.py", atomically: true, encoding: .utf8)
         try "name: p\nversion: 1.0.0\nsequence: 1\ncomponents: { code: code/ }\nserve: { command: python3 code/server.py, ready: /ready }\n"
             .write(toFile: dir + "/rel/airlock.yaml", atomically: true, encoding: .utf8)
-        let root = dir + "/root"
-        #expect(try CLI.run(["key", "generate", "--out", dir + "/vendor"]).status == 0)
-        try FileManager.default.createDirectory(atPath: root + "/.trust", withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: dir + "/vendor.pub", toPath: root + "/.trust/vendor.pub")
-        #expect(try CLI.run(["pack", dir + "/rel", "--key", dir + "/vendor.key", "--out", dir + "/p.airlock"]).status == 0)
+        let root = try ServeTests.trustingSite(dir)
+        try ServeTests.pack(dir, "p.airlock")
         #expect(try CLI.run(["install", dir + "/p.airlock", "--root", root, "--activate"]).status == 0)
-        let port = ServeTests.freePort()
-        let serve = Process()
-        serve.executableURL = URL(fileURLWithPath: CLI.binary)
-        serve.arguments = ["serve", "p", "--root", root, "--listen", "127.0.0.1:\(port)"]
-        serve.standardOutput = FileHandle.nullDevice
-        serve.standardError = FileHandle.nullDevice
-        try serve.run()
+        let (serve, port) = try ServeTests.startServe("p", root: root)
         defer { if serve.isRunning { serve.terminate() } }
         #expect(try ServeTests.eventually(20) { try ServeTests.request("http://127.0.0.1:\(port)/p/ready", task: "warm")?.status == 200 })
 

@@ -74,10 +74,7 @@ import Testing
         chmod(dir, 0o755)
         try server.write(toFile: dir + "/rel/code/server.py", atomically: true, encoding: .utf8)
         try #"{"cases": [{"id": "a", "question": "how?", "source": "Doc"}]}"#.write(toFile: dir + "/cases.json", atomically: true, encoding: .utf8)
-        var w = World(dir: dir, root: dir + "/root")
-        #expect(try CLI.run(["key", "generate", "--out", dir + "/vendor"]).status == 0)
-        try FileManager.default.createDirectory(atPath: w.root + "/.trust", withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: dir + "/vendor.pub", toPath: w.root + "/.trust/vendor.pub")
+        var w = World(dir: dir, root: try ServeTests.trustingSite(dir))
         try """
         {"perimeter": {"hosts": [], "networks": ["127.0.0.0/8"]},
          "rollout": {\(alerts) "defaults": {"outcome_deadline_seconds": 60,
@@ -90,7 +87,7 @@ import Testing
             try
                 "name: svc\nversion: \(version)\nsequence: \(version.first!)\ncomponents: { code: code/ }\nserve: { command: python3 code/server.py, ready: /ready }\n"
                 .write(toFile: dir + "/rel/airlock.yaml", atomically: true, encoding: .utf8)
-            #expect(try CLI.run(["pack", dir + "/rel", "--key", dir + "/vendor.key", "--out", dir + "/\(version).airlock"]).status == 0)
+            try ServeTests.pack(dir, "\(version).airlock")
             let installed = try w.json(["install", dir + "/\(version).airlock"] + (version == "1.0.0" ? ["--activate"] : []))
             w.releases[version] = installed["release"] as? String
         }

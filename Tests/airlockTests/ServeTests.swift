@@ -66,6 +66,33 @@ import Testing
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 
+    /// A site at `dir/root` that trusts a new vendor key (`dir/vendor.key`); returns the root.
+    static func trustingSite(_ dir: String) throws -> String {
+        let root = dir + "/root"
+        #expect(try CLI.run(["key", "generate", "--out", dir + "/vendor"]).status == 0)
+        try FileManager.default.createDirectory(atPath: root + "/.trust", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: dir + "/vendor.pub", toPath: root + "/.trust/vendor.pub")
+        return root
+    }
+
+    /// Packs the release at `dir/rel` into `dir/<file>` with the vendor key of `trustingSite`.
+    static func pack(_ dir: String, _ file: String) throws {
+        #expect(try CLI.run(["pack", dir + "/rel", "--key", dir + "/vendor.key", "--out", dir + "/" + file]).status == 0)
+    }
+
+    /// Starts `airlock serve NAME` on a free loopback port (the caller stops it); its output is
+    /// dropped, so that no pipe holds up the test run.
+    static func startServe(_ name: String, root: String) throws -> (serve: Process, port: Int) {
+        let port = freePort()
+        let serve = Process()
+        serve.executableURL = URL(fileURLWithPath: CLI.binary)
+        serve.arguments = ["serve", name, "--root", root, "--listen", "127.0.0.1:\(port)"]
+        serve.standardOutput = FileHandle.nullDevice
+        serve.standardError = FileHandle.nullDevice
+        try serve.run()
+        return (serve, port)
+    }
+
     /// Waits until `check` holds, at most `seconds`.
     static func eventually(_ seconds: Double, _ check: () throws -> Bool) rethrows -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
@@ -87,26 +114,17 @@ import Testing
                 "name: svc\nversion: \(version)\nsequence: \(sequence)\ncomponents: { code: code/ }\nserve: { command: python3 code/server.py, ready: /ready }\n"
                 .write(toFile: dir + "/rel/airlock.yaml", atomically: true, encoding: .utf8)
         }
-        let root = dir + "/root"
-        #expect(try CLI.run(["key", "generate", "--out", dir + "/vendor"]).status == 0)
-        try FileManager.default.createDirectory(atPath: root + "/.trust", withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: dir + "/vendor.pub", toPath: root + "/.trust/vendor.pub")
+        let root = try Self.trustingSite(dir)
         try spec("1.0.0", 1)
-        #expect(try CLI.run(["pack", dir + "/rel", "--key", dir + "/vendor.key", "--out", dir + "/v1.airlock"]).status == 0)
+        try Self.pack(dir, "v1.airlock")
         try spec("2.0.0", 2)
-        #expect(try CLI.run(["pack", dir + "/rel", "--key", dir + "/vendor.key", "--out", dir + "/v2.airlock"]).status == 0)
+        try Self.pack(dir, "v2.airlock")
         let installed = try CLI.run(["install", dir + "/v1.airlock", "--root", root, "--activate", "--json"])
         #expect(installed.status == 0, "\(installed.stderr)")
         let v1 = (try JSONSerialization.jsonObject(with: Data(installed.stdout.utf8)) as? [String: Any])?["release"] as? String
 
-        let port = Self.freePort()
+        let (serve, port) = try Self.startServe("svc", root: root)
         let base = "http://127.0.0.1:\(port)"
-        let serve = Process()
-        serve.executableURL = URL(fileURLWithPath: CLI.binary)
-        serve.arguments = ["serve", "svc", "--root", root, "--listen", "127.0.0.1:\(port)"]
-        serve.standardOutput = FileHandle.nullDevice
-        serve.standardError = FileHandle.nullDevice
-        try serve.run()
         defer { if serve.isRunning { serve.terminate() } }
 
         // Ready: the current release answers through the router.
@@ -223,20 +241,11 @@ import Testing
         """.write(toFile: dir + "/rel/code/server.py", atomically: true, encoding: .utf8)
         try "name: sock\nversion: 1.0.0\nsequence: 1\ncomponents: { code: code/ }\nserve: { command: python3 code/server.py, listen: socket, ready: /ready }\n"
             .write(toFile: dir + "/rel/airlock.yaml", atomically: true, encoding: .utf8)
-        let root = dir + "/root"
-        #expect(try CLI.run(["key", "generate", "--out", dir + "/vendor"]).status == 0)
-        try FileManager.default.createDirectory(atPath: root + "/.trust", withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: dir + "/vendor.pub", toPath: root + "/.trust/vendor.pub")
-        #expect(try CLI.run(["pack", dir + "/rel", "--key", dir + "/vendor.key", "--out", dir + "/s.airlock"]).status == 0)
+        let root = try Self.trustingSite(dir)
+        try Self.pack(dir, "s.airlock")
         #expect(try CLI.run(["install", dir + "/s.airlock", "--root", root, "--activate"]).status == 0)
-        let port = Self.freePort()
+        let (serve, port) = try Self.startServe("sock", root: root)
         let base = "http://127.0.0.1:\(port)"
-        let serve = Process()
-        serve.executableURL = URL(fileURLWithPath: CLI.binary)
-        serve.arguments = ["serve", "sock", "--root", root, "--listen", "127.0.0.1:\(port)"]
-        serve.standardOutput = FileHandle.nullDevice
-        serve.standardError = FileHandle.nullDevice
-        try serve.run()
         defer { if serve.isRunning { serve.terminate() } }
         #expect(try Self.eventually(20) { try Self.request(base + "/sock/x", task: "a-\(UUID().uuidString)")?.status == 200 })
         sleep(5)  // the runtime has swapped its socket for the link by now
