@@ -12,7 +12,8 @@ import Synchronization
 
 /// How agent requests (`/<name>/...`) are proxied: on the event loop that read the request,
 /// routed by the `RouteTable` (one lock, no hop to another thread), sent to the runtime over a
-/// kept-alive connection of that same event loop, and the answer streamed back as it comes.
+/// connection of that same event loop (kept alive for requests without a body), and the answer
+/// streamed back as it comes.
 /// Control requests (`/_airlock/...`) go on to Hummingbird's router.
 struct AgentProxy: Sendable {
     /// The names served.
@@ -29,9 +30,9 @@ struct AgentProxy: Sendable {
     let logger: Logger
 
     /// The request header that names a request's task.
-    static let taskHeader = "X-Task-Id"
+    static let taskHeader = AirlockServer.taskHeader.rawName
     /// The response header that names the release that served it.
-    static let releaseHeader = "X-Airlock-Release"
+    static let releaseHeader = AirlockServer.releaseHeader.rawName
     /// The methods an agent route takes.
     static let methods: [HTTPMethod] = [.GET, .POST, .PUT, .PATCH, .DELETE]
     /// How much of a refused request's body is read and dropped before its connection is
@@ -124,7 +125,6 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var pendingBody: ByteBuffer?
         var bodyBytes = 0
         var requestDone = false
-        var headSent = false
         var responseStarted = false
         /// The runtime's answer lets its connection serve another request.
         var backendReusable = false
@@ -555,7 +555,6 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         x.backend = c
         c.handler.owner = self
         c.write(.head(x.head))
-        x.headSent = true
         sendBody(x)
         if x.requestDone { c.write(.end(nil)) }
         if !inRead { c.flush() }

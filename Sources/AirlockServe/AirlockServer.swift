@@ -24,8 +24,6 @@ public enum AirlockServer {
     /// The header that names the release that served a response.
     public static let releaseHeader = HTTPField.Name("X-Airlock-Release")!
 
-    /// Runs until SIGTERM or SIGINT; every runtime is stopped on the way out. Throws what
-    /// binding the address throws.
     /// The prefix of the daemon's own endpoints: release names start with a letter or digit,
     /// so no name's route can take it.
     public static let controlPrefix = "/_airlock"
