@@ -146,12 +146,14 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// A chunked agent request whose body is gathered before it is routed.
     final class Gathering {
         let name: String
+        let path: String
         let task: String
         let head: HTTPRequestHead
         var body: ByteBuffer
 
-        init(name: String, task: String, head: HTTPRequestHead, body: ByteBuffer) {
+        init(name: String, path: String, task: String, head: HTTPRequestHead, body: ByteBuffer) {
             self.name = name
+            self.path = path
             self.task = task
             self.head = head
             self.body = body
@@ -288,7 +290,7 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             case .passthrough:
                 passOn(part, context)
             case .gathering(let g):
-                forward(name: g.name, task: g.task, head: g.head, body: g.body)
+                forward(name: g.name, path: g.path, task: g.task, head: g.head, body: g.body)
             case .forwarding(let x):
                 x.requestDone = true
                 if x.backend != nil {
@@ -466,7 +468,7 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func begin(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         mode = .discarding
         let keepAlive = head.isKeepAlive
-        guard let (name, _) = AgentProxy.split(head.uri), proxy.names.contains(name) else {
+        guard let (name, path) = AgentProxy.split(head.uri), proxy.names.contains(name) else {
             answer(
                 .notFound, "no release name is served at this path; served: \(proxy.names.sorted().joined(separator: ", "))", name: nil,
                 keepAlive: keepAlive)
@@ -483,7 +485,7 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if head.headers.contains(name: "transfer-encoding") {
             // The decoder read it as chunked (it wins over a Content-Length): gathered first.
-            mode = .gathering(Gathering(name: name, task: task, head: head, body: context.channel.allocator.buffer(capacity: 0)))
+            mode = .gathering(Gathering(name: name, path: path, task: task, head: head, body: context.channel.allocator.buffer(capacity: 0)))
             return
         }
         if let length = head.headers.first(name: "content-length") {
@@ -493,11 +495,11 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
         }
-        forward(name: name, task: task, head: head, body: nil)
+        forward(name: name, path: path, task: task, head: head, body: nil)
     }
 
     /// Routes the task and sends the request on; `body` is a gathered chunked body.
-    private func forward(name: String, task: String, head: HTTPRequestHead, body: ByteBuffer?) {
+    private func forward(name: String, path: String, task: String, head: HTTPRequestHead, body: ByteBuffer?) {
         let keepAlive = head.isKeepAlive
         mode = .discarding
         let target: RouteTable.Target
@@ -507,7 +509,6 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             answer(.serviceUnavailable, why.message, name: name, keepAlive: keepAlive)
             return
         }
-        let path = AgentProxy.split(head.uri)?.path ?? "/"
         let length = body.map { String($0.readableBytes) } ?? head.headers.first(name: "content-length")
         let hasBody = (length.flatMap { UInt64($0) } ?? 0) > 0
         let reusable = !hasBody && (head.method == .GET || head.method == .DELETE)

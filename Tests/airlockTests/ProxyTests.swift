@@ -211,10 +211,8 @@ import Testing
         """
 
     @Test func proxiesKeepAliveRetryPipeliningChunkedAndStreams() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("airlock-proxy-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: dir + "/rel/code", withIntermediateDirectories: true)
+        let dir = try ServeTests.scratch("airlock-proxy")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        chmod(dir, 0o755)  // runtimes run as nobody when the tests run as root
         try Self.runtime.write(toFile: dir + "/rel/code/server.py", atomically: true, encoding: .utf8)
         try Self.client.write(toFile: dir + "/client.py", atomically: true, encoding: .utf8)
         try "name: p\nversion: 1.0.0\nsequence: 1\ncomponents: { code: code/ }\nserve: { command: python3 code/server.py, ready: /ready }\n"

@@ -69,9 +69,7 @@ import Testing
     /// limit is 0.8, so that the canary's decision, not a breaker, catches the 40% (at 0.5 a
     /// window of 20 tasks trips now and then first).
     static func world(alerts: String = "") throws -> World {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("airlock-rollout-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir + "/rel/code", withIntermediateDirectories: true)
-        chmod(dir, 0o755)
+        let dir = try ServeTests.scratch("airlock-rollout")
         try server.write(toFile: dir + "/rel/code/server.py", atomically: true, encoding: .utf8)
         try #"{"cases": [{"id": "a", "question": "how?", "source": "Doc"}]}"#.write(toFile: dir + "/cases.json", atomically: true, encoding: .utf8)
         var w = World(dir: dir, root: try ServeTests.trustingSite(dir))

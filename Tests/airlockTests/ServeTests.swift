@@ -66,6 +66,15 @@ import Testing
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 
+    /// A scratch folder (the caller removes it) with an empty release at `rel/code`, readable by
+    /// the runtimes, which run as nobody when the tests run as root.
+    static func scratch(_ prefix: String) throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir + "/rel/code", withIntermediateDirectories: true)
+        chmod(dir, 0o755)
+        return dir
+    }
+
     /// A site at `dir/root` that trusts a new vendor key (`dir/vendor.key`); returns the root.
     static func trustingSite(_ dir: String) throws -> String {
         let root = dir + "/root"
@@ -104,10 +113,8 @@ import Testing
     }
 
     @Test func routesByTaskFollowsCurrentRestartsAndStops() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("airlock-serve-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir + "/rel/code", withIntermediateDirectories: true)
+        let dir = try Self.scratch("airlock-serve")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        chmod(dir, 0o755)  // runtimes run as nobody when the tests run as root
         try Self.server.write(toFile: dir + "/rel/code/server.py", atomically: true, encoding: .utf8)
         func spec(_ version: String, _ sequence: Int) throws {
             try
@@ -205,10 +212,8 @@ import Testing
     /// keeps talking to the socket it checked (held open with O_PATH) and never connects to
     /// the other one.
     @Test func aRuntimeCannotRedirectServeToAnotherSocket() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("airlock-s-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: dir + "/rel/code", withIntermediateDirectories: true)
+        let dir = try Self.scratch("airlock-s")  // short: the runtime's socket path must fit
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        chmod(dir, 0o755)
         let victim = dir + "/victim.sock", hits = dir + "/victim-hits"
         let victimServer = Process()
         victimServer.executableURL = URL(fileURLWithPath: "/usr/bin/env")
