@@ -513,10 +513,8 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let hasBody = (length.flatMap { UInt64($0) } ?? 0) > 0
         let reusable = !hasBody && (head.method == .GET || head.method == .DELETE)
         var headers = HTTPHeaders()
-        switch target.address {
-        case .port(let p): headers.add(name: "Host", value: "127.0.0.1:\(p)")
-        case .socket: headers.add(name: "Host", value: "localhost")
-        }
+        headers.reserveCapacity(5)
+        headers.add(name: "Host", value: target.runtime.host)
         headers.add(name: AgentProxy.taskHeader, value: task)
         if let type = head.headers.first(name: "content-type") { headers.add(name: "Content-Type", value: type) }
         if let length, length != "0" || head.method != .GET { headers.add(name: "Content-Length", value: length) }
@@ -537,7 +535,11 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func connect(_ x: Exchange, fresh: Bool) {
         guard let local else { return }
-        local.acquire(x.target, fresh: fresh, connectTimeout: proxy.connectTimeout) { [self] result in
+        if !fresh, let c = local.takeIdle(x.target) {
+            attach(x, c)
+            return
+        }
+        local.connect(x.target, connectTimeout: proxy.connectTimeout) { [self] result in
             guard case .forwarding(let current) = mode, current === x else {
                 // The client went away or the request was answered meanwhile.
                 if case .success(let c) = result { c.close() }
@@ -837,6 +839,8 @@ final class LoopState {
     private var idle: [String: [BackendConnection]] = [:]
     /// Idle connections kept per runtime at most.
     static let idleLimit = 256
+    /// Runtimes whose emptied list of idle connections is kept until the next sweep.
+    static let emptyListsKept = 16
     /// The request counters this loop used (`ServeMetrics.requestCounter`), found without a lock.
     private var counters: [CounterKey: Counter] = [:]
     /// The handlers whose exchange is in flight, checked every second against their deadline
@@ -852,36 +856,30 @@ final class LoopState {
 
     init(loop: any EventLoop) { self.loop = loop }
 
-    /// Connections are kept per runtime process: a port or a descriptor number used again by
-    /// another runtime never gets a connection of the one before.
-    static func key(_ target: RouteTable.Target) -> String {
-        switch target.address {
-        case .port(let p): return "\(target.release) \(target.pid) tcp:\(p)"
-        case .socket(let path): return "\(target.release) \(target.pid) unix:\(path)"
+    /// An idle connection to the target's runtime, if one is kept (per runtime process:
+    /// `RouteTable.Ready.poolKey`).
+    func takeIdle(_ target: RouteTable.Target) -> BackendConnection? {
+        let key = target.runtime.poolKey
+        // In place (`idle[key]!`), and an emptied list is kept: no copy and no allocation per
+        // request. Lists of runtimes that are gone are dropped by `sweep`.
+        guard idle[key] != nil else { return nil }
+        while let i = idle[key]!.lastIndex(where: { !$0.handler.settling }) {
+            let c = idle[key]!.remove(at: i)
+            c.handler.idleIn = nil
+            if c.channel.isActive {
+                c.reused = true
+                return c
+            }
+            c.close()
         }
+        return nil
     }
 
-    /// An idle connection to the target's runtime (unless `fresh`), or a new one; `done` runs
-    /// on the event loop, at once for an idle connection.
-    func acquire(
-        _ target: RouteTable.Target, fresh: Bool, connectTimeout: TimeAmount,
-        _ done: @escaping (Result<BackendConnection, any Error>) -> Void
+    /// A new connection to the target's runtime; `done` runs on the event loop.
+    func connect(
+        _ target: RouteTable.Target, connectTimeout: TimeAmount, _ done: @escaping (Result<BackendConnection, any Error>) -> Void
     ) {
-        let key = Self.key(target)
-        if !fresh, var list = idle[key] {
-            while let i = list.lastIndex(where: { !$0.handler.settling }) {
-                let c = list.remove(at: i)
-                c.handler.idleIn = nil
-                if c.channel.isActive {
-                    idle[key] = list.isEmpty ? nil : list
-                    c.reused = true
-                    done(.success(c))
-                    return
-                }
-                c.close()
-            }
-            idle[key] = list.isEmpty ? nil : list
-        }
+        let key = target.runtime.poolKey
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(connectTimeout)
             .channelInitializer { channel in
@@ -947,6 +945,7 @@ final class LoopState {
     func answered(_ handler: AgentProxyHandler) { awaiting[ObjectIdentifier(handler)] = nil }
 
     private func sweep() {
+        if idle.count > Self.emptyListsKept { idle = idle.filter { !$0.value.isEmpty } }
         guard !awaiting.isEmpty else { return }
         let now = NIODeadline.now()
         for handler in Array(awaiting.values) { handler.checkDeadline(now) }

@@ -454,9 +454,10 @@ actor Supervisor {
                 all[release] = await supervise(name: name, release: release, all[release] ?? Entry(), now: now)
             }
             entries[name] = all
-            let ready = all.compactMapValues { e -> RouteTable.Ready? in
-                guard e.ready, let r = e.runtime, let address = r.connectAddress else { return nil }
-                return RouteTable.Ready(address: address, pid: r.pid)
+            var ready: [String: RouteTable.Ready] = [:]
+            for (release, e) in all {
+                guard e.ready, let r = e.runtime, let address = r.connectAddress else { continue }
+                ready[release] = RouteTable.Ready(release: release, address: address, pid: r.pid)
             }
             // The gauges are set outside the lock: routing waits for none of it.
             let gauges = table.with(name) { s in
