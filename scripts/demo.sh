@@ -192,15 +192,30 @@ step "The site's hash-chained history"
 "$AIRLOCK" history --root "$SITE"
 "$AIRLOCK" history --verify --root "$SITE"
 
+step "The site's knowledge-base service: the agent's search_kb calls reach it through serve's tool gateway"
+# The site's own service (here the example's retrieval code over a copy of its index), inside the
+# perimeter; the site's policy maps the tool search_kb to it. A tool the release does not declare
+# is refused by the gateway, whatever the site maps.
+KB_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$W/site-kb"
+cp "$SRC/code/retrieval.py" "$W/site-kb/"
+cp -R "$SRC/index" "$W/site-kb/index"
+python3 "$W/site-kb/retrieval.py" --http "$KB_PORT" "$W/site-kb/index" &
+KB=$!
+trap 'kill $KB 2>/dev/null || true' EXIT
+"$AIRLOCK" trust allow "127.0.0.1:$KB_PORT" --root "$SITE"
+echo "search_kb -> http://127.0.0.1:$KB_PORT/search"
+
 step "Rollout: the site's settings for example-agent's canaries and breakers"
 # A demo-sized horizon (150 candidate tasks a step) and wider margins, so that the story runs in
 # a minute; the defaults (docs/rollout.md, "Settings") are for real traffic. The breakers' limit
 # on interventions is raised so that the canary's own decision, not the blunt breaker, catches
 # the worse prompt.
-python3 - "$SITE/.trust/policy.json" <<'PY'
+python3 - "$SITE/.trust/policy.json" "$KB_PORT" <<'PY'
 import json, sys
 path = sys.argv[1]
 policy = json.load(open(path))
+policy["tools"] = {"endpoints": {"search_kb": {"url": "http://127.0.0.1:%s/search" % sys.argv[2]}}}
 policy["rollout"] = {"names": {"example-agent": {
     "outcome_deadline_seconds": 120,
     "decision": {"horizon": 150, "success": {"non_inferiority_margin": 0.15},
@@ -227,7 +242,7 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 URL=http://127.0.0.1:$PORT
 "$AIRLOCK" serve example-agent --root "$SITE" --listen "127.0.0.1:$PORT" 2> "$W/serve.log" &
 SERVE=$!
-trap 'kill $SERVE 2>/dev/null || true' EXIT
+trap 'kill $SERVE $KB 2>/dev/null || true' EXIT
 wait_for() {  # wait_for SECONDS PYTHON_EXPRESSION_ON_STATUS
     python3 - "$URL" "$SITE/.serve-token" "$1" "$2" <<'PY'
 import json, sys, time, urllib.request
@@ -278,7 +293,9 @@ CUR=$(basename "$(readlink "$SITE/example-agent/current")")
 [[ $(readlink "$SITE/example-agent/current") == releases/1.2.0-* ]] || { echo "FAIL: the breaker did not drain to last-good" >&2; exit 1; }
 echo "current -> $(readlink "$SITE/example-agent/current")"
 "$AIRLOCK" alerts example-agent --last 1 --root "$SITE"
-kill "$SERVE"; wait "$SERVE" || true
+echo "tool calls through the gateway (airlock_tool_calls_total):"
+python3 -c 'import sys, urllib.request; print("".join(l for l in urllib.request.urlopen(sys.argv[1]).read().decode().splitlines(True) if l.startswith("airlock_tool_calls_total")), end="")' "$URL/_airlock/metrics"
+kill "$SERVE" "$KB"; wait "$SERVE" || true
 trap - EXIT
 
 step "Summary"

@@ -76,10 +76,12 @@ public enum AirlockServer {
         let proxy = AgentProxy(
             names: Set(configuration.names), table: supervisor.table, metrics: metrics, maxBodyBytes: configuration.maxBodyBytes, logger: logger)
         let loops: MultiThreadedEventLoopGroup? = configuration.threads.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) }
+        // The tool gateway runs beside it, always on loopback, stopped with it.
+        let gateway = supervisor.tools.application(logger: logger)
         let app = Application(
             router: router, server: HTTPServerBuilder { responder in AgentChannel(responder: responder, proxy: proxy) },
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "airlock"),
-            eventLoopGroupProvider: loops.map { .shared($0) } ?? .singleton, logger: logger)
+            services: [gateway], eventLoopGroupProvider: loops.map { .shared($0) } ?? .singleton, logger: logger)
         let ticker = Task {
             while !Task.isCancelled {
                 await supervisor.tick()

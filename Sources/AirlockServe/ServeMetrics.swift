@@ -19,7 +19,10 @@ import Synchronization
 ///   `airlock_canary_interventions_ratio{name, role}`: the canary's current step, role
 ///   `incumbent` or `candidate`;
 /// - `airlock_breaker_open{name, release}`: 1 while the release's breaker keeps tasks from it;
-/// - `airlock_breaker_window_tasks{name, release}`: the tasks in its window.
+/// - `airlock_breaker_window_tasks{name, release}`: the tasks in its window;
+/// - `airlock_tool_calls_total{name, release, tool, result}`: tool calls through the gateway,
+///   `result` ok, refused (not declared; `tool` is then "undeclared"), unmapped, failed or
+///   timeout.
 final class ServeMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
 
@@ -38,6 +41,15 @@ final class ServeMetrics: Sendable {
             cache[key] = c
             return c
         }
+    }
+
+    /// Counts one tool call through the gateway; `tool` nil for a tool the release does not
+    /// declare (the runtime picks those names: they never become labels).
+    func toolCall(name: String, release: String, tool: String?, status: String) {
+        registry.makeCounter(
+            name: "airlock_tool_calls_total", labels: [("name", name), ("release", release), ("tool", tool ?? "undeclared"), ("result", status)],
+            help: "Tool calls through the gateway, by release, tool and result"
+        ).increment()
     }
 
     /// Records whether `release`'s runtime takes requests.

@@ -27,6 +27,8 @@ actor Supervisor {
         var nextStart = 0.0
         var lastError: String?
         var crashLoopAlerted = false
+        /// The runtime's `AIRLOCK_TOOLS_URL` (`ToolGateway.register`).
+        var toolsURL: String?
     }
 
     /// What a name's action changes on the site.
@@ -45,6 +47,8 @@ actor Supervisor {
     let logger: Logger
     let metrics: ServeMetrics
     let alerts: AlertSender
+    /// The tool gateway each runtime calls its tools through.
+    let tools: ToolGateway
     /// Per name, per release folder.
     var entries: [String: [String: Entry]] = [:]
     /// Per name: the book, its journal, the pointers and the ready runtimes.
@@ -63,14 +67,17 @@ actor Supervisor {
         self.logger = logger
         self.metrics = metrics
         self.alerts = AlertSender(site: site, client: client, logger: logger)
+        self.tools = ToolGateway(site: site, client: client, metrics: metrics, alerts: alerts, logger: logger)
         self.table = RouteTable(logger: logger)
     }
 
     /// Opens each name's journal (taking its serve lock) and rebuilds its book. Throws
     /// `site-busy` when another `serve` serves a name, and what reading the state throws.
     func prepare() throws {
-        let policy = try Self.rolloutPolicy(site)
+        let sitePolicy = try Self.sitePolicy(site)
+        let policy = sitePolicy.rollout
         alerts.settings = policy.alerts
+        tools.endpoints = sitePolicy.tools
         for name in names {
             let journal = try TaskJournal(site: site, name: name)
             // Holding the name's serve lock: runtimes still running are a killed serve's.
@@ -107,10 +114,10 @@ actor Supervisor {
         _ = airlock_malloc_trim()
     }
 
-    static func rolloutPolicy(_ site: Site) throws -> RolloutPolicy {
+    static func sitePolicy(_ site: Site) throws -> SitePolicy {
         let dir = site.path(SiteLayout.trust)
-        guard FileManager.default.fileExists(atPath: dir) else { return RolloutPolicy() }
-        return try SiteTrust.load(directory: dir).policy.rollout
+        guard FileManager.default.fileExists(atPath: dir) else { return SitePolicy() }
+        return try SiteTrust.load(directory: dir).policy
     }
 
     /// Deadlines expired under one hold of the route table's lock at most.
@@ -387,7 +394,9 @@ actor Supervisor {
     /// One round of supervision; `serve` runs it every 200 ms.
     func tick() async {
         ticks += 1
-        if ticks % 25 == 0, let policy = try? Self.rolloutPolicy(site) {
+        if ticks % 25 == 0, let sitePolicy = try? Self.sitePolicy(site) {
+            let policy = sitePolicy.rollout
+            tools.endpoints = sitePolicy.tools
             alerts.settings = policy.alerts
             for name in names { table.with(name) { $0.book.adopt(settings: policy.settings(for: name)) } }
         }
@@ -446,6 +455,7 @@ actor Supervisor {
                 // Out of the table first, so that no request is sent to it while it stops.
                 table.with(name) { $0.ready[release] = nil }
                 e.runtime?.stop(graceSeconds: 5)
+                tools.unregister(e.toolsURL)
                 metrics.ready(name: name, release: release, false)
                 logger.info("\(name): stopped \(release) (not current, last-good or a canary)")
                 all[release] = nil
@@ -478,6 +488,8 @@ actor Supervisor {
             metrics.ready(name: name, release: release, false)
             metrics.restart(name: name)
             e.runtime = nil
+            tools.unregister(e.toolsURL)
+            e.toolsURL = nil
             e.ready = false
             e.nextStart = now + Self.backoff(e.failures)
             if e.failures >= 3 && !e.crashLoopAlerted {
@@ -490,7 +502,18 @@ actor Supervisor {
         if e.runtime == nil, now >= e.nextStart {
             do {
                 if let spec = try site.serveSpec(name, release) {
-                    e.runtime = try Runtime.start(site: site, name: name, release: release, spec: spec)
+                    // Its own tool URL, which tells the gateway the tools it declares.
+                    let declared = try ReleaseGrants.declaredTools(site: site, name: name, release: release)
+                    guard let url = tools.register(name: name, release: release, declared: declared) else {
+                        return e  // the gateway is not listening yet: next tick
+                    }
+                    do {
+                        e.runtime = try Runtime.start(site: site, name: name, release: release, spec: spec, environment: ["AIRLOCK_TOOLS_URL=\(url)"])
+                    } catch {
+                        tools.unregister(url)
+                        throw error
+                    }
+                    e.toolsURL = url
                     e.ready = false
                     logger.info("\(name): started \(release)")
                 } else {
@@ -523,7 +546,10 @@ actor Supervisor {
     /// Stops every runtime and makes the journals durable.
     func stopAll() {
         for (name, all) in entries {
-            for (_, e) in all { e.runtime?.stop(graceSeconds: 5) }
+            for (_, e) in all {
+                e.runtime?.stop(graceSeconds: 5)
+                tools.unregister(e.toolsURL)
+            }
             entries[name] = [:]
         }
         for j in table.journals() { j.sync() }

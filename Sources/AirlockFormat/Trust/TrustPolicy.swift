@@ -25,7 +25,7 @@ public struct TrustPolicy: Equatable, Sendable {
     public var siteFields: [String: JSONValue] = [:]
 
     /// The names of those fields (docs/trust.md).
-    public static let siteFieldNames: Set<String> = ["perimeter", "require_eval", "min_eval_score", "approvals", "rollout"]
+    public static let siteFieldNames: Set<String> = ["perimeter", "require_eval", "min_eval_score", "approvals", "rollout", "tools"]
 
     /// The default policy: threshold 1, no key revoked or expiring, no site fields.
     public init() {}

@@ -23,6 +23,9 @@ public struct SitePolicy: Equatable, Sendable {
     public var approveFirstActivation = false
     /// Canary, breaker and alert settings (docs/rollout.md, "Settings").
     public var rollout = RolloutPolicy()
+    /// Where the tool gateway of `airlock serve` sends each declared tool's calls
+    /// (docs/replay.md, "The tool gateway").
+    public var tools = ToolEndpoints()
 
     /// The defaults: an empty perimeter, no eval required, one approval for an activation that
     /// widens permissions and none for a first activation.
@@ -34,8 +37,8 @@ public struct SitePolicy: Equatable, Sendable {
         var p = SitePolicy()
         for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
             switch key {
-            case "rollout":
-                continue  // after the perimeter, which its webhook must be inside
+            case "rollout", "tools":
+                continue  // after the perimeter, which their URLs must be inside
             case "perimeter":
                 guard case .object(let o) = value else {
                     throw TrustPolicy.invalid(path, "\"perimeter\" must be an object with \"hosts\" and \"networks\" lists")
@@ -89,6 +92,9 @@ public struct SitePolicy: Equatable, Sendable {
         if let rollout = fields["rollout"] {
             p.rollout = try RolloutPolicy.parse(rollout, perimeter: p.perimeter, path: path)
         }
+        if let tools = fields["tools"] {
+            p.tools = try ToolEndpoints.parse(tools, perimeter: p.perimeter, path: path)
+        }
         if p.minEvalScore != nil && !p.requireEval {
             throw TrustPolicy.invalid(path, "\"min_eval_score\" needs \"require_eval\": true (without it no eval is checked)")
         }
@@ -103,6 +109,7 @@ public struct SitePolicy: Equatable, Sendable {
             "min_eval_score": minEvalScore.map { .number(EvalAttestation.decimal($0)) } ?? .null,
             "approvals": .object(["threshold": .integer(approvalThreshold), "first_activation": .bool(approveFirstActivation)]),
             "rollout": rollout.fields,
+            "tools": tools.fields,
         ]
     }
 }

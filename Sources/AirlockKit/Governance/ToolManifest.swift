@@ -130,7 +130,8 @@ public struct ToolManifest: Equatable, Sendable {
         return ToolManifest(tools: tools)
     }
 
-    static func isToolName(_ s: String) -> Bool {
+    /// Whether `s` is a tool name: `^[A-Za-z][A-Za-z0-9_.-]{0,63}$`.
+    public static func isToolName(_ s: String) -> Bool {
         let u = Array(s.utf8)
         guard (1...64).contains(u.count), (0x41...0x5A).contains(u[0]) || (0x61...0x7A).contains(u[0]) else { return false }
         return u.allSatisfy { (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x5F || $0 == 0x2E || $0 == 0x2D }

@@ -46,6 +46,16 @@ public enum ReleaseGrants {
         }
     }
 
+    /// The tools the installed release `release` of `name` declares in its
+    /// `payload/tools/tools.json` (none without one), read without following a link. Throws
+    /// `tools-invalid` and what reading the file throws.
+    public static func declaredTools(site: Site, name: String, release: String) throws -> Set<String> {
+        let path = site.releaseDirectory(name, release) + "/" + SiteLayout.releasePayload + "/" + ToolManifest.path
+        guard FileIO.exists(path) else { return [] }
+        let bytes = try FileIO.read(path, limit: ToolManifest.maxBytes, what: "tool manifest", siteFile: true)
+        return Set(try ToolManifest.parse(bytes, source: path, hostile: true).tools.map(\.name))
+    }
+
     /// The release the site last had active for `name`: `current`, or when the pointer is
     /// gone, the target of the name's last switch in the history (activate, rollback, a health
     /// check's switch back): deleting `current` does not make the next activation a first one.

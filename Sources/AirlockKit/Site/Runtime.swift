@@ -60,7 +60,8 @@ public final class Runtime {
     /// Starts the runtime of the installed release `release` of `name` as `spec` says. Throws
     /// `release-unknown` (not installed), `spawn-failed`, and `write-failed` when its log or
     /// socket folder cannot be made.
-    public static func start(site: Site, name: String, release: String, spec: ServeSpec) throws -> Runtime {
+    /// `environment` adds entries (`NAME=value`) to the runtime's environment.
+    public static func start(site: Site, name: String, release: String, spec: ServeSpec, environment extra: [String] = []) throws -> Runtime {
         let dir = site.releaseDirectory(name, release)
         guard FileIO.isDirectory(dir) else { throw AirlockError(.usage, .releaseUnknown, "\(name) has no installed release \(release)") }
         let asNobody = geteuid() == 0
@@ -73,6 +74,7 @@ public final class Runtime {
             "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "LANG=C.UTF-8",
             "AIRLOCK_ROOT=\(site.root)", "AIRLOCK_NAME=\(name)", "AIRLOCK_RELEASE=\(release)", Self.marker,
         ]
+        environment += extra
         let address: Address
         var socketFolder: (Int32, String)?
         switch spec.listen {

@@ -7,6 +7,8 @@ With no question, reads questions from stdin, one per line. With --serve, answer
 (Python's standard library only) on 127.0.0.1:$PORT, or on the unix socket $AIRLOCK_SOCKET:
   GET  /healthz     200 once the index is loaded
   POST /v1/answer   {"question": "..."} -> {"answer": "...", "release": "..."}
+Under `airlock serve` ($AIRLOCK_TOOLS_URL set) it searches through the site's tool gateway:
+POST $AIRLOCK_TOOLS_URL/search_kb {"query": ..., "limit": ...} with the task's X-Task-Id.
 """
 import argparse
 import http.server
@@ -14,6 +16,8 @@ import json
 import os
 import socketserver
 import sys
+import urllib.error
+import urllib.request
 
 sys.dont_write_bytecode = True  # keep the release directory unchanged
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -36,10 +40,32 @@ def handoff_topics(system):
     return {line[len(prefix):].strip().rstrip(".") for line in system.splitlines() if line.startswith(prefix)}
 
 
-def answer(question, tools, index, limit=2, system=""):
+class ToolError(Exception):
+    pass
+
+
+def call_tool(tools_url, task, tool, arguments):
+    """Calls `tool` through the site's tool gateway; its result, or ToolError."""
+    req = urllib.request.Request(tools_url + "/" + tool, data=json.dumps(arguments).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", "X-Task-Id": task})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.load(r)["result"]
+    except urllib.error.HTTPError as e:
+        try:
+            message = json.load(e)["error"]
+        except (ValueError, KeyError, TypeError):
+            message = "no reason given"
+        raise ToolError(f"{tool} answered {e.code}: {message}")
+    except (OSError, ValueError, KeyError) as e:
+        raise ToolError(f"{tool} failed: {e}")
+
+
+def answer(question, tools, index, limit=2, system="", search=None):
+    """`search(question, limit)` returns the hits; the local index by default."""
     if "search_kb" not in tools:
         return "I cannot search the knowledge base in this release."
-    hits = index.search(question, limit=limit)
+    hits = (search or index.search)(question, limit)
     if not hits:
         return ("I could not find this in our documentation. "
                 "Shall I open a ticket for a human agent?")
@@ -55,6 +81,7 @@ MAX_BODY = 64 << 10
 
 def serve(root, system, tools, index):
     release = os.path.basename(os.path.dirname(os.path.abspath(root)))
+    tools_url = os.environ.get("AIRLOCK_TOOLS_URL")
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def reply(self, status, body):
@@ -83,7 +110,18 @@ def serve(root, system, tools, index):
                     raise ValueError
             except (ValueError, KeyError, TypeError):
                 return self.reply(400, {"error": 'the body must be {"question": string}'})
-            self.reply(200, {"answer": answer(question, tools, index, system=system), "release": release})
+            search = None
+            if tools_url:
+                task = self.headers.get("X-Task-Id") or ""
+
+                def search(q, limit):
+                    result = call_tool(tools_url, task, "search_kb", {"query": q, "limit": limit})
+                    return [(h["title"], h["text"]) for h in result["hits"]]
+            try:
+                text = answer(question, tools, index, system=system, search=search)
+            except ToolError as e:
+                return self.reply(502, {"error": f"the knowledge base cannot be searched: {e}", "release": release})
+            self.reply(200, {"answer": text, "release": release})
 
         def address_string(self):
             return "local"
