@@ -34,6 +34,12 @@ let package = Package(
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
+        // gzip for the recordings of `airlock serve` (docs/replay.md).
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         // The Linux calls Swift's Glibc module does not declare (syncfs, renameat2, ...).
         .target(name: "CAirlockSystem"),
         // What a bundle is and how it is verified: the format, keys, the trust store and the
@@ -43,7 +49,7 @@ let package = Package(
         // (permissions, approvals, eval, evidence).
         .target(
             name: "AirlockKit",
-            dependencies: ["AirlockFormat", "AirlockRollout", "CAirlockSystem", .product(name: "Yams", package: "Yams")]
+            dependencies: ["AirlockFormat", "AirlockRollout", "CAirlockSystem", "CZlib", .product(name: "Yams", package: "Yams")]
         ),
         // The rollout's decisions (task-sticky assignment, the canary's sequential tests, circuit
         // breakers): pure Swift on top of the format's digests, no SwiftNIO.

@@ -20,6 +20,8 @@ struct AgentProxy: Sendable {
     let names: Set<String>
     let table: RouteTable
     let metrics: ServeMetrics
+    /// Per name: its task recording.
+    let recorders: [String: Recorder]
     /// The largest request body, in bytes.
     let maxBodyBytes: Int
     /// How long a runtime may take to start its answer, and to send more of it.
@@ -129,6 +131,8 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         /// The runtime's answer lets its connection serve another request.
         var backendReusable = false
         var retried = false
+        /// What is recorded of it, when its task is sampled.
+        var capture: Recorder.Capture?
         /// When the runtime must have started its answer or sent more of it (`LoopState`
         /// checks every second).
         var deadline: NIODeadline?
@@ -273,6 +277,7 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     context.close(promise: nil)
                     return
                 }
+                x.capture?.request(buffer)
                 if x.pendingBody == nil {
                     x.pendingBody = buffer
                 } else {
@@ -526,6 +531,10 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             x.pendingBody = body
             x.bodyBytes = body.readableBytes
         }
+        if let recorder = proxy.recorders[name], recorder.samples(task) {
+            x.capture = Recorder.Capture(
+                task: task, method: head.method.rawValue, path: path, requestType: head.headers.first(name: "content-type"), requestBody: body)
+        }
         x.requestDone = !reading
         mode = .forwarding(x)
         connect(x, fresh: !reusable)
@@ -614,13 +623,19 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 headers.add(name: "Connection", value: "close")
             }
             local?.countRequest(proxy.metrics, name: x.name, release: x.target.release, code: Int(h.status.code))
+            if let c = x.capture {
+                c.status = Int(h.status.code)
+                c.responseType = h.headers.first(name: "content-type")
+            }
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: x.version, status: h.status, headers: headers))), promise: nil)
         case .body(let b):
             x.deadline = .now() + proxy.responseTimeout
+            x.capture?.response(b)
             context.write(wrapOutboundOut(.body(.byteBuffer(b))), promise: nil)
             if !context.channel.isWritable { c.setAutoRead(false) }
         case .end:
             stopWaiting(x)
+            if let c = x.capture { proxy.recorders[x.name]?.exchange(c, release: x.target.release) }
             x.backend = nil
             c.handler.owner = nil
             c.setAutoRead(true)

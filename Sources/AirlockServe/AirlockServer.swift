@@ -74,7 +74,8 @@ public enum AirlockServer {
         // Agent requests never reach the router: the proxy in front of it answers them on the
         // event loop that read them (AgentProxy.swift).
         let proxy = AgentProxy(
-            names: Set(configuration.names), table: supervisor.table, metrics: metrics, maxBodyBytes: configuration.maxBodyBytes, logger: logger)
+            names: Set(configuration.names), table: supervisor.table, metrics: metrics, recorders: supervisor.recorders,
+            maxBodyBytes: configuration.maxBodyBytes, logger: logger)
         let loops: MultiThreadedEventLoopGroup? = configuration.threads.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) }
         // The tool gateway runs beside it, always on loopback, stopped with it.
         let gateway = supervisor.tools.application(logger: logger)

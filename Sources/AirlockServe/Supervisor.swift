@@ -49,6 +49,8 @@ actor Supervisor {
     let alerts: AlertSender
     /// The tool gateway each runtime calls its tools through.
     let tools: ToolGateway
+    /// Per name: its task recording (on while `airlock record on` says so).
+    let recorders: [String: Recorder]
     /// Per name, per release folder.
     var entries: [String: [String: Entry]] = [:]
     /// Per name: the book, its journal, the pointers and the ready runtimes.
@@ -67,7 +69,11 @@ actor Supervisor {
         self.logger = logger
         self.metrics = metrics
         self.alerts = AlertSender(site: site, client: client, logger: logger)
-        self.tools = ToolGateway(site: site, client: client, metrics: metrics, alerts: alerts, logger: logger)
+        let recorders = Dictionary(uniqueKeysWithValues: names.map { ($0, Recorder(site: site, name: $0, logger: logger)) })
+        self.recorders = recorders
+        self.tools = ToolGateway(site: site, client: client, metrics: metrics, alerts: alerts, logger: logger) { call in
+            recorders[call.name]?.toolCall(call)
+        }
         self.table = RouteTable(logger: logger)
     }
 
@@ -156,6 +162,7 @@ actor Supervisor {
             } ?? .refused(.unknownTask)
         if case .counted(let release) = reported {
             metrics.outcome(name: name, release: release, outcome: outcome, expired: false)
+            recorders[name]?.outcome(task: task, release: release, outcome)
             handle(name, notices)
             decide(name)
         }
@@ -358,6 +365,12 @@ actor Supervisor {
         stamps[name] = now
         let canary = try? CanaryStore.load(site: site, name: name)
         let breakers = try? BreakerStore.load(site: site, name: name)
+        do {
+            recorders[name]?.adopt(try RecordingStore.load(site: site, name: name))
+        } catch {
+            logger.error("\(name): \(error); recording is off")
+            recorders[name]?.adopt(nil)
+        }
         let current = site.current(name)
         let lastGood = (try? site.rollbackTarget(name)) ?? nil
         table.with(name) { s in
@@ -381,7 +394,8 @@ actor Supervisor {
     static func stamps(_ site: Site, _ name: String) -> [FileStamp] {
         let serve = SiteLayout.serveState
         return [
-            "\(serve)/\(SiteLayout.canaryFile)", "\(serve)/\(SiteLayout.breakersFile)", SiteLayout.state, SiteLayout.current, SiteLayout.releases,
+            "\(serve)/\(SiteLayout.canaryFile)", "\(serve)/\(SiteLayout.breakersFile)", "\(serve)/\(RecordingStore.settingsFile)", SiteLayout.state,
+            SiteLayout.current, SiteLayout.releases,
         ].map { part in
             var st = stat()
             guard lstat(site.path(name, part), &st) == 0 else { return FileStamp() }
@@ -428,6 +442,7 @@ actor Supervisor {
                         return batch.count == Self.expiryBatch
                     } ?? false
             }
+            if ticks % 25 == 0 { recorders[name]?.maintain() } else { recorders[name]?.sync() }
             let unflushed = table.with(name) { $0.journal.takeUnflushed() } ?? nil
             handle(name, notices)
             // The flush runs off the actor and outside the table's lock, so that routing does
@@ -611,6 +626,7 @@ actor Supervisor {
                         ])
                     })
                 o["tasks_remembered"] = .integer(book.taskCount)
+                o["recording"] = recorders[name]?.status ?? .null
                 return .object(o)
             }
         }

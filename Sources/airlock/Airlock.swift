@@ -27,8 +27,8 @@ struct Airlock: ParsableCommand {
                     UnpinCommand.self, RemoveCommand.self, GCCommand.self, AuditCommand.self, ServeCommand.self,
                 ]),
             CommandGroup(
-                name: "Rollouts (airlock serve's canaries, breakers and alerts)",
-                subcommands: [CanaryCommand.self, BreakerCommand.self, AlertsCommand.self]),
+                name: "Rollouts (airlock serve's canaries, breakers, alerts and recordings)",
+                subcommands: [CanaryCommand.self, BreakerCommand.self, AlertsCommand.self, RecordCommand.self]),
             CommandGroup(name: "Site trust and governance", subcommands: [TrustCommand.self, ApproveCommand.self, EvidenceCommand.self]),
         ]
     )

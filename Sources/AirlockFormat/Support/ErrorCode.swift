@@ -85,6 +85,8 @@ public enum ErrorCode: String, CaseIterable, Sendable {
     case permissionDenied = "permission-denied"
     case policyInvalid = "policy-invalid"
     case readFailed = "read-failed"
+    case recordInvalid = "record-invalid"
+    case recordingDamaged = "recording-damaged"
     case readOnly = "read-only"
     case releaseAmbiguous = "release-ambiguous"
     case releaseChanged = "release-changed"

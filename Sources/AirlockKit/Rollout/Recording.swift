@@ -1,0 +1,487 @@
+import AirlockFormat
+import AirlockRollout
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A name's task recording (docs/replay.md, "Recording"): opt-in, sampled by task, kept in
+/// `<root>/<name>/.serve/recordings/` as gzip-compressed JSON lines, never past its size cap
+/// nor its retention.
+public struct RecordingSettings: Sendable, Equatable, Codable {
+    /// The share of tasks recorded, 0 (exclusive) to 1.
+    public var sample: Double
+    /// The most the recordings of the name take on disk, compressed.
+    public var maxBytes: Int64
+    /// Recordings older than this many days are deleted.
+    public var retentionDays: Int
+    /// 32 random bytes in hex: which tasks are sampled, unpredictable from their ids.
+    public var salt: String
+    /// When recording was turned on.
+    public var since: String
+
+    /// The defaults of `airlock record on`.
+    public static let defaultMaxBytes: Int64 = 1 << 30
+    /// The defaults of `airlock record on`.
+    public static let defaultRetentionDays = 7
+
+    enum CodingKeys: String, CodingKey {
+        case sample, salt, since
+        case maxBytes = "max_bytes"
+        case retentionDays = "retention_days"
+    }
+
+    /// Whether `task` is recorded: the first 8 bytes of SHA-256(salt, task id) below the share
+    /// (never the process-seeded `Hasher`), so the same task is sampled by every process.
+    public func samples(_ task: String) -> Bool {
+        if sample >= 1 { return true }
+        let digest = SHA256Digest.of(Array(salt.utf8) + [0] + Array(task.utf8)).bytes
+        let x = digest.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        return Double(x) < sample * 18_446_744_073_709_551_616.0
+    }
+}
+
+/// Turns a name's recording on and off, and deletes what it recorded.
+public enum RecordingStore {
+    /// `<root>/<name>/.serve/recording.json`: the settings while recording is on.
+    public static let settingsFile = "recording.json"
+    /// `<root>/<name>/.serve/recordings/`: the recorded segments.
+    public static let folder = "recordings"
+
+    /// The folder of the name's recordings.
+    public static func directory(site: Site, name: String) -> String { CanaryStore.directory(site: site, name: name) + "/" + folder }
+
+    /// The name's recording settings, nil while recording is off. Throws `site-unsafe` and
+    /// `state-corrupt`.
+    public static func load(site: Site, name: String) throws -> RecordingSettings? {
+        let path = CanaryStore.directory(site: site, name: name) + "/" + settingsFile
+        guard FileIO.exists(path) else { return nil }
+        let bytes = try FileIO.read(path, limit: 1 << 16, what: "recording settings", siteFile: true)
+        do {
+            return try JSONCoding.decoder.decode(RecordingSettings.self, from: bytes)
+        } catch {
+            throw AirlockError(
+                .io, .stateCorrupt, "\(path) is not recording settings Airlock wrote (\(error)); turn recording on again with `airlock record on`")
+        }
+    }
+
+    /// Turns recording of `name` on (or changes its settings), under the site lock, logged in
+    /// the history. Throws `name-unknown` and `record-invalid` for settings out of range.
+    @discardableResult
+    public static func on(
+        site: Site, name: String, sample: Double, maxBytes: Int64 = RecordingSettings.defaultMaxBytes,
+        retentionDays: Int = RecordingSettings.defaultRetentionDays, lockTimeout: Double = 30
+    ) throws -> RecordingSettings {
+        guard sample > 0, sample <= 1 else { throw AirlockError(.usage, .recordInvalid, "--sample must be above 0% and at most 100%") }
+        guard maxBytes >= 1 << 20 else { throw AirlockError(.usage, .recordInvalid, "--max-mb must be at least 1") }
+        guard (1...3650).contains(retentionDays) else { throw AirlockError(.usage, .recordInvalid, "--retention-days must be from 1 to 3650") }
+        let lock = try site.lockForWriting(command: "record on", timeout: lockTimeout)
+        defer { withExtendedLifetime(lock) {} }
+        guard site.isInstalledName(name) else { throw AirlockError(.usage, .nameUnknown, "\(name) has no release installed on this site") }
+        var random = SystemRandomNumberGenerator()
+        let salt = SHA256Digest(bytes: (0..<32).map { _ in UInt8.random(in: 0...255, using: &random) }).hex
+        let old = try load(site: site, name: name)
+        let settings = RecordingSettings(
+            sample: sample, maxBytes: maxBytes, retentionDays: retentionDays, salt: old?.salt ?? salt,
+            since: old?.since ?? Timestamp.format(Timestamp.now()))
+        let dir = CanaryStore.directory(site: site, name: name)
+        try site.ensureDirectory(dir, what: "the rollout state folder of \(name)")
+        try FileIO.writeAtomically(dir + "/" + settingsFile, JSONCoding.encoder.encode(settings), mode: 0o600)
+        try History.append(
+            site, action: "record-on", name: name,
+            [
+                "sample": .number(EvalAttestation.decimal(sample)), "max_bytes": .integer(Int(maxBytes)),
+                "retention_days": .integer(retentionDays),
+            ])
+        return settings
+    }
+
+    /// Turns recording of `name` off, under the site lock; what was recorded stays until its
+    /// retention or `purge`. Returns whether it was on.
+    @discardableResult
+    public static func off(site: Site, name: String, lockTimeout: Double = 30) throws -> Bool {
+        let lock = try site.lockForWriting(command: "record off", timeout: lockTimeout)
+        defer { withExtendedLifetime(lock) {} }
+        let path = CanaryStore.directory(site: site, name: name) + "/" + settingsFile
+        guard try load(site: site, name: name) != nil else { return false }
+        guard Sys.unlink(path) == 0 || errno == ENOENT else { throw AirlockError.io(.writeFailed, "cannot remove \(path)", errno: errno) }
+        FileIO.syncParentDirectory(of: path)
+        try History.append(site, action: "record-off", name: name)
+        return true
+    }
+
+    /// Deletes every recording of `name`, under the site lock (a running `serve` starts a new
+    /// segment). Returns the segments and bytes deleted.
+    public static func purge(site: Site, name: String, lockTimeout: Double = 30) throws -> (segments: Int, bytes: Int64) {
+        let lock = try site.lockForWriting(command: "record purge", timeout: lockTimeout)
+        defer { withExtendedLifetime(lock) {} }
+        let dir = directory(site: site, name: name)
+        var segments = 0
+        var bytes: Int64 = 0
+        for s in RecordingWriter.segments(dir) {
+            bytes += s.size
+            if Sys.unlink(dir + "/" + s.file) == 0 { segments += 1 }
+        }
+        FileIO.syncParentDirectory(of: dir + "/x")
+        try History.append(site, action: "record-purge", name: name, ["segments": .integer(segments), "bytes": .integer(Int(bytes))])
+        return (segments, bytes)
+    }
+}
+
+/// Appends a name's recorded events, each a JSON line compressed as a gzip member of its own,
+/// to segment files of `RecordingSettings.maxBytes / 8` at most; deletes the oldest segments to
+/// stay under the cap and the ones past the retention. Only `airlock serve` writes (holding
+/// the name's serve lock), from one thread at a time; every process starts a segment of its
+/// own, so a line a kill cut short is only ever at the end of a segment.
+public final class RecordingWriter {
+    /// A segment file: `<unix milliseconds>-<sequence>.jsonl.gz`.
+    public struct Segment: Sendable, Equatable {
+        /// Its file name in the folder.
+        public var file: String
+        /// Its size in bytes.
+        public var size: Int64
+        /// When it was started (unix seconds, from its name).
+        public var started: Double
+    }
+
+    let directory: String
+    private var settings: RecordingSettings
+    private var current: (fd: Int32, segment: Segment)?
+    private var others: [Segment]
+    private var sequence = 0
+    private var dirty = false
+
+    /// Opens (creating, 0700) the folder of `name`'s recordings. Throws `site-unsafe` for a
+    /// folder that is a link or another user's.
+    public init(site: Site, name: String, settings: RecordingSettings) throws {
+        directory = RecordingStore.directory(site: site, name: name)
+        if Sys.mkdir(directory, 0o700) != 0 && errno != EEXIST {
+            throw AirlockError.io(errno == ENOSPC ? .diskFull : .writeFailed, "cannot create \(directory)", errno: errno)
+        }
+        try SiteSafety.expect(directory, S_IFDIR, owner: geteuid(), what: "the recordings folder of \(name)")
+        self.settings = settings
+        others = Self.segments(directory)
+    }
+
+    deinit { closeCurrent() }
+
+    /// The segments in `dir`, oldest first (files of other names are not Airlock's and are
+    /// left alone).
+    public static func segments(_ dir: String) -> [Segment] {
+        (FileIO.entries(ofDirectory: dir) ?? []).compactMap { file -> Segment? in
+            guard file.hasSuffix(".jsonl.gz"), let ms = Int64(file.prefix { $0 != "-" }) else { return nil }
+            var st = stat()
+            guard lstat(dir + "/" + file, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+            return Segment(file: file, size: Int64(st.st_size), started: Double(ms) / 1000)
+        }.sorted { ($0.started, $0.file) < ($1.started, $1.file) }
+    }
+
+    /// The bytes all segments take.
+    public var totalBytes: Int64 { others.reduce(0) { $0 + $1.size } + (current?.segment.size ?? 0) }
+
+    /// New settings (a cap or a retention changed by `airlock record on`).
+    public func adopt(_ s: RecordingSettings) {
+        settings = s
+        enforce(adding: 0)
+    }
+
+    private var segmentLimit: Int64 { max(64 << 10, settings.maxBytes / 8) }
+
+    /// Appends one line (`line` without its newline). Throws `disk-full` and `write-failed`;
+    /// a line cut short by a full disk is removed again.
+    public func append(_ line: [UInt8]) throws {
+        let member = Gzip.member(line + [0x0A])
+        // A segment holds a day at most, so that the retention deletes by the day.
+        if let c = current, c.segment.size + Int64(member.count) > segmentLimit || c.segment.started < Self.wallNow() - 86_400 { closeCurrent() }
+        enforce(adding: Int64(member.count))
+        if current == nil { try openSegment() }
+        guard let c = current else { return }
+        let path = directory + "/" + c.segment.file
+        do {
+            try member.withUnsafeBytes { try FileIO.writeAll(c.fd, $0, path: path) }
+        } catch {
+            _ = ftruncate(c.fd, off_t(c.segment.size))
+            throw error
+        }
+        current!.segment.size += Int64(member.count)
+        dirty = true
+    }
+
+    /// Deletes segments past the retention, then the oldest until `adding` more bytes fit
+    /// under the cap (the current segment last).
+    public func enforce(adding: Int64, now: Double = RecordingWriter.wallNow()) {
+        let horizon = now - Double(settings.retentionDays) * 86_400
+        while let oldest = others.first, oldest.started < horizon || totalBytes + adding > settings.maxBytes {
+            _ = Sys.unlink(directory + "/" + oldest.file)
+            others.removeFirst()
+        }
+        if let c = current, c.segment.started < horizon || totalBytes + adding > settings.maxBytes {
+            closeCurrent()
+            _ = Sys.unlink(directory + "/" + c.segment.file)
+            others.removeAll { $0.file == c.segment.file }
+        }
+    }
+
+    /// Makes the current segment durable, when something was written since the last time.
+    public func sync() {
+        guard dirty, let c = current else { return }
+        _ = Sys.fsync(c.fd)
+        dirty = false
+    }
+
+    /// Unix time in seconds, to the nanosecond the clock gives.
+    public static func wallNow() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_REALTIME, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+    }
+
+    private func openSegment() throws {
+        let now = Self.wallNow()
+        sequence += 1
+        let file = "\(Int64(now * 1000))-\(getpid())-\(sequence).jsonl.gz"
+        let path = directory + "/" + file
+        // A name nobody could have taken first: the folder is the site owner's alone (0700).
+        let fd = Sys.open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_APPEND, 0o600)
+        guard fd >= 0 else { throw AirlockError.io(errno == ENOSPC ? .diskFull : .createFailed, "cannot create \(path)", errno: errno) }
+        FileIO.syncParentDirectory(of: path)
+        current = (fd, Segment(file: file, size: 0, started: now))
+    }
+
+    private func closeCurrent() {
+        guard let c = current else { return }
+        _ = Sys.fsync(c.fd)
+        close(c.fd)
+        others.append(c.segment)
+        current = nil
+    }
+}
+
+/// A recorded task: its exchanges (requests and answers, with the tool calls made while
+/// answering), in order, and its outcome once reported.
+public struct RecordedTask: Sendable, Equatable {
+    /// The task's id.
+    public var task: String
+    /// Each exchange as recorded: `{"at", "release", "request": {"method", "path",
+    /// "content_type", "body" | "body_base64"}, "response": {"status", "content_type", "body" |
+    /// "body_base64", "truncated"}, "tool_calls": [{"tool", "arguments", "status", "result",
+    /// "error", "ms"}]}`.
+    public var exchanges: [JSONValue]
+    /// `{"success", "cost", "intervention", "release"}`, nil without a report.
+    public var outcome: JSONValue?
+
+    /// The release that served the task's first exchange.
+    public var release: String? { exchanges.first?.objectValue?["release"]?.stringValue }
+
+    /// One line of an exported task file (`airlock record export`).
+    public var json: JSONValue {
+        .object(["task": .string(task), "exchanges": .array(exchanges), "outcome": outcome ?? .null])
+    }
+
+    /// The tool calls of every exchange, in order.
+    public var toolCalls: [[String: JSONValue]] {
+        exchanges.flatMap { $0.objectValue?["tool_calls"]?.arrayValue ?? [] }.compactMap(\.objectValue)
+    }
+}
+
+/// Reads recordings: the segments `airlock serve` wrote for a name, or a file of tasks
+/// `airlock record export` wrote.
+public enum RecordingReader {
+    /// The longest line read (an exchange holds at most a 1 MiB request, a 1 MiB answer and
+    /// the tool calls, each result at most 1 MiB, escaped).
+    public static let maxLineBytes = 64 << 20
+
+    /// What reading the site's recordings of a name found.
+    public struct Read: Sendable {
+        /// The tasks, in the order their first exchange was recorded.
+        public var tasks: [RecordedTask]
+        /// Lines a kill or a full disk cut short at the end of a segment (the task in flight
+        /// then), dropped.
+        public var dropped: Int
+        /// The segments read.
+        public var segments: Int
+    }
+
+    /// Reads every segment of `name`'s recordings, oldest first. A line cut short at the end
+    /// of a segment is dropped and counted; any other damage throws `recording-damaged`
+    /// naming the file and the line.
+    public static func read(site: Site, name: String) throws -> Read {
+        let dir = RecordingStore.directory(site: site, name: name)
+        var builder = Builder()
+        var dropped = 0
+        let segments = RecordingWriter.segments(dir)
+        for s in segments {
+            let path = dir + "/" + s.file
+            let fd = Sys.open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else { throw FileIO.openFailure(path, what: "recording", errno: errno) }
+            defer { close(fd) }
+            let damage = try Gzip.forEachLine(fd: fd, maxLineBytes: maxLineBytes) { number, line in
+                try builder.event(line, at: "\(path):\(number)")
+            }
+            switch damage {
+            case nil: break
+            case .truncated: dropped += 1
+            case .corrupt(let why): throw damaged("\(path): \(why)")
+            }
+        }
+        return Read(tasks: builder.tasks, dropped: dropped, segments: segments.count)
+    }
+
+    /// Reads a file of tasks (one JSON object a line, as `RecordedTask.json`; gzip-compressed
+    /// or not), strictly: a line that is not a task, a line cut short, or bytes that are not
+    /// gzip throw `recording-damaged` naming the line.
+    public static func readTasks(file: String) throws -> [RecordedTask] {
+        let fd = Sys.open(file, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileIO.openFailure(file, what: "recorded tasks", errno: errno) }
+        defer { close(fd) }
+        var magic = [UInt8](repeating: 0, count: 2)
+        let gz = pread(fd, &magic, 2, 0) == 2 && magic == [0x1F, 0x8B]
+        var tasks: [RecordedTask] = []
+        var seen: Set<String> = []
+        var count = 0
+        func take(_ number: Int, _ line: [UInt8]) throws {
+            count = number
+            if line.isEmpty { return }
+            guard let v = try? JSONParser.parse(line), let o = v.objectValue, let t = try? task(o) else {
+                throw damaged(
+                    "\(file):\(number) is not a recorded task (an object with \"task\", \"exchanges\" and \"outcome\", as `airlock record export` writes)")
+            }
+            guard seen.insert(t.task).inserted else { throw damaged("\(file):\(number) repeats the task \(t.task)") }
+            tasks.append(t)
+        }
+        if gz {
+            switch try Gzip.forEachLine(fd: fd, maxLineBytes: maxLineBytes, take) {
+            case nil: break
+            case .truncated: throw damaged("\(file) is cut short after line \(count): the file is incomplete; export it again")
+            case .corrupt(let why): throw damaged("\(file): \(why)")
+            }
+        } else {
+            var pending: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 1 << 20)
+            var number = 0
+            while true {
+                let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw AirlockError.io(.readFailed, "cannot read \(file)", errno: errno)
+                }
+                if n == 0 { break }
+                for b in chunk[0..<n] {
+                    if b == 0x0A {
+                        number += 1
+                        try take(number, pending)
+                        pending.removeAll(keepingCapacity: true)
+                    } else {
+                        pending.append(b)
+                        if pending.count > maxLineBytes { throw damaged("\(file):\(number + 1) is longer than \(maxLineBytes) bytes") }
+                    }
+                }
+            }
+            if !pending.isEmpty { throw damaged("\(file):\(number + 1) has no newline at its end: the file is cut short; export it again") }
+        }
+        return tasks
+    }
+
+    static func damaged(_ what: String) -> AirlockError { AirlockError(.io, .recordingDamaged, what) }
+
+    /// A task line's task, or nil when it is not one.
+    static func task(_ o: [String: JSONValue]) throws -> RecordedTask? {
+        guard Set(o.keys) == ["task", "exchanges", "outcome"], let id = o["task"]?.stringValue, RecordingEvents.isTaskID(id),
+            let exchanges = o["exchanges"]?.arrayValue, !exchanges.isEmpty, exchanges.allSatisfy(RecordingEvents.isExchange)
+        else { return nil }
+        let outcome = o["outcome"].flatMap { $0 == .null ? nil : $0 }
+        return RecordedTask(task: id, exchanges: exchanges, outcome: outcome)
+    }
+
+    /// Groups events by task as they are read.
+    struct Builder {
+        var tasks: [RecordedTask] = []
+        var index: [String: Int] = [:]
+
+        mutating func event(_ line: [UInt8], at place: String) throws {
+            guard let v = try? JSONParser.parse(line), let o = v.objectValue, let kind = o["event"]?.stringValue,
+                let id = o["task"]?.stringValue, RecordingEvents.isTaskID(id)
+            else { throw RecordingReader.damaged("\(place) is not a recording event") }
+            switch kind {
+            case "exchange":
+                guard let x = o["exchange"], RecordingEvents.isExchange(x) else {
+                    throw RecordingReader.damaged("\(place) is an exchange without its request and response")
+                }
+                if let i = index[id] {
+                    tasks[i].exchanges.append(x)
+                } else {
+                    index[id] = tasks.count
+                    tasks.append(RecordedTask(task: id, exchanges: [x], outcome: nil))
+                }
+            case "outcome":
+                // An outcome of a task whose exchanges are gone (past the cap) is no task.
+                guard let i = index[id], let outcome = o["outcome"], outcome.objectValue != nil else { return }
+                tasks[i].outcome = outcome
+            default:
+                throw RecordingReader.damaged("\(place) is an event of an unknown kind \"\(kind)\"; was it written by a newer Airlock?")
+            }
+        }
+    }
+}
+
+/// The event lines of a recording: `{"event": "exchange", "task", "exchange": {...}}` and
+/// `{"event": "outcome", "task", "outcome": {...}}` (docs/replay.md, "Recording").
+public enum RecordingEvents {
+    /// The line of an exchange.
+    public static func exchange(task: String, _ exchange: JSONValue) -> [UInt8] {
+        CanonicalJSON.encode(.object(["event": .string("exchange"), "task": .string(task), "exchange": exchange]))
+    }
+
+    /// The line of an outcome.
+    public static func outcome(task: String, release: String, _ outcome: TaskOutcome) -> [UInt8] {
+        CanonicalJSON.encode(
+            .object([
+                "event": .string("outcome"), "task": .string(task),
+                "outcome": .object([
+                    "release": .string(release), "success": .bool(outcome.succeeded), "cost": .number(EvalAttestation.decimal(outcome.cost)),
+                    "intervention": .bool(outcome.neededIntervention),
+                ]),
+            ]))
+    }
+
+    /// 1 to 128 printable ASCII characters, no space (as `X-Task-Id`).
+    public static func isTaskID(_ s: String) -> Bool { (1...128).contains(s.utf8.count) && s.utf8.allSatisfy { (0x21...0x7E).contains($0) } }
+
+    /// Whether `x` has the shape of an exchange: a request with a method and a path, a
+    /// response with a status.
+    public static func isExchange(_ x: JSONValue) -> Bool {
+        guard let o = x.objectValue, let request = o["request"]?.objectValue, let response = o["response"]?.objectValue,
+            request["method"]?.stringValue != nil, request["path"]?.stringValue != nil, response["status"]?.unsignedInteger(max: 999) != nil
+        else { return false }
+        if let calls = o["tool_calls"] { return calls.arrayValue?.allSatisfy { $0.objectValue?["tool"]?.stringValue != nil } ?? false }
+        return true
+    }
+}
+
+/// Writes a file of recorded tasks (`airlock record export`).
+public enum RecordingExport {
+    /// Writes `tasks`, one `RecordedTask.json` a line, to `path`, which must not exist (a name
+    /// ending in `.gz`: each line a gzip member). Throws `create-failed` (it exists, or cannot
+    /// be made), `disk-full` and `write-failed`; a file left half written is removed.
+    public static func write(_ tasks: [RecordedTask], to path: String) throws {
+        let fd = Sys.open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            let why = errno == EEXIST ? "it exists; choose another name or remove it" : String(cString: strerror(errno))
+            throw AirlockError(.io, .createFailed, "cannot create \(path): \(why)")
+        }
+        defer { close(fd) }
+        let gz = path.hasSuffix(".gz")
+        do {
+            for t in tasks {
+                var line = CanonicalJSON.encode(t.json)
+                line.append(0x0A)
+                if gz { line = Gzip.member(line) }
+                try line.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: path) }
+            }
+            guard Sys.fsync(fd) == 0 else { throw AirlockError.io(.writeFailed, "cannot flush \(path)", errno: errno) }
+        } catch {
+            _ = Sys.unlink(path)
+            throw error
+        }
+    }
+}

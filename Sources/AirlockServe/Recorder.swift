@@ -1,0 +1,231 @@
+import AirlockFormat
+import AirlockKit
+import AirlockRollout
+import Dispatch
+import Foundation
+import Logging
+import NIOCore
+import Synchronization
+
+/// Records a name's sampled tasks while its recording is on (docs/replay.md, "Recording"):
+/// each exchange (the request, the answer, and the tool calls the gateway saw for the task
+/// while it was answered) and each outcome, as lines of the name's `RecordingWriter`. The
+/// event loops and the gateway hand events over; the compression and the writes run on a
+/// queue of the recorder's own, so routing never waits for them, and what waits for that
+/// queue is bounded (`maxQueuedBytes`): past it an event is dropped and counted.
+final class Recorder: Sendable {
+    let name: String
+    private let site: Site
+    private let logger: Logger
+    private let queue: DispatchQueue
+    private let state = Mutex<State>(State())
+    private let writer = WriterBox()
+
+    struct State {
+        var settings: RecordingSettings?
+        /// Tool calls of sampled tasks not yet part of an exchange, by task.
+        var calls: [String: [JSONValue]] = [:]
+        var queuedBytes = 0
+        var dropped = 0
+        var recorded = 0
+    }
+
+    /// The writer, used on `queue` only.
+    private final class WriterBox: @unchecked Sendable {
+        var writer: RecordingWriter?
+        var settings: RecordingSettings?
+    }
+
+    /// Events waiting for the disk, in bytes at most.
+    static let maxQueuedBytes = 64 << 20
+    /// Tasks with tool calls waiting for their exchange, at most.
+    static let maxPendingTasks = 10_000
+    /// Tool calls of one exchange, at most.
+    static let maxCallsPerExchange = 1_000
+    /// The most of an answer recorded (an answer beyond it is recorded `truncated`).
+    static let maxResponseBytes = 1 << 20
+
+    init(site: Site, name: String, logger: Logger) {
+        self.site = site
+        self.name = name
+        self.logger = logger
+        queue = DispatchQueue(label: "airlock.serve.recorder.\(name)")
+    }
+
+    /// Recording on with `settings`, or off (nil).
+    func adopt(_ settings: RecordingSettings?) {
+        let changed = state.withLock { s -> Bool in
+            defer { s.settings = settings }
+            if settings == nil { s.calls = [:] }
+            return s.settings != settings
+        }
+        guard changed else { return }
+        logger.info("\(name): recording \(settings.map { "on, \(EvalAttestation.decimal($0.sample * 100))% of tasks" } ?? "off")")
+        queue.async { [self, site, name, logger] in
+            guard let settings else {
+                writer.writer?.sync()
+                writer.writer = nil
+                writer.settings = nil
+                return
+            }
+            writer.settings = settings
+            if let w = writer.writer {
+                w.adopt(settings)
+            } else {
+                do {
+                    writer.writer = try RecordingWriter(site: site, name: name, settings: settings)
+                } catch {
+                    logger.error("\(name): cannot record tasks: \(error)")
+                }
+            }
+        }
+    }
+
+    /// Whether `task` is recorded now.
+    func samples(_ task: String) -> Bool { state.withLock { $0.settings }?.samples(task) ?? false }
+
+    /// What `airlock serve`'s status shows.
+    var status: JSONValue {
+        state.withLock { s in
+            guard let settings = s.settings else { return .null }
+            return .object([
+                "sample": .number(EvalAttestation.decimal(settings.sample)), "recorded": .integer(s.recorded), "dropped": .integer(s.dropped),
+            ])
+        }
+    }
+
+    /// A tool call the gateway answered: kept for the task's exchange when the task is sampled.
+    func toolCall(_ call: ToolGateway.Call) {
+        state.withLock { s in
+            guard let settings = s.settings, settings.samples(call.task) else { return }
+            if s.calls[call.task] == nil && s.calls.count >= Self.maxPendingTasks {
+                s.dropped += 1
+                return
+            }
+            var list = s.calls.removeValue(forKey: call.task) ?? []
+            if list.count < Self.maxCallsPerExchange { list.append(Self.json(call)) }
+            s.calls[call.task] = list
+        }
+    }
+
+    static func json(_ call: ToolGateway.Call) -> JSONValue {
+        let arguments = (try? JSONParser.parse(call.arguments)) ?? .object([:])
+        return .object([
+            "tool": .string(call.tool), "arguments": arguments, "status": .string(call.status.rawValue), "result": call.result ?? .null,
+            "error": call.error.map { .string($0) } ?? .null, "ms": .number(EvalAttestation.decimal((call.seconds * 1e6).rounded() / 1e3)),
+        ])
+    }
+
+    /// One exchange the runtime answered, with the tool calls of its task since the last one.
+    func exchange(_ c: Capture, release: String) {
+        let calls = state.withLock { $0.calls.removeValue(forKey: c.task) } ?? []
+        var request: [String: JSONValue] = ["method": .string(c.method), "path": .string(c.path), "content_type": c.requestType.map { .string($0) } ?? .null]
+        Self.body(c.requestBody, into: &request)
+        var response: [String: JSONValue] = [
+            "status": .integer(c.status), "content_type": c.responseType.map { .string($0) } ?? .null, "truncated": .bool(c.truncated),
+        ]
+        Self.body(c.responseBody, into: &response)
+        let exchange: JSONValue = .object([
+            "at": .string(Timestamp.format(Timestamp.now())), "release": .string(release), "request": .object(request), "response": .object(response),
+            "tool_calls": .array(calls),
+        ])
+        write(RecordingEvents.exchange(task: c.task, exchange))
+    }
+
+    /// The outcome of a task (recorded only when its task is sampled).
+    func outcome(task: String, release: String, _ outcome: TaskOutcome) {
+        guard samples(task) else { return }
+        write(RecordingEvents.outcome(task: task, release: release, outcome))
+    }
+
+    /// Makes what was written durable (each supervision tick).
+    func sync() {
+        queue.async { [writer] in writer.writer?.sync() }
+    }
+
+    /// Deletes what is past the retention, and syncs (every few seconds).
+    func maintain() {
+        queue.async { [writer] in
+            writer.writer?.enforce(adding: 0)
+            writer.writer?.sync()
+        }
+    }
+
+    private func write(_ line: [UInt8]) {
+        let size = line.count
+        let accepted = state.withLock { s -> Bool in
+            guard s.settings != nil, s.queuedBytes + size <= Self.maxQueuedBytes else {
+                s.dropped += 1
+                return false
+            }
+            s.queuedBytes += size
+            return true
+        }
+        guard accepted else { return }
+        queue.async { [self] in
+            var ok = false
+            if let w = writer.writer {
+                do {
+                    try w.append(line)
+                    ok = true
+                } catch {
+                    logger.error("\(name): cannot write a recorded task: \(error)")
+                }
+            }
+            state.withLock { s in
+                s.queuedBytes -= size
+                if ok { s.recorded += 1 } else { s.dropped += 1 }
+            }
+        }
+    }
+
+    /// A body as text when it is UTF-8, else in base64.
+    private static func body(_ b: ByteBuffer, into o: inout [String: JSONValue]) {
+        let bytes = Array(b.readableBytesView)
+        if let text = String(validating: bytes, as: UTF8.self) {
+            o["body"] = .string(text)
+        } else {
+            o["body_base64"] = .string(Data(bytes).base64EncodedString())
+        }
+    }
+
+    /// What the proxy keeps of a sampled exchange as it passes.
+    final class Capture {
+        let task: String
+        let method: String
+        let path: String
+        let requestType: String?
+        var requestBody: ByteBuffer
+        var status = 0
+        var responseType: String?
+        var responseBody = ByteBuffer()
+        var truncated = false
+
+        init(task: String, method: String, path: String, requestType: String?, requestBody: ByteBuffer?) {
+            self.task = task
+            self.method = method
+            self.path = path
+            self.requestType = requestType
+            self.requestBody = requestBody ?? ByteBuffer()
+        }
+
+        func request(_ b: ByteBuffer) {
+            var b = b
+            requestBody.writeBuffer(&b)
+        }
+
+        func response(_ b: ByteBuffer) {
+            guard !truncated else { return }
+            var b = b
+            if responseBody.readableBytes + b.readableBytes > Recorder.maxResponseBytes {
+                truncated = true
+                if let cut = b.readSlice(length: Recorder.maxResponseBytes - responseBody.readableBytes) {
+                    var c = cut
+                    responseBody.writeBuffer(&c)
+                }
+                return
+            }
+            responseBody.writeBuffer(&b)
+        }
+    }
+}
