@@ -9,7 +9,7 @@ BIN_RELEASE := $(BUILD_DIR)/release/airlock
 BENCH_RELEASE := $(BUILD_DIR)/release/airlock-bench
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps sbom-validator build release test lint demo bench bench-routing dist clean
+.PHONY: all deps test-deps sbom-validator build release test lint demo bench bench-routing dist clean
 
 all: build
 
@@ -54,7 +54,15 @@ sbom-validator: deps
 	fi
 
 # The whole suite, with a small run of the benchmark against the debug binary (Tests/AirlockBenchTests).
-test: deps sbom-validator
+# What only the tests need: headless Chromium renders the replay's HTML report (ReplayTests).
+test-deps: deps
+	@command -v chromium >/dev/null || { \
+	  echo "installing: chromium (for the replay report's rendering test)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+	    || { echo "error: could not install chromium; install it by hand and run make test again" >&2; exit 1; }; \
+	}
+
+test: test-deps sbom-validator
 	$(SWIFT) build --scratch-path $(BUILD_DIR) $(BUILD_FLAGS)
 	$(SWIFT) test --scratch-path $(BUILD_DIR) $(BUILD_FLAGS)
 

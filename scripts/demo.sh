@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end demo of Airlock: keys, pack, inspect, verify, diff, tamper detection,
 # reproducibility, an audit with standard tools only, then a local site: install side by
-# side, activate, rollback, status, audit, history; then airlock serve: a canary that aborts by
-# itself, one that is promoted, and a breaker that drains a failing release to last-good.
+# side, activate, rollback, status, audit, history; then airlock serve with its tool gateway:
+# tasks recorded and replayed against two candidates (the worse prompt caught before its canary),
+# a canary that aborts by itself, one that is promoted, and a breaker that drains a failing
+# release to last-good.
 # Usage: scripts/demo.sh AIRLOCK_BINARY WORKDIR   (WORKDIR is recreated from scratch)
 set -euo pipefail
 
@@ -207,7 +209,7 @@ trap 'kill $KB 2>/dev/null || true' EXIT
 echo "search_kb -> http://127.0.0.1:$KB_PORT/search"
 
 step "Rollout: the site's settings for example-agent's canaries and breakers"
-# A demo-sized horizon (150 candidate tasks a step) and wider margins, so that the story runs in
+# A demo-sized horizon (250 candidate tasks a step) and wider margins, so that the story runs in
 # a minute; the defaults (docs/rollout.md, "Settings") are for real traffic. The breakers' limit
 # on interventions is raised so that the canary's own decision, not the blunt breaker, catches
 # the worse prompt.
@@ -218,7 +220,7 @@ policy = json.load(open(path))
 policy["tools"] = {"endpoints": {"search_kb": {"url": "http://127.0.0.1:%s/search" % sys.argv[2]}}}
 policy["rollout"] = {"names": {"example-agent": {
     "outcome_deadline_seconds": 120,
-    "decision": {"horizon": 150, "success": {"non_inferiority_margin": 0.15},
+    "decision": {"horizon": 250, "success": {"non_inferiority_margin": 0.15},
                  "cost": {"non_inferiority_margin": 0.15}, "intervention": {"non_inferiority_margin": 0.15}},
     "breaker": {"window_seconds": 60, "intervention_rate": 0.8}}}}
 json.dump(policy, open(path, "w"), indent=2)
@@ -266,6 +268,24 @@ wait_for 60 's["ready"] and s["last_good"] and s["last_good"]["ready"]'
 echo "serving on $URL: current $(readlink "$SITE/example-agent/current"), last-good warm"
 LOAD=(python3 "$ROOT/scripts/rollout-load.py" --url "$URL" --token-file "$SITE/.serve-token" --name example-agent --cases "$SRC/eval/cases.json")
 
+step "Recording: 10% of example-agent's real tasks (requests, search_kb calls, answers, outcomes)"
+"$AIRLOCK" record on example-agent --sample 10% --root "$SITE"
+wait_for 10 's["recording"] is not None'
+"${LOAD[@]}" --tasks 2000 --prefix rec --threads 4
+"$AIRLOCK" record status example-agent --root "$SITE"
+
+step "Replay before the canary: the recorded tasks against 1.3.0 and 1.3.1, each diffed with 1.2.0 (current)"
+set +e
+"$AIRLOCK" replay example-agent 1.3.0 --html "$W/replay-1.3.0.html" --root "$SITE"
+REPLAY_WORSE=$?
+"$AIRLOCK" replay example-agent 1.3.1 --root "$SITE"
+REPLAY_GOOD=$?
+set -e
+[[ $REPLAY_WORSE == 1 ]] || { echo "FAIL: the replay did not catch 1.3.0's prompt (exit $REPLAY_WORSE)" >&2; exit 1; }
+[[ $REPLAY_GOOD == 0 ]] || { echo "FAIL: the replay of 1.3.1 did not pass (exit $REPLAY_GOOD)" >&2; exit 1; }
+echo "replay caught 1.3.0 before any live task reached it; its HTML report: $W/replay-1.3.0.html"
+echo "(this site does not set require_replay, so the canary below still starts, and aborts by itself)"
+
 step "Canary 1.3.0 at 5%: tasks flow, outcomes are reported, and the canary decides by itself"
 "$AIRLOCK" canary start example-agent 1.3.0 --steps 5,100 --root "$SITE"
 "${LOAD[@]}" --tasks 20000 --prefix bad --until-canary-ends
@@ -288,7 +308,7 @@ wait_for 60 's["last_good"] and s["last_good"]["ready"]'
 
 step "Containment drill: every task 1.3.1 serves now fails; its breaker trips and traffic drains to last-good"
 CUR=$(basename "$(readlink "$SITE/example-agent/current")")
-"${LOAD[@]}" --tasks 400 --prefix drill --threads 4 --fail-release "$CUR"
+"${LOAD[@]}" --tasks 1500 --prefix drill --threads 4 --fail-release "$CUR"
 "$AIRLOCK" breaker status example-agent --root "$SITE"
 [[ $(readlink "$SITE/example-agent/current") == releases/1.2.0-* ]] || { echo "FAIL: the breaker did not drain to last-good" >&2; exit 1; }
 echo "current -> $(readlink "$SITE/example-agent/current")"
@@ -302,4 +322,5 @@ step "Summary"
 echo "demo OK: 1.0.0 $ID1, 1.1.0 $ID2, 1.2.0 $ID3 verified, installed side by side, rolled back;"
 echo "tampered copy refused by verify, the auditor's tools and install; packs reproducible; audit caught the corrupted file and repair restored it;"
 echo "a release below its eval threshold never packed; egress outside the perimeter refused; the widening 1.2.0 activated only once approved;"
+echo "replay of recorded tasks caught the worse prompt before its canary (HTML report: $W/replay-1.3.0.html);"
 echo "serve aborted the canary whose prompts got worse (alert naming prompts), promoted the good one, and its breaker drained a failing current to last-good."

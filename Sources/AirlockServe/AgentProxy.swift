@@ -533,7 +533,8 @@ final class AgentProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if let recorder = proxy.recorders[name], recorder.samples(task) {
             x.capture = Recorder.Capture(
-                task: task, method: head.method.rawValue, path: path, requestType: head.headers.first(name: "content-type"), requestBody: body)
+                recorder: recorder, task: task, release: target.release, method: head.method.rawValue, path: path,
+                requestType: head.headers.first(name: "content-type"), requestBody: body)
         }
         x.requestDone = !reading
         mode = .forwarding(x)

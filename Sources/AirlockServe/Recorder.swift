@@ -23,8 +23,11 @@ final class Recorder: Sendable {
 
     struct State {
         var settings: RecordingSettings?
-        /// Tool calls of sampled tasks not yet part of an exchange, by task.
-        var calls: [String: [JSONValue]] = [:]
+        /// Sampled tasks with an exchange in flight (how many), by task, and the release it went to.
+        var inFlight: [String: (release: String, count: Int)] = [:]
+        /// Tool calls of those tasks not yet part of an exchange, by task, with their size.
+        var calls: [String: (list: [JSONValue], bytes: Int)] = [:]
+        var pendingBytes = 0
         var queuedBytes = 0
         var dropped = 0
         var recorded = 0
@@ -38,10 +41,9 @@ final class Recorder: Sendable {
 
     /// Events waiting for the disk, in bytes at most.
     static let maxQueuedBytes = 64 << 20
-    /// Tasks with tool calls waiting for their exchange, at most.
-    static let maxPendingTasks = 10_000
-    /// Tool calls of one exchange, at most.
-    static let maxCallsPerExchange = 1_000
+    /// Tool calls waiting for their exchange, in bytes at most: per task, and in all.
+    static let maxPendingBytesPerTask = 4 << 20
+    static let maxPendingBytes = 64 << 20
     /// The most of an answer recorded (an answer beyond it is recorded `truncated`).
     static let maxResponseBytes = 1 << 20
 
@@ -56,7 +58,10 @@ final class Recorder: Sendable {
     func adopt(_ settings: RecordingSettings?) {
         let changed = state.withLock { s -> Bool in
             defer { s.settings = settings }
-            if settings == nil { s.calls = [:] }
+            if settings == nil {
+                s.calls = [:]
+                s.pendingBytes = 0
+            }
             return s.settings != settings
         }
         guard changed else { return }
@@ -94,17 +99,48 @@ final class Recorder: Sendable {
         }
     }
 
-    /// A tool call the gateway answered: kept for the task's exchange when the task is sampled.
-    func toolCall(_ call: ToolGateway.Call) {
+    /// A sampled exchange of `task` went to `release`: its tool calls are kept until it ends.
+    func begin(task: String, release: String) {
         state.withLock { s in
-            guard let settings = s.settings, settings.samples(call.task) else { return }
-            if s.calls[call.task] == nil && s.calls.count >= Self.maxPendingTasks {
+            let n = s.inFlight[task]?.count ?? 0
+            s.inFlight[task] = (release, n + 1)
+        }
+    }
+
+    /// An exchange of `task` ended without being recorded (it failed, or the client left).
+    func forget(task: String) {
+        state.withLock { s in Self.leave(&s, task) }
+    }
+
+    private static func leave(_ s: inout State, _ task: String) {
+        guard let f = s.inFlight[task] else { return }
+        if f.count > 1 {
+            s.inFlight[task] = (f.release, f.count - 1)
+            return
+        }
+        s.inFlight[task] = nil
+        if let c = s.calls.removeValue(forKey: task) { s.pendingBytes -= c.bytes }
+    }
+
+    /// A tool call the gateway answered: kept for the task's exchange when an exchange of the
+    /// task is in flight to the calling release (a runtime cannot fill the recording, nor this
+    /// memory, with calls of tasks it was not given), within the per-task and total bounds.
+    func toolCall(_ call: ToolGateway.Call) {
+        guard state.withLock({ $0.inFlight[call.task]?.release == call.release }) else { return }
+        let json = Self.json(call)
+        let size = CanonicalJSON.encode(json).count
+        state.withLock { s in
+            guard s.inFlight[call.task]?.release == call.release else { return }
+            let held = s.calls[call.task]?.bytes ?? 0
+            guard held + size <= Self.maxPendingBytesPerTask, s.pendingBytes + size <= Self.maxPendingBytes else {
                 s.dropped += 1
                 return
             }
-            var list = s.calls.removeValue(forKey: call.task) ?? []
-            if list.count < Self.maxCallsPerExchange { list.append(Self.json(call)) }
-            s.calls[call.task] = list
+            var entry = s.calls.removeValue(forKey: call.task) ?? ([], 0)
+            entry.list.append(json)
+            entry.bytes += size
+            s.calls[call.task] = entry
+            s.pendingBytes += size
         }
     }
 
@@ -118,7 +154,13 @@ final class Recorder: Sendable {
 
     /// One exchange the runtime answered, with the tool calls of its task since the last one.
     func exchange(_ c: Capture, release: String) {
-        let calls = state.withLock { $0.calls.removeValue(forKey: c.task) } ?? []
+        c.recorded = true
+        let calls = state.withLock { s -> [JSONValue] in
+            let entry = s.calls.removeValue(forKey: c.task)
+            if let entry { s.pendingBytes -= entry.bytes }
+            Self.leave(&s, c.task)
+            return entry?.list ?? []
+        }
         var request: [String: JSONValue] = ["method": .string(c.method), "path": .string(c.path), "content_type": c.requestType.map { .string($0) } ?? .null]
         Self.body(c.requestBody, into: &request)
         var response: [String: JSONValue] = [
@@ -191,6 +233,9 @@ final class Recorder: Sendable {
 
     /// What the proxy keeps of a sampled exchange as it passes.
     final class Capture {
+        let recorder: Recorder
+        /// Handed to `exchange`; otherwise, when it goes, its task's calls are forgotten.
+        var recorded = false
         let task: String
         let method: String
         let path: String
@@ -201,13 +246,17 @@ final class Recorder: Sendable {
         var responseBody = ByteBuffer()
         var truncated = false
 
-        init(task: String, method: String, path: String, requestType: String?, requestBody: ByteBuffer?) {
+        init(recorder: Recorder, task: String, release: String, method: String, path: String, requestType: String?, requestBody: ByteBuffer?) {
+            self.recorder = recorder
             self.task = task
+            recorder.begin(task: task, release: release)
             self.method = method
             self.path = path
             self.requestType = requestType
             self.requestBody = requestBody ?? ByteBuffer()
         }
+
+        deinit { if !recorded { recorder.forget(task: task) } }
 
         func request(_ b: ByteBuffer) {
             var b = b

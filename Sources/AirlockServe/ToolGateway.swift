@@ -52,6 +52,8 @@ final class ToolGateway: Sendable {
         case failed
         /// The endpoint took longer than `tools.timeout_seconds`.
         case timeout
+        /// In a replay: the call does not match the next recorded call of its task.
+        case divergent
 
         var httpStatus: HTTPResponse.Status {
             switch self {
@@ -60,6 +62,7 @@ final class ToolGateway: Sendable {
             case .unmapped: return .serviceUnavailable
             case .failed: return .badGateway
             case .timeout: return .gatewayTimeout
+            case .divergent: return .conflict
             }
         }
     }
@@ -68,21 +71,44 @@ final class ToolGateway: Sendable {
     static let maxArgumentsBytes = 64 << 10
     /// The largest result a URL endpoint may answer.
     static let maxResultBytes = 1 << 20
-    /// An undeclared tool is alerted on at most once per release and tool in this many seconds.
+    /// Refusals are alerted on at most once per release in this many seconds (the alert counts
+    /// the refusals since the last one); the runtime picks the tool names, so they never key
+    /// anything that grows.
     static let alertInterval = 600.0
+    /// Calls of one runtime in flight at most; beyond, 429.
+    static let maxCallsInFlight = 16
+    /// Command endpoints running at once, over every runtime (`ToolCommand` blocks a thread).
+    static let maxCommands = 8
 
     private let site: Site
     private let client: HTTPClient
     private let metrics: ServeMetrics
-    private let alerts: AlertSender
+    private let alerts: AlertSender?
     private let logger: Logger
+    /// Answers from a recording instead of the site's endpoints (`airlock replay`).
+    private let script: ReplayScript?
     private let callers = Mutex<[String: Caller]>([:])
-    private let state = Mutex<(endpoints: ToolEndpoints, port: Int?, alerted: [String: Double])>((ToolEndpoints(), nil, [:]))
+    private let state = Mutex<State>(State())
+    /// Command endpoints run here, never on `Blocking`'s queue, which supervision waits on.
+    private let commands = DispatchQueue(label: "airlock.serve.tool-commands", attributes: .concurrent)
+    private let commandSlots = DispatchSemaphore(value: ToolGateway.maxCommands)
+
+    struct State {
+        var endpoints = ToolEndpoints()
+        var port: Int?
+        /// Per release (`name release`): when its refusals were last alerted on, and how many
+        /// came since.
+        var alerted: [String: (at: Double, since: Int)] = [:]
+        /// Calls in flight, by runtime token.
+        var inFlight: [String: Int] = [:]
+    }
     private let observer: (@Sendable (Call) -> Void)?
 
     init(
-        site: Site, client: HTTPClient, metrics: ServeMetrics, alerts: AlertSender, logger: Logger, observer: (@Sendable (Call) -> Void)? = nil
+        site: Site, client: HTTPClient, metrics: ServeMetrics, alerts: AlertSender?, logger: Logger, script: ReplayScript? = nil,
+        observer: (@Sendable (Call) -> Void)? = nil
     ) {
+        self.script = script
         self.site = site
         self.client = client
         self.metrics = metrics
@@ -137,6 +163,9 @@ final class ToolGateway: Sendable {
     }
 
     private func handle(_ request: Request, _ context: BasicRequestContext) async -> Response {
+        // From the request's head to its answer: what the gateway adds to a call (its body
+        // read, its checks, the endpoint or the recording).
+        let started = Timestamp.monotonicSeconds()
         guard let token = context.parameters.get("token"), let caller = callers.withLock({ $0[token] }) else {
             return AirlockServer.error(.notFound, "no runtime has this tool URL; a runtime's AIRLOCK_TOOLS_URL is its own and changes when it restarts")
         }
@@ -156,12 +185,28 @@ final class ToolGateway: Sendable {
             return AirlockServer.error(.badRequest, "the body must be the call's arguments as a JSON object")
         }
         let arguments = CanonicalJSON.encode(value)
-        let started = Timestamp.monotonicSeconds()
+        // A runtime that floods the gateway waits for its own calls, not others'.
+        let admitted = state.withLock { s -> Bool in
+            let n = s.inFlight[token, default: 0]
+            guard n < Self.maxCallsInFlight else { return false }
+            s.inFlight[token] = n + 1
+            return true
+        }
+        guard admitted else {
+            return AirlockServer.error(.tooManyRequests, "at most \(Self.maxCallsInFlight) tool calls of a runtime are answered at once; wait for one to end")
+        }
+        defer {
+            state.withLock { s in
+                let n = s.inFlight[token, default: 1] - 1
+                s.inFlight[token] = n > 0 ? n : nil
+            }
+        }
         let (status, result, error) = await answer(caller: caller, tool: tool, task: task, arguments: arguments)
         let call = Call(
             name: caller.name, release: caller.release, task: task, tool: tool, arguments: arguments, status: status, result: result, error: error,
             seconds: Timestamp.monotonicSeconds() - started)
         metrics.toolCall(name: caller.name, release: caller.release, tool: status == .refused ? nil : tool, status: status.rawValue)
+        script?.observe(call)
         observer?(call)
         if let result { return AirlockServer.json(.ok, ["result": result]) }
         var fields: [String: JSONValue] = ["error": .string(error ?? status.rawValue), "tool": .string(tool)]
@@ -177,6 +222,7 @@ final class ToolGateway: Sendable {
                 "\(caller.release) does not declare the tool \(tool) in its tools/tools.json; the site refuses tools a release does not declare"
             )
         }
+        if let script { return script.answer(release: caller.release, task: task, tool: tool, arguments: arguments) }
         let endpoints = self.endpoints
         guard let target = endpoints.endpoints[tool] else {
             return (.unmapped, nil, "this site maps no endpoint to the tool \(tool) (tools.endpoints in its policy.json)")
@@ -192,24 +238,47 @@ final class ToolGateway: Sendable {
             request.headers.add(name: "X-Airlock-Name", value: caller.name)
             request.headers.add(name: "X-Airlock-Release", value: caller.release)
             request.body = .bytes(arguments)
+            // The deadline covers the whole exchange: AsyncHTTPClient's own stops at the head,
+            // and an endpoint could stall its body for ever.
+            let client = self.client, sent = request
+            let exchange: @Sendable () async throws -> (Int, ByteBuffer) = {
+                let response = try await client.execute(sent, timeout: .milliseconds(Int64(timeout * 1000)))
+                return (Int(response.status.code), try await response.body.collect(upTo: Self.maxResultBytes))
+            }
             do {
-                let response = try await client.execute(request, timeout: .milliseconds(Int64(timeout * 1000)))
-                let bytes = try await response.body.collect(upTo: Self.maxResultBytes)
-                guard (200..<300).contains(response.status.code) else {
+                let (code, bytes) = try await withThrowingTaskGroup(of: (Int, ByteBuffer)?.self) { group in
+                    group.addTask { try await exchange() }
+                    group.addTask {
+                        try await Task.sleep(for: .milliseconds(Int64(timeout * 1000)))
+                        return nil
+                    }
+                    defer { group.cancelAll() }
+                    guard let first = try await group.next(), let answer = first else { throw HTTPClientError.deadlineExceeded }
+                    return answer
+                }
+                guard (200..<300).contains(code) else {
                     let text = String(decoding: Array(buffer: bytes).prefix(200), as: UTF8.self)
-                    return (.failed, nil, "the endpoint of \(tool) answered \(response.status.code): \(Self.oneLine(text))")
+                    return (.failed, nil, "the endpoint of \(tool) answered \(code): \(Self.oneLine(text))")
                 }
                 return Self.parsed(Array(buffer: bytes), tool: tool)
             } catch let e as HTTPClientError where e == .deadlineExceeded || e == .readTimeout || e == .connectTimeout {
                 return (.timeout, nil, "the endpoint of \(tool) did not answer within \(Self.seconds(timeout)) s")
+            } catch let e as NIOTooManyBytesError {
+                return (.failed, nil, "the endpoint of \(tool) answered more than \(Self.maxResultBytes) bytes (\(e))")
             } catch {
                 return (.failed, nil, "the endpoint of \(tool) cannot be reached: \(error)")
             }
         case .command(let argv):
             let name = caller.name, release = caller.release
-            let outcome = await Blocking.run { () -> Result<ToolCommand.Result, any Error> in
-                Result {
-                    try ToolCommand.run(argv, arguments: arguments, tool: tool, task: task, name: name, release: release, timeoutSeconds: timeout)
+            let queue = commands, slots = commandSlots
+            let outcome = await withCheckedContinuation { (done: CheckedContinuation<Result<ToolCommand.Result, any Error>, Never>) in
+                queue.async {
+                    slots.wait()
+                    defer { slots.signal() }
+                    done.resume(
+                        returning: Result {
+                            try ToolCommand.run(argv, arguments: arguments, tool: tool, task: task, name: name, release: release, timeoutSeconds: timeout)
+                        })
                 }
             }
             switch outcome {
@@ -228,19 +297,28 @@ final class ToolGateway: Sendable {
 
     /// Alerts on an undeclared tool, once per release and tool every `alertInterval` seconds.
     private func refused(caller: Caller, tool: String, task: String) {
-        let key = "\(caller.name) \(caller.release) \(tool)"
+        let key = "\(caller.name) \(caller.release)"
         let now = Timestamp.monotonicSeconds()
-        let due = state.withLock { s -> Bool in
-            if let last = s.alerted[key], now - last < Self.alertInterval { return false }
-            s.alerted[key] = now
-            return true
+        // One alert (and one log line) per release every `alertInterval`, counting the
+        // refusals in between; entries older than that are dropped as others are added.
+        let due = state.withLock { s -> Int? in
+            if let last = s.alerted[key], now - last.at < Self.alertInterval {
+                s.alerted[key]!.since += 1
+                return nil
+            }
+            s.alerted = s.alerted.filter { now - $0.value.at < Self.alertInterval }
+            let since = s.alerted[key]?.since ?? 0
+            s.alerted[key] = (now, 0)
+            return since
         }
-        logger.warning("\(caller.name): \(caller.release) called the undeclared tool \(tool) (task \(task)); refused")
-        guard due else { return }
+        guard let since = due else { return }
+        let earlier = since > 0 ? " (and \(since) refused calls before it)" : ""
+        logger.warning("\(caller.name): \(caller.release) called the undeclared tool \(tool) (task \(task)); refused\(earlier)")
+        guard let alerts else { return }
         alerts.queue(
             event: "tool-refused", name: caller.name,
             reason:
-                "\(caller.release) called the tool \(tool), which its tools/tools.json does not declare (task \(task)); the call was refused. Further refusals of it are counted in airlock_tool_calls_total{result=\"refused\"} and alerted again after \(Int(Self.alertInterval / 60)) minutes",
+                "\(caller.release) called the tool \(tool), which its tools/tools.json does not declare (task \(task)); the call was refused\(earlier). Further refusals by this release are counted in airlock_tool_calls_total{result=\"refused\"} and alerted again after \(Int(Self.alertInterval / 60)) minutes at the earliest",
             from: nil, to: caller.release, decision: nil)
     }
 

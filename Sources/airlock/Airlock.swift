@@ -27,8 +27,8 @@ struct Airlock: ParsableCommand {
                     UnpinCommand.self, RemoveCommand.self, GCCommand.self, AuditCommand.self, ServeCommand.self,
                 ]),
             CommandGroup(
-                name: "Rollouts (airlock serve's canaries, breakers, alerts and recordings)",
-                subcommands: [CanaryCommand.self, BreakerCommand.self, AlertsCommand.self, RecordCommand.self]),
+                name: "Rollouts (airlock serve's canaries, breakers, alerts, recordings and replays)",
+                subcommands: [CanaryCommand.self, BreakerCommand.self, AlertsCommand.self, RecordCommand.self, ReplayCommand.self]),
             CommandGroup(name: "Site trust and governance", subcommands: [TrustCommand.self, ApproveCommand.self, EvidenceCommand.self]),
         ]
     )

@@ -19,13 +19,20 @@ import Testing
                 c = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 base = URL if "token" not in c else URL.rsplit("/", 1)[0] + "/" + c["token"]
                 data = c["args"].encode() if isinstance(c["args"], str) else json.dumps(c["args"]).encode()
-                req = urllib.request.Request(base + "/" + c["tool"], data=data, method="POST")
-                if c.get("task"): req.add_header("X-Task-Id", c["task"])
-                try:
-                    r = urllib.request.urlopen(req, timeout=30)
-                    status, body = r.status, r.read()
-                except urllib.error.HTTPError as e:
-                    status, body = e.code, e.read()
+                def one(_=None):
+                    req = urllib.request.Request(base + "/" + c["tool"], data=data, method="POST")
+                    if c.get("task"): req.add_header("X-Task-Id", c["task"])
+                    try:
+                        r = urllib.request.urlopen(req, timeout=30)
+                        return r.status, r.read()
+                    except urllib.error.HTTPError as e:
+                        return e.code, e.read()
+                if c.get("burst"):
+                    from concurrent.futures import ThreadPoolExecutor
+                    with ThreadPoolExecutor(c["burst"]) as pool:
+                        statuses = [s for s, _ in pool.map(one, range(c["burst"]))]
+                    return self.answer({"status": 200, "body": {"statuses": statuses}})
+                status, body = one()
                 self.answer({"status": status, "body": json.loads(body)})
             def answer(self, o):
                 data = json.dumps(o).encode()
@@ -35,7 +42,7 @@ import Testing
                 self.end_headers()
                 self.wfile.write(data)
             def log_message(self, *a): pass
-        http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+        http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
         """
 
     /// The site's `lookup` service: answers each call with what it received.
@@ -44,6 +51,15 @@ import Testing
         class H(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                if self.path == "/stall":
+                    # The head, a part of the body, then nothing.
+                    self.send_response(200)
+                    self.send_header("Content-Length", "100")
+                    self.end_headers()
+                    self.wfile.write(b'{"partial": ')
+                    self.wfile.flush()
+                    import time; time.sleep(30)
+                    return
                 o = {"received": body, "task": self.headers.get("X-Task-Id"), "tool": self.headers.get("X-Airlock-Tool"),
                      "release": self.headers.get("X-Airlock-Release"), "path": self.path}
                 data = json.dumps(o).encode()
@@ -52,7 +68,7 @@ import Testing
                 self.end_headers()
                 self.wfile.write(data)
             def log_message(self, *a): pass
-        http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+        http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
         """
 
     /// The site's `echo` command: prints its arguments and environment back as JSON.
@@ -69,8 +85,9 @@ import Testing
     }
 
     /// One call through the runtime; nil when the runtime did not answer.
-    static func call(_ base: String, _ tool: String, args: Any, task: String? = "task-1", token: String? = nil) throws -> Answer? {
+    static func call(_ base: String, _ tool: String, args: Any, task: String? = "task-1", token: String? = nil, burst: Int? = nil) throws -> Answer? {
         var c: [String: Any] = ["tool": tool, "args": args]
+        if let burst { c["burst"] = burst }
         if let task { c["task"] = task }
         if let token { c["token"] = token }
         let body = String(decoding: try JSONSerialization.data(withJSONObject: c), as: UTF8.self)
@@ -85,7 +102,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try Self.runtime.write(toFile: dir + "/rel/code/runtime.py", atomically: true, encoding: .utf8)
         try FileManager.default.createDirectory(atPath: dir + "/rel/tools", withIntermediateDirectories: true)
-        let declared = ["lookup", "echo", "slow", "broken", "unmapped"].map {
+        let declared = ["lookup", "echo", "slow", "broken", "unmapped", "stall"].map {
             "{\"name\": \"\($0)\", \"description\": \"a tool\", \"permissions\": {\"network\": [], \"read\": [], \"write\": [], \"exec\": []}}"
         }
         try "{\"tools\": [\(declared.joined(separator: ", "))]}".write(toFile: dir + "/rel/tools/tools.json", atomically: true, encoding: .utf8)
@@ -112,6 +129,7 @@ import Testing
         policy["tools"] = [
             "endpoints": [
                 "lookup": ["url": "http://127.0.0.1:\(servicePort)/lookup"],
+                "stall": ["url": "http://127.0.0.1:\(servicePort)/stall"],
                 "echo": ["command": [dir + "/echo.py"]],
                 "slow": ["command": ["/bin/sleep", "30"]],
                 "broken": ["command": ["/bin/sh", "-c", "echo it broke >&2; exit 3"]],
@@ -126,6 +144,8 @@ import Testing
         let installed = try CLI.run(["install", dir + "/v1.airlock", "--root", root, "--activate", "--json"])
         #expect(installed.status == 0, "\(installed.stderr)")
         let release = (try JSONSerialization.jsonObject(with: Data(installed.stdout.utf8)) as? [String: Any])?["release"] as? String
+        // Every task recorded: a runtime must not be able to put calls into tasks it was not given.
+        #expect(try CLI.run(["record", "on", "tl", "--sample", "100%", "--root", root]).status == 0)
         let (serve, port) = try ServeTests.startServe("tl", root: root)
         defer { if serve.isRunning { serve.terminate() } }
         let base = "http://127.0.0.1:\(port)/tl"
@@ -161,6 +181,18 @@ import Testing
         let slow = try #require(try Self.call(base, "slow", args: [:]))
         #expect(slow.status == 504 && (slow.body["error"] as? String)?.contains("within 1 s") == true, "\(slow.body)")
 
+        // An endpoint that sends its head and stalls in its body: cut at the timeout too.
+        let stalled = try #require(try Self.call(base, "stall", args: [:]))
+        #expect(stalled.status == 504, "\(stalled.body)")
+
+        // A runtime that floods the gateway: 16 of its calls at once, the others 429.
+        let burst = try #require(try Self.call(base, "slow", args: [:], burst: 24))
+        let statuses = burst.body["statuses"] as? [Int] ?? []
+        #expect(statuses.count == 24 && statuses.filter { $0 == 429 }.count == 8 && statuses.filter { $0 == 504 }.count == 16, "\(statuses)")
+
+        // Made-up tool names: one alert for the release, whatever the names (checked below).
+        for i in 0..<20 { #expect(try Self.call(base, "made_up_\(i)", args: [:])?.status == 403) }
+
         // Bad calls: no task id, arguments that are not an object, a name that is no tool name,
         // a URL with another secret.
         #expect(try Self.call(base, "echo", args: [:], task: nil)?.status == 400)
@@ -180,11 +212,12 @@ import Testing
             executable: "/usr/bin/env"
         ).stdout
         let rel = release ?? ""
-        #expect(text.contains(#"airlock_tool_calls_total{name="tl",release="\#(rel)",tool="undeclared",result="refused"} 2"#), "\(text)")
+        #expect(text.contains(#"airlock_tool_calls_total{name="tl",release="\#(rel)",tool="undeclared",result="refused"} 22"#), "\(text)")
         #expect(text.contains(#"airlock_tool_calls_total{name="tl",release="\#(rel)",tool="lookup",result="ok"} 1"#))
-        #expect(text.contains(#"tool="slow",result="timeout"} 1"#) && text.contains(#"tool="broken",result="failed"} 1"#))
+        #expect(text.contains(#"tool="slow",result="timeout"} 17"#) && text.contains(#"tool="broken",result="failed"} 1"#))
+        #expect(text.contains(#"tool="stall",result="timeout"} 1"#))
         #expect(text.contains(#"tool="unmapped",result="unmapped"} 1"#))
-        #expect(!text.contains("delete_everything"))
+        #expect(!text.contains("delete_everything") && !text.contains("made_up"))
 
         // Alerted on once (not once per call), naming the release and the tool.
         let alerts = try CLI.run(["alerts", "tl", "--root", root, "--json"])
@@ -192,6 +225,17 @@ import Testing
         let list = try #require(try JSONSerialization.jsonObject(with: Data(alerts.stdout.utf8)) as? [[String: Any]])
         #expect(list.filter { $0["event"] as? String == "tool-refused" }.count == 1, "\(alerts.stdout)")
         #expect(alerts.stdout.contains("delete_everything"))
+
+        // The recording has the runtime's exchanges (each under its own task id), and none of
+        // the calls it made with the ids of tasks that were not in flight (task-1, task-2).
+        let out = dir + "/recorded.jsonl"
+        #expect(try CLI.run(["record", "export", "tl", "--out", out, "--root", root]).status == 0)
+        let recorded = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map {
+            try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
+        }
+        #expect(recorded.count > 10)
+        #expect(!recorded.contains { ["task-1", "task-2"].contains($0["task"] as? String) })
+        #expect(recorded.allSatisfy { ($0["exchanges"] as? [[String: Any]])?.allSatisfy { ($0["tool_calls"] as? [Any])?.isEmpty == true } == true })
     }
 
     @Test func aToolURLOutsideThePerimeterIsRefusedWithThePolicy() throws {

@@ -87,6 +87,8 @@ public enum ErrorCode: String, CaseIterable, Sendable {
     case readFailed = "read-failed"
     case recordInvalid = "record-invalid"
     case recordingDamaged = "recording-damaged"
+    case replayInvalid = "replay-invalid"
+    case replayRequired = "replay-required"
     case readOnly = "read-only"
     case releaseAmbiguous = "release-ambiguous"
     case releaseChanged = "release-changed"

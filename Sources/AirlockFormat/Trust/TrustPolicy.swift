@@ -25,7 +25,9 @@ public struct TrustPolicy: Equatable, Sendable {
     public var siteFields: [String: JSONValue] = [:]
 
     /// The names of those fields (docs/trust.md).
-    public static let siteFieldNames: Set<String> = ["perimeter", "require_eval", "min_eval_score", "approvals", "rollout", "tools"]
+    public static let siteFieldNames: Set<String> = [
+        "perimeter", "require_eval", "min_eval_score", "approvals", "rollout", "tools", "require_replay", "replay_threshold",
+    ]
 
     /// The default policy: threshold 1, no key revoked or expiring, no site fields.
     public init() {}

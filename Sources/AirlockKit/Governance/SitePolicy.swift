@@ -26,6 +26,9 @@ public struct SitePolicy: Equatable, Sendable {
     /// Where the tool gateway of `airlock serve` sends each declared tool's calls
     /// (docs/replay.md, "The tool gateway").
     public var tools = ToolEndpoints()
+    /// Replays: the default threshold of `airlock replay`, and whether `canary start` needs a
+    /// passing replay of the candidate first (docs/replay.md).
+    public var replay = ReplayPolicy()
 
     /// The defaults: an empty perimeter, no eval required, one approval for an activation that
     /// widens permissions and none for a first activation.
@@ -70,6 +73,14 @@ public struct SitePolicy: Equatable, Sendable {
             case "require_eval":
                 guard case .bool(let b) = value else { throw TrustPolicy.invalid(path, "\"require_eval\" must be true or false") }
                 p.requireEval = b
+            case "require_replay":
+                guard case .bool(let b) = value else { throw TrustPolicy.invalid(path, "\"require_replay\" must be true or false") }
+                p.replay.required = b
+            case "replay_threshold":
+                guard case .number(let t) = value, let x = Double(t), x.isFinite, (0...1).contains(x) else {
+                    throw TrustPolicy.invalid(path, "\"replay_threshold\" must be a number from 0 to 1 (a share of tasks)")
+                }
+                p.replay.threshold = x
             case "approvals":
                 guard case .object(let o) = value else { throw TrustPolicy.invalid(path, "\"approvals\" must be an object") }
                 for (k, x) in o {
@@ -110,6 +121,8 @@ public struct SitePolicy: Equatable, Sendable {
             "approvals": .object(["threshold": .integer(approvalThreshold), "first_activation": .bool(approveFirstActivation)]),
             "rollout": rollout.fields,
             "tools": tools.fields,
+            "require_replay": .bool(replay.required),
+            "replay_threshold": .number(EvalAttestation.decimal(replay.threshold)),
         ]
     }
 }
@@ -161,4 +174,17 @@ public struct SiteTrust: Sendable {
         p.siteFields = policy.fields
         return p.json
     }
+}
+
+/// The site's replay policy: `replay_threshold` (the share of tasks a candidate may diverge on
+/// beyond the noise floor, default 0) and `require_replay` (`canary start` refuses a candidate
+/// without a passing replay report against the current release, default false).
+public struct ReplayPolicy: Sendable, Equatable {
+    /// Whether `canary start` needs a passing replay.
+    public var required = false
+    /// The threshold of `airlock replay` when none is given, and of the check.
+    public var threshold = 0.0
+
+    /// No replay required; threshold 0.
+    public init() {}
 }

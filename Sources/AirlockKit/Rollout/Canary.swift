@@ -130,6 +130,11 @@ public enum CanaryStore {
                 .usage, .canaryInvalid, "\(candidate) declares no serve section, so airlock serve cannot run it; a canary needs a release that runs")
         }
         let (trust, policy) = try Activation.loadPolicy(site: site)
+        if let replay = trust?.policy.replay, replay.required,
+            let why = try ReplayStore.refusal(site: site, name: name, candidate: candidate, incumbent: incumbent, threshold: replay.threshold)
+        {
+            throw AirlockError(.policy, .replayRequired, why)
+        }
         let settings = (trust?.policy.rollout ?? RolloutPolicy()).settings(for: name)
         let steps = given ?? settings.steps
         guard !steps.isEmpty, steps.allSatisfy({ $0 >= 0.01 && $0 <= 100 }), zip(steps, steps.dropFirst()).allSatisfy({ $0 < $1 }) else {

@@ -485,3 +485,56 @@ public enum RecordingExport {
         }
     }
 }
+
+/// The replays a site ran (`airlock replay`), by the candidate's bundle id, in
+/// `<root>/<name>/.serve/replays/<bundle id hex>.json`: what `canary start` checks when the site
+/// policy says `require_replay`.
+public enum ReplayStore {
+    /// The folder of a name's replay results.
+    public static func directory(site: Site, name: String) -> String { CanaryStore.directory(site: site, name: name) + "/replays" }
+
+    /// Keeps `summary` (the report's JSON without its tasks) for the candidate `bundle`, under
+    /// the site lock, logged in the history.
+    public static func save(site: Site, name: String, candidate bundle: SHA256Digest, summary: JSONValue, lockTimeout: Double = 30) throws {
+        let lock = try site.lockForWriting(command: "replay", timeout: lockTimeout)
+        defer { withExtendedLifetime(lock) {} }
+        let serve = CanaryStore.directory(site: site, name: name)
+        try site.ensureDirectory(serve, what: "the rollout state folder of \(name)")
+        let dir = directory(site: site, name: name)
+        try site.ensureDirectory(dir, what: "the replay results of \(name)")
+        try FileIO.writeAtomically(dir + "/" + bundle.hex + ".json", CanonicalJSON.encode(summary) + [0x0A], mode: 0o600)
+        var fields: [String: JSONValue] = ["candidate": .string(bundle.prefixed)]
+        if let o = summary.objectValue {
+            for k in ["passed", "beyond_noise_rate", "threshold", "tasks"] { fields[k] = o[k] ?? .null }
+            fields["baseline"] = o["baseline"]?.objectValue?["bundle_id"] ?? .null
+        }
+        try History.append(site, action: "replay", name: name, fields)
+    }
+
+    /// The replay kept for the candidate `bundle`, nil when there is none.
+    public static func load(site: Site, name: String, candidate bundle: SHA256Digest) throws -> JSONValue? {
+        let path = directory(site: site, name: name) + "/" + bundle.hex + ".json"
+        guard FileIO.exists(path) else { return nil }
+        let bytes = try FileIO.read(path, limit: 1 << 20, what: "replay result", siteFile: true)
+        return try? JSONParser.parse(Array(bytes.prefix { $0 != 0x0A }))
+    }
+
+    /// Why `canary start` refuses `candidate` under a policy that requires a passing replay
+    /// against `incumbent` within `threshold`; nil when a kept replay allows it.
+    static func refusal(site: Site, name: String, candidate: String, incumbent: String, threshold: Double) throws -> String? {
+        let candidateID = SHA256Digest.of(try site.manifestBytes(name, candidate))
+        let incumbentID = SHA256Digest.of(try site.manifestBytes(name, incumbent))
+        let how = "run `airlock replay \(name) \(candidate)` (against the current release) first"
+        guard let r = try load(site: site, name: name, candidate: candidateID)?.objectValue else {
+            return "the site requires a passing replay before a canary (require_replay) and \(candidate) has none; \(how)"
+        }
+        guard r["baseline"]?.objectValue?["bundle_id"]?.stringValue == incumbentID.prefixed else {
+            return "the replay kept for \(candidate) compared it with another release than the current one (\(incumbent)); \(how)"
+        }
+        guard case .number(let text)? = r["beyond_noise_rate"], let rate = Double(text), rate <= threshold + 1e-12 else {
+            return
+                "the replay of \(candidate) diverged beyond the noise floor on more tasks than the site allows (replay_threshold \(EvalAttestation.decimal(threshold))); \(how) once it is fixed"
+        }
+        return nil
+    }
+}

@@ -6,7 +6,9 @@ Usage: agent.py [--root RELEASE_DIR] [QUESTION...]
 With no question, reads questions from stdin, one per line. With --serve, answers over HTTP
 (Python's standard library only) on 127.0.0.1:$PORT, or on the unix socket $AIRLOCK_SOCKET:
   GET  /healthz     200 once the index is loaded
-  POST /v1/answer   {"question": "..."} -> {"answer": "...", "release": "..."}
+  POST /v1/answer   {"question": "..."} -> {"answer": "..."} (the answer alone: under serve,
+                    X-Airlock-Release names the release, and an answer that named it would
+                    differ between releases that decide the same, in a replay)
 Under `airlock serve` ($AIRLOCK_TOOLS_URL set) it searches through the site's tool gateway:
 POST $AIRLOCK_TOOLS_URL/search_kb {"query": ..., "limit": ...} with the task's X-Task-Id.
 """
@@ -120,8 +122,8 @@ def serve(root, system, tools, index):
             try:
                 text = answer(question, tools, index, system=system, search=search)
             except ToolError as e:
-                return self.reply(502, {"error": f"the knowledge base cannot be searched: {e}", "release": release})
-            self.reply(200, {"answer": text, "release": release})
+                return self.reply(502, {"error": f"the knowledge base cannot be searched: {e}"})
+            self.reply(200, {"answer": text})
 
         def address_string(self):
             return "local"
