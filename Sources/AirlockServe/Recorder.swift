@@ -58,14 +58,14 @@ final class Recorder: Sendable {
     func adopt(_ settings: RecordingSettings?) {
         let changed = state.withLock { s -> Bool in
             defer { s.settings = settings }
-            if settings == nil {
+            if settings?.enabled != true {
                 s.calls = [:]
                 s.pendingBytes = 0
             }
             return s.settings != settings
         }
         guard changed else { return }
-        logger.info("\(name): recording \(settings.map { "on, \(EvalAttestation.decimal($0.sample * 100))% of tasks" } ?? "off")")
+        logger.info("\(name): recording \(settings.flatMap { $0.enabled ? "on, \(EvalAttestation.decimal($0.sample * 100))% of tasks" : nil } ?? "off")")
         queue.async { [self, site, name, logger] in
             guard let settings else {
                 writer.writer?.sync()
@@ -92,7 +92,7 @@ final class Recorder: Sendable {
     /// What `airlock serve`'s status shows.
     var status: JSONValue {
         state.withLock { s in
-            guard let settings = s.settings else { return .null }
+            guard let settings = s.settings, settings.enabled else { return .null }
             return .object([
                 "sample": .number(EvalAttestation.decimal(settings.sample)), "recorded": .integer(s.recorded), "dropped": .integer(s.dropped),
             ])
@@ -153,31 +153,39 @@ final class Recorder: Sendable {
     }
 
     /// One exchange the runtime answered, with the tool calls of its task since the last one.
+    /// The line is made on the recorder's queue, not on the event loop that ended the exchange.
     func exchange(_ c: Capture, release: String) {
         c.recorded = true
-        let calls = state.withLock { s -> [JSONValue] in
+        let (calls, callBytes) = state.withLock { s -> ([JSONValue], Int) in
             let entry = s.calls.removeValue(forKey: c.task)
             if let entry { s.pendingBytes -= entry.bytes }
             Self.leave(&s, c.task)
-            return entry?.list ?? []
+            return (entry?.list ?? [], entry?.bytes ?? 0)
         }
-        var request: [String: JSONValue] = ["method": .string(c.method), "path": .string(c.path), "content_type": c.requestType.map { .string($0) } ?? .null]
-        Self.body(c.requestBody, into: &request)
-        var response: [String: JSONValue] = [
-            "status": .integer(c.status), "content_type": c.responseType.map { .string($0) } ?? .null, "truncated": .bool(c.truncated),
-        ]
-        Self.body(c.responseBody, into: &response)
-        let exchange: JSONValue = .object([
-            "at": .string(Timestamp.format(Timestamp.now())), "release": .string(release), "request": .object(request), "response": .object(response),
-            "tool_calls": .array(calls),
-        ])
-        write(RecordingEvents.exchange(task: c.task, exchange))
+        let task = c.task, method = c.method, path = c.path, requestType = c.requestType, requestBody = c.requestBody
+        let status = c.status, responseType = c.responseType, responseBody = c.responseBody, truncated = c.truncated
+        let at = Timestamp.format(Timestamp.now())
+        // Bodies escaped or in base64 take at most about twice their size.
+        let estimate = 2 * (requestBody.readableBytes + responseBody.readableBytes) + callBytes + 512
+        write(estimate: estimate) {
+            var request: [String: JSONValue] = ["method": .string(method), "path": .string(path), "content_type": requestType.map { .string($0) } ?? .null]
+            Self.body(requestBody, into: &request)
+            var response: [String: JSONValue] = [
+                "status": .integer(status), "content_type": responseType.map { .string($0) } ?? .null, "truncated": .bool(truncated),
+            ]
+            Self.body(responseBody, into: &response)
+            let exchange: JSONValue = .object([
+                "at": .string(at), "release": .string(release), "request": .object(request), "response": .object(response), "tool_calls": .array(calls),
+            ])
+            return RecordingEvents.exchange(task: task, exchange)
+        }
     }
 
     /// The outcome of a task (recorded only when its task is sampled).
     func outcome(task: String, release: String, _ outcome: TaskOutcome) {
         guard samples(task) else { return }
-        write(RecordingEvents.outcome(task: task, release: release, outcome))
+        let line = RecordingEvents.outcome(task: task, release: release, outcome)
+        write(estimate: line.count) { line }
     }
 
     /// Makes what was written durable (each supervision tick).
@@ -193,10 +201,11 @@ final class Recorder: Sendable {
         }
     }
 
-    private func write(_ line: [UInt8]) {
-        let size = line.count
+    /// Queues a line (`make` runs on the recorder's queue) when `estimate` more bytes fit in
+    /// what waits for the disk.
+    private func write(estimate size: Int, _ make: @escaping @Sendable () -> [UInt8]) {
         let accepted = state.withLock { s -> Bool in
-            guard s.settings != nil, s.queuedBytes + size <= Self.maxQueuedBytes else {
+            guard s.settings?.enabled == true, s.queuedBytes + size <= Self.maxQueuedBytes else {
                 s.dropped += 1
                 return false
             }
@@ -208,7 +217,7 @@ final class Recorder: Sendable {
             var ok = false
             if let w = writer.writer {
                 do {
-                    try w.append(line)
+                    try w.append(make())
                     ok = true
                 } catch {
                     logger.error("\(name): cannot write a recorded task: \(error)")

@@ -61,6 +61,8 @@ actor Supervisor {
     /// Trips that happened while another action of the name ran: never dropped.
     var queuedTrips: [String: [Action]] = [:]
     var ticks = 0
+    /// Why the site's policy did not read at the last try (logged once).
+    var policyProblem: String?
 
     init(site: Site, names: [String], client: HTTPClient, logger: Logger, metrics: ServeMetrics) {
         self.site = site
@@ -408,11 +410,23 @@ actor Supervisor {
     /// One round of supervision; `serve` runs it every 200 ms.
     func tick() async {
         ticks += 1
-        if ticks % 25 == 0, let sitePolicy = try? Self.sitePolicy(site) {
-            let policy = sitePolicy.rollout
-            tools.endpoints = sitePolicy.tools
-            alerts.settings = policy.alerts
-            for name in names { table.with(name) { $0.book.adopt(settings: policy.settings(for: name)) } }
+        if ticks % 25 == 0 {
+            do {
+                let sitePolicy = try Self.sitePolicy(site)
+                let policy = sitePolicy.rollout
+                tools.endpoints = sitePolicy.tools
+                alerts.settings = policy.alerts
+                for name in names { table.with(name) { $0.book.adopt(settings: policy.settings(for: name)) } }
+                policyProblem = nil
+            } catch {
+                // Fail closed for tools: endpoints the site's policy no longer vouches for (a host
+                // taken out of the perimeter, say) get no call. The rest keeps its last settings.
+                tools.endpoints = ToolEndpoints()
+                if policyProblem != "\(error)" {
+                    policyProblem = "\(error)"
+                    logger.error("the site's policy does not read (\(error)); no tool call is forwarded until it does")
+                }
+            }
         }
         let now = Timestamp.monotonicSeconds()
         let wall = Self.wallNow()

@@ -167,7 +167,7 @@ import Testing
         #expect {
             _ = try RecordingReader.readTasks(file: tmp.file("cut.jsonl.gz"))
         } throws: { e in
-            (e as? AirlockError)?.message.contains("cut short after line 5") == true
+            (e as? AirlockError)?.message.contains("cut short after line 4") == true
         }
         // The same task twice.
         let twice = tmp.file("twice.jsonl")
@@ -184,5 +184,32 @@ import Testing
         var other = s
         other.salt = String(repeating: "cd", count: 32)
         #expect((0..<1000).contains { s.samples("task-\($0)") != other.samples("task-\($0)") })
+    }
+
+    /// Review findings: a segment `record purge` unlinked under a running writer, an event
+    /// larger than a segment, and the retention of recordings left after `record off`.
+    @Test func purgeUnderAWriterAnOversizedEventAndRetentionWhenOff() throws {
+        let s = RecordingSite()
+        let w = try RecordingWriter(site: s.site, name: Self.name, settings: Self.settings(maxBytes: 1 << 20))
+        try w.append(RecordingEvents.exchange(task: "before", Self.exchange("a")))
+        for seg in RecordingWriter.segments(s.directory) { unlink(s.directory + "/" + seg.file) }
+        try w.append(RecordingEvents.exchange(task: "after", Self.exchange("b")))
+        #expect(try RecordingReader.read(site: s.site, name: Self.name).tasks.map(\.task) == ["after"])
+
+        var g = SystemRandomNumberGenerator()
+        let noise = (0..<(1 << 18)).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &g)) }.joined()
+        #expect(throws: AirlockError.self) { try w.append(RecordingEvents.exchange(task: "huge", Self.exchange(noise))) }
+        #expect(try RecordingReader.read(site: s.site, name: Self.name).tasks.map(\.task) == ["after"])
+
+        // Off, with a retention of one day: a segment older than that is not read.
+        var off = Self.settings(retentionDays: 1)
+        off.enabled = false
+        #expect(!off.samples("anything"))
+        try FileIO.writeAtomically(
+            CanaryStore.directory(site: s.site, name: Self.name) + "/" + RecordingStore.settingsFile, JSONCoding.encoder.encode(off), mode: 0o600)
+        let old = "\(Int64((RecordingWriter.wallNow() - 3 * 86_400) * 1000))-1-1.jsonl.gz"
+        try Data(Gzip.member(RecordingEvents.exchange(task: "old", Self.exchange("c")) + [0x0A])).write(to: URL(fileURLWithPath: s.directory + "/" + old))
+        #expect(try RecordingReader.read(site: s.site, name: Self.name).tasks.map(\.task) == ["after"])
+        #expect(try RecordingStore.load(site: s.site, name: Self.name)?.enabled == false)
     }
 }

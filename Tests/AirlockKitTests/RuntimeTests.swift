@@ -128,6 +128,29 @@ import Testing
             try Runtime.start(site: site, name: r.name, release: "9.9.9-000000000000", spec: spec)
         } throws: { ($0 as? AirlockError)?.code == "release-unknown" }
     }
+
+    /// Review finding: every runtime ran as `nobody`, so one could read another's environment
+    /// (its tool URL with its secret) in /proc. Each now runs as a user of its own.
+    @Test func runtimesDoNotShareAUser() throws {
+        guard geteuid() == 0 else { return }  // as another user, runtimes run as that user
+        let tmp = TempDir()
+        let (site, r, spec) = try installed(tmp, listen: "port")
+        let a = try Runtime.start(site: site, name: r.name, release: r.release, spec: spec, environment: ["AIRLOCK_TOOLS_URL=http://127.0.0.1:1/t/secret-a"])
+        defer { a.stop(graceSeconds: 0) }
+        let b = try Runtime.start(site: site, name: r.name, release: r.release, spec: spec, environment: ["AIRLOCK_TOOLS_URL=http://127.0.0.1:1/t/secret-b"])
+        defer { b.stop(graceSeconds: 0) }
+        #expect(try get(a.address).status == 0 && get(b.address).status == 0)
+        func uid(_ pid: pid_t) throws -> uid_t? {
+            let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+            let line = status.split(separator: "\n").first { $0.hasPrefix("Uid:") }
+            return line.flatMap { $0.split(separator: "\t").dropFirst().first }.flatMap { uid_t(String($0)) }
+        }
+        let ua = try #require(try uid(a.pid)), ub = try #require(try uid(b.pid))
+        #expect(ua != ub && Runtime.isolatedUsers.contains(ua) && Runtime.isolatedUsers.contains(ub))
+        // As runtime A's user, B's environment cannot be read.
+        let peek = try run(["/usr/bin/setpriv", "--reuid=\(ua)", "--regid=\(ua)", "--clear-groups", "--", "cat", "/proc/\(b.pid)/environ"])
+        #expect(peek.status != 0 && !peek.stdout.contains("secret-b"), "\(peek.stdout)")
+    }
 }
 
 /// The serve token: made once, exclusively, 0600; a token others can read, or a link in its

@@ -40,8 +40,8 @@ enum Gzip {
     }
 
     /// Reads the gzip members of the file `fd` from its start and hands each line (without its
-    /// newline) to `line`, with its number (from 1), streaming: memory holds one chunk and one
-    /// line. A line longer than `maxLineBytes` is `corrupt`. Returns nil when the whole file
+    /// newline) to `line`, with its number (from 1), once the member that holds it has ended
+    /// and its checksum matched, streaming: memory holds one chunk and one member's lines. A line longer than `maxLineBytes` is `corrupt`. Returns nil when the whole file
     /// was read, or the damage that stopped it, after every complete line before it.
     static func forEachLine(fd: Int32, maxLineBytes: Int, _ line: (Int, [UInt8]) throws -> Void) throws -> Damage? {
         var s = z_stream()
@@ -50,6 +50,9 @@ enum Gzip {
         var input = [UInt8](repeating: 0, count: 1 << 20)
         var output = [UInt8](repeating: 0, count: 1 << 18)
         var pending: [UInt8] = []
+        /// Lines of the member being read, handed over when it ends whole.
+        var held: [[UInt8]] = []
+        var heldBytes = 0
         var number = 0
         var offset: off_t = 0
         var inMember = false
@@ -82,19 +85,25 @@ enum Gzip {
                 full = produced == output.count
                 for b in output[0..<produced] {
                     if b == 0x0A {
-                        number += 1
-                        try line(number, pending)
+                        held.append(pending)
+                        heldBytes += pending.count
                         pending.removeAll(keepingCapacity: true)
                     } else {
                         pending.append(b)
-                        if pending.count > maxLineBytes { return .corrupt("line \(number + 1) is longer than \(maxLineBytes) bytes") }
                     }
+                    if pending.count + heldBytes > maxLineBytes { return .corrupt("line \(number + held.count + 1) is longer than \(maxLineBytes) bytes") }
                 }
                 switch status {
                 case Z_STREAM_END:
                     inMember = false
                     full = false
                     inflateReset(&s)
+                    for l in held {
+                        number += 1
+                        try line(number, l)
+                    }
+                    held.removeAll(keepingCapacity: true)
+                    heldBytes = 0
                 case Z_OK:
                     break
                 case Z_BUF_ERROR:

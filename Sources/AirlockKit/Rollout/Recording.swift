@@ -19,6 +19,9 @@ public struct RecordingSettings: Sendable, Equatable, Codable {
     public var salt: String
     /// When recording was turned on.
     public var since: String
+    /// Recording is on; off, the settings stay so that the retention is still enforced on what
+    /// was recorded.
+    public var enabled = true
 
     /// The defaults of `airlock record on`.
     public static let defaultMaxBytes: Int64 = 1 << 30
@@ -29,11 +32,34 @@ public struct RecordingSettings: Sendable, Equatable, Codable {
         case sample, salt, since
         case maxBytes = "max_bytes"
         case retentionDays = "retention_days"
+        case enabled = "on"
+    }
+
+    /// The settings given (on).
+    public init(sample: Double, maxBytes: Int64, retentionDays: Int, salt: String, since: String, enabled: Bool = true) {
+        self.sample = sample
+        self.maxBytes = maxBytes
+        self.retentionDays = retentionDays
+        self.salt = salt
+        self.since = since
+        self.enabled = enabled
+    }
+
+    /// Decodes the settings file (`on` is true when absent).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        sample = try c.decode(Double.self, forKey: .sample)
+        maxBytes = try c.decode(Int64.self, forKey: .maxBytes)
+        retentionDays = try c.decode(Int.self, forKey: .retentionDays)
+        salt = try c.decode(String.self, forKey: .salt)
+        since = try c.decode(String.self, forKey: .since)
+        enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? true
     }
 
     /// Whether `task` is recorded: the first 8 bytes of SHA-256(salt, task id) below the share
     /// (never the process-seeded `Hasher`), so the same task is sampled by every process.
     public func samples(_ task: String) -> Bool {
+        guard enabled else { return false }
         if sample >= 1 { return true }
         let digest = SHA256Digest.of(Array(salt.utf8) + [0] + Array(task.utf8)).bytes
         let x = digest.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
@@ -51,8 +77,8 @@ public enum RecordingStore {
     /// The folder of the name's recordings.
     public static func directory(site: Site, name: String) -> String { CanaryStore.directory(site: site, name: name) + "/" + folder }
 
-    /// The name's recording settings, nil while recording is off. Throws `site-unsafe` and
-    /// `state-corrupt`.
+    /// The name's recording settings (`enabled` false once turned off), nil when recording was
+    /// never turned on. Throws `site-unsafe` and `state-corrupt`.
     public static func load(site: Site, name: String) throws -> RecordingSettings? {
         let path = CanaryStore.directory(site: site, name: name) + "/" + settingsFile
         guard FileIO.exists(path) else { return nil }
@@ -77,10 +103,16 @@ public enum RecordingStore {
         guard (1...3650).contains(retentionDays) else { throw AirlockError(.usage, .recordInvalid, "--retention-days must be from 1 to 3650") }
         let lock = try site.lockForWriting(command: "record on", timeout: lockTimeout)
         defer { withExtendedLifetime(lock) {} }
-        guard site.isInstalledName(name) else { throw AirlockError(.usage, .nameUnknown, "\(name) has no release installed on this site") }
+        try site.requireInstalled(name)
         var random = SystemRandomNumberGenerator()
         let salt = SHA256Digest(bytes: (0..<32).map { _ in UInt8.random(in: 0...255, using: &random) }).hex
-        let old = try load(site: site, name: name)
+        // Settings that do not read (damaged by hand) are replaced, and the history says so.
+        let old: RecordingSettings?
+        var replaced = false
+        do { old = try load(site: site, name: name) } catch let e as AirlockError where e.code == ErrorCode.stateCorrupt.rawValue {
+            old = nil
+            replaced = true
+        }
         let settings = RecordingSettings(
             sample: sample, maxBytes: maxBytes, retentionDays: retentionDays, salt: old?.salt ?? salt,
             since: old?.since ?? Timestamp.format(Timestamp.now()))
@@ -91,21 +123,30 @@ public enum RecordingStore {
             site, action: "record-on", name: name,
             [
                 "sample": .number(EvalAttestation.decimal(sample)), "max_bytes": .integer(Int(maxBytes)),
-                "retention_days": .integer(retentionDays),
+                "retention_days": .integer(retentionDays), "replaced_damaged_settings": .bool(replaced),
             ])
         return settings
     }
 
     /// Turns recording of `name` off, under the site lock; what was recorded stays until its
-    /// retention or `purge`. Returns whether it was on.
+    /// retention (still enforced, by `serve` and by the readers) or `purge`. Settings that do
+    /// not read are removed. Returns whether it was on.
     @discardableResult
     public static func off(site: Site, name: String, lockTimeout: Double = 30) throws -> Bool {
         let lock = try site.lockForWriting(command: "record off", timeout: lockTimeout)
         defer { withExtendedLifetime(lock) {} }
+        try site.requireInstalled(name)
         let path = CanaryStore.directory(site: site, name: name) + "/" + settingsFile
-        guard try load(site: site, name: name) != nil else { return false }
-        guard Sys.unlink(path) == 0 || errno == ENOENT else { throw AirlockError.io(.writeFailed, "cannot remove \(path)", errno: errno) }
-        FileIO.syncParentDirectory(of: path)
+        let current: RecordingSettings?
+        do { current = try load(site: site, name: name) } catch let e as AirlockError where e.code == ErrorCode.stateCorrupt.rawValue {
+            guard Sys.unlink(path) == 0 || errno == ENOENT else { throw AirlockError.io(.writeFailed, "cannot remove \(path)", errno: errno) }
+            FileIO.syncParentDirectory(of: path)
+            try History.append(site, action: "record-off", name: name, ["removed_damaged_settings": .bool(true)])
+            return false
+        }
+        guard var settings = current, settings.enabled else { return false }
+        settings.enabled = false
+        try FileIO.writeAtomically(path, JSONCoding.encoder.encode(settings), mode: 0o600)
         try History.append(site, action: "record-off", name: name)
         return true
     }
@@ -115,7 +156,11 @@ public enum RecordingStore {
     public static func purge(site: Site, name: String, lockTimeout: Double = 30) throws -> (segments: Int, bytes: Int64) {
         let lock = try site.lockForWriting(command: "record purge", timeout: lockTimeout)
         defer { withExtendedLifetime(lock) {} }
+        try site.requireInstalled(name)
         let dir = directory(site: site, name: name)
+        // Never through a link: the folders must be the site owner's own.
+        try SiteSafety.expect(CanaryStore.directory(site: site, name: name), S_IFDIR, owner: geteuid(), what: "the rollout state folder of \(name)")
+        try SiteSafety.expect(dir, S_IFDIR, owner: geteuid(), what: "the recordings folder of \(name)")
         var segments = 0
         var bytes: Int64 = 0
         for s in RecordingWriter.segments(dir) {
@@ -191,6 +236,19 @@ public final class RecordingWriter {
     /// a line cut short by a full disk is removed again.
     public func append(_ line: [UInt8]) throws {
         let member = Gzip.member(line + [0x0A])
+        guard Int64(member.count) <= segmentLimit else {
+            throw AirlockError(.io, .writeFailed, "a recorded event of \(member.count) bytes compressed is larger than a segment (\(segmentLimit)); dropped")
+        }
+        // `record purge` unlinked the open segment: a new one, so that nothing goes to a file
+        // nobody can read.
+        if let c = current {
+            var st = stat()
+            if fstat(c.fd, &st) != 0 || st.st_nlink == 0 {
+                close(c.fd)
+                current = nil
+                others = Self.segments(directory)
+            }
+        }
         // A segment holds a day at most, so that the retention deletes by the day.
         if let c = current, c.segment.size + Int64(member.count) > segmentLimit || c.segment.started < Self.wallNow() - 86_400 { closeCurrent() }
         enforce(adding: Int64(member.count))
@@ -309,12 +367,22 @@ public enum RecordingReader {
         let dir = RecordingStore.directory(site: site, name: name)
         var builder = Builder()
         var dropped = 0
-        let segments = RecordingWriter.segments(dir)
+        // Past the retention is not read, whether serve deleted it yet or not.
+        let retention = (try? RecordingStore.load(site: site, name: name))??.retentionDays
+        let horizon = retention.map { RecordingWriter.wallNow() - Double($0) * 86_400 } ?? -.infinity
+        let segments = RecordingWriter.segments(dir).filter { $0.started >= horizon }
         for s in segments {
             let path = dir + "/" + s.file
-            let fd = Sys.open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-            guard fd >= 0 else { throw FileIO.openFailure(path, what: "recording", errno: errno) }
+            let fd = Sys.open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+            guard fd >= 0 else {
+                if errno == ENOENT { continue }  // deleted meanwhile (the cap, the retention)
+                throw FileIO.openFailure(path, what: "recording", errno: errno)
+            }
             defer { close(fd) }
+            var st = stat()
+            guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == geteuid() else {
+                throw SiteSafety.unexpected(path, "not a regular file of the site's owner", expected: "a recording segment")
+            }
             let damage = try Gzip.forEachLine(fd: fd, maxLineBytes: maxLineBytes) { number, line in
                 try builder.event(line, at: "\(path):\(number)")
             }

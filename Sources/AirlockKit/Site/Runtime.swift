@@ -8,7 +8,9 @@ import Glibc
 /// A release's runtime: its `serve` command (`ServeSpec`) running as a supervised child, the
 /// way health checks run (docs/release.md, "Serve"): `/bin/sh -c` in the release's `payload/`
 /// folder, a clean environment, a process group of its own, no inherited descriptor, and, when
-/// Airlock runs as root, as `nobody` (the command comes from a bundle).
+/// Airlock runs as root, as a user of its own (`isolatedUser`: the command comes from a bundle,
+/// and no runtime may read another's environment, memory or descriptors, as it could if they
+/// all ran as `nobody`).
 ///
 /// The runtime learns where to listen from its environment: `PORT` (a free loopback port
 /// Airlock picked) or `AIRLOCK_SOCKET` (a socket path in a folder of its own under `.staging/`,
@@ -65,6 +67,7 @@ public final class Runtime {
         let dir = site.releaseDirectory(name, release)
         guard FileIO.isDirectory(dir) else { throw AirlockError(.usage, .releaseUnknown, "\(name) has no installed release \(release)") }
         let asNobody = geteuid() == 0
+        let user: uid_t = asNobody ? isolatedUser() : geteuid()
         if asNobody && !FileIO.exists("/usr/bin/setpriv") {
             throw AirlockError(
                 .io, .spawnFailed,
@@ -83,7 +86,7 @@ public final class Runtime {
             environment.append("PORT=\(port)")
             address = .port(port)
         case .socket:
-            let folder = try makeSocketFolder(site: site, owner: asNobody ? 65534 : geteuid())
+            let folder = try makeSocketFolder(site: site, owner: user)
             socketFolder = folder
             let path = folder.path + "/runtime.sock"
             guard path.utf8.count < 108 else {
@@ -98,7 +101,7 @@ public final class Runtime {
         }
         let log = try HealthCheck.privateLog(site: site)
         var argv = ["/bin/sh", "-c", "cd \"$0\" && exec /bin/sh -c \"$1\"", dir + "/" + SiteLayout.releasePayload + "/", spec.command]
-        if asNobody { argv = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"] + argv }
+        if asNobody { argv = ["/usr/bin/setpriv", "--reuid=\(user)", "--regid=\(user)", "--clear-groups", "--"] + argv }
         let pid: pid_t
         do {
             pid = try Subprocess.spawn(argv, environment: environment, stdout: .descriptor(log), stderr: .descriptor(log))
@@ -108,8 +111,21 @@ public final class Runtime {
             throw error
         }
         let runtime = Runtime(name: name, release: release, spec: spec, address: address, pid: pid, log: log, socketFolder: socketFolder)
-        runtime.owner = asNobody ? 65534 : geteuid()
+        runtime.owner = user
         return runtime
+    }
+
+    /// The first of the user and group ids runtimes run as when Airlock runs as root, and how
+    /// many there are. No account names them: a runtime's uid (and gid) owns nothing on the
+    /// machine but its socket folder, and is picked at random among them for each start, so
+    /// that two runtimes (of any name, of `serve` or of a replay) share one with a chance of
+    /// about one in 50 million per pair.
+    public static let isolatedUsers: ClosedRange<uid_t> = 2_000_000_000...2_099_999_999
+
+    /// A user id of `isolatedUsers`, from the system's random generator.
+    static func isolatedUser() -> uid_t {
+        var g = SystemRandomNumberGenerator()
+        return uid_t.random(in: isolatedUsers, using: &g)
     }
 
     /// Where to connect to the runtime, nil until it can be reached. For a unix socket: its

@@ -73,7 +73,7 @@ struct RecordCommand: ParsableCommand {
             let segments = RecordingWriter.segments(RecordingStore.directory(site: site, name: name))
             let bytes = segments.reduce(Int64(0)) { $0 + $1.size }
             var o: [String: JSONValue] = [
-                "name": .string(name), "on": .bool(settings != nil), "segments": .integer(segments.count), "bytes": .integer(Int(bytes)),
+                "name": .string(name), "on": .bool(settings?.enabled == true), "segments": .integer(segments.count), "bytes": .integer(Int(bytes)),
                 "oldest": segments.first.map { .string(Timestamp.format(Int64($0.started))) } ?? .null,
             ]
             if let s = settings {
@@ -86,12 +86,12 @@ struct RecordCommand: ParsableCommand {
                 Output.json(.object(o))
                 return
             }
-            if let s = settings {
+            if let s = settings, s.enabled {
                 Output.say(
                     "\(name): recording \(EvalAttestation.decimal(s.sample * 100))% of tasks since \(s.since), at most \(s.maxBytes >> 20) MiB, kept \(s.retentionDays) days"
                 )
             } else {
-                Output.say("\(name): recording off")
+                Output.say("\(name): recording off" + (settings.map { "; what was recorded is kept \($0.retentionDays) days" } ?? ""))
             }
             Output.say(
                 "  \(segments.count) segments, \(bytes) bytes" + (segments.first.map { ", the oldest from \(Timestamp.format(Int64($0.started)))" } ?? ""))
