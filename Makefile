@@ -9,7 +9,7 @@ BIN_RELEASE := $(BUILD_DIR)/release/airlock
 BENCH_RELEASE := $(BUILD_DIR)/release/airlock-bench
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps test-deps sbom-validator build release test lint demo bench bench-routing dist clean
+.PHONY: all deps test-deps sbom-validator build release test lint demo bench bench-routing bench-replay dist clean
 
 all: build
 
@@ -84,6 +84,11 @@ bench: release
 # (docs/benchmarks.md, "Routing through airlock serve"); the report goes to stdout, in a few
 # minutes. ROUTING_ROUNDS, ROUTING_SECONDS, ... come from the environment (scripts/bench-routing.sh).
 # Exit status: 1 when a hard target FAILs (stickiness, split, restart, memory), 2 when a command failed.
+# Replays 1,000 recorded tasks of the example agent (docs/benchmarks.md, "Replay"); the report
+# goes to stdout. REPLAY_TASKS, REPLAY_ROUNDS come from the environment.
+bench-replay: release
+	REPLAY_COMMAND="make bench-replay (BUILD_DIR=$(BUILD_DIR))" scripts/bench-replay.sh $(BIN_RELEASE)
+
 bench-routing: release
 	ROUTING_COMMAND="make bench-routing (BUILD_DIR=$(BUILD_DIR))" scripts/bench-routing.sh $(BIN_RELEASE)
 
