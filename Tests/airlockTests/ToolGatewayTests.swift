@@ -138,6 +138,9 @@ import Testing
             "timeout_seconds": 1,
         ]
         try JSONSerialization.data(withJSONObject: policy).write(to: URL(fileURLWithPath: policyPath))
+        // The perimeter entry a tool endpoint needs cannot be taken out from under it.
+        let disallow = try CLI.run(["trust", "disallow", "127.0.0.1:\(servicePort)", "--root", root])
+        #expect(disallow.status == 2 && disallow.stderr.contains("tools.endpoints.lookup"), "\(disallow.stderr)")
         let listed = try CLI.run(["trust", "list", "--root", root, "--json"])
         #expect(listed.status == 0 && listed.stdout.contains("delete_everything"), "\(listed.stderr)")
 

@@ -58,6 +58,16 @@ extension SiteAdmin {
             }
         }
         file.siteFields = policy.fields
+        // The policy must still read: a webhook or a tool endpoint that the removal leaves
+        // outside the perimeter is named, and nothing is written.
+        do {
+            _ = try SitePolicy.parse(file.siteFields, path: path)
+        } catch let e as AirlockError {
+            throw AirlockError(
+                .usage, .perimeterEntryInvalid,
+                "removing \(entries.joined(separator: " ")) would leave the policy invalid: \(e.message); change or remove what still reaches it first (nothing was changed)"
+            )
+        }
         try FileIO.writeAtomically(path, Array(CanonicalJSON.pretty(file.json).utf8) + [0x0A], mode: 0o644)
         try History.append(site, action: remove ? "perimeter-remove" : "perimeter-add", ["entries": .array(entries.map { .string($0) })])
         return policy.perimeter
