@@ -90,7 +90,7 @@ public enum Replay {
         if let file = options.tasksFile {
             tasks = try RecordingReader.readTasks(file: file)
         } else {
-            let read = try RecordingReader.read(site: site, name: name)
+            let read = try RecordingReader.read(site: site, name: name, last: options.last)
             tasks = read.tasks
             dropped = read.dropped
         }

@@ -62,6 +62,9 @@ import Testing
         #expect(t7.exchanges.count == 3 && t7.toolCalls.count == 3 && t7.release == "1.0.0-abc")
         #expect(t7.outcome?.objectValue?["success"] == .bool(true) && t7.outcome?.objectValue?["cost"] == .number("0.25"))
         #expect(read.tasks.first?.task == "t0")
+        // Only the last 10 kept while reading: the same as the last 10 of all.
+        let last = try RecordingReader.read(site: s.site, name: Self.name, last: 10)
+        #expect(last.tasks == Array(read.tasks.suffix(10)))
         var mode = stat()
         #expect(lstat(s.directory, &mode) == 0 && mode.st_mode & 0o777 == 0o700)
     }

@@ -363,9 +363,11 @@ public enum RecordingReader {
     /// Reads every segment of `name`'s recordings, oldest first. A line cut short at the end
     /// of a segment is dropped and counted; any other damage throws `recording-damaged`
     /// naming the file and the line.
-    public static func read(site: Site, name: String) throws -> Read {
+    /// With `last`, only the last `last` tasks (by their first exchange) are kept as it reads:
+    /// memory holds those, and the ids of the tasks dropped.
+    public static func read(site: Site, name: String, last: Int? = nil) throws -> Read {
         let dir = RecordingStore.directory(site: site, name: name)
-        var builder = Builder()
+        var builder = Builder(limit: last)
         var dropped = 0
         // Past the retention is not read, whether serve deleted it yet or not.
         let retention = (try? RecordingStore.load(site: site, name: name))??.retentionDays
@@ -392,7 +394,7 @@ public enum RecordingReader {
             case .corrupt(let why): throw damaged("\(path): \(why)")
             }
         }
-        return Read(tasks: builder.tasks, dropped: dropped, segments: segments.count)
+        return Read(tasks: builder.kept, dropped: dropped, segments: segments.count)
     }
 
     /// Reads a file of tasks (one JSON object a line, as `RecordedTask.json`; gzip-compressed
@@ -463,8 +465,18 @@ public enum RecordingReader {
 
     /// Groups events by task as they are read.
     struct Builder {
-        var tasks: [RecordedTask] = []
+        /// Tasks at most (nil: all).
+        var limit: Int?
+        /// The tasks in the order of their first exchange; the first `start` were dropped.
+        var tasks: [RecordedTask?] = []
+        var start = 0
         var index: [String: Int] = [:]
+        /// Tasks dropped for the limit: their later events are not tasks of their own.
+        var gone: Set<String> = []
+
+        init(limit: Int? = nil) { self.limit = limit }
+
+        var kept: [RecordedTask] { tasks[start...].compactMap { $0 } }
 
         mutating func event(_ line: [UInt8], at place: String) throws {
             guard let v = try? JSONParser.parse(line), let o = v.objectValue, let kind = o["event"]?.stringValue,
@@ -476,15 +488,28 @@ public enum RecordingReader {
                     throw RecordingReader.damaged("\(place) is an exchange without its request and response")
                 }
                 if let i = index[id] {
-                    tasks[i].exchanges.append(x)
-                } else {
+                    tasks[i]!.exchanges.append(x)
+                } else if !gone.contains(id) {
                     index[id] = tasks.count
                     tasks.append(RecordedTask(task: id, exchanges: [x], outcome: nil))
+                    if let limit, tasks.count - start > limit {
+                        let old = tasks[start]!.task
+                        tasks[start] = nil
+                        index[old] = nil
+                        gone.insert(old)
+                        start += 1
+                        // The dropped slots are given back now and then.
+                        if start > 4096 && start * 2 > tasks.count {
+                            tasks.removeFirst(start)
+                            for (k, v) in index { index[k] = v - start }
+                            start = 0
+                        }
+                    }
                 }
             case "outcome":
                 // An outcome of a task whose exchanges are gone (past the cap) is no task.
                 guard let i = index[id], let outcome = o["outcome"], outcome.objectValue != nil else { return }
-                tasks[i].outcome = outcome
+                tasks[i]!.outcome = outcome
             default:
                 throw RecordingReader.damaged("\(place) is an event of an unknown kind \"\(kind)\"; was it written by a newer Airlock?")
             }

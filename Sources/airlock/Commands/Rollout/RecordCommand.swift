@@ -114,8 +114,8 @@ struct RecordCommand: ParsableCommand {
             let site = siteOptions.site
             try site.requireInstalled(name)
             if let last, last < 1 { throw AirlockError(.usage, .recordInvalid, "--last must be at least 1") }
-            let read = try RecordingReader.read(site: site, name: name)
-            let tasks = last.map { Array(read.tasks.suffix($0)) } ?? read.tasks
+            let read = try RecordingReader.read(site: site, name: name, last: last)
+            let tasks = read.tasks
             try RecordingExport.write(tasks, to: out)
             let note = read.dropped > 0 ? " (\(read.dropped) task events cut short by a stop of serve were dropped)" : ""
             Output.say("\(name): \(tasks.count) recorded tasks written to \(out)\(note)")
