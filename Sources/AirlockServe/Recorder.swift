@@ -19,6 +19,8 @@ final class Recorder: Sendable {
     private let logger: Logger
     private let queue: DispatchQueue
     private let state = Mutex<State>(State())
+    /// Recording is on (read without the lock).
+    private let on = Atomic<Bool>(false)
     private let writer = WriterBox()
 
     struct State {
@@ -56,6 +58,7 @@ final class Recorder: Sendable {
 
     /// Recording on with `settings`, or off (nil).
     func adopt(_ settings: RecordingSettings?) {
+        on.store(settings?.enabled == true, ordering: .releasing)
         let changed = state.withLock { s -> Bool in
             defer { s.settings = settings }
             if settings?.enabled != true {
@@ -87,7 +90,12 @@ final class Recorder: Sendable {
     }
 
     /// Whether `task` is recorded now.
-    func samples(_ task: String) -> Bool { state.withLock { $0.settings }?.samples(task) ?? false }
+    /// Asked for every agent request: while recording is off, without a lock (the event loops
+    /// would otherwise take turns on it).
+    func samples(_ task: String) -> Bool {
+        guard on.load(ordering: .acquiring) else { return false }
+        return state.withLock { $0.settings }?.samples(task) ?? false
+    }
 
     /// What `airlock serve`'s status shows.
     var status: JSONValue {
@@ -126,6 +134,7 @@ final class Recorder: Sendable {
     /// task is in flight to the calling release (a runtime cannot fill the recording, nor this
     /// memory, with calls of tasks it was not given), within the per-task and total bounds.
     func toolCall(_ call: ToolGateway.Call) {
+        guard on.load(ordering: .acquiring) else { return }
         guard state.withLock({ $0.inFlight[call.task]?.release == call.release }) else { return }
         let json = Self.json(call)
         let size = CanonicalJSON.encode(json).count
