@@ -192,7 +192,7 @@ public enum AirlockServer {
     }
 
     /// 1 to 128 printable ASCII characters, no space.
-    static func isTaskID(_ s: String) -> Bool { (1...128).contains(s.utf8.count) && s.utf8.allSatisfy { (0x21...0x7E).contains($0) } }
+    static func isTaskID(_ s: String) -> Bool { RecordingEvents.isTaskID(s) }
 
     static func json(_ status: HTTPResponse.Status, _ fields: [String: JSONValue]) -> Response {
         var buffer = ByteBuffer()

@@ -322,9 +322,7 @@ final class ToolGateway: Sendable {
             from: nil, to: caller.release, decision: nil)
     }
 
-    private static func oneLine(_ s: String) -> String {
-        String(String.UnicodeScalarView(s.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : $0 }))
-    }
+    private static func oneLine(_ s: String) -> String { AlertCommand.oneLine(s) }
 
     private static func seconds(_ s: Double) -> String { s == s.rounded() ? String(Int(s)) : String(s) }
 }

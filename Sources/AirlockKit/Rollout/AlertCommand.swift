@@ -42,12 +42,18 @@ public enum AlertCommand {
         if outcome == .exited(0) { return }
         let how = outcome == .timedOut ? "did not finish within \(formatSeconds(timeoutSeconds)) s and was killed" : outcome.how
         // One line, whatever the command printed (escape sequences and newlines included).
-        let tail = String(String.UnicodeScalarView(Subprocess.tail(log).unicodeScalars.map { $0.properties.generalCategory == .control ? " " : $0 }))
+        let tail = oneLine(Subprocess.tail(log))
         throw AirlockError(
             .io, .alertCommandFailed,
             "the alert command \(describe(argv)) \(how)"
                 + (asNobody ? " (it ran as nobody: its program and what it writes must be reachable by that user)" : "")
                 + (tail.isEmpty ? "; it printed nothing" : ": \(tail)") + "; the alert is kept in the site's \(SiteLayout.alerts)")
+    }
+
+    /// `s` on one line: every control character (newlines, escape sequences) a space. For what
+    /// a command or an endpoint printed, quoted in a message.
+    public static func oneLine(_ s: String) -> String {
+        String(String.UnicodeScalarView(s.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : $0 }))
     }
 
     /// The command as a person reads it: its arguments quoted as JSON strings (no control
