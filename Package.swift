@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "AirlockFormat", targets: ["AirlockFormat"]),
         .library(name: "AirlockKit", targets: ["AirlockKit"]),
         .library(name: "AirlockRollout", targets: ["AirlockRollout"]),
+        .library(name: "AirlockRegistry", targets: ["AirlockRegistry"]),
         .executable(name: "airlock", targets: ["airlock"]),
         .executable(name: "airlock-bench", targets: ["airlock-bench"]),
     ],
@@ -22,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.24.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.30.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
     ],
     targets: [
@@ -76,10 +78,23 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Bundles through a site's OCI registry: `push`, `pull`, `install oci://` (async-http-client;
+        // the format and the verifier it feeds do not link it).
+        .target(
+            name: "AirlockRegistry",
+            dependencies: [
+                "AirlockFormat", "CAirlockSystem",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
         .executableTarget(
             name: "airlock",
             dependencies: [
-                "AirlockKit", "AirlockFormat", "AirlockRollout", "AirlockServe", "CAirlockSystem",
+                "AirlockKit", "AirlockFormat", "AirlockRollout", "AirlockServe", "AirlockRegistry", "CAirlockSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

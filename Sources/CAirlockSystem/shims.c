@@ -24,3 +24,9 @@ int airlock_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 int airlock_o_path(void) { return O_PATH; }
 
 int airlock_malloc_trim(void) { return malloc_trim(0); }
+
+int airlock_pipe(int fds[2], int size) {
+    if (pipe2(fds, O_CLOEXEC) != 0) return -1;
+    (void)fcntl(fds[1], F_SETPIPE_SZ, size);
+    return 0;
+}

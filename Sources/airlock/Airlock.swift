@@ -29,6 +29,7 @@ struct Airlock: ParsableCommand {
             CommandGroup(
                 name: "Rollouts (airlock serve's canaries, breakers, alerts, recordings and replays)",
                 subcommands: [CanaryCommand.self, BreakerCommand.self, AlertsCommand.self, RecordCommand.self, ReplayCommand.self]),
+            CommandGroup(name: "Registries (bundles through a site's OCI registry)", subcommands: [PushCommand.self, PullCommand.self]),
             CommandGroup(name: "Site trust and governance", subcommands: [TrustCommand.self, ApproveCommand.self, EvidenceCommand.self]),
         ]
     )

@@ -37,6 +37,8 @@ public final class BundleReader {
     public private(set) var delta: DeltaInfo?
     private var omitted: Set<String> = []
     private let hasher = SHA256Hasher()
+    /// Called by `finish` once the whole bundle was read and checked (see `init(fileDescriptor:)`).
+    private let completion: (() throws -> Void)?
 
     private enum Stage { case start, manifest, signatures, sums, payload, finished }
 
@@ -59,6 +61,20 @@ public final class BundleReader {
             self.fd = fd
             ownsFD = true
         }
+        completion = nil
+        tar = TarReader(stream: DecompressedStream(fileDescriptor: fd, readTimeout: readTimeout))
+    }
+
+    /// Reads the bundle from `fd`, an open descriptor (a pipe fed by a download, for example),
+    /// which the reader closes when it goes away. `label` names the bundle in messages.
+    /// `completion` runs at the end of `finish`, after the last check of the stream: a source
+    /// that has checks of its own (a registry layer's digest) throws there, so that a bundle is
+    /// never reported complete before its source agrees.
+    public init(fileDescriptor fd: Int32, label: String, readTimeout: Double = 0, completion: (() throws -> Void)? = nil) {
+        path = label
+        self.fd = fd
+        ownsFD = true
+        self.completion = completion
         tar = TarReader(stream: DecompressedStream(fileDescriptor: fd, readTimeout: readTimeout))
     }
 
@@ -361,5 +377,6 @@ public final class BundleReader {
             throw AirlockError.verification(.entryUnexpected, "the bundle holds \(Self.name(e)), which is not in the manifest")
         }
         try tar.finish()
+        try completion?()
     }
 }

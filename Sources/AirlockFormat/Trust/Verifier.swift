@@ -116,9 +116,25 @@ public enum Verifier {
         bundle path: String, trust: TrustStore, detached: [DetachedSignature] = [], now: Int64 = Timestamp.now(),
         progress: ProgressReporter? = nil
     ) -> VerificationReport {
-        var report = VerificationReport(path: path)
+        let reader: BundleReader
         do {
-            let reader = try BundleReader(path: path)
+            reader = try BundleReader(path: path)
+        } catch {
+            var report = VerificationReport(path: path)
+            report.error = error as? AirlockError ?? AirlockError(.internal, .`internal`, "unexpected error: \(error)")
+            return report
+        }
+        return verify(reader: reader, trust: trust, detached: detached, now: now, progress: progress)
+    }
+
+    /// Verifies the bundle `reader` reads (from its first byte), as `verify(bundle:)` does.
+    /// Never throws: the report carries the first failure.
+    public static func verify(
+        reader: BundleReader, trust: TrustStore, detached: [DetachedSignature] = [], now: Int64 = Timestamp.now(),
+        progress: ProgressReporter? = nil
+    ) -> VerificationReport {
+        var report = VerificationReport(path: reader.path)
+        do {
             let head = try verifyHead(reader, trust: trust, detached: detached, now: now, report: &report)
             progress?.start(total: head.manifest.totalBytes)
             report.delta = reader.delta

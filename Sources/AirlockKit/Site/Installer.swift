@@ -30,7 +30,14 @@ public enum Installer {
     /// and the lock (`site-busy`); with `activate`, what `Activation.activate` throws. A refusal
     /// is written to the history.
     public static func install(bundle: String, site: Site, options: InstallOptions = InstallOptions()) throws -> InstallResult {
-        let reader = try BundleReader(path: bundle, readTimeout: options.readTimeout)
+        try install(reader: BundleReader(path: bundle, readTimeout: options.readTimeout), site: site, options: options)
+    }
+
+    /// Installs the bundle `reader` reads (from its first byte), as `install(bundle:)` does; the
+    /// history names it by the reader's `path`. A reader with a completion check (a registry
+    /// layer's digest) is checked before the release is committed.
+    public static func install(reader: BundleReader, site: Site, options: InstallOptions = InstallOptions()) throws -> InstallResult {
+        let bundle = reader.path
         try site.prepare()
         try SiteSafety.check(site, writing: true)
         var lock: SiteLock?

@@ -26,4 +26,9 @@ int airlock_malloc_trim(void);
 
 /// The O_PATH flag of open(2) (a descriptor that names a file without opening it for I/O).
 int airlock_o_path(void);
+
+/// pipe2(O_CLOEXEC), then the pipe's capacity raised to `size` bytes when the kernel allows
+/// (F_SETPIPE_SZ): a download handed to a reader through it. 0, or -1 with errno.
+int airlock_pipe(int fds[2], int size);
+
 #endif

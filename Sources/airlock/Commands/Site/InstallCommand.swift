@@ -1,14 +1,20 @@
 import AirlockFormat
 import AirlockKit
+import AirlockRegistry
 import ArgumentParser
 
 struct InstallCommand: SiteCommand {
     static let configuration = CommandConfiguration(
         commandName: "install",
         abstract: "Verify a bundle and install it beside the releases already on the site.",
-        discussion: "`-` reads the bundle from standard input (e.g. `cat bundle.part-* | airlock install -`).")
+        discussion: """
+            `-` reads the bundle from standard input (e.g. `cat bundle.part-* | airlock install -`). \
+            oci://HOST[:PORT]/REPOSITORY:TAG (or @sha256:DIGEST) streams it from a registry into the same \
+            one-pass verifier and installer, with no copy on disk; the layer's digest must match its \
+            manifest's before the release is committed (docs/registry.md).
+            """)
 
-    @Argument(help: "The bundle (or - for standard input).")
+    @Argument(help: "The bundle file, - for standard input, or oci://HOST/REPOSITORY:TAG.")
     var bundle: String
 
     @Flag(name: .long, help: "Switch current to it once installed.")
@@ -34,6 +40,7 @@ struct InstallCommand: SiteCommand {
     @Option(name: .long, help: "Seconds a read from a pipe (`-`) may wait for data before the install fails (default 60; 0: no limit).")
     var readTimeout: Double = 60
 
+    @OptionGroup var registry: RegistryFlags
     @OptionGroup var siteOptions: SiteOptions
     @OptionGroup var output: JSONOption
     @OptionGroup var global: GlobalOptions
@@ -48,7 +55,20 @@ struct InstallCommand: SiteCommand {
         o.lockTimeout = siteOptions.lockTimeout
         o.readTimeout = readTimeout
         o.check = check.map { HealthCheck(command: $0, timeoutSeconds: checkTimeout) }
-        let r = try Installer.install(bundle: bundle, site: siteOptions.site, options: o)
+        let r: InstallResult
+        if RegistryReference.isRegistry(bundle) {
+            let reference = try RegistryReference.parse(bundle)
+            r = try registry.withClient(reference, site: siteOptions.site) { client in
+                let (stream, reader) = try RegistryBundleStream.open(reference, client: client)
+                do {
+                    return try Self.install(reader, site: siteOptions.site, options: o)
+                } catch {
+                    throw stream.outcome(of: error)
+                }
+            }
+        } else {
+            r = try Installer.install(bundle: bundle, site: siteOptions.site, options: o)
+        }
         if output.json {
             Output.json(r)
             return
@@ -64,5 +84,11 @@ struct InstallCommand: SiteCommand {
             )
         }
         if r.activated { Output.say("current -> \(r.release)") }
+    }
+
+    /// Installs from `reader`, which is released when this returns (a download feeding it then
+    /// stops at once).
+    private static func install(_ reader: consuming BundleReader, site: Site, options: InstallOptions) throws -> InstallResult {
+        try Installer.install(reader: reader, site: site, options: options)
     }
 }

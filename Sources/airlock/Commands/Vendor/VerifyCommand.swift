@@ -1,14 +1,17 @@
 import AirlockFormat
 import AirlockKit
+import AirlockRegistry
 import ArgumentParser
 
 struct VerifyCommand: AirlockCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Verify a bundle's signatures against a trust store and every byte against its manifest.",
-        discussion: "One streaming pass; writes nothing to disk. Exit 0 only when every check holds. `-` reads standard input.")
+        discussion:
+            "One streaming pass; writes nothing to disk. Exit 0 only when every check holds. `-` reads standard input; oci://HOST/REPOSITORY:TAG streams the bundle from a registry (docs/registry.md)."
+    )
 
-    @Argument(help: "The bundle (or - for standard input).")
+    @Argument(help: "The bundle file, - for standard input, or oci://HOST/REPOSITORY:TAG.")
     var bundle: String
 
     @Option(name: .long, help: "Trust store: a directory of trusted *.pub keys and an optional policy.json.")
@@ -17,6 +20,7 @@ struct VerifyCommand: AirlockCommand {
     @Option(name: .long, help: "A detached signature file (repeatable).")
     var signature: [String] = []
 
+    @OptionGroup var registry: RegistryFlags
     @OptionGroup var output: JSONOption
     @OptionGroup var global: GlobalOptions
 
@@ -24,7 +28,19 @@ struct VerifyCommand: AirlockCommand {
         // The whole policy.json is checked, the site's fields too (docs/trust.md).
         let store = try SiteTrust.load(directory: trust).store
         let detached = try signature.map { try DetachedSignature.load(path: $0) }
-        let report = Verifier.verify(bundle: bundle, trust: store, detached: detached, progress: ProgressReporter.forTerminal(label: "verifying"))
+        let progress = ProgressReporter.forTerminal(label: "verifying")
+        var report: VerificationReport
+        if RegistryReference.isRegistry(bundle) {
+            let reference = try RegistryReference.parse(bundle)
+            report = try registry.withClient(reference) { client in
+                let (stream, reader) = try RegistryBundleStream.open(reference, client: client)
+                var report = Self.verify(reader, trust: store, detached: detached, progress: progress)
+                if let e = report.error { report.error = stream.outcome(of: e) as? AirlockError ?? e }
+                return report
+            }
+        } else {
+            report = Verifier.verify(bundle: bundle, trust: store, detached: detached, progress: progress)
+        }
         if output.json {
             Output.json(report.json)
         } else {
@@ -34,6 +50,14 @@ struct VerifyCommand: AirlockCommand {
             Output.error(e, verbose: global.verbose)
             throw ExitCode(ExitCodes.code(for: e.kind))
         }
+    }
+
+    /// Verifies from `reader`, which is released when this returns (a download feeding it then
+    /// stops at once).
+    private static func verify(
+        _ reader: consuming BundleReader, trust: TrustStore, detached: [DetachedSignature], progress: ProgressReporter?
+    ) -> VerificationReport {
+        Verifier.verify(reader: reader, trust: trust, detached: detached, progress: progress)
     }
 
     static func describe(_ r: VerificationReport, store: TrustStore) -> [String] {
