@@ -55,12 +55,19 @@ sbom-validator: deps
 
 # The whole suite, with a small run of the benchmark against the debug binary (Tests/AirlockBenchTests).
 # What only the tests need: headless Chromium renders the replay's HTML report (ReplayTests).
+# The registry tests: Debian's docker-registry (CNCF distribution), started on loopback by the
+# tests, and skopeo, which reads and copies what `airlock push` stored.
 test-deps: deps
-	@command -v chromium >/dev/null || { \
-	  echo "installing: chromium (for the replay report's rendering test)"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
-	    || { echo "error: could not install chromium; install it by hand and run make test again" >&2; exit 1; }; \
-	}
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
+	command -v skopeo >/dev/null || missing="$$missing skopeo"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing (for the tests):$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+	    || { echo "error: could not install$$missing; install them by hand and run make test again" >&2; exit 1; }; \
+	fi
 
 test: test-deps sbom-validator
 	$(SWIFT) build --scratch-path $(BUILD_DIR) $(BUILD_FLAGS)

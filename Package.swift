@@ -108,6 +108,7 @@ let package = Package(
         .testTarget(name: "AirlockKitTests", dependencies: ["AirlockKit", "AirlockFormat", "AirlockRollout"]),
         .testTarget(name: "AirlockBenchTests", dependencies: ["AirlockBench"]),
         .testTarget(name: "AirlockRolloutTests", dependencies: ["AirlockRollout"]),
+        .testTarget(name: "AirlockRegistryTests", dependencies: ["AirlockRegistry", "AirlockFormat"]),
         .testTarget(name: "airlockTests", dependencies: ["AirlockKit", "AirlockFormat"]),
     ]
 )
