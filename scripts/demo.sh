@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end demo of Airlock: keys, pack, inspect, verify, diff, tamper detection,
 # reproducibility, an audit with standard tools only, then a local site: install side by
-# side, activate, rollback, status, audit, history; then airlock serve with its tool gateway:
+# side (1.1.0 from a registry on loopback), activate, rollback, status, audit, history; then airlock serve with its tool gateway:
 # tasks recorded and replayed against two candidates (the worse prompt caught before its canary),
 # a canary that aborts by itself, one that is promoted, and a breaker that drains a failing
 # release to last-good.
@@ -118,8 +118,24 @@ rc=0
 [[ $rc -ne 0 ]] || { echo "FAIL: the tampered bundle installed" >&2; exit 1; }
 echo "install refused it (exit $rc): $(cat "$W/install.err")"
 
-step "Install 1.1.0 side by side (only the changed prompt is written), then activate it"
-"$AIRLOCK" install "$V2" --root "$SITE"
+step "The site's registry (docker-registry on loopback): push 1.0.0 and 1.1.0, install 1.1.0 from it side by side"
+RP=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$W/registry"
+printf 'version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: "127.0.0.1:%s"}\n' \
+    "$W/registry/data" "$RP" > "$W/registry/config.yml"
+docker-registry serve "$W/registry/config.yml" > "$W/registry/log" 2>&1 &
+REGISTRY=$!
+trap 'kill $REGISTRY 2>/dev/null || true' EXIT
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$RP/v2/" >/dev/null && break; sleep 0.2; done
+"$AIRLOCK" push "$V1" "127.0.0.1:$RP/agents/example-agent" --insecure
+"$AIRLOCK" push "$V2" "127.0.0.1:$RP/agents/example-agent" --insecure
+# Streamed from the registry into the verifier and installer: no copy of the bundle on disk;
+# only the changed prompt is written.
+"$AIRLOCK" install "oci://127.0.0.1:$RP/agents/example-agent:1.1.0" --root "$SITE" --insecure
+kill "$REGISTRY"; wait "$REGISTRY" 2>/dev/null || true
+trap - EXIT
+
+step "Activate 1.1.0"
 "$AIRLOCK" activate example-agent 1.1.0 --root "$SITE"
 echo "current -> $(readlink "$SITE/example-agent/current")"
 

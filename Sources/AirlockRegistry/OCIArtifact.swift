@@ -107,13 +107,17 @@ public struct OCIBundleManifest: Sendable, Equatable {
         if let type, !type.isEmpty, type != OCIArtifact.manifestMediaType {
             throw bad("the registry serves it as \(type), not as an OCI image manifest (\(OCIArtifact.manifestMediaType))")
         }
-        guard bytes.count <= OCIArtifact.maxManifestBytes else { throw bad("its manifest is \(bytes.count) bytes, more than the \(OCIArtifact.maxManifestBytes) allowed") }
+        guard bytes.count <= OCIArtifact.maxManifestBytes else {
+            throw bad("its manifest is \(bytes.count) bytes, more than the \(OCIArtifact.maxManifestBytes) allowed")
+        }
         let value: JSONValue
         do { value = try JSONParser.parse(bytes, maxValues: 10_000) } catch { throw bad("its manifest is not JSON (\(error))") }
         guard let o = value.objectValue else { throw bad("its manifest is not a JSON object") }
         guard o["schemaVersion"]?.unsignedInteger() == 2 else { throw bad("its manifest's schemaVersion is not 2") }
         if let m = o["mediaType"] {
-            guard m.stringValue == OCIArtifact.manifestMediaType else { throw bad("its manifest's mediaType is \(show(m)), not \(OCIArtifact.manifestMediaType)") }
+            guard m.stringValue == OCIArtifact.manifestMediaType else {
+                throw bad("its manifest's mediaType is \(show(m)), not \(OCIArtifact.manifestMediaType)")
+            }
         }
         guard let configValue = o["config"] else { throw bad("its manifest has no config") }
         let config = try descriptor(configValue, what: "config", bad)
@@ -140,7 +144,9 @@ public struct OCIBundleManifest: Sendable, Equatable {
         guard let o = v.objectValue, let type = o["mediaType"]?.stringValue, let d = o["digest"]?.stringValue else {
             throw bad("its \(what) is not a descriptor with mediaType and digest")
         }
-        guard let digest = SHA256Digest(prefixed: d), digest.prefixed == d else { throw bad("its \(what)'s digest \(d.prefix(80)) is not sha256: and 64 lowercase hex digits") }
+        guard let digest = SHA256Digest(prefixed: d), digest.prefixed == d else {
+            throw bad("its \(what)'s digest \(d.prefix(80)) is not sha256: and 64 lowercase hex digits")
+        }
         guard let size = o["size"]?.unsignedInteger() else { throw bad("its \(what) has no valid size") }
         var annotations: [String: String] = [:]
         if let a = o["annotations"]?.objectValue {

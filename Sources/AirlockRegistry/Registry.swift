@@ -75,7 +75,8 @@ public enum Registry {
         let why = await RegistryClient.explain(response)
         switch code {
         case 404:
-            throw AirlockError(.usage, .registryNotFound, "the registry \(client.host) has no \(what) for \(reference) (\(why)); check the repository and the tag")
+            throw AirlockError(
+                .usage, .registryNotFound, "the registry \(client.host) has no \(what) for \(reference) (\(why)); check the repository and the tag")
         case 401, 403:
             throw AirlockError(
                 .io, .registryAuthFailed,

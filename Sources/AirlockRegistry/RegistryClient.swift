@@ -74,7 +74,9 @@ public final class RegistryClient: Sendable {
             do {
                 tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(ca))
             } catch {
-                throw AirlockError(.usage, .registryTLSInvalid, "cannot read the CA certificates in \(ca): give a PEM file of the CA that signs the registry's certificate", cause: "\(error)")
+                throw AirlockError(
+                    .usage, .registryTLSInvalid, "cannot read the CA certificates in \(ca): give a PEM file of the CA that signs the registry's certificate",
+                    cause: "\(error)")
             }
         }
         var configuration = HTTPClient.Configuration(
@@ -262,7 +264,8 @@ public final class RegistryClient: Sendable {
         default:
             throw AirlockError(
                 .io, .registryAuthFailed,
-                "the registry \(host) refused the request (HTTP 401) with a challenge Airlock does not answer (\(challenge.prefix(200))); it speaks Basic and Bearer")
+                "the registry \(host) refused the request (HTTP 401) with a challenge Airlock does not answer (\(challenge.prefix(200))); it speaks Basic and Bearer"
+            )
         }
     }
 
@@ -305,7 +308,8 @@ public final class RegistryClient: Sendable {
     /// The user and password the auth file holds for `host`. Throws `registry-credentials-invalid`.
     static func credentials(authFile: String, host: String) throws -> (user: String, password: String)? {
         func bad(_ why: String) -> AirlockError {
-            AirlockError(.usage, .registryCredentialsInvalid, "\(authFile): \(why); it should be {\"auths\": {\"\(host)\": {\"auth\": \"BASE64(user:password)\"}}}")
+            AirlockError(
+                .usage, .registryCredentialsInvalid, "\(authFile): \(why); it should be {\"auths\": {\"\(host)\": {\"auth\": \"BASE64(user:password)\"}}}")
         }
         let bytes = try FileIO.read(authFile, limit: 1 << 20, what: "registry auth file")
         guard let auths = (try? JSONParser.parse(bytes, maxValues: 100_000))?.objectValue?["auths"]?.objectValue else { throw bad("it is not an auth file") }

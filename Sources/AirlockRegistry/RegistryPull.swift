@@ -96,7 +96,9 @@ extension Registry {
                 e.kind, e.code, e.message + "; \(kept) of \(layer.size) bytes are kept in \(partial): run the same command again to resume", cause: e.cause)
         }
         guard Sys.fsync(file) == 0 else { throw AirlockError(.io, .writeFailed, "cannot flush \(partial) to disk", cause: String(cString: strerror(errno))) }
-        guard Sys.rename(partial, out) == 0 else { throw AirlockError(.io, .writeFailed, "cannot rename \(partial) to \(out)", cause: String(cString: strerror(errno))) }
+        guard Sys.rename(partial, out) == 0 else {
+            throw AirlockError(.io, .writeFailed, "cannot rename \(partial) to \(out)", cause: String(cString: strerror(errno)))
+        }
         FileIO.syncParentDirectory(of: out)
         return PullResult(resolved: resolved, path: out, resumedFrom: resumedFrom, stats: client.stats)
     }

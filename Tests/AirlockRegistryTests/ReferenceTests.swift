@@ -21,7 +21,8 @@ import Testing
     @Test(arguments: [
         "oci://registry.site", "oci:///repo:tag", "oci://host:0/r", "oci://host:99999/r", "oci://user@host/r", "oci://host/Upper",
         "oci://host/a//b", "oci://host/a-/b", "oci://host/r:-tag", "oci://host/r:" + String(repeating: "t", count: 129),
-        "oci://host/r@sha256:abc", "oci://host/r@sha512:" + String(repeating: "a", count: 128), "oci://ho st/r", "oci://host/r@SHA256:"
+        "oci://host/r@sha256:abc", "oci://host/r@sha512:" + String(repeating: "a", count: 128), "oci://ho st/r",
+        "oci://host/r@SHA256:"
             + String(repeating: "A", count: 64),
     ])
     func refusesWhatIsNotAReference(_ text: String) {
@@ -65,7 +66,8 @@ import Testing
     @Test func manifestsRoundTripAndStrangersAreRefused() throws {
         let built = OCIBundleManifest(
             config: OCIDescriptor(mediaType: OCIArtifact.configMediaType, digest: Self.id, size: 5),
-            layer: OCIDescriptor(mediaType: OCIArtifact.layerMediaType(.gzip), digest: Self.layer, size: 12, annotations: ["org.opencontainers.image.title": "b.airlock"]),
+            layer: OCIDescriptor(
+                mediaType: OCIArtifact.layerMediaType(.gzip), digest: Self.layer, size: 12, annotations: ["org.opencontainers.image.title": "b.airlock"]),
             annotations: [OCIArtifact.Annotation.name: "agent"])
         let parsed = try OCIBundleManifest.parse(built.encoded(), contentType: OCIArtifact.manifestMediaType, source: "t")
         #expect(parsed == built)
@@ -87,7 +89,9 @@ import Testing
         refused(Self.manifest(layers: 2), OCIArtifact.manifestMediaType, "2 layers")
         refused(Array("[]".utf8), OCIArtifact.manifestMediaType, "not a JSON object")
         refused(Array(repeating: 0x20, count: OCIArtifact.maxManifestBytes + 1), OCIArtifact.manifestMediaType, "more than")
-        refused(Array(String(decoding: Self.manifest(), as: UTF8.self).replacingOccurrences(of: Self.layer.prefixed, with: "sha256:XYZ").utf8), OCIArtifact.manifestMediaType, "digest")
+        refused(
+            Array(String(decoding: Self.manifest(), as: UTF8.self).replacingOccurrences(of: Self.layer.prefixed, with: "sha256:XYZ").utf8),
+            OCIArtifact.manifestMediaType, "digest")
     }
 }
 

@@ -303,7 +303,11 @@ final class FaultyRegistry: @unchecked Sendable {
         let (w, root) = try Self.setUp()
         let registry = try TestRegistry()
         let repo = "\(registry.host)/agents/example-agent"
-        #expect(try CLI.sh("sed -i 's/^version: .*/version: 1.1.0/; s/^sequence: .*/sequence: 2/' release/airlock.yaml && echo more >> release/prompts/system.md", cwd: w.path).status == 0)
+        #expect(
+            try CLI.sh(
+                "sed -i 's/^version: .*/version: 1.1.0/; s/^sequence: .*/sequence: 2/' release/airlock.yaml && echo more >> release/prompts/system.md",
+                cwd: w.path
+            ).status == 0)
         let full = try w.pack("v2.airlock")
         #expect(full.status == 0, "\(full.stderr)")
         let delta = try w.pack("v2-delta.airlock", extra: ["--base", w.file("v1.airlock")])
@@ -314,7 +318,8 @@ final class FaultyRegistry: @unchecked Sendable {
         let p = Self.json(pushed)
         let base = try #require(p["delta_base"] as? String)
         #expect((p["reference"] as? String)?.hasSuffix(":1.1.0-delta-" + base.dropFirst(7).prefix(12)) == true)
-        let raw = try CLI.run(["inspect", "--raw", "--tls-verify=false", "docker://" + String((p["reference"] as! String).dropFirst(6))], executable: "/usr/bin/skopeo")
+        let raw = try CLI.run(
+            ["inspect", "--raw", "--tls-verify=false", "docker://" + String((p["reference"] as! String).dropFirst(6))], executable: "/usr/bin/skopeo")
         #expect(raw.stdout.contains("\"dev.airlock.delta-base\":\"\(base)\""))
 
         // Over its base, the delta installs from the registry; without it, it is refused.

@@ -6,7 +6,11 @@ import Foundation
 
 /// The options of every command that talks to an OCI registry (docs/registry.md).
 struct RegistryFlags: ParsableArguments {
-    @Option(name: .long, help: "PEM file of the CA that signs the registry's TLS certificate (default: the system's roots; for a site command, the site's trust/registry-ca.pem when it exists).")
+    @Option(
+        name: .long,
+        help:
+            "PEM file of the CA that signs the registry's TLS certificate (default: the system's roots; for a site command, the site's trust/registry-ca.pem when it exists)."
+    )
     var caFile: String?
 
     @Option(name: .long, help: "Registry credentials: a containers auth file as `skopeo login` writes it (default: $REGISTRY_AUTH_FILE).")
