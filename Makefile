@@ -9,7 +9,7 @@ BIN_RELEASE := $(BUILD_DIR)/release/airlock
 BENCH_RELEASE := $(BUILD_DIR)/release/airlock-bench
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps test-deps sbom-validator build release test lint demo bench bench-routing bench-replay dist clean
+.PHONY: all deps test-deps sbom-validator build release test lint demo bench bench-routing bench-replay bench-registry dist clean
 
 all: build
 
@@ -96,6 +96,11 @@ bench: release
 # goes to stdout. REPLAY_TASKS, REPLAY_ROUNDS come from the environment.
 bench-replay: release
 	REPLAY_COMMAND="make bench-replay (BUILD_DIR=$(BUILD_DIR))" scripts/bench-replay.sh $(BIN_RELEASE)
+
+# install oci:// against install from a file, a resumed pull, eight hosts at once
+# (docs/benchmarks.md, "Bundles through a registry"). REG_MIB, REG_ROUNDS, REG_HOSTS.
+bench-registry: release
+	scripts/bench-registry.sh $(BIN_RELEASE)
 
 bench-routing: release
 	ROUTING_COMMAND="make bench-routing (BUILD_DIR=$(BUILD_DIR))" scripts/bench-routing.sh $(BIN_RELEASE)
