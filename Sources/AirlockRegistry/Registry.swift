@@ -105,8 +105,7 @@ public enum Registry {
                 .verification, .registryDigestMismatch,
                 "the layer of \(reference) (\(layer.digest.prefixed), \(layer.size) bytes) does not match its manifest: \(why); nothing was installed")
         }
-        while received < layer.size || (received == 0 && layer.size == 0) {
-            if layer.size == 0 { break }
+        while received < layer.size {
             var headers: [(String, String)] = []
             if received > 0 { headers.append(("Range", "bytes=\(received)-")) }
             let response = try await client.send(

@@ -185,8 +185,8 @@ public final class RegistryBundleStream: Sendable {
 }
 
 extension Registry {
-    /// Runs `body` to completion from synchronous code (the CLI's commands), off Swift's
-    /// cooperative threads' caller.
+    /// Runs `body` to completion from synchronous code (the CLI's commands), blocking the
+    /// calling thread, which must not be one of Swift's cooperative threads.
     public static func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
         let box = NIOLockedValueBox<Result<T, Error>?>(nil)
         let done = DispatchSemaphore(value: 0)
