@@ -9,7 +9,7 @@ BIN_RELEASE := $(BUILD_DIR)/release/airlock
 BENCH_RELEASE := $(BUILD_DIR)/release/airlock-bench
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps test-deps sbom-validator build release test lint demo bench bench-routing bench-replay bench-registry dist clean
+.PHONY: all deps deb-deps test-deps sbom-validator build release test lint demo bench bench-routing bench-replay bench-registry dist deb clean
 
 all: build
 
@@ -55,24 +55,43 @@ sbom-validator: deps
 	    || { echo "error: could not install cyclonedx-python-lib from PyPI; install it by hand (pip install 'cyclonedx-python-lib[json-validation]')" >&2; exit 1; }; \
 	fi
 
+# What `make deb` needs: dpkg-shlibdeps (Depends), chrpath, strip, lintian (the package's gate).
+deb-deps: deps
+	@missing=""; \
+	command -v dpkg-shlibdeps >/dev/null || missing="$$missing dpkg-dev"; \
+	command -v chrpath >/dev/null || missing="$$missing chrpath"; \
+	command -v strip >/dev/null || missing="$$missing binutils"; \
+	command -v lintian >/dev/null || missing="$$missing lintian"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing (for the package):$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+	    || { echo "error: could not install$$missing; install them by hand and run make deb again" >&2; exit 1; }; \
+	fi
+
 # The whole suite, with a small run of the benchmark against the debug binary (Tests/AirlockBenchTests).
 # What only the tests need: headless Chromium renders the replay's HTML report (ReplayTests).
 # The registry tests: Debian's docker-registry (CNCF distribution), started on loopback by the
-# tests, and skopeo, which reads and copies what `airlock push` stored.
-test-deps: deps
+# tests, and skopeo, which reads and copies what `airlock push` stored. The package and fleet
+# tests: reprepro and gpg (a signed apt mirror), systemd-analyze (the units), Ansible (the play).
+test-deps: deps deb-deps
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v skopeo >/dev/null || missing="$$missing skopeo"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v reprepro >/dev/null || missing="$$missing reprepro"; \
+	command -v gpg >/dev/null || missing="$$missing gnupg"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v ansible-playbook >/dev/null || missing="$$missing ansible"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing (for the tests):$$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
 	    || { echo "error: could not install$$missing; install them by hand and run make test again" >&2; exit 1; }; \
 	fi
 
-test: test-deps sbom-validator
+# The package tests (Tests/airlockTests/PackageTests.swift) take the .deb `make deb` built.
+test: test-deps sbom-validator deb
 	$(SWIFT) build --scratch-path $(BUILD_DIR) $(BUILD_FLAGS)
-	$(SWIFT) test --scratch-path $(BUILD_DIR) $(BUILD_FLAGS)
+	AIRLOCK_TEST_DEB="$(CURDIR)/$(DEB)" $(SWIFT) test --scratch-path $(BUILD_DIR) $(BUILD_FLAGS)
 
 # The code follows .swift-format; swift-format ships with the Swift toolchain. Fix with
 # `swift format -i -r Sources Tests Package.swift`.
@@ -108,6 +127,14 @@ bench-routing: release
 # The offline distribution: static-runtime binary, docs, install.sh, checksums (installer/README.md).
 dist: release
 	installer/make-dist.sh $(BIN_RELEASE) dist
+
+# Airlock as a Debian package (installer/make-deb.sh, installer/README.md): the release binary,
+# man pages and completions from the argument parser, systemd units; lintian must report no error.
+DEB = dist/airlock_$$($(BIN_RELEASE) --version)_$$(dpkg --print-architecture).deb
+deb: release deb-deps
+	$(SWIFT) build --scratch-path $(BUILD_DIR) -c release --static-swift-stdlib --product generate-manual $(BUILD_FLAGS)
+	installer/make-deb.sh $(BIN_RELEASE) $(BUILD_DIR)/release/generate-manual dist
+	lintian --fail-on error "$(DEB)"
 
 clean:
 	rm -rf .build demo bench-work dist
