@@ -109,6 +109,6 @@ let package = Package(
         .testTarget(name: "AirlockBenchTests", dependencies: ["AirlockBench"]),
         .testTarget(name: "AirlockRolloutTests", dependencies: ["AirlockRollout"]),
         .testTarget(name: "AirlockRegistryTests", dependencies: ["AirlockRegistry", "AirlockFormat"]),
-        .testTarget(name: "airlockTests", dependencies: ["AirlockKit", "AirlockFormat"]),
+        .testTarget(name: "airlockTests", dependencies: ["AirlockKit", "AirlockFormat", .product(name: "Yams", package: "Yams")]),
     ]
 )
