@@ -103,7 +103,7 @@ import Testing
             "/usr/share/man/man1/airlock-audit-bundle.1.gz", "/usr/share/bash-completion/completions/airlock",
             "/usr/share/zsh/vendor-completions/_airlock", "/usr/share/fish/vendor_completions.d/airlock.fish",
             "/lib/systemd/system/airlock-serve@.service", "/lib/systemd/system/airlock-gc.service", "/lib/systemd/system/airlock-gc.timer",
-            "/usr/share/doc/airlock/copyright", "/usr/share/doc/airlock/changelog.gz",
+            "/usr/share/doc/airlock/copyright", "/usr/share/doc/airlock/changelog.gz", "/usr/share/doc/airlock/fleet.md",
         ] {
             #expect(files.contains(expected), "the package lacks \(expected)")
         }
