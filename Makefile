@@ -9,7 +9,7 @@ BIN_RELEASE := $(BUILD_DIR)/release/airlock
 BENCH_RELEASE := $(BUILD_DIR)/release/airlock-bench
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps deb-deps test-deps sbom-validator build release test lint demo bench bench-routing bench-replay bench-registry dist deb clean
+.PHONY: all deps deb-deps test-deps sbom-validator build release test lint demo bench bench-peers bench-routing bench-replay bench-registry dist deb clean
 
 all: build
 
@@ -82,6 +82,9 @@ test-deps: deps deb-deps
 	command -v gpg >/dev/null || missing="$$missing gnupg"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v ansible-playbook >/dev/null || missing="$$missing ansible"; \
+	command -v ostree >/dev/null || missing="$$missing ostree"; \
+	command -v rauc >/dev/null || missing="$$missing rauc"; \
+	command -v mksquashfs >/dev/null || missing="$$missing squashfs-tools"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing (for the tests):$$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
@@ -120,6 +123,20 @@ bench-replay: release
 # (docs/benchmarks.md, "Bundles through a registry"). REG_MIB, REG_ROUNDS, REG_HOSTS.
 bench-registry: release
 	scripts/bench-registry.sh $(BIN_RELEASE)
+
+# Airlock against OSTree, RAUC and the shell pipeline on a many-file and a large release
+# (docs/benchmarks.md, "Against the peers"); the report goes to stdout. PEERS_RUNS, PEERS_SHAPES.
+bench-peers: release
+	@missing=""; \
+	command -v ostree >/dev/null || missing="$$missing ostree"; \
+	command -v rauc >/dev/null || missing="$$missing rauc"; \
+	command -v mksquashfs >/dev/null || missing="$$missing squashfs-tools"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing (for the peers):$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+	    || { echo "error: could not install$$missing; install them by hand and run make bench-peers again" >&2; exit 1; }; \
+	fi
+	scripts/bench-peers.sh $(BIN_RELEASE) $(BENCH_RELEASE)
 
 bench-routing: release
 	ROUTING_COMMAND="make bench-routing (BUILD_DIR=$(BUILD_DIR))" scripts/bench-routing.sh $(BIN_RELEASE)

@@ -183,10 +183,11 @@ public struct LargeRelease: Sendable {
     /// The number of index shards (folders).
     public let indexShards = 20
 
-    /// The sizes at `scale` (greater than 0).
-    public init(scale: Double) {
+    /// The sizes at `scale` (greater than 0); `weightsMiB` replaces the weights' size (the
+    /// many-file shape of `make bench-peers` keeps 300 MiB of them).
+    public init(scale: Double, weightsMiB: Int? = nil) {
         self.scale = scale
-        weightsBytes = Int(1536 * Double(Self.mib) * scale)
+        weightsBytes = weightsMiB.map { $0 * Self.mib } ?? Int(1536 * Double(Self.mib) * scale)
         codeBytes = Int(300 * Double(Self.mib) * scale)
         promptBytes = Int(100 * Double(Self.mib) * scale)
         indexFiles = Swift.max(1, Int(20000 * scale + 0.5))

@@ -62,6 +62,12 @@ struct AirlockBenchCommand: ParsableCommand {
     @Option(help: "Seconds of each reference throughput measurement (BENCH_REFERENCE_SECONDS).")
     var referenceSeconds: Int?
 
+    @Option(
+        help: ArgumentHelp(
+            "Only write a shape's release and its second version into WORKDIR/v1 and WORKDIR/v2 (reused when present), then exit: many (300 MiB of weights) or large (1,536 MiB), both with the same code, prompts and 20,000 index documents; tiny (about 12 MiB in all, for the tests) (scripts/bench-peers.sh).",
+            valueName: "shape"))
+    var writeRelease: String?
+
     /// The settings, from the options, then the environment, then the defaults.
     func settings(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Settings {
         func number(_ option: Int?, _ name: String, _ fallback: Int, minimum: Int) throws -> Int {
@@ -118,6 +124,17 @@ struct AirlockBenchCommand: ParsableCommand {
 
     func run() throws {
         setenv("LC_ALL", "C", 1)
+        if let shape = writeRelease {
+            let shapes = ["many": LargeRelease(scale: 1, weightsMiB: 300), "large": LargeRelease(scale: 1), "tiny": LargeRelease(scale: 0.005)]
+            guard let release = shapes[shape] else { throw ValidationError("--write-release takes many, large or tiny (got '\(shape)')") }
+            do {
+                try Self.writeShape(release, into: workdir)
+            } catch {
+                log("ERROR: \(error)")
+                throw ExitCode(BenchExit.commandFailed)
+            }
+            return
+        }
         let settings = try settings()
         let results: BenchResults
         do {
@@ -139,5 +156,27 @@ struct AirlockBenchCommand: ParsableCommand {
         if !report.verdicts.failures.isEmpty {
             throw ExitCode(BenchExit.targetFailed)
         }
+    }
+
+    /// Writes `release` into `folder/v1` and its revision (hard links but for the changed files)
+    /// into `folder/v2`, each through a `.partial` folder renamed into place; a marker beside them
+    /// names what they hold, so that a second call with the same shape reuses them.
+    static func writeShape(_ release: LargeRelease, into folder: String) throws {
+        let marker = folder + "/shape.txt"
+        let description = release.plan.description + " v2=1 changed=" + LargeRelease.revision.changedPath
+        if Bench.readMarker(marker) == description && Bench.isDirectory(folder + "/v2") {
+            log("reusing \(folder)/v1 and v2 (\(description))")
+            return
+        }
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        _ = FileSystem.unlink(marker)
+        for dir in ["v1", "v2", "v1.partial", "v2.partial"] { try? FileManager.default.removeItem(atPath: folder + "/" + dir) }
+        log("writing \(folder)/v1 (\(release.plan.description)) and v2")
+        try ReleaseWriter.write(release.plan, to: folder + "/v1.partial")
+        guard rename(folder + "/v1.partial", folder + "/v1") == 0 else { throw BenchError(description: "cannot rename \(folder)/v1.partial") }
+        try ReleaseWriter.writeRevision(LargeRelease.revision, of: folder + "/v1", to: folder + "/v2.partial")
+        guard rename(folder + "/v2.partial", folder + "/v2") == 0 else { throw BenchError(description: "cannot rename \(folder)/v2.partial") }
+        sync()
+        try Bench.writeMarker(marker, description)
     }
 }
