@@ -7,8 +7,8 @@
 #
 # The package holds /usr/bin/airlock, the auditor's script as /usr/bin/airlock-audit-bundle, man
 # pages and bash/zsh/fish completions generated from the argument parser, the systemd units
-# (airlock-serve@.service, airlock-gc.service and .timer; none is enabled by installing) and the
-# docs. `Depends:` comes from dpkg-shlibdeps (libarchive13, libssl3, zlib1g, libc6, ...). File
+# (airlock-serve@.service, airlock-gc.service and .timer; none is enabled by installing; running
+# instances restart on upgrade and stop on removal) and the docs. `Depends:` comes from dpkg-shlibdeps (libarchive13, libssl3, zlib1g, libc6, ...). File
 # dates are SOURCE_DATE_EPOCH (default: the last commit's date), so a rebuild of the same
 # binary gives the same .deb.
 set -euo pipefail
@@ -146,6 +146,9 @@ Description: signed, content-addressed releases of AI agents for offline sites
  auditor's script (tar, openssl and sha256sum only) and systemd units for
  airlock serve (one instance per agent name) and a daily airlock gc.
 EOF
+# Maintainer scripts: restart running instances on upgrade, stop them on removal (no unit is
+# enabled by installing; they do nothing under `dpkg --root`, where DPKG_ROOT is set).
+for script in postinst prerm postrm; do install -m 0755 "$here/debian/$script" "$pkg/DEBIAN/$script"; done
 (cd "$pkg" && find . -path ./DEBIAN -prune -o -type f -printf '%P\n' | sort | xargs -d '\n' md5sum) > "$pkg/DEBIAN/md5sums"
 chmod 0644 "$pkg/DEBIAN/control" "$pkg/DEBIAN/md5sums"
 find "$pkg" -exec touch --no-dereference -d "@$SOURCE_DATE_EPOCH" {} +

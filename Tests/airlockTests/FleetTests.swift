@@ -30,12 +30,17 @@ import Yams
         return ("1.0.0-", "1.1.0-")
     }
 
-    /// The inventory: every host a site root of its own; `failing` gets a health check that fails.
-    static func inventory(_ w: Workspace, failing: String? = nil) throws -> String {
+    /// The inventory: every host a site root of its own; `failing` gets a health check that fails;
+    /// `unreachable` is reached over ssh on a port where nothing listens.
+    static func inventory(_ w: Workspace, failing: String? = nil, unreachable: String? = nil) throws -> String {
         var text = "airlock:\n  hosts:\n"
         for host in hosts {
             text += "    \(host):\n      airlock_root: \(w.file(host))\n      airlock_keys_dir: \(w.file(host + "-keys"))\n"
             if host == failing { text += "      airlock_check: \"echo the agent does not answer >&2; exit 3\"\n" }
+            if host == unreachable {
+                text += "      ansible_connection: ssh\n      ansible_host: 127.0.0.1\n      ansible_port: \(ServeTests.freePort())\n"
+                text += "      airlock_connect_timeout: 3\n"
+            }
         }
         text += """
               vars:
@@ -46,11 +51,19 @@ import Yams
                 airlock_trust_keys: [\(w.file("vendor.pub"))]
                 airlock_perimeter: [kb.internal:443, orders.internal:8443, tickets.internal:443]
                 airlock_registry_insecure: true
+                airlock_registry_ca: \(w.file("registry-ca.pem"))
+                airlock_become: false
                 airlock_name: example-agent
                 airlock_check: "test -f manifest.json && test -d payload/code"
 
             """
-        let path = w.file(failing == nil ? "inventory.yml" : "inventory-\(failing!).yml")
+        if !FileManager.default.fileExists(atPath: w.file("registry-ca.pem")) {
+            let ca = try CLI.sh(
+                "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out registry-ca.pem -days 2 -subj /CN=site-ca 2>/dev/null",
+                cwd: w.path)
+            #expect(ca.status == 0, "\(ca.stderr)")
+        }
+        let path = w.file("inventory-\(failing ?? "ok")-\(unreachable ?? "all").yml")
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
@@ -102,6 +115,10 @@ import Yams
         let first = try Self.play(w, "rollout.yml", inventory: inventory, ["airlock_ref=\(ref):1.0.0"])
         #expect(first.status == 0, "\(first.stdout)\(first.stderr)")
         for host in Self.hosts { #expect(Self.current(w, host).hasPrefix(v1), "\(host): \(Self.current(w, host))") }
+        // The registry's CA is in every site's trust folder.
+        for host in Self.hosts {
+            #expect(FileManager.default.contentsEqual(atPath: w.file(host + "/.trust/registry-ca.pem"), andPath: w.file("registry-ca.pem")))
+        }
 
         // 1.1.0 with a health check that fails on site5, in the third batch.
         let untouched = try ["site7", "site8"].map { try Data(contentsOf: URL(fileURLWithPath: w.file($0 + "/.history.jsonl"))) }
@@ -144,6 +161,30 @@ import Yams
         for host in Self.hosts { #expect(Self.current(w, host).hasPrefix(v1), "\(host) is on \(Self.current(w, host))") }
     }
 
+    @Test func anUnreachableHostStopsTheRolloutAndEveryMovedHostIsRolledBack() throws {
+        let w = try Workspace()
+        let registry = try TestRegistry()
+        let (v1, v2) = try Self.releases(w, registry)
+        let ref = "oci://\(registry.host)/agents/example-agent"
+        let first = try Self.play(w, "rollout.yml", inventory: try Self.inventory(w), ["airlock_ref=\(ref):1.0.0"])
+        #expect(first.status == 0, "\(first.stdout)\(first.stderr)")
+        // site4 (second batch) cannot be reached: site1-3 moved to 1.1.0 and must go back.
+        let untouched = try ["site5", "site6", "site7", "site8"].map { try Data(contentsOf: URL(fileURLWithPath: w.file($0 + "/.history.jsonl"))) }
+        let r = try Self.play(w, "rollout.yml", inventory: try Self.inventory(w, unreachable: "site4"), ["airlock_ref=\(ref):1.1.0"])
+        #expect(r.status != 0)
+        #expect(r.stdout.contains("stopped: site4 failed"), "\(r.stdout)")
+        #expect(r.stdout.contains("Every host this play moved is back on the release it was on"), "\(r.stdout)")
+        for host in Self.hosts { #expect(Self.current(w, host).hasPrefix(v1), "\(host) is on \(Self.current(w, host))") }
+        for host in ["site1", "site2", "site3"] {
+            #expect(Self.actions(w, host).suffix(2) == ["activate", "rollback"], "\(host): \(Self.actions(w, host))")
+            #expect(Self.installed(w, host).contains { $0.hasPrefix(v2) })
+        }
+        #expect(!Self.installed(w, "site4").contains { $0.hasPrefix(v2) })
+        for (host, before) in zip(["site5", "site6", "site7", "site8"], untouched) {
+            #expect(try Data(contentsOf: URL(fileURLWithPath: w.file(host + "/.history.jsonl"))) == before, "\(host)'s history changed")
+        }
+    }
+
     @Test func aReferenceToAnotherReleaseNameActivatesNothing() throws {
         let w = try Workspace()
         let registry = try TestRegistry()
@@ -184,6 +225,14 @@ import Yams
             for mount in container["volumeMounts"] as? [[String: Any]] ?? [] {
                 #expect(volumes.contains(mount["name"] as? String ?? ""), "\(mount) names no volume")
             }
+        }
+        // The node's trust store is mounted read-only into every container.
+        for container in initContainers + containers {
+            let trust = (container["volumeMounts"] as? [[String: Any]] ?? []).first { $0["mountPath"] as? String == "/var/lib/airlock/.trust" }
+            #expect(trust?["readOnly"] as? Bool == true, "\(container["name"] ?? "?") can write the trust store")
+            let security = container["securityContext"] as? [String: Any] ?? [:]
+            #expect(security["allowPrivilegeEscalation"] as? Bool == false)
+            #expect(((security["capabilities"] as? [String: Any])?["drop"] as? [String]) == ["ALL"])
         }
         let siteRoot = (pod["volumes"] as? [[String: Any]] ?? []).first { $0["name"] as? String == "site-root" }
         #expect((siteRoot?["hostPath"] as? [String: Any])?["path"] as? String == "/var/lib/airlock")
