@@ -173,9 +173,9 @@ struct AirlockBenchCommand: ParsableCommand {
         for dir in ["v1", "v2", "v1.partial", "v2.partial"] { try? FileManager.default.removeItem(atPath: folder + "/" + dir) }
         log("writing \(folder)/v1 (\(release.plan.description)) and v2")
         try ReleaseWriter.write(release.plan, to: folder + "/v1.partial")
-        guard rename(folder + "/v1.partial", folder + "/v1") == 0 else { throw BenchError(description: "cannot rename \(folder)/v1.partial") }
+        guard FileSystem.rename(folder + "/v1.partial", folder + "/v1") == 0 else { throw BenchError(description: "cannot rename \(folder)/v1.partial") }
         try ReleaseWriter.writeRevision(LargeRelease.revision, of: folder + "/v1", to: folder + "/v2.partial")
-        guard rename(folder + "/v2.partial", folder + "/v2") == 0 else { throw BenchError(description: "cannot rename \(folder)/v2.partial") }
+        guard FileSystem.rename(folder + "/v2.partial", folder + "/v2") == 0 else { throw BenchError(description: "cannot rename \(folder)/v2.partial") }
         sync()
         try Bench.writeMarker(marker, description)
     }
