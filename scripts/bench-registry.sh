@@ -138,16 +138,22 @@ rm -f pulled.airlock
 echo
 echo "Resumed pull: killed with $((kept >> 20)) MiB of $((SIZE >> 20)) MiB on disk; the second run fetched $((received >> 20)) MiB = $share% of the bundle (target < 55%); the registry sent $((sent >> 20)) MiB for it."
 
+# at_once REF: every host installs and activates REF at the same time; sets wall (seconds) and
+# sent (bytes the registry wrote to its sockets meanwhile).
+at_once() {
+  sync
+  local before start pids=() p
+  before=$(served)
+  start=$(date +%s.%N)
+  for h in $(seq "$HOSTS"); do "$AIRLOCK" install "$1" --root "host-$h" --insecure --activate >/dev/null & pids+=($!); done
+  for p in "${pids[@]}"; do wait "$p" || fail "a concurrent install of $1 failed"; done
+  wall=$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")
+  sent=$(( $(served) - before ))
+}
+
 # HOSTS sites at once.
 for h in $(seq "$HOSTS"); do site "host-$h"; done
-sync
-before=$(served)
-start=$(date +%s.%N)
-pids=()
-for h in $(seq "$HOSTS"); do "$AIRLOCK" install "$REF" --root "host-$h" --insecure --activate >/dev/null & pids+=($!); done
-for p in "${pids[@]}"; do wait "$p" || fail "a concurrent install failed"; done
-wall=$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")
-sent=$(( $(served) - before ))
+at_once "$REF"
 echo "$HOSTS hosts installing at once: ${wall} s wall; the registry served $((sent >> 20)) MiB = $(python3 -c "print(f'{$sent / $SIZE:.3f}')") bundles ($HOSTS hosts x $((SIZE >> 20)) MiB = $((HOSTS * SIZE >> 20)) MiB of layer)."
 
 # The next release as a delta over the one the hosts run: the prompt changed, the weights did not.
@@ -157,14 +163,7 @@ printf '\nAnswer in the customer'"'"'s language.\n' >> release-v2/prompts/system
 SOURCE_DATE_EPOCH=1767225600 "$AIRLOCK" pack release-v2 --key vendor.key --base bundle.airlock --out delta.airlock >/dev/null 2>&1 || fail "pack of the delta failed"
 DSIZE=$(stat -c %s delta.airlock)
 DREF=$("$AIRLOCK" push delta.airlock "oci://127.0.0.1:$PORT/bench/agent" --insecure --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["reference"])') || fail "push of the delta failed"
-sync
-before=$(served)
-start=$(date +%s.%N)
-pids=()
-for h in $(seq "$HOSTS"); do "$AIRLOCK" install "$DREF" --root "host-$h" --insecure --activate >/dev/null & pids+=($!); done
-for p in "${pids[@]}"; do wait "$p" || fail "a concurrent install of the delta failed"; done
-wall=$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")
-sent=$(( $(served) - before ))
+at_once "$DREF"
 rm -rf host-*
 echo "$HOSTS hosts installing the next release as a delta ($((DSIZE >> 10)) KiB) at once: ${wall} s wall; the registry served $((sent >> 10)) KiB = $(python3 -c "print(f'{$sent / $SIZE * 100:.3f}')")% of one full bundle."
 

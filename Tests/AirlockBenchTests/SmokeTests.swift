@@ -28,8 +28,18 @@ enum Built {
     /// Runs the benchmark runner with `arguments` and BENCH_* `settings`; stdout and stderr go
     /// to files in `scratch`.
     static func runBench(_ arguments: [String], settings: [String: String], scratch: String) throws -> (status: Int32, stdout: String, stderr: String) {
+        try run(bench, arguments, settings: settings, scratch: scratch)
+    }
+
+    /// Runs `executable` with `arguments`, the environment without BENCH_* variables but for
+    /// `settings`; stdout and stderr go to files in `scratch`.
+    static func run(
+        _ executable: String, _ arguments: [String], settings: [String: String], scratch: String
+    ) throws -> (
+        status: Int32, stdout: String, stderr: String
+    ) {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: bench)
+        p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = arguments
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("BENCH_") }
         for (k, v) in settings { environment[k] = v }
