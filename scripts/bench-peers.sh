@@ -28,7 +28,8 @@
 # otherwise not established.
 #
 # Settings, from the environment: PEERS_RUNS (5), PEERS_SHAPES ("many large"), PEERS_WORK
-# (bench-work/peers; the releases there are reused). Exit status: 0 when every target passes,
+# (bench-work/peers; the releases there are reused), PEERS_FRESH_FS (0; 1: each install run
+# into a new loop-mounted ext4, see below). Exit status: 0 when every target passes,
 # 1 when one does not, 2 when a command failed.
 set -euo pipefail
 export LC_ALL=C
@@ -50,10 +51,27 @@ done
 mkdir -p "$WORK"
 WORK=$(realpath -e -- "$WORK")
 OUT=$WORK/out
+if mountpoint -q "$OUT/mnt" 2>/dev/null; then umount "$OUT/mnt" || fail "$OUT/mnt is still mounted from an earlier run"; fi
 rm -rf "$OUT"
 mkdir -p "$OUT"
 RESULTS=$WORK/results.tsv
 : > "$RESULTS"
+# PEERS_FRESH_FS=1: every install run writes into a new ext4 file system on a loop device (made
+# and mounted untimed, root only), so that no side creates its files where an earlier run's
+# tree was just deleted (on this machine's ext4, file creation slows for minutes after that).
+FRESH_FS=${PEERS_FRESH_FS:-0}
+fresh_fs() { # RELEASE: a new ext4 three times the release's size at $OUT/mnt
+  drop_fs
+  truncate -s "$(( $(du -sb --apparent-size "$1" | cut -f1) * 3 + (256 << 20) ))" "$OUT/fs.img"
+  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$OUT/fs.img" || fail "mkfs.ext4 failed"
+  mkdir -p "$OUT/mnt"
+  mount -o loop "$OUT/fs.img" "$OUT/mnt" || fail "cannot mount a loop file system (PEERS_FRESH_FS=1 needs root and /dev/loop*)"
+}
+drop_fs() {
+  if mountpoint -q "$OUT/mnt" 2>/dev/null; then umount "$OUT/mnt" || fail "cannot unmount $OUT/mnt"; fi
+  rm -f "$OUT/fs.img"
+}
+trap 'drop_fs 2>/dev/null || true' EXIT
 
 # Keys: airlock's vendor key, an RSA key and certificate for the shell pipeline and RAUC.
 cd "$WORK"
@@ -133,6 +151,7 @@ for shape in $SHAPES; do
   for run in $(seq "$RUNS"); do
     for side in $(rotate "$run" airlock shell rauc ostree); do
       d=$OUT/install-$side; rm -rf "$d"
+      if [ "$FRESH_FS" = 1 ]; then fresh_fs "$v1"; d=$OUT/mnt/install; fi
       case $side in
         airlock)
           "$AIRLOCK" trust add "$WORK/vendor.pub" --root "$d" >/dev/null
@@ -151,7 +170,7 @@ for shape in $SHAPES; do
           timed "$shape" install ostree "$run" "ostree --repo='$d.repo' pull-local --untrusted '$keep/ostree/repo' bench/v1 >/dev/null && ostree --repo='$d.repo' checkout bench/v1 '$d' && sync"
           rm -rf "$d.repo" ;;
       esac
-      rm -rf "$d"
+      if [ "$FRESH_FS" = 1 ]; then drop_fs; else rm -rf "$d"; fi
     done
   done
 
