@@ -19,6 +19,7 @@ deps:
 	pkg-config --exists libarchive 2>/dev/null || missing="$$missing libarchive-dev"; \
 	pkg-config --exists openssl 2>/dev/null || missing="$$missing libssl-dev"; \
 	pkg-config --exists zlib 2>/dev/null || missing="$$missing zlib1g-dev"; \
+	pkg-config --exists libzstd 2>/dev/null || missing="$$missing libzstd-dev"; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
 	command -v zstd >/dev/null || missing="$$missing zstd"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \

@@ -43,11 +43,18 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
+        // zstd itself, for the manifest patch of a delta bundle (`zstd --patch-from`); the bundle
+        // stream is decompressed by libarchive.
+        .systemLibrary(
+            name: "CZstd",
+            pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"])]
+        ),
         // The Linux calls Swift's Glibc module does not declare (syncfs, renameat2, ...).
         .target(name: "CAirlockSystem"),
         // What a bundle is and how it is verified: the format, keys, the trust store and the
         // verifier. No site, no governance, no YAML: a verify-only user links only this.
-        .target(name: "AirlockFormat", dependencies: ["CArchive", "COpenSSL", "CAirlockSystem"]),
+        .target(name: "AirlockFormat", dependencies: ["CArchive", "COpenSSL", "CZstd", "CAirlockSystem"]),
         // Packing, the site (install, activation, history, rollout state) and governance
         // (permissions, approvals, eval, evidence).
         .target(

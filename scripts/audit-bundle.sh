@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Audit an Airlock bundle with standard tools only (tar, openssl, sha256sum, coreutils).
 # Runs exactly the steps of docs/audit.md, in the same order with the same flags.
-# Usage: scripts/audit-bundle.sh BUNDLE PUBKEY
+# Usage: scripts/audit-bundle.sh BUNDLE PUBKEY [BASE]
+# BASE: for a delta bundle, the full bundle of the release it was made against (audited first,
+# with the same key); the delta's manifest is rebuilt from it with `zstd --patch-from` and the
+# files the delta omits are taken from it (docs/audit.md, "A delta bundle").
 # Exit status: 0 when every check passes, 1 when one fails, 2 on usage errors.
 set -euo pipefail
 export LC_ALL=C
@@ -9,12 +12,14 @@ export LC_ALL=C
 fail() { echo "audit: FAIL: $*" >&2; exit 1; }
 ok() { echo "audit: ok: $*"; }
 
-if [[ $# -ne 2 ]]; then
-    echo "usage: $0 BUNDLE PUBKEY" >&2
+if [[ $# -ne 2 && $# -ne 3 ]]; then
+    echo "usage: $0 BUNDLE PUBKEY [BASE]" >&2
     exit 2
 fi
 bundle=$(realpath -e -- "$1") || { echo "audit: no such bundle: $1" >&2; exit 2; }
 pub=$(realpath -e -- "$2") || { echo "audit: no such public key: $2" >&2; exit 2; }
+base=
+if [[ $# -eq 3 ]]; then base=$(realpath -e -- "$3") || { echo "audit: no such base bundle: $3" >&2; exit 2; }; fi
 
 work=$(mktemp -d)
 trap 'rm -rf -- "$work"' EXIT
@@ -32,7 +37,16 @@ ok "compression: ${z[*]:-none}"
 # Step 2: list before extracting. Manifest first; only plain files/dirs with normalised modes.
 tar "${z[@]}" -tvf "$bundle" > list.txt || fail "tar cannot list the bundle"
 first=$(tar "${z[@]}" -tf "$bundle" | sed -n 1p)
-[[ $first == airlock/manifest.json ]] || fail "first entry is '$first', not airlock/manifest.json"
+delta=no
+if [[ $first == airlock/delta.json ]]; then
+    # A delta bundle whose manifest is a patch against its base's (docs/format.md).
+    second=$(tar "${z[@]}" -tf "$bundle" | sed -n 2p)
+    [[ $second == airlock/manifest.patch ]] || fail "a delta bundle's second entry is '$second', not airlock/manifest.patch"
+    [[ -n $base ]] || fail "this is a delta bundle: give the full bundle of its base release as a third argument"
+    delta=yes
+else
+    [[ $first == airlock/manifest.json ]] || fail "first entry is '$first', not airlock/manifest.json"
+fi
 if grep -Ev '^(-rw-r--r--|-rwxr-xr-x|drwxr-xr-x) ' list.txt; then
     fail "entries above are not regular files (0644/0755) or directories (0755)"
 fi
@@ -40,6 +54,19 @@ ok "listing: $(wc -l < list.txt) entries, manifest first, no special entries"
 
 # Step 3: extract.
 mkdir a && tar "${z[@]}" -xf "$bundle" -C a || fail "tar cannot extract the bundle"
+
+# Step 3a (a delta bundle): audit the base, rebuild the manifest from the base's with zstd, and
+# derive SHA256SUMS from it (the delta carries neither).
+if [[ $delta == yes ]]; then
+    "$0" "$base" "$pub" > base-audit.txt || { cat base-audit.txt >&2; fail "the base bundle does not pass the audit"; }
+    ok "base: $(basename -- "$base") passes the audit"
+    mkdir b && tar -xf "$base" -C b || fail "tar cannot extract the base bundle"
+    zstd -q -d --patch-from=b/airlock/manifest.json a/airlock/manifest.patch -o a/airlock/manifest.json \
+        || fail "the manifest patch does not apply to the base's manifest"
+    ok "manifest: rebuilt from the base's, sha256:$(sha256sum a/airlock/manifest.json | cut -d' ' -f1) (the bundle id)"
+    grep -o '"path":"[^"]*","sha256":"[0-9a-f]\{64\}"' a/airlock/manifest.json \
+        | sed 's/^"path":"\(.*\)","sha256":"\([0-9a-f]*\)"$/\2  \1/' > a/airlock/SHA256SUMS
+fi
 
 # Step 4: key id of the trusted public key, and its signature file.
 keyid=$(openssl pkey -pubin -in "$pub" -outform DER | sha256sum | cut -d' ' -f1)
@@ -70,7 +97,19 @@ have=$(sha256sum a/airlock/SHA256SUMS | cut -d' ' -f1)
 ok "SHA256SUMS matches manifest sums sha256:$have"
 
 # Step 7: every listed payload file has its hash.
-[[ ! -e a/airlock/delta.json ]] || fail "delta bundle: omitted files cannot be checked with standard tools; audit the full bundle"
+if [[ $delta == yes ]]; then
+    # The files the delta omits are copied from the (audited) base, found by their hash.
+    carried=0 taken=0
+    while read -r hash path; do
+        if [[ -e a/payload/$path ]]; then carried=$((carried + 1)); continue; fi
+        from=$(awk -v h="$hash" '$1 == h { print substr($0, 67); exit }' b/airlock/SHA256SUMS)
+        [[ -n $from ]] || fail "the delta omits $path, whose content the base lacks"
+        mkdir -p "a/payload/$(dirname -- "$path")" && cp -- "b/payload/$from" "a/payload/$path"
+        taken=$((taken + 1))
+    done < a/airlock/SHA256SUMS
+    ok "delta: $carried files carried, $taken taken from the base"
+fi
+[[ $delta == yes || ! -e a/airlock/delta.json ]] || fail "delta bundle with its manifest whole: omitted files cannot be checked with standard tools; audit the full bundle"
 (cd a/payload && sha256sum -c --strict --quiet ../airlock/SHA256SUMS) || fail "payload does not match SHA256SUMS"
 ok "payload: $(wc -l < a/airlock/SHA256SUMS) files match SHA256SUMS"
 
@@ -79,7 +118,8 @@ ok "payload: $(wc -l < a/airlock/SHA256SUMS) files match SHA256SUMS"
 sed 's/^[0-9a-f]\{64\}  //' a/airlock/SHA256SUMS | sort > listed.txt
 diff listed.txt found.txt || fail "payload files differ from SHA256SUMS (> extra, < missing)"
 if (cd a && find . ! -type d ! -path './payload/*') |
-        grep -Ev '^\./airlock/(manifest\.json|SHA256SUMS|signatures/[0-9a-f]{64}\.sig)$'; then
+        grep -Ev '^\./airlock/(manifest\.json|SHA256SUMS|signatures/[0-9a-f]{64}\.sig)$' |
+        { if [[ $delta == yes ]]; then grep -Ev '^\./airlock/(delta\.json|manifest\.patch)$'; else cat; fi; }; then
     fail "unexpected files above outside payload/"
 fi
 ok "no extra files"

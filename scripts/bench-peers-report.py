@@ -58,16 +58,20 @@ for shape in shapes:
         if target is not None:
             verdicts.append((line, f"target <= {target}", verdict(paired, target)))
     out.append("")
-    sizes = {r[2]: int(float(r[4])) for r in rows if r[0] == shape and r[1] == "delta"}
-    if sizes:
-        out += ["| delta for v2 | bytes |", "|---|---|"] + [f"| {k} | {v:,} |" for k, v in sizes.items()] + [""]
+    for drow, label in (("delta", "v2: 104 index documents rewritten"), ("delta-append", "v2-append: one line appended to a prompt")):
+        sizes = {r[2]: int(float(r[4])) for r in rows if r[0] == shape and r[1] == drow}
+        if not sizes:
+            continue
+        out += [f"| delta for {label} | bytes |", "|---|---|"] + [f"| {k} | {v:,} |" for k, v in sizes.items()] + [""]
         ratio = sizes["airlock"] / sizes["ostree"]
-        verdicts.append((f"{shape}: delta, airlock / OSTree static delta: {ratio:.2f} (the changed files alone: "
-                         f"{sizes['changed-files'] / sizes['ostree']:.2f})", "target <= 1.0", "PASS" if ratio <= 1.0 else "FAIL"))
+        line = (f"{shape}: {drow}, airlock / OSTree static delta: {ratio:.2f} (the changed files alone: "
+                f"{sizes['changed-files'] / sizes['ostree']:.2f})")
+        # The target is on its change (v2); the appended line is reported beside it.
+        verdicts.append((line, "target <= 1.0" if drow == "delta" else "no target", ("PASS" if ratio <= 1.0 else "FAIL") if drow == "delta" else "INFO"))
 control = [float(r[4]) for r in rows if r[1] == "control"]
 if control and float(first_shell) > 0:
     out += [f"Control: the shell pack of the first shape took {float(first_shell):.2f} s in its first run and "
             f"{control[0]:.2f} s again at the end ({control[0] / float(first_shell):.2f}x): the machine's drift over the run.", ""]
 out += ["## Verdicts", ""] + [f"- {line} ({target}): **{v}**" for line, target, v in verdicts]
 print("\n".join(out))
-sys.exit(0 if all(v == "PASS" for _, _, v in verdicts) else 1)
+sys.exit(0 if all(v in ("PASS", "INFO") for _, _, v in verdicts) else 1)

@@ -6,7 +6,8 @@
 #
 # The releases come from airlock-bench's seeded generator (`--write-release`): "many", 300 MiB
 # of weights beside 240 code files, 60 prompts and 20,000 index documents; "large", the same
-# with 1,536 MiB of weights. Version 2 of each changes one prompt file and airlock.yaml.
+# with 1,536 MiB of weights. Version 2 of each rewrites 104 index documents (about 0.26 MB);
+# v2-append instead appends one line to an 874 KB prompt file.
 #
 # Rows, each side timed PEERS_RUNS times, the order rotating run by run, inputs read once and
 # `sync` before every timed run, every output in a fresh folder:
@@ -19,7 +20,8 @@
 #            RAUC: `rauc extract`, then sync | OSTree: `pull-local --untrusted` from the packed
 #            repository into a new one, checkout (hard links into it), then sync
 #   delta    sizes, once: airlock pack --base | OSTree static delta | the changed files alone,
-#            tar | zstd -1
+#            tar | zstd -1; for v2 (104 index documents rewritten) and v2-append (one line
+#            appended to a prompt file)
 # and a control: the shell pack's first run repeated at the very end (the machine's drift).
 #
 # Targets (issue 14): pack / shell <= 0.6; verify / shell <= 0.9; install / shell <= 1.0 (many)
@@ -174,15 +176,22 @@ for shape in $SHAPES; do
     done
   done
 
-  # --- delta sizes (once, untimed) ---
-  "$AIRLOCK" pack "$v2" --key "$WORK/vendor.key" --base "$keep/airlock/a.airlock" --out "$OUT/delta-$shape.airlock" >/dev/null 2>&1 || fail "airlock pack --base"
-  ostree --repo="$keep/ostree/repo" commit --branch=bench/v2 --tree=dir="$v2" >/dev/null
-  ostree --repo="$keep/ostree/repo" static-delta generate --from=bench/v1 --to=bench/v2 >/dev/null
-  changed=$(cd "$v2" && find . -type f -links 1 -print | sort)
-  (cd "$v2" && printf '%s\n' $changed | tar -cf - -T - | zstd -1 -q -c > "$OUT/changed-$shape.tar.zst")
-  printf '%s\tdelta\tairlock\t1\t%s\t0\t0\n' "$shape" "$(stat -c %s "$OUT/delta-$shape.airlock")" >> "$RESULTS"
-  printf '%s\tdelta\tostree\t1\t%s\t0\t0\n' "$shape" "$(du -sb --apparent-size "$keep/ostree/repo/deltas" | cut -f1)" >> "$RESULTS"
-  printf '%s\tdelta\tchanged-files\t1\t%s\t0\t0\n' "$shape" "$(stat -c %s "$OUT/changed-$shape.tar.zst")" >> "$RESULTS"
+  # --- delta sizes (once, untimed): v2 (104 index documents rewritten, issue 14's change) and
+  # v2-append (one line appended to an 874 KB prompt), each against v1 ---
+  for change in v2 v2-append; do
+    row=delta; [ "$change" = v2 ] || row=delta-append
+    "$AIRLOCK" pack "$data/$change" --key "$WORK/vendor.key" --base "$keep/airlock/a.airlock" --out "$OUT/$row-$shape.airlock" >/dev/null 2>&1 || fail "airlock pack --base ($change)"
+    ostree --repo="$keep/ostree/repo" commit --branch="bench/$change" --tree=dir="$data/$change" >/dev/null
+    # One file: the superblock with its parts inlined (--filename alone writes the parts beside it).
+    rm -f "$OUT/ostree-$row"
+    ostree --repo="$keep/ostree/repo" static-delta generate --inline --from=bench/v1 --to="bench/$change" --filename="$OUT/ostree-$row" >/dev/null
+    changed=$(cd "$data/$change" && find . -type f -links 1 -print | sort)
+    (cd "$data/$change" && printf '%s\n' $changed | tar -cf - -T - | zstd -1 -q -c > "$OUT/changed-$row-$shape.tar.zst")
+    printf '%s\t%s\tairlock\t1\t%s\t0\t0\n' "$shape" "$row" "$(stat -c %s "$OUT/$row-$shape.airlock")" >> "$RESULTS"
+    printf '%s\t%s\tostree\t1\t%s\t0\t0\n' "$shape" "$row" "$(stat -c %s "$OUT/ostree-$row")" >> "$RESULTS"
+    printf '%s\t%s\tchanged-files\t1\t%s\t0\t0\n' "$shape" "$row" "$(stat -c %s "$OUT/changed-$row-$shape.tar.zst")" >> "$RESULTS"
+    rm -f "$OUT/ostree-$row"
+  done
   rm -rf "$keep" "$rin"
 done
 

@@ -118,8 +118,8 @@ public struct PlannedFile: Equatable, Sendable {
     }
 }
 
-/// A second version of a release: every file hard-linked to the first but the manifest and one
-/// changed file, which gets a line appended.
+/// A second version of a release: every file hard-linked to the first but the manifest, one
+/// changed file, which gets a line appended, and any files rewritten whole.
 public struct Revision: Equatable, Sendable {
     /// The new `airlock.yaml`.
     public var yaml: String
@@ -127,6 +127,8 @@ public struct Revision: Equatable, Sendable {
     public var changedPath: String
     /// The text appended to the first release's copy of the changed file.
     public var appended: String
+    /// Files of the first release written again with other content (same paths).
+    public var rewritten: [PlannedFile] = []
 }
 
 /// A release to generate: its folders (made even when empty), files and a description that
@@ -254,6 +256,18 @@ public struct LargeRelease: Sendable {
     /// The description stored beside a generated copy.
     public var description: String {
         "gen=\(Self.generation) scale=\(scale) weights=\(weightsBytes) code=\(codeBytes)/\(codeFiles) prompts=\(promptBytes)/\(promptFiles) index=\(indexFiles)"
+    }
+
+    /// The second release as `make bench-peers` changes it (issue 14's release): version
+    /// 1.0.1, sequence 2, 104 index documents rewritten (every 192nd, across all shards: about
+    /// 0.26 MB).
+    public var spreadRevision: Revision {
+        let docs = stride(from: 0, to: indexFiles, by: Swift.max(1, indexFiles / 104)).prefix(104).map { d in
+            PlannedFile(
+                path: "index/shard-\(pad(d % indexShards, 2))/doc-\(pad(d, 5)).json", size: 1024 + (d * 7919) % 3072,
+                content: .indexDocument(seed: SeededGenerator.derive(Self.textSeed, 4, d), number: d, shards: indexShards))
+        }
+        return Revision(yaml: Self.yaml(version: "1.0.1", sequence: 2), changedPath: docs[0].path, appended: "", rewritten: Array(docs.dropFirst()))
     }
 
     /// The second release: version 1.0.1, sequence 2, one prompt file with a line added.
@@ -572,12 +586,13 @@ public enum ReleaseWriter {
     /// Makes the revision of the release at `base` in `target`: hard links to every file of
     /// `base` but `airlock.yaml` and the changed file, which are written anew.
     public static func writeRevision(_ revision: Revision, of base: String, to target: String) throws {
-        try linkTree(base, target, skipping: ["airlock.yaml", revision.changedPath])
+        try linkTree(base, target, skipping: Set(["airlock.yaml", revision.changedPath] + revision.rewritten.map(\.path)))
         try write(path: target + "/airlock.yaml", bytes: Array(revision.yaml.utf8), mode: 0o644)
         let first = try read(base + "/" + revision.changedPath)
         var st = stat()
         guard stat(base + "/" + revision.changedPath, &st) == 0 else { throw DatasetError(description: "cannot stat \(revision.changedPath)") }
         try write(path: target + "/" + revision.changedPath, bytes: first + Array(revision.appended.utf8), mode: st.st_mode & 0o7777)
+        for f in revision.rewritten { try write(path: target + "/" + f.path, bytes: ContentGenerator.text(f), mode: f.mode) }
     }
 
     static func linkTree(_ from: String, _ to: String, skipping: Set<String>, relative: String = "") throws {

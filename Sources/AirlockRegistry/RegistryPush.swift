@@ -55,12 +55,14 @@ extension Registry {
     /// bundle's structure is checked first (not its signatures: the site checks those). Throws
     /// what `BundleReader` throws for a file that is not a bundle, `registry-*` errors, and
     /// `read-failed`.
-    public static func push(bundle path: String, to target: RegistryReference, client: RegistryClient) async throws -> PushResult {
+    public static func push(
+        bundle path: String, to target: RegistryReference, client: RegistryClient, baseManifest: BaseManifestLookup? = nil
+    ) async throws -> PushResult {
         guard target.digest == nil else {
             throw AirlockError(.usage, .registryReferenceInvalid, "\(target) names a digest; push to a repository and an optional :TAG")
         }
         // The head: what the config and the annotations say.
-        let head = try BundleHead.read(path)
+        let head = try BundleHead.read(path, baseManifest: baseManifest)
         var reference = target
         reference.tag = target.tag ?? defaultTag(version: head.manifest.version, deltaBase: head.delta?.base)
         let bundleID = SHA256Digest.of(head.manifestBytes)
@@ -197,8 +199,9 @@ struct BundleHead {
     var delta: DeltaInfo?
     var compression: Compression
 
-    static func read(_ path: String) throws -> BundleHead {
+    static func read(_ path: String, baseManifest: BaseManifestLookup?) throws -> BundleHead {
         let reader = try BundleReader(path: path)
+        reader.baseManifest = baseManifest
         let bytes = try reader.readManifest()
         _ = try reader.readSignatures()
         let manifest = try Manifest.parse(bytes)

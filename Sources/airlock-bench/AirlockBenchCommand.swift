@@ -158,24 +158,31 @@ struct AirlockBenchCommand: ParsableCommand {
         }
     }
 
-    /// Writes `release` into `folder/v1` and its revision (hard links but for the changed files)
-    /// into `folder/v2`, each through a `.partial` folder renamed into place; a marker beside them
+    /// Writes `release` into `folder/v1`, its revision with 104 index documents rewritten into
+    /// `folder/v2` and the one with a prompt line appended into `folder/v2-append` (hard links
+    /// but for the changed files), each through a `.partial` folder renamed into place; a marker beside them
     /// names what they hold, so that a second call with the same shape reuses them.
     static func writeShape(_ release: LargeRelease, into folder: String) throws {
         let marker = folder + "/shape.txt"
-        let description = release.plan.description + " v2=1 changed=" + LargeRelease.revision.changedPath
-        if Bench.readMarker(marker) == description && Bench.isDirectory(folder + "/v2") {
-            log("reusing \(folder)/v1 and v2 (\(description))")
+        let spread = release.spreadRevision
+        let description =
+            release.plan.description + " v2=2 rewritten=\(spread.rewritten.count + 1) v2-append=1 changed=" + LargeRelease.revision.changedPath
+        if Bench.readMarker(marker) == description && Bench.isDirectory(folder + "/v2-append") {
+            log("reusing \(folder)/v1, v2 and v2-append (\(description))")
             return
         }
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         _ = FileSystem.unlink(marker)
-        for dir in ["v1", "v2", "v1.partial", "v2.partial"] { try? FileManager.default.removeItem(atPath: folder + "/" + dir) }
-        log("writing \(folder)/v1 (\(release.plan.description)) and v2")
+        for dir in ["v1", "v2", "v2-append"].flatMap({ [$0, $0 + ".partial"] }) { try? FileManager.default.removeItem(atPath: folder + "/" + dir) }
+        log("writing \(folder)/v1 (\(release.plan.description)), v2 and v2-append")
         try ReleaseWriter.write(release.plan, to: folder + "/v1.partial")
         guard FileSystem.rename(folder + "/v1.partial", folder + "/v1") == 0 else { throw BenchError(description: "cannot rename \(folder)/v1.partial") }
-        try ReleaseWriter.writeRevision(LargeRelease.revision, of: folder + "/v1", to: folder + "/v2.partial")
-        guard FileSystem.rename(folder + "/v2.partial", folder + "/v2") == 0 else { throw BenchError(description: "cannot rename \(folder)/v2.partial") }
+        for (dir, revision) in [("v2", spread), ("v2-append", LargeRelease.revision)] {
+            try ReleaseWriter.writeRevision(revision, of: folder + "/v1", to: folder + "/\(dir).partial")
+            guard FileSystem.rename(folder + "/\(dir).partial", folder + "/" + dir) == 0 else {
+                throw BenchError(description: "cannot rename \(folder)/\(dir).partial")
+            }
+        }
         sync()
         try Bench.writeMarker(marker, description)
     }

@@ -288,4 +288,40 @@ final class Workspace: @unchecked Sendable {
         #expect(badManifest.status != 0)
         #expect(badManifest.stderr.contains("signature"))
     }
+
+    /// docs/audit.md, "A delta bundle": with the base's full bundle, an auditor rebuilds the
+    /// delta's manifest with `zstd --patch-from`, checks its signature and every file, taking
+    /// the omitted ones from the base by their hash.
+    @Test func auditorPathForADeltaBundle() throws {
+        let w = try Workspace()
+        _ = try w.key("vendor")
+        #expect(try w.pack("v1.airlock").status == 0)
+        #expect(
+            try CLI.sh(
+                "sed -i 's/^version: .*/version: 1.1.0/; s/^sequence: .*/sequence: 2/' release/airlock.yaml && echo '- be brief' >> release/prompts/system.md",
+                cwd: w.path
+            ).status == 0)
+        #expect(try w.pack("v2-delta.airlock", extra: ["--base", w.file("v1.airlock")]).status == 0)
+        let audit = CLI.root + "/scripts/audit-bundle.sh"
+        let good = try CLI.run([w.file("v2-delta.airlock"), w.file("vendor.pub"), w.file("v1.airlock")], executable: audit)
+        #expect(good.status == 0, "\(good.stdout)\n\(good.stderr)")
+        #expect(good.stdout.contains("taken from the base") && good.stdout.contains("audit: PASS"))
+        // Without the base, the script says what it needs.
+        let alone = try CLI.run([w.file("v2-delta.airlock"), w.file("vendor.pub")], executable: audit)
+        #expect(alone.status == 1 && alone.stderr.contains("base"))
+        // The carried file altered: its hash no longer matches the rebuilt manifest.
+        let tamper = try CLI.sh(
+            """
+            set -e
+            zstd -dc v2-delta.airlock > t.tar
+            off=$(grep -boa 'be brief' t.tar | head -1 | cut -d: -f1)
+            printf 'B' | dd of=t.tar bs=1 seek="$off" conv=notrunc status=none
+            zstd -q -c t.tar > tampered.airlock
+            """, cwd: w.path)
+        #expect(tamper.status == 0, "\(tamper.stderr)")
+        #expect(try CLI.run([w.file("tampered.airlock"), w.file("vendor.pub"), w.file("v1.airlock")], executable: audit).status == 1)
+        // verify takes the same base.
+        #expect(try CLI.run(["verify", w.file("v2-delta.airlock"), "--trust", w.file("trust"), "--base", w.file("v1.airlock")]).status == 0)
+        #expect(try CLI.run(["verify", w.file("tampered.airlock"), "--trust", w.file("trust"), "--base", w.file("v1.airlock")]).status == 1)
+    }
 }

@@ -313,7 +313,11 @@ final class FaultyRegistry: @unchecked Sendable {
         let delta = try w.pack("v2-delta.airlock", extra: ["--base", w.file("v1.airlock")])
         #expect(delta.status == 0, "\(delta.stderr)")
         #expect(try CLI.run(["push", w.file("v1.airlock"), repo, "--insecure"]).status == 0)
-        let pushed = try CLI.run(["push", w.file("v2-delta.airlock"), repo, "--insecure", "--json"])
+        // The delta carries its manifest as a patch: push needs its base to read the manifest
+        // it stores as the artifact's config.
+        let noBase = try CLI.run(["push", w.file("v2-delta.airlock"), repo, "--insecure"])
+        #expect(noBase.status != 0 && noBase.stderr.contains("--base"), "\(noBase.stderr)")
+        let pushed = try CLI.run(["push", w.file("v2-delta.airlock"), repo, "--insecure", "--json", "--base", w.file("v1.airlock")])
         #expect(pushed.status == 0, "\(pushed.stderr)")
         let p = Self.json(pushed)
         let base = try #require(p["delta_base"] as? String)

@@ -20,6 +20,9 @@ public enum BundleLayout {
     public static let sumsEntry = "airlock/SHA256SUMS"
     /// The unsigned entry only a delta bundle carries: its base and the paths it omits (`DeltaInfo`).
     public static let deltaEntry = "airlock/delta.json"
+    /// The manifest of a delta bundle in format `airlock.delta/v2`, as a zstd patch against its
+    /// base release's manifest (`ManifestPatch`).
+    public static let manifestPatchEntry = "airlock/manifest.patch"
     /// The folder of the payload entries; manifest paths are relative to it.
     public static let payloadPrefix = "payload/"
     /// The file of a release directory that describes the release to `airlock pack` (docs/release.md).

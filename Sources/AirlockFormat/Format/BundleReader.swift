@@ -4,6 +4,10 @@ import Glibc
 import Darwin
 #endif
 
+/// Finds the manifest of a delta bundle's base release: given the base's bundle id and the
+/// release name the bundle's unsigned hint gives, the exact manifest bytes, or nil.
+public typealias BaseManifestLookup = (_ base: SHA256Digest, _ name: String) throws -> [UInt8]?
+
 /// A signature entry found in a bundle: `airlock/signatures/<keyid>.sig`.
 public struct EmbeddedSignature: Sendable, Equatable {
     /// The key id the entry's name gives (64 lowercase hex); no key is checked here.
@@ -36,6 +40,13 @@ public final class BundleReader {
     /// Set when the bundle is a delta: what it omits (checked against the manifest).
     public private(set) var delta: DeltaInfo?
     private var omitted: Set<String> = []
+    /// A format v2 delta: its hint, read before the manifest it rebuilds.
+    private var deltaHead: DeltaInfo.Head?
+    /// Finds the manifest of a delta bundle's base release (format v2 deltas carry their manifest
+    /// as a patch against it): given the base's bundle id and the release name the unsigned hint
+    /// gives (checked: the name rule), the base manifest's exact bytes, or nil when it has none.
+    /// What it returns is used only when it hashes to the base's bundle id.
+    public var baseManifest: BaseManifestLookup?
     private let hasher = SHA256Hasher()
     /// Called by `finish` once the whole bundle was read and checked (see `init(fileDescriptor:)`).
     private let completion: (() throws -> Void)?
@@ -113,7 +124,11 @@ public final class BundleReader {
         return out
     }
 
-    /// The exact bytes of `airlock/manifest.json`, which must be the first entry. Throws `not-a-bundle`
+    /// The exact bytes of the signed manifest: `airlock/manifest.json`, which must be the first
+    /// entry; or, in a format v2 delta bundle, rebuilt from `airlock/manifest.patch` and the base
+    /// release's manifest (`baseManifest`), after the first entry `airlock/delta.json`. Throws,
+    /// for a v2 delta, `delta-invalid`, `delta-base-missing` (no `baseManifest`, or it found
+    /// nothing), `entry-order` (no patch after the hint) and `manifest-patch-invalid`. Throws `not-a-bundle`
     /// (an empty archive, or not a tar stream compressed with zstd, gzip or nothing),
     /// `manifest-not-first`, `entry-type`, `entry-too-large` and `out-of-memory` (libarchive cannot
     /// start); and what the tar and compressed stream throw (`bundle-truncated`, `tar-invalid`,
@@ -125,11 +140,35 @@ public final class BundleReader {
         guard let e = try next() else {
             throw AirlockError.verification(.notABundle, "this is not an Airlock bundle: the archive is empty")
         }
+        if e.path.elementsEqual(BundleLayout.deltaEntry.utf8) { return try readPatchedManifest(e) }
         guard e.path.elementsEqual(BundleLayout.manifestEntry.utf8) else {
             throw AirlockError.verification(
                 .manifestNotFirst, "the first entry is \(Self.name(e)), not \(BundleLayout.manifestEntry); this is not a valid Airlock bundle")
         }
         return try readSmall(e, limit: BundleLayout.maxManifestBytes, what: BundleLayout.manifestEntry)
+    }
+
+    /// A format v2 delta: the hint `e`, then the patch, applied to the base's manifest. Nothing
+    /// here is trusted yet: the rebuilt bytes are what the signatures must verify over.
+    private func readPatchedManifest(_ e: TarEntry) throws -> [UInt8] {
+        let head = try DeltaInfo.parseHead(readSmall(e, limit: DeltaInfo.maxBytes, what: BundleLayout.deltaEntry))
+        guard let p = try next(), p.path.elementsEqual(BundleLayout.manifestPatchEntry.utf8) else {
+            throw AirlockError.verification(
+                .entryOrder, "a delta bundle that begins with \(BundleLayout.deltaEntry) must follow it with \(BundleLayout.manifestPatchEntry)")
+        }
+        let patch = try readSmall(p, limit: ManifestPatch.maxBytes, what: BundleLayout.manifestPatchEntry)
+        guard let found = try baseManifest?(head.base, head.name), SHA256Digest.of(found) == head.base else {
+            throw AirlockError(
+                .policy, .deltaBaseMissing,
+                "this delta bundle carries its manifest as a patch against release \(head.base.prefixed) of \(head.name), which is not at hand: install that release first (a site keeps its manifest), give it with --base BUNDLE or --base-manifest FILE, or use the full bundle"
+            )
+        }
+        let manifest = try ManifestPatch.apply(patch, base: found)
+        guard SHA256Digest.of(manifest) == head.bundle else {
+            throw ManifestPatch.invalid("rebuilds a manifest whose bundle id is not the \(head.bundle.prefixed) its \(BundleLayout.deltaEntry) names")
+        }
+        deltaHead = head
+        return manifest
     }
 
     /// Every `airlock/signatures/<keyid>.sig` entry, which must directly follow the manifest. Throws
@@ -161,6 +200,14 @@ public final class BundleReader {
             }
             out.append(EmbeddedSignature(keyID: id, bytes: try readSmall(e, limit: BundleLayout.maxSignatureBytes, what: "signature entry \(Self.name(e))")))
         }
+        if deltaHead != nil {
+            // A v2 delta carries no SHA256SUMS (it is derived from the manifest) and no second hint.
+            if let p = pending, p.path.elementsEqual(BundleLayout.sumsEntry.utf8) || p.path.starts(with: "airlock/".utf8) {
+                throw AirlockError.verification(
+                    .entryUnexpected, "the bundle holds \(Self.name(p)), which a delta bundle whose manifest is a patch does not carry")
+            }
+            return out
+        }
         if let p = pending, !p.path.elementsEqual(BundleLayout.sumsEntry.utf8) {
             if p.path.starts(with: BundleLayout.payloadPrefix.utf8) {
                 throw AirlockError.verification(.sumsMissing, "the bundle has no \(BundleLayout.sumsEntry) before its payload")
@@ -173,7 +220,8 @@ public final class BundleReader {
         return out
     }
 
-    /// Reads `airlock/SHA256SUMS` and checks it is exactly what `manifest` gives. Throws
+    /// Reads `airlock/SHA256SUMS` and checks it is exactly what `manifest` gives (a format v2
+    /// delta has none: its hint is checked against the manifest instead). Throws
     /// `sums-missing`, `entry-order` and `sums-mismatch`; for a delta bundle's `airlock/delta.json`,
     /// `entry-type`, `entry-too-large` and `delta-invalid`; and what the tar and compressed stream
     /// throw (`bundle-truncated`, `tar-invalid`, `entry-type`, `entry-mode`, `entry-owner`,
@@ -181,6 +229,14 @@ public final class BundleReader {
     public func readSums(for manifest: Manifest) throws {
         precondition(stage == .signatures, "readSums follows readSignatures")
         stage = .sums
+        if let head = deltaHead {
+            let info = try DeltaInfo.resolved(head, manifest: manifest)
+            manifestFiles = manifest.files
+            delta = info
+            omitted = Set(info.omitted)
+            stage = .payload
+            return
+        }
         guard let e = try next() else {
             throw AirlockError.verification(.sumsMissing, "the bundle has no \(BundleLayout.sumsEntry) after its signatures")
         }

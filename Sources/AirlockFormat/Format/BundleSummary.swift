@@ -19,8 +19,10 @@ public struct BundleSummary: Sendable {
     /// Reads the head of the bundle at `path` and parses its manifest strictly. Throws what
     /// `BundleReader.init(path:readTimeout:)`, `BundleReader.readManifest`,
     /// `BundleReader.readSignatures`, `Manifest.parse` and `BundleReader.readSums(for:)` throw.
-    public static func read(path: String) throws -> BundleSummary {
+    /// `baseManifest` finds a delta's base manifest (`BundleReader.baseManifest`).
+    public static func read(path: String, baseManifest: BaseManifestLookup? = nil) throws -> BundleSummary {
         let reader = try BundleReader(path: path)
+        reader.baseManifest = baseManifest
         let bytes = try reader.readManifest()
         let sigs = try reader.readSignatures()
         let manifest = try Manifest.parse(bytes)

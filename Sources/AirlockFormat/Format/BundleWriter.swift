@@ -7,10 +7,14 @@
 /// 4. `airlock/delta.json`, in a delta bundle only (`writeDelta`);
 /// 5. `payload/<path>` for every file the bundle carries, in manifest order (`writePayload`).
 ///
+/// A delta bundle whose manifest is a patch (`airlock.delta/v2`) begins instead with
+/// `airlock/delta.json` and `airlock/manifest.patch` (`writePatchedHead`), then the signatures
+/// and the payload: no manifest entry, no SHA256SUMS.
+///
 /// Every entry is a regular file owned by 0:0 with the format's normalised mode and one mtime.
 /// A step out of order is a bug in the caller and stops the process.
 package final class BundleWriter {
-    private enum Stage: Int { case start, manifest, signatures, sums, delta, payload, closed }
+    private enum Stage: Int { case start, patchedHead, manifest, signatures, sums, delta, payload, closed }
 
     private let archive: ArchiveWriter
     private let mtime: Int64
@@ -41,6 +45,15 @@ package final class BundleWriter {
             }
         }
         return hasher.finish()
+    }
+
+    /// 1'. For a format v2 delta bundle, in place of the manifest: the hint, then the patch
+    /// that rebuilds the manifest from the base's (`ManifestPatch.make`).
+    package func writePatchedHead(_ delta: DeltaInfo, patch: [UInt8]) throws {
+        precondition(delta.isPatched, "writePatchedHead takes a v2 delta hint")
+        advance(to: .patchedHead)
+        try archive.addFile(path: BundleLayout.deltaEntry, bytes: delta.encoded(), mode: BundleLayout.regularMode, mtime: mtime)
+        try archive.addFile(path: BundleLayout.manifestPatchEntry, bytes: patch, mode: BundleLayout.regularMode, mtime: mtime)
     }
 
     /// 2. The signatures over the manifest, one per key id, sorted by key id.

@@ -59,6 +59,7 @@ public enum ErrorCode: String, CaseIterable, Sendable {
     case keygenFailed = "keygen-failed"
     case linkLimit = "link-limit"
     case lockFailed = "lock-failed"
+    case manifestPatchInvalid = "manifest-patch-invalid"
     case manifestInvalid = "manifest-invalid"
     case manifestNotFirst = "manifest-not-first"
     case manifestUnstable = "manifest-unstable"

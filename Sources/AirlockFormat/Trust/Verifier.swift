@@ -112,13 +112,15 @@ public enum Verifier {
 
     /// Verifies the bundle at `path` (`-`: standard input). Never throws: the report carries the
     /// first failure.
+    /// `baseManifest` finds a delta bundle's base manifest (`BundleReader.baseManifest`).
     public static func verify(
         bundle path: String, trust: TrustStore, detached: [DetachedSignature] = [], now: Int64 = Timestamp.now(),
-        progress: ProgressReporter? = nil
+        baseManifest: BaseManifestLookup? = nil, progress: ProgressReporter? = nil
     ) -> VerificationReport {
         let reader: BundleReader
         do {
             reader = try BundleReader(path: path)
+            reader.baseManifest = baseManifest
         } catch {
             var report = VerificationReport(path: path)
             report.error = error as? AirlockError ?? AirlockError(.internal, .`internal`, "unexpected error: \(error)")

@@ -22,6 +22,10 @@ public struct PackOptions: Sendable {
     /// Write a delta bundle against this base: the payload carries only the files whose content
     /// (and executable bit) the base does not have.
     public var base: DeltaBase?
+    /// For a delta: carry the manifest whole (`airlock.delta/v1`), so that any site holding the
+    /// content can install it, instead of as a patch against the base's manifest
+    /// (`airlock.delta/v2`, the default), which needs the base release's manifest at the site.
+    public var fullManifestDelta = false
     /// zstd worker threads (at least 1). The output is the same for any value; memory grows
     /// with it (about 13 MiB a worker at level 1, 50 MiB at level 3).
     public var compressionThreads = BundleLayout.defaultZstdThreads
@@ -71,15 +75,38 @@ public enum DeltaBase: Sendable {
     /// The manifest.json of an installed release (`<root>/<name>/releases/<dir>/manifest.json`).
     case manifest(String)
 
-    /// The base's bundle id and manifest.
-    func load() throws -> (SHA256Digest, Manifest) {
+    /// Finds this base's manifest for a delta bundle made against it (`BundleReader.baseManifest`);
+    /// throws `delta-base-mismatch` when the delta was made against another release, and what
+    /// reading the base throws.
+    public var lookup: BaseManifestLookup {
+        { id, _ in
+            let (baseID, bytes): (SHA256Digest, [UInt8])
+            switch self {
+            case .bundle(let path):
+                let s = try BundleSummary.read(path: path)
+                (baseID, bytes) = (s.bundleID, s.manifestBytes)
+            case .manifest(let path):
+                let read = try FileIO.read(path, limit: BundleLayout.maxManifestBytes, what: "base manifest")
+                (baseID, bytes) = (SHA256Digest.of(read), read)
+            }
+            guard baseID == id else {
+                throw AirlockError(
+                    .usage, .deltaBaseMismatch, "the base given is release \(baseID.prefixed); this delta bundle was made against \(id.prefixed): give that one"
+                )
+            }
+            return bytes
+        }
+    }
+
+    /// The base's bundle id, manifest and exact manifest bytes.
+    func load() throws -> (SHA256Digest, Manifest, [UInt8]) {
         switch self {
         case .bundle(let path):
             let s = try BundleSummary.read(path: path)
-            return (s.bundleID, s.manifest)
+            return (s.bundleID, s.manifest, s.manifestBytes)
         case .manifest(let path):
             let bytes = try FileIO.read(path, limit: BundleLayout.maxManifestBytes, what: "base manifest")
-            return (SHA256Digest.of(bytes), try Manifest.parse(bytes))
+            return (SHA256Digest.of(bytes), try Manifest.parse(bytes), bytes)
         }
     }
 }

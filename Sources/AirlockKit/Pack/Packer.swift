@@ -131,14 +131,22 @@ public enum Packer {
         let manifestLength = UInt64(manifestBytes.count)
         let bundleID = SHA256Digest.of(manifestBytes)
         var delta: DeltaInfo?
+        var patch: [UInt8] = []
         if let base = options.base {
-            let (baseID, baseManifest) = try base.load()
+            let (baseID, baseManifest, baseBytes) = try base.load()
             guard baseManifest.name == spec.name else {
                 throw AirlockError(.usage, .deltaBaseMismatch, "the base is a release of \(baseManifest.name), not \(spec.name); give a base of the same name")
             }
             // Content the base holds with the same mode: what a site that has the base already stores.
             let held = Set(baseManifest.files.map(\.content))
-            delta = DeltaInfo(base: baseID, omitted: files.filter { held.contains($0.content) }.map(\.path))
+            let omitted = files.filter { held.contains($0.content) }.map(\.path)
+            if options.fullManifestDelta {
+                delta = DeltaInfo(base: baseID, omitted: omitted)
+            } else {
+                delta = DeltaInfo(
+                    base: baseID, name: spec.name, bundle: bundleID, carried: files.filter { !held.contains($0.content) }.map(\.path), omitted: omitted)
+                patch = try ManifestPatch.make(manifestBytes, base: baseBytes)
+            }
         }
         let omitted = Set(delta?.omitted ?? [])
         var signatures: [(String, [UInt8])] = []
@@ -180,13 +188,19 @@ public enum Packer {
             let writer = try BundleWriter(
                 fileDescriptor: fd, path: output, compression: options.compression, level: options.level, threads: options.compressionThreads,
                 mtime: epoch)
-            let written = try writer.writeManifest(manifest, length: manifestLength)
-            guard written == bundleID else {
-                throw AirlockError(.internal, .manifestUnstable, "the manifest encoded differently the second time; this is a bug in airlock, please report it")
+            if let delta, delta.isPatched {
+                try writer.writePatchedHead(delta, patch: patch)
+                try writer.writeSignatures(signatures.map { (keyID: $0.0, bytes: $0.1) })
+            } else {
+                let written = try writer.writeManifest(manifest, length: manifestLength)
+                guard written == bundleID else {
+                    throw AirlockError(
+                        .internal, .manifestUnstable, "the manifest encoded differently the second time; this is a bug in airlock, please report it")
+                }
+                try writer.writeSignatures(signatures.map { (keyID: $0.0, bytes: $0.1) })
+                try writer.writeSums(of: manifest)
+                if let delta { try writer.writeDelta(delta) }
             }
-            try writer.writeSignatures(signatures.map { (keyID: $0.0, bytes: $0.1) })
-            try writer.writeSums(of: manifest)
-            if let delta { try writer.writeDelta(delta) }
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
             defer { buffer.deallocate() }
             for src in sources where !omitted.contains(src.path) {

@@ -85,6 +85,7 @@ public enum Installer {
         reader: BundleReader, site: Site, trust: TrustStore, policy: ActivationPolicy, options: InstallOptions, report: inout VerificationReport,
         lock: inout SiteLock?, state committed: inout NameState?
     ) throws -> InstallResult {
+        if reader.baseManifest == nil { reader.baseManifest = { [site] id, name in site.installedManifest(id, name: name) } }
         let head = try Verifier.verifyHead(reader, trust: trust, detached: options.detached, now: options.now, report: &report)
         Sys.step("install.head-verified")
         let m = head.manifest

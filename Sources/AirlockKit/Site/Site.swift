@@ -94,6 +94,19 @@ public struct Site: Sendable {
             releaseDirectory(name, dir) + "/" + SiteLayout.releaseManifest, limit: BundleLayout.maxManifestBytes, what: "installed manifest", siteFile: true)
     }
 
+    /// The exact manifest of the installed release of `name` whose bundle id is `id`, nil when
+    /// none is installed (a delta bundle's manifest is a patch against its base's). `name` comes
+    /// from an unsigned hint: it is used only when it obeys the name rule, and what is returned
+    /// hashes to `id`.
+    public func installedManifest(_ id: SHA256Digest, name: String) -> [UInt8]? {
+        guard ReleaseNames.isValidName(name) else { return nil }
+        let suffix = "-" + String(id.hex.prefix(12))
+        for dir in releases(name) where dir.hasSuffix(suffix) {
+            if let bytes = try? manifestBytes(name, dir), SHA256Digest.of(bytes) == id { return bytes }
+        }
+        return nil
+    }
+
     /// The signed manifest of an installed release, parsed.
     func manifest(_ name: String, _ dir: String) throws -> Manifest {
         try Manifest.parse(manifestBytes(name, dir))

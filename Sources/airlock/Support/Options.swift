@@ -81,3 +81,24 @@ struct JSONOption: ParsableArguments {
 
 extension KeyAlgorithm: ExpressibleByArgument {}
 extension Compression: ExpressibleByArgument {}
+
+/// `--base` / `--base-manifest` of the commands that read a delta bundle whose manifest is a
+/// patch against its base release's (docs/format.md, "Delta bundles").
+struct DeltaBaseFlags: ParsableArguments {
+    @Option(name: .customLong("base"), help: "For a delta bundle that carries its manifest as a patch: its base bundle.")
+    var baseBundle: String?
+
+    @Option(name: .long, help: "For a delta bundle that carries its manifest as a patch: its base release's manifest.json.")
+    var baseManifest: String?
+
+    func validate() throws {
+        if baseBundle != nil && baseManifest != nil { throw ValidationError("give --base or --base-manifest, not both") }
+    }
+
+    /// The lookup the bundle reader uses, nil when neither flag was given.
+    var lookup: BaseManifestLookup? {
+        if let b = baseBundle { return DeltaBase.bundle(b).lookup }
+        if let m = baseManifest { return DeltaBase.manifest(m).lookup }
+        return nil
+    }
+}

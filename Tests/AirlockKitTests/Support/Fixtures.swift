@@ -132,10 +132,13 @@ func run(_ argv: [String], cwd: String? = nil, env: [String: String] = [:], stdi
 }
 
 /// Verifies bundle bytes written to a temporary file.
-func verify(_ bytes: [UInt8], trust: TrustStore = TestKeys.trust(), detached: [DetachedSignature] = [], now: Int64 = Timestamp.now()) -> VerificationReport {
+func verify(
+    _ bytes: [UInt8], trust: TrustStore = TestKeys.trust(), detached: [DetachedSignature] = [], now: Int64 = Timestamp.now(),
+    base: BaseManifestLookup? = nil
+) -> VerificationReport {
     let dir = TempDir()
     let path = dir.write("bundle.airlock", bytes)
-    return Verifier.verify(bundle: path, trust: trust, detached: detached, now: now)
+    return Verifier.verify(bundle: path, trust: trust, detached: detached, now: now, baseManifest: base)
 }
 
 func zstdCompress(_ bytes: [UInt8]) throws -> [UInt8] {

@@ -19,6 +19,7 @@ struct PushCommand: AirlockCommand {
     @Argument(help: "Where: [oci://]HOST[:PORT]/REPOSITORY[:TAG].")
     var reference: String
 
+    @OptionGroup var base: DeltaBaseFlags
     @OptionGroup var registry: RegistryFlags
     @OptionGroup var output: JSONOption
     @OptionGroup var global: GlobalOptions
@@ -26,7 +27,7 @@ struct PushCommand: AirlockCommand {
     func run() throws {
         let target = try RegistryReference.parse(reference)
         let r = try registry.withClient(target) { client in
-            try Registry.blocking { try await Registry.push(bundle: bundle, to: target, client: client) }
+            try Registry.blocking { try await Registry.push(bundle: bundle, to: target, client: client, baseManifest: base.lookup) }
         }
         if output.json {
             Output.json(r)

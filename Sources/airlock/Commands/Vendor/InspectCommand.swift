@@ -10,11 +10,12 @@ struct InspectCommand: AirlockCommand {
     @Argument(help: "The bundle.")
     var bundle: String
 
+    @OptionGroup var base: DeltaBaseFlags
     @OptionGroup var output: JSONOption
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
-        let s = try BundleSummary.read(path: bundle)
+        let s = try BundleSummary.read(path: bundle, baseManifest: base.lookup)
         if output.json {
             Output.json(s.json)
             return
@@ -29,7 +30,8 @@ struct InspectCommand: AirlockCommand {
         Output.say("  files        \(m.files.count), \(ByteCount.format(m.totalBytes))")
         if let d = s.delta {
             Output.say(
-                "  delta of     \(d.base.prefixed): omits \(d.omitted.count) files (\(ByteCount.format(s.deltaOmittedBytes))) the site must already hold")
+                "  delta of     \(d.base.prefixed): omits \(d.omitted.count) files (\(ByteCount.format(s.deltaOmittedBytes))) the site must already hold"
+                    + (d.isPatched ? "; its manifest is a patch against the base's" : ""))
         }
         if let serve = m.serve {
             Output.say(

@@ -38,6 +38,13 @@ struct PackCommand: AirlockCommand {
     @Option(name: .long, help: "Write a delta bundle against an installed release's manifest.json.")
     var baseManifest: String?
 
+    @Flag(
+        name: .long,
+        help:
+            "For a delta: carry the manifest whole (larger), so that a site holding the content in any release can install it, not only one with the base installed."
+    )
+    var fullManifest = false
+
     @OptionGroup var output: JSONOption
     @OptionGroup var global: GlobalOptions
 
@@ -48,6 +55,7 @@ struct PackCommand: AirlockCommand {
         }
         if !(1...64).contains(threads) { throw ValidationError("--threads must be from 1 to 64") }
         if base != nil && baseManifest != nil { throw ValidationError("give --base or --base-manifest, not both") }
+        if fullManifest && base == nil && baseManifest == nil { throw ValidationError("--full-manifest is for a delta: give --base or --base-manifest too") }
     }
 
     func run() throws {
@@ -57,6 +65,7 @@ struct PackCommand: AirlockCommand {
         options.level = level
         options.compressionThreads = threads
         options.base = base.map(DeltaBase.bundle) ?? baseManifest.map(DeltaBase.manifest)
+        options.fullManifestDelta = fullManifest
         options.followInternalSymlinks = followInternalSymlinks
         if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"] {
             guard let v = Int64(epoch), v >= 0 else {

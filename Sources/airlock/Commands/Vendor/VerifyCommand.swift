@@ -20,6 +20,7 @@ struct VerifyCommand: AirlockCommand {
     @Option(name: .long, help: "A detached signature file (repeatable).")
     var signature: [String] = []
 
+    @OptionGroup var base: DeltaBaseFlags
     @OptionGroup var registry: RegistryFlags
     @OptionGroup var output: JSONOption
     @OptionGroup var global: GlobalOptions
@@ -34,12 +35,13 @@ struct VerifyCommand: AirlockCommand {
             let reference = try RegistryReference.parse(bundle)
             report = try registry.withClient(reference) { client in
                 let (stream, reader) = try RegistryBundleStream.open(reference, client: client)
+                reader.baseManifest = base.lookup
                 var report = Self.verify(reader, trust: store, detached: detached, progress: progress)
                 if let e = report.error { report.error = stream.outcome(of: e) as? AirlockError ?? e }
                 return report
             }
         } else {
-            report = Verifier.verify(bundle: bundle, trust: store, detached: detached, progress: progress)
+            report = Verifier.verify(bundle: bundle, trust: store, detached: detached, baseManifest: base.lookup, progress: progress)
         }
         if output.json {
             Output.json(report.json)
