@@ -30,3 +30,14 @@ int airlock_pipe(int fds[2], int size) {
     (void)fcntl(fds[1], F_SETPIPE_SZ, size);
     return 0;
 }
+
+int airlock_insert_range(int fd, long long length) {
+    return fallocate(fd, FALLOC_FL_INSERT_RANGE, 0, (off_t)length);
+}
+
+long long airlock_copy_file_range(int in, long long in_offset, int out, long long length) {
+    loff_t off = (loff_t)in_offset;
+    return copy_file_range(in, &off, out, NULL, (size_t)length, 0);
+}
+
+int airlock_o_direct(void) { return O_DIRECT; }

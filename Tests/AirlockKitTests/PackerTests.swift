@@ -52,6 +52,35 @@ import Testing
         #expect(later.bundleID != (try pack(rel, out: tmp.file("d.airlock")).bundleID))
     }
 
+    /// A zstd bundle is packed in one pass: the payload frame first, the head frame put in front
+    /// afterwards and padded to 4 KiB by a skippable frame of zeros (docs/format.md). The bytes
+    /// are the same whether the file system inserts the head (ext4) or the head and a copy of
+    /// the payload go to a new file (tmpfs), and standard tools read the frames as one stream.
+    @Test func onePassBundlesAreFramedAndTheSameOnEveryFileSystem() throws {
+        let tmp = TempDir()
+        let rel = Release().writeDirectory(in: tmp)
+        let a = try pack(rel, out: tmp.file("a.airlock"))
+        let bytes = Array(FileManager.default.contents(atPath: a.path)!)
+        // The head frame, then the padding frame, which ends on a 4 KiB boundary.
+        #expect(bytes.prefix(4) == [0x28, 0xB5, 0x2F, 0xFD])
+        let skip = try #require((0..<(bytes.count - 8)).first { bytes[$0..<$0 + 4] == [0x50, 0x2A, 0x4D, 0x18] })
+        let padding = Int(bytes[skip + 4]) | Int(bytes[skip + 5]) << 8 | Int(bytes[skip + 6]) << 16 | Int(bytes[skip + 7]) << 24
+        #expect((skip + 8 + padding) % 4096 == 0 && bytes[(skip + 8)..<(skip + 8 + padding)].allSatisfy { $0 == 0 })
+        #expect(bytes[(skip + 8 + padding)..<(skip + 12 + padding)] == [0x28, 0xB5, 0x2F, 0xFD])
+        let frames = try run(["zstd", "-lv", a.path])
+        #expect(frames.stdout.contains("# Zstandard Frames: 2") && frames.stdout.contains("# Skippable Frames: 1"), "\(frames.stdout)")
+        #expect(try run(["sh", "-c", "zstd -dc '\(a.path)' | tar -tf - | head -1"]).stdout == "airlock/manifest.json\n")
+        // On tmpfs (no FALLOC_FL_INSERT_RANGE): the same bytes.
+        let shm = "/dev/shm/airlock-pack-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: shm, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: shm) }
+        let b = try pack(rel, out: shm + "/b.airlock")
+        #expect(FileManager.default.contents(atPath: b.path) == Data(bytes))
+        #expect(Verifier.verify(bundle: b.path, trust: TestKeys.trust()).ok)
+        // Only the bundle is left behind, in both folders.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: shm) == ["b.airlock"])
+    }
+
     @Test func ecdsaBundlesKeepTheirIDButNotTheirBytes() throws {
         let tmp = TempDir()
         let rel = Release().writeDirectory(in: tmp)

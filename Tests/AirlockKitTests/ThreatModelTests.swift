@@ -500,17 +500,44 @@ let archiveRows: [ThreatRow] =
                 return Array(FileManager.default.contents(atPath: p + ".gz")!)
             }),
         ThreatRow(
-            name: "a skippable zstd frame carrying hidden data", expected: "trailing-data",
+            name: "a skippable zstd frame carrying hidden data", expected: "compression-invalid",
             build: {
                 try zstdCompress(bundle()) + [0x50, 0x2A, 0x4D, 0x18, 5, 0, 0, 0] + Array("hello".utf8)
             }),
         ThreatRow(
-            name: "a second zstd frame of zeros", expected: "trailing-data",
+            name: "a skippable zstd frame of other magic", expected: "trailing-data",
             build: {
-                try zstdCompress(bundle()) + zstdCompress([UInt8](repeating: 0, count: 4096))
+                try zstdCompress(bundle()) + [0x51, 0x2A, 0x4D, 0x18, 4, 0, 0, 0, 0, 0, 0, 0]
             }),
         ThreatRow(
-            name: "a zstd magic number after the stream", expected: "trailing-data",
+            name: "a skippable zstd frame larger than 64 KiB", expected: "compression-invalid",
+            build: {
+                try zstdCompress(bundle()) + [0x50, 0x2A, 0x4D, 0x18, 0x01, 0x00, 0x01, 0x00] + [UInt8](repeating: 0, count: 65537)
+            }),
+        ThreatRow(
+            name: "more than 16 skippable zstd frames", expected: "compression-invalid",
+            build: {
+                try zstdCompress(bundle()) + (0..<17).flatMap { _ in [0x50, 0x2A, 0x4D, 0x18, 0, 0, 0, 0] as [UInt8] }
+            }),
+        ThreatRow(
+            name: "a skippable zstd frame cut short", expected: "trailing-data",
+            build: {
+                try zstdCompress(bundle()) + [0x50, 0x2A, 0x4D]
+            }),
+        ThreatRow(
+            name: "a second zstd frame carrying data after the end of the archive", expected: "trailing-data",
+            build: {
+                try zstdCompress(bundle()) + zstdCompress(Array("#!/bin/sh\necho owned\n".utf8))
+            }),
+        ThreatRow(
+            name: "a second zstd frame carrying more zeros than the padding allows", expected: "trailing-data",
+            build: {
+                try zstdCompress(bundle()) + zstdCompress([UInt8](repeating: 0, count: (1 << 20) + 4096))
+            }),
+        ThreatRow(
+            // A bundle may be several zstd frames (docs/format.md): a magic number begins one,
+            // which ends before its header, so the stream is cut short.
+            name: "a zstd magic number after the stream", expected: "bundle-truncated",
             build: {
                 try zstdCompress(bundle()) + [0x28, 0xB5, 0x2F, 0xFD]
             }),

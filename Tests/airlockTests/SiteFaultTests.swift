@@ -115,6 +115,28 @@ final class SiteWorkspace: @unchecked Sendable {
         try s.expectConsistent("after a full disk")
     }
 
+    /// A full disk while packing in one pass (the payload written from its own thread): the pack
+    /// fails saying so, leaves no bundle and no temporary file, and the next pack gives the same
+    /// bundle as before.
+    @Test func diskFullWhilePackingLeavesNothing() throws {
+        let s = try SiteWorkspace(weightsMiB: 4)
+        let out = s.w.file("out")
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        for limit in ["100000", "3000000"] {
+            let r = try CLI.run(
+                ["pack", s.w.file("release"), "--key", s.w.file("vendor.key"), "--out", out + "/b.airlock"],
+                env: ["AIRLOCK_TEST_FAULT": "enospc-after:" + limit, "SOURCE_DATE_EPOCH": "1767225600"])
+            #expect(r.status == 3, "\(limit): \(r.stderr)")
+            #expect(r.stderr.contains("no space left"), "\(r.stderr)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: out).isEmpty)
+        }
+        #expect(
+            try CLI.run(
+                ["pack", s.w.file("release"), "--key", s.w.file("vendor.key"), "--out", out + "/b.airlock"], env: ["SOURCE_DATE_EPOCH": "1767225600"]
+            ).status == 0)
+        #expect(FileManager.default.contents(atPath: out + "/b.airlock") == FileManager.default.contents(atPath: s.v3))
+    }
+
     /// A real full disk: the site root on a 3 MiB tmpfs (in a private mount namespace) and a
     /// bundle with 8 MiB of weights.
     @Test func realFullDiskChangesNothing() throws {

@@ -64,9 +64,10 @@ public enum BundleLayout {
     public static let directoryMode: UInt32 = 0o755
 
     /// zstd level Airlock packs with unless told otherwise; pinned for reproducibility. Level 1
-    /// with one worker (compressing while the main thread reads) packs faster than `zstd -1 -T0`
-    /// in about 14 MiB; level 3 needs 70+ MiB a worker.
+    /// keeps up with reading and hashing at a few MiB a worker; level 3 needs 70+ MiB a worker.
     public static let defaultZstdLevel = 1
-    /// zstd workers unless told otherwise: output does not depend on it, memory does.
-    public static let defaultZstdThreads = 1
+    /// zstd workers unless told otherwise: output does not depend on it, memory does (about 5
+    /// MiB a worker at level 1). Two: on a release of many text files one worker is the slowest
+    /// stage of a one-pass pack (docs/benchmarks.md).
+    public static let defaultZstdThreads = 2
 }

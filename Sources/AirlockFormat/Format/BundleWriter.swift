@@ -1,3 +1,10 @@
+import CAirlockSystem
+import CZstd
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Writes a bundle in the one order the format has (bundle-format.md), the order
 /// `BundleReader` enforces when it reads one:
 ///
@@ -102,5 +109,74 @@ package final class BundleWriter {
     package func close() throws {
         advance(to: .closed)
         try archive.close()
+    }
+}
+
+/// The head of a bundle packed in one pass (`airlock pack` with zstd): the payload is written
+/// first, hashed as it is compressed, and the head (manifest, signatures, SHA256SUMS) is put in
+/// front of it afterwards as its own zstd frame, padded by a skippable frame of zeros to a
+/// multiple of `alignment` bytes (docs/format.md, "The container"). The tar stream runs on from
+/// the head frame into the payload frame: the head is a tar fragment with no end-of-archive
+/// marker.
+package struct BundleHead {
+    /// The head frame and the padding frame's 8-byte header, to be followed by `zeros` zero bytes.
+    package var bytes: [UInt8]
+    /// Zero bytes that end the padding frame.
+    package var zeros: Int
+    /// The SHA-256 of the manifest as written: the bundle id, when its encoding is stable.
+    package var manifestDigest: SHA256Digest
+    /// The head's size in the bundle, padding included: a multiple of `alignment`.
+    package var total: Int { bytes.count + zeros }
+
+    /// What the head frame and its padding are aligned to: the page size, a multiple of the block
+    /// size of common file systems, so that the head can be inserted in front of the payload
+    /// without copying it.
+    package static let alignment = 4096
+    /// The zstd level of the head: the manifest and SHA256SUMS repeat every digest, which a
+    /// larger window and a deeper search find (on 20,000 files, 1.0 MB at level 9 against 1.5
+    /// MB at level 1, in 50 ms).
+    package static let level: Int32 = 9
+
+    /// Writes the head's entries as `BundleWriter` does, compresses them and pads them. Throws
+    /// `out-of-memory`, `archive-setup-failed` and `write-failed`.
+    package static func make(manifest: Manifest, length: UInt64, signatures: [(keyID: String, bytes: [UInt8])], mtime: Int64) throws -> BundleHead {
+        let fd = airlock_memfd("airlock-head")
+        guard fd >= 0 else { throw AirlockError.io(.writeFailed, "cannot make a memory file for the bundle head", errno: errno) }
+        defer { close(fd) }
+        let writer = try BundleWriter(fileDescriptor: fd, path: "the bundle head", compression: .none, level: nil, threads: 1, mtime: mtime)
+        let digest = try writer.writeManifest(manifest, length: length)
+        try writer.writeSignatures(signatures)
+        try writer.writeSums(of: manifest)
+        try writer.close()
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw AirlockError.io(.writeFailed, "cannot read back the bundle head", errno: errno) }
+        var tar = [UInt8](repeating: 0, count: Int(st.st_size))
+        let got = tar.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        // The fragment: everything but the end-of-archive marker (two zero blocks).
+        guard got == tar.count, tar.count > 1024, tar.suffix(1024).allSatisfy({ $0 == 0 }) else {
+            throw AirlockError(.internal, .archiveSetupFailed, "the bundle head did not end with the tar end-of-archive marker; this is a bug in airlock")
+        }
+        tar.removeLast(1024)
+        var frame = try compress(tar)
+        let total = (frame.count + 8 + alignment - 1) / alignment * alignment
+        let zeros = total - frame.count - 8
+        frame += [0x50, 0x2A, 0x4D, 0x18] + withUnsafeBytes(of: UInt32(zeros).littleEndian, Array.init)
+        return BundleHead(bytes: frame, zeros: zeros, manifestDigest: digest)
+    }
+
+    private static func compress(_ input: [UInt8]) throws -> [UInt8] {
+        guard let cctx = ZSTD_createCCtx() else { throw AirlockError(.internal, .outOfMemory, "cannot set up zstd for the bundle head") }
+        defer { ZSTD_freeCCtx(cctx) }
+        var window: Int32 = 10
+        while (1 << Int(window)) < input.count && window < 27 { window += 1 }
+        for (p, v) in [(ZSTD_c_compressionLevel, level), (ZSTD_c_windowLog, window), (ZSTD_c_checksumFlag, 0), (ZSTD_c_contentSizeFlag, 1)] {
+            let r = ZSTD_CCtx_setParameter(cctx, p, v)
+            if ZSTD_isError(r) != 0 { throw AirlockError(.internal, .archiveSetupFailed, "cannot set up zstd for the bundle head") }
+        }
+        var out = [UInt8](repeating: 0, count: ZSTD_compressBound(input.count))
+        let n = input.withUnsafeBytes { i in out.withUnsafeMutableBytes { o in ZSTD_compress2(cctx, o.baseAddress, o.count, i.baseAddress, i.count) } }
+        if ZSTD_isError(n) != 0 { throw AirlockError(.internal, .outOfMemory, "cannot compress the bundle head") }
+        out.removeSubrange(n...)
+        return out
     }
 }

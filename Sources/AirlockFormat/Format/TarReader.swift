@@ -193,7 +193,7 @@ package final class TarReader {
     private func drainPadding() throws {
         var zeros: UInt64 = 0
         let limit = UInt64(BundleLayout.maxTrailingZeros + 512)
-        while try fill() {
+        while try afterEnd(fill()) {
             guard let (_, buf) = current else { break }
             let part = UnsafeRawBufferPointer(rebasing: buf[position...])
             if part.contains(where: { $0 != 0 }) {
@@ -205,6 +205,15 @@ package final class TarReader {
             if zeros > limit {
                 throw AirlockError.verification(.trailingData, "more than 1 MiB of padding follows the end of the tar archive")
             }
+        }
+    }
+
+    /// After the end of the archive, a compressed stream cut short is something that follows
+    /// the archive (a frame begun after it), not a truncated bundle.
+    private func afterEnd<T>(_ body: @autoclosure () throws -> T) throws -> T {
+        do { return try body() } catch let e as AirlockError where e.code == ErrorCode.bundleTruncated.rawValue {
+            throw AirlockError.verification(
+                .trailingData, "data follows the end of the tar archive (a compressed frame cut short); the bundle was altered or badly copied")
         }
     }
 

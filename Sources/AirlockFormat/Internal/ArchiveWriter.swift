@@ -14,8 +14,13 @@ package final class ArchiveWriter {
     private let entry: OpaquePointer
     private let path: String
     private var closed = false
+    /// Set when the output goes through a writing thread (`background:`).
+    private let sink: BackgroundFileWriter?
 
-    package init(fileDescriptor fd: Int32, path: String, compression: Compression, level: Int?, threads: Int) throws {
+    /// `background`: write the output from a thread of its own, bypassing the page cache where
+    /// the file system allows (`BackgroundFileWriter`); `fd` must then be a new, empty file.
+    package init(fileDescriptor fd: Int32, path: String, compression: Compression, level: Int?, threads: Int, background: Bool = false) throws {
+        sink = background ? BackgroundFileWriter(fileDescriptor: fd, path: path) : nil
         _ = utf8LocaleReady
         guard let a = archive_write_new(), let e = archive_entry_new() else {
             throw AirlockError(.internal, .outOfMemory, "libarchive could not allocate a writer")
@@ -28,6 +33,7 @@ package final class ArchiveWriter {
                 let msg = archive_error_string(a).map { String(cString: $0) } ?? "unknown error"
                 archive_write_free(a)
                 archive_entry_free(e)
+                sink?.abandon()
                 throw AirlockError(.internal, .archiveSetupFailed, "cannot set up the bundle writer (\(what)): \(msg)")
             }
         }
@@ -49,16 +55,34 @@ package final class ArchiveWriter {
         // padding after the end-of-archive marker: the stream ends with its two zero blocks.
         try check(archive_write_set_bytes_per_block(a, 1 << 20), "block size")
         try check(archive_write_set_bytes_in_last_block(a, 1), "last block")
-        try check(archive_write_open_fd(a, fd), "open")
+        if let sink {
+            let ctx = Unmanaged.passUnretained(sink).toOpaque()
+            try check(
+                archive_write_open2(
+                    a, ctx, nil,
+                    { _, ctx, buffer, length in
+                        let sink = Unmanaged<BackgroundFileWriter>.fromOpaque(ctx!).takeUnretainedValue()
+                        do {
+                            try sink.write(UnsafeRawBufferPointer(start: buffer, count: length))
+                            return length
+                        } catch {
+                            return -1
+                        }
+                    }, nil, nil), "open")
+        } else {
+            try check(archive_write_open_fd(a, fd), "open")
+        }
     }
 
     deinit {
         if !closed { archive_write_fail(archive) }
         archive_write_free(archive)
         archive_entry_free(entry)
+        if !closed { sink?.abandon() }
     }
 
     private func failure(_ what: String) -> AirlockError {
+        if let sink, let e = sink.pendingError { return e }
         let err = archive_errno(archive)
         let msg = archive_error_string(archive).map { String(cString: $0) } ?? "unknown error"
         if err == ENOSPC || err == EDQUOT {
@@ -104,6 +128,11 @@ package final class ArchiveWriter {
     /// Flushes the end-of-archive marker and the compressor.
     package func close() throws {
         closed = true
-        guard archive_write_close(archive) == ARCHIVE_OK else { throw failure("end of archive") }
+        guard archive_write_close(archive) == ARCHIVE_OK else {
+            let e = failure("end of archive")
+            sink?.abandon()
+            throw e
+        }
+        try sink?.close()
     }
 }

@@ -103,8 +103,12 @@ package final class DecompressedStream: @unchecked Sendable {
         var readError: Int32 = 0
         var sawEOF = false
         var zstd = ZstdFrameWalker()
-        /// Set when bytes follow the first zstd frame (they are never given to libarchive).
+        /// Set when bytes follow the last zstd frame (they are never given to libarchive).
         var afterFrame = false
+        /// Bytes held back at `carryFrom` in `buffer` (the start of a frame magic, not complete
+        /// yet), given again at the front of the next read.
+        var carry = 0
+        var carryFrom = 0
         var head: [UInt8] = []
         /// Milliseconds a read may wait on a stream (0: no limit).
         var timeoutMillis: Int32 = 0
@@ -170,6 +174,12 @@ package final class DecompressedStream: @unchecked Sendable {
             if source.readError != 0 {
                 return .io(.readFailed, "cannot read the bundle", errno: source.readError)
             }
+            if let why = source.zstd.failure {
+                return .verification(.compressionInvalid, "\(why); the bundle was altered or was not made by Airlock")
+            }
+            if source.afterFrame {
+                return .verification(.trailingData, "data follows the compressed stream of the bundle; the bundle was altered or badly copied")
+            }
             let msg = archive_error_string(a).map { String(cString: $0) } ?? "unknown error"
             if source.delivered == 0 {
                 return .verification(.notABundle, "this is not an Airlock bundle: the file is empty")
@@ -183,25 +193,34 @@ package final class DecompressedStream: @unchecked Sendable {
             a, ctx, nil,
             { _, ctx, out in
                 let s = Unmanaged<Source>.fromOpaque(ctx!).takeUnretainedValue()
+                // After the last zstd frame libarchive gets nothing more: it sees the frames and
+                // their end; any byte after them is trailing data.
+                if s.zstd.stopped { return 0 }
+                let base = s.buffer.baseAddress!
+                if s.carry > 0 { memmove(base, base + s.carryFrom, s.carry) }
+                var have = s.carry
+                s.carry = 0
                 while true {
-                    let n = s.read(into: s.buffer.baseAddress, s.buffer.count)
+                    let n = s.read(into: base + have, s.buffer.count - have)
                     if n < 0 && errno == EINTR { continue }
                     if n < 0 {
                         s.readError = errno
                         return -1
                     }
                     if n == 0 { s.sawEOF = true }
-                    if s.head.count < 16 { s.head += UnsafeRawBufferPointer(rebasing: s.buffer[0..<min(n, 16 - s.head.count)]) }
-                    // After the first zstd frame libarchive gets nothing more: it sees one frame
-                    // and its end; any byte after it is trailing data.
-                    if s.zstd.frameEnded {
-                        if n > 0 { s.afterFrame = true }
-                        return 0
+                    have += n
+                    if s.delivered == 0 && s.head.count < 16 { s.head = Array(UnsafeRawBufferPointer(rebasing: s.buffer[0..<min(have, 16)])) }
+                    let used = s.zstd.feed(UnsafeRawBufferPointer(rebasing: s.buffer[0..<have]), atEOF: n == 0)
+                    if s.zstd.stopped {
+                        if used < have || n > 0 { s.afterFrame = true }
+                    } else if used == 0 && n > 0 {
+                        continue  // the start of a frame magic: read what completes it
+                    } else {
+                        s.carry = have - used
+                        s.carryFrom = used
                     }
-                    let used = s.zstd.feed(UnsafeRawBufferPointer(rebasing: s.buffer[0..<n]))
-                    if used < n { s.afterFrame = true }
                     s.delivered += Int64(used)
-                    out?.pointee = UnsafeRawPointer(s.buffer.baseAddress)
+                    out?.pointee = UnsafeRawPointer(base)
                     return used
                 }
             }, nil)
@@ -272,9 +291,12 @@ package final class DecompressedStream: @unchecked Sendable {
             lock.unlock()
             if atEnd { break }
         }
-        // Nothing may ride along after the one zstd frame (a second frame, a skippable frame,
-        // anything).
+        // Nothing may ride along after the last zstd frame, nor in a skippable frame.
         if compression == .zstd {
+            if let why = source.zstd.failure {
+                finish(error: .verification(.compressionInvalid, "\(why); the bundle was altered or was not made by Airlock"))
+                return
+            }
             if !source.afterFrame && !source.sawEOF {
                 var byte: UInt8 = 0
                 source.afterFrame = source.read(into: &byte, 1) > 0

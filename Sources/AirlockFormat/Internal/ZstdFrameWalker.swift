@@ -1,15 +1,23 @@
 /// Follows the frame and block headers of a zstd stream as its compressed bytes go by, without
-/// decoding anything, to find where the first frame ends. The reader hands libarchive exactly
-/// that frame: libarchive would report bytes after it as a decoding error (dropping the output
-/// decoded just before them) or, for a skippable frame or a second frame, accept them silently.
-/// Whatever follows the frame is the reader's to refuse, as trailing data.
+/// decoding anything, to find where the stream of frames ends (docs/format.md, "The container"):
+/// one or more zstd frames, with zero-filled skippable frames of at most 64 KiB (at most 16 of
+/// them) allowed after the first. The reader hands libarchive exactly those frames: libarchive
+/// would report bytes after them as a decoding error (dropping the output decoded just before
+/// them). Whatever follows the last frame is the reader's to refuse, as trailing data, and a
+/// skippable frame that carries anything but zeros is refused: nothing rides along unseen.
 package struct ZstdFrameWalker {
     private enum State {
-        case magic(have: Int, value: UInt32)
+        /// Between frames (or at the start): the next 4 bytes are a frame magic, or the end.
+        case boundary
         case frameHeader(descriptor: UInt8?, remaining: Int, checksum: Bool)
         case skip(remaining: Int, then: After)
         case blockHeader(have: Int, value: UInt32, checksum: Bool)
-        case done
+        case skippableSize(have: Int, value: UInt32)
+        case skippableBody(remaining: Int)
+        /// Bytes follow the last frame that begin no frame: the stream ended before them.
+        case trailing
+        /// A skippable frame that is not zero padding.
+        case failed(String)
         case notZstd
     }
 
@@ -18,48 +26,100 @@ package struct ZstdFrameWalker {
         case block(checksum: Bool)
     }
 
-    private var state = State.magic(have: 0, value: 0)
+    /// The magic of a zstd frame and of the skippable frame Airlock pads with.
+    static let frameMagic: UInt32 = 0xFD2F_B528
+    static let skippableMagic: UInt32 = 0x184D_2A50
+    /// Largest skippable frame content, and most skippable frames, a bundle may hold.
+    package static let maxSkippableBytes = 64 << 10
+    package static let maxSkippableFrames = 16
 
-    /// True once the first frame ended.
-    package var frameEnded: Bool { if case .done = state { return true } else { return false } }
+    private var state = State.boundary
+    /// Frames begun so far (zstd frames only).
+    package private(set) var frames = 0
+    private var skippable = 0
+
+    /// True once bytes followed the last frame (the stream ended before them).
+    package var trailing: Bool { if case .trailing = state { return true } else { return false } }
+    /// Why the stream is refused, when a skippable frame broke the rules.
+    package var failure: String? { if case .failed(let why) = state { return why } else { return nil } }
+    /// True when nothing more may be given to the decoder.
+    package var stopped: Bool { trailing || failure != nil }
     /// True when the stream does not start with a zstd frame: the walker stays out of the way.
     package var notZstd: Bool { if case .notZstd = state { return true } else { return false } }
 
-    /// Feeds bytes; returns how many of them belong to the first frame (all of them until it
-    /// ends, and all of them for a stream that is not zstd).
-    package mutating func feed(_ bytes: UnsafeRawBufferPointer) -> Int {
+    /// Feeds bytes; returns how many of them, from the start, belong to the stream: all of them
+    /// inside a frame and for a stream that is not zstd; fewer when the stream ended before them
+    /// (`trailing`), when a skippable frame broke the rules (`failure`), or when the last 1 to 3
+    /// bytes begin a frame magic that is not complete yet: give those again, with what follows,
+    /// in the next call. `atEOF`: nothing follows these bytes.
+    package mutating func feed(_ bytes: UnsafeRawBufferPointer, atEOF: Bool) -> Int {
         var i = 0
         while i < bytes.count {
             switch state {
-            case .done: return i
+            case .trailing, .failed: return i
             case .notZstd: return bytes.count
+            case .boundary:
+                guard bytes.count - i >= 4 else {
+                    if atEOF { state = frames == 0 ? .notZstd : .trailing }
+                    return atEOF && frames == 0 ? bytes.count : i
+                }
+                let magic = UInt32(bytes[i]) | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2]) << 16 | UInt32(bytes[i + 3]) << 24
+                if magic == Self.frameMagic {
+                    frames += 1
+                    state = .frameHeader(descriptor: nil, remaining: 0, checksum: false)
+                } else if frames == 0 {
+                    state = .notZstd
+                    return bytes.count
+                } else if magic == Self.skippableMagic {
+                    skippable += 1
+                    if skippable > Self.maxSkippableFrames {
+                        state = .failed("the bundle holds more than \(Self.maxSkippableFrames) skippable zstd frames")
+                        return i
+                    }
+                    state = .skippableSize(have: 0, value: 0)
+                } else {
+                    state = .trailing
+                    return i
+                }
+                i += 4
             case .skip(let remaining, let then):
                 let n = min(remaining, bytes.count - i)
                 i += n
                 if n == remaining {
                     switch then {
-                    case .frameEnd: state = .done
+                    case .frameEnd: state = .boundary
                     case .block(let checksum): state = .blockHeader(have: 0, value: 0, checksum: checksum)
                     }
                 } else {
                     state = .skip(remaining: remaining - n, then: then)
                 }
+            case .skippableBody(let remaining):
+                let n = min(remaining, bytes.count - i)
+                if bytes[i..<i + n].contains(where: { $0 != 0 }) {
+                    state = .failed("a skippable zstd frame in the bundle carries data; Airlock pads with zero bytes only")
+                    return i
+                }
+                i += n
+                state = n == remaining ? .boundary : .skippableBody(remaining: remaining - n)
             default:
                 step(bytes[i])
                 i += 1
             }
         }
+        if atEOF, case .boundary = state, frames == 0 { state = .notZstd }
         return i
     }
 
     private mutating func step(_ b: UInt8) {
         switch state {
-        case .magic(let have, let value):
+        case .skippableSize(let have, let value):
             let v = value | UInt32(b) << (8 * UInt32(have))
             if have < 3 {
-                state = .magic(have: have + 1, value: v)
+                state = .skippableSize(have: have + 1, value: v)
+            } else if v > Self.maxSkippableBytes {
+                state = .failed("a skippable zstd frame in the bundle holds \(v) bytes, more than the \(Self.maxSkippableBytes) allowed")
             } else {
-                state = v == 0xFD2F_B528 ? .frameHeader(descriptor: nil, remaining: 0, checksum: false) : .notZstd
+                state = v == 0 ? .boundary : .skippableBody(remaining: Int(v))
             }
         case .frameHeader(let descriptor, let remaining, let checksum):
             if descriptor == nil {
@@ -90,11 +150,11 @@ package struct ZstdFrameWalker {
             }
             let body = (type == 1 ? 1 : size) + (last && checksum ? 4 : 0)
             if body == 0 {
-                state = last ? .done : .blockHeader(have: 0, value: 0, checksum: checksum)
+                state = last ? .boundary : .blockHeader(have: 0, value: 0, checksum: checksum)
             } else {
                 state = .skip(remaining: body, then: last ? .frameEnd : .block(checksum: checksum))
             }
-        case .skip, .done, .notZstd:
+        default:
             break
         }
     }

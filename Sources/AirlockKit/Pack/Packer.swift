@@ -1,4 +1,5 @@
 import AirlockFormat
+import CAirlockSystem
 import Foundation
 
 /// A file found in a release directory, before hashing. 100,000 of them are held at once, so
@@ -110,21 +111,42 @@ public enum Packer {
         if let eval = spec.eval {
             attestations = ["eval": try EvalGate.run(eval, directory: dir, progress: options.evalProgress).json]
         }
-        progress?.start(total: sources.reduce(0) { $0 + $1.size } * 2)
-        let digests = try hashAll(sources, threads: options.threads, progress: progress)
+        let epoch = options.sourceDateEpoch ?? Timestamp.now()
+        if let expires = spec.expires, let t = Timestamp.parse(expires), t <= epoch {
+            throw AirlockError(
+                .invalidRelease, .releaseExpired, "airlock.yaml says the release expires at \(expires), which is already past; set a later expires")
+        }
+        let output = options.output ?? "\(spec.name)-\(spec.version).\(BundleLayout.fileExtension)"
+        try checkOutput(output, directory: dir, spec: spec, sources: sources)
+        var tmp = FileIO.temporarySibling(of: output)
+        var fd = Sys.open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw AirlockError.io(.createFailed, "cannot create the bundle next to \(output); check that its folder exists and is writable", errno: errno)
+        }
+        var renamed = false
+        defer {
+            close(fd)
+            if !renamed { _ = Sys.unlink(tmp) }
+        }
+
+        // One pass (zstd, a full bundle): every file is read once, hashed as it is compressed,
+        // and the signed head is put in front of the payload afterwards. Otherwise (a delta,
+        // which needs every digest to know what to carry, or gzip and no compression, which have
+        // no frames to put a head in front of): hash everything, then write.
+        let onePass = options.base == nil && options.compression == .zstd
+        progress?.start(total: sources.reduce(0) { $0 + $1.size } * (onePass ? 1 : 2))
+        let digests =
+            onePass
+            ? try writePayloadHashing(sources, fd: fd, output: output, options: options, mtime: epoch, progress: progress)
+            : try hashAll(sources, threads: options.threads, progress: progress)
         let files = zip(sources, digests).map { ManifestFile(path: $0.path, size: $0.size, sha256: $1, executable: $0.executable) }
 
-        let epoch = options.sourceDateEpoch ?? Timestamp.now()
         let metadata = Dictionary(uniqueKeysWithValues: spec.components.map { ($0.name, $0.metadata) })
         let manifest = Manifest(
             name: spec.name, version: spec.version, sequence: spec.sequence, created: Timestamp.format(epoch),
             expires: spec.expires, componentMetadata: metadata, files: files, attestations: attestations,
             health: spec.health.map { ["command": .string($0.command), "timeout_seconds": .integer(Int($0.timeoutSeconds))] },
             serve: spec.serve)
-        if let expires = spec.expires, let t = Timestamp.parse(expires), t <= epoch {
-            throw AirlockError(
-                .invalidRelease, .releaseExpired, "airlock.yaml says the release expires at \(expires), which is already past; set a later expires")
-        }
         // The manifest is held whole only to hash and sign it; it is written again from the
         // records below, so that it and the compressor's buffers are never held together.
         var manifestBytes = manifest.encoded()
@@ -157,33 +179,19 @@ public enum Packer {
         manifestBytes = []
         signatures.sort { $0.0 < $1.0 }
 
-        let output = options.output ?? "\(spec.name)-\(spec.version).\(BundleLayout.fileExtension)"
-        var st = stat()
-        if stat(output, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
-            throw AirlockError(
-                .usage, .outputIsDirectory, "--out \(output) is a directory; give a file name such as \(output)/\(spec.name)-\(spec.version).airlock")
-        }
-        if stat(output, &st) == 0, sources.contains(where: { $0.identity.device == UInt64(st.st_dev) && $0.identity.inode == UInt64(st.st_ino) }) {
-            throw AirlockError(.usage, .outputIsSource, "--out \(output) is a file of the release itself; write the bundle somewhere else")
-        }
-        if let outDir = resolvedPath(output.contains("/") ? String(output[..<output.lastIndex(of: "/")!]) : "."),
-            let root = resolvedPath(dir),
-            spec.components.contains(where: { (outDir + "/").hasPrefix(root + "/" + $0.path + "/") })
-        {
-            throw AirlockError(
-                .usage, .outputInRelease, "--out \(output) is inside a component folder, so the next pack would take the bundle in; write it somewhere else")
-        }
-        let tmp = FileIO.temporarySibling(of: output)
-        let fd = Sys.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw AirlockError.io(.createFailed, "cannot create the bundle next to \(output); check that its folder exists and is writable", errno: errno)
-        }
-        var renamed = false
-        defer {
-            close(fd)
-            if !renamed { _ = Sys.unlink(tmp) }
-        }
-        do {
+        if onePass {
+            let head = try BundleHead.make(
+                manifest: manifest, length: manifestLength, signatures: signatures.map { (keyID: $0.0, bytes: $0.1) }, mtime: epoch)
+            guard head.manifestDigest == bundleID else {
+                throw AirlockError(.internal, .manifestUnstable, "the manifest encoded differently the second time; this is a bug in airlock, please report it")
+            }
+            if let copy = try putInFront(head, of: fd, tmp: tmp, output: output) {
+                // The file system could not insert: the head and a copy of the payload are in a new file.
+                close(fd)
+                _ = Sys.unlink(tmp)
+                (fd, tmp) = copy
+            }
+        } else {
             // The entry order is the format's (`BundleWriter`).
             let writer = try BundleWriter(
                 fileDescriptor: fd, path: output, compression: options.compression, level: options.level, threads: options.compressionThreads,
@@ -227,6 +235,159 @@ public enum Packer {
             bundleID: bundleID, path: output, manifest: manifest, bundleBytes: UInt64(size.st_size), delta: delta, signers: options.keys.map(\.id),
             compression: options.compression,
             eval: try manifest.attestations?["eval"].map { try EvalAttestation(json: $0, source: "the eval attestation") })
+    }
+
+    /// Refuses an output that is a folder, a file of the release, or inside a component folder.
+    static func checkOutput(_ output: String, directory dir: String, spec: ReleaseSpec, sources: [SourceFile]) throws {
+        var st = stat()
+        if stat(output, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
+            throw AirlockError(
+                .usage, .outputIsDirectory, "--out \(output) is a directory; give a file name such as \(output)/\(spec.name)-\(spec.version).airlock")
+        }
+        if stat(output, &st) == 0, sources.contains(where: { $0.identity.device == UInt64(st.st_dev) && $0.identity.inode == UInt64(st.st_ino) }) {
+            throw AirlockError(.usage, .outputIsSource, "--out \(output) is a file of the release itself; write the bundle somewhere else")
+        }
+        if let outDir = resolvedPath(output.contains("/") ? String(output[..<output.lastIndex(of: "/")!]) : "."),
+            let root = resolvedPath(dir),
+            spec.components.contains(where: { (outDir + "/").hasPrefix(root + "/" + $0.path + "/") })
+        {
+            throw AirlockError(
+                .usage, .outputInRelease, "--out \(output) is inside a component folder, so the next pack would take the bundle in; write it somewhere else")
+        }
+    }
+
+    // MARK: One pass
+
+    /// Writes the payload entries of every file, in manifest order, as one zstd-compressed tar
+    /// stream that ends with the end-of-archive marker (the head goes in front of it later),
+    /// hashing each byte as it goes to the compressor. Returns the digests, in order.
+    static func writePayloadHashing(
+        _ sources: [SourceFile], fd: Int32, output: String, options: PackOptions, mtime: Int64, progress: ProgressReporter?
+    ) throws -> [SHA256Digest] {
+        let archive = try ArchiveWriter(
+            fileDescriptor: fd, path: output, compression: .zstd, level: options.level, threads: options.compressionThreads, background: true)
+        // Four stages on two cores: this thread reads and hands each chunk to the compressor
+        // (libarchive copies it into zstd's worker, which compresses) and to the hasher; the
+        // compressed stream is written from a thread of its own (`BackgroundFileWriter`).
+        let hasher = ChunkHasher(files: sources.count)
+        var failure: Error?
+        do {
+            for (index, src) in sources.enumerated() {
+                let mode = src.executable ? BundleLayout.executableMode : BundleLayout.regularMode
+                try archive.addFile(path: BundleLayout.payloadPrefix + src.path, size: src.size, mode: mode, mtime: mtime) { write in
+                    try readChunks(src, buffer: hasher.nextBuffer) { part, last in
+                        hasher.submit(count: part.count, file: index, last: last)
+                        try write(part)
+                        progress?.advance(by: part.count)
+                    }
+                }
+            }
+            try archive.close()
+        } catch {
+            failure = error
+        }
+        let digests = hasher.finish()
+        if let failure { throw failure }
+        return digests.map { $0! }
+    }
+
+    /// Reads exactly the file's recorded size, each chunk into the buffer `buffer` gives, failing
+    /// if the file changed since it was scanned; `body` learns which chunk is the last (a file
+    /// of no bytes is one empty chunk).
+    static func readChunks(
+        _ f: SourceFile, buffer: () -> UnsafeMutableRawBufferPointer, _ body: (UnsafeRawBufferPointer, Bool) throws -> Void
+    ) throws {
+        let flags = O_RDONLY | O_CLOEXEC | (f.viaSymlink ? 0 : O_NOFOLLOW)
+        let fd = Sys.open(f.source, flags)
+        guard fd >= 0 else { throw refuse(f.source, "cannot be opened (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, FileIdentity(st) == f.identity else { throw changed(f) }
+        if f.size == 0 {
+            try body(UnsafeRawBufferPointer(start: nil, count: 0), true)
+            return
+        }
+        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        var left = f.size
+        while left > 0 {
+            let b = buffer()
+            var n: Int
+            repeat { n = Glibc.read(fd, b.baseAddress, Int(min(UInt64(b.count), left))) } while n < 0 && errno == EINTR
+            if n < 0 { throw refuse(f.source, "read failed (\(String(cString: strerror(errno))))") }
+            if n == 0 { throw changed(f) }
+            left -= UInt64(n)
+            try body(UnsafeRawBufferPointer(rebasing: b[0..<n]), left == 0)
+        }
+    }
+
+    /// Puts the head in front of the payload in `fd`: the file system inserts room for it at the
+    /// front without moving a byte (ext4, XFS), or, where it cannot, the head and a kernel copy
+    /// of the payload go to a new file beside the output, whose descriptor and path are returned
+    /// (nil when the head was inserted). Either way the bytes are the same.
+    static func putInFront(_ head: BundleHead, of fd: Int32, tmp: String, output: String) throws -> (Int32, String)? {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw AirlockError.io(.writeFailed, "cannot read the size of the bundle being written", errno: errno) }
+        let payload = Int64(st.st_size)
+        func writeHead(_ to: Int32) throws {
+            try head.bytes.withUnsafeBytes { b in
+                var done = 0
+                while done < b.count {
+                    let n = pwrite(to, b.baseAddress! + done, b.count - done, off_t(done))
+                    if n < 0 && errno == EINTR { continue }
+                    guard n > 0 else {
+                        throw AirlockError.io(errno == ENOSPC ? .diskFull : .writeFailed, "cannot write the bundle head to \(output)", errno: errno)
+                    }
+                    done += n
+                }
+            }
+        }
+        if airlock_insert_range(fd, Int64(head.total)) == 0 {
+            // The inserted range reads as zeros: the padding frame's content is already there.
+            try writeHead(fd)
+            return nil
+        }
+        guard errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS else {
+            throw AirlockError.io(errno == ENOSPC ? .diskFull : .writeFailed, "cannot make room for the bundle head in \(output)", errno: errno)
+        }
+        let copyPath = FileIO.temporarySibling(of: output)
+        let out = Sys.open(copyPath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard out >= 0 else {
+            throw AirlockError.io(.createFailed, "cannot create the bundle next to \(output); check that its folder exists and is writable", errno: errno)
+        }
+        do {
+            try writeHead(out)
+            guard ftruncate(out, off_t(head.total)) == 0, lseek(out, off_t(head.total), SEEK_SET) == off_t(head.total) else {
+                throw AirlockError.io(.writeFailed, "cannot pad the bundle head in \(output)", errno: errno)
+            }
+            var copied: Int64 = 0
+            var kernelCopy = true
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+            defer { buffer.deallocate() }
+            while copied < payload {
+                var n: Int64
+                if kernelCopy {
+                    n = airlock_copy_file_range(fd, copied, out, payload - copied)
+                    if n < 0 && [EXDEV, ENOSYS, EINVAL, EOPNOTSUPP].contains(errno) {
+                        kernelCopy = false
+                        continue
+                    }
+                } else {
+                    n = Int64(pread(fd, buffer.baseAddress, min(buffer.count, Int(payload - copied)), off_t(copied)))
+                    if n > 0 { try FileIO.writeAll(out, UnsafeRawBufferPointer(rebasing: buffer[0..<Int(n)]), path: output) }
+                }
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else {
+                    throw AirlockError.io(
+                        errno == ENOSPC ? .diskFull : .writeFailed, "cannot copy the payload behind the bundle head in \(output)", errno: errno)
+                }
+                copied += n
+            }
+        } catch {
+            close(out)
+            _ = Sys.unlink(copyPath)
+            throw error
+        }
+        return (out, copyPath)
     }
 
     // MARK: Scanning

@@ -31,4 +31,16 @@ int airlock_o_path(void);
 /// (F_SETPIPE_SZ): a download handed to a reader through it. 0, or -1 with errno.
 int airlock_pipe(int fds[2], int size);
 
+/// The O_DIRECT flag of open(2) and fcntl(2) (I/O that bypasses the page cache).
+int airlock_o_direct(void);
+
+/// fallocate(2) with FALLOC_FL_INSERT_RANGE at offset 0: shifts the whole file up by `length`
+/// bytes (a multiple of the file system's block size) and leaves a hole in front, without
+/// copying a byte. -1 with EOPNOTSUPP or EINVAL where the file system cannot.
+int airlock_insert_range(int fd, long long length);
+
+/// copy_file_range(2) of up to `length` bytes from `in` at `in_offset` to `out` at its file
+/// offset: the kernel copies, no user-space buffer. Bytes copied, or -1 with errno.
+long long airlock_copy_file_range(int in, long long in_offset, int out, long long length);
+
 #endif
