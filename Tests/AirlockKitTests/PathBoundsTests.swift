@@ -82,4 +82,23 @@ func pathOfExactly(_ bytes: Int, from start: String) -> String {
         #expect(FileManager.default.contents(atPath: payload + longest) == Data("at the bound\n".utf8))
         #expect(FileManager.default.contents(atPath: payload + segment) == Data("at NAME_MAX\n".utf8))
     }
+
+    /// The printable-ASCII fast path of the path rules gives exactly the general rules' answers.
+    @Test func asciiFastPathAgreesWithTheGeneralRules() {
+        var rng = SystemRandomNumberGenerator()
+        let alphabet: [String] = ["a", "b", ".", "/", "\\", " ", "~", "Z", "\u{7}", "\u{E9}"]
+        var checked = 0
+        for _ in 0..<50_000 {
+            let n = Int.random(in: 1...9, using: &rng)
+            let path = (0..<n).map { _ in alphabet.randomElement(using: &rng)! }.joined()
+            if path.hasPrefix("/") { continue }
+            #expect(PathRules.problem(with: path) == PathRules.problemInFull(path), "\(path.debugDescription)")
+            checked += 1
+        }
+        let long = String(repeating: "a", count: 256)
+        for path in [long, "x/" + long, long + "/x", "a/" + String(repeating: "b", count: 255), "...", "a/../b", "a/.../b", "a//b", "a/"] {
+            #expect(PathRules.problem(with: path) == PathRules.problemInFull(path), "\(path)")
+        }
+        #expect(checked > 40_000)
+    }
 }

@@ -309,7 +309,7 @@ public final class BundleReader {
     /// whatever `consume` throws.
     public func readPayload(_ file: ManifestFile, consume: (UnsafeRawBufferPointer) throws -> Void = { _ in }) throws {
         precondition(stage == .payload, "readPayload follows readSums")
-        guard let entry = try nextPayloadFile() else {
+        guard let entry = try nextPayloadFile(expecting: file) else {
             throw AirlockError.verification(.payloadMissing, "the bundle lacks \(file.path), which the manifest lists")
         }
         let rel = entry.path.dropFirst(BundleLayout.payloadPrefix.utf8.count)
@@ -340,9 +340,13 @@ public final class BundleReader {
 
     /// The next payload entry that is a file, past the directory entries (checked and taken);
     /// nil at the end of the archive.
-    private func nextPayloadFile() throws -> TarEntry? {
+    private func nextPayloadFile(expecting file: ManifestFile? = nil) throws -> TarEntry? {
         while let e = try next() {
-            try checkPayloadName(e)
+            // The expected file's name passed the path rules with the manifest: an entry of
+            // exactly that name needs no second look.
+            let expected =
+                file.map { e.kind == .file && e.path.count == BundleLayout.payloadPrefix.utf8.count + $0.path.utf8.count && e.path.starts(with: BundleLayout.payloadPrefix.utf8) && e.path.dropFirst(BundleLayout.payloadPrefix.utf8.count).elementsEqual($0.path.utf8) } ?? false
+            if !expected { try checkPayloadName(e) }
             guard e.kind == .directory else { return e }
             var p = e.path
             if p.last == UInt8(ascii: "/") { p.removeLast() }

@@ -10,6 +10,14 @@ public enum PathRules {
         if utf8.isEmpty { return "empty path" }
         if utf8.count > BundleLayout.maxBundlePathBytes { return "path longer than \(BundleLayout.maxBundlePathBytes) bytes" }
         if utf8.first == UInt8(ascii: "/") { return "absolute path" }
+        // Printable ASCII (the common case) is NFC and holds no control character: only the
+        // byte rules are left, checked in one pass over the bytes.
+        if let answer = asciiProblem(utf8) { return answer }
+        return problemInFull(path)
+    }
+
+    /// The general rules, for any path (the empty, long and absolute cases are checked first).
+    package static func problemInFull(_ path: String) -> String? {
         for scalar in path.unicodeScalars {
             if scalar == "\\" { return "backslash in path" }
             if scalar.value == 0 { return "NUL in path" }
@@ -24,6 +32,37 @@ public enum PathRules {
         }
         if !isNFC(path) { return "path not in Unicode NFC form" }
         return nil
+    }
+
+    /// The verdict on a path of printable ASCII bytes (nil: not such a path, check it in full):
+    /// the same answers, in the same order, as the general rules give.
+    private static func asciiProblem(_ utf8: String.UTF8View) -> String?? {
+        var segmentStart = true
+        var segmentLength = 0
+        var dots = 0
+        for b in utf8 {
+            guard b >= 0x20 && b < 0x7F else { return nil }
+            if b == UInt8(ascii: "\\") { return .some("backslash in path") }
+        }
+        for b in utf8 {
+            if b == UInt8(ascii: "/") {
+                if segmentStart { return .some("empty path segment (a leading, doubled or trailing '/')") }
+                if dots == segmentLength && dots <= 2 { return .some("'\(String(repeating: ".", count: dots))' path segment") }
+                segmentStart = true
+                segmentLength = 0
+                dots = 0
+                continue
+            }
+            segmentStart = false
+            segmentLength += 1
+            if b == UInt8(ascii: ".") { dots += 1 }
+            if segmentLength > BundleLayout.maxPathSegmentBytes {
+                return .some("path segment longer than \(BundleLayout.maxPathSegmentBytes) bytes")
+            }
+        }
+        if segmentStart { return .some("empty path segment (a leading, doubled or trailing '/')") }
+        if dots == segmentLength && dots <= 2 { return .some("'\(String(repeating: ".", count: dots))' path segment") }
+        return .some(nil)
     }
 
     /// Validates raw bytes as a UTF-8 path.
