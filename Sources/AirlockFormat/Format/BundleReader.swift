@@ -48,6 +48,9 @@ public final class BundleReader {
     /// What it returns is used only when it hashes to the base's bundle id.
     public var baseManifest: BaseManifestLookup?
     private let hasher = SHA256Hasher()
+    /// Set by `hashInBackground()`: payload digests are computed on a thread of their own and
+    /// checked at `finish`.
+    private var pipeline: HashPipeline?
     /// Called by `finish` once the whole bundle was read and checked (see `init(fileDescriptor:)`).
     private let completion: (() throws -> Void)?
 
@@ -90,6 +93,7 @@ public final class BundleReader {
     }
 
     deinit {
+        _ = pipeline?.finish()
         // The tar reader stops its producer thread before the descriptor is closed.
         tar.close()
         if ownsFD { close(fd) }
@@ -290,6 +294,14 @@ public final class BundleReader {
         stage = .payload
     }
 
+    /// Hashes the payload on a thread of its own from now on, so that decompressing, parsing
+    /// and hashing run side by side: `readPayload` then returns before its file's digest is
+    /// known, and `finish` checks every digest, in manifest order, before anything else. For a
+    /// reader whose consumer keeps nothing it has not checked (`airlock verify`).
+    public func hashInBackground() {
+        if pipeline == nil { pipeline = HashPipeline() }
+    }
+
     /// True when this (delta) bundle does not carry `file`: the site must already hold it.
     public func isOmitted(_ file: ManifestFile) -> Bool { !omitted.isEmpty && omitted.contains(file.path) }
 
@@ -324,18 +336,31 @@ public final class BundleReader {
             throw AirlockError.verification(
                 .payloadModeMismatch, "\(file.path) has mode \(String(entry.mode, radix: 8)) in the bundle but \(file.modeString) in the manifest")
         }
+        if let pipeline {
+            let index = nextFileIndex
+            try tar.readData { part in
+                pipeline.add(part, file: index)
+                try consume(part)
+            }
+            pipeline.end(file: index)
+            nextFileIndex += 1
+            return
+        }
         hasher.reset()
         try tar.readData { part in
             hasher.update(part)
             try consume(part)
         }
-        let got = hasher.finish()
+        try Self.check(hasher.finish(), file)
+        nextFileIndex += 1
+    }
+
+    private static func check(_ got: SHA256Digest, _ file: ManifestFile) throws {
         guard got == file.sha256 else {
             throw AirlockError.verification(
                 .payloadHashMismatch,
                 "\(file.path) does not match the manifest (sha256 \(got.hex), expected \(file.sha256.hex)); the bundle was altered or damaged")
         }
-        nextFileIndex += 1
     }
 
     /// The next payload entry that is a file, past the directory entries (checked and taken);
@@ -429,6 +454,13 @@ public final class BundleReader {
     public func finish() throws {
         precondition(stage == .payload, "finish follows the payload")
         stage = .finished
+        if let pipeline {
+            self.pipeline = nil
+            let digests = pipeline.finish()
+            for (index, file) in manifestFiles.enumerated() {
+                if let d = digests[index] { try Self.check(d, file) }
+            }
+        }
         if let e = try nextPayloadFile() {
             let rel = Array(e.path.dropFirst(BundleLayout.payloadPrefix.utf8.count))
             if let last = manifestFiles.last, rel.elementsEqual(last.path.utf8) {

@@ -25,7 +25,8 @@ public struct ManifestFile: Equatable, Sendable {
 
     /// The component the file belongs to: the first segment of its path.
     public var component: String {
-        String(path.prefix(while: { $0 != "/" }))
+        guard let slash = path.utf8.firstIndex(of: UInt8(ascii: "/")) else { return path }
+        return String(path[..<slash])
     }
 }
 
@@ -417,7 +418,7 @@ public struct Manifest: Equatable, Sendable {
             if let reason = PathRules.problem(with: path) {
                 throw AirlockError.verification(.pathInvalid, "the manifest lists an unsafe path \"\(path)\": \(reason)")
             }
-            guard path.contains("/") else { throw invalid("files[\(k)].path \"\(path)\" must be <component>/<name>") }
+            guard path.utf8.contains(UInt8(ascii: "/")) else { throw invalid("files[\(k)].path \"\(path)\" must be <component>/<name>") }
             guard let size = o["size"]?.unsignedInteger() else { throw invalid("files[\(k)].size must be an integer from 0 to 2^53") }
             total += size  // at most 2^53 each, and the running total is checked: no overflow
             guard total <= BundleLayout.maxInteger else { throw invalid("the files add up to more than 2^53 bytes") }

@@ -91,10 +91,16 @@ public enum PathRules {
     /// However deep the paths, nothing is built per prefix.
     public static func setProblem(with paths: [String]) -> (path: String, reason: String)? {
         let keys = paths.map(foldKey)
-        let order = (0..<Int32(keys.count)).sorted { a, b in
-            let x = keys[Int(a)].utf8, y = keys[Int(b)].utf8
-            return x.elementsEqual(y) ? a < b : x.lexicographicallyPrecedes(y)
-        }
+        // A manifest is sorted by path bytes, and a path of ASCII without capitals is its own
+        // key: the keys are then already in strictly increasing order, with no sort to do.
+        let presorted = keys.indices.dropFirst().allSatisfy { keys[$0 - 1].utf8.lexicographicallyPrecedes(keys[$0].utf8) }
+        let order =
+            presorted
+            ? Array(0..<Int32(keys.count))
+            : (0..<Int32(keys.count)).sorted { a, b in
+                let x = keys[Int(a)].utf8, y = keys[Int(b)].utf8
+                return x.elementsEqual(y) ? a < b : x.lexicographicallyPrecedes(y)
+            }
         for k in order.indices.dropFirst() {
             let first = Int(order[k - 1]), second = Int(order[k])
             if keys[first].utf8.elementsEqual(keys[second].utf8) {

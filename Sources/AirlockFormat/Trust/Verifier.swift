@@ -138,6 +138,8 @@ public enum Verifier {
         var report = VerificationReport(path: reader.path)
         do {
             let head = try verifyHead(reader, trust: trust, detached: detached, now: now, report: &report)
+            // Nothing is written: the digests can be checked at the end, hashed beside the reading.
+            reader.hashInBackground()
             progress?.start(total: head.manifest.totalBytes)
             report.delta = reader.delta
             for file in head.manifest.files {
