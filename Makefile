@@ -9,7 +9,7 @@ BIN_RELEASE := $(BUILD_DIR)/release/airlock
 BENCH_RELEASE := $(BUILD_DIR)/release/airlock-bench
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps deb-deps test-deps sbom-validator build release test lint demo bench bench-peers bench-routing bench-replay bench-registry dist deb clean
+.PHONY: all deps deb-deps test-deps sbom-validator build release test lint demo bench bench-peers peer-tools bench-routing bench-replay bench-registry dist deb clean
 
 all: build
 
@@ -105,11 +105,15 @@ lint:
 demo: build
 	scripts/demo.sh $(BIN_DEBUG) demo
 
-# Benchmarks a 2 GiB release against the standard tools (docs/benchmarks.md); the report goes to
-# stdout. BENCH_RUNS, BENCH_SCALE, BENCH_SETTLE_SECONDS, ... come from the environment. Exit
-# status: 1 when a target FAILs, 2 when a command failed.
-bench: release
-	$(BENCH_RELEASE) $(BIN_RELEASE) bench-work
+# Benchmarks a 2 GiB release against the standard tools, then airlock against OSTree, RAUC and
+# the shell pipeline on a many-file and a large release (docs/benchmarks.md); the reports go to
+# stdout. BENCH_RUNS, BENCH_SCALE, BENCH_SETTLE_SECONDS, PEERS_RUNS, ... come from the
+# environment. Exit status: 1 when a target FAILs, 2 when a command failed (the worse of the two).
+bench: release peer-tools
+	@status=0; \
+	$(BENCH_RELEASE) $(BIN_RELEASE) bench-work || status=$$?; \
+	scripts/bench-peers.sh $(BIN_RELEASE) $(BENCH_RELEASE) || { s=$$?; [ $$status -ge $$s ] || status=$$s; }; \
+	exit $$status
 
 # Routing through `airlock serve` against HAProxy on the same backends, with wrk, on loopback
 # (docs/benchmarks.md, "Routing through airlock serve"); the report goes to stdout, in a few
@@ -127,7 +131,11 @@ bench-registry: release
 
 # Airlock against OSTree, RAUC and the shell pipeline on a many-file and a large release
 # (docs/benchmarks.md, "Against the peers"); the report goes to stdout. PEERS_RUNS, PEERS_SHAPES.
-bench-peers: release
+bench-peers: release peer-tools
+	scripts/bench-peers.sh $(BIN_RELEASE) $(BENCH_RELEASE)
+
+# OSTree, RAUC and squashfs-tools for the peer rows, from Debian's packages when missing.
+peer-tools:
 	@missing=""; \
 	command -v ostree >/dev/null || missing="$$missing ostree"; \
 	command -v rauc >/dev/null || missing="$$missing rauc"; \
@@ -137,7 +145,6 @@ bench-peers: release
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
 	    || { echo "error: could not install$$missing; install them by hand and run make bench-peers again" >&2; exit 1; }; \
 	fi
-	scripts/bench-peers.sh $(BIN_RELEASE) $(BENCH_RELEASE)
 
 bench-routing: release
 	ROUTING_COMMAND="make bench-routing (BUILD_DIR=$(BUILD_DIR))" scripts/bench-routing.sh $(BIN_RELEASE)

@@ -30,7 +30,7 @@
 # otherwise not established.
 #
 # Settings, from the environment: PEERS_RUNS (5), PEERS_SHAPES ("many large"), PEERS_WORK
-# (bench-work/peers; the releases there are reused), PEERS_FRESH_FS (0; 1: each install run
+# (bench-work/peers; the releases there are reused), PEERS_FRESH_FS (1 as root, else 0; 1: each install run
 # into a new loop-mounted ext4, see below). Exit status: 0 when every target passes,
 # 1 when one does not, 2 when a command failed.
 set -euo pipefail
@@ -61,16 +61,24 @@ RESULTS=$WORK/results.tsv
 # PEERS_FRESH_FS=1: every install run writes into a new ext4 file system on a loop device (made
 # and mounted untimed, root only), so that no side creates its files where an earlier run's
 # tree was just deleted (on this machine's ext4, file creation slows for minutes after that).
-FRESH_FS=${PEERS_FRESH_FS:-0}
+# As root with losetup, fresh file systems by default; PEERS_FRESH_FS=0 turns them off.
+default_fresh=0
+if [ "$(id -u)" = 0 ] && command -v losetup >/dev/null && command -v mkfs.ext4 >/dev/null; then default_fresh=1; fi
+FRESH_FS=${PEERS_FRESH_FS:-$default_fresh}
 fresh_fs() { # RELEASE: a new ext4 three times the release's size at $OUT/mnt
   drop_fs
   truncate -s "$(( $(du -sb --apparent-size "$1" | cut -f1) * 3 + (256 << 20) ))" "$OUT/fs.img"
   mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$OUT/fs.img" || fail "mkfs.ext4 failed"
   mkdir -p "$OUT/mnt"
-  mount -o loop "$OUT/fs.img" "$OUT/mnt" || fail "cannot mount a loop file system (PEERS_FRESH_FS=1 needs root and /dev/loop*)"
+  # Direct I/O on the loop device: writes reach the image file without being cached twice (in
+  # the loop file system's page cache and again in the image's), as on a real disk.
+  LOOP=$(losetup --direct-io=on -f --show "$OUT/fs.img") || fail "cannot set up a loop device (PEERS_FRESH_FS=1 needs root and /dev/loop*)"
+  mount "$LOOP" "$OUT/mnt" || fail "cannot mount $LOOP"
 }
+LOOP=
 drop_fs() {
   if mountpoint -q "$OUT/mnt" 2>/dev/null; then umount "$OUT/mnt" || fail "cannot unmount $OUT/mnt"; fi
+  if [ -n "$LOOP" ]; then losetup -d "$LOOP" 2>/dev/null || true; LOOP=; fi
   rm -f "$OUT/fs.img"
 }
 trap 'drop_fs 2>/dev/null || true' EXIT

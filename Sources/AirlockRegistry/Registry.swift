@@ -137,12 +137,16 @@ public enum Registry {
                     let part = chunk
                     try part.withUnsafeBytes { p in
                         hasher.update(p)
-                        try sink(p)
+                        do { try sink(p) } catch { throw SinkFailure(error: error) }
                     }
                     received += UInt64(part.count)
                 }
             } catch let e as AirlockError {
                 throw e
+            } catch let e as SinkFailure {
+                // Whatever took the bytes failed (a reader that stopped reading): not the
+                // network's fault, so no retry.
+                throw e.error
             } catch {
                 if error is CancellationError || attempts >= client.options.retries { throw client.unreachable(error, url: "\(reference)") }
                 attempts += 1
@@ -175,4 +179,9 @@ public final class LayerHasher: @unchecked Sendable {
 
     /// The digest of everything added.
     public func finish() -> SHA256Digest { hasher.finish() }
+}
+
+/// An error thrown by the consumer of a download, passed through as it is.
+struct SinkFailure: Error {
+    var error: Error
 }

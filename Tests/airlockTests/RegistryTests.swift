@@ -373,8 +373,15 @@ final class FaultyRegistry: @unchecked Sendable {
         func install(_ repo: String, _ tag: String = "1") throws -> CLI.Result {
             try CLI.run(["install", fake.ref(repo, tag), "--root", root, "--insecure", "--json", "--retries", "1"])
         }
+        // A tampered layer is refused by whichever check meets it first: the reader (here the
+        // flipped byte lies in the head's zero padding, refused before any signature is read;
+        // the reader then stops the download) or, when the download ends first, the layer digest.
+        let tampered = try install("tamper")
+        #expect(tampered.status == 1, "\(tampered.stderr)")
+        #expect(tampered.stderr.contains("altered") || tampered.stderr.contains("does not match its manifest: its"), "\(tampered.stderr)")
+        #expect(Self.installed(root).isEmpty)
         for (repo, says) in [
-            ("tamper", "does not match its manifest: its"), ("extra", "the registry sent more than"), ("big", "more than the 4194304"),
+            ("extra", "the registry sent more than"), ("big", "more than the 4194304"),
             ("index", "serves it as application/vnd.oci.image.index.v1+json"), ("image", "an image or another artifact"),
         ] {
             let r = try install(repo)
@@ -413,6 +420,24 @@ final class FaultyRegistry: @unchecked Sendable {
         #expect(kept > 0 && kept <= size / 2, "\(kept) of \(size)")
         #expect(s["bytes_received"] as? Int == size - kept)
         #expect(try CLI.sh("cmp v1.airlock c.airlock", cwd: w.path).status == 0)
+    }
+
+    /// Regression: a layer larger than the download pipe (1 MiB) that the reader refuses early
+    /// used to hang install and verify: the command waited for the download, which waited for
+    /// the reader to take more bytes. The reader is now closed first, which stops the download.
+    @Test func anEarlyRefusalOfALargeLayerStopsTheDownload() throws {
+        let (w, root) = try Self.setUp()
+        #expect(try CLI.sh("'\(CLI.root)/bundles/example-agent/make-weights.sh' release/model/weights.safetensors 6", cwd: w.path).status == 0)
+        #expect(try w.pack("big.airlock").status == 0)
+        let id = Self.json(try CLI.run(["inspect", w.file("big.airlock"), "--json"]))["bundle_id"] as? String ?? ""
+        let fake = try FaultyRegistry(bundle: w.file("big.airlock"), bundleID: id)
+        let started = Date()
+        let r = try CLI.run(["install", fake.ref("tamper", "1"), "--root", root, "--insecure", "--retries", "0"])
+        #expect(r.status == 1 && r.stderr.contains("altered"), "\(r.stderr)")
+        let v = try CLI.run(["verify", fake.ref("tamper", "1"), "--trust", w.file("trust"), "--insecure", "--retries", "0"])
+        #expect(v.status == 1, "\(v.stderr)")
+        #expect(Date().timeIntervalSince(started) < 60)
+        #expect(Self.installed(root).isEmpty)
     }
 
     @Test func aBundleTheSiteDoesNotTrustIsRefusedFromTheRegistryToo() throws {

@@ -69,7 +69,7 @@ public final class BundleReader {
             guard fd >= 0 else { throw FileIO.openFailure(path, what: "bundle", errno: errno) }
             var st = stat()
             if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
-                close(fd)
+                Glibc.close(fd)
                 throw FileIO.openFailure(path, what: "bundle", errno: EISDIR)
             }
             self.fd = fd
@@ -92,11 +92,21 @@ public final class BundleReader {
         tar = TarReader(stream: DecompressedStream(fileDescriptor: fd, readTimeout: readTimeout))
     }
 
-    deinit {
+    deinit { close() }
+
+    private var closed = false
+
+    /// Stops reading: the decompressing and hashing threads end and the descriptor is closed (a
+    /// download feeding a pipe then gets EPIPE at once). Call it when done with a reader whose
+    /// source waits for it; it also runs when the reader goes away. Nothing can be read after.
+    public func close() {
+        if closed { return }
+        closed = true
         _ = pipeline?.finish()
+        pipeline = nil
         // The tar reader stops its producer thread before the descriptor is closed.
         tar.close()
-        if ownsFD { close(fd) }
+        if ownsFD { Glibc.close(fd) }
     }
 
     /// The compression detected (after the first read).
@@ -370,7 +380,11 @@ public final class BundleReader {
             // The expected file's name passed the path rules with the manifest: an entry of
             // exactly that name needs no second look.
             let expected =
-                file.map { e.kind == .file && e.path.count == BundleLayout.payloadPrefix.utf8.count + $0.path.utf8.count && e.path.starts(with: BundleLayout.payloadPrefix.utf8) && e.path.dropFirst(BundleLayout.payloadPrefix.utf8.count).elementsEqual($0.path.utf8) } ?? false
+                file.map {
+                    e.kind == .file && e.path.count == BundleLayout.payloadPrefix.utf8.count + $0.path.utf8.count
+                        && e.path.starts(with: BundleLayout.payloadPrefix.utf8)
+                        && e.path.dropFirst(BundleLayout.payloadPrefix.utf8.count).elementsEqual($0.path.utf8)
+                } ?? false
             if !expected { try checkPayloadName(e) }
             guard e.kind == .directory else { return e }
             var p = e.path

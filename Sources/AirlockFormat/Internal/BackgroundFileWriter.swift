@@ -9,7 +9,8 @@ import Glibc
 /// page cache (`oDirect`) where the file system allows: copying a many-GB bundle into the page
 /// cache costs more CPU on the writing thread than compressing it, and the bundle is read next
 /// from another medium, not from this cache. The file's tail (less than a block) is written
-/// through the page cache at `close`. Memory: three blocks. Errors surface at the next `write`
+/// through the page cache at `close`. Durability is the caller's: direct I/O skips the page
+/// cache, not the device's own cache (the site still flushes with syncfs). Memory: three blocks. Errors surface at the next `write`
 /// or at `close`. One producer.
 package final class BackgroundFileWriter: @unchecked Sendable {
     private static let blockSize = 1 << 20
@@ -28,6 +29,8 @@ package final class BackgroundFileWriter: @unchecked Sendable {
     private var done = false
     private var error: AirlockError?
     private var direct: Bool
+    /// A direct write went through: a later EINVAL is an error, not a refusal of direct I/O.
+    private var directWorked = false
 
     /// Writes to `fd` from its current offset, which must be 0 (a new file). `path` names it in
     /// errors.
@@ -111,7 +114,7 @@ package final class BackgroundFileWriter: @unchecked Sendable {
         while off < bytes.count {
             let n = Sys.write(fd, bytes.baseAddress! + off, bytes.count - off)
             if n < 0 && errno == EINTR { continue }
-            if n < 0 && errno == EINVAL && direct {
+            if n < 0 && errno == EINVAL && direct && !directWorked {
                 // The file system refused direct I/O after all: go through the page cache.
                 direct = false
                 let flags = fcntl(fd, F_GETFL)
@@ -123,6 +126,7 @@ package final class BackgroundFileWriter: @unchecked Sendable {
                 if code == ENOSPC || code == EDQUOT { return .io(.diskFull, "no space left writing \(path); free some space and pack again") }
                 return .io(.writeFailed, "cannot write \(path)", errno: code)
             }
+            if direct { directWorked = true }
             off += n
         }
         return nil

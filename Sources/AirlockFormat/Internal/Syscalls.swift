@@ -56,7 +56,14 @@ package enum Sys {
                 errno = ENOSPC
                 return -1
             }
-            let n = Glibc.write(fd, buf, min(count, limit - written))
+            // A short write stops on a 4 KiB boundary, as a file system's would, so that a
+            // direct-I/O write (which must stay aligned) meets ENOSPC, not EINVAL.
+            let allowed = count <= limit - written ? count : (limit - written) / 4096 * 4096
+            if allowed == 0 {
+                errno = ENOSPC
+                return -1
+            }
+            let n = Glibc.write(fd, buf, allowed)
             if n > 0 { written += n }
             return n
         }

@@ -81,6 +81,10 @@ public enum Installer {
         }
     }
 
+    /// Files of this size and more are written by a `BackgroundFileWriter` (direct I/O from a
+    /// thread of its own); smaller ones with plain writes.
+    static let backgroundWriteBytes: UInt64 = 8 << 20
+
     private static func installStaged(
         reader: BundleReader, site: Site, trust: TrustStore, policy: ActivationPolicy, options: InstallOptions, report: inout VerificationReport,
         lock: inout SiteLock?, state committed: inout NameState?
@@ -171,8 +175,21 @@ public enum Installer {
             } else {
                 let fd = try staging.create(dest)
                 do {
-                    try reader.readPayload(file) { part in
-                        try FileIO.writeAll(fd, part, path: "the staging area of \(site.root)")
+                    if file.size >= Self.backgroundWriteBytes {
+                        // A large file goes to the disk from a thread of its own, past the page
+                        // cache, while this one decompresses and hashes the next bytes.
+                        let writer = BackgroundFileWriter(fileDescriptor: fd, path: "the staging area of \(site.root)")
+                        do {
+                            try reader.readPayload(file) { try writer.write($0) }
+                            try writer.close()
+                        } catch {
+                            writer.abandon()
+                            throw error
+                        }
+                    } else {
+                        try reader.readPayload(file) { part in
+                            try FileIO.writeAll(fd, part, path: "the staging area of \(site.root)")
+                        }
                     }
                     try staging.finishFile(fd, executable: file.executable)
                 } catch {

@@ -61,8 +61,12 @@ struct InstallCommand: SiteCommand {
             r = try registry.withClient(reference, site: siteOptions.site) { client in
                 let (stream, reader) = try RegistryBundleStream.open(reference, client: client)
                 do {
-                    return try Self.install(reader, site: siteOptions.site, options: o)
+                    let r = try Installer.install(reader: reader, site: siteOptions.site, options: o)
+                    reader.close()
+                    return r
                 } catch {
+                    // The download stops once the reader is closed; then its outcome is known.
+                    reader.close()
                     throw stream.outcome(of: error)
                 }
             }
@@ -86,9 +90,4 @@ struct InstallCommand: SiteCommand {
         if r.activated { Output.say("current -> \(r.release)") }
     }
 
-    /// Installs from `reader`, which is released when this returns (a download feeding it then
-    /// stops at once).
-    private static func install(_ reader: consuming BundleReader, site: Site, options: InstallOptions) throws -> InstallResult {
-        try Installer.install(reader: reader, site: site, options: options)
-    }
 }

@@ -36,7 +36,9 @@ struct VerifyCommand: AirlockCommand {
             report = try registry.withClient(reference) { client in
                 let (stream, reader) = try RegistryBundleStream.open(reference, client: client)
                 reader.baseManifest = base.lookup
-                var report = Self.verify(reader, trust: store, detached: detached, progress: progress)
+                var report = Verifier.verify(reader: reader, trust: store, detached: detached, progress: progress)
+                // The download stops once the reader is closed; then its outcome is known.
+                reader.close()
                 if let e = report.error { report.error = stream.outcome(of: e) as? AirlockError ?? e }
                 return report
             }
@@ -52,14 +54,6 @@ struct VerifyCommand: AirlockCommand {
             Output.error(e, verbose: global.verbose)
             throw ExitCode(ExitCodes.code(for: e.kind))
         }
-    }
-
-    /// Verifies from `reader`, which is released when this returns (a download feeding it then
-    /// stops at once).
-    private static func verify(
-        _ reader: consuming BundleReader, trust: TrustStore, detached: [DetachedSignature], progress: ProgressReporter?
-    ) -> VerificationReport {
-        Verifier.verify(reader: reader, trust: trust, detached: detached, progress: progress)
     }
 
     static func describe(_ r: VerificationReport, store: TrustStore) -> [String] {
