@@ -16,6 +16,7 @@ if [[ $# -ne 2 && $# -ne 3 ]]; then
     echo "usage: $0 BUNDLE PUBKEY [BASE]" >&2
     exit 2
 fi
+self=$(realpath -e -- "$0")
 bundle=$(realpath -e -- "$1") || { echo "audit: no such bundle: $1" >&2; exit 2; }
 pub=$(realpath -e -- "$2") || { echo "audit: no such public key: $2" >&2; exit 2; }
 base=
@@ -58,9 +59,10 @@ mkdir a && tar "${z[@]}" -xf "$bundle" -C a || fail "tar cannot extract the bund
 # Step 3a (a delta bundle): audit the base, rebuild the manifest from the base's with zstd, and
 # derive SHA256SUMS from it (the delta carries neither).
 if [[ $delta == yes ]]; then
-    "$0" "$base" "$pub" > base-audit.txt || { cat base-audit.txt >&2; fail "the base bundle does not pass the audit"; }
+    "$self" "$base" "$pub" > base-audit.txt || { cat base-audit.txt >&2; fail "the base bundle does not pass the audit"; }
     ok "base: $(basename -- "$base") passes the audit"
     mkdir b && tar -xf "$base" -C b || fail "tar cannot extract the base bundle"
+    [[ ! -e a/airlock/manifest.json && ! -e a/airlock/SHA256SUMS ]] || fail "a delta bundle whose manifest is a patch carries no manifest.json or SHA256SUMS"
     zstd -q -d --patch-from=b/airlock/manifest.json a/airlock/manifest.patch -o a/airlock/manifest.json \
         || fail "the manifest patch does not apply to the base's manifest"
     ok "manifest: rebuilt from the base's, sha256:$(sha256sum a/airlock/manifest.json | cut -d' ' -f1) (the bundle id)"
@@ -101,10 +103,14 @@ if [[ $delta == yes ]]; then
     # The files the delta omits are copied from the (audited) base, found by their hash.
     carried=0 taken=0
     while read -r hash path; do
-        if [[ -e a/payload/$path ]]; then carried=$((carried + 1)); continue; fi
+        # The path comes from the signed manifest, but a signer is not trusted to name files
+        # outside payload/: the format's path rules, before anything is created.
+        case "/$path/" in */../* | */./* | *//*) fail "the manifest lists an unsafe path: $path" ;; esac
+        [[ $path != /* && $path != *\\* && $path != *[[:cntrl:]]* ]] || fail "the manifest lists an unsafe path: $path"
+        if [[ -e a/payload/$path || -L a/payload/$path ]]; then carried=$((carried + 1)); continue; fi
         from=$(awk -v h="$hash" '$1 == h { print substr($0, 67); exit }' b/airlock/SHA256SUMS)
         [[ -n $from ]] || fail "the delta omits $path, whose content the base lacks"
-        mkdir -p "a/payload/$(dirname -- "$path")" && cp -- "b/payload/$from" "a/payload/$path"
+        mkdir -p "a/payload/$(dirname -- "$path")" && cp --no-dereference -- "b/payload/$from" "a/payload/$path"
         taken=$((taken + 1))
     done < a/airlock/SHA256SUMS
     ok "delta: $carried files carried, $taken taken from the base"

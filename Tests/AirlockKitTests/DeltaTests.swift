@@ -258,6 +258,12 @@ import Testing
         #expect(code(bundle(hint: hint { $0["carried"] = .array([.string("code/evil.sh")]) })) == "delta-invalid")
         #expect(code(bundle(hint: hint { $0["carried"] = .array([.string(changed), .string(v2.files[0].path)]) })) != nil)
         #expect(code(bundle(hint: hint { $0["carried"] = .array([]) })) == "entry-unexpected")
+        // Read before any signature: "carried" is streamed, and anything but a string stops it
+        // at once (a hint of a million empty objects costs no memory).
+        let objects =
+            Array(#"{"base":"\#(baseID.prefixed)","bundle":"\#(id.prefixed)","carried":["#.utf8)
+            + Array(repeating: Array("{},".utf8), count: 1_000_000).flatMap { $0 } + Array(#"{}],"format":"airlock.delta/v2","name":"support-agent"}"#.utf8)
+        #expect(code(bundle(hint: objects)) == "delta-invalid")
         let later = v2.manifest.files.map(\.path).first { PathRules.precedes(changed, $0) }!
         #expect(code(bundle(hint: hint { $0["carried"] = .array([.string(changed), .string(later)]) })) == "payload-missing")
         // Entries a v2 delta does not have.

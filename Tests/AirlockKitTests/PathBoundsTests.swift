@@ -101,4 +101,17 @@ func pathOfExactly(_ bytes: Int, from start: String) -> String {
         }
         #expect(checked > 40_000)
     }
+
+    /// Regression (review of issue 14): segments are split on the byte '/', not on Characters.
+    /// "/" followed by a combining mark is one Character, which hid a ".." segment; a "Prepend"
+    /// character before "/" joined it into the component's name.
+    @Test func segmentsAreSplitOnBytesNotCharacters() {
+        #expect(PathRules.problem(with: "code/../\u{301}x") == "'..' path segment")
+        #expect(PathRules.problem(with: "code/./\u{301}x") == "'.' path segment")
+        #expect(PathRules.splitLast("code/../\u{301}x") == (folder: "code/..", name: "\u{301}x"))
+        let f = ManifestFile(path: "code\u{600}/x", size: 0, sha256: SHA256Digest.of([]), executable: false)
+        #expect(f.component == "code\u{600}")
+        #expect(ToolManifest.pathProblem("/srv/app/../\u{301}etc") != nil)
+        #expect(ToolManifest.pathProblem("/srv/app/\u{301}etc") == nil)
+    }
 }

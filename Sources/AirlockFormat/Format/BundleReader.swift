@@ -51,6 +51,8 @@ public final class BundleReader {
     /// Set by `hashInBackground()`: payload digests are computed on a thread of their own and
     /// checked at `finish`.
     private var pipeline: HashPipeline?
+    /// The manifest indices of the files hashed by `pipeline`, in order.
+    private var hashedInBackground: [Int] = []
     /// Called by `finish` once the whole bundle was read and checked (see `init(fileDescriptor:)`).
     private let completion: (() throws -> Void)?
 
@@ -353,6 +355,7 @@ public final class BundleReader {
                 try consume(part)
             }
             pipeline.end(file: index)
+            hashedInBackground.append(index)
             nextFileIndex += 1
             return
         }
@@ -471,8 +474,12 @@ public final class BundleReader {
         if let pipeline {
             self.pipeline = nil
             let digests = pipeline.finish()
-            for (index, file) in manifestFiles.enumerated() {
-                if let d = digests[index] { try Self.check(d, file) }
+            for index in hashedInBackground {
+                guard let d = digests[index] else {
+                    throw AirlockError(
+                        .internal, .`internal`, "no digest came back for \(manifestFiles[index].path); this is a bug in airlock, please report it")
+                }
+                try Self.check(d, manifestFiles[index])
             }
         }
         if let e = try nextPayloadFile() {

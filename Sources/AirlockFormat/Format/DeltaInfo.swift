@@ -72,9 +72,11 @@ public struct DeltaInfo: Equatable, Sendable {
         .verification(.deltaInvalid, "the bundle's \(BundleLayout.deltaEntry) is invalid: \(what); ask the vendor for the full bundle")
     }
 
-    private static func object(_ bytes: [UInt8], maxValues: Int, fields: [String], format: String) throws -> [String: JSONValue] {
+    private static func object(
+        _ bytes: [UInt8], maxValues: Int, fields: [String], format: String, streaming key: String? = nil, element: ((JSONValue) -> Bool)? = nil
+    ) throws -> [String: JSONValue] {
         let v: JSONValue
-        do { v = try JSONParser.parse(bytes, maxValues: maxValues) } catch { throw invalid("not strict JSON: \(error)") }
+        do { v = try JSONParser.parse(bytes, maxValues: maxValues, streaming: key, element: element) } catch { throw invalid("not strict JSON: \(error)") }
         guard case .object(let o) = v else { throw invalid("not a JSON object") }
         guard o["format"]?.stringValue == format else {
             let other = format == Self.format ? formatV2 : Self.format
@@ -117,26 +119,40 @@ public struct DeltaInfo: Equatable, Sendable {
         package var base: SHA256Digest
         package var name: String
         package var bundle: SHA256Digest
-        var carried: [JSONValue]
+        /// The hint's bytes, parsed in full only once the manifest's signatures verified.
+        var bytes: [UInt8]
     }
 
-    /// Parses a v2 delta.json (the first entry of a bundle). Throws `delta-invalid`.
+    /// Parses a v2 delta.json (the first entry of a bundle), before any signature is checked:
+    /// `carried` is streamed through, each element checked to be a string and none kept, so
+    /// that hostile bytes cost no more memory than they take. Throws `delta-invalid`.
     package static func parseHead(_ bytes: [UInt8]) throws -> Head {
-        let o = try object(bytes, maxValues: bytes.count / 2 + 16, fields: ["format", "base", "name", "bundle", "carried"], format: formatV2)
+        var notAPath = false
+        let o: [String: JSONValue]
+        do {
+            o = try object(bytes, maxValues: bytes.count + 16, fields: ["format", "base", "name", "bundle", "carried"], format: formatV2, streaming: "carried")
+            {
+                if $0.stringValue == nil { notAPath = true }
+                return !notAPath
+            }
+        } catch  where notAPath {
+            throw invalid("\"carried\" holds something that is not a path")
+        }
         guard let base = o["base"]?.stringValue.flatMap(SHA256Digest.init(prefixed:)) else { throw invalid("\"base\" must be sha256:<hex>") }
         guard let bundle = o["bundle"]?.stringValue.flatMap(SHA256Digest.init(prefixed:)) else { throw invalid("\"bundle\" must be sha256:<hex>") }
         guard let name = o["name"]?.stringValue, ReleaseNames.isValidName(name) else {
             throw invalid("\"name\" must be a release name (^[a-z0-9][a-z0-9._-]{0,63}$)")
         }
-        guard let carried = o["carried"]?.arrayValue else { throw invalid("\"carried\" must be an array of paths") }
-        return Head(base: base, name: name, bundle: bundle, carried: carried)
+        guard o["carried"]?.arrayValue != nil else { throw invalid("\"carried\" must be an array of paths") }
+        return Head(base: base, name: name, bundle: bundle, bytes: bytes)
     }
 
     /// The hint, checked against the rebuilt (and verified) manifest: its name, and every carried
-    /// path a file of the manifest, sorted, once.
+    /// path a file of the manifest, sorted, once (at most as many values as the manifest has files).
     package static func resolved(_ head: Head, manifest: Manifest) throws -> DeltaInfo {
         guard head.name == manifest.name else { throw invalid("it names the release \(head.name), the manifest \(manifest.name)") }
-        let carried = try paths(head.carried, key: "carried", in: Set(manifest.files.map(\.path)))
+        let o = try object(head.bytes, maxValues: manifest.files.count + 16, fields: ["format", "base", "name", "bundle", "carried"], format: formatV2)
+        let carried = try paths(o["carried"]?.arrayValue, key: "carried", in: Set(manifest.files.map(\.path)))
         let carriedSet = Set(carried)
         return DeltaInfo(
             base: head.base, name: head.name, bundle: head.bundle, carried: carried,

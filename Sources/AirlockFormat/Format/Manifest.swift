@@ -26,7 +26,9 @@ public struct ManifestFile: Equatable, Sendable {
     /// The component the file belongs to: the first segment of its path.
     public var component: String {
         guard let slash = path.utf8.firstIndex(of: UInt8(ascii: "/")) else { return path }
-        return String(path[..<slash])
+        // From the bytes: a String index from the UTF-8 view would be rounded down to a
+        // Character boundary ("x\u{600}/" is one Character with its slash).
+        return String(decoding: path.utf8[..<slash], as: UTF8.self)
     }
 }
 

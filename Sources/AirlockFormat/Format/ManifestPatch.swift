@@ -11,6 +11,8 @@ public enum ManifestPatch {
     public static let level: Int32 = 19
     /// Largest patch entry a reader accepts.
     public static let maxBytes = BundleLayout.maxManifestBytes
+    /// The size of zstd's match tables when making a patch, as a power of two.
+    static let tableLog: Int32 = 20
     /// The largest window a patch may use: a base and a manifest of 64 MiB each.
     static let maxWindowLog: Int32 = 27
 
@@ -36,9 +38,12 @@ public enum ManifestPatch {
         var out = [UInt8](repeating: 0, count: ZSTD_compressBound(target.count))
         let written = try base.withUnsafeBytes { b in
             try target.withUnsafeBytes { t in
+                // Level 19's search with its match tables capped at 2^20 entries each (8 MiB in
+                // all, not the 80 MiB level 19 takes for a window this size): pack stays under
+                // 64 MiB, and the long matches a patch is made of are still found.
                 for (p, v) in [
                     (ZSTD_c_compressionLevel, level), (ZSTD_c_windowLog, windowLog(base: base.count, target: target.count)),
-                    (ZSTD_c_checksumFlag, 1), (ZSTD_c_contentSizeFlag, 1),
+                    (ZSTD_c_hashLog, tableLog), (ZSTD_c_chainLog, tableLog), (ZSTD_c_checksumFlag, 1), (ZSTD_c_contentSizeFlag, 1),
                 ] {
                     let r = ZSTD_CCtx_setParameter(cctx, p, v)
                     if ZSTD_isError(r) != 0 { throw failed(r, "set up") }
@@ -63,11 +68,14 @@ public enum ManifestPatch {
         )
     }
 
-    /// The manifest `patch` gives when applied to `base`: exactly one zstd frame, with its
-    /// content size declared (at most 64 MiB) and its checksum, a window of at most 2^27, and
+    /// The manifest `patch` gives when applied to `base`: exactly one zstd frame (not a
+    /// skippable one), with its content size declared (at most 64 MiB) and its checksum, a window of at most 2^27, and
     /// nothing after it. Memory: the declared size, allocated once. Throws
     /// `manifest-patch-invalid`.
     public static func apply(_ patch: [UInt8], base: [UInt8]) throws(AirlockError) -> [UInt8] {
+        // A zstd frame (not a skippable one) that carries its checksum.
+        guard patch.count > 5, patch[0..<4] == [0x28, 0xB5, 0x2F, 0xFD] else { throw invalid("is not a zstd frame") }
+        guard patch[4] & 0x04 != 0 else { throw invalid("carries no checksum") }
         let result: Result<[UInt8], AirlockError> = patch.withUnsafeBytes { p in
             let size = ZSTD_getFrameContentSize(p.baseAddress, p.count)
             if size == airlock_zstd_contentsize_error { return .failure(invalid("is not a zstd frame")) }

@@ -23,10 +23,14 @@ public enum PathRules {
             if scalar.value == 0 { return "NUL in path" }
             if scalar.properties.generalCategory == .control { return "control character in path" }
         }
-        for segment in path.split(separator: "/", omittingEmptySubsequences: false) {
+        // Segments split on the byte '/', never on Characters: "/" followed by a combining mark
+        // is one Character, and would hide a ".." segment from a Character split.
+        for segment in path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
             if segment.isEmpty { return "empty path segment (a leading, doubled or trailing '/')" }
-            if segment == "." || segment == ".." { return "'\(segment)' path segment" }
-            if segment.utf8.count > BundleLayout.maxPathSegmentBytes {
+            if segment.elementsEqual(".".utf8) || segment.elementsEqual("..".utf8) {
+                return "'\(String(decoding: segment, as: UTF8.self))' path segment"
+            }
+            if segment.count > BundleLayout.maxPathSegmentBytes {
                 return "path segment longer than \(BundleLayout.maxPathSegmentBytes) bytes"
             }
         }
@@ -63,6 +67,12 @@ public enum PathRules {
         if segmentStart { return .some("empty path segment (a leading, doubled or trailing '/')") }
         if dots == segmentLength && dots <= 2 { return .some("'\(String(repeating: ".", count: dots))' path segment") }
         return .some(nil)
+    }
+
+    /// `path` split at its last '/' byte: the folder ("" when none) and the name.
+    package static func splitLast(_ path: String) -> (folder: String, name: String) {
+        guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return ("", path) }
+        return (String(decoding: path.utf8[..<slash], as: UTF8.self), String(decoding: path.utf8[path.utf8.index(after: slash)...], as: UTF8.self))
     }
 
     /// Validates raw bytes as a UTF-8 path.

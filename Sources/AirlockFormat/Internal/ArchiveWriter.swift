@@ -23,6 +23,7 @@ package final class ArchiveWriter {
         sink = background ? BackgroundFileWriter(fileDescriptor: fd, path: path) : nil
         _ = utf8LocaleReady
         guard let a = archive_write_new(), let e = archive_entry_new() else {
+            sink?.abandon()
             throw AirlockError(.internal, .outOfMemory, "libarchive could not allocate a writer")
         }
         archive = a

@@ -91,9 +91,11 @@ package final class BackgroundFileWriter: @unchecked Sendable {
         let e = error
         lock.unlock()
         if let e { throw e }
+        // Direct I/O off again, whatever the tail: the descriptor's next user writes unaligned.
+        let flags = fcntl(fd, F_GETFL)
+        if flags >= 0 && flags & oDirect != 0 { _ = fcntl(fd, F_SETFL, flags & ~oDirect) }
+        direct = false
         if filled > 0 {
-            let flags = fcntl(fd, F_GETFL)
-            if flags >= 0 && flags & oDirect != 0 { _ = fcntl(fd, F_SETFL, flags & ~oDirect) }
             if let e = writeAll(UnsafeRawBufferPointer(rebasing: blocks[current][0..<filled])) { throw e }
             filled = 0
         }
@@ -107,6 +109,8 @@ package final class BackgroundFileWriter: @unchecked Sendable {
         lock.broadcast()
         while !done { lock.wait() }
         lock.unlock()
+        let flags = fcntl(fd, F_GETFL)
+        if flags >= 0 && flags & oDirect != 0 { _ = fcntl(fd, F_SETFL, flags & ~oDirect) }
     }
 
     private func writeAll(_ bytes: UnsafeRawBufferPointer) -> AirlockError? {

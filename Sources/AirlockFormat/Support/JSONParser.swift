@@ -88,12 +88,12 @@ public struct JSONParser {
         defer { depth -= 1 }
         i += 1
         var members: [String: JSONValue] = [:]
-        members.reserveCapacity(4)
         skipWhitespace()
         if i < bytes.count, bytes[i] == UInt8(ascii: "}") {
             i += 1
             return .object(members)
         }
+        members.reserveCapacity(4)
         while true {
             skipWhitespace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }

@@ -144,11 +144,13 @@ public struct ToolManifest: Equatable, Sendable {
         if s.utf8.count > BundleLayout.maxPathBytes { return "longer than \(BundleLayout.maxPathBytes) bytes" }
         if s.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) { return "control character" }
         if !PathRules.isNFC(s) { return "not in Unicode NFC form" }
-        var body = Substring(s)
-        if body.hasPrefix("/") { body = body.dropFirst() }
-        if body.hasSuffix("/") { body = body.dropLast() }
+        // Bytes, not Characters: "/" followed by a combining mark is one Character.
+        var body = Array(s.utf8)[...]
+        if body.first == UInt8(ascii: "/") { body = body.dropFirst() }
+        if body.last == UInt8(ascii: "/") { body = body.dropLast() }
         if body.isEmpty { return nil }  // "/": the whole host, which a reviewer sees as such
-        for seg in body.split(separator: "/", omittingEmptySubsequences: false) where seg.isEmpty || seg == "." || seg == ".." {
+        for seg in body.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+        where seg.isEmpty || seg.elementsEqual(".".utf8) || seg.elementsEqual("..".utf8) {
             return "empty, '.' or '..' segment"
         }
         return nil

@@ -156,9 +156,7 @@ final class Staging {
 
     /// With `create` false: nil when a folder on the way was never made.
     func place(_ rel: String, create: Bool) throws -> Place? {
-        let slash = rel.lastIndex(of: "/")
-        let folder = slash.map { String(rel[..<$0]) } ?? ""
-        let name = slash.map { String(rel[rel.index(after: $0)...]) } ?? rel
+        let (folder, name) = PathRules.splitLast(rel)
         if !create && !folders.wasMade(folder) { return nil }
         return Place(folder: try folders.descriptor(folder), name: name)
     }
@@ -434,9 +432,7 @@ final class Staging {
                 open[rel] = (f.fd, clock)
                 return f.fd
             }
-            let slash = rel.lastIndex(of: "/")
-            let parentPath = slash.map { String(rel[..<$0]) } ?? ""
-            let name = slash.map { String(rel[rel.index(after: $0)...]) } ?? rel
+            let (parentPath, name) = PathRules.splitLast(rel)
             let parent = try descriptor(parentPath)
             if !made.contains(rel) {
                 if Sys.mkdirat(parent, name, SiteLayout.directoryMode) != 0 && errno != EEXIST {
