@@ -67,7 +67,8 @@ if [ "$(id -u)" = 0 ] && command -v losetup >/dev/null && command -v mkfs.ext4 >
 FRESH_FS=${PEERS_FRESH_FS:-$default_fresh}
 fresh_fs() { # RELEASE: a new ext4 three times the release's size at $OUT/mnt
   drop_fs
-  truncate -s "$(( $(du -sb --apparent-size "$1" | cut -f1) * 3 + (256 << 20) ))" "$OUT/fs.img"
+  # A whole number of 4 KiB blocks: a loop device with direct I/O ignores a partial last sector.
+  truncate -s "$(( ($(du -sb --apparent-size "$1" | cut -f1) * 3 + (256 << 20)) / 4096 * 4096 ))" "$OUT/fs.img"
   mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$OUT/fs.img" || fail "mkfs.ext4 failed"
   mkdir -p "$OUT/mnt"
   # Direct I/O on the loop device: writes reach the image file without being cached twice (in

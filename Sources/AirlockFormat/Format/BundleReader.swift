@@ -51,8 +51,6 @@ public final class BundleReader {
     /// Set by `hashInBackground()`: payload digests are computed on a thread of their own and
     /// checked at `finish`.
     private var pipeline: HashPipeline?
-    /// The manifest indices of the files hashed by `pipeline`, in order.
-    private var hashedInBackground: [Int] = []
     /// Called by `finish` once the whole bundle was read and checked (see `init(fileDescriptor:)`).
     private let completion: (() throws -> Void)?
 
@@ -354,8 +352,7 @@ public final class BundleReader {
                 pipeline.add(part, file: index)
                 try consume(part)
             }
-            pipeline.end(file: index)
-            hashedInBackground.append(index)
+            pipeline.end(file: index, expected: file.sha256)
             nextFileIndex += 1
             return
         }
@@ -473,13 +470,10 @@ public final class BundleReader {
         stage = .finished
         if let pipeline {
             self.pipeline = nil
-            let digests = pipeline.finish()
-            for index in hashedInBackground {
-                guard let d = digests[index] else {
-                    throw AirlockError(
-                        .internal, .`internal`, "no digest came back for \(manifestFiles[index].path); this is a bug in airlock, please report it")
-                }
-                try Self.check(d, manifestFiles[index])
+            let outcome = pipeline.finish()
+            if let wrong = outcome.mismatch { try Self.check(wrong.got, manifestFiles[wrong.file]) }
+            guard outcome.complete else {
+                throw AirlockError(.internal, .`internal`, "a file was read but never hashed; this is a bug in airlock, please report it")
             }
         }
         if let e = try nextPayloadFile() {

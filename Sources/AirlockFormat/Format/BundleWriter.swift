@@ -149,34 +149,71 @@ package struct BundleHead {
         try writer.writeSums(of: manifest)
         try writer.close()
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw AirlockError.io(.writeFailed, "cannot read back the bundle head", errno: errno) }
-        var tar = [UInt8](repeating: 0, count: Int(st.st_size))
-        let got = tar.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
-        // The fragment: everything but the end-of-archive marker (two zero blocks).
-        guard got == tar.count, tar.count > 1024, tar.suffix(1024).allSatisfy({ $0 == 0 }) else {
+        guard fstat(fd, &st) == 0, st.st_size > 1024 else { throw AirlockError.io(.writeFailed, "cannot read back the bundle head", errno: errno) }
+        // The fragment: everything but the end-of-archive marker (two zero blocks), compressed
+        // as it is read back, 1 MiB at a time: 100,000 files make 25 MB of head, never held.
+        let length = Int(st.st_size) - 1024
+        var marker = [UInt8](repeating: 1, count: 1024)
+        guard marker.withUnsafeMutableBytes({ pread(fd, $0.baseAddress, 1024, off_t(length)) }) == 1024, marker.allSatisfy({ $0 == 0 }) else {
             throw AirlockError(.internal, .archiveSetupFailed, "the bundle head did not end with the tar end-of-archive marker; this is a bug in airlock")
         }
-        tar.removeLast(1024)
-        var frame = try compress(tar)
+        marker = []
+        var frame = try compress(fd: fd, length: length)
         let total = (frame.count + 8 + alignment - 1) / alignment * alignment
         let zeros = total - frame.count - 8
         frame += [0x50, 0x2A, 0x4D, 0x18] + withUnsafeBytes(of: UInt32(zeros).littleEndian, Array.init)
         return BundleHead(bytes: frame, zeros: zeros, manifestDigest: digest)
     }
 
-    private static func compress(_ input: [UInt8]) throws -> [UInt8] {
+    /// zstd's window and match tables for the head, as powers of two: 4 MiB of window reaches
+    /// from a file's line in SHA256SUMS back to its entry in the manifest for about 25,000
+    /// files, and keeps both ends of the stream small (a reader's window, the packer's tables).
+    static let windowLog: Int32 = 22
+    static let tableLog: Int32 = 20
+
+    /// The first `length` bytes of `fd`, compressed as one frame, read and compressed 1 MiB at a
+    /// time.
+    private static func compress(fd: Int32, length: Int) throws -> [UInt8] {
         guard let cctx = ZSTD_createCCtx() else { throw AirlockError(.internal, .outOfMemory, "cannot set up zstd for the bundle head") }
         defer { ZSTD_freeCCtx(cctx) }
         var window: Int32 = 10
-        while (1 << Int(window)) < input.count && window < 27 { window += 1 }
-        for (p, v) in [(ZSTD_c_compressionLevel, level), (ZSTD_c_windowLog, window), (ZSTD_c_checksumFlag, 0), (ZSTD_c_contentSizeFlag, 1)] {
+        while (1 << Int(window)) < length && window < windowLog { window += 1 }
+        for (p, v) in [
+            (ZSTD_c_compressionLevel, level), (ZSTD_c_windowLog, window), (ZSTD_c_hashLog, min(tableLog, window + 1)),
+            (ZSTD_c_chainLog, min(tableLog, window + 1)), (ZSTD_c_checksumFlag, 0), (ZSTD_c_contentSizeFlag, 1),
+        ] {
             let r = ZSTD_CCtx_setParameter(cctx, p, v)
             if ZSTD_isError(r) != 0 { throw AirlockError(.internal, .archiveSetupFailed, "cannot set up zstd for the bundle head") }
         }
-        var out = [UInt8](repeating: 0, count: ZSTD_compressBound(input.count))
-        let n = input.withUnsafeBytes { i in out.withUnsafeMutableBytes { o in ZSTD_compress2(cctx, o.baseAddress, o.count, i.baseAddress, i.count) } }
-        if ZSTD_isError(n) != 0 { throw AirlockError(.internal, .outOfMemory, "cannot compress the bundle head") }
-        out.removeSubrange(n...)
+        _ = ZSTD_CCtx_setPledgedSrcSize(cctx, UInt64(length))
+        let chunk = 1 << 20
+        let input = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 64)
+        let output = UnsafeMutableRawBufferPointer.allocate(byteCount: ZSTD_CStreamOutSize(), alignment: 64)
+        defer {
+            input.deallocate()
+            output.deallocate()
+        }
+        var out: [UInt8] = []
+        var offset = 0
+        var finished = false
+        while !finished {
+            let n = min(chunk, length - offset)
+            if n > 0 {
+                guard pread(fd, input.baseAddress, n, off_t(offset)) == n else {
+                    throw AirlockError.io(.writeFailed, "cannot read back the bundle head", errno: errno)
+                }
+            }
+            offset += n
+            let last = offset == length
+            var inBuf = ZSTD_inBuffer(src: input.baseAddress, size: n, pos: 0)
+            repeat {
+                var outBuf = ZSTD_outBuffer(dst: output.baseAddress, size: output.count, pos: 0)
+                let r = ZSTD_compressStream2(cctx, &outBuf, &inBuf, last ? ZSTD_e_end : ZSTD_e_continue)
+                if ZSTD_isError(r) != 0 { throw AirlockError(.internal, .outOfMemory, "cannot compress the bundle head") }
+                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: output[0..<outBuf.pos]))
+                finished = last && r == 0
+            } while inBuf.pos < inBuf.size || (last && !finished)
+        }
         return out
     }
 }

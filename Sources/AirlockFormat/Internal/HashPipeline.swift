@@ -2,8 +2,9 @@ import Foundation
 
 /// Hashes payload files on a thread of its own while the reader goes on decompressing and
 /// parsing (verify: three stages on two cores). The reader copies each file's bytes in; small
-/// files share a buffer. Digests come back at `finish`, one per file index. Memory: `depth`
-/// buffers of 1 MiB. One producer, one hasher.
+/// files share a buffer. Each file's digest is compared with the one expected as soon as it is
+/// known; `finish` reports the first file that differed, so memory does not grow with the
+/// number of files. Memory: `depth` buffers of 1 MiB. One producer, one hasher.
 package final class HashPipeline: @unchecked Sendable {
     private static let bufferSize = 1 << 20
     private let depth = 4
@@ -14,7 +15,9 @@ package final class HashPipeline: @unchecked Sendable {
     private var free: [Int]
     private var closed = false
     private var finished = false
-    private var digests: [Int: SHA256Digest] = [:]
+    private var mismatch: (file: Int, got: SHA256Digest)?
+    private var hashedFiles = 0
+    private var endedFiles = 0
     // The producer's:
     private var current: Int?
     private var filled = 0
@@ -24,7 +27,8 @@ package final class HashPipeline: @unchecked Sendable {
         var file: Int
         var start: Int
         var count: Int
-        var last: Bool
+        /// Set on a file's last segment: the digest it must have.
+        var expected: SHA256Digest?
     }
 
     private struct Job {
@@ -72,29 +76,31 @@ package final class HashPipeline: @unchecked Sendable {
             let b = buffer()
             let n = min(Self.bufferSize - filled, bytes.count - off)
             (buffers[b].baseAddress! + filled).copyMemory(from: bytes.baseAddress! + off, byteCount: n)
-            segments.append(Segment(file: file, start: filled, count: n, last: false))
+            segments.append(Segment(file: file, start: filled, count: n, expected: nil))
             filled += n
             off += n
             if filled == Self.bufferSize { submit() }
         }
     }
 
-    /// Ends file `file`: its digest is computed once its last byte is hashed.
-    package func end(file: Int) {
+    /// Ends file `file`, whose digest must be `expected`.
+    package func end(file: Int, expected: SHA256Digest) {
         _ = buffer()
-        segments.append(Segment(file: file, start: filled, count: 0, last: true))
+        segments.append(Segment(file: file, start: filled, count: 0, expected: expected))
+        endedFiles += 1
         if segments.count >= 4096 { submit() }
     }
 
-    /// Waits for every byte given to be hashed and returns the digests of the files ended.
-    /// Stops the hasher.
-    package func finish() -> [Int: SHA256Digest] {
+    /// The outcome once every byte given was hashed: the first file whose digest was not the one
+    /// expected (in the order given), or nil; `complete` is false if a file ended was never
+    /// hashed (a bug). Stops the hasher.
+    package func finish() -> (mismatch: (file: Int, got: SHA256Digest)?, complete: Bool) {
         submit()
         lock.lock()
         closed = true
         lock.broadcast()
         while !finished { lock.wait() }
-        let out = digests
+        let out = (mismatch, hashedFiles == endedFiles)
         lock.unlock()
         return out
     }
@@ -113,20 +119,24 @@ package final class HashPipeline: @unchecked Sendable {
             }
             let job = queue.removeFirst()
             lock.unlock()
-            var done: [(Int, SHA256Digest)] = []
+            var done = 0
+            var wrong: (file: Int, got: SHA256Digest)?
             for s in job.segments {
                 if s.file != file {
                     hasher.reset()
                     file = s.file
                 }
                 if s.count > 0 { hasher.update(UnsafeRawBufferPointer(rebasing: buffers[job.buffer][s.start..<s.start + s.count])) }
-                if s.last {
-                    done.append((s.file, hasher.finish()))
+                if let expected = s.expected {
+                    let got = hasher.finish()
+                    if got != expected && wrong == nil { wrong = (s.file, got) }
+                    done += 1
                     file = -1
                 }
             }
             lock.lock()
-            for (f, d) in done { digests[f] = d }
+            hashedFiles += done
+            if mismatch == nil, let wrong { mismatch = wrong }
             free.append(job.buffer)
             lock.broadcast()
             lock.unlock()
