@@ -305,7 +305,6 @@ public enum Packer {
         guard fstat(fd, &st) == 0, FileIdentity(st) == f.identity else { throw changed(f) }
         if f.size == 0 {
             try body(UnsafeRawBufferPointer(start: nil, count: 0), true)
-            return
         }
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         var left = f.size
@@ -318,6 +317,9 @@ public enum Packer {
             left -= UInt64(n)
             try body(UnsafeRawBufferPointer(rebasing: b[0..<n]), left == 0)
         }
+        // Nothing more, and the same file as scanned: one that grew or changed is refused.
+        var extra: UInt8 = 0
+        guard Glibc.read(fd, &extra, 1) == 0, fstat(fd, &st) == 0, FileIdentity(st) == f.identity else { throw changed(f) }
     }
 
     /// Puts the head in front of the payload in `fd`: the file system inserts room for it at the
@@ -561,26 +563,7 @@ public enum Packer {
 
     /// Reads exactly the file's recorded size, failing if the file changed since it was scanned.
     static func read(_ f: SourceFile, buffer: UnsafeMutableRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let flags = O_RDONLY | O_CLOEXEC | (f.viaSymlink ? 0 : O_NOFOLLOW)
-        let fd = Sys.open(f.source, flags)
-        guard fd >= 0 else { throw refuse(f.source, "cannot be opened (\(String(cString: strerror(errno))))") }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, FileIdentity(st) == f.identity else { throw changed(f) }
-        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
-        var left = f.size
-        while left > 0 {
-            let n = Glibc.read(fd, buffer.baseAddress, Int(min(UInt64(buffer.count), left)))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw refuse(f.source, "read failed (\(String(cString: strerror(errno))))")
-            }
-            if n == 0 { throw changed(f) }
-            try body(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-            left -= UInt64(n)
-        }
-        var extra: UInt8 = 0
-        guard Glibc.read(fd, &extra, 1) == 0, fstat(fd, &st) == 0, FileIdentity(st) == f.identity else { throw changed(f) }
+        try readChunks(f, buffer: { buffer }) { part, _ in try body(part) }
     }
 
     static func resolvedPath(_ p: String) -> String? {
