@@ -563,7 +563,7 @@ public enum Packer {
 
     /// Reads exactly the file's recorded size, failing if the file changed since it was scanned.
     static func read(_ f: SourceFile, buffer: UnsafeMutableRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        try readChunks(f, buffer: { buffer }) { part, _ in try body(part) }
+        try readChunks(f, buffer: { buffer }, { part, _ in try body(part) })
     }
 
     static func resolvedPath(_ p: String) -> String? {
