@@ -49,6 +49,41 @@ import Testing
         #expect(String(decoding: m.sumsBytes, as: UTF8.self).hasPrefix(m.files[0].sha256.hex + "  code/agent.py\n"))
     }
 
+    /// The allocation-free writers spell numbers, digests and summaries as the plain ones do,
+    /// on a manifest whose components are not next to each other and with large sizes.
+    @Test func fastWritersAgreeWithThePlainSpelling() {
+        for n: UInt64 in [0, 9, 10, 99, 100, 1_234_567, UInt64(1) << 53, UInt64.max] {
+            var out: [UInt8] = [0x41]
+            CanonicalJSON.appendDecimal(n, to: &out)
+            #expect(out == [0x41] + Array(String(n).utf8))
+        }
+        for seed in 0..<50 {
+            let d = SHA256Digest.of(Array("digest \(seed)".utf8))
+            let plain = d.bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+            #expect(d.hex == plain)
+            var out: [UInt8] = [0x2A]
+            d.appendHex(to: &out)
+            #expect(out == [0x2A] + Array(plain.utf8))
+            #expect(SHA256Digest(hex: d.hex) == d)
+        }
+        let files = (0..<3000).map { i in
+            ManifestFile(
+                path: ["prompts", "code", "index", "prompts"][i % 4] + "/f\(i)", size: UInt64(i) << 40, sha256: SHA256Digest.of(Array("\(i)".utf8)),
+                executable: i % 3 == 0)
+        }
+        let sums = Manifest.summarize(files, metadata: ["model": ["name": "m"]])
+        for name in ["prompts", "code", "index", "model"] {
+            let mine = files.filter { $0.component == name }
+            let text = mine.map { "\($0.sha256.hex) \($0.modeString) \($0.path)\n" }.joined()
+            #expect(sums[name]?.digest == SHA256Digest.of(Array(text.utf8)), "\(name)")
+            #expect(sums[name]?.files == UInt64(mine.count))
+            #expect(sums[name]?.bytes == mine.reduce(0) { $0 + $1.size })
+        }
+        #expect(sums["model"]?.metadata == ["name": "m"])
+        let lines = files.map { "\($0.sha256.hex)  \($0.path)\n" }.joined()
+        #expect(Manifest.sumsDigest(files) == SHA256Digest.of(Array(lines.utf8)))
+    }
+
     @Test func timestamps() {
         #expect(Timestamp.parse("1970-01-01T00:00:00Z") == 0)
         #expect(Timestamp.parse("2026-01-01T00:00:00Z") == 1_767_225_600)

@@ -187,6 +187,45 @@ import Testing
         #expect(e.message.contains("code/pipe") && e.message.contains("FIFO"))
     }
 
+    /// The scan visits a folder's entries in the format's order (a folder counting as its name
+    /// and "/"), so names with bytes below "/" ("a-b", "a.txt" beside the folder "a") land where
+    /// the byte order of whole paths puts them, in the manifest and in the payload.
+    @Test func namesSortingAroundAFolderKeepTheByteOrderOfWholePaths() throws {
+        let tmp = TempDir()
+        let rel = Release().writeDirectory(in: tmp)
+        for name in ["a/x", "a-b", "a.txt", "a0", "a/b/c", "a/b-c", "a!", "b"] { tmp.write("release/prompts/set/" + name, name) }
+        let r = try pack(rel, out: tmp.file("b.airlock"))
+        let paths = r.manifest.files.map(\.path)
+        #expect(paths == paths.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
+        let set = paths.filter { $0.hasPrefix("prompts/set/") }.map { String($0.dropFirst(12)) }
+        #expect(set == ["a!", "a-b", "a.txt", "a/b-c", "a/b/c", "a/x", "a0", "b"])
+        let report = Verifier.verify(bundle: r.path, trust: TestKeys.trust())
+        #expect(report.ok, "\(report.error?.description ?? "")")
+    }
+
+    /// A file that changes after the scan is refused when it is read, whether it is small (read
+    /// in one call, hashed by the reading thread) or large (read in chunks).
+    @Test func aFileChangedAfterTheScanIsRefused() throws {
+        for size in [100, 3 << 20] {
+            let tmp = TempDir()
+            let rel = Release().writeDirectory(in: tmp)
+            tmp.write("release/model/big.bin", String(repeating: "w", count: size))
+            let spec = try ReleaseSpec.load(directory: rel)
+            let sources = try Packer.scan(directory: rel, spec: spec, followInternalSymlinks: false)
+            let big = try #require(sources.first { $0.path == "model/big.bin" })
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+            defer { buffer.deallocate() }
+            var read = 0
+            try Packer.read(big, buffer: buffer) { read += $0.count }
+            #expect(read == size)
+            let h = try #require(FileHandle(forWritingAtPath: rel + "/model/big.bin"))
+            h.seekToEndOfFile()
+            h.write(Data("more".utf8))
+            try h.close()
+            #expect { try Packer.read(big, buffer: buffer) { _ in } } throws: { ($0 as? AirlockError)?.code == "release-changed" }
+        }
+    }
+
     /// As root every file is readable; the CLI tests run this case as an unprivileged user.
     @Test(.enabled(if: getuid() != 0)) func refusesUnreadableFiles() throws {
         let e = try refusal { _, rel in chmod(rel + "/code/agent.py", 0o000) }

@@ -277,12 +277,13 @@ public final class BundleReader {
                         same = false
                         return
                     }
-                    line = Manifest.sumsLine(manifest.files[fileIndex])
+                    line.removeAll(keepingCapacity: true)
+                    Manifest.appendSumsLine(manifest.files[fileIndex], to: &line)
                     fileIndex += 1
                     linePos = 0
                 }
                 let n = min(line.count - linePos, part.count - pos)
-                if !line[linePos..<linePos + n].elementsEqual(UnsafeRawBufferPointer(rebasing: part[pos..<pos + n])) { same = false }
+                if line.withUnsafeBytes({ memcmp($0.baseAddress! + linePos, part.baseAddress! + pos, n) }) != 0 { same = false }
                 linePos += n
                 pos += n
             }

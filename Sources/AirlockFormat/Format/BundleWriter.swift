@@ -79,7 +79,7 @@ package final class BundleWriter {
             var chunk: [UInt8] = []
             chunk.reserveCapacity(1 << 16)
             for f in manifest.files {
-                chunk.append(contentsOf: Manifest.sumsLine(f))
+                Manifest.appendSumsLine(f, to: &chunk)
                 if chunk.count >= 60 << 10 {
                     try chunk.withUnsafeBytes { try write($0) }
                     chunk.removeAll(keepingCapacity: true)

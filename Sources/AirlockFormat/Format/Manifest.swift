@@ -133,13 +133,33 @@ public struct Manifest: Equatable, Sendable {
 
     /// One line of SHA256SUMS.
     package static func sumsLine(_ f: ManifestFile) -> [UInt8] {
-        Array(f.sha256.hex.utf8) + [0x20, 0x20] + Array(f.path.utf8) + [0x0A]
+        var out: [UInt8] = []
+        appendSumsLine(f, to: &out)
+        return out
     }
 
-    /// The SHA-256 of the SHA256SUMS bytes, line by line (the whole text is never held).
+    /// Appends `f`'s SHA256SUMS line to `out`.
+    package static func appendSumsLine(_ f: ManifestFile, to out: inout [UInt8]) {
+        f.sha256.appendHex(to: &out)
+        out.append(0x20)
+        out.append(0x20)
+        out.append(contentsOf: f.path.utf8)
+        out.append(0x0A)
+    }
+
+    /// The SHA-256 of the SHA256SUMS bytes, 64 KiB at a time (the whole text is never held).
     package static func sumsDigest(_ files: [ManifestFile]) -> SHA256Digest {
         let h = SHA256Hasher()
-        for f in files { h.update(sumsLine(f)) }
+        var chunk: [UInt8] = []
+        chunk.reserveCapacity(68 << 10)
+        for f in files {
+            appendSumsLine(f, to: &chunk)
+            if chunk.count >= 64 << 10 {
+                h.update(chunk)
+                chunk.removeAll(keepingCapacity: true)
+            }
+        }
+        h.update(chunk)
         return h.finish()
     }
 
@@ -148,18 +168,46 @@ public struct Manifest: Equatable, Sendable {
 
     /// Component digests: SHA-256 over `<sha256 hex> <mode> <path>\n` of the component's files.
     package static func summarize(_ files: [ManifestFile], metadata: [String: [String: String]]) -> [String: ComponentSummary] {
-        var hashers: [String: (SHA256Hasher, UInt64, UInt64)] = [:]
-        for name in metadata.keys { hashers[name] = (SHA256Hasher(), 0, 0) }
+        final class Sum {
+            let hasher = SHA256Hasher()
+            var files: UInt64 = 0
+            var bytes: UInt64 = 0
+            var pending: [UInt8] = []
+            func flush() {
+                hasher.update(pending)
+                pending.removeAll(keepingCapacity: true)
+            }
+        }
+        var sums: [String: Sum] = [:]
+        for name in metadata.keys { sums[name] = Sum() }
+        // The files of a component are next to each other in a manifest: the component's name
+        // is looked up only when it changes, and its lines are hashed 64 KiB at a time.
+        var currentName = ""
+        var current: Sum?
         for f in files {
-            let c = f.component
-            if hashers[c] == nil { hashers[c] = (SHA256Hasher(), 0, 0) }
-            hashers[c]!.0.update(Array("\(f.sha256.hex) \(f.modeString) \(f.path)\n".utf8))
-            hashers[c]!.1 += 1
-            hashers[c]!.2 += f.size
+            let u = f.path.utf8
+            let name = u[..<(u.firstIndex(of: UInt8(ascii: "/")) ?? u.endIndex)]
+            if current == nil || !name.elementsEqual(currentName.utf8) {
+                current?.flush()
+                currentName = String(decoding: name, as: UTF8.self)
+                if sums[currentName] == nil { sums[currentName] = Sum() }
+                current = sums[currentName]
+            }
+            let sum = current!
+            f.sha256.appendHex(to: &sum.pending)
+            sum.pending.append(0x20)
+            sum.pending.append(contentsOf: f.executable ? "0755".utf8 : "0644".utf8)
+            sum.pending.append(0x20)
+            sum.pending.append(contentsOf: u)
+            sum.pending.append(0x0A)
+            sum.files += 1
+            sum.bytes += f.size
+            if sum.pending.count >= 64 << 10 { sum.flush() }
         }
         var out: [String: ComponentSummary] = [:]
-        for (name, (h, n, b)) in hashers {
-            out[name] = ComponentSummary(digest: h.finish(), files: n, bytes: b, metadata: metadata[name] ?? [:])
+        for (name, sum) in sums {
+            sum.flush()
+            out[name] = ComponentSummary(digest: sum.hasher.finish(), files: sum.files, bytes: sum.bytes, metadata: metadata[name] ?? [:])
         }
         return out
     }
@@ -244,9 +292,9 @@ public struct Manifest: Equatable, Sendable {
                 out.append(contentsOf: #"","path":"#.utf8)
                 CanonicalJSON.writeString(f.path, into: &out)
                 out.append(contentsOf: #","sha256":""#.utf8)
-                out.append(contentsOf: f.sha256.hex.utf8)
+                f.sha256.appendHex(to: &out)
                 out.append(contentsOf: #"","size":"#.utf8)
-                out.append(contentsOf: String(f.size).utf8)
+                CanonicalJSON.appendDecimal(f.size, to: &out)
                 out.append(UInt8(ascii: "}"))
                 if out.count >= chunkBytes {
                     try emit(out)

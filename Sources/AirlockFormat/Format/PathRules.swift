@@ -103,13 +103,13 @@ public enum PathRules {
         let keys = paths.map(foldKey)
         // A manifest is sorted by path bytes, and a path of ASCII without capitals is its own
         // key: the keys are then already in strictly increasing order, with no sort to do.
-        let presorted = keys.indices.dropFirst().allSatisfy { keys[$0 - 1].utf8.lexicographicallyPrecedes(keys[$0].utf8) }
+        let presorted = keys.indices.dropFirst().allSatisfy { precedes(keys[$0 - 1], keys[$0]) }
         let order =
             presorted
             ? Array(0..<Int32(keys.count))
             : (0..<Int32(keys.count)).sorted { a, b in
-                let x = keys[Int(a)].utf8, y = keys[Int(b)].utf8
-                return x.elementsEqual(y) ? a < b : x.lexicographicallyPrecedes(y)
+                let x = keys[Int(a)], y = keys[Int(b)]
+                return x.utf8.elementsEqual(y.utf8) ? a < b : precedes(x, y)
             }
         for k in order.indices.dropFirst() {
             let first = Int(order[k - 1]), second = Int(order[k])
@@ -119,13 +119,13 @@ public enum PathRules {
         }
         for k in order.indices {
             let file = Int(order[k])
-            let prefix = Array(keys[file].utf8) + [UInt8(ascii: "/")]
+            let prefix = keys[file] + "/"
             var lo = k + 1, hi = order.count
             while lo < hi {
                 let mid = (lo + hi) / 2
-                if keys[Int(order[mid])].utf8.lexicographicallyPrecedes(prefix) { lo = mid + 1 } else { hi = mid }
+                if precedes(keys[Int(order[mid])], prefix) { lo = mid + 1 } else { hi = mid }
             }
-            if lo < order.count, keys[Int(order[lo])].utf8.starts(with: prefix) {
+            if lo < order.count, keys[Int(order[lo])].utf8.starts(with: prefix.utf8) {
                 return (paths[file], "is a file and also a folder of \(paths[Int(order[lo])])")
             }
         }
@@ -133,8 +133,16 @@ public enum PathRules {
     }
 
     /// True when `a` sorts before `b` by UTF-8 bytes (the order the format uses everywhere).
-    @inlinable
+    /// Native strings are compared with `memcmp`.
     public static func precedes(_ a: String, _ b: String) -> Bool {
-        a.utf8.lexicographicallyPrecedes(b.utf8)
+        let fast: Bool?? = a.utf8.withContiguousStorageIfAvailable { x in
+            b.utf8.withContiguousStorageIfAvailable { y in
+                let n = min(x.count, y.count)
+                let c = n == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, n)
+                return c != 0 ? c < 0 : x.count < y.count
+            }
+        }
+        if case .some(.some(let r)) = fast { return r }
+        return a.utf8.lexicographicallyPrecedes(b.utf8)
     }
 }

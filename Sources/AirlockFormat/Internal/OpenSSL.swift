@@ -25,8 +25,12 @@ package final class SHA256Hasher {
 
     deinit { EVP_MD_CTX_free(ctx) }
 
+    /// SHA-256 fetched from the provider once: `EVP_sha256()` makes every initialisation look
+    /// the algorithm up again, which costs more than hashing a small file.
+    nonisolated(unsafe) private static let algorithm: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil)
+
     package func reset() {
-        guard EVP_DigestInit_ex2(ctx, EVP_sha256(), nil) == 1 else {
+        guard EVP_DigestInit_ex2(ctx, Self.algorithm ?? EVP_sha256(), nil) == 1 else {
             fatalError("SHA-256 is unavailable in this OpenSSL: \(openSSLErrors())")
         }
     }

@@ -79,6 +79,21 @@ public enum CanonicalJSON {
 
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
+    /// Appends `n` in decimal, as `String(n)` spells it.
+    package static func appendDecimal(_ n: UInt64, to out: inout [UInt8]) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 20 digits at most, written backwards
+        var count = 0
+        var v = n
+        withUnsafeMutableBytes(of: &digits) { d in
+            repeat {
+                d[19 - count] = UInt8(truncatingIfNeeded: v % 10) + 0x30
+                count += 1
+                v /= 10
+            } while v > 0
+            out.append(contentsOf: d[(20 - count)..<20])
+        }
+    }
+
     package static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(0x22)
         for b in s.utf8 {

@@ -49,16 +49,41 @@ public struct SHA256Digest: Hashable, Comparable, Sendable, CustomStringConverti
         }
     }
 
-    private static let digits = Array("0123456789abcdef".utf8)
-
     /// The 64 lowercase hex digits.
     public var hex: String {
-        var out = [UInt8]()
-        out.reserveCapacity(64)
-        for w in [w0, w1, w2, w3] {
-            for shift in stride(from: 60, through: 0, by: -4) { out.append(Self.digits[Int((w >> UInt64(shift)) & 15)]) }
+        String(unsafeUninitializedCapacity: 64) { buffer in
+            var i = 0
+            writeHex(into: buffer, at: &i)
+            return 64
         }
-        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends the 64 lowercase hex digits to `out`, with no allocation of its own (the
+    /// manifest, SHA256SUMS and the component digests write one per file).
+    package func appendHex(to out: inout [UInt8]) {
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: 64))
+        out.withUnsafeMutableBufferPointer { b in
+            var i = start
+            writeHex(into: b, at: &i)
+        }
+    }
+
+    private func writeHex(into buffer: UnsafeMutableBufferPointer<UInt8>, at i: inout Int) {
+        Self.writeHex(w0, into: buffer, at: &i)
+        Self.writeHex(w1, into: buffer, at: &i)
+        Self.writeHex(w2, into: buffer, at: &i)
+        Self.writeHex(w3, into: buffer, at: &i)
+    }
+
+    private static func writeHex(_ w: UInt64, into buffer: UnsafeMutableBufferPointer<UInt8>, at i: inout Int) {
+        var shift: UInt64 = 64
+        while shift > 0 {
+            shift -= 4
+            let d = UInt8(truncatingIfNeeded: (w >> shift) & 15)
+            buffer[i] = d < 10 ? 0x30 + d : 0x57 + d
+            i += 1
+        }
     }
 
     /// `sha256:<hex>`, the form the manifest and the CLI use.

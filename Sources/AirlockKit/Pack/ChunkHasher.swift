@@ -56,6 +56,13 @@ final class ChunkHasher: @unchecked Sendable {
         lock.unlock()
     }
 
+    /// Records the digest of file `file`, hashed by the caller.
+    func record(_ digest: SHA256Digest, file: Int) {
+        lock.lock()
+        digests[file] = digest
+        lock.unlock()
+    }
+
     /// Waits for every chunk submitted to be hashed and returns the digests, one per file;
     /// nil for a file whose chunks were not all submitted. Stops the hasher.
     func finish() -> [SHA256Digest?] {

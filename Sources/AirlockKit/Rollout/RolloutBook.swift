@@ -272,7 +272,8 @@ public struct RolloutBook: Sendable {
     }
 
     private mutating func finish(_ task: String, _ outcome: TaskOutcome, at: Double, expired: Bool) -> [Notice] {
-        guard var (key, r) = record(task), !r.done else { return [] }
+        guard let (key, found) = record(task), !found.done else { return [] }
+        var r = found
         r.done = true
         r.expired = expired
         tasks[key] = r
