@@ -461,22 +461,31 @@ public struct Manifest: Equatable, Sendable {
         private func append(_ fv: JSONValue) throws {
             let k = files.count
             guard case .object(let o) = fv else { throw invalid("files[\(k)] must be an object") }
-            for key in o.keys where !["path", "size", "sha256", "mode"].contains(key) {
-                throw invalid("files[\(k)] has unknown field \"\(key)\"")
+            // Each field looked up once; any other key makes the count differ.
+            let pathValue = o["path"], sizeValue = o["size"], shaValue = o["sha256"], modeValue = o["mode"]
+            var known = 0
+            if pathValue != nil { known += 1 }
+            if sizeValue != nil { known += 1 }
+            if shaValue != nil { known += 1 }
+            if modeValue != nil { known += 1 }
+            if known != o.count {
+                for key in o.keys where !["path", "size", "sha256", "mode"].contains(key) {
+                    throw invalid("files[\(k)] has unknown field \"\(key)\"")
+                }
             }
-            guard let path = o["path"]?.stringValue else { throw invalid("files[\(k)].path must be a string") }
+            guard let path = pathValue?.stringValue else { throw invalid("files[\(k)].path must be a string") }
             if let reason = PathRules.problem(with: path) {
                 throw AirlockError.verification(.pathInvalid, "the manifest lists an unsafe path \"\(path)\": \(reason)")
             }
             guard path.utf8.contains(UInt8(ascii: "/")) else { throw invalid("files[\(k)].path \"\(path)\" must be <component>/<name>") }
-            guard let size = o["size"]?.unsignedInteger() else { throw invalid("files[\(k)].size must be an integer from 0 to 2^53") }
+            guard let size = sizeValue?.unsignedInteger() else { throw invalid("files[\(k)].size must be an integer from 0 to 2^53") }
             total += size  // at most 2^53 each, and the running total is checked: no overflow
             guard total <= BundleLayout.maxInteger else { throw invalid("the files add up to more than 2^53 bytes") }
-            guard let hex = o["sha256"]?.stringValue, let digest = SHA256Digest(hex: hex) else {
+            guard let hex = shaValue?.stringValue, let digest = SHA256Digest(hex: hex) else {
                 throw invalid("files[\(k)].sha256 must be 64 lowercase hex digits")
             }
             let executable: Bool
-            switch o["mode"]?.stringValue {
+            switch modeValue?.stringValue {
             case "0644": executable = false
             case "0755": executable = true
             default: throw invalid("files[\(k)].mode must be \"0644\" or \"0755\" (no setuid, setgid, sticky or other modes)")

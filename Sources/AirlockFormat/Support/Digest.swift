@@ -25,14 +25,22 @@ public struct SHA256Digest: Hashable, Comparable, Sendable, CustomStringConverti
 
     /// Parses 64 lowercase hex digits; nil for anything else (uppercase included).
     public init?(hex: String) {
-        let u = Array(hex.utf8)
-        guard u.count == 64 else { return nil }
-        var words: [UInt64] = [0, 0, 0, 0]
-        for k in 0..<32 {
-            guard let hi = Self.nibble(u[2 * k]), let lo = Self.nibble(u[2 * k + 1]) else { return nil }
-            words[k / 8] = words[k / 8] << 8 | UInt64(hi << 4 | lo)
+        var hex = hex
+        let words: (UInt64, UInt64, UInt64, UInt64)? = hex.withUTF8 { u in
+            guard u.count == 64 else { return nil }
+            func word(_ k: Int) -> UInt64? {
+                var w: UInt64 = 0
+                for i in (16 * k)..<(16 * k + 16) {
+                    guard let n = Self.nibble(u[i]) else { return nil }
+                    w = w << 4 | UInt64(n)
+                }
+                return w
+            }
+            guard let a = word(0), let b = word(1), let c = word(2), let d = word(3) else { return nil }
+            return (a, b, c, d)
         }
-        (w0, w1, w2, w3) = (words[0], words[1], words[2], words[3])
+        guard let words else { return nil }
+        (w0, w1, w2, w3) = words
     }
 
     /// Parses `sha256:<64 lowercase hex>`.
