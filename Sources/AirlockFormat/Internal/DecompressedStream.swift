@@ -52,6 +52,25 @@ package final class DecompressedStream: @unchecked Sendable {
         thread.start()
     }
 
+    /// A stream of bytes already decompressed and in memory, handed out in `pieces` (empty ones
+    /// left out), with no thread: the fuzz targets feed the tar reader this way, with piece
+    /// boundaries anywhere.
+    package init(pieces: [[UInt8]]) {
+        fd = -1
+        readTimeout = 0
+        let kept = pieces.filter { !$0.isEmpty }
+        buffers = kept.map { piece in
+            let b = UnsafeMutableRawBufferPointer.allocate(byteCount: piece.count, alignment: 64)
+            b.copyBytes(from: piece)
+            return b
+        }
+        free = []
+        ready = kept.indices.map { Chunk(index: $0, count: kept[$0].count) }
+        finished = true
+        producerDone = true
+        detected = Compression.none
+    }
+
     deinit {
         for b in buffers { b.deallocate() }
     }

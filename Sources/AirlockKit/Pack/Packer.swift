@@ -269,25 +269,15 @@ public enum Packer {
         // Four stages on two cores: this thread reads and hands each chunk to the compressor
         // (libarchive copies it into zstd's worker, which compresses) and to the hasher; the
         // compressed stream is written from a thread of its own (`BackgroundFileWriter`).
-        // A small file is hashed here, after the compressor took it: handing it to the hasher
-        // thread and back costs more than hashing it (two wake-ups against ~2 µs for 4 KiB).
         let hasher = ChunkHasher(files: sources.count)
-        let local = SHA256Hasher()
         var failure: Error?
         do {
             for (index, src) in sources.enumerated() {
                 let mode = src.executable ? BundleLayout.executableMode : BundleLayout.regularMode
-                let inline = src.size <= inlineHashLimit
                 try archive.addFile(path: BundleLayout.payloadPrefix + src.path, size: src.size, mode: mode, mtime: mtime) { write in
                     try readChunks(src, buffer: hasher.nextBuffer) { part, last in
-                        if inline {
-                            try write(part)
-                            local.update(part)
-                            if last { hasher.record(local.finish(), file: index) }
-                        } else {
-                            hasher.submit(count: part.count, file: index, last: last)
-                            try write(part)
-                        }
+                        hasher.submit(count: part.count, file: index, last: last)
+                        try write(part)
                         progress?.advance(by: part.count)
                     }
                 }
@@ -301,24 +291,24 @@ public enum Packer {
         return digests.map { $0! }
     }
 
-    /// Files up to this size are hashed by the thread that reads them (`writePayloadHashing`).
-    static let inlineHashLimit: UInt64 = 64 << 10
-
-    /// Reads exactly the file's recorded size, each chunk into the buffer `buffer` gives, failing
-    /// if the file changed since it was scanned; `body` learns which chunk is the last (a file
-    /// of no bytes is one empty chunk).
+    /// Reads exactly the file's recorded size, each chunk into the buffer `buffer` gives (told
+    /// how many bytes the read would like: what is left and one more), failing if the file
+    /// changed since it was scanned; `body` learns which chunk is the last (a file of no bytes
+    /// is one empty chunk).
     static func readChunks(
-        _ f: SourceFile, buffer: () -> UnsafeMutableRawBufferPointer, _ body: (UnsafeRawBufferPointer, Bool) throws -> Void
+        _ f: SourceFile, buffer: (Int) -> UnsafeMutableRawBufferPointer, _ body: (UnsafeRawBufferPointer, Bool) throws -> Void
     ) throws {
-        let flags = O_RDONLY | O_CLOEXEC | (f.viaSymlink ? 0 : O_NOFOLLOW)
+        // O_NONBLOCK: a FIFO or terminal put in the file's place does not block the open or a
+        // read; the identity check refuses it before anything is read.
+        let flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | (f.viaSymlink ? 0 : O_NOFOLLOW)
         let fd = Sys.open(f.source, flags)
         guard fd >= 0 else { throw refuse(f.source, "cannot be opened (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
-        // One identity check, after the last read, covers the whole read: the same inode with
-        // the ctime the scan saw was not written since the scan (every write moves the ctime),
-        // so what was read is what was scanned. Bytes of another file read meanwhile only ever
-        // reach the temporary bundle, which the refusal removes.
+        // Checked before the first read: what was opened is the regular file the scan saw (not
+        // something put in its place, through a symlink or otherwise); and after the last read:
+        // it did not change meanwhile (every write moves the ctime).
         var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, FileIdentity(st) == f.identity else { throw changed(f) }
         if f.size == 0 {
             try body(UnsafeRawBufferPointer(start: nil, count: 0), true)
         }
@@ -328,7 +318,7 @@ public enum Packer {
         // left when the buffer has room, so that a small file takes one read, not two.
         var atEnd = false
         while left > 0 {
-            let b = buffer()
+            let b = buffer(Int(min(left + 1, UInt64(ChunkHasher.chunkSize))))
             let probe = UInt64(b.count) > left
             var n: Int
             repeat { n = Glibc.read(fd, b.baseAddress, Int(probe ? left + 1 : UInt64(b.count))) } while n < 0 && errno == EINTR
@@ -442,7 +432,13 @@ public enum Packer {
                     .invalidRelease, .releaseFileRefused,
                     "component \(c.name): the path \(c.path) goes through a symlink; components must be real folders inside the release")
             }
-            try walk(folder, bundlePrefix: c.name, component: (folder, Int32(c.name.utf8.count)), root: realRoot, follow: followInternalSymlinks, into: &out)
+            let fd = Sys.open(folder, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else {
+                throw refuse(folder, "cannot read this folder (\(String(cString: strerror(errno)))); fix its permissions")
+            }
+            try walk(
+                folder, folder: fd, bundlePrefix: c.name, component: (folder, Int32(c.name.utf8.count)), root: realRoot, follow: followInternalSymlinks,
+                into: &out)
         }
         guard !out.isEmpty else {
             throw AirlockError(.invalidRelease, .releaseEmpty, "the release's component folders hold no file; a release needs at least one")
@@ -466,17 +462,23 @@ public enum Packer {
     /// nothing to move: a folder's entries are visited sorted by name, a folder's name counting
     /// as if it ended with "/" (so "a-b" comes before the folder "a", whose paths all start
     /// "a/"). Each entry is looked up relative to its open folder (no path walk per file).
+    ///
+    /// `folder` is the open descriptor of `dir` (taken over: closed at the end). A subfolder is
+    /// opened from its parent's descriptor without following a symlink, so a folder replaced by
+    /// a symlink after it was looked at is refused, never walked.
     private static func walk(
-        _ dir: String, bundlePrefix: String, component: (folder: String, nameBytes: Int32), root: String, follow: Bool, into out: inout [SourceFile]
+        _ dir: String, folder: Int32, bundlePrefix: String, component: (folder: String, nameBytes: Int32), root: String, follow: Bool,
+        into out: inout [SourceFile]
     ) throws {
-        guard let d = opendir(dir) else {
+        guard let d = fdopendir(folder) else {
+            close(folder)
             throw refuse(dir, "cannot read this folder (\(String(cString: strerror(errno)))); fix its permissions")
         }
         defer { closedir(d) }
         let dfd = dirfd(d)
         // The names, end to end in one buffer (a folder's with "/" after it), sorted by index.
         var pool: [UInt8] = []
-        var names: [(start: Int32, count: Int32)] = []
+        var names: [(start: Int, count: Int)] = []
         while let ent = readdir(d) {
             let start = pool.count
             withUnsafeBytes(of: ent.pointee.d_name) { raw in pool.append(contentsOf: raw.prefix(while: { $0 != 0 })) }
@@ -494,17 +496,17 @@ public enum Packer {
                 isDir = found == 0 && (st.st_mode & S_IFMT) == S_IFDIR
             }
             if isDir { pool.append(0x2F) }
-            names.append((Int32(start), Int32(pool.count - start)))
+            names.append((start, pool.count - start))
         }
         pool.withUnsafeBufferPointer { p in
             names.sort { a, b in
-                let n = Int(min(a.count, b.count))
-                let c = memcmp(p.baseAddress! + Int(a.start), p.baseAddress! + Int(b.start), n)
+                let n = min(a.count, b.count)
+                let c = memcmp(p.baseAddress! + a.start, p.baseAddress! + b.start, n)
                 return c != 0 ? c < 0 : a.count < b.count
             }
         }
         for entry in names {
-            var key = pool[Int(entry.start)..<Int(entry.start + entry.count)]
+            var key = pool[entry.start..<(entry.start + entry.count)]
             if key.last == 0x2F { key = key.dropLast() }
             guard let name = String(validating: key, as: UTF8.self) else {
                 throw refuse(dir + "/" + TarReader.show(Array(key)), "refused: the name is not valid UTF-8; rename it")
@@ -520,7 +522,14 @@ public enum Packer {
             }
             switch st.st_mode & S_IFMT {
             case S_IFDIR:
-                try walk(fsPath, bundlePrefix: bundlePath, component: component, root: root, follow: follow, into: &out)
+                let sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                guard sub >= 0 else { throw refuse(fsPath, "cannot read this folder (\(String(cString: strerror(errno)))); fix its permissions") }
+                var again = stat()
+                guard fstat(sub, &again) == 0, again.st_dev == st.st_dev, again.st_ino == st.st_ino else {
+                    close(sub)
+                    throw refuse(fsPath, "the folder changed while it was scanned; stop whatever writes to the release directory and pack again")
+                }
+                try walk(fsPath, folder: sub, bundlePrefix: bundlePath, component: component, root: root, follow: follow, into: &out)
             case S_IFREG:
                 try out.append(regular(fsPath, bundlePath: bundlePath, st: st, component: component))
             case S_IFLNK:
@@ -552,10 +561,11 @@ public enum Packer {
     }
 
     /// A regular file of the release. Whether it can be read is asked of the kernel only when
-    /// its mode does not let everyone read it: reading it later is the check that counts (an
-    /// access control list can still refuse it, and is then reported when it is opened).
+    /// its mode does not let owner, group and others all read it: reading it later is the check
+    /// that counts (an access control list can still refuse it, and is then reported when it
+    /// is opened).
     private static func regular(_ fsPath: String, bundlePath: String, st: stat, component: (folder: String, nameBytes: Int32)) throws -> SourceFile {
-        guard st.st_mode & 0o004 != 0 || access(fsPath, R_OK) == 0 else {
+        guard st.st_mode & 0o444 == 0o444 || access(fsPath, R_OK) == 0 else {
             throw refuse(fsPath, "cannot be read (permission denied); fix its permissions")
         }
         return SourceFile(
@@ -621,7 +631,7 @@ public enum Packer {
 
     /// Reads exactly the file's recorded size, failing if the file changed since it was scanned.
     static func read(_ f: SourceFile, buffer: UnsafeMutableRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        try readChunks(f, buffer: { buffer }, { part, _ in try body(part) })
+        try readChunks(f, buffer: { _ in buffer }, { part, _ in try body(part) })
     }
 
     static func resolvedPath(_ p: String) -> String? {
