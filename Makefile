@@ -9,7 +9,7 @@ BIN_RELEASE := $(BUILD_DIR)/release/airlock
 BENCH_RELEASE := $(BUILD_DIR)/release/airlock-bench
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps deb-deps test-deps sbom-validator build release test lint demo bench bench-peers peer-tools bench-routing bench-replay bench-registry dist deb clean
+.PHONY: all deps deb-deps test-deps sbom-validator build release test lint demo fuzz-build fuzz fuzz-smoke bench bench-peers peer-tools bench-routing bench-replay bench-registry dist deb clean
 
 all: build
 
@@ -93,9 +93,29 @@ test-deps: deps deb-deps
 	fi
 
 # The package tests (Tests/airlockTests/PackageTests.swift) take the .deb `make deb` built.
+# Then every fuzz target runs for FUZZ_SMOKE_SECONDS over its seeds and committed inputs.
 test: test-deps sbom-validator deb
 	$(SWIFT) build --scratch-path $(BUILD_DIR) $(BUILD_FLAGS)
 	AIRLOCK_TEST_DEB="$(CURDIR)/$(DEB)" $(SWIFT) test --scratch-path $(BUILD_DIR) $(BUILD_FLAGS)
+	$(MAKE) fuzz-smoke
+
+# Coverage-guided fuzzing (docs/fuzzing.md): airlock-fuzz built with libFuzzer and
+# AddressSanitizer in its own build folder, then every target for FUZZ_SECONDS (make fuzz) or
+# FUZZ_SMOKE_SECONDS (make fuzz-smoke, part of make test). FUZZ_TARGETS picks targets.
+FUZZ_DIR ?= .build-fuzz
+FUZZ_BIN := $(FUZZ_DIR)/release/airlock-fuzz
+FUZZ_SECONDS ?= 180
+FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_TARGETS ?=
+fuzz-build: deps
+	$(SWIFT) build --scratch-path $(FUZZ_DIR) -c release --product airlock-fuzz \
+	  -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -DAIRLOCK_LIBFUZZER
+
+fuzz: fuzz-build
+	scripts/fuzz.sh $(FUZZ_BIN) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build
+	FUZZ_SMOKE=1 FUZZ_WORK="$(CURDIR)/$(FUZZ_DIR)/smoke" scripts/fuzz.sh $(FUZZ_BIN) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 # The code follows .swift-format; swift-format ships with the Swift toolchain. Fix with
 # `swift format -i -r Sources Tests Package.swift`.
@@ -162,4 +182,4 @@ deb: release deb-deps
 	lintian --fail-on error "$(DEB)"
 
 clean:
-	rm -rf .build demo bench-work dist
+	rm -rf .build .build-fuzz demo bench-work dist

@@ -112,7 +112,12 @@ let package = Package(
             name: "airlock-bench",
             dependencies: ["AirlockBench", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "AirlockKitTests", dependencies: ["AirlockKit", "AirlockFormat", "AirlockRollout"]),
+        // The fuzz targets (docs/fuzzing.md): one check per parser of outside input, and the
+        // command libFuzzer drives (`make fuzz` builds it with -sanitize=fuzzer,address in
+        // .build-fuzz; a plain build replays saved inputs).
+        .target(name: "AirlockFuzzTargets", dependencies: ["AirlockFormat", "AirlockKit", "CAirlockSystem"]),
+        .executableTarget(name: "airlock-fuzz", dependencies: ["AirlockFuzzTargets"]),
+        .testTarget(name: "AirlockKitTests", dependencies: ["AirlockKit", "AirlockFormat", "AirlockRollout", "AirlockFuzzTargets"]),
         .testTarget(name: "AirlockBenchTests", dependencies: ["AirlockBench"]),
         .testTarget(name: "AirlockRolloutTests", dependencies: ["AirlockRollout"]),
         .testTarget(name: "AirlockRegistryTests", dependencies: ["AirlockRegistry", "AirlockFormat"]),
