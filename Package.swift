@@ -115,7 +115,7 @@ let package = Package(
         // The fuzz targets (docs/fuzzing.md): one check per parser of outside input, and the
         // command libFuzzer drives (`make fuzz` builds it with -sanitize=fuzzer,address in
         // .build-fuzz; a plain build replays saved inputs).
-        .target(name: "AirlockFuzzTargets", dependencies: ["AirlockFormat", "AirlockKit", "CAirlockSystem"]),
+        .target(name: "AirlockFuzzTargets", dependencies: ["AirlockFormat", "AirlockKit", "AirlockRollout", "CAirlockSystem"]),
         .executableTarget(name: "airlock-fuzz", dependencies: ["AirlockFuzzTargets"]),
         .testTarget(name: "AirlockKitTests", dependencies: ["AirlockKit", "AirlockFormat", "AirlockRollout", "AirlockFuzzTargets"]),
         .testTarget(name: "AirlockBenchTests", dependencies: ["AirlockBench"]),

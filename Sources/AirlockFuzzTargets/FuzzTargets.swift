@@ -1,5 +1,6 @@
 import AirlockFormat
 import AirlockKit
+import AirlockRollout
 import CAirlockSystem
 import Foundation
 
@@ -68,6 +69,29 @@ public enum FuzzTargets {
             name: "policy", maxLength: 64 << 10,
             summary: "TrustPolicy.parse (the trust store's policy.json): an accepted policy has a threshold of at least 1",
             check: policy),
+        FuzzTarget(
+            name: "state", maxLength: 64 << 10,
+            summary: "a name's .state.json read by NameState.load from a site root: damaged JSON is state-corrupt, anything else loads",
+            check: state),
+        FuzzTarget(
+            name: "history", maxLength: 64 << 10,
+            summary:
+                "the site's hash-chained .history.jsonl read by History.check and History.read: a chain it calls intact has lines that are JSON objects with seq 1, 2, 3, ...",
+            check: history),
+        FuzzTarget(
+            name: "journal", maxLength: 4 << 10,
+            summary: "a line of serve's task journal (TaskJournal.Event.parse): an accepted line's own encoding parses back, and encodes to the same line",
+            check: journal),
+        FuzzTarget(
+            name: "recording", maxLength: 256 << 10,
+            summary:
+                "a file of recorded tasks read for replay (RecordingReader.readTasks, plain or gzip): accepted tasks have unique ids and each task's JSON reads back to the same task",
+            check: recording),
+        FuzzTarget(
+            name: "outcome", maxLength: 4 << 10,
+            summary:
+                "an outcome report posted to airlock serve (OutcomeReport.parse): an accepted report has a task id of 1 to 128 printable characters and a finite cost from 0 to 1,000,000 kept to the micro-dollar",
+            check: outcome),
     ]
 
     /// The target called `name`.
@@ -214,6 +238,87 @@ public enum FuzzTargets {
         return p.threshold >= 1 ? nil : "accepted a threshold of \(p.threshold)"
     }
 
+    /// A site root of the process's own, made once, for the targets that read site files.
+    static let scratch: String = {
+        var template = Array("/tmp/airlock-fuzz-XXXXXX".utf8CString)
+        guard let dir = mkdtemp(&template) else { fatalError("cannot make a scratch folder for the site targets") }
+        return String(cString: dir)
+    }()
+
+    /// Writes `data` to `path` (replacing it); false when it cannot.
+    static func put(_ data: [UInt8], at path: String) -> Bool {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == data.count
+    }
+
+    static func state(_ data: [UInt8]) -> String? {
+        let site = Site(root: scratch)
+        _ = mkdir(site.path("agent"), 0o755)
+        guard put(data, at: site.path("agent", SiteLayout.state)) else { return "cannot write the state file" }
+        do {
+            _ = try NameState.load(site, "agent")
+        } catch let e as AirlockError {
+            return e.code == "state-corrupt" ? nil : "state file refused with \(e.code), not state-corrupt"
+        } catch {
+            return "unexpected error \(error)"
+        }
+        return nil
+    }
+
+    static func history(_ data: [UInt8]) -> String? {
+        let site = Site(root: scratch)
+        guard put(data, at: site.path(SiteLayout.history)) else { return "cannot write the history" }
+        guard let c = try? History.check(site) else { return nil }
+        _ = try? History.read(site)
+        guard c.problem == nil else { return nil }
+        var seq: UInt64 = 0
+        var prev = History.genesis
+        for line in data.split(separator: 0x0A, omittingEmptySubsequences: false).dropLast() {
+            seq += 1
+            guard let o = (try? JSONParser.parse(Array(line)))?.objectValue, o["seq"]?.unsignedInteger(max: .max) == seq,
+                o["prev"]?.stringValue == prev
+            else {
+                return "History.check called a chain intact whose line \(seq) is not the object with seq \(seq) chained to the line before"
+            }
+            prev = SHA256Digest.of(Array(line)).prefixed
+        }
+        return nil
+    }
+
+    static func journal(_ data: [UInt8]) -> String? {
+        guard let e = TaskJournal.parse(data[...]) else { return nil }
+        let line = TaskJournal.line(e)
+        guard let again = TaskJournal.parse(line[...]) else { return "an accepted event's own line is refused" }
+        guard TaskJournal.line(again) == line else { return "an accepted event's line is not a fixed point" }
+        return nil
+    }
+
+    static func recording(_ data: [UInt8]) -> String? {
+        let file = scratch + "/tasks.jsonl"
+        guard put(data, at: file) else { return "cannot write the task file" }
+        guard let tasks = try? RecordingReader.readTasks(file: file) else { return nil }
+        if Set(tasks.map(\.task)).count != tasks.count { return "accepted two tasks of one id" }
+        var text: [UInt8] = []
+        for t in tasks {
+            text += CanonicalJSON.encode(t.json)
+            text.append(0x0A)
+        }
+        guard put(text, at: file), let again = try? RecordingReader.readTasks(file: file) else { return "accepted tasks whose own JSON is refused" }
+        guard again == tasks else { return "accepted tasks whose own JSON reads back differently" }
+        return nil
+    }
+
+    static func outcome(_ data: [UInt8]) -> String? {
+        guard case .success(let (task, o)) = OutcomeReport.parse(data) else { return nil }
+        guard (1...128).contains(task.utf8.count), task.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return "accepted the task id \(task)" }
+        guard o.cost.isFinite, o.cost >= 0, o.cost <= TaskOutcome.maximumCost, (o.cost * 1_000_000).rounded() / 1_000_000 == o.cost else {
+            return "accepted the cost \(o.cost)"
+        }
+        return nil
+    }
+
     // MARK: Seeds
 
     /// Inputs each target starts from: valid documents of its format (a fuzzer mutates from
@@ -289,6 +394,37 @@ public enum FuzzTargets {
                 Array(
                     #"{"threshold":2,"revoked":["\#(String(repeating: "b", count: 64))"],"keys":{"\#(id)":{"expires":"2027-06-01T00:00:00Z","label":"ci"}},"perimeter":{"hosts":["kb.internal:443","*.corp.internal"],"networks":["10.0.0.0/8"]},"require_eval":true,"approvals":{"threshold":1,"first_activation":false}}"#
                         .utf8)
+            ]
+        case "state":
+            return [
+                Array(
+                    #"{"highest_sequence":3,"installed_at":{"agent-1":"2026-01-01T00:00:00Z"},"health":{"agent-1":{"command":"true","timeout_seconds":10}},"pending":["agent-2"],"pinned":["agent-1"],"stack":["agent-1"],"checking":{"release":"agent-2","process_group":123,"back":["agent-1"]}}"#
+                        .utf8)
+            ]
+        case "history":
+            var lines: [UInt8] = []
+            var prev = "sha256:" + String(repeating: "0", count: 64)
+            for seq in 1...3 {
+                let line = Array(#"{"action":"install","name":"agent","prev":"\#(prev)","seq":\#(seq),"time":"2026-01-01T00:00:00Z"}"#.utf8)
+                prev = SHA256Digest.of(line).prefixed
+                lines += line + [0x0A]
+            }
+            return [lines]
+        case "journal":
+            return [
+                Array("a task-1 agent-1.0.0 1f 2 1767225600.125".utf8), Array("o task-1 1 0.012500 0 1767225601.000".utf8),
+                Array("x task-2 1767225602.500".utf8),
+            ]
+        case "recording":
+            return [
+                Array(
+                    #"{"exchanges":[{"at":1767225600.5,"release":"agent-1","request":{"body":"{}","content_type":"application/json","method":"POST","path":"/task"},"response":{"body":"ok","content_type":"text/plain","status":200,"truncated":false},"tool_calls":[]}],"outcome":null,"task":"t-1"}"#
+                        .utf8) + [0x0A]
+            ]
+        case "outcome":
+            return [
+                Array(#"{"task_id":"task-1","success":true,"cost":0.0125,"intervention":false}"#.utf8),
+                Array(#"{"task_id":"t","success":false,"cost":1e2,"intervention":true,"error":"timeout"}"#.utf8),
             ]
         default:
             return []

@@ -155,34 +155,9 @@ public enum AirlockServer {
         }
     }
 
-    /// Parses an outcome report: `task_id` (as `X-Task-Id`), `success` (boolean), `cost`
-    /// (dollars, finite, 0 to 1,000,000), `intervention` (boolean), optional `error` (a string
-    /// of at most 1,000 characters); no other field.
+    /// Parses an outcome report (`OutcomeReport.parse`).
     static func parseOutcome(_ bytes: [UInt8]) -> Result<(task: String, outcome: TaskOutcome), OutcomeError> {
-        let shape = "an outcome is {\"task_id\": \"...\", \"success\": true, \"cost\": 0.012, \"intervention\": false, \"error\": \"...\" (optional)}"
-        guard let value = try? JSONParser.parse(bytes, maxValues: 64), let o = value.objectValue else {
-            return .failure(OutcomeError("the body is not a JSON object; \(shape)"))
-        }
-        for key in o.keys where !["task_id", "success", "cost", "intervention", "error"].contains(key) {
-            return .failure(OutcomeError("unknown field \"\(key)\"; \(shape)"))
-        }
-        guard let task = o["task_id"]?.stringValue, isTaskID(task) else {
-            return .failure(OutcomeError("task_id must be the task's id as sent in X-Task-Id (1 to 128 printable ASCII characters); \(shape)"))
-        }
-        guard let success = o["success"]?.boolValue else { return .failure(OutcomeError("success must be true or false; \(shape)")) }
-        guard case .number(let text)? = o["cost"], let cost = Double(text), cost.isFinite, cost >= 0, cost <= TaskOutcome.maximumCost else {
-            return .failure(OutcomeError("cost must be a number of dollars from 0 to 1000000; \(shape)"))
-        }
-        guard let intervention = o["intervention"]?.boolValue else { return .failure(OutcomeError("intervention must be true or false; \(shape)")) }
-        if let e = o["error"] {
-            if case .null = e {
-            } else if e.stringValue == nil || e.stringValue!.count > 1000 {
-                return .failure(OutcomeError("error must be a string of at most 1000 characters; \(shape)"))
-            }
-        }
-        // To the micro-dollar the journal keeps, so that a replay gives the same sums.
-        let kept = (cost * 1_000_000).rounded() / 1_000_000
-        return .success((task, TaskOutcome(succeeded: success, cost: kept, neededIntervention: intervention)))
+        OutcomeReport.parse(bytes).mapError { OutcomeError($0.message) }
     }
 
     /// Why an outcome report does not parse.

@@ -266,7 +266,7 @@ public final class TaskJournal {
         return (events, skipped)
     }
 
-    static func line(_ e: Event) -> [UInt8] {
+    package static func line(_ e: Event) -> [UInt8] {
         func t(_ x: Double) -> String { String(format: "%.3f", x) }
         switch e {
         case .assigned(let task, let release, let canary, let step, let at):
@@ -278,7 +278,7 @@ public final class TaskJournal {
         }
     }
 
-    static func parse(_ bytes: ArraySlice<UInt8>) -> Event? {
+    package static func parse(_ bytes: ArraySlice<UInt8>) -> Event? {
         let f = bytes.split(separator: 0x20, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
         guard let kind = f.first, f.count >= 3, let at = Double(f[f.count - 1]), at.isFinite else { return nil }
         switch (kind, f.count) {

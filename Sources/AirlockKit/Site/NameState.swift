@@ -10,7 +10,7 @@ import Glibc
 /// `current` is the truth about what is active. Every switch is journaled: the new stack is
 /// saved as `pending` before the pointer moves and becomes `stack` after it, so whichever of
 /// the two has `current` on top is the right one after a crash at any instant.
-struct NameState {
+package struct NameState {
     var stack: [String] = []
     /// The stack a switch in progress will leave (see `Activation.transition`).
     var pending: [String]?
@@ -29,7 +29,7 @@ struct NameState {
     /// stored in the same file.
     var policy: [String: PolicyRecord] = [:]
 
-    static func load(_ site: Site, _ name: String) throws -> NameState {
+    package static func load(_ site: Site, _ name: String) throws -> NameState {
         let path = site.path(name, SiteLayout.state)
         guard FileIO.exists(path) else { return NameState() }
         let bytes = try FileIO.read(path, limit: 16 << 20, what: "release state", siteFile: true)
