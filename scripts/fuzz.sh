@@ -11,7 +11,8 @@
 # Limits per input: -max_len (the target's bound), -timeout=$FUZZ_TIMEOUT s, one allocation at
 # most the target's memory bound (-malloc_limit_mb), the process at most $FUZZ_RSS_MB.
 #
-# Settings, from the environment: FUZZ_WORK (.build-fuzz/work), FUZZ_TIMEOUT (2),
+# Settings, from the environment: FUZZ_RUNS (stop a target after this many executions, or at
+# the time budget, whichever comes first), FUZZ_WORK (.build-fuzz/work), FUZZ_TIMEOUT (2),
 # FUZZ_RSS_MB (2048), FUZZ_SMOKE (1: run over the seeds and the committed inputs for the budget,
 # and do not add to the totals: the `make test` smoke run).
 #
@@ -27,6 +28,8 @@ WORK=${FUZZ_WORK:-$ROOT/.build-fuzz/work}
 TIMEOUT=${FUZZ_TIMEOUT:-2}
 RSS_MB=${FUZZ_RSS_MB:-2048}
 SMOKE=${FUZZ_SMOKE:-0}
+RUNS=()
+[ -n "${FUZZ_RUNS:-}" ] && RUNS=(-runs="$FUZZ_RUNS")
 
 [ -x "$BIN" ] || { echo "error: $BIN is not built; run make fuzz-build" >&2; exit 2; }
 mkdir -p "$WORK/findings" "$WORK/logs" || { echo "error: cannot create $WORK" >&2; exit 2; }
@@ -55,12 +58,13 @@ for t in "${targets[@]}"; do
   log=$WORK/logs/$t.log
   AIRLOCK_FUZZ_TARGET=$t ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=0 "$BIN" \
     -max_total_time="$SECONDS_EACH" -max_len="$max_len" -timeout="$TIMEOUT" -rss_limit_mb="$RSS_MB" -malloc_limit_mb="$mem_mb" \
-    -print_final_stats=1 -artifact_prefix="$WORK/findings/$t-" "${dict[@]}" "${dirs[@]}" >"$log" 2>&1
+    -print_final_stats=1 -artifact_prefix="$WORK/findings/$t-" "${RUNS[@]}" "${dict[@]}" "${dirs[@]}" >"$log" 2>&1
   rc=$?
   runs=$(awk '/stat::number_of_executed_units/ {print $NF}' "$log" | tail -1)
   cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}')
   ft=$(grep -oE 'ft: [0-9]+' "$log" | tail -1 | awk '{print $2}')
-  secs=$SECONDS_EACH
+  secs=$(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$log" | tail -1 | awk '{print $5}')
+  secs=${secs:-$SECONDS_EACH}
   rate=$([ -n "$runs" ] && echo $((runs / (secs > 0 ? secs : 1))) || echo -)
   found=$(grep -cE '^(==[0-9]+==ERROR|SUMMARY: libFuzzer|Fatal error|.*airlock-fuzz [a-z]+: )' "$log")
   if [ $rc -ne 0 ]; then

@@ -226,6 +226,34 @@ import Testing
         }
     }
 
+    /// What pack reads is the file it scanned: a folder swapped for a symlink to one outside
+    /// the release, or a file swapped for a FIFO, after the scan is refused before a byte of it
+    /// is read, and the FIFO does not hang the pack.
+    @Test func aFileOrFolderSwappedAfterTheScanIsNotRead() throws {
+        let tmp = TempDir()
+        let rel = Release().writeDirectory(in: tmp)
+        tmp.write("release/code/lib/util.py", "print('in the release')\n")
+        tmp.write("outside/lib/util.py", "SECRET=1\n")
+        let spec = try ReleaseSpec.load(directory: rel)
+        let sources = try Packer.scan(directory: rel, spec: spec, followInternalSymlinks: false)
+        let util = try #require(sources.first { $0.path == "code/lib/util.py" })
+        let pipe = try #require(sources.first { $0.path == "code/agent.py" })
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        defer { buffer.deallocate() }
+
+        try FileManager.default.removeItem(atPath: rel + "/code/lib")
+        try FileManager.default.createSymbolicLink(atPath: rel + "/code/lib", withDestinationPath: tmp.file("outside/lib"))
+        var read: [UInt8] = []
+        #expect { try Packer.read(util, buffer: buffer) { read += $0 } } throws: { ($0 as? AirlockError)?.code == "release-changed" }
+        #expect(read.isEmpty, "read \(read.count) bytes of a file outside the release")
+
+        try FileManager.default.removeItem(atPath: rel + "/code/agent.py")
+        #expect(mkfifo(rel + "/code/agent.py", 0o644) == 0)
+        let start = Timestamp.monotonicSeconds()
+        #expect { try Packer.read(pipe, buffer: buffer) { _ in } } throws: { ($0 as? AirlockError)?.code == "release-changed" }
+        #expect(Timestamp.monotonicSeconds() - start < 5)
+    }
+
     /// As root every file is readable; the CLI tests run this case as an unprivileged user.
     @Test(.enabled(if: getuid() != 0)) func refusesUnreadableFiles() throws {
         let e = try refusal { _, rel in chmod(rel + "/code/agent.py", 0o000) }
