@@ -116,7 +116,7 @@ let package = Package(
         // command libFuzzer drives (`make fuzz` builds it with -sanitize=fuzzer,address in
         // .build-fuzz; a plain build replays saved inputs).
         .target(name: "AirlockFuzzTargets", dependencies: ["AirlockFormat", "AirlockKit", "AirlockRollout", "CAirlockSystem"]),
-        .executableTarget(name: "airlock-fuzz", dependencies: ["AirlockFuzzTargets"]),
+        .executableTarget(name: "airlock-fuzz", dependencies: ["AirlockFuzzTargets", "CAirlockSystem"]),
         .testTarget(name: "AirlockKitTests", dependencies: ["AirlockKit", "AirlockFormat", "AirlockRollout", "AirlockFuzzTargets"]),
         .testTarget(name: "AirlockBenchTests", dependencies: ["AirlockBench"]),
         .testTarget(name: "AirlockRolloutTests", dependencies: ["AirlockRollout"]),

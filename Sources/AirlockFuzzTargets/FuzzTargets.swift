@@ -247,7 +247,7 @@ public enum FuzzTargets {
 
     /// Writes `data` to `path` (replacing it); false when it cannot.
     static func put(_ data: [UInt8], at path: String) -> Bool {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        let fd = Sys.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { return false }
         defer { close(fd) }
         return data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == data.count
@@ -255,7 +255,7 @@ public enum FuzzTargets {
 
     static func state(_ data: [UInt8]) -> String? {
         let site = Site(root: scratch)
-        _ = mkdir(site.path("agent"), 0o755)
+        _ = Sys.mkdir(site.path("agent"), 0o755)
         guard put(data, at: site.path("agent", SiteLayout.state)) else { return "cannot write the state file" }
         do {
             _ = try NameState.load(site, "agent")

@@ -1,4 +1,5 @@
 import AirlockFuzzTargets
+import CAirlockSystem
 import Foundation
 
 // Built two ways (docs/fuzzing.md). `make fuzz` builds it with `-sanitize=fuzzer,address` and
@@ -44,19 +45,13 @@ public func asanDefaultOptions() -> UnsafePointer<CChar> {
     UnsafeRawPointer(("detect_leaks=0" as StaticString).utf8Start).assumingMemoryBound(to: CChar.self)
 }
 
-@_silgen_name("LLVMFuzzerRunDriver")
-private func runDriver(
-    _ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
-) -> Int32
-
 /// The program's entry: SwiftPM links an executable's `main` to this symbol, which hands the
 /// command line to libFuzzer's driver.
 @_cdecl("airlock_fuzz_main")
 public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> Int32 {
     var count = argc
     var values: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = argv
-    return runDriver(&count, &values) { fuzzOne($0, $1) }
+    return LLVMFuzzerRunDriver(&count, &values) { fuzzOne($0, $1) }
 }
 
 /// libFuzzer's entry point: one input through the chosen target; a finding is a crash.

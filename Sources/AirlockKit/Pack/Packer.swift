@@ -522,7 +522,7 @@ public enum Packer {
             }
             switch st.st_mode & S_IFMT {
             case S_IFDIR:
-                let sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                let sub = Sys.openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                 guard sub >= 0 else { throw refuse(fsPath, "cannot read this folder (\(String(cString: strerror(errno)))); fix its permissions") }
                 var again = stat()
                 guard fstat(sub, &again) == 0, again.st_dev == st.st_dev, again.st_ino == st.st_ino else {

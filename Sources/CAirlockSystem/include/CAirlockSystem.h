@@ -3,6 +3,8 @@
 #ifndef AIRLOCK_CAIRLOCKSYSTEM_H
 #define AIRLOCK_CAIRLOCKSYSTEM_H
 #include <spawn.h>
+#include <stddef.h>
+#include <stdint.h>
 
 /// syncfs(2): flushes the file system that holds `fd`.
 int airlock_syncfs(int fd);
@@ -42,5 +44,9 @@ int airlock_insert_range(int fd, long long length);
 /// copy_file_range(2) of up to `length` bytes from `in` at `in_offset` to `out` at its file
 /// offset: the kernel copies, no user-space buffer. Bytes copied, or -1 with errno.
 long long airlock_copy_file_range(int in, long long in_offset, int out, long long length);
+
+/// libFuzzer's driver (airlock-fuzz, built with -sanitize=fuzzer): runs the fuzzing loop with
+/// `callback` as the entry point. Defined by libFuzzer's runtime; only that build calls it.
+int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*callback)(const uint8_t *data, size_t size));
 
 #endif
