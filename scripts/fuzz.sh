@@ -67,7 +67,10 @@ for t in "${targets[@]}"; do
   secs=${secs:-$SECONDS_EACH}
   rate=$([ -n "$runs" ] && echo $((runs / (secs > 0 ? secs : 1))) || echo -)
   found=$(grep -cE '^(==[0-9]+==ERROR|SUMMARY: libFuzzer|Fatal error|.*airlock-fuzz [a-z]+: )' "$log")
-  if [ $rc -ne 0 ]; then
+  if [ $rc -ne 0 ] && grep -q 'libFuzzer: run interrupted' "$log"; then
+    found=0
+    echo "  $t: interrupted; its executions count" >&2
+  elif [ $rc -ne 0 ]; then
     found=$((found > 0 ? found : 1))
     status=$((status > 1 ? status : 1))
     echo "  $t: libFuzzer stopped with status $rc; the input is in $WORK/findings/$t-*; the log is $log" >&2
