@@ -10,6 +10,9 @@ import Testing
 struct ThreatRow: CustomTestStringConvertible, Sendable {
     var name: String
     var expected: String
+    /// Words the refusal's message must hold, when the code alone does not tell this row's
+    /// check from another that refuses with the same code.
+    var message: String? = nil
     var build: @Sendable () throws -> [UInt8]
     var trust: @Sendable () -> TrustStore = { TestKeys.trust() }
     var detached: @Sendable () -> [DetachedSignature] = { [] }
@@ -456,6 +459,35 @@ let archiveRows: [ThreatRow] =
                 return try zstdCompress(t)
             }),
         ThreatRow(
+            // zstd's decoder accepts windows up to 128 MiB and allocates the window when it reads
+            // the frame header, before any signature is checked; a bundle's frames use at most
+            // 8 MiB (docs/format.md). Found by the bundle fuzz target (80 MiB asked).
+            name: "decompression bomb: a zstd frame asking for a 128 MiB window", expected: "compression-invalid",
+            message: "asks for a window of 134217728 bytes",
+            build: {
+                var t = bundle()
+                t += [UInt8](repeating: 0, count: 64 << 20)
+                let dir = TempDir()
+                let p = dir.write("in.tar", t)
+                // From a pipe zstd does not know the size, so it keeps the 2^27 window asked for.
+                _ = try run(["sh", "-c", "zstd -q -1 --long=27 -c < \"$0\" > \"$0.zst\"", p])
+                return Array(FileManager.default.contents(atPath: p + ".zst")!)
+            }),
+        ThreatRow(
+            name: "a single-segment zstd frame declaring 64 MiB of content (its window)", expected: "compression-invalid",
+            message: "asks for a window of 67108864 bytes",
+            build: {
+                // Descriptor 0xE0: single segment, an 8-byte content size, no checksum; then one
+                // empty raw last block.
+                [0x28, 0xB5, 0x2F, 0xFD, 0xE0] + withUnsafeBytes(of: UInt64(64 << 20).littleEndian, Array.init) + [0x01, 0x00, 0x00]
+            }),
+        ThreatRow(
+            name: "the input the bundle fuzz target found: a frame header asking for an 80 MiB window", expected: "compression-invalid",
+            message: "asks for a window of 83886080 bytes",
+            build: {
+                Array(Data(base64Encoded: "KLUv/QCC/Pz8/Pz8/Pz8/Ab8/PwtLS0tLS0tLS0tLXG9uQGArHH8/Pz8/Pz8/Pz8Bvz8/C0tLS0tLS0tLS0tcb25AYCscfIB8gE=")!)
+            }),
+        ThreatRow(
             name: "10^6 entries: a flood of repeated directory entries stops at the first repeat", expected: "entry-duplicate",
             build: {
                 var t = TarBuilder()
@@ -651,6 +683,7 @@ let archiveRows: [ThreatRow] =
     func archive(_ row: ThreatRow) throws {
         let report = verify(try row.build(), trust: row.trust(), detached: row.detached())
         #expect(report.error?.code == row.expected, "\(row.name): \(report.error?.description ?? "accepted")")
+        if let words = row.message { #expect(report.error?.description.contains(words) == true, "\(row.name): \(report.error?.description ?? "accepted")") }
         #expect(!report.ok)
     }
 
@@ -658,6 +691,14 @@ let archiveRows: [ThreatRow] =
     @Test func baselineBundlesVerify() throws {
         #expect(verify(bundle()).ok)
         #expect(verify(try zstdCompress(bundle())).ok)
+        // The largest window a bundle may use, 8 MiB: what zstd -19 asks for when it does not
+        // know the size (the most `airlock pack --level` writes).
+        let dir = TempDir()
+        let tar = dir.write("in.tar", bundle())
+        _ = try run(["sh", "-c", "zstd -q -19 -c < \"$0\" > \"$0.zst\"", tar])
+        let level19 = Array(FileManager.default.contents(atPath: tar + ".zst")!)
+        #expect(level19[4] == 0x04 && level19[5] == 0x68, "window descriptor \(level19[5]), not 2^23")
+        #expect(verify(level19).ok)
         #expect(verify(bundle(signers: [TestKeys.ecdsa]), trust: TestKeys.trust([TestKeys.ecdsa])).ok)
         var p = TrustPolicy()
         p.threshold = 2

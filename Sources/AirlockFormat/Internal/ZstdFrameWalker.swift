@@ -9,7 +9,10 @@ package struct ZstdFrameWalker {
     private enum State {
         /// Between frames (or at the start): the next 4 bytes are a frame magic, or the end.
         case boundary
-        case frameHeader(descriptor: UInt8?, remaining: Int, checksum: Bool)
+        /// Inside a frame header after its magic: `descriptor` once read, the header bytes still
+        /// to come, the window it asks for so far (from the window descriptor, or the content
+        /// size of a single-segment frame, little-endian at `shift`).
+        case frameHeader(descriptor: UInt8?, remaining: Int, checksum: Bool, window: UInt64, shift: UInt64)
         case skip(remaining: Int, then: After)
         case blockHeader(have: Int, value: UInt32, checksum: Bool)
         case skippableSize(have: Int, value: UInt32)
@@ -32,6 +35,12 @@ package struct ZstdFrameWalker {
     /// Largest skippable frame content, and most skippable frames, a bundle may hold.
     package static let maxSkippableBytes = 64 << 10
     package static let maxSkippableFrames = 16
+    /// Largest window a frame may ask the decoder for (docs/format.md, "The container"): what
+    /// `airlock pack` writes at any level it offers (1 to 19: at most 2^23) and twice the head's.
+    /// libzstd's own limit is 2^27, which a hostile bundle could make the verifier allocate and
+    /// fill before any signature is checked; a frame that asks for more stops here, before its
+    /// header is complete, so the decoder never allocates it.
+    package static let maxWindowBytes: UInt64 = 8 << 20
 
     private var state = State.boundary
     /// Frames begun so far (zstd frames only).
@@ -66,7 +75,7 @@ package struct ZstdFrameWalker {
                 let magic = UInt32(bytes[i]) | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2]) << 16 | UInt32(bytes[i + 3]) << 24
                 if magic == Self.frameMagic {
                     frames += 1
-                    state = .frameHeader(descriptor: nil, remaining: 0, checksum: false)
+                    state = .frameHeader(descriptor: nil, remaining: 0, checksum: false, window: 0, shift: 0)
                 } else if frames == 0 {
                     state = .notZstd
                     return bytes.count
@@ -103,6 +112,8 @@ package struct ZstdFrameWalker {
                 state = n == remaining ? .boundary : .skippableBody(remaining: remaining - n)
             default:
                 step(bytes[i])
+                // A refused byte is not the decoder's: a frame header stays incomplete.
+                if case .failed = state { return i }
                 i += 1
             }
         }
@@ -121,8 +132,8 @@ package struct ZstdFrameWalker {
             } else {
                 state = v == 0 ? .boundary : .skippableBody(remaining: Int(v))
             }
-        case .frameHeader(let descriptor, let remaining, let checksum):
-            if descriptor == nil {
+        case .frameHeader(let descriptor, let remaining, let checksum, let window, let shift):
+            guard let d = descriptor else {
                 let fcsFlag = Int(b >> 6), single = b & 0x20 != 0, dictFlag = Int(b & 3)
                 // A reserved bit set: not a frame libzstd decodes either; let it report that.
                 if b & 0x08 != 0 {
@@ -131,12 +142,32 @@ package struct ZstdFrameWalker {
                 }
                 let fcs = [single ? 1 : 0, 2, 4, 8][fcsFlag]
                 let n = (single ? 0 : 1) + [0, 1, 2, 4][dictFlag] + fcs
-                state = n == 0 ? .blockHeader(have: 0, value: 0, checksum: b & 0x04 != 0) : .frameHeader(descriptor: b, remaining: n, checksum: b & 0x04 != 0)
-            } else if remaining > 1 {
-                state = .frameHeader(descriptor: descriptor, remaining: remaining - 1, checksum: checksum)
-            } else {
-                state = .blockHeader(have: 0, value: 0, checksum: checksum)
+                state = .frameHeader(descriptor: b, remaining: n, checksum: b & 0x04 != 0, window: 0, shift: 0)
+                return
             }
+            let single = d & 0x20 != 0, fcsFlag = Int(d >> 6)
+            let fcsBytes = [single ? 1 : 0, 2, 4, 8][fcsFlag]
+            var window = window, shift = shift
+            if !single && shift == 0 && remaining == 1 + [0, 1, 2, 4][Int(d & 3)] + fcsBytes {
+                // The window descriptor: 2^(10 + exponent), plus eighths of it.
+                let base = UInt64(1) << (10 + UInt64(b >> 3))
+                window = base + base / 8 * UInt64(b & 7)
+                shift = 64  // read; nothing more adds to it
+            } else if single && remaining <= fcsBytes {
+                // A single-segment frame's window is its content size (2 bytes: plus 256).
+                window |= UInt64(b) << shift
+                shift += 8
+                if remaining == 1 && fcsBytes == 2 { window += 256 }
+            }
+            if window > Self.maxWindowBytes && (!single || remaining == 1) {
+                state = .failed(
+                    "a zstd frame of the bundle asks for a window of \(window) bytes, more than the \(Self.maxWindowBytes) a bundle may use")
+                return
+            }
+            state =
+                remaining > 1
+                ? .frameHeader(descriptor: d, remaining: remaining - 1, checksum: checksum, window: window, shift: shift)
+                : .blockHeader(have: 0, value: 0, checksum: checksum)
         case .blockHeader(let have, let value, let checksum):
             let v = value | UInt32(b) << (8 * UInt32(have))
             if have < 2 {
