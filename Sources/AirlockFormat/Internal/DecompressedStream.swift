@@ -23,7 +23,11 @@ package final class DecompressedStream: @unchecked Sendable {
     private static let depth = 4
 
     private let fd: Int32
-    private let buffers: [UnsafeMutableRawBufferPointer]
+    /// `depth` slots (one per piece for `init(pieces:)`). The producer allocates a slot's
+    /// buffer the first time it takes the slot, so a small bundle uses one buffer, not `depth`;
+    /// a slot is written only by whoever holds its index (free: the producer; ready: the
+    /// consumer), and handed over under `lock`.
+    private let buffers: UnsafeMutableBufferPointer<UnsafeMutableRawBufferPointer>
     private let lock = NSCondition()
     // Guarded by `lock`:
     private var free: [Int]
@@ -43,10 +47,10 @@ package final class DecompressedStream: @unchecked Sendable {
     package init(fileDescriptor fd: Int32, readTimeout: Double = 0) {
         self.fd = fd
         self.readTimeout = readTimeout
-        buffers = (0..<Self.depth).map { _ in
-            UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunkSize, alignment: 64)
-        }
-        free = Array(0..<Self.depth)
+        buffers = .allocate(capacity: Self.depth)
+        buffers.initialize(repeating: UnsafeMutableRawBufferPointer(start: nil, count: 0))
+        // Taken from the end and given back at the end: the buffers in use are reused first.
+        free = Array((0..<Self.depth).reversed())
         let thread = Thread { [self] in self.produce() }
         thread.name = "airlock-decompress"
         thread.start()
@@ -59,10 +63,11 @@ package final class DecompressedStream: @unchecked Sendable {
         fd = -1
         readTimeout = 0
         let kept = pieces.filter { !$0.isEmpty }
-        buffers = kept.map { piece in
+        buffers = .allocate(capacity: kept.count)
+        for (i, piece) in kept.enumerated() {
             let b = UnsafeMutableRawBufferPointer.allocate(byteCount: piece.count, alignment: 64)
             b.copyBytes(from: piece)
-            return b
+            (buffers.baseAddress! + i).initialize(to: b)
         }
         free = []
         ready = kept.indices.map { Chunk(index: $0, count: kept[$0].count) }
@@ -72,7 +77,8 @@ package final class DecompressedStream: @unchecked Sendable {
     }
 
     deinit {
-        for b in buffers { b.deallocate() }
+        for b in buffers where b.baseAddress != nil { b.deallocate() }
+        buffers.deallocate()
     }
 
     /// Stops the producer and waits for it; the owner must call this before dropping the
@@ -117,7 +123,8 @@ package final class DecompressedStream: @unchecked Sendable {
 
     private final class Source {
         let fd: Int32
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        /// 1 MiB, or less for a regular file smaller than that (at least 4 KiB).
+        let buffer: UnsafeMutableRawBufferPointer
         var delivered: Int64 = 0
         var readError: Int32 = 0
         var sawEOF = false
@@ -138,6 +145,7 @@ package final class DecompressedStream: @unchecked Sendable {
             if timeout > 0, fstat(fd, &st) == 0, (st.st_mode & S_IFMT) != S_IFREG && (st.st_mode & S_IFMT) != S_IFBLK {
                 timeoutMillis = Int32(min(timeout * 1000, Double(Int32.max)))
             }
+            buffer = .allocate(byteCount: FileIO.readBufferSize(fd), alignment: 64)
         }
         deinit { buffer.deallocate() }
 
@@ -284,6 +292,9 @@ package final class DecompressedStream: @unchecked Sendable {
             }
             let index = free.removeLast()
             lock.unlock()
+            if buffers[index].baseAddress == nil {
+                buffers[index] = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunkSize, alignment: 64)
+            }
             let buf = buffers[index]
             var filled = 0
             var atEnd = false

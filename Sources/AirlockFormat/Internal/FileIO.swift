@@ -13,6 +13,17 @@ package enum FileIO {
         return lstat(path, &st) == 0
     }
 
+    /// A read buffer's size for `fd` read from `offset` (nil: its current offset) to its end:
+    /// `limit`, or less for a regular file with fewer bytes left (at least 4 KiB, and one byte
+    /// more than is left, so the end shows in the same read). A file that grows is still read
+    /// whole, in more reads.
+    package static func readBufferSize(_ fd: Int32, from offset: Int? = nil, limit: Int = 1 << 20) -> Int {
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return limit }
+        let at = offset ?? max(Int(lseek(fd, 0, SEEK_CUR)), 0)
+        return min(max(Int(st.st_size) - at + 1, 4096), limit)
+    }
+
     /// What a file of mode `mode` is, in words.
     package static func kind(_ mode: mode_t) -> String {
         switch mode & S_IFMT {

@@ -47,7 +47,7 @@ enum Gzip {
         var s = z_stream()
         guard airlock_inflate_init_gzip(&s) == Z_OK else { preconditionFailure("inflateInit2 failed: out of memory") }
         defer { inflateEnd(&s) }
-        var input = [UInt8](repeating: 0, count: 1 << 20)
+        var input = [UInt8](repeating: 0, count: FileIO.readBufferSize(fd, from: 0))
         var output = [UInt8](repeating: 0, count: 1 << 18)
         var pending: [UInt8] = []
         /// Lines of the member being read, handed over when it ends whole.

@@ -427,7 +427,7 @@ public enum RecordingReader {
             }
         } else {
             var pending: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 1 << 20)
+            var chunk = [UInt8](repeating: 0, count: FileIO.readBufferSize(fd, from: 0))
             var number = 0
             while true {
                 let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
@@ -436,14 +436,18 @@ public enum RecordingReader {
                     throw AirlockError.io(.readFailed, "cannot read \(file)", errno: errno)
                 }
                 if n == 0 { break }
-                for b in chunk[0..<n] {
-                    if b == 0x0A {
+                var from = 0
+                while from < n {
+                    let newline = chunk[from..<n].firstIndex(of: 0x0A)
+                    let upTo = newline ?? n
+                    if pending.count + (upTo - from) > maxLineBytes { throw damaged("\(file):\(number + 1) is longer than \(maxLineBytes) bytes") }
+                    pending += chunk[from..<upTo]
+                    from = upTo
+                    if newline != nil {
                         number += 1
                         try take(number, pending)
                         pending.removeAll(keepingCapacity: true)
-                    } else {
-                        pending.append(b)
-                        if pending.count > maxLineBytes { throw damaged("\(file):\(number + 1) is longer than \(maxLineBytes) bytes") }
+                        from += 1
                     }
                 }
             }
