@@ -110,6 +110,11 @@ public enum FuzzTargets {
 
     static func manifest(_ data: [UInt8]) -> String? {
         guard let m = try? Manifest.parse(data) else { return nil }
+        return manifestProblem(m)
+    }
+
+    /// What breaks the manifest target's invariants in a manifest the parser accepted.
+    static func manifestProblem(_ m: Manifest) -> String? {
         var total: UInt64 = 0
         for (i, f) in m.files.enumerated() {
             if let reason = PathRules.problem(with: f.path) { return "accepted path \(f.path) breaks a rule: \(reason)" }
@@ -143,12 +148,19 @@ public enum FuzzTargets {
             if info.omitted != info.omitted.sorted(by: PathRules.precedes) || Set(info.omitted).count != info.omitted.count {
                 return "v1 delta accepted omitted paths out of order or twice"
             }
+            guard (try? DeltaInfo.parse(info.encoded(), manifest: m)) == info else { return "v1 delta: its own encoding reads back differently" }
         }
         guard let head = try? DeltaInfo.parseHead(data) else { return nil }
         guard ReleaseNames.isValidName(head.name) else { return "v2 delta head accepted an invalid name" }
         guard let info = try? DeltaInfo.resolved(head, manifest: m) else { return nil }
         if Set(info.carried).union(info.omitted) != paths || !Set(info.carried).isDisjoint(with: info.omitted) {
             return "v2 delta: carried and omitted do not partition the manifest"
+        }
+        guard info.patched?.name == head.name, info.patched?.bundle == head.bundle, info.base == head.base else {
+            return "v2 delta: the resolved hint differs from its head"
+        }
+        guard let again = try? DeltaInfo.parseHead(info.encoded()), (try? DeltaInfo.resolved(again, manifest: m)) == info else {
+            return "v2 delta: its own encoding reads back differently"
         }
         return nil
     }
@@ -203,10 +215,11 @@ public enum FuzzTargets {
     static func bundle(_ data: [UInt8]) -> String? {
         let fd = airlock_memfd("fuzz-bundle")
         guard fd >= 0 else { return "cannot make a memory file" }
-        defer { close(fd) }
         guard data.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == data.count, lseek(fd, 0, SEEK_SET) == 0 else {
+            close(fd)
             return "cannot write the memory file"
         }
+        // The reader owns the descriptor from here and closes it.
         let reader = BundleReader(fileDescriptor: fd, label: "fuzz")
         let report = Verifier.verify(reader: reader, trust: trust)
         reader.close()
@@ -215,6 +228,10 @@ public enum FuzzTargets {
 
     static func spec(_ data: [UInt8]) -> String? {
         guard let text = String(validating: data, as: UTF8.self), let s = try? ReleaseSpec.parse(text) else { return nil }
+        return specProblem(s)
+    }
+
+    static func specProblem(_ s: ReleaseSpec) -> String? {
         guard ReleaseNames.isValidName(s.name), ReleaseNames.isValidVersion(s.version) else { return "accepted an invalid name or version" }
         for c in s.components where c.path.hasPrefix("/") || c.path.split(separator: "/").contains("..") {
             return "accepted component path \(c.path)"
@@ -224,6 +241,10 @@ public enum FuzzTargets {
 
     static func tools(_ data: [UInt8]) -> String? {
         guard let t = try? ToolManifest.parse(data, source: "fuzz", hostile: true) else { return nil }
+        return toolsProblem(t)
+    }
+
+    static func toolsProblem(_ t: ToolManifest) -> String? {
         if Set(t.tools.map(\.name)).count != t.tools.count { return "accepted two tools of one name" }
         for tool in t.tools {
             for e in tool.permissions.network where Endpoint.parse(e.description) != e {
@@ -235,7 +256,11 @@ public enum FuzzTargets {
 
     static func policy(_ data: [UInt8]) -> String? {
         guard let p = try? TrustPolicy.parse(data, path: "policy.json") else { return nil }
-        return p.threshold >= 1 ? nil : "accepted a threshold of \(p.threshold)"
+        return policyProblem(p)
+    }
+
+    static func policyProblem(_ p: TrustPolicy) -> String? {
+        p.threshold >= 1 ? nil : "accepted a threshold of \(p.threshold)"
     }
 
     /// A site root of the process's own, made once, for the targets that read site files.
@@ -299,6 +324,12 @@ public enum FuzzTargets {
         let file = scratch + "/tasks.jsonl"
         guard put(data, at: file) else { return "cannot write the task file" }
         guard let tasks = try? RecordingReader.readTasks(file: file) else { return nil }
+        return recordingProblem(tasks, file: file)
+    }
+
+    /// What breaks the recording target's invariants in tasks the reader accepted; `file` is
+    /// scratch space.
+    static func recordingProblem(_ tasks: [RecordedTask], file: String) -> String? {
         if Set(tasks.map(\.task)).count != tasks.count { return "accepted two tasks of one id" }
         var text: [UInt8] = []
         for t in tasks {
@@ -312,6 +343,10 @@ public enum FuzzTargets {
 
     static func outcome(_ data: [UInt8]) -> String? {
         guard case .success(let (task, o)) = OutcomeReport.parse(data) else { return nil }
+        return outcomeProblem(task, o)
+    }
+
+    static func outcomeProblem(_ task: String, _ o: TaskOutcome) -> String? {
         guard (1...128).contains(task.utf8.count), task.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return "accepted the task id \(task)" }
         guard o.cost.isFinite, o.cost >= 0, o.cost <= TaskOutcome.maximumCost, (o.cost * 1_000_000).rounded() / 1_000_000 == o.cost else {
             return "accepted the cost \(o.cost)"
@@ -367,7 +402,7 @@ public enum FuzzTargets {
                       index: index/
                     health:
                       command: python3 code/agent.py --check
-                      timeout_seconds: 10
+                      timeout: 10
                     eval:
                       command: python3 eval/run.py
                       threshold: 0.9
@@ -385,7 +420,7 @@ public enum FuzzTargets {
         case "tools":
             return [
                 Array(
-                    #"{"tools":[{"name":"search_kb","description":"Search.","parameters":{"query":"string"},"permissions":{"network":["kb.internal:443","10.0.0.0/8"],"read":["index/"],"write":[],"exec":[]}},{"name":"open_ticket","description":"Open.","parameters":{},"permissions":{"network":["tickets.internal:443"],"read":[],"write":["tmp/"],"exec":["/usr/bin/true"]}}]}"#
+                    #"{"tools":[{"name":"search_kb","description":"Search.","parameters":{"query":"string"},"permissions":{"network":["kb.internal:443","10.1.2.3:8080","[fd00::1]:443"],"read":["index/"],"write":[],"exec":[]}},{"name":"open_ticket","description":"Open.","parameters":{},"permissions":{"network":["tickets.internal:443"],"read":[],"write":["tmp/"],"exec":["/usr/bin/true"]}}]}"#
                         .utf8)
             ]
         case "policy":

@@ -131,13 +131,6 @@ public struct Manifest: Equatable, Sendable {
     /// The bytes of `airlock/SHA256SUMS` for this manifest's files.
     public var sumsBytes: [UInt8] { Manifest.sumsBytes(files) }
 
-    /// One line of SHA256SUMS.
-    package static func sumsLine(_ f: ManifestFile) -> [UInt8] {
-        var out: [UInt8] = []
-        appendSumsLine(f, to: &out)
-        return out
-    }
-
     /// Appends `f`'s SHA256SUMS line to `out`.
     package static func appendSumsLine(_ f: ManifestFile, to out: inout [UInt8]) {
         f.sha256.appendHex(to: &out)
