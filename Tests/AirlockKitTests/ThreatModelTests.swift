@@ -1,3 +1,4 @@
+import AirlockFuzzTargets
 import Foundation
 import Testing
 
@@ -685,6 +686,27 @@ let archiveRows: [ThreatRow] =
         #expect(report.error?.code == row.expected, "\(row.name): \(report.error?.description ?? "accepted")")
         if let words = row.message { #expect(report.error?.description.contains(words) == true, "\(row.name): \(report.error?.description ?? "accepted")") }
         #expect(!report.ok)
+    }
+
+    /// Every row's input of at most the bundle fuzz target's length, written where `make fuzz`
+    /// seeds that target from (`.build-fuzz/work/seeds/bundle-threats`, docs/fuzzing.md): the
+    /// fuzzer starts from the hostile inputs someone thought of. Each is refused by the
+    /// target's check without a finding.
+    @Test func rowsSeedTheBundleFuzzTarget() throws {
+        let dir = FuzzCorpusTests.root + "/.build-fuzz/work/seeds/bundle-threats"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let target = try #require(FuzzTargets.named("bundle"))
+        var written = 0
+        for (i, row) in (signatureRows + archiveRows).enumerated() {
+            let bytes = try row.build()
+            guard bytes.count <= target.maxLength else { continue }
+            let name = String(row.name.unicodeScalars.map { $0.properties.isAlphabetic || ("0"..."9").contains($0) ? Character($0) : "-" }.prefix(60))
+            try Data(bytes).write(to: URL(fileURLWithPath: dir + "/" + String(1000 + i).dropFirst() + "-" + name))
+            #expect(target.check(bytes) == nil, "\(row.name)")
+            written += 1
+        }
+        #expect(written >= 120, "only \(written) rows fit the target's length")
     }
 
     /// The baseline every row starts from verifies: each row fails only because of its change.
