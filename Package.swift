@@ -37,14 +37,14 @@ let package = Package(
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
-        // gzip for the recordings of `airlock serve` (docs/replay.md).
+        // gzip: a gzip bundle's stream, and the recordings of `airlock serve` (docs/replay.md).
         .systemLibrary(
             name: "CZlib",
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
-        // zstd itself, for the manifest patch of a delta bundle (`zstd --patch-from`); the bundle
-        // stream is decompressed by libarchive.
+        // zstd itself: a bundle's stream (with the window limit of docs/format.md) and the
+        // manifest patch of a delta bundle (`zstd --patch-from`).
         .systemLibrary(
             name: "CZstd",
             pkgConfig: "libzstd",
@@ -54,7 +54,7 @@ let package = Package(
         .target(name: "CAirlockSystem"),
         // What a bundle is and how it is verified: the format, keys, the trust store and the
         // verifier. No site, no governance, no YAML: a verify-only user links only this.
-        .target(name: "AirlockFormat", dependencies: ["CArchive", "COpenSSL", "CZstd", "CAirlockSystem"]),
+        .target(name: "AirlockFormat", dependencies: ["CArchive", "COpenSSL", "CZstd", "CZlib", "CAirlockSystem"]),
         // Packing, the site (install, activation, history, rollout state) and governance
         // (permissions, approvals, eval, evidence).
         .target(

@@ -32,6 +32,20 @@ import Testing
         #expect(r.bundleID == SHA256Digest.of(m.encoded()))
     }
 
+    /// `--level` 19 is the most pack offers: its frames ask for the largest window a reader
+    /// accepts (8 MiB, docs/format.md); 20 and above are refused before anything is written.
+    @Test func level19VerifiesAndLevel20IsRefused() throws {
+        let tmp = TempDir()
+        let rel = Release().writeDirectory(in: tmp)
+        // 9 MiB of bytes that compress a little, so the payload frame keeps its full window.
+        let big = (0..<(9 << 20)).map { UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761) >> 13) & 0x3F }
+        FileManager.default.createFile(atPath: rel + "/model/big.bin", contents: Data(big))
+        let r = try pack(rel, out: tmp.file("b.airlock")) { $0.level = 19 }
+        let report = Verifier.verify(bundle: r.path, trust: TestKeys.trust())
+        #expect(report.ok, "\(report.error?.description ?? "")")
+        #expect(throws: AirlockError.self) { try pack(rel, out: tmp.file("c.airlock")) { $0.level = 20 } }
+    }
+
     @Test func sameInputsAndEpochGiveIdenticalBytes() throws {
         let tmp = TempDir()
         let rel = Release().writeDirectory(in: tmp)

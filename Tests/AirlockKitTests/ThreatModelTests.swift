@@ -483,6 +483,27 @@ let archiveRows: [ThreatRow] =
                 [0x28, 0xB5, 0x2F, 0xFD, 0xE0] + withUnsafeBytes(of: UInt64(64 << 20).littleEndian, Array.init) + [0x01, 0x00, 0x00]
             }),
         ThreatRow(
+            // libarchive once read a stream that began with a skippable frame as zstd while the
+            // frame walker stood aside, so the window limit and the frame rules were skipped.
+            name: "a skippable zstd frame before the first frame (then a 128 MiB window)", expected: "compression-invalid",
+            message: "begins with a skippable zstd frame",
+            build: {
+                let dir = TempDir()
+                let p = dir.write("in.tar", bundle())
+                _ = try run(["sh", "-c", "zstd -q -1 --long=27 -c < \"$0\" > \"$0.zst\"", p])
+                return [0x50, 0x2A, 0x4D, 0x18, 0, 0, 0, 0] + Array(FileManager.default.contents(atPath: p + ".zst")!)
+            }),
+        ThreatRow(
+            // A filter chain would decode the inner stream too (with zstd's own 128 MiB window).
+            name: "a bundle compressed twice (zstd of zstd with a 128 MiB window)", expected: "compression-invalid",
+            message: "compressed more than once",
+            build: {
+                let dir = TempDir()
+                let p = dir.write("in.tar", bundle())
+                _ = try run(["sh", "-c", "zstd -q -1 --long=27 -c < \"$0\" | zstd -q -1 -c > \"$0.zst\"", p])
+                return Array(FileManager.default.contents(atPath: p + ".zst")!)
+            }),
+        ThreatRow(
             name: "the input the bundle fuzz target found: a frame header asking for an 80 MiB window", expected: "compression-invalid",
             message: "asks for a window of 83886080 bytes",
             build: {
@@ -569,8 +590,9 @@ let archiveRows: [ThreatRow] =
             }),
         ThreatRow(
             // A bundle may be several zstd frames (docs/format.md): a magic number begins one,
-            // which ends before its header, so the stream is cut short.
-            name: "a zstd magic number after the stream", expected: "bundle-truncated",
+            // which ends before its header: a frame cut short after the end of the archive is
+            // something that follows it (TarReader.afterEnd).
+            name: "a zstd magic number after the stream", expected: "trailing-data",
             build: {
                 try zstdCompress(bundle()) + [0x28, 0xB5, 0x2F, 0xFD]
             }),
@@ -707,6 +729,35 @@ let archiveRows: [ThreatRow] =
             written += 1
         }
         #expect(written >= 120, "only \(written) rows fit the target's length")
+    }
+
+    /// The frame walker holds back the header byte that shows a window over 8 MiB, so the
+    /// decoder never has a whole header to allocate from, whether the header comes in one read
+    /// or byte by byte, and in a frame after a small one.
+    @Test func windowOverTheLimitStopsBeforeTheHeaderIsComplete() throws {
+        let small: [UInt8] = [0x28, 0xB5, 0x2F, 0xFD, 0x00, 0x48, 0x01, 0x00, 0x00]  // 512 KiB window, one empty raw last block
+        let windowed: [UInt8] = [0x28, 0xB5, 0x2F, 0xFD, 0x00, 0x88, 0x01, 0x00, 0x00]  // 2^27
+        let single: [UInt8] = [0x28, 0xB5, 0x2F, 0xFD, 0xE0] + withUnsafeBytes(of: UInt64((8 << 20) + 1).littleEndian, Array.init) + [0x01, 0x00, 0x00]
+        for (bytes, kept) in [(windowed, 5), (single, 12), (small + windowed, 9 + 5), (small + single, 9 + 12)] {
+            var whole = ZstdFrameWalker()
+            let used = bytes.withUnsafeBytes { whole.feed($0, atEOF: false) }
+            #expect(used == kept && whole.failure?.contains("window") == true)
+            // One byte a read, as a pipe may give them: what the walker holds back is given
+            // again with the next byte, as DecompressedStream does.
+            var split = ZstdFrameWalker()
+            var given = 0
+            var held: [UInt8] = []
+            for b in bytes where split.failure == nil {
+                held.append(b)
+                let n = held.withUnsafeBytes { split.feed($0, atEOF: false) }
+                given += n
+                held.removeFirst(n)
+            }
+            #expect(given == kept && split.failure?.contains("window") == true)
+        }
+        var exact = ZstdFrameWalker()
+        let eight: [UInt8] = [0x28, 0xB5, 0x2F, 0xFD, 0x00, 0x68, 0x01, 0x00, 0x00]  // 2^23: allowed
+        #expect(eight.withUnsafeBytes { exact.feed($0, atEOF: true) } == eight.count && exact.failure == nil)
     }
 
     /// The baseline every row starts from verifies: each row fails only because of its change.

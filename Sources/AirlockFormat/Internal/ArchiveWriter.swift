@@ -20,6 +20,10 @@ package final class ArchiveWriter {
     /// `background`: write the output from a thread of its own, bypassing the page cache where
     /// the file system allows (`BackgroundFileWriter`); `fd` must then be a new, empty file.
     package init(fileDescriptor fd: Int32, path: String, compression: Compression, level: Int?, threads: Int, background: Bool = false) throws {
+        // zstd above 19 asks for windows over 8 MiB, which readers refuse (docs/format.md).
+        if let level, compression == .zstd && !(1...19).contains(level) || compression == .gzip && !(1...9).contains(level) {
+            throw AirlockError(.usage, .archiveSetupFailed, "compression level \(level) is out of range (zstd 1-19, gzip 1-9)")
+        }
         sink = background ? BackgroundFileWriter(fileDescriptor: fd, path: path) : nil
         _ = utf8LocaleReady
         guard let a = archive_write_new(), let e = archive_entry_new() else {

@@ -1,4 +1,5 @@
-import CArchive
+import CZlib
+import CZstd
 import Foundation
 
 /// The compression of a bundle, as detected on reading or chosen on writing.
@@ -9,9 +10,10 @@ public enum Compression: String, Sendable, CaseIterable {
 /// The decompressed bytes of one open file descriptor, produced on a background thread so that
 /// decompression overlaps the consumer's hashing and writing.
 ///
-/// libarchive is used only to undo the compression (its `raw` format with the zstd and gzip
-/// filters, nothing else enabled); the tar stream itself is parsed by `TarReader`. Memory is
-/// bounded: `depth` chunks of `chunkSize` bytes. At the end it checks that nothing follows the
+/// The compression is detected from the first bytes and undone with libzstd (windows of at
+/// most 8 MiB, after `ZstdFrameWalker` checked each frame's header) or zlib; the tar stream
+/// itself is parsed by `TarReader`. Memory is bounded: `depth` chunks of `chunkSize` bytes, the
+/// read buffer and the decoder's window. At the end it checks that nothing follows the
 /// compressed stream. Not thread-safe: one consumer.
 package final class DecompressedStream: @unchecked Sendable {
     package struct Chunk {
@@ -121,21 +123,25 @@ package final class DecompressedStream: @unchecked Sendable {
 
     // MARK: Producer
 
+    /// The compressed side: a read buffer over `fd`, with the zstd frame walker deciding which
+    /// bytes the decoder may have.
     private final class Source {
         let fd: Int32
         /// 1 MiB, or less for a regular file smaller than that (at least 4 KiB).
         let buffer: UnsafeMutableRawBufferPointer
+        /// Bytes `pos..<end` of `buffer` are the decoder's to take; `end..<have` were read but
+        /// not yet given (the start of a zstd frame magic, not complete yet).
+        var pos = 0
+        var end = 0
+        var have = 0
+        /// Bytes of the file given to the decoder so far.
         var delivered: Int64 = 0
         var readError: Int32 = 0
         var sawEOF = false
-        var zstd = ZstdFrameWalker()
-        /// Set when bytes follow the last zstd frame (they are never given to libarchive).
+        /// Follows the frames of a zstd bundle (`walk`), nil for gzip and plain tar.
+        var zstd: ZstdFrameWalker?
+        /// Set when bytes follow the last zstd frame (they are never given to the decoder).
         var afterFrame = false
-        /// Bytes held back at `carryFrom` in `buffer` (the start of a frame magic, not complete
-        /// yet), given again at the front of the next read.
-        var carry = 0
-        var carryFrom = 0
-        var head: [UInt8] = []
         /// Milliseconds a read may wait on a stream (0: no limit).
         var timeoutMillis: Int32 = 0
 
@@ -149,6 +155,10 @@ package final class DecompressedStream: @unchecked Sendable {
         }
         deinit { buffer.deallocate() }
 
+        /// No byte more will be given: reading failed, the walker stopped, or the file ended
+        /// and everything read was given.
+        var done: Bool { readError != 0 || pos == end && (zstd?.stopped == true || sawEOF && end == have) }
+
         /// read(2), waiting at most the timeout for a stream to have data (ETIMEDOUT after).
         func read(into p: UnsafeMutableRawPointer?, _ count: Int) -> Int {
             if timeoutMillis > 0 {
@@ -160,7 +170,68 @@ package final class DecompressedStream: @unchecked Sendable {
                 }
                 if r < 0 { return -1 }
             }
-            return Glibc.read(fd, p, count)
+            while true {
+                let n = Glibc.read(fd, p, count)
+                if n < 0 && errno == EINTR { continue }
+                return n
+            }
+        }
+
+        /// Reads until at least `count` bytes are held or the file ends (detection).
+        func readAhead(_ count: Int) {
+            while have < count && !sawEOF && readError == 0 {
+                let n = read(into: buffer.baseAddress! + have, buffer.count - have)
+                if n < 0 {
+                    readError = errno
+                } else if n == 0 {
+                    sawEOF = true
+                } else {
+                    have += n
+                }
+            }
+        }
+
+        /// Makes more bytes the decoder's (`pos < end` after, unless `done`): reads when what
+        /// was read is used up, and lets the walker say how much of it belongs to the stream.
+        func refill() {
+            guard pos == end, !done else { return }
+            let base = buffer.baseAddress!
+            if pos > 0 {
+                memmove(base, base + pos, have - pos)
+                have -= pos
+                end = 0
+                pos = 0
+            }
+            // Held bytes not yet shown to the walker (the first read) are fed before reading.
+            var mustRead = have == 0 || zstd == nil
+            while true {
+                if mustRead {
+                    if sawEOF { return }
+                    let n = read(into: base + have, buffer.count - have)
+                    if n < 0 {
+                        readError = errno
+                        return
+                    }
+                    if n == 0 { sawEOF = true }
+                    have += n
+                }
+                guard var walker = zstd else {
+                    end = have
+                    delivered += Int64(have)
+                    return
+                }
+                let used = walker.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<have]), atEOF: sawEOF)
+                zstd = walker
+                if walker.stopped {
+                    if used < have { afterFrame = true }
+                } else if used == 0 && !sawEOF {
+                    mustRead = true
+                    continue  // the start of a frame magic: read what completes it
+                }
+                end = used
+                delivered += Int64(used)
+                return
+            }
         }
     }
 
@@ -172,6 +243,20 @@ package final class DecompressedStream: @unchecked Sendable {
         lock.unlock()
     }
 
+    /// The largest zstd window the decoder accepts, as a power of two: the frame walker's
+    /// limit (docs/format.md, "The container"), enforced by libzstd too.
+    static let maxWindowLog: Int32 = 23
+
+    private enum Decoder {
+        case zstd(OpaquePointer)
+        case gzip(UnsafeMutablePointer<z_stream>)
+        case none
+    }
+
+    /// Decompresses with libzstd or zlib directly, not through libarchive: libarchive bids its
+    /// filters again on what a filter produced, so a zstd or gzip stream inside the bundle's
+    /// would be decoded too (with zstd's own window limit of 128 MiB), and it offers no window
+    /// limit for the outer one either.
     private func produce() {
         defer {
             lock.lock()
@@ -180,109 +265,76 @@ package final class DecompressedStream: @unchecked Sendable {
             lock.unlock()
         }
         let source = Source(fd: fd, timeout: readTimeout)
-        // libarchive holds an unretained pointer to `source` until archive_read_free (the
-        // defer below, which runs first): keep it alive until then.
-        defer { withExtendedLifetime(source) {} }
-        guard let a = archive_read_new() else {
-            finish(error: AirlockError(.internal, .outOfMemory, "libarchive could not allocate a reader"))
-            return
-        }
-        defer { archive_read_free(a) }
-        archive_read_support_filter_zstd(a)
-        archive_read_support_filter_gzip(a)
-        archive_read_support_format_raw(a)
-        let ctx = Unmanaged.passUnretained(source).toOpaque()
-        func libarchiveFailure(_ what: String) -> AirlockError {
+        func ioFailure() -> AirlockError? {
             if source.readError == ETIMEDOUT {
                 return .io(
                     .streamStalled,
                     "the bundle stream sent nothing for \(Int(readTimeout)) s; nothing was installed: check the source (or raise --read-timeout)")
             }
-            if source.readError != 0 {
-                return .io(.readFailed, "cannot read the bundle", errno: source.readError)
-            }
-            if let why = source.zstd.failure {
-                return .verification(.compressionInvalid, "\(why); the bundle was altered or was not made by Airlock")
-            }
-            if source.afterFrame {
-                return .verification(.trailingData, "data follows the compressed stream of the bundle; the bundle was altered or badly copied")
-            }
-            let msg = archive_error_string(a).map { String(cString: $0) } ?? "unknown error"
-            if source.delivered == 0 {
-                return .verification(.notABundle, "this is not an Airlock bundle: the file is empty")
-            }
-            if msg.lowercased().contains("truncated") || msg.lowercased().contains("premature") {
-                return .verification(.bundleTruncated, "the bundle is truncated (\(msg)); copy it again from the source medium")
-            }
-            return .verification(.compressionInvalid, "\(what): \(msg); the bundle is damaged or is not an Airlock bundle")
+            if source.readError != 0 { return .io(.readFailed, "cannot read the bundle", errno: source.readError) }
+            return nil
         }
-        let opened = archive_read_open(
-            a, ctx, nil,
-            { _, ctx, out in
-                let s = Unmanaged<Source>.fromOpaque(ctx!).takeUnretainedValue()
-                // After the last zstd frame libarchive gets nothing more: it sees the frames and
-                // their end; any byte after them is trailing data.
-                if s.zstd.stopped { return 0 }
-                let base = s.buffer.baseAddress!
-                if s.carry > 0 { memmove(base, base + s.carryFrom, s.carry) }
-                var have = s.carry
-                s.carry = 0
-                while true {
-                    let n = s.read(into: base + have, s.buffer.count - have)
-                    if n < 0 && errno == EINTR { continue }
-                    if n < 0 {
-                        s.readError = errno
-                        return -1
-                    }
-                    if n == 0 { s.sawEOF = true }
-                    have += n
-                    if s.delivered == 0 && s.head.count < 16 { s.head = Array(UnsafeRawBufferPointer(rebasing: s.buffer[0..<min(have, 16)])) }
-                    let used = s.zstd.feed(UnsafeRawBufferPointer(rebasing: s.buffer[0..<have]), atEOF: n == 0)
-                    if s.zstd.stopped {
-                        if used < have || n > 0 { s.afterFrame = true }
-                    } else if used == 0 && n > 0 {
-                        continue  // the start of a frame magic: read what completes it
-                    } else {
-                        s.carry = have - used
-                        s.carryFrom = used
-                    }
-                    s.delivered += Int64(used)
-                    out?.pointee = UnsafeRawPointer(base)
-                    return used
-                }
-            }, nil)
-        guard opened == ARCHIVE_OK else {
-            finish(error: libarchiveFailure("cannot decompress the bundle"))
-            return
+        func invalid(_ why: String) -> AirlockError {
+            .verification(.compressionInvalid, "\(why); the bundle was altered or was not made by Airlock")
         }
-        var entry: OpaquePointer?
-        guard archive_read_next_header(a, &entry) == ARCHIVE_OK else {
-            finish(error: libarchiveFailure("cannot decompress the bundle"))
-            return
-        }
-        guard archive_filter_count(a) <= 2 else {
-            finish(
-                error: .verification(
-                    .compressionInvalid, "the bundle is compressed more than once; a bundle is one tar stream compressed with zstd, gzip or nothing"))
-            return
-        }
+        let trailing = AirlockError.verification(
+            .trailingData, "data follows the compressed stream of the bundle; the bundle was altered or badly copied")
+
+        source.readAhead(10)
+        if let e = ioFailure() { return finish(error: e) }
+        if source.have == 0 { return finish(error: .verification(.notABundle, "this is not an Airlock bundle: the file is empty")) }
+        let head = Array(UnsafeRawBufferPointer(rebasing: source.buffer[0..<source.have]))
         let compression: Compression
-        switch archive_filter_code(a, 0) {
-        case ARCHIVE_FILTER_ZSTD: compression = .zstd
-        case ARCHIVE_FILTER_GZIP: compression = .gzip
-        default: compression = .none
+        let decoder: Decoder
+        if Self.isZstd(head) {
+            compression = .zstd
+            guard let d = ZSTD_createDCtx() else { return finish(error: AirlockError(.internal, .outOfMemory, "cannot set up zstd")) }
+            guard ZSTD_isError(ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, Self.maxWindowLog)) == 0 else {
+                ZSTD_freeDCtx(d)
+                return finish(error: AirlockError(.internal, .outOfMemory, "cannot limit zstd's window"))
+            }
+            decoder = .zstd(d)
+            source.zstd = ZstdFrameWalker()
+        } else if Self.isSkippable(head) {
+            return finish(error: invalid("the bundle begins with a skippable zstd frame; a zstd bundle begins with a zstd frame"))
+        } else if head.count >= 2 && head[0] == 0x1F && head[1] == 0x8B {
+            compression = .gzip
+            // A gzip header carries no extra field, file name or comment: nothing rides along.
+            if head.count > 3 && head[3] & 0x1C != 0 {
+                return finish(error: invalid("the bundle's gzip header carries an extra field, a file name or a comment; Airlock bundles carry none"))
+            }
+            let z = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
+            z.initialize(to: z_stream())
+            guard airlock_inflate_init_gzip(z) == Z_OK else {
+                z.deallocate()
+                return finish(error: AirlockError(.internal, .outOfMemory, "cannot set up zlib"))
+            }
+            decoder = .gzip(z)
+        } else {
+            compression = .none
+            decoder = .none
         }
-        // A gzip header carries no extra field, file name or comment: nothing rides along.
-        if compression == .gzip, source.head.count > 3, source.head[3] & 0x1C != 0 {
-            finish(
-                error: .verification(
-                    .compressionInvalid, "the bundle's gzip header carries an extra field, a file name or a comment; Airlock bundles carry none"))
-            return
+        defer {
+            switch decoder {
+            case .zstd(let d): ZSTD_freeDCtx(d)
+            case .gzip(let z):
+                inflateEnd(z)
+                z.deallocate()
+            case .none: break
+            }
+        }
+        if source.zstd == nil {
+            source.end = source.have
+            source.delivered = Int64(source.have)
         }
         lock.lock()
         detected = compression
         lock.unlock()
 
+        /// 0 once the last zstd frame given ended (libzstd's hint); gzip: the member ended.
+        var pendingFrame = 1
+        var gzipEnded = false
+        var first = true
         while true {
             lock.lock()
             while free.isEmpty && !cancelled { lock.wait() }
@@ -297,64 +349,106 @@ package final class DecompressedStream: @unchecked Sendable {
             }
             let buf = buffers[index]
             var filled = 0
+            var failed: AirlockError?
             var atEnd = false
             while filled < buf.count {
-                let n = archive_read_data(a, buf.baseAddress! + filled, buf.count - filled)
-                if n < 0 {
-                    // Hand over what was decoded: the consumer decides whether the failure
-                    // came after a complete tar stream (trailing data) or inside it.
-                    lock.lock()
-                    if filled > 0 { ready.append(Chunk(index: index, count: filled)) } else { free.append(index) }
-                    lock.unlock()
-                    finish(error: libarchiveFailure("the compressed stream is corrupt"))
-                    return
-                }
-                if n == 0 {
-                    atEnd = true
+                source.refill()
+                if let e = ioFailure() {
+                    failed = e
                     break
                 }
-                filled += n
+                let inBase = source.buffer.baseAddress! + source.pos
+                let inCount = source.end - source.pos
+                var produced = 0
+                switch decoder {
+                case .none:
+                    produced = min(inCount, buf.count - filled)
+                    memcpy(buf.baseAddress! + filled, inBase, produced)
+                    source.pos += produced
+                case .zstd(let d):
+                    var input = ZSTD_inBuffer(src: inBase, size: inCount, pos: 0)
+                    var output = ZSTD_outBuffer(dst: buf.baseAddress! + filled, size: buf.count - filled, pos: 0)
+                    let r = ZSTD_decompressStream(d, &output, &input)
+                    if ZSTD_isError(r) != 0 {
+                        failed =
+                            source.zstd?.failure.map(invalid) ?? invalid("the compressed stream is corrupt (zstd: \(String(cString: ZSTD_getErrorName(r))))")
+                        break
+                    }
+                    // A call that took and gave nothing says only what the next frame needs.
+                    if input.pos > 0 || output.pos > 0 { pendingFrame = r }
+                    source.pos += input.pos
+                    produced = output.pos
+                    if produced == 0 && input.pos == 0 && source.pos == source.end && source.done { atEnd = true }
+                case .gzip(let z):
+                    if gzipEnded {
+                        atEnd = true
+                        break
+                    }
+                    z.pointee.next_in = UnsafeMutablePointer(mutating: inBase.assumingMemoryBound(to: UInt8.self))
+                    z.pointee.avail_in = UInt32(inCount)
+                    z.pointee.next_out = (buf.baseAddress! + filled).assumingMemoryBound(to: UInt8.self)
+                    z.pointee.avail_out = UInt32(buf.count - filled)
+                    let r = inflate(z, Z_NO_FLUSH)
+                    let taken = inCount - Int(z.pointee.avail_in)
+                    source.pos += taken
+                    produced = buf.count - filled - Int(z.pointee.avail_out)
+                    if r == Z_STREAM_END {
+                        gzipEnded = true
+                    } else if r == Z_BUF_ERROR || r == Z_OK {
+                        if produced == 0 && taken == 0 && source.done { atEnd = true }
+                    } else {
+                        let msg = z.pointee.msg.map { String(cString: $0) } ?? "error \(r)"
+                        failed = invalid("the compressed stream is corrupt (gzip: \(msg))")
+                    }
+                }
+                if failed != nil { break }
+                if first && produced > 0 {
+                    first = false
+                    let out = UnsafeRawBufferPointer(rebasing: buf[filled..<filled + produced])
+                    if compression != .none && (Self.isZstd(Array(out.prefix(4))) || Self.isSkippable(Array(out.prefix(4))) || out.starts(with: [0x1F, 0x8B])) {
+                        failed = invalid("the bundle is compressed more than once; a bundle is one tar stream compressed with zstd, gzip or nothing")
+                        break
+                    }
+                }
+                filled += produced
+                if compression == .none && produced == 0 && source.done { atEnd = true }
+                if atEnd { break }
             }
+            // Hand over what was decoded: the consumer decides whether a failure came after a
+            // complete tar stream (trailing data) or inside it.
             lock.lock()
             if filled > 0 { ready.append(Chunk(index: index, count: filled)) } else { free.append(index) }
             lock.broadcast()
             lock.unlock()
+            if let failed { return finish(error: failed) }
             if atEnd { break }
         }
-        // Nothing may ride along after the last zstd frame, nor in a skippable frame.
-        if compression == .zstd {
-            if let why = source.zstd.failure {
-                finish(error: .verification(.compressionInvalid, "\(why); the bundle was altered or was not made by Airlock"))
-                return
+        if let e = ioFailure() { return finish(error: e) }
+        switch compression {
+        case .zstd:
+            // Nothing may ride along after the last zstd frame, nor in a skippable frame.
+            if let why = source.zstd?.failure { return finish(error: invalid(why)) }
+            if pendingFrame != 0 {
+                return finish(
+                    error: .verification(.bundleTruncated, "the bundle is truncated (its last zstd frame is cut short); copy it again from the source medium"))
             }
-            if !source.afterFrame && !source.sawEOF {
-                var byte: UInt8 = 0
-                source.afterFrame = source.read(into: &byte, 1) > 0
+        case .gzip:
+            if !gzipEnded {
+                return finish(
+                    error: .verification(.bundleTruncated, "the bundle is truncated (its gzip stream is cut short); copy it again from the source medium"))
             }
-            if source.afterFrame {
-                finish(
-                    error: .verification(
-                        .trailingData, "data follows the compressed stream of the bundle; the bundle was altered or badly copied"))
-                return
-            }
+            if source.pos < source.have { source.afterFrame = true }
+        case .none:
+            break
         }
-        // Nothing may follow the compressed stream: libarchive must have consumed every byte
-        // read so far, and the file must end there.
-        if compression == .gzip {
-            let consumed = archive_filter_bytes(a, -1)
-            var extra = consumed < source.delivered
-            if !extra && !source.sawEOF {
-                var byte: UInt8 = 0
-                let n = source.read(into: &byte, 1)
-                extra = n > 0
-            }
-            if extra {
-                finish(
-                    error: .verification(
-                        .trailingData, "data follows the compressed stream of the bundle; the bundle was altered or badly copied"))
-                return
-            }
+        if !source.afterFrame && !source.sawEOF && compression != .none {
+            var byte: UInt8 = 0
+            source.afterFrame = source.read(into: &byte, 1) > 0
         }
+        if source.afterFrame { return finish(error: trailing) }
         finish(error: nil)
     }
+
+    static func isZstd(_ b: [UInt8]) -> Bool { b.count >= 4 && b[0] == 0x28 && b[1] == 0xB5 && b[2] == 0x2F && b[3] == 0xFD }
+    static func isSkippable(_ b: [UInt8]) -> Bool { b.count >= 4 && b[0] & 0xF0 == 0x50 && b[1] == 0x2A && b[2] == 0x4D && b[3] == 0x18 }
 }
