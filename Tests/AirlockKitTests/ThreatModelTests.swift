@@ -597,6 +597,51 @@ let archiveRows: [ThreatRow] =
                 try zstdCompress(bundle()) + [0x28, 0xB5, 0x2F, 0xFD]
             }),
         ThreatRow(
+            // The tar's end was decoded before the cut showed: still a truncated bundle, since
+            // the member that holds the archive's end is the one cut short.
+            name: "a gzip bundle cut in its trailer", expected: "bundle-truncated",
+            build: {
+                let dir = TempDir()
+                let p = dir.write("bundle.tar", bundle())
+                _ = try run(["gzip", "-n", "-k", p])
+                return Array(FileManager.default.contents(atPath: p + ".gz")!.dropLast(4))
+            }),
+        ThreatRow(
+            name: "a zstd bundle cut in its checksum", expected: "bundle-truncated",
+            build: {
+                Array(try zstdCompress(bundle()).dropLast(2))
+            }),
+        ThreatRow(
+            name: "a gzip bundle whose CRC does not match", expected: "compression-invalid",
+            build: {
+                let dir = TempDir()
+                let p = dir.write("bundle.tar", bundle())
+                _ = try run(["gzip", "-n", "-k", p])
+                var z = Array(FileManager.default.contents(atPath: p + ".gz")!)
+                z[z.count - 8] ^= 0x01
+                return z
+            }),
+        ThreatRow(
+            name: "a second gzip member after the bundle", expected: "trailing-data",
+            build: {
+                let dir = TempDir()
+                let p = dir.write("bundle.tar", bundle())
+                let q = dir.write("more", Array("#!/bin/sh\necho owned\n".utf8))
+                _ = try run(["gzip", "-n", "-k", p, q])
+                return Array(FileManager.default.contents(atPath: p + ".gz")!) + Array(FileManager.default.contents(atPath: q + ".gz")!)
+            }),
+        ThreatRow(
+            name: "an empty zstd frame", expected: "not-a-bundle",
+            build: { [0x28, 0xB5, 0x2F, 0xFD, 0x00, 0x48, 0x01, 0x00, 0x00] }),
+        ThreatRow(
+            name: "an empty gzip member", expected: "not-a-bundle",
+            build: {
+                let dir = TempDir()
+                let p = dir.write("empty", [])
+                _ = try run(["gzip", "-n", "-k", p])
+                return Array(FileManager.default.contents(atPath: p + ".gz")!)
+            }),
+        ThreatRow(
             name: "a gzip header carrying a file name", expected: "compression-invalid",
             build: {
                 let dir = TempDir()

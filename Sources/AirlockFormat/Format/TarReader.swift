@@ -193,7 +193,8 @@ package final class TarReader {
     private func drainPadding() throws {
         var zeros: UInt64 = 0
         let limit = UInt64(BundleLayout.maxTrailingZeros + 512)
-        while try afterEnd(fill()) {
+        let end = offset
+        while try afterEnd(fill(), archiveEnd: end) {
             guard let (_, buf) = current else { break }
             let part = UnsafeRawBufferPointer(rebasing: buf[position...])
             if part.contains(where: { $0 != 0 }) {
@@ -208,10 +209,12 @@ package final class TarReader {
         }
     }
 
-    /// After the end of the archive, a compressed stream cut short is something that follows
-    /// the archive (a frame begun after it), not a truncated bundle.
-    private func afterEnd<T>(_ body: @autoclosure () throws -> T) throws -> T {
+    /// After the end of the archive (at `archiveEnd` among the decoded bytes), a compressed
+    /// frame cut short that began after it is something that follows the archive, not a
+    /// truncated bundle; the frame that holds the archive's end cut short is a truncated bundle.
+    private func afterEnd<T>(_ body: @autoclosure () throws -> T, archiveEnd: UInt64) throws -> T {
         do { return try body() } catch let e as AirlockError where e.code == ErrorCode.bundleTruncated.rawValue {
+            if let start = stream.cutFrameStart, start < archiveEnd { throw e }
             throw AirlockError.verification(
                 .trailingData, "data follows the end of the tar archive (a compressed frame cut short); the bundle was altered or badly copied")
         }

@@ -40,6 +40,7 @@ package final class DecompressedStream: @unchecked Sendable {
     private var producerDone = false
     private var detected: Compression?
     private var producerError: AirlockError?
+    private var cutFrame: UInt64?
 
     /// Starts decompressing `fd`; the stream does not close `fd`.
     /// Seconds a read from a pipe, socket or terminal may wait for data before the stream
@@ -91,6 +92,15 @@ package final class DecompressedStream: @unchecked Sendable {
         lock.broadcast()
         while !producerDone { lock.wait() }
         lock.unlock()
+    }
+
+    /// When the stream failed because its last frame (or gzip member) is cut short: where that
+    /// frame began among the decoded bytes. A frame cut short that began after the end of the
+    /// tar archive is something that follows the archive, not a truncated archive (`TarReader`).
+    package var cutFrameStart: UInt64? {
+        lock.lock()
+        defer { lock.unlock() }
+        return cutFrame
     }
 
     /// The compression found, once the first chunk arrived (or the stream ended).
@@ -163,7 +173,8 @@ package final class DecompressedStream: @unchecked Sendable {
         func read(into p: UnsafeMutableRawPointer?, _ count: Int) -> Int {
             if timeoutMillis > 0 {
                 var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                let r = poll(&pfd, 1, timeoutMillis)
+                var r: Int32
+                repeat { r = poll(&pfd, 1, timeoutMillis) } while r < 0 && errno == EINTR
                 if r == 0 {
                     errno = ETIMEDOUT
                     return -1
@@ -235,9 +246,12 @@ package final class DecompressedStream: @unchecked Sendable {
         }
     }
 
-    private func finish(error: AirlockError?) {
+    private func finish(error: AirlockError?, cutFrameStart: UInt64? = nil) {
         lock.lock()
-        if let error, failure == nil { failure = error }
+        if let error, failure == nil {
+            failure = error
+            cutFrame = cutFrameStart
+        }
         finished = true
         lock.broadcast()
         lock.unlock()
@@ -334,7 +348,11 @@ package final class DecompressedStream: @unchecked Sendable {
         /// 0 once the last zstd frame given ended (libzstd's hint); gzip: the member ended.
         var pendingFrame = 1
         var gzipEnded = false
-        var first = true
+        /// Decoded bytes so far, and where the frame being decoded began among them.
+        var total: UInt64 = 0
+        var frameStart: UInt64 = 0
+        /// The first decoded bytes, until there are 4 to tell a compressed stream from a tar.
+        var firstBytes: [UInt8]? = []
         while true {
             lock.lock()
             while free.isEmpty && !cancelled { lock.wait() }
@@ -368,6 +386,7 @@ package final class DecompressedStream: @unchecked Sendable {
                 case .zstd(let d):
                     var input = ZSTD_inBuffer(src: inBase, size: inCount, pos: 0)
                     var output = ZSTD_outBuffer(dst: buf.baseAddress! + filled, size: buf.count - filled, pos: 0)
+                    let between = pendingFrame == 0
                     let r = ZSTD_decompressStream(d, &output, &input)
                     if ZSTD_isError(r) != 0 {
                         failed =
@@ -376,6 +395,7 @@ package final class DecompressedStream: @unchecked Sendable {
                     }
                     // A call that took and gave nothing says only what the next frame needs.
                     if input.pos > 0 || output.pos > 0 { pendingFrame = r }
+                    if between && input.pos > 0 { frameStart = total + UInt64(filled) }
                     source.pos += input.pos
                     produced = output.pos
                     if produced == 0 && input.pos == 0 && source.pos == source.end && source.done { atEnd = true }
@@ -396,16 +416,18 @@ package final class DecompressedStream: @unchecked Sendable {
                         gzipEnded = true
                     } else if r == Z_BUF_ERROR || r == Z_OK {
                         if produced == 0 && taken == 0 && source.done { atEnd = true }
+                    } else if r == Z_MEM_ERROR {
+                        failed = AirlockError(.internal, .outOfMemory, "zlib ran out of memory decompressing the bundle")
                     } else {
                         let msg = z.pointee.msg.map { String(cString: $0) } ?? "error \(r)"
                         failed = invalid("the compressed stream is corrupt (gzip: \(msg))")
                     }
                 }
                 if failed != nil { break }
-                if first && produced > 0 {
-                    first = false
-                    let out = UnsafeRawBufferPointer(rebasing: buf[filled..<filled + produced])
-                    if compression != .none && (Self.isZstd(Array(out.prefix(4))) || Self.isSkippable(Array(out.prefix(4))) || out.starts(with: [0x1F, 0x8B])) {
+                if compression != .none, produced > 0, var head = firstBytes {
+                    head += UnsafeRawBufferPointer(rebasing: buf[filled..<filled + min(produced, 4 - head.count)])
+                    firstBytes = head.count < 4 ? head : nil
+                    if head.count == 4 && (Self.isZstd(head) || Self.isSkippable(head) || head.starts(with: [0x1F, 0x8B])) {
                         failed = invalid("the bundle is compressed more than once; a bundle is one tar stream compressed with zstd, gzip or nothing")
                         break
                     }
@@ -416,6 +438,7 @@ package final class DecompressedStream: @unchecked Sendable {
             }
             // Hand over what was decoded: the consumer decides whether a failure came after a
             // complete tar stream (trailing data) or inside it.
+            total += UInt64(filled)
             lock.lock()
             if filled > 0 { ready.append(Chunk(index: index, count: filled)) } else { free.append(index) }
             lock.broadcast()
@@ -430,12 +453,14 @@ package final class DecompressedStream: @unchecked Sendable {
             if let why = source.zstd?.failure { return finish(error: invalid(why)) }
             if pendingFrame != 0 {
                 return finish(
-                    error: .verification(.bundleTruncated, "the bundle is truncated (its last zstd frame is cut short); copy it again from the source medium"))
+                    error: .verification(.bundleTruncated, "the bundle is truncated (its last zstd frame is cut short); copy it again from the source medium"),
+                    cutFrameStart: frameStart)
             }
         case .gzip:
             if !gzipEnded {
                 return finish(
-                    error: .verification(.bundleTruncated, "the bundle is truncated (its gzip stream is cut short); copy it again from the source medium"))
+                    error: .verification(.bundleTruncated, "the bundle is truncated (its gzip stream is cut short); copy it again from the source medium"),
+                    cutFrameStart: 0)
             }
             if source.pos < source.have { source.afterFrame = true }
         case .none:
@@ -446,6 +471,9 @@ package final class DecompressedStream: @unchecked Sendable {
             source.afterFrame = source.read(into: &byte, 1) > 0
         }
         if source.afterFrame { return finish(error: trailing) }
+        if total == 0 && compression != .none {
+            return finish(error: .verification(.notABundle, "this is not an Airlock bundle: its compressed stream holds nothing"))
+        }
         finish(error: nil)
     }
 
