@@ -15,8 +15,8 @@ package enum FileIO {
 
     /// A read buffer's size for `fd` read from `offset` (nil: its current offset) to its end:
     /// `limit`, or less for a regular file with fewer bytes left (at least 4 KiB, and one byte
-    /// more than is left, so the end shows in the same read). A file that grows is still read
-    /// whole, in more reads.
+    /// more than is left: a file that grew by a byte since still fits one read). A file that
+    /// grows more is still read whole, in more reads.
     package static func readBufferSize(_ fd: Int32, from offset: Int? = nil, limit: Int = 1 << 20) -> Int {
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return limit }
