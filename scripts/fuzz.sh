@@ -53,8 +53,10 @@ for t in "${targets[@]}"; do
   AIRLOCK_FUZZ_TARGET=$t AIRLOCK_FUZZ_SEEDS=$seeds "$BIN" >/dev/null 2>&1 || { echo "error: $t: writing the seeds failed" >&2; status=2; continue; }
   dirs=("$corpus" "$seeds")
   [ -d "$ROOT/Fuzz/regressions/$t" ] && dirs+=("$ROOT/Fuzz/regressions/$t")
-  # The threat model's hostile bundles, written by ThreatModelTests (make test).
-  [ "$t" = bundle ] && [ -d "$WORK/seeds/bundle-threats" ] && dirs+=("$WORK/seeds/bundle-threats")
+  # The threat model's hostile bundles, written by ThreatModelTests (make test) to this fixed
+  # folder, whatever FUZZ_WORK is.
+  threats=$ROOT/.build-fuzz/work/seeds/bundle-threats
+  [ "$t" = bundle ] && [ -d "$threats" ] && dirs+=("$threats")
   dict=()
   [ -f "$ROOT/Fuzz/dictionaries/$t.dict" ] && dict=(-dict="$ROOT/Fuzz/dictionaries/$t.dict")
   log=$WORK/logs/$t.log
