@@ -21,6 +21,15 @@ struct ThreatRow: CustomTestStringConvertible, Sendable {
 }
 
 private let vendor = TestKeys.vendor
+
+/// `bytes` compressed by the zstd tool with a 2^27 window: from a pipe zstd does not know the
+/// size, so its frame keeps the window asked for.
+private func zstdLongWindow(_ bytes: [UInt8]) throws -> [UInt8] {
+    let dir = TempDir()
+    let p = dir.write("in.tar", bytes)
+    _ = try run(["sh", "-c", "zstd -q -1 --long=27 -c < \"$0\" > \"$0.zst\"", p])
+    return Array(FileManager.default.contents(atPath: p + ".zst")!)
+}
 private let release = Release()
 
 /// A well-formed bundle whose entries `edit` may change.
@@ -466,13 +475,7 @@ let archiveRows: [ThreatRow] =
             name: "decompression bomb: a zstd frame asking for a 128 MiB window", expected: "compression-invalid",
             message: "asks for a window of 134217728 bytes",
             build: {
-                var t = bundle()
-                t += [UInt8](repeating: 0, count: 64 << 20)
-                let dir = TempDir()
-                let p = dir.write("in.tar", t)
-                // From a pipe zstd does not know the size, so it keeps the 2^27 window asked for.
-                _ = try run(["sh", "-c", "zstd -q -1 --long=27 -c < \"$0\" > \"$0.zst\"", p])
-                return Array(FileManager.default.contents(atPath: p + ".zst")!)
+                try zstdLongWindow(bundle() + [UInt8](repeating: 0, count: 64 << 20))
             }),
         ThreatRow(
             name: "a single-segment zstd frame declaring 64 MiB of content (its window)", expected: "compression-invalid",
@@ -488,20 +491,14 @@ let archiveRows: [ThreatRow] =
             name: "a skippable zstd frame before the first frame (then a 128 MiB window)", expected: "compression-invalid",
             message: "begins with a skippable zstd frame",
             build: {
-                let dir = TempDir()
-                let p = dir.write("in.tar", bundle())
-                _ = try run(["sh", "-c", "zstd -q -1 --long=27 -c < \"$0\" > \"$0.zst\"", p])
-                return [0x50, 0x2A, 0x4D, 0x18, 0, 0, 0, 0] + Array(FileManager.default.contents(atPath: p + ".zst")!)
+                [0x50, 0x2A, 0x4D, 0x18, 0, 0, 0, 0] + (try zstdLongWindow(bundle()))
             }),
         ThreatRow(
             // A filter chain would decode the inner stream too (with zstd's own 128 MiB window).
             name: "a bundle compressed twice (zstd of zstd with a 128 MiB window)", expected: "compression-invalid",
             message: "compressed more than once",
             build: {
-                let dir = TempDir()
-                let p = dir.write("in.tar", bundle())
-                _ = try run(["sh", "-c", "zstd -q -1 --long=27 -c < \"$0\" | zstd -q -1 -c > \"$0.zst\"", p])
-                return Array(FileManager.default.contents(atPath: p + ".zst")!)
+                try zstdCompress(zstdLongWindow(bundle()))
             }),
         ThreatRow(
             name: "the input the bundle fuzz target found: a frame header asking for an 80 MiB window", expected: "compression-invalid",
