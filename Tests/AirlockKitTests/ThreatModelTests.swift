@@ -545,10 +545,7 @@ let archiveRows: [ThreatRow] =
         ThreatRow(
             name: "a bundle compressed twice (gzip of zstd)", expected: "compression-invalid",
             build: {
-                let dir = TempDir()
-                let p = dir.write("b.zst", try zstdCompress(bundle()))
-                _ = try run(["gzip", "-n", "-k", p])
-                return Array(FileManager.default.contents(atPath: p + ".gz")!)
+                try gzipCompress(try zstdCompress(bundle()))
             }),
         ThreatRow(
             name: "a skippable zstd frame carrying hidden data", expected: "compression-invalid",
@@ -598,10 +595,7 @@ let archiveRows: [ThreatRow] =
             // the member that holds the archive's end is the one cut short.
             name: "a gzip bundle cut in its trailer", expected: "bundle-truncated",
             build: {
-                let dir = TempDir()
-                let p = dir.write("bundle.tar", bundle())
-                _ = try run(["gzip", "-n", "-k", p])
-                return Array(FileManager.default.contents(atPath: p + ".gz")!.dropLast(4))
+                Array(try gzipCompress(bundle()).dropLast(4))
             }),
         ThreatRow(
             name: "a zstd bundle cut in its checksum", expected: "bundle-truncated",
@@ -611,21 +605,14 @@ let archiveRows: [ThreatRow] =
         ThreatRow(
             name: "a gzip bundle whose CRC does not match", expected: "compression-invalid",
             build: {
-                let dir = TempDir()
-                let p = dir.write("bundle.tar", bundle())
-                _ = try run(["gzip", "-n", "-k", p])
-                var z = Array(FileManager.default.contents(atPath: p + ".gz")!)
+                var z = try gzipCompress(bundle())
                 z[z.count - 8] ^= 0x01
                 return z
             }),
         ThreatRow(
             name: "a second gzip member after the bundle", expected: "trailing-data",
             build: {
-                let dir = TempDir()
-                let p = dir.write("bundle.tar", bundle())
-                let q = dir.write("more", Array("#!/bin/sh\necho owned\n".utf8))
-                _ = try run(["gzip", "-n", "-k", p, q])
-                return Array(FileManager.default.contents(atPath: p + ".gz")!) + Array(FileManager.default.contents(atPath: q + ".gz")!)
+                try gzipCompress(bundle()) + gzipCompress(Array("#!/bin/sh\necho owned\n".utf8))
             }),
         ThreatRow(
             name: "an empty zstd frame", expected: "not-a-bundle",
@@ -633,18 +620,12 @@ let archiveRows: [ThreatRow] =
         ThreatRow(
             name: "an empty gzip member", expected: "not-a-bundle",
             build: {
-                let dir = TempDir()
-                let p = dir.write("empty", [])
-                _ = try run(["gzip", "-n", "-k", p])
-                return Array(FileManager.default.contents(atPath: p + ".gz")!)
+                try gzipCompress([])
             }),
         ThreatRow(
             name: "a gzip header carrying a file name", expected: "compression-invalid",
             build: {
-                let dir = TempDir()
-                let p = dir.write("bundle.tar", bundle())
-                _ = try run(["gzip", "-N", "-k", p])
-                return Array(FileManager.default.contents(atPath: p + ".gz")!)
+                try gzipCompress(bundle(), name: true)
             }),
         ThreatRow(
             name: "a lone zero block as the end marker", expected: "tar-invalid",

@@ -147,3 +147,12 @@ func zstdCompress(_ bytes: [UInt8]) throws -> [UInt8] {
     try run(["zstd", "-q", "-f", p, "-o", p + ".zst"])
     return Array(FileManager.default.contents(atPath: p + ".zst")!)
 }
+
+/// The bytes as `gzip` compresses them: one member, with no name and no time in its header,
+/// unless `name` asks for the file name to be stored (`gzip -N`).
+func gzipCompress(_ bytes: [UInt8], name: Bool = false) throws -> [UInt8] {
+    let dir = TempDir()
+    let p = dir.write("bundle.tar", bytes)
+    try run(["gzip", name ? "-N" : "-n", "-k", p])
+    return Array(FileManager.default.contents(atPath: p + ".gz")!)
+}
