@@ -217,6 +217,49 @@ import Testing
         #expect(report.ok, "\(report.error?.description ?? "")")
     }
 
+    /// Without an eval gate, pack scans on a thread of its own while it packs the files found
+    /// so far (`ScanFeed`). What only the scan's end can show, found after the payload began (a
+    /// 4 MiB file comes first), still stops the pack and leaves no bundle: two names that differ
+    /// only by letter case, a FIFO, an invalid tool manifest in the last folder.
+    @Test func refusalsFoundWhileThePayloadIsWrittenLeaveNoBundle() throws {
+        let big = String(repeating: "0123456789abcdef", count: 1 << 18)
+        let cases: [(String, (TempDir, String) throws -> Void, String)] = [
+            (
+                "letter case",
+                { tmp, _ in
+                    tmp.write("release/tools/Notes.md", "a")
+                    tmp.write("release/tools/notes.md", "b")
+                }, "release-file-refused"
+            ),
+            ("fifo", { _, rel in #expect(mkfifo(rel + "/tools/zz-pipe", 0o644) == 0) }, "release-file-refused"),
+            ("tool manifest", { tmp, _ in tmp.write("release/tools/tools.json", "{\"tools\": {}}") }, "tools-invalid"),
+        ]
+        for (name, setup, code) in cases {
+            let e = try refusal { tmp, rel in
+                tmp.write("release/code/aaa-large.bin", big)
+                try setup(tmp, rel)
+            }
+            #expect(e.code == code, "\(name): \(e.code) \(e.message)")
+        }
+    }
+
+    /// The components are walked in the order of their paths in the bundle, whatever the order
+    /// of airlock.yaml, and the bundle is the same as for the release declared in that order.
+    @Test func componentsDeclaredOutOfOrderPackInBundleOrder() throws {
+        let tmp = TempDir()
+        let rel = Release().writeDirectory(in: tmp)
+        let a = try pack(rel, out: tmp.file("a.airlock"))
+        let yaml = try String(contentsOfFile: rel + "/airlock.yaml", encoding: .utf8)
+        let header = yaml.components(separatedBy: "components:\n")[0]
+        let lines = yaml.components(separatedBy: "components:\n")[1].split(separator: "\n")
+        #expect(lines.count > 2)
+        tmp.write("release/airlock.yaml", header + "components:\n" + lines.reversed().joined(separator: "\n") + "\n")
+        let b = try pack(rel, out: tmp.file("b.airlock"))
+        #expect(a.bundleID == b.bundleID)
+        #expect(FileManager.default.contents(atPath: tmp.file("a.airlock")) == FileManager.default.contents(atPath: tmp.file("b.airlock")))
+        #expect(Verifier.verify(bundle: b.path, trust: TestKeys.trust()).ok)
+    }
+
     /// A file that changes after the scan is refused when it is read, whether it is small (read
     /// in one call, hashed by the reading thread) or large (read in chunks).
     @Test func aFileChangedAfterTheScanIsRefused() throws {

@@ -26,6 +26,11 @@ public final class ProgressReporter {
         doneBytes = 0
     }
 
+    /// Changes the total, keeping the count: for work whose size is learnt as it goes.
+    public func setTotal(_ total: UInt64) {
+        self.total = total
+    }
+
     /// Counts `n` more bytes done, redrawing the line at most every 100 ms.
     public func advance(by n: Int) {
         doneBytes += UInt64(n)

@@ -18,7 +18,7 @@ final class ChunkHasher: @unchecked Sendable {
     private var hashed = 0
     private var closed = false
     private var finished = false
-    private var digests: [SHA256Digest?]
+    private var digests: [SHA256Digest?] = []
     // The reader's:
     private var submitted = 0
     private var filled = 0
@@ -36,8 +36,7 @@ final class ChunkHasher: @unchecked Sendable {
         var segments: [Segment]
     }
 
-    init(files: Int) {
-        digests = Array(repeating: nil, count: files)
+    init() {
         buffers = (0..<depth).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunkSize, alignment: 64) }
         let thread = Thread { [self] in self.run() }
         thread.name = "airlock-hash"
@@ -80,8 +79,9 @@ final class ChunkHasher: @unchecked Sendable {
         filled = 0
     }
 
-    /// Waits for every chunk submitted to be hashed and returns the digests, one per file;
-    /// nil for a file whose chunks were not all submitted. Stops the hasher.
+    /// Waits for every chunk submitted to be hashed and returns the digests, one per file up to
+    /// the last file submitted; nil for a file whose chunks were not all submitted. Stops the
+    /// hasher.
     func finish() -> [SHA256Digest?] {
         handOver()
         lock.lock()
@@ -120,7 +120,10 @@ final class ChunkHasher: @unchecked Sendable {
                 }
             }
             lock.lock()
-            for (f, d) in done { digests[f] = d }
+            for (f, d) in done {
+                if f >= digests.count { digests.append(contentsOf: repeatElement(nil, count: f - digests.count + 1)) }
+                digests[f] = d
+            }
             hashed += 1
             lock.broadcast()
             lock.unlock()

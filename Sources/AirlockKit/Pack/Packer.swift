@@ -57,8 +57,9 @@ struct FileIdentity: Equatable, Sendable {
 /// streaming pass to a temporary file that is renamed into place only when complete.
 public enum Packer {
     /// Packs the release in `directory` (its `airlock.yaml` and the component folders it names)
-    /// into a bundle signed by every key of `options.keys`, and returns what it wrote. The tool
-    /// manifest is checked and the eval gate run before anything is hashed; the bundle is written
+    /// into a bundle signed by every key of `options.keys`, and returns what it wrote. The eval
+    /// gate runs before anything is hashed; a release that fails it, the tool manifest's check or
+    /// the scan never becomes a bundle (the scan may run beside the packing). The bundle is written
     /// to a temporary file beside the output and renamed into place only when complete, so a pack
     /// that fails leaves no bundle. `progress` is told every byte hashed and written.
     ///
@@ -95,21 +96,26 @@ public enum Packer {
         var dir = directory
         while dir.count > 1 && dir.hasSuffix("/") { dir.removeLast() }
         let spec = try ReleaseSpec.load(directory: dir)
-        let sources = try scan(directory: dir, spec: spec, followInternalSymlinks: options.followInternalSymlinks)
-        // The tool manifest is checked, and the eval gate run, before anything is hashed: a
-        // release that fails either never becomes a bundle.
-        if let tools = spec.components.first(where: { $0.name == "tools" }) {
-            guard let t = sources.first(where: { $0.path == ToolManifest.path }) else {
-                throw AirlockError(
-                    .invalidRelease, .toolsMissing,
-                    "the tools component has no tools.json; declare the agent's tools in \(dir)/\(tools.path)/tools.json ({\"tools\": []} declares none; see docs/release.md)"
-                )
-            }
-            _ = try ToolManifest.parse(FileIO.read(t.source, limit: ToolManifest.maxBytes, what: "tool manifest"), source: t.source)
-        }
+        // One pass (zstd, a full bundle): every file is read once, hashed as it is compressed,
+        // and the signed head is put in front of the payload afterwards. Otherwise (a delta,
+        // which needs every digest to know what to carry, or gzip and no compression, which have
+        // no frames to put a head in front of): hash everything, then write.
+        let onePass = options.base == nil && options.compression == .zstd
+        // A one-pass pack with no eval gate scans on a thread of its own while it packs the files
+        // found so far (`ScanFeed`); the checks that need every file run when the scan ends, and
+        // a release that fails them never becomes a bundle. An eval gate runs between the scan
+        // and the first byte packed, as before.
+        let streaming = onePass && spec.eval == nil
+        var sources: [SourceFile] = []
         var attestations: [String: JSONValue]?
-        if let eval = spec.eval {
-            attestations = ["eval": try EvalGate.run(eval, directory: dir, progress: options.evalProgress).json]
+        if !streaming {
+            sources = try scan(directory: dir, spec: spec, followInternalSymlinks: options.followInternalSymlinks)
+            // The tool manifest is checked, and the eval gate run, before anything is hashed: a
+            // release that fails either never becomes a bundle.
+            try checkTools(spec: spec, sources: sources, directory: dir)
+            if let eval = spec.eval {
+                attestations = ["eval": try EvalGate.run(eval, directory: dir, progress: options.evalProgress).json]
+            }
         }
         let epoch = options.sourceDateEpoch ?? Timestamp.now()
         if let expires = spec.expires, let t = Timestamp.parse(expires), t <= epoch {
@@ -117,7 +123,8 @@ public enum Packer {
                 .invalidRelease, .releaseExpired, "airlock.yaml says the release expires at \(expires), which is already past; set a later expires")
         }
         let output = options.output ?? "\(spec.name)-\(spec.version).\(BundleLayout.fileExtension)"
-        try checkOutput(output, directory: dir, spec: spec, sources: sources)
+        try checkOutput(output, directory: dir, spec: spec)
+        if !streaming { try checkOutputIsNotSource(output, sources: sources) }
         var tmp = FileIO.temporarySibling(of: output)
         var fd = Sys.open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
@@ -129,16 +136,39 @@ public enum Packer {
             if !renamed { _ = Sys.unlink(tmp) }
         }
 
-        // One pass (zstd, a full bundle): every file is read once, hashed as it is compressed,
-        // and the signed head is put in front of the payload afterwards. Otherwise (a delta,
-        // which needs every digest to know what to carry, or gzip and no compression, which have
-        // no frames to put a head in front of): hash everything, then write.
-        let onePass = options.base == nil && options.compression == .zstd
+        let follow = options.followInternalSymlinks
+        let releaseDir = dir
+        let feed: ScanFeed? =
+            streaming
+            ? ScanFeed { emit, all in
+                try walkRelease(directory: releaseDir, spec: spec, follow: follow, emit: emit)
+                let found = try all()
+                try checkScanned(found)
+                try checkTools(spec: spec, sources: found, directory: releaseDir)
+                try checkOutputIsNotSource(output, sources: found)
+            } : nil
+        // Whatever ends the pack ends the scan first.
+        defer { feed?.cancel() }
         progress?.start(total: sources.reduce(0) { $0 + $1.size } * (onePass ? 1 : 2))
-        let digests =
-            onePass
-            ? try writePayloadHashing(sources, fd: fd, output: output, options: options, mtime: epoch, progress: progress)
-            : try hashAll(sources, threads: options.threads, progress: progress)
+        var digests: [SHA256Digest]
+        if onePass {
+            var totalKnown = feed == nil
+            digests = try writePayloadHashing(fd: fd, output: output, options: options, mtime: epoch, progress: progress) { index in
+                guard let feed else { return index < sources.count ? sources[index] : nil }
+                if !totalKnown, let total = feed.completedTotal {
+                    progress?.setTotal(total)
+                    totalKnown = true
+                }
+                return try feed.file(index)
+            }
+            if let feed { sources = try feed.complete() }
+        } else {
+            digests = try hashAll(sources, threads: options.threads, progress: progress)
+        }
+        guard digests.count == sources.count else {
+            throw AirlockError(
+                .internal, .manifestUnstable, "\(digests.count) digests for \(sources.count) files; this is a bug in airlock, please report it")
+        }
         let files = zip(sources, digests).map { ManifestFile(path: $0.path, size: $0.size, sha256: $1, executable: $0.executable) }
 
         let metadata = Dictionary(uniqueKeysWithValues: spec.components.map { ($0.name, $0.metadata) })
@@ -237,23 +267,48 @@ public enum Packer {
             eval: try manifest.attestations?["eval"].map { try EvalAttestation(json: $0, source: "the eval attestation") })
     }
 
-    /// Refuses an output that is a folder, a file of the release, or inside a component folder.
-    static func checkOutput(_ output: String, directory dir: String, spec: ReleaseSpec, sources: [SourceFile]) throws {
+    /// Refuses an output that is a folder, or inside a component folder (`output-is-source` when
+    /// it is a file there already).
+    static func checkOutput(_ output: String, directory dir: String, spec: ReleaseSpec) throws {
         var st = stat()
         if stat(output, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
             throw AirlockError(
                 .usage, .outputIsDirectory, "--out \(output) is a directory; give a file name such as \(output)/\(spec.name)-\(spec.version).airlock")
         }
-        if stat(output, &st) == 0, sources.contains(where: { $0.identity.device == UInt64(st.st_dev) && $0.identity.inode == UInt64(st.st_ino) }) {
-            throw AirlockError(.usage, .outputIsSource, "--out \(output) is a file of the release itself; write the bundle somewhere else")
-        }
         if let outDir = resolvedPath(output.contains("/") ? String(output[..<output.lastIndex(of: "/")!]) : "."),
             let root = resolvedPath(dir),
             spec.components.contains(where: { (outDir + "/").hasPrefix(root + "/" + $0.path + "/") })
         {
+            // A file that is already there is one the scan takes in: a file of the release.
+            if stat(output, &st) == 0 { throw outputIsSource(output) }
             throw AirlockError(
                 .usage, .outputInRelease, "--out \(output) is inside a component folder, so the next pack would take the bundle in; write it somewhere else")
         }
+    }
+
+    static func outputIsSource(_ output: String) -> AirlockError {
+        AirlockError(.usage, .outputIsSource, "--out \(output) is a file of the release itself; write the bundle somewhere else")
+    }
+
+    /// Refuses an output that is a file of the release (the target of a followed symlink, or a
+    /// hard link of one).
+    static func checkOutputIsNotSource(_ output: String, sources: [SourceFile]) throws {
+        var st = stat()
+        if stat(output, &st) == 0, sources.contains(where: { $0.identity.device == UInt64(st.st_dev) && $0.identity.inode == UInt64(st.st_ino) }) {
+            throw outputIsSource(output)
+        }
+    }
+
+    /// The tool manifest of a release with a tools component: there, and valid.
+    static func checkTools(spec: ReleaseSpec, sources: [SourceFile], directory dir: String) throws {
+        guard let tools = spec.components.first(where: { $0.name == "tools" }) else { return }
+        guard let t = sources.first(where: { $0.path == ToolManifest.path }) else {
+            throw AirlockError(
+                .invalidRelease, .toolsMissing,
+                "the tools component has no tools.json; declare the agent's tools in \(dir)/\(tools.path)/tools.json ({\"tools\": []} declares none; see docs/release.md)"
+            )
+        }
+        _ = try ToolManifest.parse(FileIO.read(t.source, limit: ToolManifest.maxBytes, what: "tool manifest"), source: t.source)
     }
 
     // MARK: One pass
@@ -261,18 +316,21 @@ public enum Packer {
     /// Writes the payload entries of every file, in manifest order, as one zstd-compressed tar
     /// stream that ends with the end-of-archive marker (the head goes in front of it later),
     /// hashing each byte as it goes to the compressor. Returns the digests, in order.
+    /// `next` gives the file at an index in manifest order, nil after the last.
     static func writePayloadHashing(
-        _ sources: [SourceFile], fd: Int32, output: String, options: PackOptions, mtime: Int64, progress: ProgressReporter?
+        fd: Int32, output: String, options: PackOptions, mtime: Int64, progress: ProgressReporter?, next: (Int) throws -> SourceFile?
     ) throws -> [SHA256Digest] {
         let archive = try ArchiveWriter(
             fileDescriptor: fd, path: output, compression: .zstd, level: options.level, threads: options.compressionThreads, background: true)
         // Four stages on two cores: this thread reads and hands each chunk to the compressor
         // (libarchive copies it into zstd's worker, which compresses) and to the hasher; the
         // compressed stream is written from a thread of its own (`BackgroundFileWriter`).
-        let hasher = ChunkHasher(files: sources.count)
+        let hasher = ChunkHasher()
         var failure: Error?
         do {
-            for (index, src) in sources.enumerated() {
+            var index = 0
+            while let src = try next(index) {
+                defer { index += 1 }
                 let mode = src.executable ? BundleLayout.executableMode : BundleLayout.regularMode
                 try archive.addFile(path: BundleLayout.payloadPrefix + src.path, size: src.size, mode: mode, mtime: mtime) { write in
                     try readChunks(src, buffer: hasher.nextBuffer) { part, last in
@@ -409,14 +467,23 @@ public enum Packer {
         AirlockError(.invalidRelease, .releaseFileRefused, "\(path): \(why)")
     }
 
-    /// Every file of the release's components, checked against the path rules and sorted by
-    /// UTF-8 bytes of its bundle path.
+    /// Every file of the release's components, checked against the path rules, in bundle order
+    /// (sorted by the UTF-8 bytes of its bundle path).
     static func scan(directory: String, spec: ReleaseSpec, followInternalSymlinks: Bool) throws -> [SourceFile] {
+        var out: [SourceFile] = []
+        try walkRelease(directory: directory, spec: spec, follow: followInternalSymlinks) { out.append($0) }
+        try checkScanned(out)
+        // The table lives until the bundle is written: give back what growing it left spare.
+        return out.withUnsafeBufferPointer { Array($0) }
+    }
+
+    /// Hands every file of the release's components to `emit`, in bundle order: the components
+    /// sorted as their paths in the bundle are, and each folder walked in that order (`walk`).
+    static func walkRelease(directory: String, spec: ReleaseSpec, follow: Bool, emit: (SourceFile) throws -> Void) throws {
         guard let realRoot = resolvedPath(directory) else {
             throw AirlockError.io(.fileNotFound, "release directory \(directory) does not exist", errno: errno)
         }
-        var out: [SourceFile] = []
-        for c in spec.components {
+        for c in spec.components.sorted(by: { PathRules.precedes($0.name + "/", $1.name + "/") }) {
             let folder = directory + "/" + c.path
             var st = stat()
             guard lstat(folder, &st) == 0 else {
@@ -437,29 +504,36 @@ public enum Packer {
                 throw refuse(folder, "cannot read this folder (\(String(cString: strerror(errno)))); fix its permissions")
             }
             try walk(
-                folder, folder: fd, bundlePrefix: c.name, component: (folder, Int32(c.name.utf8.count)), root: realRoot, follow: followInternalSymlinks,
-                into: &out)
+                folder, folder: fd, bundlePrefix: c.name, component: (folder, Int32(c.name.utf8.count)), root: realRoot, follow: follow,
+                emit: emit)
         }
-        guard !out.isEmpty else {
+    }
+
+    /// The checks of a scan that need every file: at least one, at most 2^53 bytes, in bundle
+    /// order, and a set of paths the path rules accept (no two that differ only by letter case,
+    /// no file that is also a folder).
+    static func checkScanned(_ files: [SourceFile]) throws {
+        guard !files.isEmpty else {
             throw AirlockError(.invalidRelease, .releaseEmpty, "the release's component folders hold no file; a release needs at least one")
         }
         var total: UInt64 = 0
-        for f in out {
+        for (i, f) in files.enumerated() {
             total += f.size
             guard f.size <= BundleLayout.maxInteger, total <= BundleLayout.maxInteger else {
                 throw refuse(f.source, "the release is larger than 2^53 bytes, the format's limit")
             }
+            guard i == 0 || PathRules.precedes(files[i - 1].path, f.path) else {
+                throw AirlockError(
+                    .internal, .manifestUnstable, "the scan found \(f.path) after \(files[i - 1].path), out of the bundle's order; this is a bug in airlock")
+            }
         }
-        out.sort { PathRules.precedes($0.path, $1.path) }
-        if let (path, reason) = PathRules.setProblem(with: out.map(\.path)) {
+        if let (path, reason) = PathRules.setProblem(with: files.map(\.path)) {
             throw refuse(path, "refused: \(reason)")
         }
-        // The table lives until the bundle is written: give back what growing it left spare.
-        return out.withUnsafeBufferPointer { Array($0) }
     }
 
-    /// Adds the files under `dir` to `out` in the format's order, so that the final sort has
-    /// nothing to move: a folder's entries are visited sorted by name, a folder's name counting
+    /// Hands the files under `dir` to `emit` in the format's order: a folder's entries are
+    /// visited sorted by name, a folder's name counting
     /// as if it ended with "/" (so "a-b" comes before the folder "a", whose paths all start
     /// "a/"). Each entry is looked up relative to its open folder (no path walk per file).
     ///
@@ -468,7 +542,7 @@ public enum Packer {
     /// a symlink after it was looked at is refused, never walked.
     private static func walk(
         _ dir: String, folder: Int32, bundlePrefix: String, component: (folder: String, nameBytes: Int32), root: String, follow: Bool,
-        into out: inout [SourceFile]
+        emit: (SourceFile) throws -> Void
     ) throws {
         guard let d = fdopendir(folder) else {
             close(folder)
@@ -529,9 +603,9 @@ public enum Packer {
                     close(sub)
                     throw refuse(fsPath, "the folder changed while it was scanned; stop whatever writes to the release directory and pack again")
                 }
-                try walk(fsPath, folder: sub, bundlePrefix: bundlePath, component: component, root: root, follow: follow, into: &out)
+                try walk(fsPath, folder: sub, bundlePrefix: bundlePath, component: component, root: root, follow: follow, emit: emit)
             case S_IFREG:
-                try out.append(regular(fsPath, bundlePath: bundlePath, st: st, component: component))
+                try emit(regular(fsPath, bundlePath: bundlePath, st: st, component: component))
             case S_IFLNK:
                 guard follow else {
                     throw refuse(
@@ -551,7 +625,7 @@ public enum Packer {
                 }
                 var f = try regular(target, bundlePath: bundlePath, st: tst, component: component)
                 f.follow(to: target)
-                out.append(f)
+                try emit(f)
             case S_IFIFO: throw refuse(fsPath, "refused: a FIFO is not a regular file")
             case S_IFSOCK: throw refuse(fsPath, "refused: a socket is not a regular file")
             case S_IFCHR, S_IFBLK: throw refuse(fsPath, "refused: a device is not a regular file")
