@@ -243,12 +243,16 @@ import Testing
         }
     }
 
-    /// The components are walked in the order of their paths in the bundle, whatever the order
-    /// of airlock.yaml, and the bundle is the same as for the release declared in that order.
+    /// The components are walked in the order of their paths in the bundle ("index" second,
+    /// although the spec lists it last), whatever the order of airlock.yaml.
     @Test func componentsDeclaredOutOfOrderPackInBundleOrder() throws {
         let tmp = TempDir()
         let rel = Release().writeDirectory(in: tmp)
+        tmp.write("release/index/doc-1.txt", "one")
+        tmp.write("release/index/sub/doc-2.txt", "two")
+        tmp.write("release/airlock.yaml", try String(contentsOfFile: rel + "/airlock.yaml", encoding: .utf8) + "  index: index/\n")
         let a = try pack(rel, out: tmp.file("a.airlock"))
+        #expect(a.manifest.files.map(\.path).contains("index/sub/doc-2.txt"))
         let yaml = try String(contentsOfFile: rel + "/airlock.yaml", encoding: .utf8)
         let header = yaml.components(separatedBy: "components:\n")[0]
         let lines = yaml.components(separatedBy: "components:\n")[1].split(separator: "\n")

@@ -207,6 +207,66 @@ final class Workspace: @unchecked Sendable {
         #expect(r.stderr.contains("prompts/system.md"))
     }
 
+    /// The bundle being written is never packed into itself. Its folder is a component folder
+    /// reached under another path (a bind mount, which no path comparison sees): the scan, which
+    /// runs beside the packing (ADR 0013) and so after the temporary bundle exists, finds it and
+    /// refuses it; nothing is left in the folder.
+    @Test func theBundleBeingWrittenIsNotPackedIntoItself() throws {
+        guard try CLI.sh("unshare -m true").status == 0 else {
+            Issue.record("unshare -m is not permitted here")
+            return
+        }
+        let w = try Workspace()
+        _ = try w.key("vendor")
+        let r = try CLI.sh(
+            """
+            set -u
+            mkdir -p rel/code out
+            head -c 3000000 /dev/urandom > rel/code/a.bin
+            printf 'name: t\\nversion: 1.0.0\\nsequence: 1\\ncomponents:\\n  code: code/\\n' > rel/airlock.yaml
+            unshare -m bash -c '
+              mount --bind rel/code out || exit 99
+              "\(CLI.binary)" pack rel --key vendor.key --out out/b.airlock; echo "rc=$?"
+              echo "left: $(ls -A out | tr "\\n" " ")"
+            '
+            """, cwd: w.path)
+        #expect(r.stdout.contains("rc=2"), "\(r.stdout) \(r.stderr)")
+        #expect(r.stderr.contains("is a file of the release itself"))
+        #expect(r.stdout.contains("left: a.bin \n"), "\(r.stdout)")
+    }
+
+    /// A file, or a release, over the format's 2^53 bytes stops the pack at once, although the
+    /// packing runs beside the scan (ADR 0013): the huge files come first and 3,000 small ones
+    /// after them, so the packing has begun on the first before the scan ends. Sparse files on a
+    /// tmpfs, which allows them; a pack that read them would read zeros for years (killed after
+    /// 60 s: SIGKILL, since a process started from the test runner inherits its blocked signals).
+    @Test func aReleaseOverTheFormatsLimitIsRefusedAtOnce() throws {
+        guard try CLI.sh("unshare -m true").status == 0 else {
+            Issue.record("unshare -m is not permitted here")
+            return
+        }
+        let w = try Workspace()
+        _ = try w.key("vendor")
+        for sizes in ["9007199254740993", "4503599627370497 4503599627370497", "9223372036854775807 9223372036854775807 9223372036854775807"] {
+            let r = try CLI.sh(
+                """
+                set -u
+                rm -rf rel && mkdir -p rel/code
+                printf 'name: t\\nversion: 1.0.0\\nsequence: 1\\ncomponents:\\n  code: code/\\n' > rel/airlock.yaml
+                unshare -m bash -c '
+                  mount -t tmpfs -o size=64m tmpfs rel/code || exit 99
+                  n=0; for s in \(sizes); do n=$((n+1)); truncate -s $s rel/code/a$n.bin || exit 98; done
+                  mkdir rel/code/docs && for i in $(seq 3000); do echo $i > rel/code/docs/$i.txt; done
+                  timeout -s KILL 60 "\(CLI.binary)" pack rel --key vendor.key --out b.airlock; echo "rc=$?"
+                '
+                echo "left: $(ls -A | grep -c airlock)"
+                """, cwd: w.path)
+            #expect(r.stdout.contains("rc=5"), "\(sizes): \(r.stdout) \(r.stderr)")
+            #expect(r.stderr.contains("2^53"))
+            #expect(r.stdout.contains("left: 0"))
+        }
+    }
+
     /// Text from a bundle (here the model's snapshot) can neither forge output lines nor send
     /// terminal escapes.
     @Test func bundleTextCannotDriveTheTerminal() throws {

@@ -43,6 +43,8 @@ public final class ProgressReporter {
     }
 
     private func draw() {
+        // A total still unknown (`setTotal` comes later) draws nothing yet.
+        guard total > 0 else { return }
         let pct = total > 0 ? Int(doneBytes * 100 / total) : 100
         let line = "\r\(label): \(ByteCount.format(doneBytes)) of \(ByteCount.format(total)) (\(pct)%)\u{1B}[K"
         _ = line.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }

@@ -53,8 +53,9 @@ struct FileIdentity: Equatable, Sendable {
 }
 
 /// Packs a release directory into a bundle (bundle-format.md): scans and checks every file,
-/// hashes them in parallel, writes the signed manifest, SHA256SUMS and the payload in one
-/// streaming pass to a temporary file that is renamed into place only when complete.
+/// hashes each as it is compressed (one pass, ADR 0011; the scan beside it, ADR 0013) or hashes
+/// them all first (deltas, gzip, no compression), and writes the signed manifest, SHA256SUMS and
+/// the payload to a temporary file that is renamed into place only when complete.
 public enum Packer {
     /// Packs the release in `directory` (its `airlock.yaml` and the component folders it names)
     /// into a bundle signed by every key of `options.keys`, and returns what it wrote. The eval
@@ -72,8 +73,8 @@ public enum Packer {
     /// - from the scan: `file-not-found` (no release directory), `component-missing`,
     ///   `release-file-refused` (a file the path rules or its kind refuse, or one it can not read)
     ///   and `release-empty`;
-    /// - `tools-missing`, `tools-invalid`, and the errors of reading `tools/tools.json` (1 MiB at
-    ///   most);
+    /// - `tools-missing`, `tools-invalid`, `file-too-large` (a `tools/tools.json` over 1 MiB),
+    ///   and `release-changed` or `release-file-refused` when it can not be read as scanned;
     /// - what `EvalGate.run` throws: `eval-below-threshold`, `eval-failed`, `eval-output-invalid`,
     ///   `eval-file-missing`, `eval-file-unreadable`, `eval-file-refused`, `write-failed` (no
     ///   scratch folder), `wait-failed`, and the errors of reading a suite file (all but
@@ -138,10 +139,25 @@ public enum Packer {
 
         let follow = options.followInternalSymlinks
         let releaseDir = dir
+        // The bundle being written exists while the scan runs: a scan that finds it (a hard
+        // link, a component folder reached under another path) refuses it.
+        var own = stat()
+        guard fstat(fd, &own) == 0 else { throw AirlockError.io(.createFailed, "cannot read back the bundle being written at \(tmp)", errno: errno) }
+        let ownID = (device: UInt64(own.st_dev), inode: UInt64(own.st_ino))
         let feed: ScanFeed? =
             streaming
             ? ScanFeed { emit, all in
-                try walkRelease(directory: releaseDir, spec: spec, follow: follow, emit: emit)
+                var total: UInt64 = 0
+                try walkRelease(directory: releaseDir, spec: spec, follow: follow) { f in
+                    if f.identity.device == ownID.device && f.identity.inode == ownID.inode { throw outputIsSource(output) }
+                    // Refused before a byte of it is read: a file or a release over the format's limit.
+                    let (sum, overflow) = total.addingReportingOverflow(f.size)
+                    total = sum
+                    guard !overflow, f.size <= BundleLayout.maxInteger, total <= BundleLayout.maxInteger else {
+                        throw refuse(f.source, "the release is larger than 2^53 bytes, the format's limit")
+                    }
+                    try emit(f)
+                }
                 let found = try all()
                 try checkScanned(found)
                 try checkTools(spec: spec, sources: found, directory: releaseDir)
@@ -153,7 +169,7 @@ public enum Packer {
         var digests: [SHA256Digest]
         if onePass {
             var totalKnown = feed == nil
-            digests = try writePayloadHashing(fd: fd, output: output, options: options, mtime: epoch, progress: progress) { index in
+            let next: (Int) throws -> SourceFile? = { [sources] index in
                 guard let feed else { return index < sources.count ? sources[index] : nil }
                 if !totalKnown, let total = feed.completedTotal {
                     progress?.setTotal(total)
@@ -161,6 +177,8 @@ public enum Packer {
                 }
                 return try feed.file(index)
             }
+            digests = try writePayloadHashing(
+                fd: fd, output: output, options: options, mtime: epoch, progress: progress, stopIfFailed: { try feed?.throwIfFailed() }, next: next)
             if let feed { sources = try feed.complete() }
         } else {
             digests = try hashAll(sources, threads: options.threads, progress: progress)
@@ -308,7 +326,16 @@ public enum Packer {
                 "the tools component has no tools.json; declare the agent's tools in \(dir)/\(tools.path)/tools.json ({\"tools\": []} declares none; see docs/release.md)"
             )
         }
-        _ = try ToolManifest.parse(FileIO.read(t.source, limit: ToolManifest.maxBytes, what: "tool manifest"), source: t.source)
+        // Read as the payload is (`read`): the file the scan saw, unchanged since, never a FIFO
+        // put in its place, so that the bytes checked are the bytes packed.
+        guard t.size <= UInt64(ToolManifest.maxBytes) else {
+            throw AirlockError(.usage, .fileTooLarge, "tool manifest \(t.source) is larger than \(ToolManifest.maxBytes) bytes; is it the right file?")
+        }
+        var bytes: [UInt8] = []
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: ToolManifest.maxBytes + 1, alignment: 16)
+        defer { buffer.deallocate() }
+        try read(t, buffer: buffer) { bytes += $0 }
+        _ = try ToolManifest.parse(bytes, source: t.source)
     }
 
     // MARK: One pass
@@ -316,9 +343,11 @@ public enum Packer {
     /// Writes the payload entries of every file, in manifest order, as one zstd-compressed tar
     /// stream that ends with the end-of-archive marker (the head goes in front of it later),
     /// hashing each byte as it goes to the compressor. Returns the digests, in order.
-    /// `next` gives the file at an index in manifest order, nil after the last.
+    /// `next` gives the file at an index in manifest order, nil after the last; `stopIfFailed`
+    /// is asked between the chunks of a large file, so that a refusal found meanwhile stops it.
     static func writePayloadHashing(
-        fd: Int32, output: String, options: PackOptions, mtime: Int64, progress: ProgressReporter?, next: (Int) throws -> SourceFile?
+        fd: Int32, output: String, options: PackOptions, mtime: Int64, progress: ProgressReporter?, stopIfFailed: () throws -> Void = {},
+        next: (Int) throws -> SourceFile?
     ) throws -> [SHA256Digest] {
         let archive = try ArchiveWriter(
             fileDescriptor: fd, path: output, compression: .zstd, level: options.level, threads: options.compressionThreads, background: true)
@@ -334,6 +363,7 @@ public enum Packer {
                 let mode = src.executable ? BundleLayout.executableMode : BundleLayout.regularMode
                 try archive.addFile(path: BundleLayout.payloadPrefix + src.path, size: src.size, mode: mode, mtime: mtime) { write in
                     try readChunks(src, buffer: hasher.nextBuffer) { part, last in
+                        if part.count == ChunkHasher.chunkSize { try stopIfFailed() }
                         hasher.submit(count: part.count, file: index, last: last)
                         try write(part)
                         progress?.advance(by: part.count)
@@ -581,7 +611,8 @@ public enum Packer {
         }
         for entry in names {
             var key = pool[entry.start..<(entry.start + entry.count)]
-            if key.last == 0x2F { key = key.dropLast() }
+            let sortedAsFolder = key.last == 0x2F
+            if sortedAsFolder { key = key.dropLast() }
             guard let name = String(validating: key, as: UTF8.self) else {
                 throw refuse(dir + "/" + TarReader.show(Array(key)), "refused: the name is not valid UTF-8; rename it")
             }
@@ -589,6 +620,11 @@ public enum Packer {
             var st = stat()
             guard fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
                 throw refuse(fsPath, "cannot stat it (\(String(cString: strerror(errno))))")
+            }
+            // Placed in the order as what the folder listing said it was: something else now
+            // (a file replaced by a folder, or the reverse) would land out of order.
+            guard ((st.st_mode & S_IFMT) == S_IFDIR) == sortedAsFolder else {
+                throw refuse(fsPath, "it changed while the release was scanned; stop whatever writes to the release directory and pack again")
             }
             let bundlePath = bundlePrefix + "/" + name
             if let reason = PathRules.problem(with: bundlePath) {

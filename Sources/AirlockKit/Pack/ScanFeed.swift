@@ -32,7 +32,7 @@ final class ScanFeed: @unchecked Sendable {
             var pending: [SourceFile] = []
             pending.reserveCapacity(Self.batch)
             var last: String?
-            var sum: UInt64 = 0
+            var sum: UInt64 = 0  // `work` refuses a release over 2^53 bytes before it is emitted
             func publish() throws {
                 cond.lock()
                 defer { cond.unlock() }
@@ -51,7 +51,7 @@ final class ScanFeed: @unchecked Sendable {
                                 .internal, .manifestUnstable, "the scan found \(f.path) after \(last), out of the bundle's order; this is a bug in airlock")
                         }
                         last = f.path
-                        sum += f.size
+                        sum &+= f.size
                         pending.append(f)
                         if pending.count == Self.batch { try publish() }
                     },
@@ -89,6 +89,13 @@ final class ScanFeed: @unchecked Sendable {
             if !running { throw Cancelled() }
             cond.wait()
         }
+    }
+
+    /// Throws what the scan threw, if it failed.
+    func throwIfFailed() throws {
+        cond.lock()
+        defer { cond.unlock() }
+        if let failure { throw failure }
     }
 
     /// The bytes of every file, once the scan is complete; nil before.
