@@ -54,6 +54,12 @@ package final class BundleWriter {
         return hasher.finish()
     }
 
+    /// 1. The manifest as it was encoded, signed and hashed (the bundle id).
+    package func writeManifest(bytes: [UInt8]) throws {
+        advance(to: .manifest)
+        try archive.addFile(path: BundleLayout.manifestEntry, bytes: bytes, mode: BundleLayout.regularMode, mtime: mtime)
+    }
+
     /// 1'. For a format v2 delta bundle, in place of the manifest: the hint, then the patch
     /// that rebuilds the manifest from the base's (`ManifestPatch.make`).
     package func writePatchedHead(_ delta: DeltaInfo, patch: [UInt8]) throws {
@@ -123,8 +129,6 @@ package struct BundleHead {
     package var bytes: [UInt8]
     /// Zero bytes that end the padding frame.
     package var zeros: Int
-    /// The SHA-256 of the manifest as written: the bundle id, when its encoding is stable.
-    package var manifestDigest: SHA256Digest
     /// The head's size in the bundle, padding included: a multiple of `alignment`.
     package var total: Int { bytes.count + zeros }
 
@@ -138,14 +142,20 @@ package struct BundleHead {
     /// in 53 ms at level 9 with the same window and tables and 1.50 MB at plain level 1.
     package static let level: Int32 = 1
 
-    /// Writes the head's entries as `BundleWriter` does, compresses them and pads them. Throws
-    /// `out-of-memory`, `archive-setup-failed` and `write-failed`.
-    package static func make(manifest: Manifest, length: UInt64, signatures: [(keyID: String, bytes: [UInt8])], mtime: Int64) throws -> BundleHead {
+    /// Writes the head's entries as `BundleWriter` does (`manifestBytes`, the manifest as
+    /// encoded and signed, then the signatures and `manifest`'s SHA256SUMS), compresses them and
+    /// pads them. `manifestBytes` is emptied once written, before the compressor starts, so that
+    /// the two are never held together. Throws `out-of-memory`, `archive-setup-failed` and
+    /// `write-failed`.
+    package static func make(
+        manifestBytes: inout [UInt8], manifest: Manifest, signatures: [(keyID: String, bytes: [UInt8])], mtime: Int64
+    ) throws -> BundleHead {
         let fd = airlock_memfd("airlock-head")
         guard fd >= 0 else { throw AirlockError.io(.writeFailed, "cannot make a memory file for the bundle head", errno: errno) }
         defer { close(fd) }
         let writer = try BundleWriter(fileDescriptor: fd, path: "the bundle head", compression: .none, level: nil, threads: 1, mtime: mtime)
-        let digest = try writer.writeManifest(manifest, length: length)
+        try writer.writeManifest(bytes: manifestBytes)
+        manifestBytes = []
         try writer.writeSignatures(signatures)
         try writer.writeSums(of: manifest)
         try writer.close()
@@ -163,7 +173,7 @@ package struct BundleHead {
         let total = (frame.count + 8 + alignment - 1) / alignment * alignment
         let zeros = total - frame.count - 8
         frame += [0x50, 0x2A, 0x4D, 0x18] + withUnsafeBytes(of: UInt32(zeros).littleEndian, Array.init)
-        return BundleHead(bytes: frame, zeros: zeros, manifestDigest: digest)
+        return BundleHead(bytes: frame, zeros: zeros)
     }
 
     /// zstd's window and match tables for the head, as powers of two: 4 MiB of window reaches

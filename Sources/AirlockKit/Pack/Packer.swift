@@ -195,8 +195,10 @@ public enum Packer {
             expires: spec.expires, componentMetadata: metadata, files: files, attestations: attestations,
             health: spec.health.map { ["command": .string($0.command), "timeout_seconds": .integer(Int($0.timeoutSeconds))] },
             serve: spec.serve)
-        // The manifest is held whole only to hash and sign it; it is written again from the
-        // records below, so that it and the compressor's buffers are never held together.
+        // The manifest is held whole to hash and sign it, and in one pass to write it into the
+        // head, which lets it go before its compressor starts; a bundle written in two passes
+        // encodes it again from the records as it writes, so that it and the payload's
+        // compressor are never held together.
         var manifestBytes = manifest.encoded()
         let manifestLength = UInt64(manifestBytes.count)
         let bundleID = SHA256Digest.of(manifestBytes)
@@ -224,15 +226,12 @@ public enum Packer {
             if signatures.contains(where: { $0.0 == key.id }) { continue }
             signatures.append((key.id, try key.sign(manifestBytes)))
         }
-        manifestBytes = []
+        if !onePass { manifestBytes = [] }
         signatures.sort { $0.0 < $1.0 }
 
         if onePass {
             let head = try BundleHead.make(
-                manifest: manifest, length: manifestLength, signatures: signatures.map { (keyID: $0.0, bytes: $0.1) }, mtime: epoch)
-            guard head.manifestDigest == bundleID else {
-                throw AirlockError(.internal, .manifestUnstable, "the manifest encoded differently the second time; this is a bug in airlock, please report it")
-            }
+                manifestBytes: &manifestBytes, manifest: manifest, signatures: signatures.map { (keyID: $0.0, bytes: $0.1) }, mtime: epoch)
             if let copy = try putInFront(head, of: fd, tmp: tmp, output: output) {
                 // The file system could not insert: the head and a copy of the payload are in a new file.
                 close(fd)
