@@ -8,6 +8,37 @@ import Testing
 /// warm: in its release's payload folder, with a clean environment, reachable on a loopback
 /// port or a unix socket, ended with its whole process group.
 @Suite(.serialized) struct RuntimeTests {
+    /// Every command Airlock starts (a runtime, a health check, an eval, a tool, an alert)
+    /// starts with no signal blocked and none ignored, whatever the spawning thread had: here
+    /// SIGTERM and SIGINT blocked and SIGPIPE ignored, as on serve's threads.
+    @Test func commandsStartWithNoSignalBlockedOrIgnored() throws {
+        var block = sigset_t()
+        sigemptyset(&block)
+        sigaddset(&block, SIGTERM)
+        sigaddset(&block, SIGINT)
+        var old = sigset_t()
+        pthread_sigmask(SIG_BLOCK, &block, &old)
+        defer { pthread_sigmask(SIG_SETMASK, &old, nil) }
+        let oldPipe = signal(SIGPIPE, SIG_IGN)
+        defer { signal(SIGPIPE, oldPipe) }
+        let out = try Subprocess.anonymousFile("signals")
+        defer { close(out) }
+        let outcome = try Subprocess.run(
+            ["/bin/sh", "-c", "grep -E '^Sig(Blk|Ign):' /proc/self/status"], environment: ["PATH=/usr/bin:/bin"], stdout: .descriptor(out),
+            stderr: .descriptor(out), timeoutSeconds: 10)
+        #expect(outcome == .exited(0))
+        var text = [UInt8](repeating: 0, count: 256)
+        let n = pread(out, &text, text.count, 0)
+        let lines = String(decoding: text.prefix(max(0, n)), as: UTF8.self)
+        func mask(_ name: String) -> UInt64? {
+            lines.split(separator: "\n").first { $0.hasPrefix(name + ":") }.flatMap { UInt64($0.split(separator: "\t").last ?? "", radix: 16) }
+        }
+        #expect(mask("SigBlk") == 0, "\(lines)")
+        // Signals 1 to 31; glibc's posix_spawn itself leaves its two internal signals (32, 33)
+        // ignored in the child, and they cannot be named to it.
+        #expect(mask("SigIgn").map { $0 & 0x7FFF_FFFF } == 0, "\(lines)")
+    }
+
     static let server = """
         import http.server, os, socketserver, sys
         class H(http.server.BaseHTTPRequestHandler):
