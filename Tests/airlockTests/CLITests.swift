@@ -63,6 +63,16 @@ enum CLI {
 }
 
 /// A scratch folder with a vendor key, a trust store and the example release.
+extension Process {
+    /// Ends a helper a test started (a service, a webhook receiver, a lock holder) and waits
+    /// for it: with SIGKILL, since a process started from the test runner's threads inherits
+    /// their blocked SIGTERM, so `terminate()` left it running after the tests.
+    func stopHelper() {
+        if isRunning { kill(processIdentifier, SIGKILL) }
+        waitUntilExit()
+    }
+}
+
 final class Workspace: @unchecked Sendable {
     let path: String
 

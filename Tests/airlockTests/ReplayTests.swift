@@ -71,7 +71,7 @@ import Testing
         kb.standardOutput = FileHandle.nullDevice
         kb.standardError = FileHandle.nullDevice
         try kb.run()
-        defer { kb.terminate() }
+        defer { kb.stopHelper() }
         #expect(try CLI.run(["trust", "allow", "127.0.0.1:\(kbPort)", "--root", root]).status == 0)
         let policyPath = root + "/.trust/policy.json"
         var policy = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: policyPath))) as? [String: Any])

@@ -135,7 +135,7 @@ import Testing
         hook.standardOutput = FileHandle.nullDevice
         hook.standardError = FileHandle.nullDevice
         try hook.run()
-        defer { hook.terminate() }
+        defer { hook.stopHelper() }
         var w = try Self.world(
             alerts: """
                 "alerts": {"webhook": "http://127.0.0.1:\(hookPort)/hook", "command": ["/bin/sh", "-c", "cat >> \(spool)/command.jsonl; echo >> \(spool)/command.jsonl"]},

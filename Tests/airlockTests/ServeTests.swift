@@ -225,7 +225,7 @@ import Testing
         victimServer.standardOutput = FileHandle.nullDevice
         victimServer.standardError = FileHandle.nullDevice
         try victimServer.run()
-        defer { victimServer.terminate() }
+        defer { victimServer.stopHelper() }
         try victim.write(toFile: dir + "/rel/code/victim.txt", atomically: true, encoding: .utf8)
         try """
         import http.server, os, socketserver, threading, time

@@ -235,7 +235,7 @@ final class SiteWorkspace: @unchecked Sendable {
         holder.executableURL = URL(fileURLWithPath: "/usr/bin/flock")
         holder.arguments = [s.root + "/.lock", "sleep", "5"]
         try holder.run()
-        defer { holder.terminate() }
+        defer { holder.stopHelper() }
         usleep(300_000)
         let r = try s.airlock(["activate", "example-agent", "1.0.0", "--lock-timeout", "0.5"])
         #expect(r.status == 7, "\(r.stderr)")

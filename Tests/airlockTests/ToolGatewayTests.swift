@@ -120,7 +120,7 @@ import Testing
         service.standardOutput = FileHandle.nullDevice
         service.standardError = FileHandle.nullDevice
         try service.run()
-        defer { service.terminate() }
+        defer { service.stopHelper() }
         try Self.echoCommand.write(toFile: dir + "/echo.py", atomically: true, encoding: .utf8)
         chmod(dir + "/echo.py", 0o755)
         #expect(try CLI.run(["trust", "allow", "127.0.0.1:\(servicePort)", "--root", root]).status == 0)
