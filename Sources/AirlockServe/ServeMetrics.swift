@@ -26,6 +26,12 @@ import Synchronization
 final class ServeMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
 
+    /// A metric's name and help text, as the registry takes them (the name whole: the
+    /// descriptor's other parts are left empty).
+    static func metric(_ name: String, help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+    }
+
     /// The request counters made so far, by name, release and code (each event loop keeps the
     /// ones it used, so that a request costs no lock here nor the registry's label matching).
     private let requestCounters = Mutex<[String: Counter]>([:])
@@ -36,8 +42,8 @@ final class ServeMetrics: Sendable {
         return requestCounters.withLock { cache -> Counter in
             if let c = cache[key] { return c }
             let c = registry.makeCounter(
-                name: "airlock_requests_total", labels: [("name", name), ("release", release ?? "none"), ("code", String(code))],
-                help: "Agent requests answered, by release and status code")
+                descriptor: Self.metric("airlock_requests_total", help: "Agent requests answered, by release and status code"),
+                labels: [("name", name), ("release", release ?? "none"), ("code", String(code))])
             cache[key] = c
             return c
         }
@@ -47,38 +53,43 @@ final class ServeMetrics: Sendable {
     /// declare (the runtime picks those names: they never become labels).
     func toolCall(name: String, release: String, tool: String?, status: String) {
         registry.makeCounter(
-            name: "airlock_tool_calls_total", labels: [("name", name), ("release", release), ("tool", tool ?? "undeclared"), ("result", status)],
-            help: "Tool calls through the gateway, by release, tool and result"
+            descriptor: Self.metric("airlock_tool_calls_total", help: "Tool calls through the gateway, by release, tool and result"),
+            labels: [("name", name), ("release", release), ("tool", tool ?? "undeclared"), ("result", status)]
         ).increment()
     }
 
     /// Records whether `release`'s runtime takes requests.
     func ready(name: String, release: String, _ ready: Bool) {
         registry.makeGauge(
-            name: "airlock_runtime_ready", labels: [("name", name), ("release", release)], help: "1 while the release's runtime takes requests"
+            descriptor: Self.metric("airlock_runtime_ready", help: "1 while the release's runtime takes requests"),
+            labels: [("name", name), ("release", release)]
         ).set(to: ready ? 1.0 : 0.0)
     }
 
     /// Counts one runtime that ended and will be started again.
     func restart(name: String) {
-        registry.makeCounter(name: "airlock_runtime_restarts_total", labels: [("name", name)], help: "Runtimes that ended and were started again")
-            .increment()
+        registry.makeCounter(
+            descriptor: Self.metric("airlock_runtime_restarts_total", help: "Runtimes that ended and were started again"), labels: [("name", name)]
+        )
+        .increment()
     }
 
     /// Counts one outcome.
     func outcome(name: String, release: String, outcome: TaskOutcome, expired: Bool) {
         let result = expired ? "expired" : outcome.succeeded ? "success" : "failure"
         registry.makeCounter(
-            name: "airlock_outcomes_total", labels: [("name", name), ("release", release), ("result", result)],
-            help: "Task outcomes counted, by release and result"
+            descriptor: Self.metric("airlock_outcomes_total", help: "Task outcomes counted, by release and result"),
+            labels: [("name", name), ("release", release), ("result", result)]
         ).increment()
         guard !expired else { return }
         registry.makeCounter(
-            name: "airlock_task_cost_dollars_total", labels: [("name", name), ("release", release)], help: "What the reported tasks cost, in dollars"
+            descriptor: Self.metric("airlock_task_cost_dollars_total", help: "What the reported tasks cost, in dollars"),
+            labels: [("name", name), ("release", release)]
         ).increment(by: outcome.cost)
         if outcome.neededIntervention {
             registry.makeCounter(
-                name: "airlock_interventions_total", labels: [("name", name), ("release", release)], help: "Reported tasks that needed a person"
+                descriptor: Self.metric("airlock_interventions_total", help: "Reported tasks that needed a person"),
+                labels: [("name", name), ("release", release)]
             ).increment()
         }
     }
@@ -86,24 +97,29 @@ final class ServeMetrics: Sendable {
     /// Sets the gauges of a name's rollout.
     func rollout(name: String, _ g: RolloutGauges, now: Double) {
         let weight = g.canary.map { Double($0.weight) / 100 } ?? 0
-        registry.makeGauge(name: "airlock_canary_weight_percent", labels: [("name", name)], help: "The active canary's weight in percent").set(to: weight)
+        registry.makeGauge(descriptor: Self.metric("airlock_canary_weight_percent", help: "The active canary's weight in percent"), labels: [("name", name)])
+            .set(to: weight)
         for (role, stats) in [("incumbent", g.incumbent), ("candidate", g.candidate)] {
-            registry.makeGauge(name: "airlock_canary_tasks", labels: [("name", name), ("role", role)], help: "Tasks counted in the canary's step")
-                .set(to: Double(stats.tasks))
             registry.makeGauge(
-                name: "airlock_canary_success_ratio", labels: [("name", name), ("role", role)], help: "Share of successful tasks in the canary's step"
+                descriptor: Self.metric("airlock_canary_tasks", help: "Tasks counted in the canary's step"), labels: [("name", name), ("role", role)]
+            )
+            .set(to: Double(stats.tasks))
+            registry.makeGauge(
+                descriptor: Self.metric("airlock_canary_success_ratio", help: "Share of successful tasks in the canary's step"),
+                labels: [("name", name), ("role", role)]
             ).set(to: stats.success.mean)
             registry.makeGauge(
-                name: "airlock_canary_interventions_ratio", labels: [("name", name), ("role", role)],
-                help: "Share of tasks that needed a person in the canary's step"
+                descriptor: Self.metric("airlock_canary_interventions_ratio", help: "Share of tasks that needed a person in the canary's step"),
+                labels: [("name", name), ("role", role)]
             ).set(to: stats.intervention.mean)
         }
         for (release, breaker) in g.breakers {
             registry.makeGauge(
-                name: "airlock_breaker_open", labels: [("name", name), ("release", release)], help: "1 while the release's breaker keeps tasks from it"
+                descriptor: Self.metric("airlock_breaker_open", help: "1 while the release's breaker keeps tasks from it"),
+                labels: [("name", name), ("release", release)]
             ).set(to: breaker.allowsTasks ? 0.0 : 1.0)
             registry.makeGauge(
-                name: "airlock_breaker_window_tasks", labels: [("name", name), ("release", release)], help: "Tasks in the breaker's window"
+                descriptor: Self.metric("airlock_breaker_window_tasks", help: "Tasks in the breaker's window"), labels: [("name", name), ("release", release)]
             ).set(to: Double(breaker.totals(at: now).tasks))
         }
     }
