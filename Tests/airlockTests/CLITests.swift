@@ -92,6 +92,18 @@ final class Workspace: @unchecked Sendable {
 
     deinit { try? FileManager.default.removeItem(atPath: path) }
 
+    /// A workspace with a trusted key `vendor`, for a test that mounts in a private mount
+    /// namespace (`unshare -m`); nil, with the test failed, where that is not permitted.
+    static func withVendorKeyForMountNamespaces() throws -> Workspace? {
+        guard try CLI.sh("unshare -m true").status == 0 else {
+            Issue.record("unshare -m is not permitted here")
+            return nil
+        }
+        let w = try Workspace()
+        _ = try w.key("vendor")
+        return w
+    }
+
     func file(_ rel: String) -> String { path + "/" + rel }
 
     /// Generates a key PREFIX and trusts it.
@@ -222,12 +234,7 @@ final class Workspace: @unchecked Sendable {
     /// runs beside the packing (ADR 0013) and so after the temporary bundle exists, finds it and
     /// refuses it; nothing is left in the folder.
     @Test func theBundleBeingWrittenIsNotPackedIntoItself() throws {
-        guard try CLI.sh("unshare -m true").status == 0 else {
-            Issue.record("unshare -m is not permitted here")
-            return
-        }
-        let w = try Workspace()
-        _ = try w.key("vendor")
+        guard let w = try Workspace.withVendorKeyForMountNamespaces() else { return }
         let r = try CLI.sh(
             """
             set -u
@@ -251,12 +258,7 @@ final class Workspace: @unchecked Sendable {
     /// tmpfs, which allows them; a pack that read them would read zeros for years (killed after
     /// 60 s: SIGKILL, since a process started from the test runner inherits its blocked signals).
     @Test func aReleaseOverTheFormatsLimitIsRefusedAtOnce() throws {
-        guard try CLI.sh("unshare -m true").status == 0 else {
-            Issue.record("unshare -m is not permitted here")
-            return
-        }
-        let w = try Workspace()
-        _ = try w.key("vendor")
+        guard let w = try Workspace.withVendorKeyForMountNamespaces() else { return }
         for sizes in ["9007199254740993", "4503599627370497 4503599627370497", "9223372036854775807 9223372036854775807 9223372036854775807"] {
             let r = try CLI.sh(
                 """

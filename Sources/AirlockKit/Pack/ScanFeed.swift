@@ -31,7 +31,6 @@ final class ScanFeed: @unchecked Sendable {
         let thread = Thread { [self] in
             var pending: [SourceFile] = []
             pending.reserveCapacity(Self.batch)
-            var last: String?
             var sum: UInt64 = 0  // `work` refuses a release over 2^53 bytes before it is emitted
             func publish() throws {
                 cond.lock()
@@ -44,13 +43,6 @@ final class ScanFeed: @unchecked Sendable {
             do {
                 try work(
                     { f in
-                        // The walk visits folders in the format's order (Packer.walk); a file out
-                        // of it would make a bundle no reader accepts.
-                        if let last, !PathRules.precedes(last, f.path) {
-                            throw AirlockError(
-                                .internal, .manifestUnstable, "the scan found \(f.path) after \(last), out of the bundle's order; this is a bug in airlock")
-                        }
-                        last = f.path
                         sum &+= f.size
                         pending.append(f)
                         if pending.count == Self.batch { try publish() }
