@@ -91,10 +91,11 @@ public enum Registry {
     /// the bytes before it, already fed to `hasher`), resuming with range requests after a cut
     /// connection. Each byte is hashed once; the size and digest are checked at the end
     /// (`registry-digest-mismatch`, also as soon as the registry sends more than the size).
-    /// `sink` runs on a cooperative thread and may block (a pipe write).
+    /// `sink` takes each buffer as it arrived (it may keep it) on a cooperative thread, and may
+    /// block (a full `ByteFeed`).
     public static func download(
         _ resolved: ResolvedBundle, client: RegistryClient, from offset: UInt64 = 0, hasher: LayerHasher = LayerHasher(),
-        sink: @Sendable (UnsafeRawBufferPointer) throws -> Void
+        sink: @Sendable (ByteBuffer) throws -> Void
     ) async throws {
         let layer = resolved.manifest.layer
         let reference = resolved.reference
@@ -124,22 +125,19 @@ public enum Registry {
             }
             do {
                 for try await buffer in response.body {
-                    var chunk = buffer.readableBytesView[...]
-                    let arrived = UInt64(chunk.count)
+                    var chunk = buffer
+                    let arrived = UInt64(chunk.readableBytes)
                     client.count { $0.bytesReceived += arrived }
                     if skip > 0 {
-                        let n = Int(min(skip, UInt64(chunk.count)))
-                        chunk = chunk.dropFirst(n)
+                        let n = Int(min(skip, arrived))
+                        chunk.moveReaderIndex(forwardBy: n)
                         skip -= UInt64(n)
-                        if chunk.isEmpty { continue }
+                        if chunk.readableBytes == 0 { continue }
                     }
-                    guard received + UInt64(chunk.count) <= layer.size else { throw mismatch("the registry sent more than \(layer.size) bytes") }
-                    let part = chunk
-                    try part.withUnsafeBytes { p in
-                        hasher.update(p)
-                        do { try sink(p) } catch { throw SinkFailure(error: error) }
-                    }
-                    received += UInt64(part.count)
+                    guard received + UInt64(chunk.readableBytes) <= layer.size else { throw mismatch("the registry sent more than \(layer.size) bytes") }
+                    chunk.withUnsafeReadableBytes { hasher.update($0) }
+                    do { try sink(chunk) } catch { throw SinkFailure(error: error) }
+                    received += UInt64(chunk.readableBytes)
                 }
             } catch let e as AirlockError {
                 throw e

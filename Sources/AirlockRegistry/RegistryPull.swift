@@ -3,6 +3,8 @@ import CAirlockSystem
 import Dispatch
 import Foundation
 import NIOConcurrencyHelpers
+import NIOCore
+import NIOFoundationCompat
 
 #if canImport(Glibc)
 import Glibc
@@ -82,8 +84,8 @@ extension Registry {
         let file = fd
         defer { close(file) }
         do {
-            try await download(resolved, client: client, from: resumedFrom, hasher: hasher) { p in
-                try FileIO.writeAll(file, p, path: partial)
+            try await download(resolved, client: client, from: resumedFrom, hasher: hasher) { b in
+                try b.withUnsafeReadableBytes { try FileIO.writeAll(file, $0, path: partial) }
             }
         } catch let e as AirlockError {
             if e.code == ErrorCode.registryDigestMismatch.rawValue {
@@ -104,10 +106,11 @@ extension Registry {
     }
 }
 
-/// A bundle streamed from a registry into the one-pass verifier or installer: the layer is
-/// downloaded into a pipe that a `BundleReader` reads, with no copy on disk. The reader's
-/// completion check waits for the download and fails unless the layer's size and digest
-/// matched its manifest, so nothing is reported verified or installed before that.
+/// A bundle streamed from a registry into the one-pass verifier or installer: the layer's
+/// buffers go, as they arrive, into a `ByteFeed` that a `BundleReader` reads, with no copy on
+/// disk and no pipe. The reader's completion check waits for the download and fails unless the
+/// layer's size and digest matched its manifest, so nothing is reported verified or installed
+/// before that.
 public final class RegistryBundleStream: Sendable {
     /// The manifest the layer came from.
     public let resolved: ResolvedBundle
@@ -125,7 +128,7 @@ public final class RegistryBundleStream: Sendable {
         }
     }
 
-    /// The reader stopped reading (it closed the pipe): not a download failure.
+    /// The reader stopped reading (it closed the feed): not a download failure.
     struct ReaderGone: Error {}
 
     private init(resolved: ResolvedBundle, state: State) {
@@ -138,35 +141,23 @@ public final class RegistryBundleStream: Sendable {
     /// reader go before calling `outcome(of:)`.
     public static func open(_ reference: RegistryReference, client: RegistryClient) throws -> (RegistryBundleStream, BundleReader) {
         let resolved = try Registry.blocking { try await Registry.resolve(reference, client: client) }
-        var fds: [Int32] = [-1, -1]
-        // Fewer, larger hand-overs between the download and the reader: a 1 MiB pipe.
-        guard airlock_pipe(&fds, 1 << 20) == 0 else {
-            throw AirlockError(.internal, .`internal`, "cannot make a pipe for the download", cause: String(cString: strerror(errno)))
-        }
-        // A reader that stops early closes its end: the writer gets EPIPE, not a signal.
-        signal(SIGPIPE, SIG_IGN)
+        let feed = ByteFeed()
         let state = State()
-        let writeEnd = fds[1]
         Task.detached {
             do {
-                try await Registry.download(resolved, client: client) { p in
-                    var rest = p
-                    while !rest.isEmpty {
-                        let n = Sys.write(writeEnd, rest.baseAddress!, rest.count)
-                        if n < 0 {
-                            if errno == EPIPE { throw ReaderGone() }
-                            throw AirlockError(.io, .writeFailed, "cannot hand the download over", cause: String(cString: strerror(errno)))
-                        }
-                        rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+                try await Registry.download(resolved, client: client) { b in
+                    // The buffer is kept as it is (no copy): the reader copies it once.
+                    guard let data = b.getData(at: b.readerIndex, length: b.readableBytes, byteTransferStrategy: .noCopy), feed.put(data) else {
+                        throw ReaderGone()
                     }
                 }
             } catch {
                 state.failure.withLockedValue { $0 = error }
             }
-            close(writeEnd)
+            feed.end()
             state.done.signal()
         }
-        let reader = BundleReader(fileDescriptor: fds[0], label: reference.description) {
+        let reader = BundleReader(feed: feed, label: reference.description) {
             if let e = state.wait(), !(e is ReaderGone) { throw e }
         }
         return (RegistryBundleStream(resolved: resolved, state: state), reader)

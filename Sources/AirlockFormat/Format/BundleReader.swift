@@ -26,6 +26,7 @@ public final class BundleReader {
     public let path: String
     private let fd: Int32
     private let ownsFD: Bool
+    private let feed: ByteFeed?
     private let tar: TarReader
     private var pending: TarEntry?
     /// The end-of-archive marker was read (a peek may have met it).
@@ -75,6 +76,7 @@ public final class BundleReader {
             self.fd = fd
             ownsFD = true
         }
+        feed = nil
         completion = nil
         tar = TarReader(stream: DecompressedStream(fileDescriptor: fd, readTimeout: readTimeout))
     }
@@ -88,22 +90,38 @@ public final class BundleReader {
         path = label
         self.fd = fd
         ownsFD = true
+        feed = nil
         self.completion = completion
         tar = TarReader(stream: DecompressedStream(fileDescriptor: fd, readTimeout: readTimeout))
+    }
+
+    /// Reads the bundle from `feed`, which a producer in this process fills (a registry
+    /// download), with no pipe between them; `label` and `completion` as for
+    /// `init(fileDescriptor:label:readTimeout:completion:)`. The reader closes the feed when it
+    /// goes away, so that the producer stops.
+    public init(feed: ByteFeed, label: String, completion: (() throws -> Void)? = nil) {
+        path = label
+        fd = -1
+        ownsFD = false
+        self.feed = feed
+        self.completion = completion
+        tar = TarReader(stream: DecompressedStream(feed: feed))
     }
 
     deinit { close() }
 
     private var closed = false
 
-    /// Stops reading: the decompressing and hashing threads end and the descriptor is closed (a
-    /// download feeding a pipe then gets EPIPE at once). Call it when done with a reader whose
+    /// Stops reading: the decompressing and hashing threads end and the descriptor or feed is
+    /// closed (a download feeding a pipe then gets EPIPE at once, one feeding a `ByteFeed` false). Call it when done with a reader whose
     /// source waits for it; it also runs when the reader goes away. Nothing can be read after.
     public func close() {
         if closed { return }
         closed = true
         _ = pipeline?.finish()
         pipeline = nil
+        // A feed is closed first: its producer stops at once, and a read waiting on it returns.
+        feed?.close()
         // The tar reader stops its producer thread before the descriptor is closed.
         tar.close()
         if ownsFD { Glibc.close(fd) }

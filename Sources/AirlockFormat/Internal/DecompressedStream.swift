@@ -25,6 +25,8 @@ package final class DecompressedStream: @unchecked Sendable {
     private static let depth = 4
 
     private let fd: Int32
+    /// The source when it is not a descriptor (`init(feed:)`).
+    private let feed: ByteFeed?
     /// `depth` slots (one per piece for `init(pieces:)`). The producer allocates a slot's
     /// buffer the first time it takes the slot, so a small bundle uses one buffer, not `depth`;
     /// a slot is written only by whoever holds its index (free: the producer; ready: the
@@ -42,18 +44,35 @@ package final class DecompressedStream: @unchecked Sendable {
     private var producerError: AirlockError?
     private var cutFrame: UInt64?
 
-    /// Starts decompressing `fd`; the stream does not close `fd`.
     /// Seconds a read from a pipe, socket or terminal may wait for data before the stream
     /// fails (`stream-stalled`); a regular file never waits.
     private let readTimeout: Double
 
+    /// Starts decompressing `fd`; the stream does not close `fd`.
     package init(fileDescriptor fd: Int32, readTimeout: Double = 0) {
         self.fd = fd
+        feed = nil
         self.readTimeout = readTimeout
         buffers = .allocate(capacity: Self.depth)
         buffers.initialize(repeating: UnsafeMutableRawBufferPointer(start: nil, count: 0))
         // Taken from the end and given back at the end: the buffers in use are reused first.
         free = Array((0..<Self.depth).reversed())
+        start()
+    }
+
+    /// Starts decompressing what `feed` is given, read as a descriptor would be.
+    package init(feed: ByteFeed) {
+        fd = -1
+        self.feed = feed
+        readTimeout = 0
+        buffers = .allocate(capacity: Self.depth)
+        buffers.initialize(repeating: UnsafeMutableRawBufferPointer(start: nil, count: 0))
+        // Taken from the end and given back at the end: the buffers in use are reused first.
+        free = Array((0..<Self.depth).reversed())
+        start()
+    }
+
+    private func start() {
         let thread = Thread { [self] in self.produce() }
         thread.name = "airlock-decompress"
         thread.start()
@@ -64,6 +83,7 @@ package final class DecompressedStream: @unchecked Sendable {
     /// boundaries anywhere.
     package init(pieces: [[UInt8]]) {
         fd = -1
+        feed = nil
         readTimeout = 0
         let kept = pieces.filter { !$0.isEmpty }
         buffers = .allocate(capacity: kept.count)
@@ -137,6 +157,7 @@ package final class DecompressedStream: @unchecked Sendable {
     /// bytes the decoder may have.
     private final class Source {
         let fd: Int32
+        let feed: ByteFeed?
         /// 1 MiB, or less for a regular file smaller than that (at least 4 KiB).
         let buffer: UnsafeMutableRawBufferPointer
         /// Bytes `pos..<end` of `buffer` are the decoder's to take; `end..<have` were read but
@@ -155,8 +176,13 @@ package final class DecompressedStream: @unchecked Sendable {
         /// Milliseconds a read may wait on a stream (0: no limit).
         var timeoutMillis: Int32 = 0
 
-        init(fd: Int32, timeout: Double) {
+        init(fd: Int32, feed: ByteFeed?, timeout: Double) {
             self.fd = fd
+            self.feed = feed
+            if feed != nil {
+                buffer = .allocate(byteCount: DecompressedStream.chunkSize, alignment: 64)
+                return
+            }
             var st = stat()
             if timeout > 0, fstat(fd, &st) == 0, (st.st_mode & S_IFMT) != S_IFREG && (st.st_mode & S_IFMT) != S_IFBLK {
                 timeoutMillis = Int32(min(timeout * 1000, Double(Int32.max)))
@@ -171,6 +197,7 @@ package final class DecompressedStream: @unchecked Sendable {
 
         /// read(2), waiting at most the timeout for a stream to have data (ETIMEDOUT after).
         func read(into p: UnsafeMutableRawPointer?, _ count: Int) -> Int {
+            if let feed { return feed.read(into: p!, count) }
             if timeoutMillis > 0 {
                 var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
                 var r: Int32
@@ -278,7 +305,7 @@ package final class DecompressedStream: @unchecked Sendable {
             lock.broadcast()
             lock.unlock()
         }
-        let source = Source(fd: fd, timeout: readTimeout)
+        let source = Source(fd: fd, feed: feed, timeout: readTimeout)
         func ioFailure() -> AirlockError? {
             if source.readError == ETIMEDOUT {
                 return .io(
