@@ -22,8 +22,9 @@ public final class ByteFeed: @unchecked Sendable {
     private var producerWaits = false
     private var readerWaits = false
 
-    /// A feed that holds at most about `capacity` bytes (one buffer more at most).
-    public init(capacity: Int = 4 << 20) {
+    /// A feed that holds at most about `capacity` bytes (one buffer more at most). The default,
+    /// 1 MiB, is what a pipe held before: more measured no faster and kept 2 MiB more memory.
+    public init(capacity: Int = 1 << 20) {
         self.capacity = max(1, capacity)
     }
 
