@@ -162,7 +162,7 @@ sed -i -e 's/^version: .*/version: 1.1.0/' -e 's/^sequence: .*/sequence: 2/' rel
 printf '\nAnswer in the customer'"'"'s language.\n' >> release-v2/prompts/system.md
 SOURCE_DATE_EPOCH=1767225600 "$AIRLOCK" pack release-v2 --key vendor.key --base bundle.airlock --out delta.airlock >/dev/null 2>&1 || fail "pack of the delta failed"
 DSIZE=$(stat -c %s delta.airlock)
-DREF=$("$AIRLOCK" push delta.airlock "oci://127.0.0.1:$PORT/bench/agent" --insecure --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["reference"])') || fail "push of the delta failed"
+DREF=$("$AIRLOCK" push delta.airlock "oci://127.0.0.1:$PORT/bench/agent" --base bundle.airlock --insecure --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["reference"])') || fail "push of the delta failed"
 at_once "$DREF"
 rm -rf host-*
 echo "$HOSTS hosts installing the next release as a delta ($((DSIZE >> 10)) KiB) at once: ${wall} s wall; the registry served $((sent >> 10)) KiB = $(python3 -c "print(f'{$sent / $SIZE * 100:.3f}')")% of one full bundle."
