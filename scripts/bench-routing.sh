@@ -38,6 +38,10 @@
 #   ROUTING_WORK                  work folder, kept (default: a new folder under ${TMPDIR:-/tmp},
 #                                 removed at the end)
 #   ROUTING_KEEP (0)              1: keep the new work folder (logs, maps, the journal)
+#   ROUTING_CONTROL (1)           1: an A/A control in every latency round: a second HAProxy
+#                                 router with the same configuration, measured right after the
+#                                 first; the report gives its p99 ratio to the first, the spread
+#                                 two identical routers show with this method on this machine
 #
 # Exit status: 0 when every hard target passes (every task assigned in the first pass,
 # stickiness, split, restart stickiness, memory, no failed request via serve); 1 when one FAILs
@@ -70,6 +74,7 @@ PASS_TIMEOUT=${ROUTING_PASS_TIMEOUT:-150}
 SAMPLE=${ROUTING_SAMPLE:-2000}
 KEEP=${ROUTING_KEEP:-0}
 SERVE_THREADS=${ROUTING_SERVE_THREADS:-}
+CONTROL=${ROUTING_CONTROL:-1}
 NAME=bench
 
 log() { echo "bench-routing: $*" >&2; }
@@ -98,6 +103,7 @@ mkdir -p "$RUNS"
 
 SERVE_PID=""
 ROUTER_PID=""
+ROUTER2_PID=""
 WRK_PID=""
 RUNTIME_PIDS=()
 CURRENT_RUNTIMES=()
@@ -110,6 +116,7 @@ cleanup() {
   set +e
   if [ -n "$WRK_PID" ]; then kill -TERM "$WRK_PID" 2>/dev/null; wait "$WRK_PID" 2>/dev/null; fi
   if [ -n "$ROUTER_PID" ]; then kill -TERM "$ROUTER_PID" 2>/dev/null; wait "$ROUTER_PID" 2>/dev/null; fi
+  if [ -n "$ROUTER2_PID" ]; then kill -TERM "$ROUTER2_PID" 2>/dev/null; wait "$ROUTER2_PID" 2>/dev/null; fi
   stop_serve
   for p in "${RUNTIME_PIDS[@]}"; do
     if grep -qa haproxy "/proc/$p/cmdline" 2>/dev/null; then kill -TERM "$p" 2>/dev/null || true; fi
@@ -171,7 +178,7 @@ busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 mine_ticks() {
   local t=0 p hz
   hz=$(getconf CLK_TCK)
-  for p in $SERVE_PID $ROUTER_PID "${CURRENT_RUNTIMES[@]}"; do t=$((t + $(cpu_ticks "$p"))); done
+  for p in $SERVE_PID $ROUTER_PID $ROUTER2_PID "${CURRENT_RUNTIMES[@]}"; do t=$((t + $(cpu_ticks "$p"))); done
   times >"$WORK/times.txt"
   echo $((t + $(awk -v hz="$hz" 'NR == 2 {
     n = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); n += a[1] * 60 + a[2] } printf "%d", n * hz }' "$WORK/times.txt"))) >"$WORK/mine"
@@ -341,6 +348,21 @@ for i in $(seq 1 100); do
 done
 ROUTER_URL=http://127.0.0.1:$ROUTER_PORT
 DIRECT_URL=http://127.0.0.1:$INCUMBENT_PORT
+if [ "$CONTROL" = 1 ]; then
+  # The A/A control: the same router again, on its own port.
+  ROUTER2_PORT=$(free_port)
+  sed "s/^    bind 127.0.0.1:$ROUTER_PORT\$/    bind 127.0.0.1:$ROUTER2_PORT/" "$WORK/router.cfg" >"$WORK/router2.cfg"
+  grep -q "bind 127.0.0.1:$ROUTER2_PORT" "$WORK/router2.cfg" || die "cannot make the control router's configuration"
+  "$HAPROXY" -db -f "$WORK/router2.cfg" >"$WORK/router2.log" 2>&1 &
+  ROUTER2_PID=$!
+  for i in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$ROUTER2_PORT") 2>/dev/null && break
+    kill -0 "$ROUTER2_PID" 2>/dev/null && [ "$i" -lt 100 ] || die "the control haproxy did not start: $(tail -n 3 "$WORK/router2.log")"
+    sleep 0.05
+  done
+  ROUTER2_URL=http://127.0.0.1:$ROUTER2_PORT
+  fact control "a second haproxy router, the same configuration (router2.cfg), measured after the first in every latency round"
+fi
 
 log "first pass via haproxy"
 run_wrk assign-haproxy "$ROUTER_URL" "/$NAME/v1/answer" x-airlock-release check "$PASSES" "$CONC" "$PASS_TIMEOUT" 0 "$RUNS/assign-haproxy.map" 0 "$ROUTER_PID"
@@ -356,6 +378,9 @@ for r in $(seq 1 "$ROUNDS"); do
   run_wrk "lat-$r-haproxy" "$ROUTER_URL" "/$NAME/v1/answer" x-airlock-release check 0 "$CONC" "$SECONDS_PER_RUN" "$offset" "$RUNS/lat-$r-haproxy.map" "$DELAY_MS" "$ROUTER_PID"
   out=$("${CHECK[@]}" compare "$RUNS/lat-$r-haproxy.map" "$RUNS/assign-haproxy.map")
   hap_differ=$((hap_differ + $(sed 's/.*differ=\([0-9]*\).*/\1/' <<<"$out")))
+  if [ "$CONTROL" = 1 ]; then
+    run_wrk "lat-$r-haproxy2" "$ROUTER2_URL" "/$NAME/v1/answer" x-airlock-release check 0 "$CONC" "$SECONDS_PER_RUN" "$offset" "" "$DELAY_MS" "$ROUTER2_PID"
+  fi
 done
 for r in $(seq 1 "$PEAK_ROUNDS"); do
   run_wrk "peak-$r-direct" "$DIRECT_URL" /v1/answer none fast 0 "$PEAK_CONC" "$PEAK_SECONDS" 0

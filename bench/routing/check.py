@@ -361,6 +361,37 @@ def cmd_report(work):
         "reported, never the exit status)."
     )
     w("")
+    control = [r for r in rounds if f"lat-{r}-haproxy2" in kv]
+    if control:
+        # The A/A control: the same router twice, adjacent in each round as serve and haproxy
+        # are. Its ratio is what this method measures between two identical routers.
+        w("A/A control: a second haproxy with the same configuration, measured right after the first in each round:")
+        w("")
+        w("| round | haproxy added p99 | second haproxy added p99 | ratio second / first |")
+        w("|---|---:|---:|---:|")
+        aa = []
+        for r in control:
+            d = num(kv[f"lat-{r}-direct"], "p99_us") / 1000.0
+            h = num(kv[f"lat-{r}-haproxy"], "p99_us") / 1000.0 - d
+            h2 = num(kv[f"lat-{r}-haproxy2"], "p99_us") / 1000.0 - d
+            if h > 0 and h2 > 0:
+                aa.append(h2 / h)
+                w(f"| {r} | {h:.3f} | {h2:.3f} | {h2 / h:.2f} |")
+            else:
+                w(f"| {r} | {h:.3f} | {h2:.3f} | undefined |")
+        w("")
+        if aa:
+            factor = max(max(aa), 1 / min(aa))
+            w(
+                f"Two identical routers: per-round p99 ratios {spread(aa, '{:.2f}')} (min / median / max); they differ by up to "
+                f"{factor:.2f}x in one round."
+                + (
+                    " That is at least the target's 2x: in this run the method cannot tell a router 2x slower from the same router."
+                    if factor >= 2
+                    else ""
+                )
+            )
+            w("")
 
     # Throughput.
     prounds = sorted({int(l.split("-")[1]) for l in order if l.startswith("peak-")})
