@@ -31,14 +31,16 @@ import Testing
     /// A full feed holds its producer until the reader makes room, so memory stays bounded
     /// whatever the producer's speed; every byte still arrives, in order.
     @Test func aFullFeedHoldsTheProducerUntilTheReaderMakesRoom() {
-        let feed = ByteFeed(capacity: 64 << 10)
+        let capacity = 64 << 10
+        let feed = ByteFeed(capacity: capacity)
         let total = 4 << 20
+        let piece = 20 << 10  // kept as it is (over ByteFeed.smallBuffer)
         let source = (0..<total).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) }
         let putDone = DispatchSemaphore(value: 0)
         let producer = Thread {
             var at = 0
             while at < total {
-                let n = min(16 << 10, total - at)
+                let n = min(piece, total - at)
                 _ = feed.put(Data(source[at..<at + n]))
                 at += n
             }
@@ -46,10 +48,27 @@ import Testing
             putDone.signal()
         }
         producer.start()
-        // The producer cannot finish before anything is read: 4 MiB do not fit in 64 KiB.
-        #expect(putDone.wait(timeout: .now() + 0.3) == .timedOut)
+        // The producer stops at the capacity (one buffer over at most) until something is read.
+        let deadline = Date().addingTimeInterval(10)
+        while !feed.state.producerWaits && Date() < deadline { usleep(1000) }
+        #expect(feed.state.producerWaits)
+        #expect(feed.state.bytes >= capacity && feed.state.bytes < capacity + piece)
+        #expect(putDone.wait(timeout: .now()) == .timedOut)
         #expect(drain(feed, size: 100_000) == source)
         putDone.wait()
+    }
+
+    /// A sender that cuts its stream into tiny pieces (one byte per HTTP chunk, say) gets them
+    /// copied into the feed's own buffers: a few queue entries, not one per piece, so a read
+    /// stays linear and no network buffer is pinned per byte.
+    @Test func tinyBuffersAreGatheredIntoFewEntries() {
+        let feed = ByteFeed(capacity: 1 << 20)
+        let source = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 % 251) }
+        for b in source { #expect(feed.put(Data([b])), "put") }
+        feed.end()
+        #expect(feed.state.bytes == 1 << 20)
+        #expect(feed.state.entries <= (1 << 20) / ByteFeed.coalesceSize + 1)
+        #expect(drain(feed, size: 1 << 20) == source)
     }
 
     /// The reader going away (a bundle refused early) lets the producer go at once: a waiting
@@ -62,12 +81,31 @@ import Testing
             if !feed.put(Data(repeating: 2, count: 8)) { refused.signal() }
         }
         producer.start()
-        #expect(refused.wait(timeout: .now() + 0.2) == .timedOut)
+        let deadline = Date().addingTimeInterval(10)
+        while !feed.state.producerWaits && Date() < deadline { usleep(1000) }
+        #expect(feed.state.producerWaits)
         feed.close()
         #expect(refused.wait(timeout: .now() + 10) == .success)
         #expect(!feed.put(Data([3])))
         var byte: UInt8 = 0
         #expect(feed.read(into: &byte, 1) == 0)
+    }
+
+    /// A reader closed while its decompressing thread waits on an empty feed (the producer
+    /// silent) returns: closing the feed wakes that thread before it is waited for.
+    @Test func closingAReaderWhoseFeedIsSilentReturns() {
+        let feed = ByteFeed()
+        let closed = DispatchSemaphore(value: 0)
+        let closer = Thread {
+            let reader = BundleReader(feed: feed, label: "silent")
+            // Its decompressing thread is now waiting (or about to wait) on the empty feed.
+            usleep(100_000)
+            reader.close()
+            closed.signal()
+        }
+        closer.start()
+        #expect(closed.wait(timeout: .now() + 10) == .success)
+        #expect(!feed.put(Data([1])))
     }
 
     /// A bundle fed in small, uneven buffers verifies as it does from its file; cut short, it
