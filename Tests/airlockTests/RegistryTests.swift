@@ -131,8 +131,8 @@ final class TestRegistry: @unchecked Sendable {
 }
 
 /// A hostile registry: serves a real bundle with the fault its repository names (a cut
-/// connection, a flipped byte, extra bytes, a redirect loop, an oversized manifest, an image
-/// index, an image) so that each is shown to be refused, or healed, by the client.
+/// connection, a flipped byte, extra bytes, tiny chunks, a redirect loop, an oversized
+/// manifest, an image index, an image) so that each is shown to be refused, or healed, by the client.
 final class FaultyRegistry: @unchecked Sendable {
     let port: Int
     private let process: Process
@@ -185,6 +185,14 @@ final class FaultyRegistry: @unchecked Sendable {
                 body = data
                 if repo == "tamper": body = data[:4000] + bytes([data[4000] ^ 1]) + data[4001:]
                 if repo == "extra": body = data + b"x" * 10
+                if repo == "tiny":
+                    # The layer in HTTP chunks of 1 to 97 bytes.
+                    self.send_response(200); self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Transfer-Encoding", "chunked"); self.end_headers()
+                    out, at, n = [], 0, 1
+                    while at < len(body):
+                        piece = body[at:at + n]; out.append(b"%x\r\n" % len(piece) + piece + b"\r\n"); at += len(piece); n = n % 97 + 1
+                    out.append(b"0\r\n\r\n"); self.wfile.write(b"".join(out)); return
                 start = 0
                 rng = self.headers.get("Range")
                 if rng and repo != "norange":
@@ -397,6 +405,13 @@ final class FaultyRegistry: @unchecked Sendable {
         #expect(pinned.status == 1 && pinned.stderr.contains("not to the digest asked for"), "\(pinned.stderr)")
         #expect(Self.installed(root).isEmpty)
         #expect(try CLI.run(["verify", fake.ref("tamper"), "--trust", w.file("trust"), "--insecure", "--retries", "0"]).status == 1)
+
+        // A layer sent in tiny HTTP chunks arrives whole (the feed gathers the pieces).
+        let tiny = try CLI.run(["verify", fake.ref("tiny"), "--trust", w.file("trust"), "--insecure"])
+        #expect(tiny.status == 0, "\(tiny.stderr)")
+        let tinyPull = try CLI.run(["pull", fake.ref("tiny"), "--out", w.file("t.airlock"), "--insecure"])
+        #expect(tinyPull.status == 0, "\(tinyPull.stderr)")
+        #expect(try CLI.sh("cmp v1.airlock t.airlock", cwd: w.path).status == 0)
 
         // A cut connection resumes with a range request; a registry that ignores the range
         // sends everything again, and the client skips what it holds.
