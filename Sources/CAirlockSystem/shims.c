@@ -25,12 +25,6 @@ int airlock_o_path(void) { return O_PATH; }
 
 int airlock_malloc_trim(void) { return malloc_trim(0); }
 
-int airlock_pipe(int fds[2], int size) {
-    if (pipe2(fds, O_CLOEXEC) != 0) return -1;
-    (void)fcntl(fds[1], F_SETPIPE_SZ, size);
-    return 0;
-}
-
 int airlock_insert_range(int fd, long long length) {
     return fallocate(fd, FALLOC_FL_INSERT_RANGE, 0, (off_t)length);
 }

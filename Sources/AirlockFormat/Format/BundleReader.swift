@@ -113,8 +113,9 @@ public final class BundleReader {
     private var closed = false
 
     /// Stops reading: the decompressing and hashing threads end and the descriptor or feed is
-    /// closed (a download feeding a pipe then gets EPIPE at once, one feeding a `ByteFeed` false). Call it when done with a reader whose
-    /// source waits for it; it also runs when the reader goes away. Nothing can be read after.
+    /// closed (a download writing to a pipe then gets EPIPE at once, one putting into a
+    /// `ByteFeed` false). Call it when done with a reader whose source waits for it; it also
+    /// runs when the reader goes away. Nothing can be read after.
     public func close() {
         if closed { return }
         closed = true

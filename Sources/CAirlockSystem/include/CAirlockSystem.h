@@ -29,10 +29,6 @@ int airlock_malloc_trim(void);
 /// The O_PATH flag of open(2) (a descriptor that names a file without opening it for I/O).
 int airlock_o_path(void);
 
-/// pipe2(O_CLOEXEC), then the pipe's capacity raised to `size` bytes when the kernel allows
-/// (F_SETPIPE_SZ): a download handed to a reader through it. 0, or -1 with errno.
-int airlock_pipe(int fds[2], int size);
-
 /// The O_DIRECT flag of open(2) and fcntl(2) (I/O that bypasses the page cache).
 int airlock_o_direct(void);
 
