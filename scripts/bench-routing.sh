@@ -333,33 +333,33 @@ for k in sampled differ errors; do fact "restart_$k" "$(sed -n "s/.*$k=\([0-9]*\
 
 # ---- 3. HAProxy on the same backends -----------------------------------------------------------
 
+# Starts a HAProxy router from router.cfg.in listening on PORT, its configuration and log named
+# LABEL.cfg and LABEL.log in the work folder, and sets the variable named PID_VAR to its pid
+# (at once, so that the cleanup stops it whatever happens next).
+start_router() {
+  local label=$1 port=$2 pid_var=$3 i
+  sed -e "s/@LISTEN_PORT@/$port/" -e "s/@NAME@/$NAME/" \
+    -e "s/@INCUMBENT@/$INCUMBENT/" -e "s/@INCUMBENT_PORT@/$INCUMBENT_PORT/" -e "s/@INCUMBENT_WEIGHT@/$((100 - WEIGHT))/" \
+    -e "s/@CANDIDATE@/$CANDIDATE/" -e "s/@CANDIDATE_PORT@/$CANDIDATE_PORT/" -e "s/@CANDIDATE_WEIGHT@/$WEIGHT/" \
+    "$BENCH/router.cfg.in" >"$WORK/$label.cfg"
+  "$HAPROXY" -c -q -f "$WORK/$label.cfg" || die "the $label configuration does not load"
+  "$HAPROXY" -db -f "$WORK/$label.cfg" >"$WORK/$label.log" 2>&1 &
+  printf -v "$pid_var" %s "$!"
+  for i in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    kill -0 "${!pid_var}" 2>/dev/null && [ "$i" -lt 100 ] || die "the haproxy $label did not start: $(tail -n 3 "$WORK/$label.log")"
+    sleep 0.05
+  done
+}
+
 ROUTER_PORT=$(free_port)
-sed -e "s/@LISTEN_PORT@/$ROUTER_PORT/" -e "s/@NAME@/$NAME/" \
-  -e "s/@INCUMBENT@/$INCUMBENT/" -e "s/@INCUMBENT_PORT@/$INCUMBENT_PORT/" -e "s/@INCUMBENT_WEIGHT@/$((100 - WEIGHT))/" \
-  -e "s/@CANDIDATE@/$CANDIDATE/" -e "s/@CANDIDATE_PORT@/$CANDIDATE_PORT/" -e "s/@CANDIDATE_WEIGHT@/$WEIGHT/" \
-  "$BENCH/router.cfg.in" >"$WORK/router.cfg"
-"$HAPROXY" -c -q -f "$WORK/router.cfg" || die "the router configuration does not load"
-"$HAPROXY" -db -f "$WORK/router.cfg" >"$WORK/router.log" 2>&1 &
-ROUTER_PID=$!
-for i in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$ROUTER_PORT") 2>/dev/null && break
-  kill -0 "$ROUTER_PID" 2>/dev/null && [ "$i" -lt 100 ] || die "the haproxy router did not start: $(tail -n 3 "$WORK/router.log")"
-  sleep 0.05
-done
+start_router router "$ROUTER_PORT" ROUTER_PID
 ROUTER_URL=http://127.0.0.1:$ROUTER_PORT
 DIRECT_URL=http://127.0.0.1:$INCUMBENT_PORT
 if [ "$CONTROL" = 1 ]; then
   # The A/A control: the same router again, on its own port.
   ROUTER2_PORT=$(free_port)
-  sed "s/^    bind 127.0.0.1:$ROUTER_PORT\$/    bind 127.0.0.1:$ROUTER2_PORT/" "$WORK/router.cfg" >"$WORK/router2.cfg"
-  grep -q "bind 127.0.0.1:$ROUTER2_PORT" "$WORK/router2.cfg" || die "cannot make the control router's configuration"
-  "$HAPROXY" -db -f "$WORK/router2.cfg" >"$WORK/router2.log" 2>&1 &
-  ROUTER2_PID=$!
-  for i in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$ROUTER2_PORT") 2>/dev/null && break
-    kill -0 "$ROUTER2_PID" 2>/dev/null && [ "$i" -lt 100 ] || die "the control haproxy did not start: $(tail -n 3 "$WORK/router2.log")"
-    sleep 0.05
-  done
+  start_router router2 "$ROUTER2_PORT" ROUTER2_PID
   ROUTER2_URL=http://127.0.0.1:$ROUTER2_PORT
   fact control "a second haproxy router, the same configuration (router2.cfg), measured after the first in every latency round"
 fi
