@@ -49,30 +49,23 @@ package final class DecompressedStream: @unchecked Sendable {
     private let readTimeout: Double
 
     /// Starts decompressing `fd`; the stream does not close `fd`.
-    package init(fileDescriptor fd: Int32, readTimeout: Double = 0) {
+    package convenience init(fileDescriptor fd: Int32, readTimeout: Double = 0) {
+        self.init(fd: fd, feed: nil, readTimeout: readTimeout)
+    }
+
+    /// Starts decompressing what `feed` is given, read as a descriptor would be.
+    package convenience init(feed: ByteFeed) {
+        self.init(fd: -1, feed: feed, readTimeout: 0)
+    }
+
+    private init(fd: Int32, feed: ByteFeed?, readTimeout: Double) {
         self.fd = fd
-        feed = nil
+        self.feed = feed
         self.readTimeout = readTimeout
         buffers = .allocate(capacity: Self.depth)
         buffers.initialize(repeating: UnsafeMutableRawBufferPointer(start: nil, count: 0))
         // Taken from the end and given back at the end: the buffers in use are reused first.
         free = Array((0..<Self.depth).reversed())
-        start()
-    }
-
-    /// Starts decompressing what `feed` is given, read as a descriptor would be.
-    package init(feed: ByteFeed) {
-        fd = -1
-        self.feed = feed
-        readTimeout = 0
-        buffers = .allocate(capacity: Self.depth)
-        buffers.initialize(repeating: UnsafeMutableRawBufferPointer(start: nil, count: 0))
-        // Taken from the end and given back at the end: the buffers in use are reused first.
-        free = Array((0..<Self.depth).reversed())
-        start()
-    }
-
-    private func start() {
         let thread = Thread { [self] in self.produce() }
         thread.name = "airlock-decompress"
         thread.start()
