@@ -13,7 +13,9 @@
 #   2. SIGTERM serve, start it again, and check a sample of tasks against the journal;
 #   3. HAProxy on the same two backend ports (bench/routing/router.cfg.in), first pass likewise;
 #   4. latency rounds at a moderate concurrency: direct to the 1.0.0 backend, via serve, via
-#      HAProxy, alternating; then peak throughput rounds at a higher concurrency;
+#      HAProxy (and a second HAProxy, the A/A control), in turns; the report pools each
+#      target's latency histograms over the rounds; then peak throughput rounds at a higher
+#      concurrency;
 #   5. the report (bench/routing/check.py report) to stdout.
 #
 # Settings, from the environment:
@@ -23,11 +25,12 @@
 #   ROUTING_WEIGHT (5)            the canary's weight in percent (HAProxy: weights 100-W / W)
 #   ROUTING_THREADS (2)           wrk threads
 #   ROUTING_CONC (8)              connections of the latency runs
-#   ROUTING_SECONDS (5)           length of a latency run
+#   ROUTING_SECONDS (4)           length of a latency run
 #   ROUTING_DELAY_MS (2)          pause of each connection between a response and its next
 #                                 request in the latency runs (0: back to back, which saturates
 #                                 both cores when direct, see docs/benchmarks.md)
-#   ROUTING_ROUNDS (5)            latency rounds (each: direct, serve, haproxy)
+#   ROUTING_ROUNDS (8)            latency rounds (each: direct, serve, haproxy and the control,
+#                                 in an order that turns by one every round)
 #   ROUTING_PEAK_CONC (64)        connections of the throughput runs
 #   ROUTING_PEAK_SECONDS (5)      length of a throughput run
 #   ROUTING_PEAK_ROUNDS (3)       throughput rounds
@@ -63,9 +66,9 @@ PREFIX=${ROUTING_TASK_PREFIX:-t}
 WEIGHT=${ROUTING_WEIGHT:-5}
 THREADS=${ROUTING_THREADS:-2}
 CONC=${ROUTING_CONC:-8}
-SECONDS_PER_RUN=${ROUTING_SECONDS:-5}
+SECONDS_PER_RUN=${ROUTING_SECONDS:-4}
 DELAY_MS=${ROUTING_DELAY_MS:-2}
-ROUNDS=${ROUTING_ROUNDS:-5}
+ROUNDS=${ROUTING_ROUNDS:-8}
 PEAK_CONC=${ROUTING_PEAK_CONC:-64}
 PEAK_SECONDS=${ROUTING_PEAK_SECONDS:-5}
 PEAK_ROUNDS=${ROUTING_PEAK_ROUNDS:-3}
@@ -370,18 +373,37 @@ run_wrk assign-haproxy "$ROUTER_URL" "/$NAME/v1/answer" x-airlock-release check 
 # ---- 4. latency and throughput rounds ----------------------------------------------------------
 
 hap_differ=0
+# The targets of a round, in an order that turns by one every round: over the rounds each target
+# runs at each position as often (with ROUTING_ROUNDS a multiple of their number), so the
+# machine's drift within a round falls on all of them alike. Every latency run also keeps wrk's
+# whole latency histogram, and the report pools them per target (check.py).
+TARGETS=(direct serve haproxy)
+[ "$CONTROL" = 1 ] && TARGETS+=(haproxy2)
 for r in $(seq 1 "$ROUNDS"); do
   offset=$((r * 9973))
-  run_wrk "lat-$r-direct" "$DIRECT_URL" /v1/answer none check 0 "$CONC" "$SECONDS_PER_RUN" "$offset" "" "$DELAY_MS"
-  run_wrk "lat-$r-serve" "$SERVE_URL" "/$NAME/v1/answer" x-airlock-release check 0 "$CONC" "$SECONDS_PER_RUN" "$offset" "$RUNS/lat-$r-serve.map" "$DELAY_MS" "$SERVE_PID"
-  add_compare "$RUNS/lat-$r-serve.map" "$JOURNAL"
-  run_wrk "lat-$r-haproxy" "$ROUTER_URL" "/$NAME/v1/answer" x-airlock-release check 0 "$CONC" "$SECONDS_PER_RUN" "$offset" "$RUNS/lat-$r-haproxy.map" "$DELAY_MS" "$ROUTER_PID"
-  out=$("${CHECK[@]}" compare "$RUNS/lat-$r-haproxy.map" "$RUNS/assign-haproxy.map")
-  hap_differ=$((hap_differ + $(sed 's/.*differ=\([0-9]*\).*/\1/' <<<"$out")))
-  if [ "$CONTROL" = 1 ]; then
-    run_wrk "lat-$r-haproxy2" "$ROUTER2_URL" "/$NAME/v1/answer" x-airlock-release check 0 "$CONC" "$SECONDS_PER_RUN" "$offset" "" "$DELAY_MS" "$ROUTER2_PID"
-  fi
+  for i in "${!TARGETS[@]}"; do
+    t=${TARGETS[$(((i + r - 1) % ${#TARGETS[@]}))]}
+    export BR_HIST="$RUNS/lat-$r-$t.hist"
+    case $t in
+      direct)
+        run_wrk "lat-$r-direct" "$DIRECT_URL" /v1/answer none check 0 "$CONC" "$SECONDS_PER_RUN" "$offset" "" "$DELAY_MS"
+        ;;
+      serve)
+        run_wrk "lat-$r-serve" "$SERVE_URL" "/$NAME/v1/answer" x-airlock-release check 0 "$CONC" "$SECONDS_PER_RUN" "$offset" "$RUNS/lat-$r-serve.map" "$DELAY_MS" "$SERVE_PID"
+        add_compare "$RUNS/lat-$r-serve.map" "$JOURNAL"
+        ;;
+      haproxy)
+        run_wrk "lat-$r-haproxy" "$ROUTER_URL" "/$NAME/v1/answer" x-airlock-release check 0 "$CONC" "$SECONDS_PER_RUN" "$offset" "$RUNS/lat-$r-haproxy.map" "$DELAY_MS" "$ROUTER_PID"
+        out=$("${CHECK[@]}" compare "$RUNS/lat-$r-haproxy.map" "$RUNS/assign-haproxy.map")
+        hap_differ=$((hap_differ + $(sed 's/.*differ=\([0-9]*\).*/\1/' <<<"$out")))
+        ;;
+      haproxy2)
+        run_wrk "lat-$r-haproxy2" "$ROUTER2_URL" "/$NAME/v1/answer" x-airlock-release check 0 "$CONC" "$SECONDS_PER_RUN" "$offset" "" "$DELAY_MS" "$ROUTER2_PID"
+        ;;
+    esac
+  done
 done
+unset BR_HIST
 for r in $(seq 1 "$PEAK_ROUNDS"); do
   run_wrk "peak-$r-direct" "$DIRECT_URL" /v1/answer none fast 0 "$PEAK_CONC" "$PEAK_SECONDS" 0
   run_wrk "peak-$r-serve" "$SERVE_URL" "/$NAME/v1/answer" x-airlock-release fast 0 "$PEAK_CONC" "$PEAK_SECONDS" 0 "" 0 "$SERVE_PID"

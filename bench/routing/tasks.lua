@@ -26,6 +26,8 @@
 --               to check only the body (direct to a backend)
 --   BR_OUT      file for the results (key=value lines)
 --   BR_MAP      optional file for "task release" lines, one per task answered
+--   BR_HIST     optional file for the latency histogram: "<microseconds> <count>" lines, every
+--               distinct latency wrk recorded (so runs can be pooled: check.py)
 --   BR_DONE     marker path prefix (BR_PASSES > 0)
 
 local function env(name, default)
@@ -166,4 +168,13 @@ function done(summary, latency, requests)
     out:write(string.format("tasks.%s=%d\n", release, count))
   end
   out:close()
+  if env("BR_HIST", "") ~= "" then
+    -- wrk's latency statistics: #latency distinct values, latency(i) the i-th (µs) and its count.
+    local h = assert(io.open(env("BR_HIST", ""), "w"))
+    for i = 1, #latency do
+      local us, count = latency(i)
+      h:write(string.format("%d %d\n", us, count))
+    end
+    h:close()
+  end
 end
