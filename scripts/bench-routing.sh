@@ -30,7 +30,7 @@
 #                                 request in the latency runs (0: back to back, which saturates
 #                                 both cores when direct, see docs/benchmarks.md)
 #   ROUTING_ROUNDS (8)            latency rounds (each: direct, serve, haproxy and the control,
-#                                 in an order that turns by one every round)
+#                                 in the orders of a balanced Latin square)
 #   ROUTING_PEAK_CONC (64)        connections of the throughput runs
 #   ROUTING_PEAK_SECONDS (5)      length of a throughput run
 #   ROUTING_PEAK_ROUNDS (3)       throughput rounds
@@ -373,16 +373,24 @@ run_wrk assign-haproxy "$ROUTER_URL" "/$NAME/v1/answer" x-airlock-release check 
 # ---- 4. latency and throughput rounds ----------------------------------------------------------
 
 hap_differ=0
-# The targets of a round, in an order that turns by one every round: over the rounds each target
-# runs at each position as often (with ROUTING_ROUNDS a multiple of their number), so the
-# machine's drift within a round falls on all of them alike. Every latency run also keeps wrk's
-# whole latency histogram, and the report pools them per target (check.py).
+# The targets of a round, in the orders of a balanced Latin square (a Williams design): over
+# every row of it each target runs once at each position and right after each other target
+# once (with three targets: twice), so that neither the machine's drift within a round nor
+# what one target leaves behind for the next (serve's connections closing, a cold cache) falls
+# on one target more than on another. ROUTING_ROUNDS a multiple of the rows (4, or 6 without
+# the control) uses each row as often. Every latency run also keeps wrk's whole latency
+# histogram, and the report pools them per target (check.py).
 TARGETS=(direct serve haproxy)
-[ "$CONTROL" = 1 ] && TARGETS+=(haproxy2)
+ORDERS=("0 1 2" "1 2 0" "2 0 1" "2 1 0" "0 2 1" "1 0 2")
+if [ "$CONTROL" = 1 ]; then
+  TARGETS+=(haproxy2)
+  ORDERS=("0 1 3 2" "1 2 0 3" "2 3 1 0" "3 0 2 1")
+fi
+fact orders "$(printf '%s, ' "${ORDERS[@]}" | sed 's/, $//') (indices into: ${TARGETS[*]})"
 for r in $(seq 1 "$ROUNDS"); do
   offset=$((r * 9973))
-  for i in "${!TARGETS[@]}"; do
-    t=${TARGETS[$(((i + r - 1) % ${#TARGETS[@]}))]}
+  for i in ${ORDERS[$(((r - 1) % ${#ORDERS[@]}))]}; do
+    t=${TARGETS[$i]}
     export BR_HIST="$RUNS/lat-$r-$t.hist"
     case $t in
       direct)
@@ -390,12 +398,9 @@ for r in $(seq 1 "$ROUNDS"); do
         ;;
       serve)
         run_wrk "lat-$r-serve" "$SERVE_URL" "/$NAME/v1/answer" x-airlock-release check 0 "$CONC" "$SECONDS_PER_RUN" "$offset" "$RUNS/lat-$r-serve.map" "$DELAY_MS" "$SERVE_PID"
-        add_compare "$RUNS/lat-$r-serve.map" "$JOURNAL"
         ;;
       haproxy)
         run_wrk "lat-$r-haproxy" "$ROUTER_URL" "/$NAME/v1/answer" x-airlock-release check 0 "$CONC" "$SECONDS_PER_RUN" "$offset" "$RUNS/lat-$r-haproxy.map" "$DELAY_MS" "$ROUTER_PID"
-        out=$("${CHECK[@]}" compare "$RUNS/lat-$r-haproxy.map" "$RUNS/assign-haproxy.map")
-        hap_differ=$((hap_differ + $(sed 's/.*differ=\([0-9]*\).*/\1/' <<<"$out")))
         ;;
       haproxy2)
         run_wrk "lat-$r-haproxy2" "$ROUTER2_URL" "/$NAME/v1/answer" x-airlock-release check 0 "$CONC" "$SECONDS_PER_RUN" "$offset" "" "$DELAY_MS" "$ROUTER2_PID"
@@ -404,6 +409,13 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 unset BR_HIST
+# The task maps of the latency runs against the journal (serve) and the first pass (HAProxy),
+# once all of them ran: no check's own work lands just before a timed run.
+for r in $(seq 1 "$ROUNDS"); do
+  add_compare "$RUNS/lat-$r-serve.map" "$JOURNAL"
+  out=$("${CHECK[@]}" compare "$RUNS/lat-$r-haproxy.map" "$RUNS/assign-haproxy.map")
+  hap_differ=$((hap_differ + $(sed 's/.*differ=\([0-9]*\).*/\1/' <<<"$out")))
+done
 for r in $(seq 1 "$PEAK_ROUNDS"); do
   run_wrk "peak-$r-direct" "$DIRECT_URL" /v1/answer none fast 0 "$PEAK_CONC" "$PEAK_SECONDS" 0
   run_wrk "peak-$r-serve" "$SERVE_URL" "/$NAME/v1/answer" x-airlock-release fast 0 "$PEAK_CONC" "$PEAK_SECONDS" 0 "" 0 "$SERVE_PID"

@@ -248,7 +248,7 @@ def cmd_report(work):
 
     w("# airlock serve routing benchmark")
     w("")
-    for k in ("date", "command", "machine", "load_before", "load_after", "airlock", "serve_threads", "haproxy", "wrk", "setup", "task_ids"):
+    for k in ("date", "command", "machine", "load_before", "load_after", "airlock", "serve_threads", "haproxy", "wrk", "setup", "task_ids", "orders"):
         if k in facts:
             w(f"- {k.replace('_', ' ')}: {facts[k]}")
     w("")
