@@ -135,10 +135,6 @@ bench: release peer-tools
 	scripts/bench-peers.sh $(BIN_RELEASE) $(BENCH_RELEASE) || { s=$$?; [ $$status -ge $$s ] || status=$$s; }; \
 	exit $$status
 
-# Routing through `airlock serve` against HAProxy on the same backends, with wrk, on loopback
-# (docs/benchmarks.md, "Routing through airlock serve"); the report goes to stdout, in a few
-# minutes. ROUTING_ROUNDS, ROUTING_SECONDS, ... come from the environment (scripts/bench-routing.sh).
-# Exit status: 1 when a hard target FAILs (stickiness, split, restart, memory), 2 when a command failed.
 # Replays 1,000 recorded tasks of the example agent (docs/benchmarks.md, "Replay"); the report
 # goes to stdout. REPLAY_TASKS, REPLAY_ROUNDS come from the environment.
 bench-replay: release
@@ -166,6 +162,10 @@ peer-tools:
 	    || { echo "error: could not install$$missing; install them by hand and run make bench-peers again" >&2; exit 1; }; \
 	fi
 
+# Routing through `airlock serve` against HAProxy on the same backends, with wrk, on loopback
+# (docs/benchmarks.md, "Routing through airlock serve"); the report goes to stdout, in a few
+# minutes. ROUTING_ROUNDS, ROUTING_SECONDS, ... come from the environment (scripts/bench-routing.sh).
+# Exit status: 1 when a hard target FAILs (stickiness, split, restart, memory), 2 when a command failed.
 bench-routing: release
 	ROUTING_COMMAND="make bench-routing (BUILD_DIR=$(BUILD_DIR))" scripts/bench-routing.sh $(BIN_RELEASE)
 
