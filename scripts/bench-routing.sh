@@ -13,9 +13,9 @@
 #   2. SIGTERM serve, start it again, and check a sample of tasks against the journal;
 #   3. HAProxy on the same two backend ports (bench/routing/router.cfg.in), first pass likewise;
 #   4. latency rounds at a moderate concurrency: direct to the 1.0.0 backend, via serve, via
-#      HAProxy (and a second HAProxy, the A/A control), in turns; the report pools each
-#      target's latency histograms over the rounds; then peak throughput rounds at a higher
-#      concurrency;
+#      HAProxy (and a second HAProxy, the A/A control), in the orders of a balanced Latin
+#      square, each round after an unmeasured warm-up run; the report pools each target's
+#      latency histograms over the rounds; then peak throughput rounds at a higher concurrency;
 #   5. the report (bench/routing/check.py report) to stdout.
 #
 # Settings, from the environment:
@@ -25,12 +25,13 @@
 #   ROUTING_WEIGHT (5)            the canary's weight in percent (HAProxy: weights 100-W / W)
 #   ROUTING_THREADS (2)           wrk threads
 #   ROUTING_CONC (8)              connections of the latency runs
-#   ROUTING_SECONDS (4)           length of a latency run
+#   ROUTING_SECONDS (2)           length of a latency run
 #   ROUTING_DELAY_MS (2)          pause of each connection between a response and its next
 #                                 request in the latency runs (0: back to back, which saturates
 #                                 both cores when direct, see docs/benchmarks.md)
-#   ROUTING_ROUNDS (8)            latency rounds (each: direct, serve, haproxy and the control,
-#                                 in the orders of a balanced Latin square)
+#   ROUTING_ROUNDS (16)           latency rounds (each: direct, serve, haproxy and the control,
+#                                 in the orders of a balanced Latin square); rounded up to a
+#                                 multiple of its rows (4, or 6 without the control)
 #   ROUTING_PEAK_CONC (64)        connections of the throughput runs
 #   ROUTING_PEAK_SECONDS (5)      length of a throughput run
 #   ROUTING_PEAK_ROUNDS (3)       throughput rounds
@@ -42,9 +43,9 @@
 #                                 removed at the end)
 #   ROUTING_KEEP (0)              1: keep the new work folder (logs, maps, the journal)
 #   ROUTING_CONTROL (1)           1: an A/A control in every latency round: a second HAProxy
-#                                 router with the same configuration, measured right after the
-#                                 first; the report gives its p99 ratio to the first, the spread
-#                                 two identical routers show with this method on this machine
+#                                 router with the same configuration, measured like the others;
+#                                 the report gives its p99 ratio to the first and the interval,
+#                                 what this method tells apart between two identical routers
 #
 # Exit status: 0 when every hard target passes (every task assigned in the first pass,
 # stickiness, split, restart stickiness, memory, no failed request via serve); 1 when one FAILs
@@ -66,9 +67,9 @@ PREFIX=${ROUTING_TASK_PREFIX:-t}
 WEIGHT=${ROUTING_WEIGHT:-5}
 THREADS=${ROUTING_THREADS:-2}
 CONC=${ROUTING_CONC:-8}
-SECONDS_PER_RUN=${ROUTING_SECONDS:-4}
+SECONDS_PER_RUN=${ROUTING_SECONDS:-2}
 DELAY_MS=${ROUTING_DELAY_MS:-2}
-ROUNDS=${ROUTING_ROUNDS:-8}
+ROUNDS=${ROUTING_ROUNDS:-16}
 PEAK_CONC=${ROUTING_PEAK_CONC:-64}
 PEAK_SECONDS=${ROUTING_PEAK_SECONDS:-5}
 PEAK_ROUNDS=${ROUTING_PEAK_ROUNDS:-3}
@@ -364,7 +365,7 @@ if [ "$CONTROL" = 1 ]; then
   ROUTER2_PORT=$(free_port)
   start_router router2 "$ROUTER2_PORT" ROUTER2_PID
   ROUTER2_URL=http://127.0.0.1:$ROUTER2_PORT
-  fact control "a second haproxy router, the same configuration (router2.cfg), measured after the first in every latency round"
+  fact control "a second haproxy router, the same configuration (router2.cfg), measured in every latency round like the others"
 fi
 
 log "first pass via haproxy"
@@ -374,20 +375,31 @@ run_wrk assign-haproxy "$ROUTER_URL" "/$NAME/v1/answer" x-airlock-release check 
 
 hap_differ=0
 # The targets of a round, in the orders of a balanced Latin square (a Williams design): over
-# every row of it each target runs once at each position and right after each other target
-# once (with three targets: twice), so that neither the machine's drift within a round nor
-# what one target leaves behind for the next (serve's connections closing, a cold cache) falls
-# on one target more than on another. ROUTING_ROUNDS a multiple of the rows (4, or 6 without
-# the control) uses each row as often. Every latency run also keeps wrk's whole latency
-# histogram, and the report pools them per target (check.py).
+# its rows each target runs once at each position and right after each other target once
+# (with three targets: twice). Every round starts after an unmeasured warm-up run direct to the
+# backend, so that the first target of a round always follows the same thing and the balance
+# holds over the whole sequence of runs, not only within the rounds: neither the machine's
+# drift nor what one run leaves behind for the next (serve's connections closing, a cold cache)
+# falls on one target more than on another. The rounds are a whole number of the square's
+# rows. Every latency run also keeps wrk's whole latency histogram, and the report pools them
+# per target (check.py).
 TARGETS=(direct serve haproxy)
 ORDERS=("0 1 2" "1 2 0" "2 0 1" "2 1 0" "0 2 1" "1 0 2")
 if [ "$CONTROL" = 1 ]; then
   TARGETS+=(haproxy2)
   ORDERS=("0 1 3 2" "1 2 0 3" "2 3 1 0" "3 0 2 1")
 fi
-fact orders "$(printf '%s, ' "${ORDERS[@]}" | sed 's/, $//') (indices into: ${TARGETS[*]})"
+rows=${#ORDERS[@]}
+if [ $((ROUNDS % rows)) != 0 ]; then
+  ROUNDS=$(((ROUNDS + rows - 1) / rows * rows))
+  log "latency rounds rounded up to $ROUNDS, a whole number of the order's $rows rows"
+fi
+fact rounds "$ROUNDS"
+fact orders "$(printf '%s, ' "${ORDERS[@]}" | sed 's/, $//') (indices into: ${TARGETS[*]}); each round after a 1 s warm-up run direct, not measured"
 for r in $(seq 1 "$ROUNDS"); do
+  env -u BR_HIST BR_OUT=/dev/null BR_TASKS="$TASKS" BR_THREADS="$THREADS" BR_PREFIX="$PREFIX" BR_PATH=/v1/answer BR_HEADER=none BR_MODE=fast BR_PASSES=0 \
+    BR_DELAY_MS="$DELAY_MS" "$WRK" -t"$THREADS" -c"$CONC" -d1s --timeout 10s -s "$BENCH/tasks.lua" "$DIRECT_URL" >/dev/null 2>&1 \
+    || die "the warm-up run before latency round $r failed"
   offset=$((r * 9973))
   for i in ${ORDERS[$(((r - 1) % ${#ORDERS[@]}))]}; do
     t=${TARGETS[$i]}

@@ -19,6 +19,7 @@
 import bisect
 import json
 import math
+from fractions import Fraction
 import os
 import random
 import re
@@ -198,7 +199,7 @@ class Histograms:
         n = sum(self.rounds[i][1][-1] for i in picks if self.rounds[i][1])
         if n == 0:
             return float("nan")
-        rank = max(1, math.ceil(p / 100.0 * n))
+        rank = max(1, math.ceil(Fraction(str(p)) * n / 100))
         lo, hi = 0, len(self.grid) - 1
         while lo < hi:
             mid = (lo + hi) // 2
@@ -218,7 +219,8 @@ def pooled_ratio(hists, a, b, p, resamples=2000, seed=11):
     def ratio(picks):
         d = hists["direct"].percentile(p, picks)
         x, y = hists[a].percentile(p, picks) - d, hists[b].percentile(p, picks) - d
-        return x, y, (x / y if y > 0 else None)
+        # Undefined when the baseline adds nothing measurable, or a pick has no samples (NaN).
+        return x, y, (x / y if y > 0 and not math.isnan(x) else None)
 
     x, y, r = ratio(None)
     rng = random.Random(seed)
@@ -357,7 +359,7 @@ def cmd_report(work):
         return [num(kv[f"lat-{r}-{target}"], key) / 1000.0 for r in rounds if f"lat-{r}-{target}" in kv]
 
     pace = f"each connection pausing {facts['delay_ms']} ms between a response and its next request" if facts.get("delay_ms", "0") != "0" else "back to back"
-    w(f"## Latency at -t{facts['threads']} -c{facts['conc']}, {pace}, {facts['seconds']} s a run, {len(rounds)} rounds (direct, serve, haproxy in turns)")
+    w(f"## Latency at -t{facts['threads']} -c{facts['conc']}, {pace}, {facts['seconds']} s a run, {len(rounds)} rounds (the targets in the orders of a balanced Latin square)")
     w("")
     span = int(facts.get("span", "0") or 0)
     per_thread = tasks // int(facts["threads"])
@@ -408,7 +410,7 @@ def cmd_report(work):
     )
     w("")
     p99r = ratios["p99_us"]
-    others = [num(kv[f"lat-{r}-{t}"], "others_cpu_pct") for r in rounds for t in ("direct", "serve", "haproxy") if f"lat-{r}-{t}" in kv]
+    others = [num(kv[f"lat-{r}-{t}"], "others_cpu_pct") for r in rounds for t in ("direct", "serve", "haproxy", "haproxy2") if f"lat-{r}-{t}" in kv]
     busy = bool(others) and max(others) > 10
     undefined = len(rounds) - len(p99r)
     if others:
@@ -430,9 +432,12 @@ def cmd_report(work):
     pooled = bool(rounds) and all(os.path.exists(os.path.join(runs, f"lat-{r}-{t}.hist")) for r in rounds for t in targets)
     if pooled:
         hists = {t: Histograms([os.path.join(runs, f"lat-{r}-{t}.hist") for r in rounds]) for t in targets}
-        w(f"### Pooled over the {len(rounds)} rounds (every request of every round of a target, wrk's histograms added up)")
+        w(
+            f"### Pooled over the {len(rounds)} rounds (every sample of every round of a target: wrk's histograms added up, "
+            "with the samples wrk adds for coordinated omission)"
+        )
         w("")
-        w("| target | requests | p50 ms | p90 ms | p99 ms | p99.9 ms |")
+        w("| target | samples | p50 ms | p90 ms | p99 ms | p99.9 ms |")
         w("|---|---:|---:|---:|---:|---:|")
         names = {"direct": "direct to the 1.0.0 backend", "serve": "via airlock serve", "haproxy": "via haproxy", "haproxy2": "via the second haproxy (control)"}
         for t in targets:
@@ -448,7 +453,7 @@ def cmd_report(work):
             w(f"| p{q} | {x:.3f} | {y:.3f} | {f'{r:.2f}' if r is not None else 'undefined'} | {lo:.2f} - {hi:.2f} |")
         w("")
         r, lo, hi = est[99]
-        if r is not None and len(rounds) >= 4 and not busy:
+        if r is not None and len(rounds) >= 8 and not busy:
             if hi < 2:
                 verdict_text = "PASS"
             elif lo > 2:
@@ -456,7 +461,7 @@ def cmd_report(work):
         w(
             f"Target: airlock's p99 added latency within 2x haproxy's. Pooled ratio {f'{r:.2f}' if r is not None else 'undefined'}, "
             f"95% interval {lo:.2f} - {hi:.2f}: **{verdict_text}**{' (machine busy)' if busy else ''} (PASS when the interval's upper end "
-            "is under 2, FAIL when its lower end is over 2, otherwise, with fewer than 4 rounds or with other processes over 10% of "
+            "is under 2, FAIL when its lower end is over 2, otherwise, with fewer than 8 rounds or with other processes over 10% of "
             "the machine, not established; reported, never the exit status)."
         )
         w("")
@@ -502,7 +507,12 @@ def cmd_report(work):
                 f"Pooled over the rounds: added p99 {y:.3f} ms (first) and {x:.3f} ms (second), ratio "
                 f"{f'{r:.2f}' if r is not None else 'undefined'}, 95% interval {lo:.2f} - {hi:.2f}: how closely this method tells "
                 "two identical routers apart here"
-                + (" (the interval misses 1: the method is biased in this run, and the verdict above is in doubt)." if r is not None and (lo > 1 or hi < 1) else ".")
+                + (
+                    " (the interval misses 1: by chance, which the bootstrap's coverage on this machine makes about one run in ten, "
+                    "or a bias of the method; the verdict above is in doubt)."
+                    if r is not None and (lo > 1 or hi < 1)
+                    else "."
+                )
             )
             w("")
 
