@@ -524,8 +524,9 @@ def cmd_report(work):
                 f"{f'{r:.2f}' if r is not None else 'undefined'}, 95% interval {lo:.2f} - {hi:.2f}: how closely this method tells "
                 "two identical routers apart here"
                 + (
-                    " (the interval misses 1: by chance, which the bootstrap's coverage on this machine makes about one run in ten, "
-                    "or a bias of the method; the verdict above is in doubt)."
+                    " (the interval misses 1: by chance, as the bootstrap over rounds understates how far the pooled p99s of "
+                    "identical routers drift apart between runs on this machine (docs/benchmarks.md), or a bias of the method; "
+                    "hence the verdict against both routers)."
                     if r is not None and (lo > 1 or hi < 1)
                     else "."
                 )
