@@ -79,6 +79,7 @@ SAMPLE=${ROUTING_SAMPLE:-2000}
 KEEP=${ROUTING_KEEP:-0}
 SERVE_THREADS=${ROUTING_SERVE_THREADS:-}
 CONTROL=${ROUTING_CONTROL:-1}
+HIST= # the latency histogram file of the run in progress (run_wrk), none outside the rounds
 NAME=bench
 
 log() { echo "bench-routing: $*" >&2; }
@@ -190,7 +191,8 @@ mine_ticks() {
 
 # run_wrk LABEL URL PATH HEADER MODE PASSES CONNECTIONS SECONDS OFFSET [MAP [DELAY_MS [ROUTER_PID]]]
 # ROUTER_PID: the router whose CPU time per request goes into the results. Every run also records
-# how much of the machine other processes used meanwhile (others_cpu_pct).
+# how much of the machine other processes used meanwhile (others_cpu_pct). With HIST set (the
+# latency rounds), wrk's whole latency histogram goes to that file.
 run_wrk() {
   local label=$1 url=$2 path=$3 header=$4 mode=$5 passes=$6 conc=$7 secs=$8 offset=$9 map=${10:-} delay=${11:-0} router=${12:-}
   local cpu0=0 busy0 mine0 t0
@@ -202,7 +204,7 @@ run_wrk() {
   echo "$label" >>"$WORK/order.txt"
   rm -f "$RUNS/$label".done.*
   env BR_TASKS="$TASKS" BR_THREADS="$THREADS" BR_PREFIX="$PREFIX" BR_PATH="$path" BR_HEADER="$header" BR_MODE="$mode" \
-    BR_PASSES="$passes" BR_SPAN="${SPAN:-0}" BR_OFFSET="$offset" BR_OUT="$RUNS/$label.kv" BR_MAP="$map" BR_DONE="$RUNS/$label.done" BR_DELAY_MS="$delay" \
+    BR_PASSES="$passes" BR_SPAN="${SPAN:-0}" BR_OFFSET="$offset" BR_OUT="$RUNS/$label.kv" BR_MAP="$map" BR_DONE="$RUNS/$label.done" BR_DELAY_MS="$delay" BR_HIST="${HIST:-}" \
     "$WRK" -t"$THREADS" -c"$conc" -d"${secs}s" --timeout 10s -s "$BENCH/tasks.lua" "$url" >"$RUNS/$label.out" 2>&1 &
   WRK_PID=$!
   if [ "$passes" -gt 0 ]; then
@@ -405,13 +407,13 @@ fi
 fact rounds "$ROUNDS"
 fact orders "$(printf '%s, ' "${ORDERS[@]}" | sed 's/, $//') (indices into: ${TARGETS[*]}); each round after a 1 s warm-up run direct, not measured"
 for r in $(seq 1 "$ROUNDS"); do
-  env -u BR_HIST BR_OUT=/dev/null BR_TASKS="$TASKS" BR_THREADS="$THREADS" BR_PREFIX="$PREFIX" BR_PATH=/v1/answer BR_HEADER=none BR_MODE=fast BR_PASSES=0 \
+  env BR_OUT=/dev/null BR_TASKS="$TASKS" BR_THREADS="$THREADS" BR_PREFIX="$PREFIX" BR_PATH=/v1/answer BR_HEADER=none BR_MODE=fast BR_PASSES=0 \
     BR_DELAY_MS="$DELAY_MS" "$WRK" -t"$THREADS" -c"$CONC" -d1s --timeout 10s -s "$BENCH/tasks.lua" "$DIRECT_URL" >/dev/null 2>&1 \
     || die "the warm-up run before latency round $r failed"
   offset=$((r * 9973))
   for i in ${ORDERS[$(((r - 1) % ${#ORDERS[@]}))]}; do
     t=${TARGETS[$i]}
-    export BR_HIST="$RUNS/lat-$r-$t.hist"
+    HIST="$RUNS/lat-$r-$t.hist"
     case $t in
       direct)
         run_wrk "lat-$r-direct" "$DIRECT_URL" /v1/answer none check 0 "$CONC" "$SECONDS_PER_RUN" "$offset" "" "$DELAY_MS"
@@ -428,7 +430,7 @@ for r in $(seq 1 "$ROUNDS"); do
     esac
   done
 done
-unset BR_HIST
+HIST=
 # The task maps of the latency runs against the journal (serve) and the first pass (HAProxy),
 # once all of them ran: no check's own work lands just before a timed run.
 for r in $(seq 1 "$ROUNDS"); do

@@ -147,9 +147,7 @@ public final class RegistryBundleStream: Sendable {
             do {
                 try await Registry.download(resolved, client: client) { b in
                     // The buffer is kept as it is (no copy): the reader copies it once.
-                    guard let data = b.getData(at: b.readerIndex, length: b.readableBytes, byteTransferStrategy: .noCopy), feed.put(data) else {
-                        throw ReaderGone()
-                    }
+                    guard feed.put(Data(buffer: b, byteTransferStrategy: .noCopy)) else { throw ReaderGone() }
                 }
             } catch {
                 state.failure.withLockedValue { $0 = error }
