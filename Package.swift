@@ -118,7 +118,7 @@ let package = Package(
         // .build-fuzz; a plain build replays saved inputs).
         .target(name: "AirlockFuzzTargets", dependencies: ["AirlockFormat", "AirlockKit", "AirlockRollout", "CAirlockSystem"]),
         .executableTarget(name: "airlock-fuzz", dependencies: ["AirlockFuzzTargets", "CAirlockSystem"]),
-        .testTarget(name: "AirlockKitTests", dependencies: ["AirlockKit", "AirlockFormat", "AirlockRollout", "AirlockFuzzTargets"]),
+        .testTarget(name: "AirlockKitTests", dependencies: ["AirlockKit", "AirlockFormat", "AirlockRollout", "AirlockFuzzTargets", "CZstd"]),
         .testTarget(name: "AirlockBenchTests", dependencies: ["AirlockBench"]),
         .testTarget(name: "AirlockRolloutTests", dependencies: ["AirlockRollout"]),
         .testTarget(name: "AirlockRegistryTests", dependencies: ["AirlockRegistry", "AirlockFormat"]),

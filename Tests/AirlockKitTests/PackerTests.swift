@@ -95,6 +95,47 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: shm) == ["b.airlock"])
     }
 
+    /// A payload over one frame: every 2 MiB of the tar stream is a zstd frame of its own that
+    /// declares its size (a single-segment frame, its window that size), the bytes are the same
+    /// for any worker count, and standard tools read the frames as one stream.
+    @Test func aLargePayloadIsFramesOf2MiBTheSameForAnyWorkerCount() throws {
+        let tmp = TempDir()
+        var release = Release()
+        // 7 MiB that do not compress (a file straddles four frames), text, and many small files.
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        let noise = (0..<(7 << 20)).map { _ -> UInt8 in
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            return UInt8(truncatingIfNeeded: state)
+        }
+        release.files.append(Release.File(path: "model/big.bin", data: noise))
+        release.files.append(Release.File(path: "index/text.md", data: Array(String(repeating: "retrieval text, line after line\n", count: 40_000).utf8)))
+        for i in 0..<300 { release.files.append(Release.File(path: "index/doc-\(i).md", data: Array("document \(i)\n".utf8))) }
+        let rel = release.writeDirectory(in: tmp)
+        let one = try pack(rel, out: tmp.file("one.airlock")) { $0.compressionThreads = 1 }
+        let three = try pack(rel, out: tmp.file("three.airlock")) { $0.compressionThreads = 3 }
+        let two = try pack(rel, out: tmp.file("two.airlock"))
+        let bytes = try #require(FileManager.default.contents(atPath: two.path))
+        #expect(FileManager.default.contents(atPath: one.path) == bytes)
+        #expect(FileManager.default.contents(atPath: three.path) == bytes)
+        #expect(Verifier.verify(bundle: two.path, trust: TestKeys.trust()).ok)
+        // The tar stream's size, and the frames zstd finds: the head's, then one per 2 MiB.
+        let stream = Int(try run(["sh", "-c", "zstd -dc '\(two.path)' | wc -c"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines))!
+        let listing = try run(["zstd", "-lv", two.path]).stdout
+        let frames = try #require(listing.split(separator: "\n").first { $0.contains("# Zstandard Frames:") }.flatMap { Int($0.split(separator: " ").last!) })
+        #expect(try run(["sh", "-c", "tar --zstd -tf '\(two.path)' | grep -c '^payload/'"]).stdout == "\(release.files.count)\n")
+        // Every frame declares its size; the payload's are 2 MiB each but the last: what a
+        // reader's window needs.
+        let walked = try FramedPayloadWriterTests.frameSizes(Array(bytes))
+        #expect(walked.count == frames, "\(listing)")
+        #expect(walked.allSatisfy { $0 != nil })
+        #expect(walked.reduce(0) { $0 + Int($1 ?? 0) } == stream)
+        let payload = walked.dropFirst().map { Int($0 ?? 0) }
+        #expect(payload.count == (payload.reduce(0, +) + FramedPayloadWriter.frameSize - 1) / FramedPayloadWriter.frameSize && payload.count >= 4)
+        #expect(payload.dropLast().allSatisfy { $0 == FramedPayloadWriter.frameSize })
+    }
+
     @Test func ecdsaBundlesKeepTheirIDButNotTheirBytes() throws {
         let tmp = TempDir()
         let rel = Release().writeDirectory(in: tmp)

@@ -66,7 +66,7 @@ public enum BundleLayout {
     /// zstd level Airlock packs with unless told otherwise; pinned for reproducibility. Level 1
     /// keeps up with reading and hashing at a few MiB a worker; level 3 needs 70+ MiB a worker.
     public static let defaultZstdLevel = 1
-    /// zstd workers unless told otherwise: output does not depend on it, memory does (about 5
+    /// zstd workers unless told otherwise: output does not depend on it, memory does (3 to 7
     /// MiB a worker at level 1). Two: on a release of many text files one worker is the slowest
     /// stage of a one-pass pack (docs/benchmarks.md).
     public static let defaultZstdThreads = 2

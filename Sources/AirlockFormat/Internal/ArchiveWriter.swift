@@ -79,6 +79,56 @@ package final class ArchiveWriter {
         }
     }
 
+    /// The receiver of an uncompressed stream (`init(output:path:)`), and what it threw.
+    private final class Output {
+        let body: (UnsafeRawBufferPointer) throws -> Void
+        var error: (any Error)?
+        init(_ body: @escaping (UnsafeRawBufferPointer) throws -> Void) { self.body = body }
+    }
+    private var output: Output?
+
+    /// Writes the tar stream uncompressed to `output`, in the pieces libarchive makes: a file's
+    /// data is handed on as the very bytes given to `addFile`'s writer (no blocks, no copy).
+    /// What `output` throws, `addFile` and `close` throw.
+    package init(output body: @escaping (UnsafeRawBufferPointer) throws -> Void, path: String) throws {
+        sink = nil
+        _ = utf8LocaleReady
+        guard let a = archive_write_new(), let e = archive_entry_new() else {
+            throw AirlockError(.internal, .outOfMemory, "libarchive could not allocate a writer")
+        }
+        archive = a
+        entry = e
+        self.path = path
+        let receiver = Output(body)
+        output = receiver
+        func check(_ r: Int32, _ what: String) throws {
+            guard r == ARCHIVE_OK else {
+                let msg = archive_error_string(a).map { String(cString: $0) } ?? "unknown error"
+                archive_write_free(a)
+                archive_entry_free(e)
+                throw AirlockError(.internal, .archiveSetupFailed, "cannot set up the bundle writer (\(what)): \(msg)")
+            }
+        }
+        try check(archive_write_add_filter_none(a), "no compression")
+        try check(archive_write_set_format_pax_restricted(a), "pax format")
+        try check(archive_write_set_bytes_per_block(a, 0), "block size")
+        try check(archive_write_set_bytes_in_last_block(a, 1), "last block")
+        let ctx = Unmanaged.passUnretained(receiver).toOpaque()
+        try check(
+            archive_write_open2(
+                a, ctx, nil,
+                { _, ctx, buffer, length in
+                    let receiver = Unmanaged<Output>.fromOpaque(ctx!).takeUnretainedValue()
+                    do {
+                        try receiver.body(UnsafeRawBufferPointer(start: buffer, count: length))
+                        return length
+                    } catch {
+                        receiver.error = error
+                        return -1
+                    }
+                }, nil, nil), "open")
+    }
+
     deinit {
         if !closed { archive_write_fail(archive) }
         archive_write_free(archive)
@@ -86,12 +136,13 @@ package final class ArchiveWriter {
         if !closed { sink?.abandon() }
     }
 
-    private func failure(_ what: String) -> AirlockError {
+    private func failure(_ what: String) -> any Error {
         if let sink, let e = sink.pendingError { return e }
+        if let e = output?.error { return e }
         let err = archive_errno(archive)
         let msg = archive_error_string(archive).map { String(cString: $0) } ?? "unknown error"
         if err == ENOSPC || err == EDQUOT {
-            return .io(.diskFull, "no space left writing \(path); free some space and pack again")
+            return AirlockError.io(.diskFull, "no space left writing \(path); free some space and pack again")
         }
         return AirlockError(.io, .writeFailed, "cannot write \(path) (\(what))", cause: msg)
     }

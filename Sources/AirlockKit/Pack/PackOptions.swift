@@ -27,7 +27,8 @@ public struct PackOptions: Sendable {
     /// (`airlock.delta/v2`, the default), which needs the base release's manifest at the site.
     public var fullManifestDelta = false
     /// zstd worker threads (at least 1). The output is the same for any value; memory grows
-    /// with it (about 13 MiB a worker at level 1, 50 MiB at level 3).
+    /// with it (a one-pass pack: a 2 MiB frame buffer and a compressor each, 3 to 7 MiB a
+    /// worker at level 1).
     public var compressionThreads = BundleLayout.defaultZstdThreads
     /// Told before each eval run (a line for the user).
     public var evalProgress: (@Sendable (String) -> Void)?

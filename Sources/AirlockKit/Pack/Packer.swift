@@ -348,42 +348,45 @@ public enum Packer {
         fd: Int32, output: String, options: PackOptions, mtime: Int64, progress: ProgressReporter?, stopIfFailed: () throws -> Void = {},
         next: (Int) throws -> SourceFile?
     ) throws -> [SHA256Digest] {
-        let archive = try ArchiveWriter(
-            fileDescriptor: fd, path: output, compression: .zstd, level: options.level, threads: options.compressionThreads, background: true)
-        // Four stages on two cores: this thread reads and hands each chunk to the compressor
-        // (libarchive copies it into zstd's worker, which compresses) and to the hasher; the
-        // compressed stream is written from a thread of its own (`BackgroundFileWriter`).
-        let hasher = ChunkHasher()
-        var failure: Error?
+        // Four stages on two cores: this thread reads every file straight into the tar stream's
+        // next slot (`FramedPayloadWriter`), which one thread hashes and the zstd workers
+        // compress, a frame per slot; the frames are written from a thread of their own.
+        let payload = try FramedPayloadWriter(
+            fileDescriptor: fd, path: output, level: options.level ?? BundleLayout.defaultZstdLevel, workers: options.compressionThreads)
+        let digests: [SHA256Digest?]
         do {
+            let archive = try ArchiveWriter(output: { try payload.emit($0) }, path: output)
             var index = 0
             while let src = try next(index) {
                 defer { index += 1 }
                 let mode = src.executable ? BundleLayout.executableMode : BundleLayout.regularMode
                 try archive.addFile(path: BundleLayout.payloadPrefix + src.path, size: src.size, mode: mode, mtime: mtime) { write in
-                    try readChunks(src, buffer: hasher.nextBuffer) { part, last in
-                        if part.count == ChunkHasher.chunkSize { try stopIfFailed() }
-                        hasher.submit(count: part.count, file: index, last: last)
+                    try readChunks(src, buffer: { _ in try payload.room() }) { part, last in
+                        if part.count >= readSize { try stopIfFailed() }
+                        payload.fileData(count: part.count, file: index, last: last)
                         try write(part)
                         progress?.advance(by: part.count)
                     }
                 }
             }
             try archive.close()
+            digests = try payload.finish()
         } catch {
-            failure = error
+            payload.abandon()
+            throw error
         }
-        let digests = hasher.finish()
-        if let failure { throw failure }
         return digests.map { $0! }
     }
+
+    /// The most one read of a file asks for.
+    static let readSize = 1 << 20
 
     /// Reads exactly the file's recorded size, each chunk into the buffer `buffer` gives (told
     /// how many bytes the read would like: what is left and one more), failing if the file
     /// changed since it was scanned; `body` learns which chunk is the last (a file of no bytes
     /// is one empty chunk).
     static func readChunks(
-        _ f: SourceFile, buffer: (Int) -> UnsafeMutableRawBufferPointer, _ body: (UnsafeRawBufferPointer, Bool) throws -> Void
+        _ f: SourceFile, buffer: (Int) throws -> UnsafeMutableRawBufferPointer, _ body: (UnsafeRawBufferPointer, Bool) throws -> Void
     ) throws {
         // O_NONBLOCK: a FIFO or terminal put in the file's place does not block the open or a
         // read; the identity check refuses it before anything is read.
@@ -399,13 +402,14 @@ public enum Packer {
         if f.size == 0 {
             try body(UnsafeRawBufferPointer(start: nil, count: 0), true)
         }
-        if f.size > UInt64(ChunkHasher.chunkSize) { posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL) }
+        if f.size > UInt64(readSize) { posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL) }
         var left = f.size
         // Whether the end of the file was seen: the last read asks for one byte more than is
         // left when the buffer has room, so that a small file takes one read, not two.
         var atEnd = false
         while left > 0 {
-            let b = buffer(Int(min(left + 1, UInt64(ChunkHasher.chunkSize))))
+            var b = try buffer(Int(min(left + 1, UInt64(readSize))))
+            if b.count > readSize { b = UnsafeMutableRawBufferPointer(rebasing: b[0..<readSize]) }
             let probe = UInt64(b.count) > left
             var n: Int
             repeat { n = Glibc.read(fd, b.baseAddress, Int(probe ? left + 1 : UInt64(b.count))) } while n < 0 && errno == EINTR

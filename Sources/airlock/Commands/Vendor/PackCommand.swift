@@ -24,7 +24,7 @@ struct PackCommand: AirlockCommand {
     @Option(name: .long, help: "Compression level (zstd default 1, gzip default 6).")
     var level: Int?
 
-    @Option(name: .long, help: "zstd worker threads (default 1). The bundle is the same for any value; memory grows with it.")
+    @Option(name: .long, help: "zstd worker threads (default 2). The bundle is the same for any value; memory grows with it.")
     var threads: Int = BundleLayout.defaultZstdThreads
 
     @Flag(
