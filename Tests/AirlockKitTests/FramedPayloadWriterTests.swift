@@ -28,7 +28,7 @@ import Testing
         return sizes
     }
 
-    @Test(arguments: [1, 2, 5])
+    @Test(arguments: [1, 2, 5, 9])
     func streamsInPlaceAndCopiedBytesIntoFramesAndHashesEachFile(workers: Int) throws {
         let tmp = TempDir()
         let path = tmp.file("payload.zst")

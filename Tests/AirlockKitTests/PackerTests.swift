@@ -96,7 +96,7 @@ import Testing
     }
 
     /// A payload over one frame: every 2 MiB of the tar stream is a zstd frame of its own that
-    /// declares its size (a single-segment frame, its window that size), the bytes are the same
+    /// declares its size (so its window is at most that), the bytes are the same
     /// for any worker count, and standard tools read the frames as one stream.
     @Test func aLargePayloadIsFramesOf2MiBTheSameForAnyWorkerCount() throws {
         let tmp = TempDir()

@@ -33,12 +33,11 @@ package final class ArchiveWriter {
         archive = a
         entry = e
         self.path = path
+        // Every stored property is set from here on: a throw runs `deinit`, which frees the
+        // writer and the entry (and stops the writing thread); nothing is freed here.
         func check(_ r: Int32, _ what: String) throws {
             guard r == ARCHIVE_OK else {
                 let msg = archive_error_string(a).map { String(cString: $0) } ?? "unknown error"
-                archive_write_free(a)
-                archive_entry_free(e)
-                sink?.abandon()
                 throw AirlockError(.internal, .archiveSetupFailed, "cannot set up the bundle writer (\(what)): \(msg)")
             }
         }
@@ -101,11 +100,10 @@ package final class ArchiveWriter {
         self.path = path
         let receiver = Output(body)
         output = receiver
+        // As above: a throw from here on runs `deinit`, which frees what was allocated.
         func check(_ r: Int32, _ what: String) throws {
             guard r == ARCHIVE_OK else {
                 let msg = archive_error_string(a).map { String(cString: $0) } ?? "unknown error"
-                archive_write_free(a)
-                archive_entry_free(e)
                 throw AirlockError(.internal, .archiveSetupFailed, "cannot set up the bundle writer (\(what)): \(msg)")
             }
         }

@@ -12,12 +12,16 @@ import Foundation
 ///
 /// A frame depends on its slot's bytes, the level and `frameSize` only: the output is the same
 /// for any number of workers. A slot is free again once it is hashed and its frame written.
-/// Memory: `slots` x `frameSize` of input, `workers + 2` frames of output.
+/// Memory: `workers + 4` slots (at least 6) of `frameSize` input, `workers + 2` frames of
+/// output, and a compressor per worker.
 package final class FramedPayloadWriter: @unchecked Sendable {
-    /// Bytes of the tar stream per zstd frame. A frame declares its size, and its window is that
-    /// size (a single-segment frame): 2 MiB, well under the 8 MiB a reader allows.
+    /// Bytes of the tar stream per zstd frame. A frame declares its size, and zstd never gives
+    /// a frame a window larger than its size: at most 2 MiB (512 KiB at level 1), well under
+    /// the 8 MiB a reader allows.
     package static let frameSize = 2 << 20
-    private static let slots = 6
+    /// Slots in the ring: one being filled, and enough for every worker to have one to compress
+    /// while the hasher and the writer have theirs.
+    private let slots: Int
 
     private let level: Int32
     private let sink: BackgroundFileWriter
@@ -64,13 +68,15 @@ package final class FramedPayloadWriter: @unchecked Sendable {
         }
         self.level = Int32(level)
         let workers = max(1, workers)
-        inputs = (0..<Self.slots).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: Self.frameSize, alignment: 64) }
+        let slots = max(6, workers + 4)
+        self.slots = slots
+        inputs = (0..<slots).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: Self.frameSize, alignment: 64) }
         let bound = ZSTD_compressBound(Self.frameSize)
         outputs = (0..<(workers + 2)).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: bound, alignment: 64) }
         freeOutputs = Array(outputs.indices)
-        users = Array(repeating: 0, count: Self.slots)
-        lengths = Array(repeating: 0, count: Self.slots)
-        slotSegments = Array(repeating: [], count: Self.slots)
+        users = Array(repeating: 0, count: slots)
+        lengths = Array(repeating: 0, count: slots)
+        slotSegments = Array(repeating: [], count: slots)
         sink = BackgroundFileWriter(fileDescriptor: fd, path: path)
         running = workers + 1
         let hasher = Thread { [self] in hash() }
@@ -95,7 +101,7 @@ package final class FramedPayloadWriter: @unchecked Sendable {
     package func room() throws -> UnsafeMutableRawBufferPointer {
         if filled == Self.frameSize { try handOver() }
         if !started { try claim() }
-        return UnsafeMutableRawBufferPointer(rebasing: inputs[sequence % Self.slots][filled...])
+        return UnsafeMutableRawBufferPointer(rebasing: inputs[sequence % slots][filled...])
     }
 
     /// The first `count` bytes of `room()` are file `file`'s next bytes (`last`: its end); they
@@ -108,7 +114,7 @@ package final class FramedPayloadWriter: @unchecked Sendable {
     /// bytes read into `room()`, else copied in.
     package func emit(_ bytes: UnsafeRawBufferPointer) throws {
         guard bytes.count > 0 else { return }
-        if started, bytes.baseAddress == UnsafeRawPointer(inputs[sequence % Self.slots].baseAddress! + filled) {
+        if started, bytes.baseAddress == UnsafeRawPointer(inputs[sequence % slots].baseAddress! + filled) {
             precondition(filled + bytes.count <= Self.frameSize, "FramedPayloadWriter.emit: more bytes in place than the room given")
             filled += bytes.count
             return
@@ -125,7 +131,7 @@ package final class FramedPayloadWriter: @unchecked Sendable {
 
     /// Waits until the slot to fill next is free.
     private func claim() throws {
-        let slot = sequence % Self.slots
+        let slot = sequence % slots
         lock.lock()
         while users[slot] > 0 && failure == nil { lock.wait() }
         let e = failure
@@ -138,7 +144,7 @@ package final class FramedPayloadWriter: @unchecked Sendable {
     /// Gives the slot being filled to the hasher and the compressors.
     private func handOver() throws {
         guard started, filled > 0 else { return }
-        let slot = sequence % Self.slots
+        let slot = sequence % slots
         lock.lock()
         users[slot] = 2
         lengths[slot] = filled
@@ -203,7 +209,7 @@ package final class FramedPayloadWriter: @unchecked Sendable {
             while toHash.isEmpty && !closed && !stopped { lock.wait() }
             if stopped || toHash.isEmpty { break }
             let sequence = toHash.removeFirst()
-            let slot = sequence % Self.slots
+            let slot = sequence % slots
             let segments = slotSegments[slot]
             lock.unlock()
             for s in segments {
@@ -234,11 +240,15 @@ package final class FramedPayloadWriter: @unchecked Sendable {
     // MARK: The compressors
 
     private func compress() {
-        let cctx = ZSTD_createCCtx()
+        var cctx = ZSTD_createCCtx()
         defer { ZSTD_freeCCtx(cctx) }
-        if let cctx {
-            for (p, v) in [(ZSTD_c_compressionLevel, level), (ZSTD_c_checksumFlag, 0), (ZSTD_c_contentSizeFlag, 1)] {
-                if ZSTD_isError(ZSTD_CCtx_setParameter(cctx, p, v)) != 0 { break }
+        if let c = cctx {
+            for (p, v) in [(ZSTD_c_compressionLevel, level), (ZSTD_c_checksumFlag, 0), (ZSTD_c_contentSizeFlag, 1)]
+            where ZSTD_isError(ZSTD_CCtx_setParameter(c, p, v)) != 0 {
+                // A compressor at another level would change the bytes: none at all.
+                ZSTD_freeCCtx(c)
+                cctx = nil
+                break
             }
         }
         lock.lock()
@@ -252,7 +262,7 @@ package final class FramedPayloadWriter: @unchecked Sendable {
             if stopped || failure != nil || toCompress.isEmpty { break }
             let sequence = toCompress.removeFirst()
             let output = freeOutputs.removeLast()
-            let slot = sequence % Self.slots
+            let slot = sequence % slots
             let length = lengths[slot]
             lock.unlock()
             let out = outputs[output]
@@ -292,7 +302,7 @@ package final class FramedPayloadWriter: @unchecked Sendable {
             lock.lock()
             if let failed, failure == nil { failure = failed }
             freeOutputs.append(frame.output)
-            users[nextToWrite % Self.slots] -= 1
+            users[nextToWrite % slots] -= 1
             nextToWrite += 1
             lock.broadcast()
         }
