@@ -6,35 +6,30 @@ package let utf8LocaleReady: Bool = {
     setlocale(LC_CTYPE, "C.UTF-8") != nil || setlocale(LC_CTYPE, "en_US.UTF-8") != nil
 }()
 
-/// Writes a reproducible pax-restricted tar stream, compressed, to a file descriptor: fixed
+/// Writes a reproducible pax-restricted tar stream, compressed, to a file descriptor (fixed
 /// mtime, uid/gid 0, no owner names, the modes given; gzip without a timestamp, zstd at a pinned
-/// level with multi-threaded framing (identical output for any thread count >= 1).
+/// level with multi-threaded framing: identical output for any thread count >= 1), or
+/// uncompressed to a closure (`init(output:path:)`, a one-pass pack's payload).
 package final class ArchiveWriter {
     private let archive: OpaquePointer
     private let entry: OpaquePointer
     private let path: String
     private var closed = false
-    /// Set when the output goes through a writing thread (`background:`).
-    private let sink: BackgroundFileWriter?
 
-    /// `background`: write the output from a thread of its own, bypassing the page cache where
-    /// the file system allows (`BackgroundFileWriter`); `fd` must then be a new, empty file.
-    package init(fileDescriptor fd: Int32, path: String, compression: Compression, level: Int?, threads: Int, background: Bool = false) throws {
+    package init(fileDescriptor fd: Int32, path: String, compression: Compression, level: Int?, threads: Int) throws {
         // zstd above 19 asks for windows over 8 MiB, which readers refuse (docs/format.md).
         if let level, compression == .zstd && !(1...19).contains(level) || compression == .gzip && !(1...9).contains(level) {
             throw AirlockError(.usage, .archiveSetupFailed, "compression level \(level) is out of range (zstd 1-19, gzip 1-9)")
         }
-        sink = background ? BackgroundFileWriter(fileDescriptor: fd, path: path) : nil
         _ = utf8LocaleReady
         guard let a = archive_write_new(), let e = archive_entry_new() else {
-            sink?.abandon()
             throw AirlockError(.internal, .outOfMemory, "libarchive could not allocate a writer")
         }
         archive = a
         entry = e
         self.path = path
         // Every stored property is set from here on: a throw runs `deinit`, which frees the
-        // writer and the entry (and stops the writing thread); nothing is freed here.
+        // writer and the entry; nothing is freed here.
         func check(_ r: Int32, _ what: String) throws {
             guard r == ARCHIVE_OK else {
                 let msg = archive_error_string(a).map { String(cString: $0) } ?? "unknown error"
@@ -59,23 +54,7 @@ package final class ArchiveWriter {
         // padding after the end-of-archive marker: the stream ends with its two zero blocks.
         try check(archive_write_set_bytes_per_block(a, 1 << 20), "block size")
         try check(archive_write_set_bytes_in_last_block(a, 1), "last block")
-        if let sink {
-            let ctx = Unmanaged.passUnretained(sink).toOpaque()
-            try check(
-                archive_write_open2(
-                    a, ctx, nil,
-                    { _, ctx, buffer, length in
-                        let sink = Unmanaged<BackgroundFileWriter>.fromOpaque(ctx!).takeUnretainedValue()
-                        do {
-                            try sink.write(UnsafeRawBufferPointer(start: buffer, count: length))
-                            return length
-                        } catch {
-                            return -1
-                        }
-                    }, nil, nil), "open")
-        } else {
-            try check(archive_write_open_fd(a, fd), "open")
-        }
+        try check(archive_write_open_fd(a, fd), "open")
     }
 
     /// The receiver of an uncompressed stream (`init(output:path:)`), and what it threw.
@@ -90,7 +69,6 @@ package final class ArchiveWriter {
     /// data is handed on as the very bytes given to `addFile`'s writer (no blocks, no copy).
     /// What `output` throws, `addFile` and `close` throw.
     package init(output body: @escaping (UnsafeRawBufferPointer) throws -> Void, path: String) throws {
-        sink = nil
         _ = utf8LocaleReady
         guard let a = archive_write_new(), let e = archive_entry_new() else {
             throw AirlockError(.internal, .outOfMemory, "libarchive could not allocate a writer")
@@ -131,11 +109,9 @@ package final class ArchiveWriter {
         if !closed { archive_write_fail(archive) }
         archive_write_free(archive)
         archive_entry_free(entry)
-        if !closed { sink?.abandon() }
     }
 
     private func failure(_ what: String) -> any Error {
-        if let sink, let e = sink.pendingError { return e }
         if let e = output?.error { return e }
         let err = archive_errno(archive)
         let msg = archive_error_string(archive).map { String(cString: $0) } ?? "unknown error"
@@ -182,11 +158,6 @@ package final class ArchiveWriter {
     /// Flushes the end-of-archive marker and the compressor.
     package func close() throws {
         closed = true
-        guard archive_write_close(archive) == ARCHIVE_OK else {
-            let e = failure("end of archive")
-            sink?.abandon()
-            throw e
-        }
-        try sink?.close()
+        guard archive_write_close(archive) == ARCHIVE_OK else { throw failure("end of archive") }
     }
 }
