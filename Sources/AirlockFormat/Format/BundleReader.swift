@@ -29,6 +29,30 @@ public final class BundleReader {
     private let feed: ByteFeed?
     private let tar: TarReader
     private var pending: TarEntry?
+    /// Entries `readAhead` took from the stream before the manifest was parsed, handed out by
+    /// `next` before anything else; `aheadError`: what stopped it, thrown once they are out.
+    private var ahead: [Ahead] = []
+    private var aheadIndex = 0
+    private var aheadError: Error?
+    /// The entry `next` returned last, when it came from `ahead`.
+    private var lastAhead: Ahead?
+    /// SHA256SUMS as `readAhead` found it: its size and digest, checked by `readSums`.
+    /// (`failure`: reading its data failed; thrown by `readSums` after the size check.)
+    private var sumsAhead: (size: UInt64, digest: SHA256Digest?, failure: Error?)?
+    /// Ids of the files given to `pipeline`, in the order they come.
+    private var nextHashID = 0
+
+    /// An entry read ahead. A payload file's data went to the pipeline as file `hashID`, or
+    /// reading it failed with `dataError` (thrown when the file is read).
+    private struct Ahead {
+        var entry: TarEntry
+        var hashID: Int?
+        var dataError: Error?
+    }
+
+    /// Limits of `readAhead`: entries, and bytes of their names.
+    static let maxAheadEntries = 4096
+    static let maxAheadNameBytes = 1 << 20
     /// The end-of-archive marker was read (a peek may have met it).
     private var atEnd = false
     private var stage = Stage.start
@@ -132,6 +156,21 @@ public final class BundleReader {
     public var compression: Compression? { tar.compression }
 
     private func next() throws -> TarEntry? {
+        lastAhead = nil
+        if aheadIndex < ahead.count {
+            let a = ahead[aheadIndex]
+            aheadIndex += 1
+            if aheadIndex == ahead.count {
+                ahead = []
+                aheadIndex = 0
+            }
+            lastAhead = a
+            return a.entry
+        }
+        if let e = aheadError {
+            aheadError = nil
+            throw e
+        }
         if let p = pending {
             pending = nil
             return p
@@ -270,6 +309,22 @@ public final class BundleReader {
             stage = .payload
             return
         }
+        if let found = sumsAhead {
+            // Read ahead, hashed: the manifest's "sums" is the digest of the SHA256SUMS its files
+            // give (Manifest.parse checked it), so equal digests are equal texts.
+            guard found.size == manifest.sumsLength else {
+                throw AirlockError.verification(
+                    .sumsMismatch, "\(BundleLayout.sumsEntry) disagrees with the manifest (size \(found.size), expected \(manifest.sumsLength))")
+            }
+            if let e = found.failure { throw e }
+            guard found.digest == manifest.sums else {
+                throw AirlockError.verification(.sumsMismatch, "\(BundleLayout.sumsEntry) disagrees with the manifest")
+            }
+            manifestFiles = manifest.files
+            try readDeltaHint(manifest)
+            stage = .payload
+            return
+        }
         guard let e = try next() else {
             throw AirlockError.verification(.sumsMissing, "the bundle has no \(BundleLayout.sumsEntry) after its signatures")
         }
@@ -311,17 +366,106 @@ public final class BundleReader {
             throw AirlockError.verification(.sumsMismatch, "\(BundleLayout.sumsEntry) disagrees with the manifest")
         }
         manifestFiles = manifest.files
+        try readDeltaHint(manifest)
+        stage = .payload
+    }
+
+    /// A format v1 delta's `airlock/delta.json`, which follows SHA256SUMS; any other entry is
+    /// left for the payload.
+    private func readDeltaHint(_ manifest: Manifest) throws {
+        if aheadIndex < ahead.count {
+            // Read ahead: the hint, if any, is the first entry (its data not read yet: reading
+            // ahead stops at the first entry outside payload/).
+            guard ahead[aheadIndex].entry.path.elementsEqual(BundleLayout.deltaEntry.utf8) else { return }
+            guard let d = try next() else { return }
+            try takeDeltaHint(d, manifest)
+            return
+        }
         if let d = try next() {
             if d.path.elementsEqual(BundleLayout.deltaEntry.utf8) {
-                let bytes = try readSmall(d, limit: DeltaInfo.maxBytes, what: BundleLayout.deltaEntry)
-                let info = try DeltaInfo.parse(bytes, manifest: manifest)
-                delta = info
-                omitted = Set(info.omitted)
+                try takeDeltaHint(d, manifest)
             } else {
                 pending = d
             }
         }
-        stage = .payload
+    }
+
+    private func takeDeltaHint(_ d: TarEntry, _ manifest: Manifest) throws {
+        let bytes = try readSmall(d, limit: DeltaInfo.maxBytes, what: BundleLayout.deltaEntry)
+        let info = try DeltaInfo.parse(bytes, manifest: manifest)
+        delta = info
+        omitted = Set(info.omitted)
+    }
+
+    /// Reads on while the manifest is parsed elsewhere (`airlock verify`), after the signatures
+    /// verified and before `readSums`: SHA256SUMS is hashed, then payload entries are taken and
+    /// their files hashed on the pipeline (`hashInBackground`) until `done()` says the manifest
+    /// is parsed, an entry outside `payload/` comes, or `maxAheadEntries` entries or
+    /// `maxAheadNameBytes` bytes of names were taken. Nothing is checked against the manifest
+    /// here and nothing is thrown: every entry goes through the same checks, and every failure
+    /// is thrown, when `readSums`, `readPayload` and `finish` come to it, in the order they
+    /// would have met it. `progress` gets the count of each part of a payload file's data.
+    public func readAhead(until done: () -> Bool, progress: (Int) -> Void = { _ in }) {
+        precondition(stage == .signatures && ahead.isEmpty && sumsAhead == nil && aheadError == nil, "readAhead follows readSignatures, once")
+        hashInBackground()
+        guard let pipeline else { return }
+        // The entry readSignatures stopped at (its data not read yet), then the stream's.
+        func take() throws -> TarEntry? {
+            if let p = pending {
+                pending = nil
+                return p
+            }
+            if atEnd { return nil }
+            guard let e = try tar.nextEntry() else {
+                atEnd = true
+                return nil
+            }
+            return e
+        }
+        do {
+            if deltaHead == nil {
+                // SHA256SUMS, checked later by its size and digest; anything else is for readSums.
+                guard let e = try take() else { return }
+                guard e.kind == .file, e.path.elementsEqual(BundleLayout.sumsEntry.utf8) else {
+                    pending = e
+                    return
+                }
+                hasher.reset()
+                do {
+                    try tar.readData { hasher.update($0) }
+                    sumsAhead = (e.size, hasher.finish(), nil)
+                } catch {
+                    sumsAhead = (e.size, nil, error)
+                    return
+                }
+            }
+            var nameBytes = 0
+            while !done() && ahead.count < Self.maxAheadEntries && nameBytes < Self.maxAheadNameBytes {
+                guard let e = try take() else { return }
+                nameBytes += e.path.count
+                guard e.kind == .file, e.path.starts(with: BundleLayout.payloadPrefix.utf8) else {
+                    // A directory (no data), or an entry readSums or finish must see as it is.
+                    ahead.append(Ahead(entry: e))
+                    if !e.path.starts(with: BundleLayout.payloadPrefix.utf8) { return }
+                    continue
+                }
+                let id = nextHashID
+                nextHashID += 1
+                do {
+                    try tar.readDataChunks { part, chunk, endsChunk in
+                        pipeline.add(part, chunk: chunk, endsChunk: endsChunk, file: id)
+                        progress(part.count)
+                    }
+                } catch {
+                    ahead.append(Ahead(entry: e, dataError: error))
+                    return
+                }
+                pipeline.endUnmatched(file: id)
+                ahead.append(Ahead(entry: e, hashID: id))
+            }
+        } catch {
+            aheadError = error
+        }
     }
 
     /// Hashes the payload on a thread of its own from now on, so that decompressing, parsing
@@ -329,7 +473,7 @@ public final class BundleReader {
     /// known, and `finish` checks every digest, in manifest order, before anything else. For a
     /// reader whose consumer keeps nothing it has not checked (`airlock verify`).
     public func hashInBackground() {
-        if pipeline == nil { pipeline = HashPipeline() }
+        if pipeline == nil { pipeline = HashPipeline(stream: tar.stream) }
     }
 
     /// True when this (delta) bundle does not carry `file`: the site must already hold it.
@@ -366,13 +510,23 @@ public final class BundleReader {
             throw AirlockError.verification(
                 .payloadModeMismatch, "\(file.path) has mode \(String(entry.mode, radix: 8)) in the bundle but \(file.modeString) in the manifest")
         }
+        if let a = lastAhead {
+            // Read ahead: its data was hashed (or failed to read) then.
+            lastAhead = nil
+            if let e = a.dataError { throw e }
+            guard let id = a.hashID, let pipeline else { preconditionFailure("a file read ahead went to the pipeline") }
+            pipeline.expect(file: id, index: nextFileIndex, expected: file.sha256)
+            nextFileIndex += 1
+            return
+        }
         if let pipeline {
-            let index = nextFileIndex
-            try tar.readData { part in
-                pipeline.add(part, file: index)
+            let id = nextHashID
+            nextHashID += 1
+            try tar.readDataChunks { part, chunk, endsChunk in
+                pipeline.add(part, chunk: chunk, endsChunk: endsChunk, file: id)
                 try consume(part)
             }
-            pipeline.end(file: index, expected: file.sha256)
+            pipeline.end(file: id, index: nextFileIndex, expected: file.sha256)
             nextFileIndex += 1
             return
         }
@@ -488,13 +642,12 @@ public final class BundleReader {
     public func finish() throws {
         precondition(stage == .payload, "finish follows the payload")
         stage = .finished
+        var complete = true
         if let pipeline {
             self.pipeline = nil
             let outcome = pipeline.finish()
             if let wrong = outcome.mismatch { try Self.check(wrong.got, manifestFiles[wrong.file]) }
-            guard outcome.complete else {
-                throw AirlockError(.internal, .`internal`, "a file was read but never hashed; this is a bug in airlock, please report it")
-            }
+            complete = outcome.complete
         }
         if let e = try nextPayloadFile() {
             let rel = Array(e.path.dropFirst(BundleLayout.payloadPrefix.utf8.count))
@@ -502,6 +655,10 @@ public final class BundleReader {
                 throw AirlockError.verification(.entryDuplicate, "the bundle holds \(Self.name(e)) twice")
             }
             throw AirlockError.verification(.entryUnexpected, "the bundle holds \(Self.name(e)), which is not in the manifest")
+        }
+        // Checked after the entries: a file read ahead beyond the manifest's is reported above.
+        guard complete else {
+            throw AirlockError(.internal, .`internal`, "a file was read but never hashed; this is a bug in airlock, please report it")
         }
         try tar.finish()
         try completion?()

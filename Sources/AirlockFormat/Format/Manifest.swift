@@ -315,7 +315,7 @@ public struct Manifest: Equatable, Sendable {
         let collector = FileCollector()
         let root: JSONValue
         do {
-            root = try JSONParser.parse(bytes, maxValues: maxJSONValues, streaming: "files") { collector.add($0) }
+            root = try JSONParser.parse(bytes, maxValues: maxJSONValues, streaming: "files", members: { collector.add($0) })
         } catch {
             if let e = collector.error { throw e }
             throw invalid("not strict JSON: \(error)")
@@ -439,9 +439,9 @@ public struct Manifest: Equatable, Sendable {
         var error: AirlockError?
         private var total: UInt64 = 0
 
-        func add(_ fv: JSONValue) -> Bool {
+        func add(_ element: JSONParser.StreamedElement) -> Bool {
             do {
-                try append(fv)
+                try append(element)
                 return true
             } catch let e as AirlockError {
                 error = e
@@ -451,19 +451,18 @@ public struct Manifest: Equatable, Sendable {
             }
         }
 
-        private func append(_ fv: JSONValue) throws {
+        private func append(_ element: JSONParser.StreamedElement) throws {
             let k = files.count
-            guard case .object(let o) = fv else { throw invalid("files[\(k)] must be an object") }
-            // Each field looked up once; any other key makes the count differ.
-            let pathValue = o["path"], sizeValue = o["size"], shaValue = o["sha256"], modeValue = o["mode"]
-            var known = 0
-            if pathValue != nil { known += 1 }
-            if sizeValue != nil { known += 1 }
-            if shaValue != nil { known += 1 }
-            if modeValue != nil { known += 1 }
-            if known != o.count {
-                for key in o.keys where !["path", "size", "sha256", "mode"].contains(key) {
-                    throw invalid("files[\(k)] has unknown field \"\(key)\"")
+            guard case .members(let members) = element else { throw invalid("files[\(k)] must be an object") }
+            // The parser refused duplicate keys: each field is set at most once.
+            var pathValue: JSONValue?, sizeValue: JSONValue?, shaValue: JSONValue?, modeValue: JSONValue?
+            for (key, value) in members {
+                switch key {
+                case "path": pathValue = value
+                case "size": sizeValue = value
+                case "sha256": shaValue = value
+                case "mode": modeValue = value
+                default: throw invalid("files[\(k)] has unknown field \"\(key)\"")
                 }
             }
             guard let path = pathValue?.stringValue else { throw invalid("files[\(k)].path must be a string") }

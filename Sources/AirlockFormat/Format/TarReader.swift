@@ -17,7 +17,8 @@ package struct TarEntry {
 /// hardlinks, symlinks, devices, sparse maps, xattrs, ACLs and unknown pax records can never
 /// slip through as something else.
 package final class TarReader {
-    private let stream: DecompressedStream
+    /// The decompressed bytes; chunks `readDataChunks` gives may be retained from it.
+    package let stream: DecompressedStream
     private var current: (DecompressedStream.Chunk, UnsafeRawBufferPointer)?
     private var position = 0
     private var ended = false
@@ -74,14 +75,20 @@ package final class TarReader {
 
     /// Passes up to `count` bytes to `body` straight from the stream's buffers.
     private func consume(_ count: UInt64, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try consumeChunks(count) { part, _, _ in try body(part) }
+    }
+
+    /// Passes `count` bytes to `body` straight from the stream's buffers, each part with the
+    /// chunk it lies in and whether it ends that chunk (nothing more will be read from it).
+    private func consumeChunks(_ count: UInt64, _ body: (UnsafeRawBufferPointer, DecompressedStream.Chunk, Bool) throws -> Void) throws {
         var left = count
         while left > 0 {
-            guard try fill(), let (_, buf) = current else {
+            guard try fill(), let (chunk, buf) = current else {
                 throw AirlockError.verification(
                     .bundleTruncated, "the bundle ends in the middle of an entry; it is truncated: copy it again from the source medium")
             }
             let n = min(Int(clamping: left), buf.count - position)
-            try body(UnsafeRawBufferPointer(rebasing: buf[position..<position + n]))
+            try body(UnsafeRawBufferPointer(rebasing: buf[position..<position + n]), chunk, position + n == buf.count)
             position += n
             left -= UInt64(n)
             offset += UInt64(n)
@@ -166,6 +173,15 @@ package final class TarReader {
         let n = pendingData
         pendingData = 0
         try consume(n, body)
+        try skipPadding()
+    }
+
+    /// As `readData`, each part with the stream's chunk it lies in, which `body` may keep
+    /// readable after the reader moved on (`stream.retain`), and whether the part ends that chunk.
+    package func readDataChunks(_ body: (UnsafeRawBufferPointer, DecompressedStream.Chunk, Bool) throws -> Void) throws {
+        let n = pendingData
+        pendingData = 0
+        try consumeChunks(n, body)
         try skipPadding()
     }
 

@@ -12,7 +12,8 @@ public enum Compression: String, Sendable, CaseIterable {
 ///
 /// The compression is detected from the first bytes and undone with libzstd (windows of at
 /// most 8 MiB, after `ZstdFrameWalker` checked each frame's header) or zlib; the tar stream
-/// itself is parsed by `TarReader`. Memory is bounded: `depth` chunks of `chunkSize` bytes, the
+/// itself is parsed by `TarReader`. Memory is bounded: `depth` chunks of `chunkSize` bytes
+/// (`maxDepth` after `widen`), the
 /// read buffer and the decoder's window. At the end it checks that nothing follows the
 /// compressed stream. Not thread-safe: one consumer.
 package final class DecompressedStream: @unchecked Sendable {
@@ -21,20 +22,28 @@ package final class DecompressedStream: @unchecked Sendable {
         let count: Int
     }
 
-    package static let chunkSize = 1 << 20
+    package static let chunkSize = 2 << 20
+    /// Chunks in flight at first; `widen()` allows `maxDepth` (a consumer that hands chunks on
+    /// to a thread of its own, `HashPipeline`, holds more of them at once).
     private static let depth = 4
+    private static let maxDepth = 6
 
     private let fd: Int32
     /// The source when it is not a descriptor (`init(feed:)`).
     private let feed: ByteFeed?
-    /// `depth` slots (one per piece for `init(pieces:)`). The producer allocates a slot's
-    /// buffer the first time it takes the slot, so a small bundle uses one buffer, not `depth`;
-    /// a slot is written only by whoever holds its index (free: the producer; ready: the
-    /// consumer), and handed over under `lock`.
+    /// `maxDepth` slots (one per piece for `init(pieces:)`), of which `depth` are used until
+    /// `widen()`. The producer allocates a slot's buffer the first time it takes the slot, so a
+    /// small bundle uses one buffer, not `depth`; a slot is written only by whoever holds its
+    /// index (free: the producer; ready or handed out: the consumer and those it lent the chunk
+    /// to, who only read it), and handed over under `lock`.
     private let buffers: UnsafeMutableBufferPointer<UnsafeMutableRawBufferPointer>
     private let lock = NSCondition()
     // Guarded by `lock`:
     private var free: [Int]
+    /// Per slot handed out: how many holders still read it (`next` gives 1, `retain` adds one,
+    /// `recycle` takes one); at 0 the slot is free again.
+    private var holds: [Int]
+    private var widened = false
     private var ready: [Chunk] = []
     private var finished = false
     private var failure: AirlockError?
@@ -62,10 +71,11 @@ package final class DecompressedStream: @unchecked Sendable {
         self.fd = fd
         self.feed = feed
         self.readTimeout = readTimeout
-        buffers = .allocate(capacity: Self.depth)
+        buffers = .allocate(capacity: Self.maxDepth)
         buffers.initialize(repeating: UnsafeMutableRawBufferPointer(start: nil, count: 0))
         // Taken from the end and given back at the end: the buffers in use are reused first.
         free = Array((0..<Self.depth).reversed())
+        holds = Array(repeating: 0, count: Self.maxDepth)
         let thread = Thread { [self] in self.produce() }
         thread.name = "airlock-decompress"
         thread.start()
@@ -86,6 +96,8 @@ package final class DecompressedStream: @unchecked Sendable {
             (buffers.baseAddress! + i).initialize(to: b)
         }
         free = []
+        holds = Array(repeating: 0, count: kept.count)
+        widened = true
         ready = kept.indices.map { Chunk(index: $0, count: kept[$0].count) }
         finished = true
         producerDone = true
@@ -124,23 +136,52 @@ package final class DecompressedStream: @unchecked Sendable {
     }
 
     /// The next chunk of decompressed bytes, nil at the end of the stream. Give it back with
-    /// `recycle` before asking for more than `depth - 1` further chunks.
+    /// `recycle` before asking for more than `depth - 1` further chunks (the producer needs a
+    /// free slot to make the next one): a chunk lent on with `retain` must be recycled by its
+    /// borrower without waiting on this consumer.
     package func next() throws(AirlockError) -> (Chunk, UnsafeRawBufferPointer)? {
         lock.lock()
         defer { lock.unlock() }
         while ready.isEmpty && !finished { lock.wait() }
         if !ready.isEmpty {
             let c = ready.removeFirst()
+            holds[c.index] = 1
             return (c, UnsafeRawBufferPointer(rebasing: buffers[c.index][0..<c.count]))
         }
         if let failure { throw failure }
         return nil
     }
 
+    /// One more holder of `chunk`, which must be handed out and not yet recycled by the caller:
+    /// its bytes stay as they are until every holder recycled it.
+    package func retain(_ chunk: Chunk) {
+        lock.lock()
+        precondition(holds[chunk.index] > 0, "retain takes a chunk handed out")
+        holds[chunk.index] += 1
+        lock.unlock()
+    }
+
+    /// Gives a chunk back (once per `next` or `retain`).
     package func recycle(_ chunk: Chunk) {
         lock.lock()
-        free.append(chunk.index)
-        lock.broadcast()
+        precondition(holds[chunk.index] > 0, "recycle takes a chunk held")
+        holds[chunk.index] -= 1
+        if holds[chunk.index] == 0 {
+            free.append(chunk.index)
+            lock.broadcast()
+        }
+        lock.unlock()
+    }
+
+    /// Lets the producer have up to `maxDepth` chunks in flight instead of `depth`: for a
+    /// consumer that lends chunks to a thread of its own. Memory: `maxDepth` MiB at most.
+    package func widen() {
+        lock.lock()
+        if !widened {
+            widened = true
+            free.insert(contentsOf: (Self.depth..<Self.maxDepth).reversed(), at: 0)
+            lock.broadcast()
+        }
         lock.unlock()
     }
 
@@ -173,7 +214,7 @@ package final class DecompressedStream: @unchecked Sendable {
             self.fd = fd
             self.feed = feed
             if feed != nil {
-                buffer = .allocate(byteCount: DecompressedStream.chunkSize, alignment: 64)
+                buffer = .allocate(byteCount: 1 << 20, alignment: 64)
                 return
             }
             var st = stat()

@@ -20,6 +20,20 @@ public struct JSONParser {
     /// (it appears as an empty array in the result): a manifest's `files` never becomes a tree.
     private var streamKey: String?
     private var element: ((JSONValue) -> Bool)?
+    /// With `parse(_:maxValues:streaming:members:)`: the streamed array's objects go here as
+    /// their members in order (no dictionary is built for them), any other element as
+    /// `element` would have it.
+    private var members: ((StreamedElement) -> Bool)?
+    /// The members of the streamed object being parsed, reused from one object to the next.
+    private var memberBuffer: [(key: String, value: JSONValue)] = []
+
+    /// An element of a streamed array (`parse(_:maxValues:streaming:members:)`).
+    public enum StreamedElement {
+        /// An object: its members in the order they appear, keys unique (checked).
+        case members([(key: String, value: JSONValue)])
+        /// Anything else.
+        case value(JSONValue)
+    }
 
     /// Parses `bytes`, refusing more than `maxValues` values (objects, arrays and scalars).
     /// With `streaming`, the elements of that top-level array go to `element` as they are parsed;
@@ -31,6 +45,24 @@ public struct JSONParser {
         var p = JSONParser(bytes: bytes, maxValues: maxValues)
         p.streamKey = key
         p.element = element
+        p.skipWhitespace()
+        let v = try p.value()
+        p.skipWhitespace()
+        if p.i != bytes.count { throw p.fail("unexpected content after the JSON value") }
+        return v
+    }
+
+    /// As `parse(_:maxValues:streaming:element:)`, but each object of the streamed array goes
+    /// to `members` as its list of members rather than as a dictionary: the same checks
+    /// (duplicate keys refused), less work for an array of many small objects (a manifest's
+    /// files). `members` gets the list only for the call; it returns false to stop the parse.
+    public static func parse(
+        _ bytes: [UInt8], maxValues: Int = 1_000_000, streaming key: String, members: @escaping (StreamedElement) -> Bool
+    ) throws(Failure) -> JSONValue {
+        var p = JSONParser(bytes: bytes, maxValues: maxValues)
+        p.streamKey = key
+        p.members = members
+        p.element = { members(.value($0)) }
         p.skipWhitespace()
         let v = try p.value()
         p.skipWhitespace()
@@ -127,6 +159,53 @@ public struct JSONParser {
         }
     }
 
+    /// An object, as `object()` parses it, into `memberBuffer` (empty on entry): keys are
+    /// compared with those before them, which for the few members of a file entry costs less
+    /// than hashing them into a dictionary.
+    private mutating func objectMembers() throws(Failure) {
+        valuesLeft -= 1
+        if valuesLeft < 0 { throw fail("more JSON values than allowed") }
+        try enter()
+        defer { depth -= 1 }
+        i += 1
+        skipWhitespace()
+        if i < bytes.count, bytes[i] == UInt8(ascii: "}") {
+            i += 1
+            return
+        }
+        var seen: Set<String>?
+        while true {
+            skipWhitespace()
+            guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+            let keyOffset = i
+            let key = try string()
+            skipWhitespace()
+            guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+            i += 1
+            skipWhitespace()
+            let v = try value()
+            // Past 16 members the keys go into a set: a hostile object of many keys stays linear.
+            if memberBuffer.count < 16 {
+                if memberBuffer.contains(where: { $0.key == key }) { throw Failure(offset: keyOffset, reason: "duplicate key \"\(key)\"") }
+            } else {
+                if seen == nil { seen = Set(memberBuffer.map(\.key)) }
+                if !seen!.insert(key).inserted { throw Failure(offset: keyOffset, reason: "duplicate key \"\(key)\"") }
+            }
+            memberBuffer.append((key, v))
+            skipWhitespace()
+            guard i < bytes.count else { throw fail("unexpected end of input") }
+            if bytes[i] == UInt8(ascii: ",") {
+                i += 1
+                continue
+            }
+            if bytes[i] == UInt8(ascii: "}") {
+                i += 1
+                return
+            }
+            throw fail("expected ',' or '}'")
+        }
+    }
+
     private mutating func streamArray(_ element: (JSONValue) -> Bool) throws(Failure) {
         try enter()
         defer { depth -= 1 }
@@ -139,8 +218,15 @@ public struct JSONParser {
         }
         while true {
             skipWhitespace()
-            let v = try value()
-            if !element(v) { throw fail("stopped at an element the caller refused") }
+            if let members, i < bytes.count, bytes[i] == UInt8(ascii: "{") {
+                try objectMembers()
+                let ok = members(.members(memberBuffer))
+                memberBuffer.removeAll(keepingCapacity: true)
+                if !ok { throw fail("stopped at an element the caller refused") }
+            } else {
+                let v = try value()
+                if !element(v) { throw fail("stopped at an element the caller refused") }
+            }
             skipWhitespace()
             guard i < bytes.count else { throw fail("unexpected end of input") }
             if bytes[i] == UInt8(ascii: ",") {

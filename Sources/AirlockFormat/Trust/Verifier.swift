@@ -91,6 +91,16 @@ public enum Verifier {
         _ reader: BundleReader, trust: TrustStore, detached: [DetachedSignature] = [], now: Int64 = Timestamp.now(),
         report: inout VerificationReport
     ) throws -> VerifiedHead {
+        try verifyHead(reader, trust: trust, detached: detached, now: now, report: &report, whileParsing: nil)
+    }
+
+    /// As `verifyHead`; with `whileParsing`, the manifest is parsed on a thread of its own (once
+    /// the signatures verified) while `whileParsing` runs, given a function that says whether
+    /// the parse ended: `verify` reads ahead then (`BundleReader.readAhead`).
+    static func verifyHead(
+        _ reader: BundleReader, trust: TrustStore, detached: [DetachedSignature], now: Int64,
+        report: inout VerificationReport, whileParsing: ((_ parsed: () -> Bool) -> Void)?
+    ) throws -> VerifiedHead {
         let manifestBytes = try reader.readManifest()
         report.compression = reader.compression
         let bundleID = SHA256Digest.of(manifestBytes)
@@ -99,7 +109,14 @@ public enum Verifier {
         let check = SignatureCheck(manifest: manifestBytes, embedded: embedded, detached: detached, trust: trust, now: now)
         report.signatures = check
         if let failure = check.failure { throw failure }
-        let manifest = try Manifest.parse(manifestBytes)
+        let manifest: Manifest
+        if let whileParsing {
+            let parsing = BackgroundTask(name: "airlock-parse-manifest") { try Manifest.parse(manifestBytes) }
+            whileParsing { parsing.isDone }
+            manifest = try parsing.value()
+        } else {
+            manifest = try Manifest.parse(manifestBytes)
+        }
         report.manifest = manifest
         if let expires = manifest.expires, let t = Timestamp.parse(expires), now >= t {
             throw AirlockError(
@@ -117,6 +134,25 @@ public enum Verifier {
         bundle path: String, trust: TrustStore, detached: [DetachedSignature] = [], now: Int64 = Timestamp.now(),
         baseManifest: BaseManifestLookup? = nil, progress: ProgressReporter? = nil
     ) -> VerificationReport {
+        verify(bundle: path, trust: trust, detached: detached, now: now, baseManifest: baseManifest, progress: progress, readAhead: .whileParsing)
+    }
+
+    /// How far `verify` reads ahead of the manifest's parse (`BundleReader.readAhead`).
+    package enum ReadAhead: Sendable {
+        /// Until the parse ended: what `airlock verify` does.
+        case whileParsing
+        /// Not at all: the manifest is parsed first, as `verifyHead` does.
+        case never
+        /// Up to the reader's limits, however soon the parse ended (tests: every check of an
+        /// entry read ahead, whatever the timing).
+        case toTheLimits
+    }
+
+    /// As `verify(bundle:…)`, reading ahead as `readAhead` says.
+    package static func verify(
+        bundle path: String, trust: TrustStore, detached: [DetachedSignature] = [], now: Int64 = Timestamp.now(),
+        baseManifest: BaseManifestLookup? = nil, progress: ProgressReporter? = nil, readAhead: ReadAhead
+    ) -> VerificationReport {
         let reader: BundleReader
         do {
             reader = try BundleReader(path: path)
@@ -126,7 +162,7 @@ public enum Verifier {
             report.error = error as? AirlockError ?? AirlockError(.internal, .`internal`, "unexpected error: \(error)")
             return report
         }
-        return verify(reader: reader, trust: trust, detached: detached, now: now, progress: progress)
+        return verify(reader: reader, trust: trust, detached: detached, now: now, progress: progress, readAhead: readAhead)
     }
 
     /// Verifies the bundle `reader` reads (from its first byte), as `verify(bundle:)` does.
@@ -135,12 +171,31 @@ public enum Verifier {
         reader: BundleReader, trust: TrustStore, detached: [DetachedSignature] = [], now: Int64 = Timestamp.now(),
         progress: ProgressReporter? = nil
     ) -> VerificationReport {
+        verify(reader: reader, trust: trust, detached: detached, now: now, progress: progress, readAhead: .whileParsing)
+    }
+
+    /// As `verify(reader:…)`, reading ahead as `readAhead` says.
+    package static func verify(
+        reader: BundleReader, trust: TrustStore, detached: [DetachedSignature] = [], now: Int64 = Timestamp.now(),
+        progress: ProgressReporter? = nil, readAhead: ReadAhead
+    ) -> VerificationReport {
         var report = VerificationReport(path: reader.path)
         do {
-            let head = try verifyHead(reader, trust: trust, detached: detached, now: now, report: &report)
-            // Nothing is written: the digests can be checked at the end, hashed beside the reading.
+            // Nothing is written: the digests can be checked at the end, hashed beside the reading,
+            // and the reading can go on while the manifest is parsed (every entry read ahead is
+            // checked against it after, in order).
+            var readBytes = 0
+            let head = try verifyHead(
+                reader, trust: trust, detached: detached, now: now, report: &report,
+                whileParsing: readAhead == .never
+                    ? nil
+                    : { parsed in
+                        let until = readAhead == .toTheLimits ? { false } : parsed
+                        reader.readAhead(until: until) { readBytes += $0 }
+                    })
             reader.hashInBackground()
             progress?.start(total: head.manifest.totalBytes)
+            progress?.advance(by: readBytes)
             report.delta = reader.delta
             for file in head.manifest.files {
                 if reader.isOmitted(file) {
