@@ -100,10 +100,10 @@ package final class TarReader {
         guard try fill() else { return false }
         var got = 0
         try consume(512) { part in
-            for b in part {
-                headerBuffer[got] = b
-                got += 1
+            headerBuffer.withUnsafeMutableBytes { h in
+                (h.baseAddress! + got).copyMemory(from: part.baseAddress!, byteCount: part.count)
             }
+            got += part.count
         }
         return true
     }
