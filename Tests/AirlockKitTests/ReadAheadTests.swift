@@ -10,7 +10,9 @@ import Testing
 /// as much as the reader's limits allow, and what verifies one way verifies the other.
 @Suite struct ReadAheadTests {
     /// The three ways, from one file: each row's outcome is the same.
-    private func outcomes(_ bytes: [UInt8], trust: TrustStore = TestKeys.trust(), detached: [DetachedSignature] = [], base: BaseManifestLookup? = nil)
+    private func outcomes(
+        _ bytes: [UInt8], trust: TrustStore = TestKeys.trust(), detached: [DetachedSignature] = [], base: BaseManifestLookup? = nil
+    )
         -> [VerificationReport]
     {
         let dir = TempDir()
