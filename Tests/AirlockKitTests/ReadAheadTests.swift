@@ -135,6 +135,53 @@ import Testing
         }
     }
 
+    /// `count` zero bytes as one zstd frame of RLE blocks, 4 bytes a 128 KiB block: no content
+    /// size, a 128 KiB window.
+    private func zeroFrame(_ count: UInt64) -> [UInt8] {
+        var out: [UInt8] = [0x28, 0xB5, 0x2F, 0xFD, 0x00, 0x38]
+        var left = count
+        while left > 0 {
+            let n = min(left, 1 << 17)
+            left -= n
+            let header = UInt32(n) << 3 | 1 << 1 | (left == 0 ? 1 : 0)
+            out += [UInt8(header & 0xFF), UInt8(header >> 8 & 0xFF), UInt8(header >> 16 & 0xFF), 0x00]
+        }
+        return out
+    }
+
+    /// A genuine signed head followed by an entry whose pax size says 8 GiB of zeros (256 KiB of
+    /// RLE blocks): the manifest refuses that size before a byte of it is read, and reading
+    /// ahead must not read it either (it would decompress and hash 8 GiB before the refusal):
+    /// SHA256SUMS longer than the manifest, and a payload file past the budget, are left for
+    /// their checks.
+    @Test func anEntryOfAHostileSizeIsNotReadAhead() throws {
+        let r = Release()
+        let huge = Array(String(8 << 30).utf8)
+        var sums = r.entries(signers: [TestKeys.vendor])
+        sums.removeSubrange(2...)
+        var s = TarBuilder.Entry(BundleLayout.sumsEntry, [])
+        s.pax = [("size", huge)]
+        sums.append(s)
+        var payload = r.entries(signers: [TestKeys.vendor])
+        payload.removeSubrange(4...)
+        payload[3].data = []
+        payload[3].pax = [("size", huge)]
+        for (label, entries, code) in [("SHA256SUMS", sums, "sums-mismatch"), ("a payload file", payload, "payload-size-mismatch")] {
+            let bytes = try zstdCompress(TarBuilder.build(entries, end: false)) + zeroFrame(8 << 30)
+            let dir = TempDir()
+            let path = dir.write("bundle.airlock", bytes)
+            var reports: [VerificationReport] = []
+            for mode in [Verifier.ReadAhead.never, .toTheLimits, .whileParsing] {
+                let reader = try BundleReader(path: path)
+                reports.append(Verifier.verify(reader: reader, trust: TestKeys.trust(), readAhead: mode))
+                #expect(reader.bytesDecompressed < 512 << 20, "\(label), \(mode): \(reader.bytesDecompressed) bytes read")
+                reader.close()
+            }
+            expectSame(reports, label)
+            #expect(reports[0].error?.code == code, "\(label): \(reports[0].error?.description ?? "accepted")")
+        }
+    }
+
     /// Delta bundles, whose reading differs after SHA256SUMS (v1: a hint follows it) or has no
     /// SHA256SUMS at all (v2: the manifest is a patch), verify the same way read ahead or not.
     @Test func deltaBundlesVerifyTheSame() throws {

@@ -45,6 +45,8 @@ public final class BundleReader {
     /// An entry read ahead. A payload file's data went to the pipeline as file `hashID`, or
     /// reading it failed with `dataError` (thrown when the file is read).
     private struct Ahead {
+        /// (With neither `hashID` nor `dataError`: its data is not read yet; only the last
+        /// entry read ahead can be such.)
         var entry: TarEntry
         var hashID: Int?
         var dataError: Error?
@@ -53,6 +55,12 @@ public final class BundleReader {
     /// Limits of `readAhead`: entries, and bytes of their names.
     static let maxAheadEntries = 4096
     static let maxAheadNameBytes = 1 << 20
+    /// ... and bytes of data: an entry whose declared size would pass it is not read ahead (a
+    /// size the manifest may refuse is never read before it is checked, past this budget).
+    static let maxAheadBytes: UInt64 = 256 << 20
+    /// The size of the manifest `readManifest` read (SHA256SUMS is always shorter: each of its
+    /// lines is shorter than the file's entry in the manifest).
+    private var manifestLength = 0
     /// The end-of-archive marker was read (a peek may have met it).
     private var atEnd = false
     private var stage = Stage.start
@@ -152,6 +160,9 @@ public final class BundleReader {
         if ownsFD { Glibc.close(fd) }
     }
 
+    /// Decompressed bytes of the bundle read so far (the tests' measure of work).
+    var bytesDecompressed: UInt64 { tar.offset }
+
     /// The compression detected (after the first read).
     public var compression: Compression? { tar.compression }
 
@@ -171,6 +182,11 @@ public final class BundleReader {
             aheadError = nil
             throw e
         }
+        return try nextInStream()
+    }
+
+    /// The entry a step put back (`pending`), else the stream's next.
+    private func nextInStream() throws -> TarEntry? {
         if let p = pending {
             pending = nil
             return p
@@ -217,7 +233,9 @@ public final class BundleReader {
             throw AirlockError.verification(
                 .manifestNotFirst, "the first entry is \(Self.name(e)), not \(BundleLayout.manifestEntry); this is not a valid Airlock bundle")
         }
-        return try readSmall(e, limit: BundleLayout.maxManifestBytes, what: BundleLayout.manifestEntry)
+        let bytes = try readSmall(e, limit: BundleLayout.maxManifestBytes, what: BundleLayout.manifestEntry)
+        manifestLength = bytes.count
+        return bytes
     }
 
     /// A format v2 delta: the hint `e`, then the patch, applied to the base's manifest. Nothing
@@ -400,8 +418,11 @@ public final class BundleReader {
     /// Reads on while the manifest is parsed elsewhere (`airlock verify`), after the signatures
     /// verified and before `readSums`: SHA256SUMS is hashed, then payload entries are taken and
     /// their files hashed on the pipeline (`hashInBackground`) until `done()` says the manifest
-    /// is parsed, an entry outside `payload/` comes, or `maxAheadEntries` entries or
-    /// `maxAheadNameBytes` bytes of names were taken. Nothing is checked against the manifest
+    /// is parsed, an entry outside `payload/` comes, `maxAheadEntries` entries or
+    /// `maxAheadNameBytes` bytes of names were taken, or the next file would take the data read
+    /// past `maxAheadBytes` (it is left to be read after its checks). SHA256SUMS is read ahead
+    /// only when shorter than the manifest. A hostile entry size, which the manifest would
+    /// refuse before any of its data is read, thus costs at most that budget. Nothing is checked against the manifest
     /// here and nothing is thrown: every entry goes through the same checks, and every failure
     /// is thrown, when `readSums`, `readPayload` and `finish` come to it, in the order they
     /// would have met it. `progress` gets the count of each part of a payload file's data.
@@ -409,24 +430,12 @@ public final class BundleReader {
         precondition(stage == .signatures && ahead.isEmpty && sumsAhead == nil && aheadError == nil, "readAhead follows readSignatures, once")
         hashInBackground()
         guard let pipeline else { return }
-        // The entry readSignatures stopped at (its data not read yet), then the stream's.
-        func take() throws -> TarEntry? {
-            if let p = pending {
-                pending = nil
-                return p
-            }
-            if atEnd { return nil }
-            guard let e = try tar.nextEntry() else {
-                atEnd = true
-                return nil
-            }
-            return e
-        }
         do {
             if deltaHead == nil {
                 // SHA256SUMS, checked later by its size and digest; anything else is for readSums.
-                guard let e = try take() else { return }
-                guard e.kind == .file, e.path.elementsEqual(BundleLayout.sumsEntry.utf8) else {
+                // The entry readSignatures stopped at (its data not read yet).
+                guard let e = try nextInStream() else { return }
+                guard e.kind == .file, e.path.elementsEqual(BundleLayout.sumsEntry.utf8), e.size < UInt64(manifestLength) else {
                     pending = e
                     return
                 }
@@ -440,8 +449,9 @@ public final class BundleReader {
                 }
             }
             var nameBytes = 0
+            var dataLeft = Self.maxAheadBytes
             while !done() && ahead.count < Self.maxAheadEntries && nameBytes < Self.maxAheadNameBytes {
-                guard let e = try take() else { return }
+                guard let e = try nextInStream() else { return }
                 nameBytes += e.path.count
                 guard e.kind == .file, e.path.starts(with: BundleLayout.payloadPrefix.utf8) else {
                     // A directory (no data), or an entry readSums or finish must see as it is.
@@ -449,6 +459,12 @@ public final class BundleReader {
                     if !e.path.starts(with: BundleLayout.payloadPrefix.utf8) { return }
                     continue
                 }
+                guard e.size <= dataLeft else {
+                    // Its data is read when its turn comes, after its name and size are checked.
+                    ahead.append(Ahead(entry: e))
+                    return
+                }
+                dataLeft -= e.size
                 let id = nextHashID
                 nextHashID += 1
                 do {
@@ -510,7 +526,7 @@ public final class BundleReader {
             throw AirlockError.verification(
                 .payloadModeMismatch, "\(file.path) has mode \(String(entry.mode, radix: 8)) in the bundle but \(file.modeString) in the manifest")
         }
-        if let a = lastAhead {
+        if let a = lastAhead, a.hashID != nil || a.dataError != nil {
             // Read ahead: its data was hashed (or failed to read) then.
             lastAhead = nil
             if let e = a.dataError { throw e }
@@ -519,6 +535,9 @@ public final class BundleReader {
             nextFileIndex += 1
             return
         }
+        // Else the entry was read, not its data (the last one read ahead, past the budget): the
+        // tar reader is still at its data.
+        lastAhead = nil
         if let pipeline {
             let id = nextHashID
             nextHashID += 1

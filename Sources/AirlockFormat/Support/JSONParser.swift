@@ -118,14 +118,31 @@ public struct JSONParser {
     private mutating func object() throws(Failure) -> JSONValue {
         try enter()
         defer { depth -= 1 }
-        i += 1
         var members: [String: JSONValue] = [:]
+        try eachMember { p, key, keyOffset throws(Failure) in
+            let v: JSONValue
+            if p.depth == 1, key == p.streamKey, let element = p.element, p.i < p.bytes.count, p.bytes[p.i] == UInt8(ascii: "[") {
+                try p.streamArray(element)
+                v = .array([])
+            } else {
+                v = try p.value()
+            }
+            if members.updateValue(v, forKey: key) != nil {
+                throw Failure(offset: keyOffset, reason: "duplicate key \"\(key)\"")
+            }
+        }
+        return .object(members)
+    }
+
+    /// Walks the members of the object whose `{` is at `i`, up to its `}`: each key, with the
+    /// offset where it begins, goes to `member`, which parses the value (at `i`) and keeps it.
+    private mutating func eachMember(_ member: (inout JSONParser, String, Int) throws(Failure) -> Void) throws(Failure) {
+        i += 1
         skipWhitespace()
         if i < bytes.count, bytes[i] == UInt8(ascii: "}") {
             i += 1
-            return .object(members)
+            return
         }
-        members.reserveCapacity(4)
         while true {
             skipWhitespace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
@@ -135,16 +152,7 @@ public struct JSONParser {
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             i += 1
             skipWhitespace()
-            let v: JSONValue
-            if depth == 1, key == streamKey, let element, i < bytes.count, bytes[i] == UInt8(ascii: "[") {
-                try streamArray(element)
-                v = .array([])
-            } else {
-                v = try value()
-            }
-            if members.updateValue(v, forKey: key) != nil {
-                throw Failure(offset: keyOffset, reason: "duplicate key \"\(key)\"")
-            }
+            try member(&self, key, keyOffset)
             skipWhitespace()
             guard i < bytes.count else { throw fail("unexpected end of input") }
             if bytes[i] == UInt8(ascii: ",") {
@@ -153,7 +161,7 @@ public struct JSONParser {
             }
             if bytes[i] == UInt8(ascii: "}") {
                 i += 1
-                return .object(members)
+                return
             }
             throw fail("expected ',' or '}'")
         }
@@ -167,42 +175,17 @@ public struct JSONParser {
         if valuesLeft < 0 { throw fail("more JSON values than allowed") }
         try enter()
         defer { depth -= 1 }
-        i += 1
-        skipWhitespace()
-        if i < bytes.count, bytes[i] == UInt8(ascii: "}") {
-            i += 1
-            return
-        }
         var seen: Set<String>?
-        while true {
-            skipWhitespace()
-            guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
-            let keyOffset = i
-            let key = try string()
-            skipWhitespace()
-            guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':'") }
-            i += 1
-            skipWhitespace()
-            let v = try value()
+        try eachMember { p, key, keyOffset throws(Failure) in
+            let v = try p.value()
             // Past 16 members the keys go into a set: a hostile object of many keys stays linear.
-            if memberBuffer.count < 16 {
-                if memberBuffer.contains(where: { $0.key == key }) { throw Failure(offset: keyOffset, reason: "duplicate key \"\(key)\"") }
+            if p.memberBuffer.count < 16 {
+                if p.memberBuffer.contains(where: { $0.key == key }) { throw Failure(offset: keyOffset, reason: "duplicate key \"\(key)\"") }
             } else {
-                if seen == nil { seen = Set(memberBuffer.map(\.key)) }
+                if seen == nil { seen = Set(p.memberBuffer.map(\.key)) }
                 if !seen!.insert(key).inserted { throw Failure(offset: keyOffset, reason: "duplicate key \"\(key)\"") }
             }
-            memberBuffer.append((key, v))
-            skipWhitespace()
-            guard i < bytes.count else { throw fail("unexpected end of input") }
-            if bytes[i] == UInt8(ascii: ",") {
-                i += 1
-                continue
-            }
-            if bytes[i] == UInt8(ascii: "}") {
-                i += 1
-                return
-            }
-            throw fail("expected ',' or '}'")
+            p.memberBuffer.append((key, v))
         }
     }
 
