@@ -21,13 +21,13 @@ package final class HashPipeline: @unchecked Sendable {
     /// The mismatch of the lowest manifest index seen so far.
     private var mismatch: (file: Int, got: SHA256Digest)?
     private var hashedFiles = 0
-    private var endedFiles = 0
     /// Files hashed before their expected digest was given: id to digest.
     private var unmatched: [Int: SHA256Digest] = [:]
     /// Expected digests given before their file was hashed: id to (manifest index, digest).
     private var expectations: [Int: (file: Int, digest: SHA256Digest)] = [:]
-    // The producer's:
+    // The producer's (`finish` runs on the producer too):
     private var job = Job()
+    private var endedFiles = 0
 
     private struct Segment {
         /// The file's id, given by the caller: unique, in the order the files come.
@@ -72,7 +72,7 @@ package final class HashPipeline: @unchecked Sendable {
     /// Bytes of the file of id `file` (files come one after the other, each in order), lying in `chunk`
     /// of the stream, which the caller holds; `endsChunk`: nothing after them is in `chunk`.
     package func add(_ bytes: UnsafeRawBufferPointer, chunk: DecompressedStream.Chunk, endsChunk: Bool, file: Int) {
-        if job.chunk?.index != chunk.index || job.chunk == nil {
+        if job.chunk?.index != chunk.index {
             if job.chunk != nil { submit() }
             stream.retain(chunk)
             job.chunk = chunk
@@ -94,9 +94,7 @@ package final class HashPipeline: @unchecked Sendable {
 
     private func finishFile(_ file: Int, _ end: End) {
         job.segments.append(Segment(file: file, bytes: UnsafeRawBufferPointer(start: nil, count: 0), end: end))
-        lock.lock()
         endedFiles += 1
-        lock.unlock()
         if job.segments.count >= Self.maxSegments { submit() }
     }
 
