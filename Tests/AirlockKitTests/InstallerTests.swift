@@ -101,6 +101,60 @@ extension Release {
         #expect(try History.verify(t.site) == nil)
     }
 
+    /// A release of many files is written by the staging writers (two threads, batches of 512
+    /// KiB and 512 operations): every file lands with its own bytes and mode, whatever batch or
+    /// writer its bytes crossed, and content repeated across folders is one file. The next
+    /// version shares all it can through the store.
+    @Test func manyFilesLandIntactAcrossWritersAndBatches() throws {
+        var r = v1
+        var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next() -> UInt64 {
+            seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return seed >> 33
+        }
+        func bytes(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8(truncatingIfNeeded: next()) } }
+        // 2,400 small files in 6 folders, a few of them empty or repeated in another folder.
+        let repeated = bytes(1500)
+        for i in 0..<2400 {
+            let data: [UInt8] = i % 97 == 0 ? repeated : i % 101 == 0 ? [] : bytes(Int(next() % 3000))
+            r.files.append(Release.File(path: "index/shard-\(i % 6)/doc-\(i).json", data: data, executable: i % 211 == 5))
+        }
+        // Files larger than a batch, so that their bytes cross batches (and operations do too).
+        for i in 0..<5 {
+            r.files.append(Release.File(path: "code/lib/big-\(i).so", data: bytes(600_000 + i * 250_000), executable: i % 2 == 0))
+        }
+        let t = try TestSite()
+        let result = try t.install(releaseBundle(r), activate: true)
+        let repeats = r.files.filter { $0.data == repeated }.count
+        #expect(result.files == r.files.count)
+        #expect(result.filesShared == repeats - 1 + r.files.filter({ $0.data.isEmpty }).count - 1)
+        let payload = t.site.releaseDirectory("support-agent", result.release) + "/payload/"
+        var wrong: [String] = []
+        for f in r.files {
+            var st = stat()
+            let intact =
+                FileManager.default.contents(atPath: payload + f.path) == Data(f.data) && lstat(payload + f.path, &st) == 0
+                && st.st_mode & 0o7777 == (f.executable ? 0o555 : 0o444)
+            if !intact { wrong.append(f.path) }
+        }
+        #expect(wrong.isEmpty, "\(wrong.count) files differ, e.g. \(wrong.prefix(3))")
+        var first = stat(), last = stat()
+        let copies = r.files.filter { $0.data == repeated }.map(\.path).sorted { PathRules.precedes($0, $1) }
+        lstat(payload + copies.first!, &first)
+        lstat(payload + copies.last!, &last)
+        #expect(first.st_ino == last.st_ino && first.st_nlink == UInt(repeats) + 1)
+        #expect(try SiteAdmin.audit(site: t.site, name: "support-agent").clean)
+        #expect(t.stagingIsEmpty)
+
+        let changed = ["index/shard-4/doc-1000.json", "code/lib/big-3.so"]
+        let r2 = r.with(version: "2.4.0", sequence: 8) { files in
+            for k in files.indices where changed.contains(files[k].path) { files[k].data += Array("v2".utf8) }
+        }
+        let second = try t.install(releaseBundle(r2))
+        #expect(second.filesShared == r2.files.count - changed.count)
+        #expect(try SiteAdmin.audit(site: t.site, name: "support-agent", release: second.release).clean)
+    }
+
     /// Names and versions that look like the site's own entries stay inside their own folder.
     @Test func namesThatLookLikeSiteEntriesStayInTheirFolder() throws {
         let t = try TestSite()

@@ -60,7 +60,7 @@ final class SiteWorkspace: @unchecked Sendable {
 }
 
 @Suite(.serialized) struct SiteFaultTests {
-    static let installSteps = ["install.head-verified", "install.verified", "install.objects", "install.staged", "install.renamed"]
+    static let installSteps = ["install.head-verified", "install.verified", "install.locked", "install.objects", "install.staged", "install.renamed"]
 
     /// kill -9 at every stage of install: current still resolves to a complete release that
     /// passes audit, and the next command cleans up and succeeds.

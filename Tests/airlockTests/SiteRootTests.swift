@@ -80,6 +80,47 @@ import Testing
         #expect(try s.airlock(["audit", "example-agent"]).status == 0)
     }
 
+    /// A shard of the store swapped for a symlink after the install checked the site and took
+    /// the lock, just before new content joins the store: the install reaches each shard
+    /// through the store's descriptor with O_NOFOLLOW, so it refuses and links nothing where the
+    /// symlink points.
+    @Test func aShardSwappedForALinkUnderTheLockIsNotFollowed() throws {
+        let s = try SiteWorkspace()
+        #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
+        let sentinel = try Sentinel(s.w)
+        let before = sentinel.snapshot
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.binary)
+        p.arguments = ["install", s.v2, "--root", s.root]
+        p.environment = ProcessInfo.processInfo.environment.merging(["AIRLOCK_TEST_FAULT": "stop:install.locked"]) { $1 }
+        let err = Pipe()
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = err
+        try p.run()
+        try CLI.waitUntilStopped(p.processIdentifier)
+        // Every shard name, present or not, becomes a link to the sentinel.
+        try sh(
+            """
+            mkdir moved
+            cd site/.objects/sha256
+            for a in 0 1 2 3 4 5 6 7 8 9 a b c d e f; do for b in 0 1 2 3 4 5 6 7 8 9 a b c d e f; do
+              if [ -d $a$b ]; then mv $a$b ../../../moved/; fi
+              ln -s '\(sentinel.path)' $a$b
+            done; done
+            """, cwd: s.w.path)
+        kill(p.processIdentifier, SIGCONT)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 3 && stderr.contains("is not a real folder"), "\(p.terminationStatus) \(stderr)")
+        #expect(sentinel.snapshot == before)
+        #expect(s.current?.hasPrefix("releases/1.0.0-") == true && s.releases.count == 1)
+        // Put back, the store takes the install.
+        try sh("cd site/.objects/sha256 && find . -maxdepth 1 -type l -delete && mv ../../../moved/* .", cwd: s.w.path)
+        #expect(try s.airlock(["install", s.v2]).status == 0)
+        #expect(try s.airlock(["audit", "example-agent", "1.1.0"]).status == 0)
+        #expect(s.staging.isEmpty)
+    }
+
     /// 3. The health check's log: a world-writable `.staging` is refused, and the log is never
     /// opened by a name someone could have planted.
     @Test func healthCheckLogCannotBePointedElsewhere() throws {

@@ -1,4 +1,5 @@
 import CAirlockSystem
+import Foundation
 
 #if canImport(Glibc)
 import Glibc
@@ -38,7 +39,9 @@ package enum Sys {
         return f
     }()
 
+    /// Bytes written so far under `enospc-after` (install writes from more than one thread).
     nonisolated(unsafe) private static var written = 0
+    private static let writtenLock = NSLock()
 
     /// Marks a step of a multi-step operation; a test can kill the process exactly here.
     package static func step(_ name: String) {
@@ -52,6 +55,8 @@ package enum Sys {
 
     package static func write(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int) -> Int {
         if let limit = faults.enospcAfter {
+            writtenLock.lock()
+            defer { writtenLock.unlock() }
             if written >= limit {
                 errno = ENOSPC
                 return -1

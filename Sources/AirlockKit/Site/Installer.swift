@@ -117,6 +117,7 @@ public enum Installer {
         }
         let repairing = result.alreadyInstalled
         // Checked now, before the bundle streams, and again under the lock.
+        let store = try ObjectStore(site: site)
         var downgrade =
             repairing
             ? nil
@@ -129,7 +130,7 @@ public enum Installer {
             if repairing {
                 throw AirlockError(.usage, .deltaRepair, "a repair needs the full bundle of the release, not a delta bundle")
             }
-            let missing = m.files.filter { reader.isOmitted($0) && !Self.objectLooksIntact(site.objectPath($0.sha256, executable: $0.executable), $0) }
+            let missing = m.files.filter { reader.isOmitted($0) && !store.looksIntact(ObjectStore.Object($0.sha256, executable: $0.executable), $0) }
             if let first = missing.first {
                 throw AirlockError(
                     .policy, .deltaBaseMissing,
@@ -148,61 +149,78 @@ public enum Installer {
         // integers each here.
         let previous = Self.previousWithSameContent(m.files)
         var fresh = [Bool](repeating: false, count: m.files.count)
+        // Per file given to `writer`: which of its threads made it (-1: staged by this thread).
+        var madeBy = [Int8](repeating: -1, count: m.files.count)
         var newObjects: [Int] = []
+        // New files below the size that goes to a writer of its own are created and written
+        // by `writer`'s threads, each folder's in order, while this one decompresses and
+        // hashes the next.
+        let writer = StagingWriters(payload: staging.payloadFD, what: "the staging area of \(site.root)")
+        defer { writer.stop() }
         for (index, file) in m.files.enumerated() {
-            let object = site.objectPath(file.sha256, executable: file.executable)
+            let object = ObjectStore.Object(file.sha256, executable: file.executable)
             let earlier = Int(previous[index])
-            let dest = try staging.place(file.path)
             if reader.isOmitted(file) {
                 // Omitted by a delta: the site's copy, hashed against the manifest first.
                 reader.skipOmitted(file)
-                try staging.stageFromStore(object: object, file: file, at: dest)
+                guard let stored = store.locate(object) else {
+                    throw Staging.failure("opening \(store.path(of: object))", ENOENT)
+                }
+                try staging.stageFromStore(object: stored, file: file, at: try staging.place(file.path))
                 result.filesShared += 1
             } else if earlier >= 0, fresh[earlier] {
                 // The same content twice in this release, the first written here: one file.
                 try reader.readPayload(file)
-                try staging.linkOrCopy(m.files[earlier].path, file.path, executable: file.executable)
+                let by = try writer.link(
+                    from: m.files[earlier].path, to: file.path, executable: file.executable, madeBy: madeBy[earlier] < 0 ? nil : Int(madeBy[earlier]))
+                madeBy[index] = Int8(by)
                 fresh[index] = true
                 result.filesShared += 1
-            } else if !repairing, Self.objectLooksIntact(object, file), try staging.stageByComparing(object: object, file: file, reader: reader, at: dest) {
-                result.filesShared += 1
-            } else if staging.exists(dest) {
-                // The stored copy differed from the stream: `stageByComparing` wrote a fresh
-                // one, which replaces it in the store.
-                fresh[index] = true
-                newObjects.append(index)
-                result.bytesWritten += file.size
+            } else if !repairing, store.looksIntact(object, file), let stored = store.locate(object),
+                case let compared = try staging.stageByComparing(object: stored, file: file, reader: reader, at: try staging.place(file.path)),
+                compared != .missing
+            {
+                if compared == .linked {
+                    result.filesShared += 1
+                } else {
+                    // The stored copy differed from the stream: `stageByComparing` wrote a fresh
+                    // one, which replaces it in the store.
+                    fresh[index] = true
+                    newObjects.append(index)
+                    result.bytesWritten += file.size
+                }
             } else {
-                let fd = try staging.create(dest)
-                do {
-                    if file.size >= Self.backgroundWriteBytes {
-                        // A large file goes to the disk from a thread of its own, past the page
-                        // cache, while this one decompresses and hashes the next bytes.
-                        let writer = BackgroundFileWriter(fileDescriptor: fd, path: "the staging area of \(site.root)")
+                if file.size >= Self.backgroundWriteBytes {
+                    // A large file goes to the disk from a thread of its own, past the page
+                    // cache, while this one decompresses and hashes the next bytes.
+                    let fd = try staging.create(try staging.place(file.path))
+                    do {
+                        let large = BackgroundFileWriter(fileDescriptor: fd, path: "the staging area of \(site.root)")
                         do {
-                            try reader.readPayload(file) { try writer.write($0) }
-                            try writer.close()
+                            try reader.readPayload(file) { try large.write($0) }
+                            try large.close()
                         } catch {
-                            writer.abandon()
+                            large.abandon()
                             throw error
                         }
-                    } else {
-                        try reader.readPayload(file) { part in
-                            try FileIO.writeAll(fd, part, path: "the staging area of \(site.root)")
-                        }
+                        try staging.finishFile(fd, executable: file.executable)
+                    } catch {
+                        close(fd)
+                        throw error
                     }
-                    try staging.finishFile(fd, executable: file.executable)
-                } catch {
                     close(fd)
-                    throw error
+                } else {
+                    madeBy[index] = Int8(try writer.create(file.path, executable: file.executable))
+                    try reader.readPayload(file) { try writer.write($0) }
+                    try writer.finish()
                 }
-                close(fd)
                 fresh[index] = true
                 newObjects.append(index)
                 result.bytesWritten += file.size
             }
             result.files += 1
         }
+        staging.adoptFolders(try writer.drain())
         try reader.finish()
         Sys.step("install.verified")
 
@@ -239,6 +257,7 @@ public enum Installer {
 
         // Only now the site lock; what other commands did meanwhile is checked again under it.
         lock = try site.lockForWriting(command: "install", timeout: options.lockTimeout)
+        Sys.step("install.locked")
         // The name's state, read once under the lock: for the sequence check, the commit and
         // the activation that may follow.
         var state = try NameState.load(site, m.name)
@@ -255,12 +274,26 @@ public enum Installer {
                 site: site, manifest: m, bundleID: head.bundleID, allowDowngrade: options.allowDowngrade, highestRecorded: state.highestSequence)
         }
 
-        var created: [Int] = []
+        var created: [ObjectStore.Object] = []
         do {
-            for index in newObjects {
-                let f = m.files[index]
-                let object = site.objectPath(f.sha256, executable: f.executable)
-                if try staging.commitObject(f.path, to: object) { created.append(index) }
+            // New content joins the store: linked on two threads, then, in manifest order, what
+            // could not simply be linked (an object there already, or a file with as many links
+            // as the file system allows) is replaced or copied, and any other failure reported.
+            store.reopenForCommit()
+            let objects = newObjects.map { ObjectStore.Object(m.files[$0].sha256, executable: m.files[$0].executable) }
+            var links: [Staging.StoreLink] = []
+            links.reserveCapacity(objects.count)
+            for (index, object) in zip(newObjects, objects) {
+                links.append(Staging.StoreLink(rel: m.files[index].path, shard: try store.shardCreating(object), name: object.name))
+            }
+            let linked = staging.linkIntoStore(links)
+            for (object, err) in zip(objects, linked) where err == 0 { created.append(object) }
+            for ((index, object), err) in zip(zip(newObjects, objects), linked) where err != 0 {
+                guard err == EEXIST || err == EMLINK else {
+                    throw Staging.failure("adding \(store.path(of: object)) to the site's object store", err)
+                }
+                let stored = ObjectStore.Located(folder: try store.shardCreating(object), name: object.name, path: store.path(of: object))
+                if try staging.commitObject(m.files[index].path, to: stored) { created.append(object) }
             }
             Sys.step("install.objects")
             for d in [site.nameDirectory(m.name), site.releasesDirectory(m.name)] {
@@ -298,7 +331,7 @@ public enum Installer {
             Sys.step("install.renamed")
         } catch {
             // Content committed for a release that did not appear goes again.
-            for i in created { _ = Sys.unlink(site.objectPath(m.files[i].sha256, executable: m.files[i].executable)) }
+            for object in created { store.remove(object) }
             throw error
         }
 
@@ -336,16 +369,6 @@ public enum Installer {
             if a.sha256 == b.sha256, a.executable == b.executable { previous[Int(order[k])] = order[k - 1] }
         }
         return previous
-    }
-
-    /// A cheap check of a stored object before it is reused: a regular file of the right size
-    /// and read-only mode. (Its content is what `audit` checks; an object that fails here is
-    /// rewritten from the bundle being installed.)
-    static func objectLooksIntact(_ path: String, _ file: ManifestFile) -> Bool {
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return false }
-        let mode = file.executable ? SiteLayout.executableFileMode : SiteLayout.fileMode
-        return (st.st_mode & S_IFMT) == S_IFREG && UInt64(st.st_size) == file.size && st.st_mode & 0o7777 == mode
     }
 
     /// Downgrade protection: a lower sequence than the highest installed for the name needs

@@ -49,11 +49,6 @@ public struct Site: Sendable {
     /// The pointer a runtime reads its release through: `<root>/<name>/current`.
     public func currentLink(_ name: String) -> String { path(name, SiteLayout.current) }
 
-    func objectPath(_ digest: SHA256Digest, executable: Bool) -> String {
-        let hex = digest.hex
-        return path(SiteLayout.objects, SiteLayout.objectsAlgorithm, String(hex.prefix(2)), hex + (executable ? SiteLayout.executableSuffix : ""))
-    }
-
     /// Creates the root and its own folders (0755; the trust store 0755) when missing. (mkdir
     /// never follows a symlink planted at one of these names: `SiteSafety` then refuses it.)
     func prepare() throws {

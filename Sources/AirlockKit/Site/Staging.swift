@@ -29,7 +29,6 @@ final class Staging {
     private let releaseFD: Int32
     /// Open payload folders, by path below `payload/`.
     private var folders: Folders
-    private var madeShards: Set<String> = []
 
     /// The name of the release tree in the staging folder.
     static let releaseName = "release"
@@ -142,10 +141,21 @@ final class Staging {
     /// Makes a staged file read-only. (One syncfs flushes every staged file later: a per-file
     /// fsync costs a disk flush each, minutes for an index of 100,000 files.)
     func finishFile(_ fd: Int32, executable: Bool) throws {
+        try Self.finishFile(fd, executable: executable)
+    }
+
+    static func finishFile(_ fd: Int32, executable: Bool) throws {
         guard fchmod(fd, executable ? SiteLayout.executableFileMode : SiteLayout.fileMode) == 0 else {
-            throw Self.failure("making a staged file read-only")
+            throw failure("making a staged file read-only")
         }
     }
+
+    /// `payload/`'s descriptor (a `StagingWriter` resolves folders below it on its own).
+    var payloadFD: Int32 { folders.payload }
+
+    /// Takes the folders another writer of this tree made as made here too (`place(_:create:)`
+    /// finds files in them).
+    func adoptFolders(_ made: Set<String>) { folders.adopt(made) }
 
     /// The place of `rel` (a path below `payload/` that passed the path rules: relative, no
     /// `..`, NFC), with its folders made: each created with `mkdirat` under its parent's
@@ -161,12 +171,6 @@ final class Staging {
         return Place(folder: try folders.descriptor(folder), name: name)
     }
 
-    /// Whether something exists at `place` (not followed).
-    func exists(_ place: Place) -> Bool {
-        var st = stat()
-        return fstatat(place.folder, place.name, &st, AT_SYMLINK_NOFOLLOW) == 0
-    }
-
     /// Creates a new staged file, 0600 until `finishFile`.
     func create(_ place: Place) throws -> Int32 {
         let fd = Sys.openat(place.folder, place.name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
@@ -174,14 +178,25 @@ final class Staging {
         return fd
     }
 
+    /// What `stageByComparing` did with a payload file.
+    enum Compared {
+        /// The stream matched the stored object: `dest` is a hardlink to it (or a copy).
+        case linked
+        /// The stream differed: `dest` holds the stream's content, which replaces the store's
+        /// damaged copy.
+        case written
+        /// The object could not be opened (gc removed it meanwhile): nothing was read or made.
+        case missing
+    }
+
     /// Streams the next payload file while comparing it with the stored object. When they
     /// match to the end, `dest` becomes a hardlink to the object (or a copy, if the object has
-    /// as many links as the file system allows) and it returns true. When they differ, it writes
-    /// the object's matching prefix and the rest of the stream to `dest` and returns false: the
-    /// store's copy is damaged and the fresh one replaces it.
-    func stageByComparing(object: String, file: ManifestFile, reader: BundleReader, at dest: Place) throws -> Bool {
-        let ofd = Sys.open(object, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        guard ofd >= 0 else { return false }
+    /// as many links as the file system allows). When they differ, it writes the object's
+    /// matching prefix and the rest of the stream to `dest`: the store's copy is damaged and
+    /// the fresh one replaces it.
+    func stageByComparing(object: ObjectStore.Located, file: ManifestFile, reader: BundleReader, at dest: Place) throws -> Compared {
+        let ofd = Sys.openat(object.folder, object.name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard ofd >= 0 else { return .missing }
         defer { close(ofd) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
         defer { buffer.deallocate() }
@@ -205,7 +220,7 @@ final class Staging {
                 var copied: Int64 = 0
                 while copied < offset {
                     let n = pread(ofd, buffer.baseAddress, Int(min(Int64(buffer.count), offset - copied)), off_t(copied))
-                    guard n > 0 else { throw Self.failure("re-reading \(object)") }
+                    guard n > 0 else { throw Self.failure("re-reading \(object.path)") }
                     try FileIO.writeAll(out, UnsafeRawBufferPointer(rebasing: buffer[0..<n]), path: dest.name)
                     copied += Int64(n)
                 }
@@ -215,31 +230,31 @@ final class Staging {
         }
         if out >= 0 {
             try finishFile(out, executable: file.executable)
-            return false
+            return .written
         }
         try linkOrCopy(object: object, ofd: ofd, file: file, to: dest, buffer: buffer)
-        return true
+        return .linked
     }
 
     /// Hardlinks a stored object at `dest`, or copies it when it has as many links as the file
     /// system allows (EMLINK).
-    private func linkOrCopy(object: String, ofd: Int32, file: ManifestFile, to dest: Place, buffer: UnsafeMutableRawBufferPointer) throws {
-        if Sys.linkat(AT_FDCWD, object, dest.folder, dest.name) == 0 { return }
+    private func linkOrCopy(object: ObjectStore.Located, ofd: Int32, file: ManifestFile, to dest: Place, buffer: UnsafeMutableRawBufferPointer) throws {
+        if Sys.linkat(object.folder, object.name, dest.folder, dest.name) == 0 { return }
         // EMLINK: the object has as many links as the file system allows. ENOENT: gc removed
         // its name after it was opened (the install stages without the site lock): the open
         // descriptor still reads it.
         guard errno == EMLINK || errno == ENOENT else { throw Self.failure("linking \(dest.name) in the staged release") }
         let fd = try create(dest)
         defer { close(fd) }
-        try Self.copy(from: ofd, to: fd, what: object, buffer: buffer)
+        try Self.copy(from: ofd, to: fd, what: object.path, buffer: buffer)
         try finishFile(fd, executable: file.executable)
     }
 
     /// Takes a file a delta omits from the store: hashes the stored copy against the manifest,
     /// then links it at `dest`.
-    func stageFromStore(object: String, file: ManifestFile, at dest: Place) throws {
-        let ofd = Sys.open(object, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        guard ofd >= 0 else { throw Self.failure("opening \(object)") }
+    func stageFromStore(object: ObjectStore.Located, file: ManifestFile, at dest: Place) throws {
+        let ofd = Sys.openat(object.folder, object.name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard ofd >= 0 else { throw Self.failure("opening \(object.path)") }
         defer { close(ofd) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
         defer { buffer.deallocate() }
@@ -249,7 +264,7 @@ final class Staging {
             let n = read(ofd, buffer.baseAddress, buffer.count)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw Self.failure("reading \(object)")
+                throw Self.failure("reading \(object.path)")
             }
             if n == 0 { break }
             hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
@@ -267,20 +282,23 @@ final class Staging {
     /// Hardlinks the staged file `from` at `to` (paths below `payload/`); when it has as many
     /// links as the file system allows (EMLINK: 65,000 on ext4), writes a copy instead, which
     /// the next files of the same content link to.
-    func linkOrCopy(_ from: String, _ to: String, executable: Bool) throws {
-        let dest = try place(to)
+    static func linkOrCopy(_ from: String, _ to: String, executable: Bool, in folders: inout Folders) throws {
+        let (toFolder, toName) = PathRules.splitLast(to)
+        let dest = Place(folder: try folders.descriptor(toFolder), name: toName)
         // Opening the source's folders must not close the destination's.
         folders.pin(dest.folder)
         defer { folders.unpinAll() }
-        let source = try place(from)
+        let (fromFolder, fromName) = PathRules.splitLast(from)
+        let source = Place(folder: try folders.descriptor(fromFolder), name: fromName)
         if Sys.linkat(source.folder, source.name, dest.folder, dest.name) == 0 { return }
-        guard errno == EMLINK else { throw Self.failure("linking \(to) in the staged release") }
+        guard errno == EMLINK else { throw failure("linking \(to) in the staged release") }
         let src = Sys.openat(source.folder, source.name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        guard src >= 0 else { throw Self.failure("reading the staged \(from)") }
+        guard src >= 0 else { throw failure("reading the staged \(from)") }
         defer { close(src) }
-        let fd = try create(dest)
+        let fd = Sys.openat(dest.folder, dest.name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw failure("creating a staged file") }
         defer { close(fd) }
-        try Self.copy(from: src, to: fd, what: from)
+        try copy(from: src, to: fd, what: from)
         try finishFile(fd, executable: executable)
     }
 
@@ -301,45 +319,80 @@ final class Staging {
         }
     }
 
-    /// Adds the verified staged file `rel` (below `payload/`) to the content store; true when
-    /// it created the object. An object already there that failed the reuse check (or any, in
-    /// a repair) is replaced by the verified copy, atomically. Called under the site lock: the
-    /// store's side is named by path, the staged side by its folder's descriptor.
-    func commitObject(_ rel: String, to object: String) throws -> Bool {
+    /// A staged file to link into the store: its path below `payload/`, and the object's shard
+    /// descriptor (`ObjectStore.shardCreating`) and name.
+    struct StoreLink: Sendable {
+        let rel: String
+        let shard: Int32
+        let name: String
+    }
+
+    /// Links the verified staged files into the store, half of them on a thread of its own
+    /// (each side resolves the staged folders with descriptors of its own; the store's side is
+    /// the shard's descriptor). Returns, per link, 0 or the `errno` its `linkat` failed with:
+    /// the caller takes EEXIST and EMLINK to `commitObject` and reports the rest. Called under
+    /// the site lock.
+    func linkIntoStore(_ links: [StoreLink]) -> [Int32] {
+        // The staged tree's own folder descriptors are not needed meanwhile.
+        folders.closeAll()
+        let payload = folders.payload
+        @Sendable func link(_ part: ArraySlice<StoreLink>) -> [Int32] {
+            var resolver = Folders(payload: payload, creating: false)
+            defer { resolver.closeAll() }
+            return part.map { l in
+                let (folder, name) = PathRules.splitLast(l.rel)
+                guard let dir = try? resolver.descriptor(folder) else { return errno == 0 ? EIO : errno }
+                return Sys.linkat(dir, name, l.shard, l.name) == 0 ? 0 : errno
+            }
+        }
+        // Below a few hundred links a second thread costs more than it saves.
+        guard links.count >= 256 else { return link(links[...]) }
+        let half = links.count / 2
+        let second = links[half...]
+        let other = BackgroundTask(name: "airlock-link") { link(second) }
+        let first = link(links[..<half])
+        return first + ((try? other.value()) ?? Array(repeating: EIO, count: second.count))
+    }
+
+    /// Adds the verified staged file `rel` (below `payload/`) to the store as `object`, when
+    /// `linkIntoStore` could not link it: true when it created the object. An object already
+    /// there that failed the reuse check (or any, in a repair) is replaced by the verified copy,
+    /// atomically; when the staged file has as many links as the file system allows, the store
+    /// gets a copy. Called under the site lock: the store's side is its shard's descriptor, the
+    /// staged side its folder's.
+    func commitObject(_ rel: String, to object: ObjectStore.Located) throws -> Bool {
         let staged = try place(rel)
-        let parent = String(object[..<object.lastIndex(of: "/")!])
-        if madeShards.insert(parent).inserted, Sys.mkdir(parent, 0o755) != 0 && errno != EEXIST { throw Self.failure("creating \(parent)") }
-        if Sys.linkat(staged.folder, staged.name, AT_FDCWD, object) == 0 { return true }
-        guard errno == EEXIST || errno == EMLINK else { throw Self.failure("adding \(object) to the site's object store") }
+        if Sys.linkat(staged.folder, staged.name, object.folder, object.name) == 0 { return true }
+        guard errno == EEXIST || errno == EMLINK else { throw Self.failure("adding \(object.path) to the site's object store") }
         // Replacing a damaged object, or the staged file has as many links as the file system
         // allows (the same content many times in this release): the store gets a copy of its
         // own, under a temporary name that is then renamed into place.
         let existed = errno == EEXIST
-        let tmp = parent + "/" + SiteLayout.temporaryMarker + Self.randomName()
-        if Sys.linkat(staged.folder, staged.name, AT_FDCWD, tmp) != 0 {
-            guard errno == EMLINK else { throw Self.failure("replacing \(object) in the site's object store") }
-            let fd = Sys.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw Self.failure("adding \(object) to the site's object store") }
+        let tmp = SiteLayout.temporaryMarker + Self.randomName()
+        if Sys.linkat(staged.folder, staged.name, object.folder, tmp) != 0 {
+            guard errno == EMLINK else { throw Self.failure("replacing \(object.path) in the site's object store") }
+            let fd = Sys.openat(object.folder, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw Self.failure("adding \(object.path) to the site's object store") }
             do {
                 let src = Sys.openat(staged.folder, staged.name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
                 guard src >= 0 else { throw Self.failure("reading the staged \(rel)") }
                 defer { close(src) }
-                try Self.copy(from: src, to: fd, what: object)
+                try Self.copy(from: src, to: fd, what: object.path)
                 var st = stat()
                 guard fstat(src, &st) == 0, fchmod(fd, st.st_mode & 0o7777) == 0, Sys.fsync(fd) == 0 else {
-                    throw Self.failure("adding \(object) to the site's object store")
+                    throw Self.failure("adding \(object.path) to the site's object store")
                 }
             } catch {
                 close(fd)
-                _ = Sys.unlink(tmp)
+                _ = Sys.unlinkat(object.folder, tmp)
                 throw error
             }
             close(fd)
         }
-        guard Sys.rename(tmp, object) == 0 else {
+        guard Sys.renameat(object.folder, tmp, object.folder, object.name) == 0 else {
             let err = errno
-            _ = Sys.unlink(tmp)
-            throw Self.failure("adding \(object) to the site's object store", err)
+            _ = Sys.unlinkat(object.folder, tmp)
+            throw Self.failure("adding \(object.path) to the site's object store", err)
         }
         return !existed
     }
@@ -405,12 +458,17 @@ final class Staging {
     /// again from `payload/` down, segment by segment, with O_NOFOLLOW.
     struct Folders {
         static let capacity = 64
-        private let payload: Int32
+        let payload: Int32
+        /// False: folders are only opened, never made (they all exist: `linkIntoStore`).
+        private let creating: Bool
         private var open: [String: (fd: Int32, used: UInt64)] = [:]
         private var made: Set<String> = [""]
         private var clock: UInt64 = 0
 
-        init(payload: Int32) { self.payload = payload }
+        init(payload: Int32, creating: Bool = true) {
+            self.payload = payload
+            self.creating = creating
+        }
 
         /// Closes `payload/` itself (when the install is done with the tree).
         func closePayload() { close(payload) }
@@ -424,6 +482,12 @@ final class Staging {
         /// Whether this install made the folder `rel` (it made every folder of the tree).
         func wasMade(_ rel: String) -> Bool { made.contains(rel) }
 
+        /// The folders made through this resolver.
+        var madeFolders: Set<String> { made }
+
+        /// Counts `folders`, made by another resolver of the same tree, as made.
+        mutating func adopt(_ folders: Set<String>) { made.formUnion(folders) }
+
         /// The descriptor of the folder `rel`, created (with its parents) when new.
         mutating func descriptor(_ rel: String) throws -> Int32 {
             if rel.isEmpty { return payload }
@@ -434,7 +498,7 @@ final class Staging {
             }
             let (parentPath, name) = PathRules.splitLast(rel)
             let parent = try descriptor(parentPath)
-            if !made.contains(rel) {
+            if creating && !made.contains(rel) {
                 if Sys.mkdirat(parent, name, SiteLayout.directoryMode) != 0 && errno != EEXIST {
                     throw Staging.failure("creating the staged folder \(rel)")
                 }
