@@ -336,7 +336,7 @@ final class Staging {
         // The staged tree's own folder descriptors are not needed meanwhile.
         folders.closeAll()
         let payload = folders.payload
-        @Sendable func link(_ part: ArraySlice<StoreLink>) -> [Int32] {
+        @Sendable func linkAll(_ part: ArraySlice<StoreLink>) -> [Int32] {
             var resolver = Folders(payload: payload, creating: false)
             defer { resolver.closeAll() }
             return part.map { l in
@@ -346,11 +346,11 @@ final class Staging {
             }
         }
         // Below a few hundred links a second thread costs more than it saves.
-        guard links.count >= 256 else { return link(links[...]) }
+        guard links.count >= 256 else { return linkAll(links[...]) }
         let half = links.count / 2
         let second = links[half...]
-        let other = BackgroundTask(name: "airlock-link") { link(second) }
-        let first = link(links[..<half])
+        let other = BackgroundTask(name: "airlock-link") { linkAll(second) }
+        let first = linkAll(links[..<half])
         return first + ((try? other.value()) ?? Array(repeating: EIO, count: second.count))
     }
 

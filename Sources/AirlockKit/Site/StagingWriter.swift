@@ -28,7 +28,7 @@ final class StagingWriter: @unchecked Sendable {
         /// The open file is complete: read-only, closed.
         case finish
         /// The staged file `from` (given earlier) hardlinked, or copied, at `to`.
-        case link(from: String, to: String, executable: Bool)
+        case hardlink(from: String, to: String, executable: Bool)
     }
 
     private final class Batch {
@@ -99,7 +99,7 @@ final class StagingWriter: @unchecked Sendable {
 
     /// Links `to` to the staged file `from`, which was given to this writer (or staged before).
     func link(from: String, to: String, executable: Bool) throws {
-        try add(.link(from: from, to: to, executable: executable))
+        try add(.hardlink(from: from, to: to, executable: executable))
     }
 
     /// Waits until everything given was written, and returns the folders the writer made.
@@ -193,7 +193,7 @@ final class StagingWriter: @unchecked Sendable {
                     try Staging.finishFile(fd, executable: executable)
                     close(fd)
                     fd = -1
-                case .link(let from, let to, let executable):
+                case .hardlink(let from, let to, let executable):
                     try Staging.linkOrCopy(from, to, executable: executable, in: &folders)
                 }
             }
