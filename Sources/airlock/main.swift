@@ -14,6 +14,14 @@ _ = setlocale(LC_CTYPE, "C.UTF-8")
 // the system when freed. Without this, glibc raises the threshold after the first such free and
 // later large buffers fragment the heap, which keeps peak memory well above what is live.
 _ = airlock_malloc_mmap_threshold(256 << 10)
+// An install keeps a few hundred folders open at once (the store's 256 shards, each staging
+// thread's folders): the soft limit on descriptors goes up to the hard limit, at most 65,536, as
+// the system allows any process to do.
+var files = rlimit()
+if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &files) == 0, files.rlim_cur < min(files.rlim_max, 65536) {
+    files.rlim_cur = min(files.rlim_max, 65536)
+    _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &files)
+}
 #endif
 let arguments = Array(CommandLine.arguments.dropFirst())
 if let unknown = Airlock.unknownCommand(arguments) {

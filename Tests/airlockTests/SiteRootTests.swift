@@ -121,6 +121,83 @@ import Testing
         #expect(s.staging.isEmpty)
     }
 
+    /// Runs `args` with `AIRLOCK_TEST_FAULT=stop:<step>`: `atFirstStop` runs the first time the
+    /// command stops there, and it is continued at every stop until it exits.
+    private func runStopping(_ s: SiteWorkspace, _ args: [String], at step: String, atFirstStop: () throws -> Void) throws -> (status: Int32, stderr: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.binary)
+        p.arguments = args + ["--root", s.root]
+        p.environment = ProcessInfo.processInfo.environment.merging(["AIRLOCK_TEST_FAULT": "stop:" + step]) { $1 }
+        let err = s.w.file("stopping.err")
+        FileManager.default.createFile(atPath: err, contents: nil)
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
+        try p.run()
+        var first = true
+        while p.isRunning {
+            if let stat = try? String(contentsOfFile: "/proc/\(p.processIdentifier)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")"),
+                stat[stat.index(close, offsetBy: 2)] == "T"
+            {
+                if first { try atFirstStop() }
+                first = false
+                kill(p.processIdentifier, SIGCONT)
+            }
+            usleep(2_000)
+        }
+        p.waitUntilExit()
+        #expect(!first, "the command never stopped at \(step)")
+        return (p.terminationStatus, (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
+    }
+
+    /// Another file renamed over a stored object after the install compared it with the stream
+    /// and before it links it: the release gets the bytes that were compared (a copy from the
+    /// open descriptor), never the file now under the object's name.
+    @Test func anObjectSwappedAfterItsComparisonIsNotLinked() throws {
+        let s = try SiteWorkspace()
+        #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
+        let r = try runStopping(s, ["install", s.v2], at: "install.reuse") {
+            try sh(
+                """
+                for f in site/.objects/sha256/*/*; do
+                  printf 'foreign' > swap && chmod 444 swap && mv -f swap "$f"
+                done
+                """, cwd: s.w.path)
+        }
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try s.airlock(["audit", "example-agent", "1.1.0"]).status == 0)
+        let foreign = try CLI.sh("grep -rl --include='*' '^foreign$' '\(s.root)/example-agent/releases' | wc -l").stdout
+        #expect(foreign.trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+    }
+
+    /// The store's folder swapped for another real folder while the release is staged, and
+    /// swapped back before the lock (and its safety check): the commit sees it is not the folder
+    /// staging looked into, and refuses.
+    @Test func aStoreSwappedWhileStagingIsRefusedAtTheCommit() throws {
+        let s = try SiteWorkspace()
+        #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.binary)
+        p.arguments = ["install", s.v2, "--root", s.root]
+        p.environment = ProcessInfo.processInfo.environment.merging(["AIRLOCK_TEST_FAULT": "stop:install.head-verified,stop:install.verified"]) { $1 }
+        let err = Pipe()
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = err
+        try p.run()
+        try CLI.waitUntilStopped(p.processIdentifier)
+        try sh("mv site/.objects real-objects && mkdir -p site/.objects/sha256", cwd: s.w.path)
+        kill(p.processIdentifier, SIGCONT)
+        usleep(100_000)
+        try CLI.waitUntilStopped(p.processIdentifier)
+        try sh("rm -r site/.objects && mv real-objects site/.objects", cwd: s.w.path)
+        kill(p.processIdentifier, SIGCONT)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 3 && stderr.contains("was replaced while the release was staged"), "\(p.terminationStatus) \(stderr)")
+        #expect(s.releases.count == 1 && s.current?.hasPrefix("releases/1.0.0-") == true)
+        #expect(try s.airlock(["install", s.v2]).status == 0)
+        #expect(try s.airlock(["audit", "example-agent", "1.1.0"]).status == 0)
+    }
+
     /// 3. The health check's log: a world-writable `.staging` is refused, and the log is never
     /// opened by a name someone could have planted.
     @Test func healthCheckLogCannotBePointedElsewhere() throws {

@@ -130,7 +130,7 @@ public enum Installer {
             if repairing {
                 throw AirlockError(.usage, .deltaRepair, "a repair needs the full bundle of the release, not a delta bundle")
             }
-            let missing = m.files.filter { reader.isOmitted($0) && !store.looksIntact(ObjectStore.Object($0.sha256, executable: $0.executable), $0) }
+            let missing = try m.files.filter { try reader.isOmitted($0) && !store.looksIntact(ObjectStore.Object($0.sha256, executable: $0.executable), $0) }
             if let first = missing.first {
                 throw AirlockError(
                     .policy, .deltaBaseMissing,
@@ -163,7 +163,7 @@ public enum Installer {
             if reader.isOmitted(file) {
                 // Omitted by a delta: the site's copy, hashed against the manifest first.
                 reader.skipOmitted(file)
-                guard let stored = store.locate(object) else {
+                guard let stored = try store.locate(object) else {
                     throw Staging.failure("opening \(store.path(of: object))", ENOENT)
                 }
                 try staging.stageFromStore(object: stored, file: file, at: try staging.place(file.path))
@@ -176,7 +176,7 @@ public enum Installer {
                 madeBy[index] = Int8(by)
                 fresh[index] = true
                 result.filesShared += 1
-            } else if !repairing, store.looksIntact(object, file), let stored = store.locate(object),
+            } else if !repairing, try store.looksIntact(object, file), let stored = try store.locate(object),
                 case let compared = try staging.stageByComparing(object: stored, file: file, reader: reader, at: try staging.place(file.path)),
                 compared != .missing
             {
@@ -221,6 +221,8 @@ public enum Installer {
             result.files += 1
         }
         staging.adoptFolders(try writer.drain())
+        // The writers' threads and folders are not needed past here.
+        writer.stop()
         try reader.finish()
         Sys.step("install.verified")
 
@@ -279,7 +281,7 @@ public enum Installer {
             // New content joins the store: linked on two threads, then, in manifest order, what
             // could not simply be linked (an object there already, or a file with as many links
             // as the file system allows) is replaced or copied, and any other failure reported.
-            store.reopenForCommit()
+            try store.reopenForCommit()
             let objects = newObjects.map { ObjectStore.Object(m.files[$0].sha256, executable: m.files[$0].executable) }
             var links: [Staging.StoreLink] = []
             links.reserveCapacity(objects.count)
@@ -287,13 +289,19 @@ public enum Installer {
                 links.append(Staging.StoreLink(rel: m.files[index].path, shard: try store.shardCreating(object), name: object.name))
             }
             let linked = staging.linkIntoStore(links)
-            for (object, err) in zip(objects, linked) where err == 0 { created.append(object) }
-            for ((index, object), err) in zip(zip(newObjects, objects), linked) where err != 0 {
-                guard err == EEXIST || err == EMLINK else {
+            for (object, outcome) in zip(objects, linked) {
+                if case .linked = outcome { created.append(object) }
+            }
+            for ((index, object), outcome) in zip(zip(newObjects, objects), linked) {
+                switch outcome {
+                case .linked: continue
+                case .folderFailed(let error): throw error
+                case .failed(let err) where err == EEXIST || err == EMLINK:
+                    let stored = ObjectStore.Located(folder: try store.shardCreating(object), name: object.name, path: store.path(of: object))
+                    if try staging.commitObject(m.files[index].path, to: stored) { created.append(object) }
+                case .failed(let err):
                     throw Staging.failure("adding \(store.path(of: object)) to the site's object store", err)
                 }
-                let stored = ObjectStore.Located(folder: try store.shardCreating(object), name: object.name, path: store.path(of: object))
-                if try staging.commitObject(m.files[index].path, to: stored) { created.append(object) }
             }
             Sys.step("install.objects")
             for d in [site.nameDirectory(m.name), site.releasesDirectory(m.name)] {

@@ -38,20 +38,40 @@ final class ObjectStore {
 
     /// `<root>/.objects/sha256`, for messages.
     let path: String
-    private let fd: Int32
+    private let site: Site
+    private var fd: Int32
     /// Per shard: its open descriptor, or `unopened`, or `absent`.
     private var shards: [Int32]
     private static let unopened: Int32 = -1
     private static let absent: Int32 = -2
 
     init(site: Site) throws {
+        self.site = site
         path = site.path(SiteLayout.objects, SiteLayout.objectsAlgorithm)
-        fd = Sys.open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw Staging.failure("opening the site's object store \(path)") }
+        fd = try Self.open(site)
         shards = Array(repeating: Self.absent, count: 256)
         for name in FileIO.entries(fd) {
             if let i = Self.shardIndex(name) { shards[i] = Self.unopened }
         }
+    }
+
+    /// `.objects` opened below the root, then `sha256` below it, neither followed if a link.
+    private static func open(_ site: Site) throws -> Int32 {
+        let objects = site.path(SiteLayout.objects)
+        let parent = Sys.open(objects, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard parent >= 0 else { throw unsafeOrFailure(objects) }
+        defer { close(parent) }
+        let fd = Sys.openat(parent, SiteLayout.objectsAlgorithm, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw unsafeOrFailure(objects + "/" + SiteLayout.objectsAlgorithm) }
+        return fd
+    }
+
+    private static func unsafeOrFailure(_ path: String) -> AirlockError {
+        if errno == ELOOP || errno == ENOTDIR {
+            return AirlockError(
+                .io, .siteUnsafe, "\(path) is not a real folder (something replaced a folder of the content store); nothing was installed: check the site root")
+        }
+        return Staging.failure("opening the site's object store \(path)")
     }
 
     deinit {
@@ -74,13 +94,20 @@ final class ObjectStore {
 
     /// Where `o` would be, when its shard exists (a shard that cannot be opened as a real
     /// folder counts as missing: the content is written again instead).
-    func locate(_ o: Object) -> Located? {
+    func locate(_ o: Object) throws -> Located? {
         var s = shards[o.shard]
         if s == Self.absent { return nil }
         if s == Self.unopened {
             s = Sys.openat(fd, Self.shardName(o.shard), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            shards[o.shard] = s >= 0 ? s : Self.absent
-            if s < 0 { return nil }
+            if s < 0 {
+                // Gone (a gc removed it empty), or not a real folder (the commit refuses it).
+                guard errno == ENOENT || errno == ELOOP || errno == ENOTDIR else {
+                    throw Staging.failure("opening \(path)/\(Self.shardName(o.shard))")
+                }
+                shards[o.shard] = Self.absent
+                return nil
+            }
+            shards[o.shard] = s
         }
         return Located(folder: s, name: o.name, path: path(of: o))
     }
@@ -88,8 +115,8 @@ final class ObjectStore {
     /// A cheap check of a stored object before it is reused: a regular file of the right size
     /// and read-only mode. (Its content is what `audit` checks, and reuse compares it with the
     /// stream or hashes it; an object that fails here is written again from the bundle.)
-    func looksIntact(_ o: Object, _ file: ManifestFile) -> Bool {
-        guard let at = locate(o) else { return false }
+    func looksIntact(_ o: Object, _ file: ManifestFile) throws -> Bool {
+        guard let at = try locate(o) else { return false }
         var st = stat()
         guard fstatat(at.folder, at.name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return false }
         let mode = file.executable ? SiteLayout.executableFileMode : SiteLayout.fileMode
@@ -97,10 +124,21 @@ final class ObjectStore {
     }
 
     /// Under the site lock, before new content is added: what was opened and listed before the
-    /// lock may be stale (a gc may have removed an empty shard meanwhile).
-    func reopenForCommit() {
+    /// lock may be stale (a gc may have removed an empty shard meanwhile). The store is opened
+    /// again from the root and must be the folder staging looked into: one swapped in meanwhile
+    /// (and swapped back before the lock's safety check) is refused.
+    func reopenForCommit() throws {
         closeShards()
         shards = Array(repeating: Self.unopened, count: 256)
+        let again = try Self.open(site)
+        var before = stat(), now = stat()
+        guard fstat(fd, &before) == 0, fstat(again, &now) == 0, before.st_dev == now.st_dev, before.st_ino == now.st_ino else {
+            close(again)
+            throw AirlockError(
+                .io, .siteUnsafe, "\(path) was replaced while the release was staged; nothing was installed: check the site root and install again")
+        }
+        close(fd)
+        fd = again
     }
 
     /// The descriptor of `o`'s shard, the shard made when missing. Called under the site lock.

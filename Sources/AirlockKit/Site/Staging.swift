@@ -195,9 +195,12 @@ final class Staging {
     /// matching prefix and the rest of the stream to `dest`: the store's copy is damaged and
     /// the fresh one replaces it.
     func stageByComparing(object: ObjectStore.Located, file: ManifestFile, reader: BundleReader, at dest: Place) throws -> Compared {
-        let ofd = Sys.openat(object.folder, object.name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        let ofd = Sys.openat(object.folder, object.name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard ofd >= 0 else { return .missing }
         defer { close(ofd) }
+        // What is compared is what this descriptor reads: a regular file, or nothing to reuse.
+        var opened = stat()
+        guard fstat(ofd, &opened) == 0, (opened.st_mode & S_IFMT) == S_IFREG else { return .missing }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
         defer { buffer.deallocate() }
         var offset: Int64 = 0
@@ -232,18 +235,30 @@ final class Staging {
             try finishFile(out, executable: file.executable)
             return .written
         }
-        try linkOrCopy(object: object, ofd: ofd, file: file, to: dest, buffer: buffer)
+        try linkOrCopy(object: object, ofd: ofd, opened: opened, file: file, to: dest, buffer: buffer)
         return .linked
     }
 
     /// Hardlinks a stored object at `dest`, or copies it when it has as many links as the file
-    /// system allows (EMLINK).
-    private func linkOrCopy(object: ObjectStore.Located, ofd: Int32, file: ManifestFile, to dest: Place, buffer: UnsafeMutableRawBufferPointer) throws {
-        if Sys.linkat(object.folder, object.name, dest.folder, dest.name) == 0 { return }
-        // EMLINK: the object has as many links as the file system allows. ENOENT: gc removed
-        // its name after it was opened (the install stages without the site lock): the open
-        // descriptor still reads it.
-        guard errno == EMLINK || errno == ENOENT else { throw Self.failure("linking \(dest.name) in the staged release") }
+    /// system allows (EMLINK). `ofd` is the object as it was checked (`opened`, its fstat): the
+    /// link is made by name, so the file linked must be that one, or it is copied from `ofd`
+    /// instead (another file renamed over the object's name meanwhile is never linked).
+    private func linkOrCopy(
+        object: ObjectStore.Located, ofd: Int32, opened: stat, file: ManifestFile, to dest: Place, buffer: UnsafeMutableRawBufferPointer
+    ) throws {
+        Sys.step("install.reuse")
+        if Sys.linkat(object.folder, object.name, dest.folder, dest.name) == 0 {
+            var linked = stat()
+            if fstatat(dest.folder, dest.name, &linked, AT_SYMLINK_NOFOLLOW) == 0, linked.st_dev == opened.st_dev, linked.st_ino == opened.st_ino {
+                return
+            }
+            guard Sys.unlinkat(dest.folder, dest.name) == 0 else { throw Self.failure("replacing \(dest.name) in the staged release") }
+        } else {
+            // EMLINK: the object has as many links as the file system allows. ENOENT: gc
+            // removed its name after it was opened (the install stages without the site lock):
+            // the open descriptor still reads it.
+            guard errno == EMLINK || errno == ENOENT else { throw Self.failure("linking \(dest.name) in the staged release") }
+        }
         let fd = try create(dest)
         defer { close(fd) }
         try Self.copy(from: ofd, to: fd, what: object.path, buffer: buffer)
@@ -253,9 +268,11 @@ final class Staging {
     /// Takes a file a delta omits from the store: hashes the stored copy against the manifest,
     /// then links it at `dest`.
     func stageFromStore(object: ObjectStore.Located, file: ManifestFile, at dest: Place) throws {
-        let ofd = Sys.openat(object.folder, object.name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        let ofd = Sys.openat(object.folder, object.name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard ofd >= 0 else { throw Self.failure("opening \(object.path)") }
         defer { close(ofd) }
+        var opened = stat()
+        guard fstat(ofd, &opened) == 0 else { throw Self.failure("reading \(object.path)") }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
         defer { buffer.deallocate() }
         let hasher = SHA256Hasher()
@@ -270,13 +287,13 @@ final class Staging {
             hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             size += UInt64(n)
         }
-        guard size == file.size, hasher.finish() == file.sha256 else {
+        guard (opened.st_mode & S_IFMT) == S_IFREG, size == file.size, hasher.finish() == file.sha256 else {
             throw AirlockError(
                 .verification, .deltaBaseDamaged,
                 "the site's stored copy of \(file.path), which this delta bundle omits, does not match the manifest; install the full bundle (it replaces the damaged copy)"
             )
         }
-        try linkOrCopy(object: object, ofd: ofd, file: file, to: dest, buffer: buffer)
+        try linkOrCopy(object: object, ofd: ofd, opened: opened, file: file, to: dest, buffer: buffer)
     }
 
     /// Hardlinks the staged file `from` at `to` (paths below `payload/`); when it has as many
@@ -327,22 +344,33 @@ final class Staging {
         let name: String
     }
 
+    /// What `linkIntoStore` did with one link.
+    enum StoreLinkResult: Sendable {
+        case linked
+        /// `linkat` failed with this errno.
+        case failed(Int32)
+        /// The staged folder could not be opened.
+        case folderFailed(AirlockError)
+    }
+
     /// Links the verified staged files into the store, half of them on a thread of its own
     /// (each side resolves the staged folders with descriptors of its own; the store's side is
-    /// the shard's descriptor). Returns, per link, 0 or the `errno` its `linkat` failed with:
-    /// the caller takes EEXIST and EMLINK to `commitObject` and reports the rest. Called under
-    /// the site lock.
-    func linkIntoStore(_ links: [StoreLink]) -> [Int32] {
+    /// the shard's descriptor), and says what happened to each: the caller takes EEXIST and
+    /// EMLINK to `commitObject` and reports the rest. Called under the site lock.
+    func linkIntoStore(_ links: [StoreLink]) -> [StoreLinkResult] {
         // The staged tree's own folder descriptors are not needed meanwhile.
         folders.closeAll()
         let payload = folders.payload
-        @Sendable func linkAll(_ part: ArraySlice<StoreLink>) -> [Int32] {
+        @Sendable func linkAll(_ part: ArraySlice<StoreLink>) -> [StoreLinkResult] {
             var resolver = Folders(payload: payload, creating: false)
             defer { resolver.closeAll() }
             return part.map { l in
                 let (folder, name) = PathRules.splitLast(l.rel)
-                guard let dir = try? resolver.descriptor(folder) else { return errno == 0 ? EIO : errno }
-                return Sys.linkat(dir, name, l.shard, l.name) == 0 ? 0 : errno
+                let dir: Int32
+                do { dir = try resolver.descriptor(folder) } catch {
+                    return .folderFailed(error as? AirlockError ?? Staging.failure("opening the staged folder \(folder)", EIO))
+                }
+                return Sys.linkat(dir, name, l.shard, l.name) == 0 ? .linked : .failed(errno)
             }
         }
         // Below a few hundred links a second thread costs more than it saves.
@@ -351,7 +379,7 @@ final class Staging {
         let second = links[half...]
         let other = BackgroundTask(name: "airlock-link") { linkAll(second) }
         let first = linkAll(links[..<half])
-        return first + ((try? other.value()) ?? Array(repeating: EIO, count: second.count))
+        return first + ((try? other.value()) ?? Array(repeating: .failed(EIO), count: second.count))
     }
 
     /// Adds the verified staged file `rel` (below `payload/`) to the store as `object`, when

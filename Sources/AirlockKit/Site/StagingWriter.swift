@@ -60,6 +60,8 @@ final class StagingWriter: @unchecked Sendable {
     private var folders: Staging.Folders
     private var fd: Int32 = -1
     private var executable = false
+    /// The file open (below `payload/`), for messages.
+    private var rel = ""
 
     /// Writes below `payload` (the staged `payload/` folder's descriptor, which the caller keeps
     /// open). `what` names the place in messages.
@@ -100,6 +102,15 @@ final class StagingWriter: @unchecked Sendable {
     /// Links `to` to the staged file `from`, which was given to this writer (or staged before).
     func link(from: String, to: String, executable: Bool) throws {
         try add(.hardlink(from: from, to: to, executable: executable))
+    }
+
+    /// Throws the writer's failure, if it failed (the installing thread asks before each file,
+    /// so that a full disk stops the stream soon, whichever writer met it).
+    func check() throws {
+        lock.lock()
+        let failed = failure
+        lock.unlock()
+        if let failed { throw failed }
     }
 
     /// Waits until everything given was written, and returns the folders the writer made.
@@ -185,10 +196,11 @@ final class StagingWriter: @unchecked Sendable {
                     let (folder, name) = PathRules.splitLast(rel)
                     let dir = try folders.descriptor(folder)
                     fd = Sys.openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-                    guard fd >= 0 else { throw Staging.failure("creating a staged file") }
+                    guard fd >= 0 else { throw Staging.failure("creating the staged \(rel) in \(what)") }
+                    self.rel = rel
                     self.executable = executable
                 case .data(let offset, let count):
-                    try FileIO.writeAll(fd, UnsafeRawBufferPointer(rebasing: batch.buffer[offset..<(offset + count)]), path: what)
+                    try FileIO.writeAll(fd, UnsafeRawBufferPointer(rebasing: batch.buffer[offset..<(offset + count)]), path: "the staged \(rel) in \(what)")
                 case .finish:
                     try Staging.finishFile(fd, executable: executable)
                     close(fd)
@@ -227,12 +239,14 @@ final class StagingWriters {
         var folderEnd = 0
         for (i, b) in rel.utf8.enumerated() where b == UInt8(ascii: "/") { folderEnd = i }
         for b in rel.utf8.prefix(folderEnd) { h = (h ^ UInt32(b)) &* 16_777_619 }
-        return Int(h % UInt32(writers.count))
+        // The high bits: the low bit of FNV-1a is only the parity of the bytes' low bits.
+        return Int((h >> 16) % UInt32(writers.count))
     }
 
     /// Starts a new file at `rel`; returns the writer that makes it.
     @discardableResult
     func create(_ rel: String, executable: Bool) throws -> Int {
+        for w in writers { try w.check() }
         open = writer(of: rel)
         try writers[open].create(rel, executable: executable)
         return open
