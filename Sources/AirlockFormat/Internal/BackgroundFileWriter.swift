@@ -127,7 +127,9 @@ package final class BackgroundFileWriter: @unchecked Sendable {
             }
             guard n > 0 else {
                 let code = errno
-                if code == ENOSPC || code == EDQUOT { return .io(.diskFull, "no space left writing \(path); free some space and run the command again", errno: code) }
+                if code == ENOSPC || code == EDQUOT {
+                    return .io(.diskFull, "no space left writing \(path); free some space and run the command again", errno: code)
+                }
                 return .io(.writeFailed, "cannot write \(path)", errno: code)
             }
             if direct { directWorked = true }
