@@ -43,6 +43,20 @@ final class SiteWorkspace: @unchecked Sendable {
         try CLI.run(args + ["--root", root], env: fault.map { ["AIRLOCK_TEST_FAULT": $0] } ?? [:])
     }
 
+    /// Starts `args` on the site with `AIRLOCK_TEST_FAULT=fault` (say, `stop:<step>`); its
+    /// standard error comes through the pipe.
+    func start(_ args: [String], fault: String) throws -> (process: Process, stderr: Pipe) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.binary)
+        p.arguments = args + ["--root", root]
+        p.environment = ProcessInfo.processInfo.environment.merging(["AIRLOCK_TEST_FAULT": fault]) { $1 }
+        let err = Pipe()
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = err
+        try p.run()
+        return (p, err)
+    }
+
     var current: String? { try? FileManager.default.destinationOfSymbolicLink(atPath: root + "/example-agent/current") }
     var staging: [String] { (try? FileManager.default.contentsOfDirectory(atPath: root + "/.staging")) ?? [] }
     var releases: [String] { ((try? FileManager.default.contentsOfDirectory(atPath: root + "/example-agent/releases")) ?? []).sorted() }

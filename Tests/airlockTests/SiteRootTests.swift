@@ -89,14 +89,7 @@ import Testing
         #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
         let sentinel = try Sentinel(s.w)
         let before = sentinel.snapshot
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CLI.binary)
-        p.arguments = ["install", s.v2, "--root", s.root]
-        p.environment = ProcessInfo.processInfo.environment.merging(["AIRLOCK_TEST_FAULT": "stop:install.locked"]) { $1 }
-        let err = Pipe()
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = err
-        try p.run()
+        let (p, err) = try s.start(["install", s.v2], fault: "stop:install.locked")
         try CLI.waitUntilStopped(p.processIdentifier)
         // Every shard name, present or not, becomes a link to the sentinel.
         try sh(
@@ -175,14 +168,7 @@ import Testing
     @Test func aStoreSwappedWhileStagingIsRefusedAtTheCommit() throws {
         let s = try SiteWorkspace()
         #expect(try s.airlock(["install", s.v1, "--activate"]).status == 0)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CLI.binary)
-        p.arguments = ["install", s.v2, "--root", s.root]
-        p.environment = ProcessInfo.processInfo.environment.merging(["AIRLOCK_TEST_FAULT": "stop:install.head-verified,stop:install.verified"]) { $1 }
-        let err = Pipe()
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = err
-        try p.run()
+        let (p, err) = try s.start(["install", s.v2], fault: "stop:install.head-verified,stop:install.verified")
         try CLI.waitUntilStopped(p.processIdentifier)
         try sh("mv site/.objects real-objects && mkdir -p site/.objects/sha256", cwd: s.w.path)
         kill(p.processIdentifier, SIGCONT)
