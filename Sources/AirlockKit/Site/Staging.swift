@@ -173,8 +173,14 @@ final class Staging {
 
     /// Creates a new staged file, 0600 until `finishFile`.
     func create(_ place: Place) throws -> Int32 {
+        try Self.create(place, what: "a staged file")
+    }
+
+    /// Creates the new file `place` (O_CREAT|O_EXCL|O_NOFOLLOW, 0600): every staged file is
+    /// made here, by whichever thread. `what` names it in a failure.
+    static func create(_ place: Place, what: String) throws -> Int32 {
         let fd = Sys.openat(place.folder, place.name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw Self.failure("creating a staged file") }
+        guard fd >= 0 else { throw failure("creating \(what)") }
         return fd
     }
 
@@ -312,8 +318,7 @@ final class Staging {
         let src = Sys.openat(source.folder, source.name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard src >= 0 else { throw failure("reading the staged \(from)") }
         defer { close(src) }
-        let fd = Sys.openat(dest.folder, dest.name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw failure("creating a staged file") }
+        let fd = try create(dest, what: "a staged file")
         defer { close(fd) }
         try copy(from: src, to: fd, what: from)
         try finishFile(fd, executable: executable)

@@ -194,9 +194,7 @@ final class StagingWriter: @unchecked Sendable {
                 switch op {
                 case .create(let rel, let executable):
                     let (folder, name) = PathRules.splitLast(rel)
-                    let dir = try folders.descriptor(folder)
-                    fd = Sys.openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-                    guard fd >= 0 else { throw Staging.failure("creating the staged \(rel) in \(what)") }
+                    fd = try Staging.create(Staging.Place(folder: try folders.descriptor(folder), name: name), what: "the staged \(rel) in \(what)")
                     self.rel = rel
                     self.executable = executable
                 case .data(let offset, let count):
@@ -236,9 +234,7 @@ final class StagingWriters {
     private func writer(of rel: String) -> Int {
         guard writers.count > 1 else { return 0 }
         var h: UInt32 = 2_166_136_261
-        var folderEnd = 0
-        for (i, b) in rel.utf8.enumerated() where b == UInt8(ascii: "/") { folderEnd = i }
-        for b in rel.utf8.prefix(folderEnd) { h = (h ^ UInt32(b)) &* 16_777_619 }
+        for b in PathRules.splitLast(rel).folder.utf8 { h = (h ^ UInt32(b)) &* 16_777_619 }
         // The high bits: the low bit of FNV-1a is only the parity of the bytes' low bits.
         return Int((h >> 16) % UInt32(writers.count))
     }
