@@ -16,45 +16,31 @@ package final class ArchiveWriter {
     private let path: String
     private var closed = false
 
-    package init(fileDescriptor fd: Int32, path: String, compression: Compression, level: Int?, threads: Int) throws {
+    package convenience init(fileDescriptor fd: Int32, path: String, compression: Compression, level: Int?, threads: Int) throws {
         // zstd above 19 asks for windows over 8 MiB, which readers refuse (docs/format.md).
         if let level, compression == .zstd && !(1...19).contains(level) || compression == .gzip && !(1...9).contains(level) {
             throw AirlockError(.usage, .archiveSetupFailed, "compression level \(level) is out of range (zstd 1-19, gzip 1-9)")
         }
-        _ = utf8LocaleReady
-        guard let a = archive_write_new(), let e = archive_entry_new() else {
-            throw AirlockError(.internal, .outOfMemory, "libarchive could not allocate a writer")
-        }
-        archive = a
-        entry = e
-        self.path = path
-        // Every stored property is set from here on: a throw runs `deinit`, which frees the
-        // writer and the entry; nothing is freed here.
-        func check(_ r: Int32, _ what: String) throws {
-            guard r == ARCHIVE_OK else {
-                let msg = archive_error_string(a).map { String(cString: $0) } ?? "unknown error"
-                throw AirlockError(.internal, .archiveSetupFailed, "cannot set up the bundle writer (\(what)): \(msg)")
-            }
-        }
+        try self.init(path: path, output: nil)
         switch compression {
         case .zstd:
-            try check(archive_write_add_filter_zstd(a), "zstd")
-            try check(archive_write_set_filter_option(a, "zstd", "compression-level", String(level ?? BundleLayout.defaultZstdLevel)), "zstd level")
+            try check(archive_write_add_filter_zstd(archive), "zstd")
+            try check(archive_write_set_filter_option(archive, "zstd", "compression-level", String(level ?? BundleLayout.defaultZstdLevel)), "zstd level")
             // Any worker count >= 1 gives the same bytes (0 would give others): never 0.
-            try check(archive_write_set_filter_option(a, "zstd", "threads", String(max(1, threads))), "zstd threads")
+            try check(archive_write_set_filter_option(archive, "zstd", "threads", String(max(1, threads))), "zstd threads")
         case .gzip:
-            try check(archive_write_add_filter_gzip(a), "gzip")
-            try check(archive_write_set_filter_option(a, "gzip", "compression-level", String(level ?? 6)), "gzip level")
-            try check(archive_write_set_filter_option(a, "gzip", "timestamp", nil), "gzip timestamp")
+            try check(archive_write_add_filter_gzip(archive), "gzip")
+            try check(archive_write_set_filter_option(archive, "gzip", "compression-level", String(level ?? 6)), "gzip level")
+            try check(archive_write_set_filter_option(archive, "gzip", "timestamp", nil), "gzip timestamp")
         case .none:
-            try check(archive_write_add_filter_none(a), "no compression")
+            try check(archive_write_add_filter_none(archive), "no compression")
         }
-        try check(archive_write_set_format_pax_restricted(a), "pax format")
+        try check(archive_write_set_format_pax_restricted(archive), "pax format")
         // Large output writes (the default 10 KiB record means one write(2) per 10 KiB), and no
         // padding after the end-of-archive marker: the stream ends with its two zero blocks.
-        try check(archive_write_set_bytes_per_block(a, 1 << 20), "block size")
-        try check(archive_write_set_bytes_in_last_block(a, 1), "last block")
-        try check(archive_write_open_fd(a, fd), "open")
+        try check(archive_write_set_bytes_per_block(archive, 1 << 20), "block size")
+        try check(archive_write_set_bytes_in_last_block(archive, 1), "last block")
+        try check(archive_write_open_fd(archive, fd), "open")
     }
 
     /// The receiver of an uncompressed stream (`init(output:path:)`), and what it threw.
@@ -63,36 +49,22 @@ package final class ArchiveWriter {
         var error: (any Error)?
         init(_ body: @escaping (UnsafeRawBufferPointer) throws -> Void) { self.body = body }
     }
-    private var output: Output?
+    private let output: Output?
 
     /// Writes the tar stream uncompressed to `output`, in the pieces libarchive makes: a file's
     /// data is handed on as the very bytes given to `addFile`'s writer (no blocks, no copy).
     /// What `output` throws, `addFile` and `close` throw.
-    package init(output body: @escaping (UnsafeRawBufferPointer) throws -> Void, path: String) throws {
-        _ = utf8LocaleReady
-        guard let a = archive_write_new(), let e = archive_entry_new() else {
-            throw AirlockError(.internal, .outOfMemory, "libarchive could not allocate a writer")
-        }
-        archive = a
-        entry = e
-        self.path = path
+    package convenience init(output body: @escaping (UnsafeRawBufferPointer) throws -> Void, path: String) throws {
         let receiver = Output(body)
-        output = receiver
-        // As above: a throw from here on runs `deinit`, which frees what was allocated.
-        func check(_ r: Int32, _ what: String) throws {
-            guard r == ARCHIVE_OK else {
-                let msg = archive_error_string(a).map { String(cString: $0) } ?? "unknown error"
-                throw AirlockError(.internal, .archiveSetupFailed, "cannot set up the bundle writer (\(what)): \(msg)")
-            }
-        }
-        try check(archive_write_add_filter_none(a), "no compression")
-        try check(archive_write_set_format_pax_restricted(a), "pax format")
-        try check(archive_write_set_bytes_per_block(a, 0), "block size")
-        try check(archive_write_set_bytes_in_last_block(a, 1), "last block")
+        try self.init(path: path, output: receiver)
+        try check(archive_write_add_filter_none(archive), "no compression")
+        try check(archive_write_set_format_pax_restricted(archive), "pax format")
+        try check(archive_write_set_bytes_per_block(archive, 0), "block size")
+        try check(archive_write_set_bytes_in_last_block(archive, 1), "last block")
         let ctx = Unmanaged.passUnretained(receiver).toOpaque()
         try check(
             archive_write_open2(
-                a, ctx, nil,
+                archive, ctx, nil,
                 { _, ctx, buffer, length in
                     let receiver = Unmanaged<Output>.fromOpaque(ctx!).takeUnretainedValue()
                     do {
@@ -103,6 +75,30 @@ package final class ArchiveWriter {
                         return -1
                     }
                 }, nil, nil), "open")
+    }
+
+    /// The writer and its entry, allocated together: one that can not be allocated frees the
+    /// other. Every stored property is set here, so that a throw from the set-up that follows
+    /// runs `deinit`, which frees both.
+    private init(path: String, output: Output?) throws {
+        _ = utf8LocaleReady
+        guard let a = archive_write_new() else { throw AirlockError(.internal, .outOfMemory, "libarchive could not allocate a writer") }
+        guard let e = archive_entry_new() else {
+            archive_write_free(a)
+            throw AirlockError(.internal, .outOfMemory, "libarchive could not allocate a writer")
+        }
+        archive = a
+        entry = e
+        self.path = path
+        self.output = output
+    }
+
+    /// Throws `archive-setup-failed` with libarchive's message unless `r` is ARCHIVE_OK.
+    private func check(_ r: Int32, _ what: String) throws {
+        guard r == ARCHIVE_OK else {
+            let msg = archive_error_string(archive).map { String(cString: $0) } ?? "unknown error"
+            throw AirlockError(.internal, .archiveSetupFailed, "cannot set up the bundle writer (\(what)): \(msg)")
+        }
     }
 
     deinit {
