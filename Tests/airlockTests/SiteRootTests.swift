@@ -162,6 +162,57 @@ import Testing
         #expect(foreign.trimmingCharacters(in: .whitespacesAndNewlines) == "0")
     }
 
+    /// Two installs at once: v2 stages while the store is still empty, and v1 installs whole
+    /// before v2 takes the lock. At its commit v2 finds the content they share in the store, and
+    /// its release takes the store's files instead of replacing them: every file of both
+    /// releases is one of the store's objects (as many inodes as objects), and nothing v1
+    /// installed was replaced.
+    @Test func twoInstallsAtOnceShareTheirContent() throws {
+        let s = try SiteWorkspace()
+        var before = ""
+        let r = try runStopping(s, ["install", s.v2], at: "install.verified") {
+            #expect(try s.airlock(["install", s.v1]).status == 0)
+            before = try CLI.sh("find site/.objects/sha256 -type f -printf '%i %P\\n' | sort", cwd: s.w.path).stdout
+        }
+        #expect(r.status == 0, "\(r.stderr)")
+        for v in ["1.0.0", "1.1.0"] { #expect(try s.airlock(["audit", "example-agent", v]).status == 0) }
+        let inodes = try CLI.sh("find site/example-agent/releases -type f -path '*/payload/*' -printf '%i\\n' | sort -u | wc -l", cwd: s.w.path).stdout
+        let objects = try CLI.sh("find site/.objects/sha256 -type f | wc -l", cwd: s.w.path).stdout
+        #expect(Int(inodes.trimmingCharacters(in: .whitespacesAndNewlines))! > 1)
+        #expect(inodes == objects, "\(inodes) inodes in the releases, \(objects) objects")
+        let after = try CLI.sh("find site/.objects/sha256 -type f -printf '%i %P\\n' | sort", cwd: s.w.path).stdout
+        for line in before.split(separator: "\n") { #expect(after.contains(line), "\(line) was replaced") }
+    }
+
+    /// The same race, and another file renamed over each stored object after the install
+    /// compared it with its staged copy, before it links it (`install.adopt`): the release
+    /// never takes the file now under the object's name; the store gets the verified copy.
+    @Test func anObjectSwappedBeforeItIsSharedIsNotTaken() throws {
+        let s = try SiteWorkspace()
+        let (p, err) = try s.start(["install", s.v2], fault: "stop:install.verified,stop:install.adopt")
+        try CLI.waitUntilStopped(p.processIdentifier)
+        #expect(try s.airlock(["install", s.v1]).status == 0)
+        kill(p.processIdentifier, SIGCONT)
+        usleep(100_000)
+        try CLI.waitUntilStopped(p.processIdentifier)
+        try sh(
+            """
+            for f in site/.objects/sha256/*/*; do
+              printf 'foreign' > swap && chmod --reference="$f" swap && mv -f swap "$f"
+            done
+            """, cwd: s.w.path)
+        while p.isRunning {
+            kill(p.processIdentifier, SIGCONT)
+            usleep(2_000)
+        }
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "\(stderr)")
+        #expect(try s.airlock(["audit", "example-agent", "1.1.0"]).status == 0)
+        let foreign = try CLI.sh("grep -rl '^foreign$' '\(s.root)/example-agent/releases' | wc -l").stdout
+        #expect(foreign.trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+    }
+
     /// The store's folder swapped for another real folder while the release is staged, and
     /// swapped back before the lock (and its safety check): the commit sees it is not the folder
     /// staging looked into, and refuses.

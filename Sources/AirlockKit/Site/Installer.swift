@@ -152,6 +152,8 @@ public enum Installer {
         // Per file given to `writer`: which of its threads made it (-1: staged by this thread).
         var madeBy = [Int8](repeating: -1, count: m.files.count)
         var newObjects: [Int] = []
+        // Of those, the ones whose stored copy differed from the stream: the store's is replaced.
+        var replacing: Set<Int> = []
         // New files below the size that goes to a writer of its own are created and written
         // by `writer`'s threads, each folder's in order, while this one decompresses and
         // hashes the next.
@@ -187,6 +189,7 @@ public enum Installer {
                     // one, which replaces it in the store.
                     fresh[index] = true
                     newObjects.append(index)
+                    replacing.insert(index)
                     result.bytesWritten += file.size
                 }
             } else {
@@ -298,6 +301,11 @@ public enum Installer {
                 case .folderFailed(let error): throw error
                 case .failed(let err) where err == EEXIST || err == EMLINK:
                     let stored = ObjectStore.Located(folder: try store.shardCreating(object), name: object.name, path: store.path(of: object))
+                    // Content that was not in the store when this install looked, and is now: another
+                    // install committed it meanwhile, and the release shares its file when it is intact.
+                    if err == EEXIST, !repairing, !replacing.contains(index), try staging.adoptStored(m.files[index].path, object: stored) {
+                        continue
+                    }
                     if try staging.commitObject(m.files[index].path, to: stored) { created.append(object) }
                 case .failed(let err):
                     throw Staging.failure("adding \(store.path(of: object)) to the site's object store", err)

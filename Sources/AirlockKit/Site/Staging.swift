@@ -430,6 +430,83 @@ final class Staging {
         return !existed
     }
 
+    /// When the store holds content that this install found absent as it staged (another
+    /// install committed it meanwhile): the staged release takes the store's file in place of
+    /// its own copy, so that the two releases share one inode, and true is returned. Only a
+    /// regular file of the staged file's mode and bytes is taken (compared byte for byte with the
+    /// verified staged file), and only the very file compared (the link is checked to be it);
+    /// otherwise false, and the object is replaced as a damaged one is (`commitObject`). Called
+    /// under the site lock, before the staged tree is flushed.
+    func adoptStored(_ rel: String, object: ObjectStore.Located) throws -> Bool {
+        let staged = try place(rel)
+        // O_NONBLOCK: a FIFO put at the object's name does not block the open.
+        let ofd = Sys.openat(object.folder, object.name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard ofd >= 0 else { return false }
+        defer { close(ofd) }
+        let sfd = Sys.openat(staged.folder, staged.name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard sfd >= 0 else { throw Self.failure("reading the staged \(rel)") }
+        defer { close(sfd) }
+        var stored = stat()
+        var mine = stat()
+        guard fstat(ofd, &stored) == 0, fstat(sfd, &mine) == 0 else { throw Self.failure("reading \(object.path)") }
+        guard (stored.st_mode & S_IFMT) == S_IFREG, stored.st_mode & 0o7777 == mine.st_mode & 0o7777, stored.st_size == mine.st_size,
+            try Self.sameBytes(ofd, sfd, what: object.path)
+        else { return false }
+        Sys.step("install.adopt")
+        let tmp = SiteLayout.temporaryMarker + Self.randomName()
+        guard Sys.linkat(object.folder, object.name, staged.folder, tmp) == 0 else {
+            // EMLINK: as many links as the file system allows; ENOENT: gone meanwhile.
+            guard errno == EMLINK || errno == ENOENT else { throw Self.failure("linking \(object.path) into the staged release") }
+            return false
+        }
+        var linked = stat()
+        guard fstatat(staged.folder, tmp, &linked, AT_SYMLINK_NOFOLLOW) == 0, linked.st_dev == stored.st_dev, linked.st_ino == stored.st_ino
+        else {
+            // Another file was renamed over the object's name after it was compared.
+            _ = Sys.unlinkat(staged.folder, tmp)
+            return false
+        }
+        guard Sys.renameat(staged.folder, tmp, staged.folder, staged.name) == 0 else {
+            let err = errno
+            _ = Sys.unlinkat(staged.folder, tmp)
+            throw Self.failure("replacing the staged \(rel)", err)
+        }
+        return true
+    }
+
+    /// Whether two open files hold the same bytes (their sizes already compared equal).
+    private static func sameBytes(_ a: Int32, _ b: Int32, what: String) throws -> Bool {
+        let chunk = 1 << 20
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2 * chunk, alignment: 64)
+        defer { buffer.deallocate() }
+        let left = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<chunk])
+        let right = UnsafeMutableRawBufferPointer(rebasing: buffer[chunk...])
+        var offset: off_t = 0
+        while true {
+            let n = try fill(a, left, at: offset, what: what)
+            let m = try fill(b, right, at: offset, what: what)
+            guard n == m else { return false }
+            if n == 0 { return true }
+            guard memcmp(left.baseAddress!, right.baseAddress!, n) == 0 else { return false }
+            offset += off_t(n)
+        }
+    }
+
+    /// Reads from `offset` until `buffer` is full or the file ends; the bytes read.
+    private static func fill(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: off_t, what: String) throws -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, offset + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw failure("reading \(what)")
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
     /// Flushes the staging folder and the whole file system that holds it (ADR 0005).
     func syncFileSystem() throws {
         guard Sys.fsync(dirFD) == 0, Sys.syncfs(dirFD) == 0 else {
