@@ -450,7 +450,7 @@ final class Staging {
         var mine = stat()
         guard fstat(ofd, &stored) == 0, fstat(sfd, &mine) == 0 else { throw Self.failure("reading \(object.path)") }
         guard (stored.st_mode & S_IFMT) == S_IFREG, stored.st_mode & 0o7777 == mine.st_mode & 0o7777, stored.st_size == mine.st_size,
-            try Self.sameBytes(ofd, sfd, what: object.path)
+            try Self.sameBytes(stored: ofd, staged: sfd, rel: rel)
         else { return false }
         Sys.step("install.adopt")
         let tmp = SiteLayout.temporaryMarker + Self.randomName()
@@ -474,8 +474,10 @@ final class Staging {
         return true
     }
 
-    /// Whether two open files hold the same bytes (their sizes already compared equal).
-    private static func sameBytes(_ a: Int32, _ b: Int32, what: String) throws -> Bool {
+    /// Whether the stored object `stored` holds the same bytes as the staged file `staged`
+    /// (their sizes already compared equal). A stored copy that can not be read counts as
+    /// different (it is replaced); a staged file that can not be read is an error.
+    private static func sameBytes(stored: Int32, staged: Int32, rel: String) throws -> Bool {
         let chunk = 1 << 20
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 2 * chunk, alignment: 64)
         defer { buffer.deallocate() }
@@ -483,8 +485,8 @@ final class Staging {
         let right = UnsafeMutableRawBufferPointer(rebasing: buffer[chunk...])
         var offset: off_t = 0
         while true {
-            let n = try fill(a, left, at: offset, what: what)
-            let m = try fill(b, right, at: offset, what: what)
+            guard let n = fill(stored, left, at: offset) else { return false }
+            guard let m = fill(staged, right, at: offset) else { throw failure("reading the staged \(rel)") }
             guard n == m else { return false }
             if n == 0 { return true }
             guard memcmp(left.baseAddress!, right.baseAddress!, n) == 0 else { return false }
@@ -492,14 +494,15 @@ final class Staging {
         }
     }
 
-    /// Reads from `offset` until `buffer` is full or the file ends; the bytes read.
-    private static func fill(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: off_t, what: String) throws -> Int {
+    /// Reads from `offset` until `buffer` is full or the file ends: the bytes read, or nil on
+    /// an error (errno set).
+    private static func fill(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: off_t) -> Int? {
         var done = 0
         while done < buffer.count {
             let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, offset + off_t(done))
             if n < 0 {
                 if errno == EINTR { continue }
-                throw failure("reading \(what)")
+                return nil
             }
             if n == 0 { break }
             done += n
