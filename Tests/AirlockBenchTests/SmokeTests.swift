@@ -58,8 +58,10 @@ enum Built {
 
 @Suite struct SmokeTests {
     /// The real runner against the real airlock binary at a tiny scale: every row and table is
-    /// there (the timings are not judged), and the exit status agrees with the verdicts.
-    @Test(.timeLimit(.minutes(1))) func aTinyRunProducesEveryRowAndTable() throws {
+    /// there (the timings are not judged), and the exit status agrees with the verdicts. The
+    /// time limit catches a run that is no longer tiny; it runs beside the rest of the suite on
+    /// two cores, where it took over 60 s once (as the peers' smoke test, 3 minutes).
+    @Test(.timeLimit(.minutes(3))) func aTinyRunProducesEveryRowAndTable() throws {
         let s = try Scratch()
         let work = s.path + "/work"
         let settings = [
@@ -109,7 +111,7 @@ enum Built {
         #expect((try? String(contentsOfFile: work + "/results/report.md", encoding: .utf8)) == md)
         #expect(!FileManager.default.fileExists(atPath: work + "/sites"))
         #expect(!FileManager.default.fileExists(atPath: work + "/extract"))
-        #expect(seconds < 60)
+        #expect(seconds < 180)
     }
 
     @Test func aFailingCommandHasItsOwnExitStatusAndNoReport() throws {
